@@ -1,0 +1,10 @@
+"""The only place conch talks to the kernel through ctypes.
+
+Contract: thin, synchronous wrappers over syscalls that Python's ``os`` module lacks
+(mount, umount2, pivot_root, unshare, setns, capset/capget, prctl, seccomp). Each
+raises :class:`conch.errors.SystemCallError` carrying the syscall, errno and path.
+Nothing here knows about containers, bundles or images.
+
+Modules: ``libc`` (the loaded libc and the errno-checking call helper), ``mount``,
+``namespaces``, ``capabilities``, ``prctl``, ``seccomp``.
+"""

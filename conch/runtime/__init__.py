@@ -1,0 +1,28 @@
+"""conch-runtime: a runc-compatible OCI runtime (runtime-spec 1.2, Linux).
+
+Contract: it takes a bundle (``config.json`` + rootfs) and nothing else; it knows nothing
+of images, registries, networks or the Docker API. Its command line is runc's, so podman
+(``--runtime``), containerd, dockerd and conch's own shim can drive it.
+
+Process model of ``create`` (the same shape as runc's nsexec, in Python):
+
+    runtime (P)  ── fork ──►  intermediate (C)  ── fork ──►  init (G, pid 1 of the container)
+      cgroup, uid/gid maps,     setns/unshare into the        rootfs, pivot_root, devices,
+      hooks, state file         new namespaces, reports G     hostname, user, caps, seccomp,
+                                to P and exits                waits on exec.fifo, then execs
+
+P and its children talk over two pipes with one JSON object per line (``sync.py``); a
+failed step in C or G is sent back as ``{"type": "error", "step", "message", "errno"}`` and
+the child exits, so the container process never execs half-configured.
+
+On-disk layout under ``--root`` (default ``/run/conch-runtime``)::
+
+    <root>/<id>/state.json   the durable record (written atomically: temp + fsync + rename)
+    <root>/<id>/exec.fifo    exists between create and start; ``start`` opens it to release G
+
+Modules: ``main`` (command line), ``commands`` (one function per verb), ``state``,
+``config`` (config.json loading/validation), ``create`` (the parent side), ``init`` (the
+child steps), ``rootfs`` (mounts, devices, pivot_root), ``process`` (user, caps, rlimits,
+seccomp, exec), ``console`` (ptys and SCM_RIGHTS), ``hooks``, ``sync``, ``seccomp``
+(BPF compiler), ``presets`` (Docker's default isolation).
+"""

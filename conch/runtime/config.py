@@ -1,0 +1,81 @@
+"""Loading and validating a bundle's config.json (runtime-spec 1.2).
+
+Validation here is about failing early with a message naming the field: a config that
+passes is one the init steps know how to apply. Fields the runtime does not implement are
+rejected when set (never silently ignored).
+"""
+
+import json
+import os
+
+from conch.errors import InvalidArgument
+
+# Known top-level Linux fields. Anything else under "linux" that is set is an error.
+_LINUX_SUPPORTED = {
+    "namespaces", "uidMappings", "gidMappings", "devices", "cgroupsPath", "resources",
+    "sysctl", "seccomp", "maskedPaths", "readonlyPaths", "rootfsPropagation",
+    "mountLabel", "personality",
+}
+_LINUX_UNSUPPORTED = {"intelRdt", "timeOffsets", "memoryPolicy", "netDevices"}
+
+
+def load(bundle: str) -> dict:
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path, "rb") as f:
+            spec = json.loads(f.read())
+    except FileNotFoundError:
+        raise InvalidArgument(f"no config.json in bundle {bundle!r}: run 'conch-runtime spec' to make one") from None
+    except ValueError as exc:
+        raise InvalidArgument(f"{path}: invalid JSON: {exc}") from exc
+    validate(spec, bundle)
+    return spec
+
+
+def validate(spec: dict, bundle: str) -> None:
+    if not isinstance(spec, dict):
+        raise InvalidArgument("config.json: the top level must be an object")
+    ver = spec.get("ociVersion", "")
+    if not isinstance(ver, str) or not ver.startswith("1."):
+        raise InvalidArgument(f"config.json: unsupported ociVersion {ver!r} (want 1.x)")
+    root = spec.get("root")
+    if not isinstance(root, dict) or not root.get("path"):
+        raise InvalidArgument("config.json: root.path is required")
+    rootfs = rootfs_path(spec, bundle)
+    if not os.path.isdir(rootfs):
+        raise InvalidArgument(f"config.json: root.path {rootfs!r} is not a directory")
+    proc = spec.get("process")
+    if proc is not None:
+        if not proc.get("args"):
+            raise InvalidArgument("config.json: process.args must name a program to run")
+        cwd = proc.get("cwd", "/")
+        if not cwd.startswith("/"):
+            raise InvalidArgument(f"config.json: process.cwd {cwd!r} must be an absolute path")
+    linux = spec.get("linux") or {}
+    for key, value in linux.items():
+        if key in _LINUX_UNSUPPORTED and value:
+            raise InvalidArgument(f"config.json: linux.{key} is not supported by conch-runtime")
+    for ns in linux.get("namespaces") or ():
+        if ns.get("type") not in ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time"):
+            raise InvalidArgument(f"config.json: unknown namespace type {ns.get('type')!r}")
+        if ns.get("type") == "time":
+            raise InvalidArgument("config.json: time namespaces are not supported by conch-runtime")
+    types = [ns.get("type") for ns in linux.get("namespaces") or ()]
+    if len(types) != len(set(types)):
+        raise InvalidArgument("config.json: a namespace type is listed twice")
+    if "user" in types and not any(ns.get("path") for ns in linux["namespaces"] if ns["type"] == "user"):
+        if not linux.get("uidMappings") or not linux.get("gidMappings"):
+            raise InvalidArgument("config.json: a new user namespace needs uidMappings and gidMappings")
+    for m in spec.get("mounts") or ():
+        if not str(m.get("destination", "")).startswith("/"):
+            raise InvalidArgument(f"config.json: mount destination {m.get('destination')!r} must be absolute")
+
+
+def rootfs_path(spec: dict, bundle: str) -> str:
+    path = spec["root"]["path"]
+    return os.path.normpath(path if os.path.isabs(path) else os.path.join(bundle, path))
+
+
+def namespaces(spec: dict) -> dict[str, str]:
+    """type -> path ('' for a new namespace)."""
+    return {ns["type"]: ns.get("path", "") for ns in (spec.get("linux") or {}).get("namespaces") or ()}

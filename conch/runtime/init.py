@@ -1,0 +1,273 @@
+"""The child side of ``create``: the intermediate process (C) and the container init (G).
+
+Both run in freshly forked copies of the single-threaded runtime process, so unshare,
+setns and pivot_root are safe here. Neither ever returns into the caller's code: every
+path ends in ``os._exit`` or ``execve``. Each step runs under a name; a failure is sent
+back to the parent as an error message naming the step, and the process exits before it
+could exec half-configured.
+"""
+
+import os
+import signal
+
+from conch.kernel import namespaces as kns
+from conch.kernel import prctl
+from conch.runtime import process as rproc
+from conch.runtime import rootfs as rrootfs
+
+# setns order: the user namespace first (it owns the others), the mount namespace last
+# (once we are in it, /proc paths of the host may no longer resolve).
+_JOIN_ORDER = ("user", "cgroup", "ipc", "uts", "network", "pid", "time", "mount")
+
+
+class Plan:
+    """Everything the children need, computed by the parent before forking."""
+
+    __slots__ = ("spec", "rootfs", "namespaces", "channel", "fifo", "console_fd",
+                 "cgroup_mounts", "rlimits", "caps", "seccomp", "seccomp_flags",
+                 "preserve_fds", "has_runtime_hooks", "no_pivot", "state_json")
+
+    def __init__(self, **kw):
+        for k in self.__slots__:
+            setattr(self, k, kw.get(k))
+
+
+def run_intermediate(plan: Plan) -> None:
+    """C: enter the namespaces, fork the init, report its pid, exit."""
+    ch = plan.channel
+    step = "start"
+    try:
+        prctl.set_pdeathsig(signal.SIGKILL)
+        ch.expect("go")
+        step = "join namespaces"
+        join_namespaces(plan.namespaces)
+        if plan.namespaces.get("user") == "":
+            step = "unshare user namespace"
+            kns.unshare(kns.CLONE_NEWUSER)
+            ch.send(type="userns")
+            ch.expect("mapped")
+        if "user" in plan.namespaces:
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        step = "unshare namespaces"
+        flags = 0
+        for kind, path in plan.namespaces.items():
+            if path == "" and kind != "user":
+                flags |= kns.NAMESPACES[kind][0]
+        if flags:
+            kns.unshare(flags)
+        step = "fork init"
+        pid = os.fork()
+        if pid == 0:
+            run_init(plan)  # never returns
+        ch.send(type="pid", pid=pid)
+        os._exit(0)
+    except BaseException as exc:  # noqa: BLE001 - every failure goes to the parent
+        ch.send_error(step, exc)
+        os._exit(1)
+
+
+def join_namespaces(namespaces: dict) -> None:
+    fds = []
+    for kind in _JOIN_ORDER:
+        path = namespaces.get(kind)
+        if path:
+            try:
+                fds.append((kind, path, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
+            except OSError as exc:
+                from conch.errors import SystemCallError
+
+                raise SystemCallError("open", exc.errno or 0, path, f"{kind} namespace") from exc
+    for kind, path, fd in fds:
+        try:
+            kns.setns(fd, kns.NAMESPACES[kind][0], path)
+        finally:
+            os.close(fd)
+
+
+def run_init(plan: Plan) -> None:
+    """G: pid 1 of the container. Builds the rootfs and process, waits for start, execs."""
+    ch = plan.channel
+    spec = plan.spec
+    proc = spec.get("process") or {}
+    linux = spec.get("linux") or {}
+    ns = plan.namespaces
+    in_userns = "user" in ns
+    step = "init"
+    try:
+        _preload(spec)
+        step = "setsid"
+        os.setsid()
+        fifo_fd = os.open(plan.fifo, os.O_PATH | os.O_CLOEXEC)
+        if "mount" in ns:
+            step = "prepare rootfs"
+            rrootfs.prepare_root(plan.rootfs, linux.get("rootfsPropagation", ""))
+            step = "mounts"
+            for m in spec.get("mounts") or ():
+                step = f"mount {m.get('destination')}"
+                rrootfs.mount_one(m, plan.rootfs, plan.cgroup_mounts, in_userns)
+            if rrootfs.dev_is_mounted(spec):
+                step = "create devices"
+                rrootfs.create_devices(spec, plan.rootfs, in_userns)
+        step = "hostname"
+        _set_names(spec, ns)
+        if plan.has_runtime_hooks:
+            step = "prestart/createRuntime hooks"
+            ch.send(type="hooks")
+            ch.expect("hooks-done")
+        hooks = (spec.get("hooks") or {}).get("createContainer")
+        if hooks:
+            step = "createContainer hooks"
+            from conch.runtime import hooks as rhooks
+
+            rhooks.run("createContainer", hooks, plan.state_json)
+        step = "pivot_root"
+        if "mount" in ns and not plan.no_pivot:
+            rrootfs.pivot_root(plan.rootfs)
+        else:
+            rrootfs.chroot(plan.rootfs)
+        if proc.get("terminal"):
+            step = "console"
+            _setup_console(plan, proc)
+        step = "sysctl"
+        rrootfs.apply_sysctls(linux.get("sysctl"))
+        if "mount" in ns:
+            step = "maskedPaths"
+            rrootfs.mask_paths(linux.get("maskedPaths"))
+            step = "readonlyPaths"
+            rrootfs.readonly_paths(linux.get("readonlyPaths"))
+            if (spec.get("root") or {}).get("readonly"):
+                step = "readonly rootfs"
+                rrootfs.readonly_root()
+            rrootfs.set_root_propagation(linux.get("rootfsPropagation", ""))
+        step = "process"
+        exe, args, env = prepare_exec(proc)
+        finalize(proc, plan, step_cb=None)
+        rproc.mark_fds_cloexec(3 + (plan.preserve_fds or 0))
+        ch.send(type="ready")
+        ch.close()
+    except BaseException as exc:  # noqa: BLE001
+        ch.send_error(step, exc)
+        os._exit(1)
+    # -- after this point create has returned: wait for start, then become the process
+    try:
+        fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+        os.write(fd, b"0")
+        os.close(fd)
+        os.close(fifo_fd)
+        hooks = (spec.get("hooks") or {}).get("startContainer")
+        if hooks:
+            from conch.runtime import hooks as rhooks
+
+            rhooks.run("startContainer", hooks, dict(plan.state_json, status="running"))
+        if proc.get("noNewPrivileges"):
+            rproc.load_seccomp(plan.seccomp, plan.seccomp_flags)
+        rproc.execute(exe, args, env)
+    except BaseException as exc:  # noqa: BLE001
+        _die_after_start(proc, exc)
+
+
+def _preload(spec: dict) -> None:
+    """Import now everything used after pivot_root: the host's Python library is not
+    reachable from inside the container's root."""
+    import fcntl  # noqa: F401 - process.mark_fds_cloexec, console
+    import resource  # noqa: F401 - process.set_rlimits
+
+    from conch.kernel import capabilities, libc
+
+    libc.libc()
+    capabilities.last_cap()
+    if (spec.get("linux") or {}).get("seccomp"):
+        from conch.kernel import seccomp  # noqa: F401
+    if (spec.get("process") or {}).get("terminal"):
+        import socket  # noqa: F401
+
+        from conch.runtime import console  # noqa: F401
+    if (spec.get("hooks") or {}).get("startContainer"):
+        from conch.runtime import hooks  # noqa: F401
+
+
+def prepare_exec(proc: dict):
+    env = rproc.env_dict(proc.get("env"))
+    if "HOME" not in env:  # runc and docker set HOME from the user's passwd entry
+        env["HOME"] = rproc.home_of(int((proc.get("user") or {}).get("uid", 0)))
+    args = list(proc.get("args") or ())
+    exe = rproc.resolve_executable(args[0], env)
+    return exe, args, env
+
+
+def finalize(proc: dict, plan: Plan, step_cb=None) -> None:
+    """cwd, rlimits, oom score, no_new_privs, seccomp (early case), user and caps."""
+    cwd = proc.get("cwd") or "/"
+    cwd_done = _try_chdir(cwd)
+    rproc.set_rlimits(plan.rlimits or ())
+    if "oomScoreAdj" in proc:
+        rproc.set_oom_score_adj(proc["oomScoreAdj"])
+    if proc.get("noNewPrivileges"):
+        prctl.set_no_new_privs()
+    else:
+        rproc.load_seccomp(plan.seccomp, plan.seccomp_flags)
+    user = proc.get("user") or {}
+    rproc.switch_user(user, plan.caps, setgroups_allowed=_setgroups_allowed())
+    if not cwd_done:
+        os.chdir(cwd)  # a cwd only the container user may enter: retry as that user
+
+
+def _try_chdir(cwd: str) -> bool:
+    try:
+        os.chdir(cwd)
+        return True
+    except PermissionError:
+        return False
+    except FileNotFoundError:
+        # runc creates a missing cwd (Docker relies on it for WORKDIR of fresh volumes)
+        os.makedirs(cwd, 0o755, exist_ok=True)
+        os.chdir(cwd)
+        return True
+
+
+def _setgroups_allowed() -> bool:
+    try:
+        with open("/proc/self/setgroups") as f:
+            return f.read().strip() != "deny"
+    except OSError:
+        return True
+
+
+def _set_names(spec: dict, ns: dict) -> None:
+    hostname = spec.get("hostname")
+    domainname = spec.get("domainname")
+    if (hostname or domainname) and ns.get("uts") != "":
+        from conch.errors import InvalidArgument
+
+        raise InvalidArgument("hostname/domainname need a new uts namespace in linux.namespaces")
+    if hostname:
+        import socket
+
+        socket.sethostname(hostname)
+    if domainname:
+        from conch.kernel.libc import check, libc
+
+        name = domainname.encode()
+        check(libc().setdomainname(name, len(name)), "setdomainname")
+
+
+def _setup_console(plan: Plan, proc: dict) -> None:
+    from conch.runtime import console
+
+    master, slave_path = console.open_pty()
+    console.bind_console(slave_path)
+    console.send_fd(plan.console_fd, master)
+    os.close(master)
+    os.close(plan.console_fd)
+    console.make_controlling(slave_path, proc.get("consoleSize"))
+
+
+def _die_after_start(proc: dict, exc: BaseException) -> None:
+    """Failure after ``start`` released us: there is no caller left to tell but stderr."""
+    code = 127 if isinstance(exc, FileNotFoundError) else 126 if isinstance(exc, PermissionError) else 1
+    try:
+        os.write(2, f"conch-runtime: exec {proc.get('args', ['?'])[0]}: {exc}\n".encode())
+    except OSError:
+        pass
+    os._exit(code)

@@ -12,7 +12,7 @@ On any failure the children are killed and the cgroup and state directory are re
 """
 
 import os
-import signal
+import _signal as signal  # the C module: "signal" imports enum (~3 ms)
 import time
 
 from conch.errors import InvalidArgument
@@ -100,9 +100,6 @@ def rconsole_connect(path: str) -> int:
 
 def _drive(ch: Channel, pid: int, spec, ns, cgroup, state: State, plan, child_pids) -> None:
     linux = spec.get("linux") or {}
-    cgroup.add(pid)
-    cgroup.apply(_with_default_devices(linux.get("resources") or {}))
-    ch.send(type="go")
     if ns.get("user") == "":
         ch.expect("userns")
         _write_id_maps(pid, linux)
@@ -110,6 +107,16 @@ def _drive(ch: Channel, pid: int, spec, ns, cgroup, state: State, plan, child_pi
     init_pid = ch.expect("pid")["pid"]
     child_pids.append(init_pid)
     _reap([pid])
+    # G builds its rootfs while we move it into its cgroup (see init.run_intermediate)
+    cgroup.add(init_pid)
+    from conch.runtime import prearm
+
+    prearm.stop()
+    cgroup.apply(_with_default_devices(linux.get("resources") or {}))
+    try:
+        ch.send(type="cgroup")
+    except BrokenPipeError:
+        ch.expect("cgroup-ack")  # G failed meanwhile: raises its error message
     state.pid = init_pid
     state.pid_start = process_start(init_pid) or 0
     state.save()
@@ -192,7 +199,7 @@ def _reap(pids) -> None:
 
 
 def _cleanup_failed(state: State, cgroup) -> None:
-    import shutil
+    from conch.runtime.commands import remove_state_dir
 
     try:
         cgroup.kill_all(signal.SIGKILL)
@@ -207,4 +214,4 @@ def _cleanup_failed(state: State, cgroup) -> None:
             if time.monotonic() > deadline:
                 break
             time.sleep(0.01)
-    shutil.rmtree(state.dir, ignore_errors=True)
+    remove_state_dir(state.dir)

@@ -218,6 +218,10 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(f"conch-runtime: {exc}\n")
         sys.stderr.write(USAGE)
         return 2 if str(exc) else 0
+    if o.command in ("create", "run"):
+        from conch.runtime import prearm
+
+        prearm.start()
     if o.command == "version":
         print("conch-runtime version 0.1.0\nspec: 1.2.0")
         return 0

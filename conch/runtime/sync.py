@@ -3,17 +3,18 @@
 Pipes rather than a socketpair keep the ``socket`` module (and its enum imports) off the
 hot path. Messages:
 
-    C -> P  {"type": "pid", "pid": N}           host pid of the container init (G)
-    P -> C  {"type": "go"}                      cgroup joined (and uid/gid maps written)
     C -> P  {"type": "userns"}                  C unshared a user namespace: write its maps
     P -> C  {"type": "mapped"}
+    C -> P  {"type": "pid", "pid": N}           host pid of the container init (G)
+    P -> G  {"type": "cgroup"}                  G is in its cgroup (resources applied)
+    P -> C  {"type": "go"}                      (exec) C is in the cgroup: join and fork
     G -> P  {"type": "hooks"}                   G paused before pivot_root for prestart /
     P -> G  {"type": "hooks-done"}              createRuntime hooks run by P
     G -> P  {"type": "ready"}                   every step done; G now waits on exec.fifo
     any     {"type": "error", "step": S, "message": M, "errno": E}
 """
 
-import json
+from conch.runtime import fastjson as json  # see fastjson: no re on the hot path
 import os
 
 from conch.errors import ConchError, SystemCallError

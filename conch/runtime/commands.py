@@ -129,8 +129,8 @@ def cmd_run(o) -> int:
     finally:
         for sig, old in forward.items():
             signal.signal(sig, old)
-    if not o.keep:
-        delete(state, force=True)
+        if not o.keep:
+            delete(state, force=True)
     return code
 
 

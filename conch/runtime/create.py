@@ -54,6 +54,10 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str = "", console_sock
     try:
         state.save()
         os.mkfifo(state.fifo, 0o622)
+        # owned by the container's root, as runc does: inside a user namespace the init
+        # reopens it through /proc/self/fd as that (unprivileged on the host) user
+        os.chown(state.fifo, _host_id(linux.get("uidMappings")), _host_id(linux.get("gidMappings")))
+        os.chmod(state.fifo, 0o622)
         if console_socket:
             console_fd = rconsole_connect(console_socket)
         parent_ch, child_ch = Channel.pair()
@@ -66,6 +70,7 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str = "", console_sock
             has_runtime_hooks=bool(hooks.get("prestart") or hooks.get("createRuntime")),
             state_json=state.oci("creating"))
         cgroup.create()
+        rinit.preload(spec, proc)
         pid = os.fork()
         if pid == 0:
             parent_ch.close()
@@ -160,6 +165,14 @@ def _with_default_devices(resources: dict) -> dict:
     out["devices"] = list(resources["devices"]) + [
         dict(r) for r in _DEFAULT_DEVICE_RULES]
     return out
+
+
+def _host_id(mappings) -> int:
+    """The host id that container id 0 maps to (0 without a mapping)."""
+    for m in mappings or ():
+        if m["containerID"] <= 0 < m["containerID"] + m["size"]:
+            return m["hostID"] - m["containerID"]
+    return 0
 
 
 def _write_id_maps(pid: int, linux: dict) -> None:

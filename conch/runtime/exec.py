@@ -101,6 +101,7 @@ def cmd_exec(o) -> int:
     cgroup = load_manager(state.cgroup) if state.cgroup else None
     parent_ch, child_ch = Channel.pair()
     plan.channel = child_ch
+    rinit.preload(spec, proc)
     pid = os.fork()
     if pid == 0:
         parent_ch.close()

@@ -109,7 +109,6 @@ def run_init(plan: Plan) -> None:
     in_userns = "user" in ns
     step = "init"
     try:
-        _preload(spec)
         step = "setsid"
         os.setsid()
         fifo_fd = os.open(plan.fifo, os.O_PATH | os.O_CLOEXEC)
@@ -186,9 +185,10 @@ def run_init(plan: Plan) -> None:
         _die_after_start(proc, exc)
 
 
-def _preload(spec: dict) -> None:
-    """Import now everything used after pivot_root: the host's Python library is not
-    reachable from inside the container's root."""
+def preload(spec: dict, proc: dict) -> None:
+    """Import everything the children use, in the parent before it forks: after
+    pivot_root or setns the host's Python library is out of reach, and inside a user
+    namespace even before that (host root's files are not ours there)."""
     import fcntl  # noqa: F401 - process.mark_fds_cloexec, console
     import resource  # noqa: F401 - process.set_rlimits
 
@@ -198,7 +198,7 @@ def _preload(spec: dict) -> None:
     capabilities.last_cap()
     if (spec.get("linux") or {}).get("seccomp"):
         from conch.kernel import seccomp  # noqa: F401
-    if (spec.get("process") or {}).get("terminal"):
+    if proc.get("terminal"):
         import socket  # noqa: F401
 
         from conch.runtime import console  # noqa: F401
@@ -260,15 +260,15 @@ def _set_names(spec: dict, ns: dict) -> None:
         from conch.errors import InvalidArgument
 
         raise InvalidArgument("hostname/domainname need a new uts namespace in linux.namespaces")
+    from conch.kernel.libc import check, libc
+
+    # through libc rather than socket.sethostname: the socket module costs ~3 ms to import
     if hostname:
-        import socket
-
-        socket.sethostname(hostname)
+        name = hostname.encode()
+        check(libc().sethostname(name, len(name)), "sethostname", detail=hostname)
     if domainname:
-        from conch.kernel.libc import check, libc
-
         name = domainname.encode()
-        check(libc().setdomainname(name, len(name)), "setdomainname")
+        check(libc().setdomainname(name, len(name)), "setdomainname", detail=domainname)
 
 
 def _setup_console(plan: Plan, proc: dict) -> None:

@@ -1,0 +1,535 @@
+"""Apply one OCI layer tar to a directory, safely, computing its diff_id on the way.
+
+Contract: :func:`apply_layer` reads a (gzip/zstd/plain, detected by magic) layer stream
+once, front to back, writes its entries under ``dest`` and returns the diff_id (sha256 of
+the *uncompressed* tar, trailing padding included) and the uncompressed length. On any
+error it raises and may leave a partial tree **inside** ``dest``: the caller removes
+``dest`` (an unpack is all-or-nothing at the snapshot level: the snapshot is prepared,
+applied into, and only committed on success). Nothing is ever written outside ``dest``.
+
+Layer semantics (OCI image-spec, "Applying Changesets" and "Whiteouts"):
+
+- ``.wh.<name>`` hides ``<name>`` of lower layers. ``whiteout_format="overlay"`` (``dest``
+  is an empty overlay upper dir): a 0/0 character device at ``<name>``.
+  ``"plain"`` (``dest`` is a flat tree holding the lower layers): ``<name>`` is deleted.
+- ``.wh..wh..opq`` makes its directory opaque. overlay: xattr ``trusted.overlay.opaque=y``;
+  plain: every child not written by this layer is deleted. Other ``.wh..wh.`` names (aufs
+  bookkeeping) are skipped, as Docker does.
+- An existing entry is replaced, except directory over directory, which keeps the children
+  and takes the new metadata.
+- Hardlinks must name a path written earlier by this same layer, as layer writers emit
+  them (Docker and containerd only ever link to an earlier entry of the same tar).
+- Devices (char/block) are created only when running as root, else skipped with a
+  warning; FIFOs need no privilege and are always created.
+- Ownership via lchown when root; mode including setuid/setgid/sticky, except that the
+  setuid bit is kept on regular files only; directory mtimes are set at the end (children
+  would change them); xattrs from PAX ``SCHILY.xattr.*`` except ``security.*`` (only
+  ``security.capability`` is kept, as Docker) and ``trusted.overlay.*``/``user.overlay.*``
+  (they would steer our own overlay mount: redirects, metacopy, fake opaque dirs).
+
+Security: entry names are cleaned lexically (``/`` and ``./`` prefixes dropped; a ``..``
+that climbs above the layer root is rejected, as Docker does), then their parent is
+resolved by :class:`_Root` one component at a time with ``O_NOFOLLOW`` fds, following
+symlinks *as if* ``dest`` were ``/`` (``a -> /etc`` then ``a/passwd`` writes
+``dest/etc/passwd``; ``a -> ../../..`` stops at ``dest``), the way containerd's
+``fs.RootPath`` and Docker's chrooted unpack behave. The last component is never followed:
+every create uses ``dir_fd`` plus ``O_NOFOLLOW``/``O_EXCL`` or the ``*at`` call's
+no-follow form. Symlink targets are stored verbatim: they resolve inside the container's
+root at run time. Malformed tars (bad checksums, truncated data, special headers larger
+than 1 MiB, NUL in names) raise :class:`~conch.errors.InvalidArgument`
+(``layer is not a valid tar: …``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import logging
+import os
+import shutil
+import stat
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterator, Literal
+
+from conch.archive.compression import decompressed
+from conch.errors import ConchError, InvalidArgument, PermissionDenied, SystemCallError
+
+log = logging.getLogger(__name__)
+
+WHITEOUT_PREFIX = ".wh."
+WHITEOUT_META_PREFIX = ".wh..wh."
+WHITEOUT_OPAQUE = ".wh..wh..opq"
+OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"
+
+# Go's archive/tar caps PAX and GNU long-name records at 1 MiB; so do we, before tarfile
+# reads them into memory.
+MAX_SPECIAL_HEADER = 1 << 20
+MAX_SYMLINKS = 40  # Linux's MAXSYMLINKS
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApplyResult:
+    diff_id: str  # "sha256:<hex>" of the uncompressed tar
+    size: int  # length of the uncompressed tar in bytes
+
+
+def apply_layer(
+    stream: BinaryIO, dest: Path, *, whiteout_format: Literal["overlay", "plain"] = "overlay"
+) -> ApplyResult:
+    """Unpack the layer ``stream`` into the existing directory ``dest``."""
+    if whiteout_format not in ("overlay", "plain"):
+        raise InvalidArgument(f"whiteout format must be 'overlay' or 'plain', not {whiteout_format!r}")
+    reader, _ = decompressed(stream)
+    hashed = _HashingReader(reader)
+    with _Root(Path(dest)) as root:
+        _Applier(root, overlay=whiteout_format == "overlay").run(hashed)
+    hashed.drain()  # end-of-archive blocks and record padding are part of the diff_id
+    return ApplyResult(diff_id=f"sha256:{hashed.sha.hexdigest()}", size=hashed.size)
+
+
+class _HashingReader:
+    """Hashes and counts every byte tarfile pulls through it."""
+
+    def __init__(self, reader: BinaryIO):
+        self._reader = reader
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._reader.read(n)
+        self.sha.update(data)
+        self.size += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(_CHUNK):
+            pass
+
+
+class _BadHeader(tarfile.ReadError):
+    pass
+
+
+class _LayerTarInfo(tarfile.TarInfo):
+    """TarInfo that refuses what tarfile would silently accept.
+
+    tarfile ends the archive quietly at a bad or truncated header after the first one
+    (``TarFile.next`` treats it as EOF), and reads PAX/GNU-long records of any declared
+    size into memory. Go's reader (Docker, containerd) errors on both; so do we.
+    """
+
+    @classmethod
+    def frombuf(cls, buf, encoding, errors):
+        try:
+            return super().frombuf(buf, encoding, errors)
+        except (tarfile.InvalidHeaderError, tarfile.TruncatedHeaderError) as exc:
+            raise _BadHeader(str(exc)) from None
+
+    def _proc_member(self, tarfile_):
+        special = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
+                   tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
+        if self.type in special and self.size > MAX_SPECIAL_HEADER:
+            raise _BadHeader(f"{self.type!r} header of {self.size} bytes exceeds {MAX_SPECIAL_HEADER}")
+        return super()._proc_member(tarfile_)
+
+
+_TAR_ERRORS = (tarfile.TarError, EOFError, ValueError, OverflowError, UnicodeError)
+
+
+def clean_name(name: str, *, what: str = "layer entry") -> tuple[str, ...]:
+    """The components of an entry name below the layer root; rejects NUL and escapes."""
+    if "\x00" in name:
+        raise InvalidArgument(f"{what} {name!r} has a NUL byte in its name")
+    parts: list[str] = []
+    for part in name.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                raise InvalidArgument(f"{what} {name!r} escapes the layer root")
+            parts.pop()
+        else:
+            parts.append(part)
+    return tuple(parts)
+
+
+def _oserror(exc: OSError, syscall: str, path: str) -> SystemCallError:
+    return SystemCallError(syscall, exc.errno or errno.EIO, path, exc.strerror or "")
+
+
+class _Root:
+    """``dest`` as a chroot: resolves directories by fd without leaving it.
+
+    Resolved directory fds (``O_PATH``) are cached by their cleaned path; :meth:`forget`
+    drops the cache whenever something that could change a resolution (a removal, a new
+    symlink) happens. :meth:`dir` hands out private dups, so a forget never closes an fd
+    that is in use.
+    """
+
+    def __init__(self, dest: Path):
+        self.dest = dest
+        try:
+            self.fd = os.open(dest, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise _oserror(exc, "open", str(dest)) from exc
+        self._cache: dict[tuple[str, ...], int] = {}
+
+    def __enter__(self) -> "_Root":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.forget()
+        os.close(self.fd)
+
+    def forget(self) -> None:
+        for fd in self._cache.values():
+            os.close(fd)
+        self._cache.clear()
+
+    @contextlib.contextmanager
+    def dir(self, parts: tuple[str, ...], *, create: bool) -> Iterator[int]:
+        """An O_PATH fd for directory ``parts``, symlinks resolved in scope, valid inside
+        the ``with`` block (a private dup: later removals cannot close it under us).
+
+        With ``create``, missing directories are made (0755, as Docker and containerd do
+        for implicit parents); without it a missing one raises FileNotFoundError.
+        """
+        cached = self._cache.get(parts) if parts else self.fd
+        if cached is None:
+            cached = self._walk(parts, create=create)
+            if len(self._cache) >= 256:
+                self.forget()
+            self._cache[parts] = cached
+        fd = os.dup(cached)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    def _walk(self, parts: tuple[str, ...], *, create: bool) -> int:
+        stack = [os.dup(self.fd)]
+        pending = list(reversed(parts))
+        links = 0
+        try:
+            while pending:
+                comp = pending.pop()
+                if comp in ("", "."):
+                    continue
+                if comp == "..":
+                    if len(stack) > 1:  # ".." at the root stays at the root, as in a chroot
+                        os.close(stack.pop())
+                    continue
+                top = stack[-1]
+                try:
+                    st = os.stat(comp, dir_fd=top, follow_symlinks=False)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    os.mkdir(comp, 0o755, dir_fd=top)
+                    st = os.stat(comp, dir_fd=top, follow_symlinks=False)
+                if stat.S_ISLNK(st.st_mode):
+                    links += 1
+                    if links > MAX_SYMLINKS:
+                        raise InvalidArgument(f"{'/'.join(parts)}: too many levels of symbolic links")
+                    target = os.readlink(comp, dir_fd=top)
+                    if target.startswith("/"):
+                        while len(stack) > 1:
+                            os.close(stack.pop())
+                    pending.extend(reversed(target.split("/")))
+                    continue
+                if not stat.S_ISDIR(st.st_mode):
+                    raise InvalidArgument(f"{'/'.join(parts)}: {comp!r} is not a directory")
+                flags = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+                stack.append(os.open(comp, flags, dir_fd=top))
+            result = stack.pop()
+        finally:
+            for fd in stack:
+                os.close(fd)
+        return result
+
+
+class _Applier:
+    def __init__(self, root: _Root, *, overlay: bool):
+        self.root = root
+        self.overlay = overlay
+        self.privileged = os.geteuid() == 0
+        self.written: set[tuple[str, ...]] = set()  # paths this layer created
+        self.dir_times: list[tuple[tuple[str, ...], int, int]] = []
+
+    def run(self, hashed: _HashingReader) -> None:
+        try:
+            tar = tarfile.open(fileobj=hashed, mode="r|", tarinfo=_LayerTarInfo,
+                               encoding="utf-8", errors="surrogateescape")
+        except _TAR_ERRORS as exc:
+            raise InvalidArgument(f"layer is not a valid tar: {exc}") from exc
+        with tar:
+            while True:
+                try:
+                    member = tar.next()
+                except _TAR_ERRORS as exc:
+                    raise InvalidArgument(f"layer is not a valid tar: {exc}") from exc
+                if member is None:
+                    break
+                tar.members.clear()  # stream mode keeps every header otherwise
+                self._entry(tar, member)
+        self._set_dir_times()
+
+    # -- one entry -------------------------------------------------------------------
+
+    def _entry(self, tar: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+        parts = clean_name(m.name)
+        if m.islnk() or m.issym():
+            if "\x00" in m.linkname:
+                raise InvalidArgument(f"layer entry {m.name!r} has a NUL byte in its link target")
+        try:
+            if parts and parts[-1].startswith(WHITEOUT_PREFIX):
+                self._whiteout(m.name, parts)
+                return
+            if not parts:
+                if not m.isdir():
+                    raise InvalidArgument(f"layer entry {m.name!r} would replace the layer root")
+                self._meta_dir(self.root.fd, ".", m, parts)
+                return
+            with self.root.dir(parts[:-1], create=True) as pfd:
+                self._create(tar, m, parts, pfd, parts[-1])
+        except FileNotFoundError as exc:
+            raise InvalidArgument(f"layer entry {m.name!r}: {exc.strerror}: {exc.filename}") from exc
+        except (OverflowError, ValueError) as exc:  # ids, times or device numbers out of range
+            raise InvalidArgument(f"layer entry {m.name!r}: {exc}") from exc
+        except OSError as exc:
+            raise _oserror(exc, "apply", m.name) from exc
+
+    def _create(self, tar, m: tarfile.TarInfo, parts, pfd: int, leaf: str) -> None:
+        if m.islnk():
+            self._hardlink(m, parts, pfd, leaf)
+            return
+        self._clear(pfd, leaf, keep_dir=m.isdir())
+        if m.isreg():
+            self._regular(tar, m, pfd, leaf)
+        elif m.isdir():
+            try:
+                os.mkdir(leaf, 0o700, dir_fd=pfd)
+            except FileExistsError:
+                pass  # directory over directory: keep the children
+            self._meta_dir(pfd, leaf, m, parts)
+        elif m.issym():
+            os.symlink(m.linkname, leaf, dir_fd=pfd)
+            self.root.forget()
+            self._meta_link(pfd, leaf, m)
+        elif m.ischr() or m.isblk() or m.isfifo():
+            if not self._device(m, pfd, leaf):
+                return
+        else:
+            raise InvalidArgument(f"layer entry {m.name!r} has unsupported type {m.type!r}")
+        self.written.add(parts)
+
+    def _clear(self, pfd: int, leaf: str, *, keep_dir: bool) -> None:
+        try:
+            st = os.stat(leaf, dir_fd=pfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            if keep_dir:
+                return
+            shutil.rmtree(leaf, dir_fd=pfd)
+        else:
+            os.unlink(leaf, dir_fd=pfd)
+        self.root.forget()
+
+    def _regular(self, tar, m: tarfile.TarInfo, pfd: int, leaf: str) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(leaf, flags, 0o600, dir_fd=pfd)
+        try:
+            src = tar.extractfile(m)
+            remaining = m.size
+            while remaining > 0:
+                try:
+                    data = src.read(min(_CHUNK, remaining))
+                except _TAR_ERRORS as exc:
+                    raise InvalidArgument(f"layer is not a valid tar: {m.name!r}: {exc}") from exc
+                if not data:
+                    raise InvalidArgument(f"layer is not a valid tar: {m.name!r} is truncated")
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                remaining -= len(data)
+            self._meta_fd(fd, m, regular=True)
+            os.utime(fd, ns=_times(m))
+        finally:
+            os.close(fd)
+
+    def _device(self, m: tarfile.TarInfo, pfd: int, leaf: str) -> bool:
+        if m.isfifo():
+            os.mkfifo(leaf, 0o600, dir_fd=pfd)
+        elif not self.privileged:
+            log.warning("skipping device node %r: creating devices needs root", m.name)
+            return False
+        else:
+            kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
+            os.mknod(leaf, kind | 0o600, os.makedev(m.devmajor, m.devminor), dir_fd=pfd)
+        self._meta_path(pfd, leaf, m)
+        return True
+
+    def _hardlink(self, m: tarfile.TarInfo, parts, pfd: int, leaf: str) -> None:
+        target = clean_name(m.linkname, what=f"hardlink target of {m.name!r}:")
+        if not target or target not in self.written:
+            raise InvalidArgument(
+                f"layer entry {m.name!r} links to {m.linkname!r}, which this layer did not write"
+            )
+        if target == parts:
+            return  # a link to itself: nothing to do (Docker skips it too)
+        with self.root.dir(target[:-1], create=False) as tpfd:
+            tst = os.stat(target[-1], dir_fd=tpfd, follow_symlinks=False)
+            if stat.S_ISDIR(tst.st_mode):
+                raise InvalidArgument(f"layer entry {m.name!r} links to directory {m.linkname!r}")
+            self._clear(pfd, leaf, keep_dir=False)
+            os.link(target[-1], leaf, src_dir_fd=tpfd, dst_dir_fd=pfd, follow_symlinks=False)
+        self.written.add(parts)
+
+    # -- whiteouts -------------------------------------------------------------------
+
+    def _whiteout(self, name: str, parts: tuple[str, ...]) -> None:
+        base = parts[-1]
+        if base == WHITEOUT_OPAQUE:
+            self._opaque(parts[:-1])
+            return
+        if base.startswith(WHITEOUT_META_PREFIX):
+            log.debug("skipping aufs metadata entry %r", name)
+            return
+        hidden = base[len(WHITEOUT_PREFIX):]
+        if hidden in ("", ".", ".."):
+            raise InvalidArgument(f"layer entry {name!r} is not a valid whiteout")
+        if self.overlay:
+            with self.root.dir(parts[:-1], create=True) as pfd:
+                self._clear(pfd, hidden, keep_dir=False)
+                os.mknod(hidden, stat.S_IFCHR | 0o600, 0, dir_fd=pfd)  # overlayfs' whiteout
+            return
+        try:
+            with self.root.dir(parts[:-1], create=False) as pfd:
+                self._clear(pfd, hidden, keep_dir=False)
+        except FileNotFoundError:
+            return  # nothing below to hide
+
+    def _opaque(self, dir_parts: tuple[str, ...]) -> None:
+        if self.overlay:
+            with self.root.dir(dir_parts, create=True) as pfd:
+                fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=pfd)
+            try:
+                os.setxattr(fd, OVERLAY_OPAQUE_XATTR, b"y")
+            except PermissionError as exc:
+                raise PermissionDenied("overlay whiteouts need root (trusted.* xattrs)") from exc
+            finally:
+                os.close(fd)
+            return
+        try:
+            with self.root.dir(dir_parts, create=False) as pfd:
+                fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=pfd)
+                try:
+                    children = os.listdir(fd)
+                finally:
+                    os.close(fd)
+                for child in children:
+                    if dir_parts + (child,) not in self.written:
+                        self._clear(pfd, child, keep_dir=False)
+        except FileNotFoundError:
+            return
+
+    # -- metadata --------------------------------------------------------------------
+
+    def _meta_dir(self, pfd: int, leaf: str, m: tarfile.TarInfo, parts) -> None:
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(leaf, flags, dir_fd=pfd)
+        try:
+            self._meta_fd(fd, m, regular=False)
+        finally:
+            os.close(fd)
+        atime, mtime = _times(m)
+        self.dir_times.append((parts, atime, mtime))
+
+    def _meta_fd(self, fd: int, m: tarfile.TarInfo, *, regular: bool) -> None:
+        if self.privileged:
+            os.fchown(fd, m.uid, m.gid)
+        os.fchmod(fd, _mode(m, regular=regular))  # after chown, which clears set-id bits
+        for key, value in _xattrs(m):
+            _setxattr(lambda: os.setxattr(fd, key, value), m.name, key)
+
+    def _meta_path(self, pfd: int, leaf: str, m: tarfile.TarInfo) -> None:
+        """Metadata for a node we cannot open (device, fifo): no-follow *at calls."""
+        if self.privileged:
+            os.chown(leaf, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
+        os.chmod(leaf, _mode(m, regular=False), dir_fd=pfd)  # not a symlink: we just made it
+        for key, value in _xattrs(m):
+            path = f"/proc/self/fd/{pfd}/{leaf}"
+            _setxattr(lambda: os.setxattr(path, key, value, follow_symlinks=False), m.name, key)
+        os.utime(leaf, ns=_times(m), dir_fd=pfd, follow_symlinks=False)
+
+    def _meta_link(self, pfd: int, leaf: str, m: tarfile.TarInfo) -> None:
+        if self.privileged:
+            os.chown(leaf, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
+        for key, value in _xattrs(m):
+            path = f"/proc/self/fd/{pfd}/{leaf}"
+            _setxattr(lambda: os.setxattr(path, key, value, follow_symlinks=False), m.name, key)
+        os.utime(leaf, ns=_times(m), dir_fd=pfd, follow_symlinks=False)
+
+    def _set_dir_times(self) -> None:
+        # Deepest first, so setting a parent's time is the last touch it gets. A directory
+        # replaced or whited-out since is simply gone: skip it.
+        for parts, atime, mtime in sorted(self.dir_times, key=lambda t: -len(t[0])):
+            try:
+                if not parts:
+                    os.utime(".", ns=(atime, mtime), dir_fd=self.root.fd, follow_symlinks=False)
+                    continue
+                with self.root.dir(parts[:-1], create=False) as pfd:
+                    if stat.S_ISDIR(os.stat(parts[-1], dir_fd=pfd, follow_symlinks=False).st_mode):
+                        os.utime(parts[-1], ns=(atime, mtime), dir_fd=pfd, follow_symlinks=False)
+            except (FileNotFoundError, ConchError):
+                continue
+
+
+def _mode(m: tarfile.TarInfo, *, regular: bool) -> int:
+    mode = m.mode & 0o7777
+    if not regular:
+        mode &= ~stat.S_ISUID  # setuid means something on regular files only
+    return mode
+
+
+def _times(m: tarfile.TarInfo) -> tuple[int, int]:
+    mtime = int(float(m.mtime) * 1e9)
+    atime = m.pax_headers.get("atime")
+    try:
+        atime_ns = int(float(atime) * 1e9) if atime is not None else mtime
+    except ValueError:
+        atime_ns = mtime
+    return atime_ns, mtime
+
+
+def keep_xattr(key: str) -> bool:
+    """The xattrs a layer may carry onto disk (and that a diff writes back out)."""
+    if key.startswith("security."):
+        return key == "security.capability"
+    return not key.startswith(("trusted.overlay.", "user.overlay."))
+
+
+def _xattrs(m: tarfile.TarInfo):
+    for key, value in m.pax_headers.items():
+        if not key.startswith("SCHILY.xattr."):
+            continue
+        name = key[len("SCHILY.xattr."):]
+        if "\x00" in name or not keep_xattr(name):
+            log.debug("dropping xattr %r of %r", name, m.name)
+            continue
+        yield name, value.encode("utf-8", "surrogateescape")
+
+
+def _setxattr(call, entry: str, key: str) -> None:
+    try:
+        call()
+    except OSError as exc:
+        if exc.errno in (errno.ENOTSUP, errno.EPERM):
+            log.warning("cannot set xattr %r on %r: %s", key, entry, exc.strerror)
+            return
+        raise

@@ -216,11 +216,12 @@ def _group(rules, table: dict) -> dict:
             conditional, unconditional = by_nr.setdefault(nr, ([], []))
             if args:
                 conditional.append((ret, args))
-            elif unconditional and unconditional[0] != ret:
-                raise InvalidArgument(
-                    f"seccomp {where}: {name} already has a different unconditional action"
-                )
-            else:
+            elif not unconditional:
+                # A later unconditional rule for the same syscall is ignored: the first
+                # one wins, as with libseccomp under runc (checked here with runc 1.1.5:
+                # ERRNO(1) then ERRNO(13) gives EPERM, ERRNO(13) then KILL gives EACCES).
+                # Real profiles rely on it: podman's allows setns, then lists it again
+                # as ERRNO for containers without CAP_SYS_ADMIN.
                 unconditional.append(ret)
     return {nr: (c, u[0] if u else None) for nr, (c, u) in by_nr.items()}
 

@@ -41,16 +41,31 @@ Kept stdlib-only and import-light: ``conch-runtime create`` imports this on ever
 ``v1``/``v2`` are imported only when a manager of that version is built.
 """
 
+# Import cost is part of the contract here. ``conch-runtime`` imports this package and one
+# manager on every container start, and a whole start has a ~25 ms budget, so importing
+# ``conch.cgroups`` + ``v1`` + ``v2`` + ``resources`` must stay under ~3 ms (bytecode
+# cached) and pull in nothing beyond os/errno/time/posixpath.
+# tests/unit/test_cgroups_import_cost.py guards the module list. Hence, deliberately
+# unlike DESIGN.md's frozen-dataclass habit:
+#   * records are plain ``__slots__`` classes on :class:`_Record`, not dataclasses
+#     (``dataclasses`` imports ``inspect``, ~8 ms, and builds classes with exec at import);
+#   * the :class:`Manager` Protocol lives in ``protocol.py`` (``typing`` ~2-3 ms) and is
+#     served lazily by ``__getattr__`` below, so ``from conch.cgroups import Manager`` works;
+#   * ``logging`` (~4-8 ms) and ``signal`` (pulls in ``enum``) are imported only on the
+#     rare paths that need them.
+
 from __future__ import annotations
 
 import errno
 import os
 import posixpath
 import time
-from dataclasses import dataclass
-from typing import Protocol
 
 from conch.errors import FailedPrecondition, InvalidArgument, SystemCallError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from conch.cgroups.protocol import Manager
 
 DEFAULT_ROOT = "/sys/fs/cgroup"
 
@@ -58,42 +73,88 @@ DEFAULT_ROOT = "/sys/fs/cgroup"
 _V1_NON_CONTROLLER_OPTIONS = {"rw", "ro", "noprefix", "clone_children", "xattr", "cpuset_v2_mode"}
 
 
-class Manager(Protocol):
-    """A container's cgroup in every hierarchy; see the package docstring."""
+def __getattr__(name: str):
+    # PEP 562: ``Manager`` is only for annotations and isinstance checks; load it on demand.
+    if name == "Manager":
+        from conch.cgroups.protocol import Manager
 
-    version: int
-    paths: dict[str, str]  # controller (v1: "memory", "name=systemd"; v2: "") → directory
-
-    def create(self) -> None: ...
-    def apply(self, resources: dict) -> None: ...
-    def add(self, pid: int) -> None: ...
-    def pids(self) -> list[int]: ...
-    def freeze(self) -> None: ...
-    def thaw(self) -> None: ...
-    def frozen(self) -> bool: ...
-    def kill_all(self, sig: int) -> None: ...
-    def stats(self) -> dict: ...
-    def oom_killed(self) -> bool: ...
-    def destroy(self) -> None: ...
-    def save(self) -> dict: ...
-    def mount_sources(self) -> list[tuple[str, str]]: ...
+        globals()["Manager"] = Manager
+        return Manager
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Mount:
+class _Record:
+    """An immutable value with keyword-only fields: what ``@dataclass(frozen=True,
+    slots=True, kw_only=True)`` gave, without importing dataclasses.
+
+    A subclass lists its fields in ``__slots__`` and sets them in a keyword-only
+    ``__init__`` through :meth:`_set`. Equality, hashing and repr go field by field, in
+    ``__slots__`` order.
+    """
+
+    __slots__ = ()
+
+    def _set(self, **fields) -> None:
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable; use .replace({name}=...)")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def _fields(self) -> tuple:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def replace(self, **changes):
+        """A copy with ``changes`` applied (``dataclasses.replace``); unknown names are a TypeError."""
+        fields = {name: getattr(self, name) for name in self.__slots__}
+        fields.update(changes)
+        return type(self)(**fields)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._fields() == other._fields()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((self.__class__, self._fields()))
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+    def __reduce__(self):
+        # Pickle/copy through __init__ (slots without __dict__ and a blocking __setattr__).
+        return _rebuild, (type(self), {name: getattr(self, name) for name in self.__slots__})
+
+
+def _rebuild(cls, fields):
+    return cls(**fields)
+
+
+class Mount(_Record):
     """One cgroup filesystem mount from mountinfo."""
 
+    __slots__ = ("mountpoint", "root", "fstype", "options")
     mountpoint: str
     root: str  # the cgroup mounted there, relative to the hierarchy root (often "/")
     fstype: str  # "cgroup" (v1) or "cgroup2"
-    options: tuple[str, ...] = ()  # v1: controllers and "name=..." in mount order
+    options: tuple[str, ...]  # v1: controllers and "name=..." in mount order
+
+    def __init__(self, *, mountpoint: str, root: str, fstype: str, options: tuple[str, ...] = ()) -> None:
+        self._set(mountpoint=mountpoint, root=root, fstype=fstype, options=options)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Layout:
+class Layout(_Record):
+    __slots__ = ("version", "hybrid", "mounts")
     version: int  # 1 or 2
     hybrid: bool  # v1 controllers plus a cgroup2 mount below root
     mounts: tuple[Mount, ...]  # v2: the one mount at root; v1: the v1 hierarchies
+
+    def __init__(self, *, version: int, hybrid: bool, mounts: tuple[Mount, ...]) -> None:
+        self._set(version=version, hybrid=hybrid, mounts=mounts)
 
 
 def _unescape(field: str) -> str:
@@ -256,14 +317,17 @@ def load_manager(saved: dict) -> Manager:
 # ---- cgroupfs file access shared by v1 and v2 ------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Write:
+class Write(_Record):
     """One planned write; ``apply`` checks every file exists before writing any."""
 
+    __slots__ = ("dir", "name", "value", "tolerate")
     dir: str
     name: str
     value: str
-    tolerate: int = 0  # an errno to ignore (a write that is retried later in the plan)
+    tolerate: int  # an errno to ignore (a write that is retried later in the plan)
+
+    def __init__(self, *, dir: str, name: str, value: str, tolerate: int = 0) -> None:
+        self._set(dir=dir, name=name, value=value, tolerate=tolerate)
 
 
 def read_value(dir: str, name: str) -> str:

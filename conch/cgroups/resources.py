@@ -1,4 +1,4 @@
-"""OCI ``linux.resources`` parsed once into a frozen, validated value.
+"""OCI ``linux.resources`` parsed once into an immutable, validated value.
 
 The runtime-spec object (config-linux.md, "Control groups") is a loose JSON dict; the
 managers only ever see :class:`Resources`. Parsing is strict in one direction: a field
@@ -19,8 +19,8 @@ Conventions kept from the spec and runc:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-
+# Records are _Record subclasses, not dataclasses: see the import-cost note in __init__.py.
+from conch.cgroups import _Record
 from conch.errors import InvalidArgument
 
 UNLIMITED = -1
@@ -30,35 +30,69 @@ MIN_SHARES = 2
 MAX_SHARES = 262144
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Memory:
-    limit: int | None = None
-    reservation: int | None = None
-    swap: int | None = None  # memory + swap, as OCI and v1 define it
-    kernel: int | None = None
-    kernel_tcp: int | None = None
-    swappiness: int | None = None
-    disable_oom_killer: bool | None = None
+class Memory(_Record):
+    __slots__ = ("limit", "reservation", "swap", "kernel", "kernel_tcp", "swappiness", "disable_oom_killer")
+    limit: int | None
+    reservation: int | None
+    swap: int | None  # memory + swap, as OCI and v1 define it
+    kernel: int | None
+    kernel_tcp: int | None
+    swappiness: int | None
+    disable_oom_killer: bool | None
+
+    def __init__(
+        self,
+        *,
+        limit: int | None = None,
+        reservation: int | None = None,
+        swap: int | None = None,
+        kernel: int | None = None,
+        kernel_tcp: int | None = None,
+        swappiness: int | None = None,
+        disable_oom_killer: bool | None = None,
+    ) -> None:
+        self._set(
+            limit=limit, reservation=reservation, swap=swap, kernel=kernel, kernel_tcp=kernel_tcp,
+            swappiness=swappiness, disable_oom_killer=disable_oom_killer,
+        )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Cpu:
-    shares: int | None = None
-    quota: int | None = None
-    period: int | None = None
-    burst: int | None = None
-    idle: int | None = None
-    cpus: str | None = None
-    mems: str | None = None
+class Cpu(_Record):
+    __slots__ = ("shares", "quota", "period", "burst", "idle", "cpus", "mems")
+    shares: int | None
+    quota: int | None
+    period: int | None
+    burst: int | None
+    idle: int | None
+    cpus: str | None
+    mems: str | None
+
+    def __init__(
+        self,
+        *,
+        shares: int | None = None,
+        quota: int | None = None,
+        period: int | None = None,
+        burst: int | None = None,
+        idle: int | None = None,
+        cpus: str | None = None,
+        mems: str | None = None,
+    ) -> None:
+        self._set(shares=shares, quota=quota, period=period, burst=burst, idle=idle, cpus=cpus, mems=mems)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DeviceRule:
+class DeviceRule(_Record):
+    __slots__ = ("allow", "type", "major", "minor", "access")
     allow: bool
-    type: str = "a"  # "a" (all), "b" (block) or "c" (char)
-    major: int | None = None  # None is the wildcard "*"
-    minor: int | None = None
-    access: str = "rwm"
+    type: str  # "a" (all), "b" (block) or "c" (char)
+    major: int | None  # None is the wildcard "*"
+    minor: int | None
+    access: str
+
+    def __init__(
+        self, *, allow: bool, type: str = "a", major: int | None = None, minor: int | None = None, access: str = "rwm"
+    ) -> None:
+        self._set(allow=allow, type=type, major=major, minor=minor, access=access)
 
     def v1_line(self) -> str:
         """The line written to v1 devices.allow / devices.deny."""
@@ -70,37 +104,73 @@ class DeviceRule:
         return f"{self.type} {major}:{minor} {self.access}"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DeviceRate:
+class DeviceRate(_Record):
+    __slots__ = ("major", "minor", "rate")
     major: int
     minor: int
     rate: int
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BlockIO:
-    weight: int | None = None
-    throttle_read_bps: tuple[DeviceRate, ...] = ()
-    throttle_write_bps: tuple[DeviceRate, ...] = ()
-    throttle_read_iops: tuple[DeviceRate, ...] = ()
-    throttle_write_iops: tuple[DeviceRate, ...] = ()
+    def __init__(self, *, major: int, minor: int, rate: int) -> None:
+        self._set(major=major, minor=minor, rate=rate)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class HugepageLimit:
+class BlockIO(_Record):
+    __slots__ = ("weight", "throttle_read_bps", "throttle_write_bps", "throttle_read_iops", "throttle_write_iops")
+    weight: int | None
+    throttle_read_bps: tuple[DeviceRate, ...]
+    throttle_write_bps: tuple[DeviceRate, ...]
+    throttle_read_iops: tuple[DeviceRate, ...]
+    throttle_write_iops: tuple[DeviceRate, ...]
+
+    def __init__(
+        self,
+        *,
+        weight: int | None = None,
+        throttle_read_bps: tuple[DeviceRate, ...] = (),
+        throttle_write_bps: tuple[DeviceRate, ...] = (),
+        throttle_read_iops: tuple[DeviceRate, ...] = (),
+        throttle_write_iops: tuple[DeviceRate, ...] = (),
+    ) -> None:
+        self._set(
+            weight=weight, throttle_read_bps=throttle_read_bps, throttle_write_bps=throttle_write_bps,
+            throttle_read_iops=throttle_read_iops, throttle_write_iops=throttle_write_iops,
+        )
+
+
+class HugepageLimit(_Record):
+    __slots__ = ("page_size", "limit")
     page_size: str  # as the kernel names it in file names: "2MB", "1GB"
     limit: int
 
+    def __init__(self, *, page_size: str, limit: int) -> None:
+        self._set(page_size=page_size, limit=limit)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Resources:
-    memory: Memory | None = None
-    cpu: Cpu | None = None
-    pids_limit: int | None = None
-    devices: tuple[DeviceRule, ...] | None = None
-    block_io: BlockIO | None = None
-    hugepage_limits: tuple[HugepageLimit, ...] = ()
-    unified: tuple[tuple[str, str], ...] = ()  # (file name, raw value), v2 only
+
+class Resources(_Record):
+    __slots__ = ("memory", "cpu", "pids_limit", "devices", "block_io", "hugepage_limits", "unified")
+    memory: Memory | None
+    cpu: Cpu | None
+    pids_limit: int | None
+    devices: tuple[DeviceRule, ...] | None
+    block_io: BlockIO | None
+    hugepage_limits: tuple[HugepageLimit, ...]
+    unified: tuple[tuple[str, str], ...]  # (file name, raw value), v2 only
+
+    def __init__(
+        self,
+        *,
+        memory: Memory | None = None,
+        cpu: Cpu | None = None,
+        pids_limit: int | None = None,
+        devices: tuple[DeviceRule, ...] | None = None,
+        block_io: BlockIO | None = None,
+        hugepage_limits: tuple[HugepageLimit, ...] = (),
+        unified: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        self._set(
+            memory=memory, cpu=cpu, pids_limit=pids_limit, devices=devices, block_io=block_io,
+            hugepage_limits=hugepage_limits, unified=unified,
+        )
 
 
 def _rule(type_: str, major: int | None, minor: int | None, access: str = "rwm") -> DeviceRule:
@@ -261,7 +331,7 @@ def _memory(doc: dict) -> Memory:
     )
     # runc treats swappiness -1 (and nil) as "use the default".
     if memory.swappiness == -1:
-        memory = replace(memory, swappiness=None)
+        memory = memory.replace(swappiness=None)
     if memory.swappiness is not None and memory.swappiness > 100:
         raise InvalidArgument(f"{w}.swappiness must be in [0, 100], got {memory.swappiness}")
     if memory.limit not in (None, UNLIMITED) and memory.swap not in (None, UNLIMITED):

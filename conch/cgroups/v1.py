@@ -14,9 +14,7 @@ period/quota pair retried when the kernel rejects the period alone.
 from __future__ import annotations
 
 import errno
-import logging
 import os
-import signal
 
 from conch.cgroups import (
     Write,
@@ -33,7 +31,14 @@ from conch.cgroups import (
 from conch.cgroups.resources import UNLIMITED, BlockIO, Cpu, Memory, Resources, parse_resources
 from conch.errors import ConchError, FailedPrecondition, InvalidArgument, Unavailable
 
-log = logging.getLogger(__name__)
+
+def _log():
+    # logging costs milliseconds the runtime's start cannot spare (see conch/cgroups/__init__.py);
+    # only the rare failure paths log, so import it on first use.
+    import logging
+
+    return logging.getLogger(__name__)
+
 
 # v1 reports "no limit" as PAGE_COUNTER_MAX pages in bytes (just under 2**63).
 _V1_UNLIMITED_ABOVE = 2**62
@@ -151,6 +156,8 @@ class V1Manager:
         return read_value(self._dir("freezer"), "freezer.state") == "FROZEN"
 
     def kill_all(self, sig: int) -> None:
+        from signal import SIGKILL  # here, not at the top: signal imports enum (~3 ms)
+
         if not os.path.isdir(self._any_dir()):
             return  # destroyed (or never created): no processes to signal
         # Freeze first so nothing forks between listing and signalling (runc does the same).
@@ -160,7 +167,7 @@ class V1Manager:
                 self.freeze()
                 froze = True
             except ConchError as exc:
-                log.warning("signalling %s unfrozen: %s", self._any_dir(), exc)
+                _log().warning("signalling %s unfrozen: %s", self._any_dir(), exc)
         try:
             for pid in self.pids():
                 try:
@@ -170,7 +177,7 @@ class V1Manager:
         finally:
             # A frozen task only acts on SIGKILL once thawed, so SIGKILL thaws even a
             # paused container; other signals leave a paused container paused.
-            if froze or (sig == signal.SIGKILL and "freezer" in self.paths):
+            if froze or (sig == SIGKILL and "freezer" in self.paths):
                 self.thaw()
 
     # ---- resources -----------------------------------------------------------------

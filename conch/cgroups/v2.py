@@ -18,9 +18,8 @@ specific restriction is an InvalidArgument, so nobody believes they got it.
 
 from __future__ import annotations
 
-import logging
 import os
-import signal
+import sys
 
 from conch.cgroups import (
     Write,
@@ -49,7 +48,14 @@ from conch.cgroups.resources import (
 )
 from conch.errors import ConchError, FailedPrecondition, InvalidArgument, SystemCallError, Unavailable
 
-log = logging.getLogger(__name__)
+
+def _log():
+    # logging costs milliseconds the runtime's start cannot spare (see conch/cgroups/__init__.py);
+    # only the rare failure paths log, so import it on first use.
+    import logging
+
+    return logging.getLogger(__name__)
+
 
 _FREEZE_TIMEOUT = 10.0
 
@@ -115,7 +121,10 @@ class V2Manager:
                 try:
                     write_value(level, "cgroup.subtree_control", f"+{controller}")
                 except SystemCallError as exc:
-                    log.debug("cannot enable %s in %s: %s", controller, level, exc)
+                    # Runs on every start on hosts with undelegatable ancestors: don't import
+                    # logging only to drop a debug line; if logging is loaded, log as before.
+                    if "logging" in sys.modules:
+                        _log().debug("cannot enable %s in %s: %s", controller, level, exc)
 
     def add(self, pid: int) -> None:
         write_value(self._dir, "cgroup.procs", str(pid))
@@ -147,9 +156,11 @@ class V2Manager:
         return self._events().get("frozen") == 1
 
     def kill_all(self, sig: int) -> None:
+        from signal import SIGKILL  # here, not at the top: signal imports enum (~3 ms)
+
         if not os.path.isdir(self._dir):
             return  # destroyed (or never created): no processes to signal
-        if sig == signal.SIGKILL and os.path.exists(os.path.join(self._dir, "cgroup.kill")):
+        if sig == SIGKILL and os.path.exists(os.path.join(self._dir, "cgroup.kill")):
             # Kernel 5.14+: kills the whole subtree atomically, frozen or not.
             write_value(self._dir, "cgroup.kill", "1")
             return
@@ -159,7 +170,7 @@ class V2Manager:
                 self.freeze()
                 froze = True
             except ConchError as exc:
-                log.warning("signalling %s unfrozen: %s", self._dir, exc)
+                _log().warning("signalling %s unfrozen: %s", self._dir, exc)
         try:
             for pid in self.pids():
                 try:
@@ -167,7 +178,7 @@ class V2Manager:
                 except ProcessLookupError:
                     continue
         finally:
-            if froze or sig == signal.SIGKILL:
+            if froze or sig == SIGKILL:
                 self.thaw()
 
     # ---- resources -----------------------------------------------------------------

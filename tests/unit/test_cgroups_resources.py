@@ -152,3 +152,46 @@ def test_swap_to_v2():
         swap_to_v2(300, None)
     with pytest.raises(InvalidArgument):
         swap_to_v2(50, 100)
+
+
+# ---- records: what frozen, slotted, keyword-only dataclasses used to give ---------------
+
+
+def test_records_compare_hash_and_repr_by_field():
+    from conch.cgroups import Write
+    from conch.cgroups.resources import Memory
+
+    a = DeviceRule(allow=True, type="c", major=1, minor=3)
+    assert a == DeviceRule(allow=True, type="c", major=1, minor=3, access="rwm")
+    assert a != DeviceRule(allow=False, type="c", major=1, minor=3)
+    assert a != Write(dir="d", name="n", value="v")  # other record types never compare equal
+    assert len({a, DeviceRule(allow=True, type="c", major=1, minor=3)}) == 1
+    assert repr(Memory(limit=5)) == (
+        "Memory(limit=5, reservation=None, swap=None, kernel=None, kernel_tcp=None, "
+        "swappiness=None, disable_oom_killer=None)"
+    )
+
+
+def test_records_are_immutable_keyword_only_and_replace_makes_a_copy():
+    import copy
+    import pickle
+
+    from conch.cgroups.resources import Memory
+
+    memory = Memory(limit=1 << 20, swappiness=10)
+    with pytest.raises(AttributeError):
+        memory.limit = 1  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        del memory.limit
+    with pytest.raises(AttributeError):
+        memory.extra = 1  # type: ignore[attr-defined]
+    with pytest.raises(TypeError):
+        Memory(1 << 20)  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        DeviceRule(type="c")  # type: ignore[call-arg]  # allow is required
+    changed = memory.replace(swappiness=None)
+    assert changed == Memory(limit=1 << 20) and memory.swappiness == 10
+    with pytest.raises(TypeError):
+        memory.replace(bogus=1)
+    assert copy.deepcopy(DENY_ALL) == DENY_ALL
+    assert pickle.loads(pickle.dumps(Resources(devices=DEFAULT_DEVICE_RULES))) == Resources(devices=DEFAULT_DEVICE_RULES)

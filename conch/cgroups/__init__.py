@@ -148,13 +148,15 @@ class Mount(_Record):
 
 
 class Layout(_Record):
-    __slots__ = ("version", "hybrid", "mounts")
+    __slots__ = ("version", "hybrid", "mounts", "unified")
     version: int  # 1 or 2
     hybrid: bool  # v1 controllers plus a cgroup2 mount below root
     mounts: tuple[Mount, ...]  # v2: the one mount at root; v1: the v1 hierarchies
+    unified: Mount | None  # hybrid: the cgroup2 mount below root (e.g. .../unified)
 
-    def __init__(self, *, version: int, hybrid: bool, mounts: tuple[Mount, ...]) -> None:
-        self._set(version=version, hybrid=hybrid, mounts=mounts)
+    def __init__(self, *, version: int, hybrid: bool, mounts: tuple[Mount, ...],
+                 unified: Mount | None = None) -> None:
+        self._set(version=version, hybrid=hybrid, mounts=mounts, unified=unified)
 
 
 def _unescape(field: str) -> str:
@@ -218,8 +220,9 @@ def detect(root: str = DEFAULT_ROOT, *, mountinfo: str = "/proc/self/mountinfo")
             v1.setdefault(frozenset(mount.options), mount)  # same hierarchy mounted twice
     if not v1:
         raise FailedPrecondition(f"no cgroup v1 or v2 hierarchy is mounted at {root}")
-    hybrid = any(m.fstype == "cgroup2" for m in below)
-    return Layout(version=1, hybrid=hybrid, mounts=tuple(v1.values()))
+    unified = [m for m in below if m.fstype == "cgroup2"]
+    return Layout(version=1, hybrid=bool(unified), mounts=tuple(v1.values()),
+                  unified=unified[-1] if unified else None)
 
 
 def own_cgroups(path: str = "/proc/self/cgroup") -> dict[frozenset[str], str]:
@@ -297,6 +300,11 @@ def open_manager(cgroups_path: str | None, *, container_id: str, root: str = DEF
     from conch.cgroups.v1 import V1Manager
 
     dirs = {",".join(m.options): _container_dir(m, subpath, own) for m in layout.mounts}
+    if layout.unified is not None:
+        # Hybrid hosts: runc also places the container in the (controller-less) cgroup2
+        # hierarchy, so /proc/self/cgroup's "0::" line names the container there too.
+        # Keyed "" — no controller — so it is created, joined and removed with the rest.
+        dirs[""] = _container_dir(layout.unified, subpath, own)
     return V1Manager(dirs)
 
 

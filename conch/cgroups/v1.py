@@ -55,7 +55,8 @@ class V1Manager:
     version = 1
 
     def __init__(self, dirs: dict[str, str], *, created: list[str] | tuple[str, ...] = ()):
-        # dirs: hierarchy mount options ("cpu,cpuacct", "name=systemd") → container dir.
+        # dirs: hierarchy mount options ("cpu,cpuacct", "name=systemd") → container dir;
+        # "" is the controller-less cgroup2 hierarchy of a hybrid host.
         if not dirs:
             raise InvalidArgument("a cgroup v1 manager needs at least one hierarchy")
         self._dirs = dict(dirs)
@@ -78,7 +79,7 @@ class V1Manager:
 
     def mount_sources(self) -> list[tuple[str, str]]:
         """(mount options, container dir) per hierarchy, for mounting cgroupfs in a container."""
-        return list(self._dirs.items())
+        return [(options, d) for options, d in self._dirs.items() if options]
 
     # ---- lifecycle -----------------------------------------------------------------
 

@@ -193,6 +193,7 @@ def _exec_child(plan, proc: dict) -> None:
         if proc.get("noNewPrivileges"):
             rproc.load_seccomp(plan.seccomp, plan.seccomp_flags)
         step = "exec"
+        rinit.reset_signals()
         rproc.execute(exe, args, env)
     except BaseException as exc:  # noqa: BLE001
         ch.send_error(step, exc)

@@ -182,13 +182,13 @@ def _mount_cgroup(dest: str, flags: int, cgroup_mounts) -> None:
         _name, fstype, opts, host_dir = cgroup_mounts[0]
         _cgroup_fs_or_bind(dest, fstype, opts, host_dir, base | ro)
         return
+    # The tmpfs itself stays writable, as with runc: only the hierarchies below it are
+    # read-only (what tools inside containers have come to expect).
     km.mount("tmpfs", dest, "tmpfs", base, "mode=755")
     for name, fstype, opts, host_dir in cgroup_mounts:
         sub = os.path.join(dest, name)
         os.makedirs(sub, exist_ok=True)
         _cgroup_fs_or_bind(sub, fstype, opts, host_dir, base | ro)
-    if ro:
-        km.mount(None, dest, None, km.MS_REMOUNT | km.MS_BIND | km.MS_RDONLY | base)
 
 
 def _cgroup_fs_or_bind(dest, fstype, opts, host_dir, flags) -> None:

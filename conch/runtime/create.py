@@ -4,7 +4,8 @@ Steps, in order (see ``conch.runtime`` for the process picture):
  1. load and validate config.json; compile seccomp and check rlimits (fail before forking)
  2. write the state record ("creating", with the cgroup paths) so that ``delete --force``
     can clean up after a runtime killed at any later point
- 3. make exec.fifo and the cgroup; fork C; put C in the cgroup, apply resources
+ 3. make exec.fifo and the cgroup; fork C (which forks G); move G into the cgroup and
+    apply resources while G builds its rootfs
  4. write uid/gid maps when C made a user namespace
  5. learn G's pid; run prestart/createRuntime hooks while G waits before pivot_root
  6. G reports ready: record pid and start time, status "created", write --pid-file
@@ -60,10 +61,13 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str = "", console_sock
         os.chmod(state.fifo, 0o622)
         if console_socket:
             console_fd = rconsole_connect(console_socket)
+        # Opened here, handed down as an fd: inside a user namespace the init may not
+        # be allowed to walk to --root (runc passes the fifo the same way).
+        fifo_fd = os.open(state.fifo, os.O_PATH | os.O_CLOEXEC)
         parent_ch, child_ch = Channel.pair()
         hooks = spec.get("hooks") or {}
         plan = rinit.Plan(
-            spec=spec, rootfs=state.rootfs, namespaces=ns, channel=child_ch, fifo=state.fifo,
+            spec=spec, rootfs=state.rootfs, namespaces=ns, channel=child_ch, fifo=fifo_fd,
             console_fd=console_fd, cgroup_mounts=_cgroup_mounts(cgroup, ns),
             rlimits=rlimits, caps=caps, seccomp=program, seccomp_flags=sflags,
             preserve_fds=preserve_fds, no_pivot=no_pivot,
@@ -77,6 +81,7 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str = "", console_sock
             rinit.run_intermediate(plan)  # never returns
             os._exit(1)
         child_pids.append(pid)
+        os.close(fifo_fd)
         os.close(child_ch.rfd)
         os.close(child_ch.wfd)
         if console_fd is not None and console_socket:
@@ -119,7 +124,7 @@ def _drive(ch: Channel, pid: int, spec, ns, cgroup, state: State, plan, child_pi
     prearm.stop()
     cgroup.apply(_with_default_devices(linux.get("resources") or {}))
     try:
-        ch.send(type="cgroup")
+        ch.send(type="cgroup", pid=init_pid)
     except BrokenPipeError:
         ch.expect("cgroup-ack")  # G failed meanwhile: raises its error message
     state.pid = init_pid
@@ -130,7 +135,7 @@ def _drive(ch: Channel, pid: int, spec, ns, cgroup, state: State, plan, child_pi
         ch.expect("hooks")
         from conch.runtime import hooks as rhooks
 
-        st = state.oci("created")
+        st = dict(state.oci("creating"), pid=init_pid)  # runtime-spec: hooks see the pid
         rhooks.run("prestart", hooks.get("prestart"), st)
         rhooks.run("createRuntime", hooks.get("createRuntime"), st)
         ch.send(type="hooks-done")

@@ -72,10 +72,11 @@ def run_intermediate(plan: Plan) -> None:
         os._exit(1)
 
 
-def _wait_cgroup(ch, ns: dict) -> bool:
+def _wait_cgroup(ch, ns: dict, state_json: dict) -> bool:
     """Wait until the parent has put us in the container's cgroup; then make the cgroup
-    namespace, whose root is the cgroup we are in at unshare time."""
-    ch.expect("cgroup")
+    namespace, whose root is the cgroup we are in at unshare time. The message also
+    tells us our pid as the host sees it, for the state given to hooks."""
+    state_json["pid"] = ch.expect("cgroup")["pid"]
     if ns.get("cgroup") == "":
         kns.unshare(kns.CLONE_NEWCGROUP)
     return True
@@ -111,7 +112,7 @@ def run_init(plan: Plan) -> None:
     try:
         step = "setsid"
         os.setsid()
-        fifo_fd = os.open(plan.fifo, os.O_PATH | os.O_CLOEXEC)
+        fifo_fd = plan.fifo  # an O_PATH fd opened by the parent: see create.create
         in_cgroup = False
         if "mount" in ns:
             step = "prepare rootfs"
@@ -119,14 +120,14 @@ def run_init(plan: Plan) -> None:
             for m in spec.get("mounts") or ():
                 step = f"mount {m.get('destination')}"
                 if m.get("type") == "cgroup" and not in_cgroup:
-                    in_cgroup = _wait_cgroup(ch, ns)
+                    in_cgroup = _wait_cgroup(ch, ns, plan.state_json)
                 rrootfs.mount_one(m, plan.rootfs, plan.cgroup_mounts, in_userns)
             if rrootfs.dev_is_mounted(spec):
                 step = "create devices"
                 rrootfs.create_devices(spec, plan.rootfs, in_userns)
         if not in_cgroup:
             step = "join cgroup"
-            in_cgroup = _wait_cgroup(ch, ns)
+            in_cgroup = _wait_cgroup(ch, ns, plan.state_json)
         step = "hostname"
         _set_names(spec, ns)
         if plan.has_runtime_hooks:

@@ -172,10 +172,8 @@ def _wait(pid: int) -> int:
 # -- inspection ---------------------------------------------------------------------
 
 def cmd_state(o) -> int:
-    import json
-
     state = State.load(o.root, o.id)
-    print(json.dumps(state.oci(status_of(state)), indent=2))
+    print(fastjson.dumps_pretty(state.oci(status_of(state))))
     return 0
 
 
@@ -305,12 +303,8 @@ def delete(state: State, force: bool) -> None:
         from conch.cgroups import load_manager
 
         mgr = load_manager(state.cgroup)
-        try:
-            if mgr.frozen():
-                mgr.thaw()
-        except Exception:  # noqa: BLE001
-            pass
-        mgr.kill_all(signal.SIGKILL)
+        if mgr.pids():  # kill_all freezes and thaws: skip it when nothing is left
+            mgr.kill_all(signal.SIGKILL)
     if state.alive():
         os.kill(state.pid, signal.SIGKILL)
     _wait_gone(state)

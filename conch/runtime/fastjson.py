@@ -55,3 +55,16 @@ _encode = _json.make_encoder(
 
 def dumps(obj) -> str:
     return "".join(_encode(obj, 0))
+
+
+def dumps_pretty(obj, indent: str = "  ", _level: int = 0) -> str:
+    """Like ``json.dumps(obj, indent=2)`` (what ``state`` prints, as runc does)."""
+    pad = indent * (_level + 1)
+    end = indent * _level
+    if isinstance(obj, dict) and obj:
+        items = (f"{pad}{dumps(str(k))}: {dumps_pretty(v, indent, _level + 1)}" for k, v in obj.items())
+        return "{\n" + ",\n".join(items) + f"\n{end}}}"
+    if isinstance(obj, list) and obj:
+        items = (f"{pad}{dumps_pretty(v, indent, _level + 1)}" for v in obj)
+        return "[\n" + ",\n".join(items) + f"\n{end}]"
+    return dumps(obj)

@@ -1,0 +1,88 @@
+# conch developer entry points. Everything here is idempotent: stamp files under
+# build/stamps/ (gitignored) make the second `make setup` / `make test-deps` instant.
+#
+#   make setup      busybox-static (what conch itself needs) + .venv + pip install -e .[test]
+#   make test-deps  side-by-side anchors for differential/compat tests (never conch deps)
+#   make test       setup + test-deps + pytest over tests/
+#   make demo       a few `conch-runtime run` probes in a busybox bundle
+#   make bench      bench/runtime_bench.py (conch-runtime vs runc vs crun)
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := test
+
+VENV     := .venv
+STAMPS   := build/stamps
+PYTEST_ARGS ?= -q
+APT_ENV  := DEBIAN_FRONTEND=noninteractive
+# Packages conch itself needs at run time / for its own tests' rootfs.
+SYSTEM_PACKAGES := busybox-static
+# Reference runtimes and tools the differential and compat tests compare against.
+TEST_DEP_PACKAGES := runc crun podman conmon skopeo uidmap
+
+.PHONY: setup test-deps test demo bench clean
+
+setup: $(STAMPS)/system $(STAMPS)/venv
+
+test-deps: $(STAMPS)/test-deps
+
+# apt-get install; `apt-get update` only when the package lists don't know a package.
+define apt_install
+	missing=""; for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null \
+	    | grep -q "install ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	    echo "apt-get install$$missing"; \
+	    $(APT_ENV) apt-get install -y --no-install-recommends $$missing \
+	    || { $(APT_ENV) apt-get update && $(APT_ENV) apt-get install -y --no-install-recommends $$missing; }; \
+	fi
+endef
+
+$(STAMPS)/system: Makefile
+	@mkdir -p $(STAMPS)
+	@$(call apt_install,$(SYSTEM_PACKAGES))
+	@touch $@
+
+$(STAMPS)/test-deps: Makefile
+	@mkdir -p $(STAMPS)
+	@$(call apt_install,$(TEST_DEP_PACKAGES))
+	@touch $@
+
+# Prefer Debian's /usr/bin/python3 when it can make venvs (ensurepip comes with the
+# python3-venv package); otherwise whatever `python3` is; install python3-venv if
+# neither can. An existing working .venv is kept.
+$(VENV)/bin/python:
+	@py=""; \
+	for cand in /usr/bin/python3 "$$(command -v python3 || true)"; do \
+	    if [ -n "$$cand" ] && [ -x "$$cand" ] && "$$cand" -c 'import venv, ensurepip' 2>/dev/null; then \
+	        py="$$cand"; break; fi; \
+	done; \
+	if [ -z "$$py" ]; then \
+	    $(call apt_install,python3 python3-venv); py=/usr/bin/python3; \
+	fi; \
+	echo "creating $(VENV) with $$py ($$($$py --version))"; \
+	"$$py" -m venv $(VENV)
+
+# After pip: conch-runtime gets a lean launcher (python -IS, no site, no re), since it
+# is exec'd for every container; then byte-compile everything, so that no run pays for
+# compiling (environments that set PYTHONDONTWRITEBYTECODE would otherwise pay every time).
+$(STAMPS)/venv: $(VENV)/bin/python pyproject.toml tools/lean_launcher.py
+	@mkdir -p $(STAMPS)
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+	$(VENV)/bin/python tools/lean_launcher.py $(VENV)/bin . conch-runtime=conch.runtime.main:main
+	$(VENV)/bin/python -I -m compileall -q conch
+	@touch $@
+
+# pytest exits 5 when it collected no tests: that is a failure for us.
+test: setup test-deps
+	@rc=0; $(VENV)/bin/pytest $(PYTEST_ARGS) tests/ || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5); tests must run" >&2; exit 1; fi; \
+	exit $$rc
+
+demo: setup
+	@tools/demo_runtime.sh
+
+bench: setup test-deps
+	$(VENV)/bin/python bench/runtime_bench.py
+
+clean:
+	rm -rf $(STAMPS) bench/results

@@ -16,7 +16,15 @@ _LINUX_SUPPORTED = {
     "sysctl", "seccomp", "maskedPaths", "readonlyPaths", "rootfsPropagation",
     "mountLabel", "personality",
 }
-_LINUX_UNSUPPORTED = {"intelRdt", "timeOffsets", "memoryPolicy", "netDevices"}
+_LINUX_UNSUPPORTED = {"intelRdt", "timeOffsets", "memoryPolicy", "netDevices", "mountLabel"}
+# process fields this runtime cannot honour: set → a clear error, never a silent ignore
+_PROCESS_UNSUPPORTED = {
+    "apparmorProfile": "AppArmor", "selinuxLabel": "SELinux", "scheduler": "process.scheduler",
+    "ioPriority": "process.ioPriority", "execCPUAffinity": "process.execCPUAffinity",
+}
+# mount options that are not mount(2) flags and that we do not implement
+_MOUNT_UNSUPPORTED = {"idmap", "ridmap", "tmpcopyup", "copy-symlink", "src-nofollow", "nosymfollow"}
+_PERSONALITIES = {"LINUX": 0x0000, "LINUX32": 0x0008}
 
 
 def load(bundle: str) -> dict:
@@ -51,6 +59,10 @@ def validate(spec: dict, bundle: str) -> None:
         cwd = proc.get("cwd", "/")
         if not cwd.startswith("/"):
             raise InvalidArgument(f"config.json: process.cwd {cwd!r} must be an absolute path")
+        for key, what in _PROCESS_UNSUPPORTED.items():
+            if proc.get(key):
+                raise InvalidArgument(f"config.json: process.{key} is set but conch-runtime "
+                                      f"does not support {what}; remove it")
     linux = spec.get("linux") or {}
     for key, value in linux.items():
         if key in _LINUX_UNSUPPORTED and value:
@@ -69,6 +81,20 @@ def validate(spec: dict, bundle: str) -> None:
     for m in spec.get("mounts") or ():
         if not str(m.get("destination", "")).startswith("/"):
             raise InvalidArgument(f"config.json: mount destination {m.get('destination')!r} must be absolute")
+        bad = _MOUNT_UNSUPPORTED.intersection(m.get("options") or ())
+        if bad or m.get("uidMappings") or m.get("gidMappings"):
+            raise InvalidArgument(f"config.json: mount {m['destination']}: option "
+                                  f"{sorted(bad)[0] if bad else 'uid/gid mappings'} is not supported")
+    persona = linux.get("personality")
+    if persona:
+        if persona.get("domain") not in _PERSONALITIES or persona.get("flags"):
+            raise InvalidArgument(f"config.json: linux.personality {persona!r}: only domain "
+                                  "LINUX or LINUX32 without flags is supported")
+
+
+def personality(spec: dict) -> int | None:
+    persona = (spec.get("linux") or {}).get("personality")
+    return _PERSONALITIES[persona["domain"]] if persona else None
 
 
 def rootfs_path(spec: dict, bundle: str) -> str:

@@ -12,6 +12,7 @@ import _signal as signal  # the C module: "signal" imports enum (~3 ms)
 
 from conch.kernel import namespaces as kns
 from conch.kernel import prctl
+from conch.runtime import config as rconfig
 from conch.runtime import process as rproc
 from conch.runtime import rootfs as rrootfs
 
@@ -163,9 +164,15 @@ def run_init(plan: Plan) -> None:
                 step = "readonly rootfs"
                 rrootfs.readonly_root()
             rrootfs.set_root_propagation(linux.get("rootfsPropagation", ""))
+        persona = rconfig.personality(spec)
+        if persona is not None:
+            step = "personality"
+            from conch.kernel.libc import check, libc
+
+            check(libc().personality(persona), "personality", detail=hex(persona))
         step = "process"
         exe, args, env = prepare_exec(proc)
-        finalize(proc, plan, step_cb=None)
+        finalize(proc, plan)
         rproc.mark_fds_cloexec(3 + (plan.preserve_fds or 0))
         ch.send(type="ready")
         ch.close()
@@ -221,7 +228,7 @@ def prepare_exec(proc: dict):
     return exe, args, env
 
 
-def finalize(proc: dict, plan: Plan, step_cb=None) -> None:
+def finalize(proc: dict, plan: Plan) -> None:
     """cwd, rlimits, oom score, no_new_privs, seccomp (early case), user and caps."""
     cwd = proc.get("cwd") or "/"
     cwd_done = _try_chdir(cwd)

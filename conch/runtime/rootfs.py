@@ -105,6 +105,8 @@ def mount_one(m: dict, rootfs: str, cgroup_mounts, in_userns: bool) -> None:
     flags, propagation, data = km.parse_options(options)
     is_bind = mtype == "bind" or flags & km.MS_BIND
     if is_bind:
+        if data:
+            raise InvalidArgument(f"bind mount {m['destination']}: unknown option(s) {', '.join(data)}")
         if not source or not os.path.exists(source):
             raise InvalidArgument(f"bind mount source {source!r} for {m['destination']} does not exist")
         _make_target(dest, is_dir=os.path.isdir(source))

@@ -1,0 +1,287 @@
+"""Docker's container JSON ↔ the engine's values (``conch.engine.model``).
+
+``create_spec`` reads a ``POST /containers/create`` body (Config + HostConfig +
+NetworkingConfig, API 1.50); ``inspect`` and ``summary`` write ``GET
+/containers/{id}/json`` and ``GET /containers/json`` items. Fields are Docker's
+(api/types/container); what the engine does not implement yet is refused by the engine
+with a message, not dropped here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conch.engine.model import Container, CreateSpec, HealthConfig, RestartPolicy, Status
+from conch.errors import InvalidArgument
+
+_ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def _tuple(value) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):  # docker accepts a bare string for Cmd/Entrypoint
+        return (value,)
+    if not isinstance(value, list):
+        raise InvalidArgument(f"expected a list of strings, got {type(value).__name__}")
+    return tuple(str(v) for v in value)
+
+
+def create_spec(body: dict) -> CreateSpec:
+    if not isinstance(body, dict):
+        raise InvalidArgument("the create request body must be a JSON object")
+    image = body.get("Image") or ""
+    if not image:
+        raise InvalidArgument("no image specified" if "Image" not in body else "invalid reference format")
+    host = body.get("HostConfig") or {}
+    health = body.get("Healthcheck")
+    restart = host.get("RestartPolicy") or {}
+    policy = restart.get("Name") or "no"
+    if policy not in ("no", "always", "on-failure", "unless-stopped"):
+        raise InvalidArgument(f"invalid restart policy '{policy}'")
+    if policy != "on-failure" and restart.get("MaximumRetryCount"):
+        raise InvalidArgument(f"invalid restart policy: maximum retry count can only be used with 'on-failure'")
+    log_config = host.get("LogConfig") or {}
+    if log_config.get("Type") not in (None, "", "json-file"):
+        raise InvalidArgument(f"logging driver {log_config.get('Type')!r} is not supported: use json-file")
+    ulimits = tuple((u["Name"], int(u["Soft"]), int(u["Hard"])) for u in host.get("Ulimits") or ())
+    network = host.get("NetworkMode") or ""
+    return CreateSpec(
+        image=image,
+        cmd=_tuple(body.get("Cmd")),
+        entrypoint=_tuple(body.get("Entrypoint")),
+        env=tuple(body.get("Env") or ()),
+        working_dir=body.get("WorkingDir") or "",
+        user=body.get("User") or "",
+        hostname=body.get("Hostname") or "",
+        domainname=body.get("Domainname") or "",
+        labels=dict(body.get("Labels") or {}),
+        tty=bool(body.get("Tty")),
+        open_stdin=bool(body.get("OpenStdin")),
+        stdin_once=bool(body.get("StdinOnce")),
+        stop_signal=body.get("StopSignal") or "",
+        stop_timeout=body.get("StopTimeout"),
+        healthcheck=HealthConfig(
+            test=tuple(health.get("Test") or ()), interval_ns=int(health.get("Interval") or 0),
+            timeout_ns=int(health.get("Timeout") or 0), retries=int(health.get("Retries") or 0),
+            start_period_ns=int(health.get("StartPeriod") or 0)) if health else None,
+        exposed_ports=tuple((body.get("ExposedPorts") or {}).keys()),
+        volumes=tuple((body.get("Volumes") or {}).keys()),
+        binds=tuple(host.get("Binds") or ()),
+        auto_remove=bool(host.get("AutoRemove")),
+        restart_policy=RestartPolicy(name=policy, max_retry=int(restart.get("MaximumRetryCount") or 0)),
+        memory=int(host.get("Memory") or 0),
+        memory_swap=int(host.get("MemorySwap") or 0),
+        memory_reservation=int(host.get("MemoryReservation") or 0),
+        nano_cpus=int(host.get("NanoCpus") or 0),
+        cpu_shares=int(host.get("CpuShares") or 0),
+        cpu_quota=int(host.get("CpuQuota") or 0),
+        cpu_period=int(host.get("CpuPeriod") or 0),
+        cpuset_cpus=host.get("CpusetCpus") or "",
+        cpuset_mems=host.get("CpusetMems") or "",
+        pids_limit=host.get("PidsLimit"),
+        init=bool(host.get("Init")),
+        read_only=bool(host.get("ReadonlyRootfs")),
+        cap_add=tuple(host.get("CapAdd") or ()),
+        cap_drop=tuple(host.get("CapDrop") or ()),
+        privileged=bool(host.get("Privileged")),
+        security_opt=tuple(host.get("SecurityOpt") or ()),
+        tmpfs=dict(host.get("Tmpfs") or {}),
+        shm_size=int(host.get("ShmSize") or 0),
+        ulimits=ulimits,
+        network_mode=network,
+        dns=tuple(host.get("Dns") or ()),
+        dns_search=tuple(host.get("DnsSearch") or ()),
+        dns_options=tuple(host.get("DnsOptions") or ()),
+        extra_hosts=tuple(host.get("ExtraHosts") or ()),
+        sysctls=dict(host.get("Sysctls") or {}),
+        oom_score_adj=int(host.get("OomScoreAdj") or 0),
+        log_opts=dict(log_config.get("Config") or {}),
+        port_bindings=dict(host.get("PortBindings") or {}),
+        mounts=tuple(host.get("Mounts") or ()),
+    )
+
+
+def _config(c: Container) -> dict[str, Any]:
+    """Config as docker inspect shows it: the request's, with image defaults filled in."""
+    given = dict(c.api_config.get("Config") or {})
+    s = c.spec
+    given.setdefault("Hostname", s.hostname or c.id[:12])
+    given.setdefault("Domainname", s.domainname)
+    given.setdefault("User", s.user)
+    for key in ("AttachStdin", "AttachStdout", "AttachStderr"):
+        given.setdefault(key, False)
+    given.setdefault("Tty", s.tty)
+    given.setdefault("OpenStdin", s.open_stdin)
+    given.setdefault("StdinOnce", s.stdin_once)
+    given["Env"] = list(given.get("Env") or s.env)
+    given["Cmd"] = list(c.args) if s.cmd is None and s.entrypoint is None else given.get("Cmd")
+    given["Image"] = c.image
+    given.setdefault("Volumes", None)
+    given.setdefault("WorkingDir", s.working_dir)
+    given.setdefault("Entrypoint", list(s.entrypoint) if s.entrypoint is not None else None)
+    given.setdefault("OnBuild", None)
+    given["Labels"] = dict(s.labels)
+    if s.stop_signal:
+        given["StopSignal"] = s.stop_signal
+    return given
+
+
+def _host_config(c: Container) -> dict[str, Any]:
+    s = c.spec
+    given = dict(c.api_config.get("HostConfig") or {})
+    given.update({
+        "Binds": list(s.binds) or None,
+        "NetworkMode": s.network_mode or "none",
+        "RestartPolicy": {"Name": s.restart_policy.name, "MaximumRetryCount": s.restart_policy.max_retry},
+        "AutoRemove": s.auto_remove,
+        "LogConfig": {"Type": "json-file", "Config": dict(s.log_opts)},
+        "Memory": s.memory, "MemorySwap": s.memory_swap, "MemoryReservation": s.memory_reservation,
+        "NanoCpus": s.nano_cpus, "CpuShares": s.cpu_shares, "CpuQuota": s.cpu_quota,
+        "CpuPeriod": s.cpu_period, "CpusetCpus": s.cpuset_cpus, "CpusetMems": s.cpuset_mems,
+        "PidsLimit": s.pids_limit, "Init": s.init, "ReadonlyRootfs": s.read_only,
+        "CapAdd": list(s.cap_add) or None, "CapDrop": list(s.cap_drop) or None,
+        "Privileged": s.privileged, "SecurityOpt": list(s.security_opt) or None,
+        "Tmpfs": dict(s.tmpfs) or None, "ShmSize": s.shm_size or 67108864,
+        "Ulimits": [{"Name": n, "Soft": so, "Hard": h} for n, so, h in s.ulimits] or None,
+        "Dns": list(s.dns), "DnsSearch": list(s.dns_search), "DnsOptions": list(s.dns_options),
+        "ExtraHosts": list(s.extra_hosts) or None, "OomScoreAdj": s.oom_score_adj,
+        "PortBindings": dict(s.port_bindings), "Runtime": "conch",
+    })
+    return given
+
+
+def _state(c: Container) -> dict[str, Any]:
+    st = c.state
+    out = {
+        "Status": st.status.value,
+        "Running": st.status in (Status.RUNNING, Status.PAUSED),
+        "Paused": st.status == Status.PAUSED,
+        "Restarting": st.status == Status.RESTARTING,
+        "OOMKilled": st.oom_killed,
+        "Dead": st.status == Status.DEAD,
+        "Pid": st.pid,
+        "ExitCode": st.exit_code,
+        "Error": st.error,
+        "StartedAt": st.started_at,
+        "FinishedAt": st.finished_at,
+    }
+    if st.health is not None:
+        out["Health"] = {"Status": st.health.status, "FailingStreak": st.health.failing_streak,
+                         "Log": [{"Start": e.get("start"), "End": e.get("end"),
+                                  "ExitCode": e.get("exit_code"), "Output": e.get("output")}
+                                 for e in st.health.log]}
+    return out
+
+
+def _mounts(c: Container) -> list[dict[str, Any]]:
+    out = []
+    for m in c.mounts:
+        item = {"Type": m.get("type", "bind"), "Source": m.get("source", ""),
+                "Destination": m.get("destination", ""), "Mode": m.get("mode", ""),
+                "RW": m.get("rw", True), "Propagation": m.get("propagation", "rprivate")}
+        if m.get("name"):
+            item = {"Type": "volume", "Name": m["name"], **item, "Driver": m.get("driver", "local")}
+        out.append(item)
+    return out
+
+
+def inspect(c: Container, *, log_path: str = "", rootfs: str = "") -> dict[str, Any]:
+    network = c.spec.network_mode or "none"
+    return {
+        "Id": c.id,
+        "Created": c.created,
+        "Path": c.path,
+        "Args": list(c.args),
+        "State": _state(c),
+        "Image": c.image_id,
+        "ResolvConfPath": "", "HostnamePath": "", "HostsPath": "",
+        "LogPath": log_path,
+        "Name": "/" + c.name,
+        "RestartCount": c.restart_count,
+        "Driver": "overlay2",
+        "Platform": "linux",
+        "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
+        "ExecIDs": None,
+        "HostConfig": _host_config(c),
+        "GraphDriver": {"Name": "overlay2", "Data": {"MergedDir": rootfs}},
+        "Mounts": _mounts(c),
+        "Config": _config(c),
+        "NetworkSettings": {
+            "Bridge": "", "SandboxID": "", "SandboxKey": "", "HairpinMode": False,
+            "Ports": {}, "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": "",
+            "Networks": {network: {"IPAMConfig": None, "Links": None, "Aliases": None,
+                                   "NetworkID": network, "EndpointID": "", "Gateway": "",
+                                   "IPAddress": "", "IPPrefixLen": 0, "MacAddress": ""}}
+            if network in ("none", "host") else {},
+        },
+    }
+
+
+def _status_text(c: Container, now_ns: int) -> str:
+    from conch.engine.logs import rfc3339_to_ns
+
+    st = c.state
+    if st.status in (Status.RUNNING, Status.PAUSED):
+        text = "Up " + human_duration(now_ns - rfc3339_to_ns(st.started_at))
+        if st.health is not None:
+            text += {"starting": " (health: starting)", "healthy": " (healthy)",
+                     "unhealthy": " (unhealthy)"}.get(st.health.status, "")
+        return text + (" (Paused)" if st.status == Status.PAUSED else "")
+    if st.status == Status.RESTARTING:
+        return f"Restarting ({st.exit_code}) " + human_duration(now_ns - rfc3339_to_ns(st.finished_at)) + " ago"
+    if st.status == Status.EXITED:
+        return f"Exited ({st.exit_code}) " + human_duration(now_ns - rfc3339_to_ns(st.finished_at)) + " ago"
+    if st.status == Status.CREATED:
+        return "Created"
+    return st.status.value.capitalize()
+
+
+def human_duration(ns: int) -> str:
+    """go-units HumanDuration, as docker ps prints it."""
+    seconds = max(ns, 0) / 1e9
+    if seconds < 1:
+        return "Less than a second"
+    if seconds < 2:
+        return "1 second"
+    if seconds < 60:
+        return f"{int(seconds)} seconds"
+    minutes = seconds / 60
+    if int(minutes) == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{int(minutes)} minutes"
+    hours = round(minutes / 60)
+    if hours == 1:
+        return "About an hour"
+    if minutes < 48 * 60:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{hours // 24 // 365} years"
+
+
+def summary(c: Container, now_ns: int) -> dict[str, Any]:
+    from conch.engine.logs import rfc3339_to_ns
+
+    command = " ".join([c.path, *c.args])
+    network = c.spec.network_mode or "none"
+    return {
+        "Id": c.id,
+        "Names": ["/" + c.name],
+        "Image": c.image,
+        "ImageID": c.image_id,
+        "Command": command,
+        "Created": rfc3339_to_ns(c.created) // 1_000_000_000,
+        "Ports": [],
+        "Labels": dict(c.spec.labels),
+        "State": c.state.status.value,
+        "Status": _status_text(c, now_ns),
+        "HostConfig": {"NetworkMode": network},
+        "NetworkSettings": {"Networks": {}},
+        "Mounts": _mounts(c),
+    }

@@ -1,0 +1,120 @@
+"""/containers/{id}/exec, /exec/{id}/start (hijacked), /exec/{id}/json, /exec/{id}/resize."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from aiohttp import web
+
+from conch.api.hijack import hijack
+from conch.api.params import call_engine, engine_of, json_response
+from conch.engine.execs import ExecConfig
+from conch.errors import InvalidArgument
+
+
+def register(add) -> None:
+    add("POST", "/containers/{id}/exec", create)
+    add("POST", "/exec/{id}/start", start)
+    add("GET", "/exec/{id}/json", inspect)
+    add("POST", "/exec/{id}/resize", resize)
+
+
+async def _body(request) -> dict:
+    raw = await request.read()
+    try:
+        return json.loads(raw) if raw.strip() else {}
+    except ValueError as exc:
+        raise InvalidArgument(f"invalid JSON body: {exc}") from exc
+
+
+async def create(request: web.Request) -> web.StreamResponse:
+    body = await _body(request)
+    cmd = body.get("Cmd") or []
+    if isinstance(cmd, str):
+        cmd = [cmd]
+    config = ExecConfig(cmd=tuple(cmd), env=tuple(body.get("Env") or ()), user=body.get("User") or "",
+                        working_dir=body.get("WorkingDir") or "", tty=bool(body.get("Tty")),
+                        attach_stdin=bool(body.get("AttachStdin")),
+                        attach_stdout=bool(body.get("AttachStdout", True)),
+                        attach_stderr=bool(body.get("AttachStderr", True)),
+                        privileged=bool(body.get("Privileged")))
+    ex = await call_engine(engine_of(request).execs.create, request.match_info["id"], config)
+    return json_response({"Id": ex.id}, status=201)
+
+
+async def start(request: web.Request) -> web.StreamResponse:
+    execs = engine_of(request).execs
+    body = await _body(request)
+    ex = execs.get(request.match_info["id"])
+    if body.get("Detach"):
+        proc = await execs.start(ex.id)
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream is not None and hasattr(stream, "close"):
+                stream.close()
+        return web.Response(status=200)
+    tty = ex.config.tty or bool(body.get("Tty"))
+    proc = await execs.start(ex.id)
+    conn = await hijack(request, multiplexed=not tty)
+    try:
+        await _pump(conn, proc, tty)
+    finally:
+        await conn.close()
+    return conn.response
+
+
+async def _pump(conn, proc, tty: bool) -> None:
+    async def out(reader, stream: int) -> None:
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                return
+            await conn.write_stream(stream, data)
+
+    async def into() -> None:
+        while True:
+            data = await conn.reader.read(65536)
+            if not data:
+                proc.stdin.close()
+                return
+            proc.stdin.write(data)
+            await proc.stdin.drain()
+
+    outputs = [asyncio.ensure_future(out(proc.stdout, 1))] if proc.stdout else []
+    if proc.stderr is not None:
+        outputs.append(asyncio.ensure_future(out(proc.stderr, 2)))
+    feeder = asyncio.ensure_future(into()) if proc.stdin is not None else None
+    closed = asyncio.ensure_future(conn.wait_closed())
+    try:
+        if outputs:
+            done, _ = await asyncio.wait([asyncio.gather(*outputs), closed],
+                                         return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([asyncio.ensure_future(proc.wait()), closed],
+                           return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in outputs + [closed] + ([feeder] if feeder else []):
+            task.cancel()
+        if proc.returncode is None and conn.closed:
+            try:
+                proc.kill()
+            except ProcessLookupError:
+                pass
+
+
+async def inspect(request: web.Request) -> web.StreamResponse:
+    ex = engine_of(request).execs.get(request.match_info["id"])
+    cfg = ex.config
+    return json_response({
+        "ID": ex.id, "Running": ex.running, "ExitCode": ex.exit_code,
+        "ProcessConfig": {"tty": cfg.tty, "entrypoint": cfg.cmd[0] if cfg.cmd else "",
+                          "arguments": list(cfg.cmd[1:]), "privileged": cfg.privileged,
+                          "user": cfg.user},
+        "OpenStdin": cfg.attach_stdin, "OpenStderr": cfg.attach_stderr,
+        "OpenStdout": cfg.attach_stdout, "CanRemove": False, "ContainerID": ex.container_id,
+        "DetachKeys": "", "Pid": ex.pid,
+    })
+
+
+async def resize(request: web.Request) -> web.StreamResponse:
+    engine_of(request).execs.get(request.match_info["id"])  # 404 for an unknown exec
+    return web.Response(status=200)  # the runtime's own pty proxy cannot be resized yet

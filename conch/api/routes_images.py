@@ -1,0 +1,311 @@
+"""Image routes: list, inspect, history, tag, remove, import (create), load, save, prune.
+
+Engine calls: ``engine.images`` is :class:`conch.images.store.ImageService` or a facade
+with the same methods (the engine adds container users for remove/prune); see
+``conch.api`` for the list. Records are ``conch.images.store.Image`` /
+``HistoryEntry`` / ``PruneResult``; ``remove`` and ``prune`` return Docker's
+``[{"Untagged": …}, {"Deleted": …}]`` items, passed through unchanged.
+
+``GET /images/json`` filters (``dangling``, ``reference``, ``label``, ``before``,
+``since``) are applied here by :func:`select_images` over the one ``list()`` call:
+they are the list endpoint's query language, and ``before``/``since`` name images of that
+same list.
+
+Image names contain ``/`` and ``:`` (``localhost:5000/a/b:tag``), so the name routes use
+``{name:.+}`` patterns and are registered after the fixed ``/images/json``,
+``/images/create``, ``/images/load``, ``/images/get``, ``/images/prune`` paths.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fnmatch
+import tempfile
+from collections.abc import Iterable, Sequence
+from typing import Any, BinaryIO
+
+from aiohttp import web
+
+from conch.api.errors import NotImplementedYet
+from conch.api.params import (call_engine, engine_of, field, json_response, parse_bool,
+                              parse_filters)
+from conch.api.streams import stream_bytes, stream_json_lines
+from conch.errors import InvalidArgument, NotFound
+from conch.oci.reference import Reference
+
+LIST_FILTERS = {"dangling", "reference", "label", "before", "since", "until"}
+PRUNE_FILTERS = {"dangling"}
+ZERO_TIME = "0001-01-01T00:00:00Z"
+_SPOOL_CHUNK = 1 << 20
+
+
+def register(add) -> None:
+    add("GET", "/images/json", list_images)
+    add("POST", "/images/create", create_image)
+    add("POST", "/images/load", load_images)
+    add("GET", "/images/get", save_images)
+    add("POST", "/images/prune", prune_images)
+    add("GET", "/images/{name:.+}/json", inspect_image)
+    add("GET", "/images/{name:.+}/history", image_history)
+    add("GET", "/images/{name:.+}/get", save_image)
+    add("POST", "/images/{name:.+}/tag", tag_image)
+    add("DELETE", "/images/{name:.+}", remove_image)
+
+
+# --- serialisation --------------------------------------------------------------------
+
+
+def _unix(created: str | int) -> int:
+    """RFC 3339 (as in image configs) -> unix seconds; unknown -> 0, as Docker shows it."""
+    if isinstance(created, int):
+        return created
+    if not created:
+        return 0
+    try:
+        return int(dt.datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        return 0
+
+
+def _exec_config(image: Any) -> Any:
+    return field(field(image, "config"), "config")
+
+
+def _labels(image: Any) -> dict[str, str]:
+    return dict(field(_exec_config(image), "labels", {}) or {})
+
+
+def image_summary(image: Any) -> dict[str, Any]:
+    """Docker's ImageSummary (``docker images``)."""
+    return {
+        "Containers": -1,
+        "Created": _unix(field(image, "created", "")),
+        "Id": str(field(image, "id", "")),
+        "Labels": _labels(image) or None,
+        "ParentId": "",
+        "RepoDigests": list(field(image, "repo_digests", ())),
+        "RepoTags": list(field(image, "repo_tags", ())),
+        "SharedSize": -1,
+        "Size": int(field(image, "size", 0)),
+    }
+
+
+def image_inspect(image: Any) -> dict[str, Any]:
+    """Docker's ImageInspect from an image record."""
+    from conch.images.store import container_config  # the image's config in Docker's shape
+
+    cfg = field(image, "config")
+    exec_config = field(cfg, "config")
+    extra = field(cfg, "extra", {}) or {}
+    last_tag = field(image, "last_tag_time")
+    out: dict[str, Any] = {
+        "Id": str(field(image, "id", "")),
+        "RepoTags": list(field(image, "repo_tags", ())),
+        "RepoDigests": list(field(image, "repo_digests", ())),
+        "Parent": "",
+        "Comment": extra.get("comment", "") if isinstance(extra.get("comment"), str) else "",
+        "Created": field(cfg, "created", "") or ZERO_TIME,
+        "DockerVersion": "",
+        "Author": field(cfg, "author", ""),
+        "Config": None if exec_config is None else container_config(exec_config),
+        "Architecture": field(cfg, "architecture", ""),
+        "Os": field(cfg, "os", ""),
+        "Size": int(field(image, "size", 0)),
+        "GraphDriver": {"Name": "overlay2", "Data": None},
+        "RootFS": {"Type": field(field(cfg, "rootfs"), "type", "layers"),
+                   "Layers": [str(d) for d in field(field(cfg, "rootfs"), "diff_ids", ())]},
+        "Metadata": {"LastTagTime": ZERO_TIME if last_tag is None else
+                     last_tag.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")},
+    }
+    if field(cfg, "variant"):
+        out["Variant"] = field(cfg, "variant")
+    return out
+
+
+def history_json(entry: Any) -> dict[str, Any]:
+    return {
+        "Id": field(entry, "id", "<missing>"),
+        "Created": _unix(field(entry, "created", 0)),
+        "CreatedBy": field(entry, "created_by", ""),
+        "Tags": list(field(entry, "tags", ())) or None,
+        "Size": int(field(entry, "size", 0)),
+        "Comment": field(entry, "comment", ""),
+    }
+
+
+# --- list filters (Docker's daemon/images/images.go Images) ---------------------------
+
+
+def _familiar_patterns_match(pattern: str, image: Any) -> bool:
+    # reference.FamiliarMatch: the pattern against "name:tag" and against "name".
+    for tag in field(image, "repo_tags", ()):
+        name = tag.rsplit(":", 1)[0] if ":" in tag.rsplit("/", 1)[-1] else tag
+        if fnmatch.fnmatchcase(tag, pattern) or fnmatch.fnmatchcase(name, pattern):
+            return True
+    return False
+
+
+def _label_match(wanted: str, labels: dict[str, str]) -> bool:
+    key, sep, value = wanted.partition("=")
+    if key not in labels:
+        return False
+    return not sep or labels[key] == value
+
+
+def _find(images: Sequence[Any], name: str) -> Any:
+    """An image of ``images`` by name or ID (prefix), for before/since."""
+    try:
+        familiar = Reference.parse(name).familiar()
+    except InvalidArgument:
+        familiar = name
+    for image in images:
+        image_id = str(field(image, "id", ""))
+        if familiar in field(image, "repo_tags", ()) or image_id in (name, f"sha256:{name}") \
+                or (len(name) >= 4 and image_id.removeprefix("sha256:").startswith(name)):
+            return image
+    raise NotFound(f"No such image: {name}")
+
+
+def select_images(images: Sequence[Any], filters: dict[str, list[str]]) -> list[Any]:
+    """The images ``filters`` keeps, in order (dangling, reference, label, before,
+    since, until as ``docker images --filter`` documents them)."""
+    out = list(images)
+    if "dangling" in filters:
+        values = {v.lower() for v in filters["dangling"]}
+        if not values <= {"true", "false", "1", "0"} or len(values) > 1:
+            raise InvalidArgument(f"invalid filter 'dangling={'/'.join(sorted(values))}'")
+        want = values <= {"true", "1"}
+        out = [i for i in out if (not field(i, "repo_tags", ())) == want]
+    if filters.get("reference"):
+        out = [i for i in out if any(_familiar_patterns_match(p, i) for p in filters["reference"])]
+    if filters.get("label"):
+        out = [i for i in out if all(_label_match(w, _labels(i)) for w in filters["label"])]
+    for key, keep in (("before", lambda c, ref: c < ref), ("since", lambda c, ref: c > ref)):
+        for name in filters.get(key, ()):
+            ref_created = _unix(field(_find(images, name), "created", ""))
+            out = [i for i in out if keep(_unix(field(i, "created", "")), ref_created)]
+    return out
+
+
+# --- handlers -------------------------------------------------------------------------
+
+
+def _images(request: web.Request) -> Any:
+    return engine_of(request).images
+
+
+async def list_images(request: web.Request) -> web.StreamResponse:
+    # ``all`` (intermediate build images) and ``digests`` change nothing: conch has no
+    # intermediate images and RepoDigests are always filled.
+    filters = parse_filters(request.query, allowed=LIST_FILTERS)
+    images = await call_engine(_images(request).list)
+    return json_response([image_summary(i) for i in select_images(images, filters)])
+
+
+async def inspect_image(request: web.Request) -> web.StreamResponse:
+    image = await call_engine(_images(request).get, request.match_info["name"])
+    return json_response(image_inspect(image))
+
+
+async def image_history(request: web.Request) -> web.StreamResponse:
+    entries = await call_engine(_images(request).history, request.match_info["name"])
+    return json_response([history_json(e) for e in entries])
+
+
+async def tag_image(request: web.Request) -> web.StreamResponse:
+    repo = request.query.get("repo", "")
+    tag = request.query.get("tag", "")
+    if not repo:
+        raise InvalidArgument("repository name must have at least one component")
+    target = f"{repo}:{tag}" if tag else repo
+    await call_engine(_images(request).tag, request.match_info["name"], target)
+    return web.Response(status=201)
+
+
+async def remove_image(request: web.Request) -> web.StreamResponse:
+    # ``noprune`` keeps untagged parents in Docker; conch images have no parents.
+    items = await call_engine(_images(request).remove, request.match_info["name"],
+                              force=parse_bool(request.query, "force"))
+    return json_response(list(items))
+
+
+async def prune_images(request: web.Request) -> web.StreamResponse:
+    filters = parse_filters(request.query, allowed=PRUNE_FILTERS)
+    dangling = [v.lower() for v in filters.get("dangling", ["true"])]
+    result = await call_engine(_images(request).prune,
+                               dangling_only=dangling[-1] in ("true", "1"))
+    return json_response({"ImagesDeleted": list(field(result, "deleted", ())) or None,
+                          "SpaceReclaimed": int(field(result, "space_reclaimed", 0))})
+
+
+@contextlib.asynccontextmanager
+async def _spooled_body(request: web.Request):
+    """The request body in an anonymous temp file (seekable, read by sync store code in a
+    worker thread), rewound."""
+    with tempfile.TemporaryFile(prefix="conch-upload-") as spool:
+        async for chunk in request.content.iter_chunked(_SPOOL_CHUNK):
+            spool.write(chunk)
+        spool.seek(0)
+        yield spool
+
+
+async def create_image(request: web.Request) -> web.StreamResponse:
+    """``docker import`` (``fromSrc=-``: the body is the tarball) or ``docker pull``
+    (``fromImage``: not yet)."""
+    q = request.query
+    if q.get("fromImage"):
+        raise NotImplementedYet("pull is not implemented yet: conch cannot fetch from a "
+                                f"registry (wanted {q['fromImage']}); use docker save/load "
+                                "or import")
+    source = q.get("fromSrc", "")
+    if source != "-":
+        raise InvalidArgument("only fromSrc=- (the tarball in the request body) is supported"
+                              if source else "fromImage or fromSrc is required")
+    repo, tag = q.get("repo", ""), q.get("tag", "")
+    ref = (f"{repo}:{tag}" if tag else repo) or None
+    changes = list(q.getall("changes", []))
+    async with _spooled_body(request) as body:
+        image = await call_engine(_images(request).import_image, body, ref,
+                                  changes=changes, message=q.get("message", ""),
+                                  platform=q.get("platform") or None)
+    # dockerd streams one progress line with the new ID; the CLI prints it.
+    return await stream_json_lines(request, [{"status": str(field(image, "id", ""))}],
+                                   progress=True)
+
+
+async def load_images(request: web.Request) -> web.StreamResponse:
+    """``docker load``: one ``{"stream": "Loaded image: <name>\\n"}`` line per name."""
+    quiet = parse_bool(request.query, "quiet")
+    async with _spooled_body(request) as body:
+        loaded = await call_engine(_images(request).load, body)
+    lines = [{"stream": f"Loaded image{'' if ':' in n else ' ID'}: {n}\n"} for n in loaded]
+    del quiet  # the CLI shows the lines either way; dockerd only drops progress bars
+    return await stream_json_lines(request, lines, progress=True)
+
+
+def _save_names(request: web.Request) -> list[str]:
+    names = request.query.getall("names", [])
+    if not names:
+        raise InvalidArgument("no images given to save")
+    return list(names)
+
+
+async def _save(request: web.Request, names: list[str]) -> web.StreamResponse:
+    with tempfile.TemporaryFile(prefix="conch-save-") as out:
+        await call_engine(_images(request).save, names, out)
+        out.seek(0)
+        return await stream_bytes(request, _file_chunks(out), content_type="application/x-tar")
+
+
+def _file_chunks(f: BinaryIO) -> Iterable[bytes]:
+    while chunk := f.read(_SPOOL_CHUNK):
+        yield chunk
+
+
+async def save_images(request: web.Request) -> web.StreamResponse:
+    return await _save(request, _save_names(request))
+
+
+async def save_image(request: web.Request) -> web.StreamResponse:
+    return await _save(request, [request.match_info["name"]])

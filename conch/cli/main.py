@@ -1,0 +1,438 @@
+"""``conch``: the command line, docker's verbs over the Docker Engine API.
+
+Contract: the CLI talks to conchd only through ``conch.client`` (the Engine API over a unix
+socket), so whatever ``conch`` can do, the real ``docker`` CLI can do against conchd too.
+
+Start-up cost matters more than elegance here: this module imports nothing but the
+standard library basics; the verb's module (containers/images/system) is imported when the
+verb is known, the client when the first request is made, and ``tty``/``termios`` only by
+verbs that attach a terminal.
+
+Exit codes are docker's: 125 for a usage error or when the engine fails ``run``/``create``,
+126/127 when the container's command cannot be executed / is not found, 1 for any other
+error, otherwise the container's own status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+DEFAULT_HOST = "unix:///run/conch/conch.sock"
+LOG_PATH = "/var/log/conch/conchd.log"
+
+# verb -> (module, function, summary). The module is imported only when the verb runs.
+VERBS: dict[str, tuple[str, str, str]] = {
+    "run": ("containers", "cmd_run", "Create and run a new container from an image"),
+    "exec": ("containers", "cmd_exec", "Execute a command in a running container"),
+    "ps": ("containers", "cmd_ps", "List containers"),
+    "create": ("containers", "cmd_create", "Create a new container"),
+    "start": ("containers", "cmd_start", "Start one or more stopped containers"),
+    "stop": ("containers", "cmd_stop", "Stop one or more running containers"),
+    "restart": ("containers", "cmd_restart", "Restart one or more containers"),
+    "kill": ("containers", "cmd_kill", "Kill one or more running containers"),
+    "rm": ("containers", "cmd_rm", "Remove one or more containers"),
+    "logs": ("containers", "cmd_logs", "Fetch the logs of a container"),
+    "attach": ("containers", "cmd_attach", "Attach local standard input, output, and error streams to a running container"),
+    "wait": ("containers", "cmd_wait", "Block until one or more containers stop, then print their exit codes"),
+    "top": ("containers", "cmd_top", "Display the running processes of a container"),
+    "stats": ("containers", "cmd_stats", "Display a live stream of container(s) resource usage statistics"),
+    "rename": ("containers", "cmd_rename", "Rename a container"),
+    "pause": ("containers", "cmd_pause", "Pause all processes within one or more containers"),
+    "unpause": ("containers", "cmd_unpause", "Unpause all processes within one or more containers"),
+    "port": ("containers", "cmd_port", "List port mappings or a specific mapping for the container"),
+    "cp": ("containers", "cmd_cp", "Copy files/folders between a container and the local filesystem"),
+    "diff": ("containers", "cmd_diff", "Inspect changes to files or directories on a container's filesystem"),
+    "export": ("containers", "cmd_export", "Export a container's filesystem as a tar archive"),
+    "commit": ("containers", "cmd_commit", "Create a new image from a container's changes"),
+    "update": ("containers", "cmd_update", "Update configuration of one or more containers"),
+    "images": ("images", "cmd_images", "List images"),
+    "pull": ("images", "cmd_pull", "Download an image from a registry"),
+    "rmi": ("images", "cmd_rmi", "Remove one or more images"),
+    "tag": ("images", "cmd_tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
+    "import": ("images", "cmd_import", "Import the contents from a tarball to create a filesystem image"),
+    "history": ("images", "cmd_history", "Show the history of an image"),
+    "save": ("images", "cmd_save", "Save one or more images to a tar archive"),
+    "load": ("images", "cmd_load", "Load an image from a tar archive or STDIN"),
+    "inspect": ("system", "cmd_inspect", "Return low-level information on conch objects"),
+    "version": ("system", "cmd_version", "Show the conch version information"),
+    "info": ("system", "cmd_info", "Display system-wide information"),
+    "events": ("system", "cmd_events", "Get real time events from the server"),
+}
+
+# `conch container VERB`, `conch image VERB`, `conch system VERB`: sub-verb -> entry.
+NOUNS: dict[str, dict[str, tuple[str, str, str]]] = {
+    "container": {
+        **{v: VERBS[v] for v in (
+            "run", "exec", "create", "start", "stop", "restart", "kill", "logs", "attach",
+            "wait", "top", "stats", "rename", "pause", "unpause", "port", "cp", "diff",
+            "export", "commit", "update",
+        )},
+        "ls": VERBS["ps"], "list": VERBS["ps"], "ps": VERBS["ps"],
+        "rm": VERBS["rm"], "remove": VERBS["rm"],
+        "inspect": ("system", "cmd_container_inspect", "Display detailed information on one or more containers"),
+        "prune": ("containers", "cmd_prune", "Remove all stopped containers"),
+    },
+    "image": {
+        "ls": VERBS["images"], "list": VERBS["images"],
+        "rm": VERBS["rmi"], "remove": VERBS["rmi"],
+        **{v: VERBS[v] for v in ("pull", "tag", "import", "history", "save", "load")},
+        "inspect": ("system", "cmd_image_inspect", "Display detailed information on one or more images"),
+        "prune": ("images", "cmd_prune", "Remove unused images"),
+    },
+    "system": {
+        "df": ("system", "cmd_df", "Show conch disk usage"),
+        "info": VERBS["info"],
+        "events": VERBS["events"],
+    },
+}
+
+
+class UsageError(Exception):
+    """A bad command line: printed with a pointer to ``--help``; exit 125 by default."""
+
+    def __init__(self, message: str, status: int = 125):
+        super().__init__(message)
+        self.status = status
+
+
+class CommandError(Exception):
+    """A verb failed; the message is printed as is and the command exits with ``status``."""
+
+    def __init__(self, message: str, status: int = 1):
+        super().__init__(message)
+        self.status = status
+
+
+def parse_bool(text: str) -> bool:
+    """Go's ``strconv.ParseBool``, which docker uses for ``--flag=value``."""
+    if text in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if text in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise UsageError(f'invalid argument "{text}": strconv.ParseBool: parsing "{text}": invalid syntax')
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with docker's error texts and exit codes, and docker's flag grammar.
+
+    ``parse(argv, stop_after=N)`` stops reading flags after the N-th positional argument
+    (``run IMAGE CMD...``, ``exec CONTAINER CMD...``: the command keeps its own flags) and
+    accepts ``--bool-flag=false`` as pflag does.
+    """
+
+    def __init__(self, prog: str, usage: str | None = None, description: str | None = None,
+                 add_help: bool = True):
+        super().__init__(prog=prog, usage=usage, description=description, allow_abbrev=False,
+                         add_help=add_help, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    def error(self, message: str):
+        if message.startswith("unrecognized arguments: "):
+            arg = message.split(": ", 1)[1].split()[0]
+            message = f"unknown flag: {arg}" if arg.startswith("-") else (
+                f'"{self.prog}" accepts no argument(s) like "{arg}"')
+        elif message.startswith("the following arguments are required"):
+            raise UsageError(f'"{self.prog}" requires at least 1 argument.', status=1)
+        raise UsageError(message)
+
+    def parse(self, argv: list[str], stop_after: int = 0) -> argparse.Namespace:
+        opts = {s: a for a in self._actions for s in a.option_strings}
+        flags: list[str] = []
+        rest: list[str] = []
+        overrides: dict[str, bool] = {}
+        npos = 0
+        i = 0
+        while i < len(argv):
+            tok = argv[i]
+            i += 1
+            if tok == "--":
+                flags.append(tok)
+                flags.extend(argv[i:]) if not stop_after else rest.extend(argv[i:])
+                break
+            if tok.startswith("--"):
+                name, eq, value = tok.partition("=")
+                action = opts.get(name)
+                if action is not None and action.nargs == 0 and eq and action.const in (True, False):
+                    overrides[action.dest] = parse_bool(value) == action.const
+                    continue
+                flags.append(tok)
+                if action is not None and action.nargs != 0 and not eq and i < len(argv):
+                    flags.append(argv[i])
+                    i += 1
+                continue
+            if tok.startswith("-") and len(tok) > 1:
+                flags.append(tok)
+                for j, ch in enumerate(tok[1:], start=1):
+                    action = opts.get("-" + ch)
+                    if action is None:
+                        break
+                    if action.nargs == 0 and tok[j + 1 : j + 2] == "=":
+                        flags.pop()
+                        overrides[action.dest] = parse_bool(tok[j + 2 :]) == action.const
+                        break
+                    if action.nargs != 0:
+                        if j == len(tok) - 1 and i < len(argv):
+                            flags.append(argv[i])
+                            i += 1
+                        break
+                continue
+            flags.append(tok)
+            npos += 1
+            if stop_after and npos >= stop_after:
+                rest = argv[i:]
+                break
+        ns = self.parse_args(flags)
+        for dest, value in overrides.items():
+            setattr(ns, dest, value)
+        ns.rest = rest
+        return ns
+
+
+class Context:
+    """What a verb needs: the client (made on first use), the streams and its own name."""
+
+    def __init__(self, host: str | None, debug: bool, prog: str, client=None,
+                 stdin=None, stdout=None, stderr=None):
+        self.host = host
+        self.debug = debug
+        self.prog = prog
+        self._client = client
+        self.stdin = stdin or sys.stdin
+        self.stdout = stdout or sys.stdout
+        self.stderr = stderr or sys.stderr
+
+    @property
+    def client(self):
+        if self._client is None:
+            from conch.client import Client
+
+            explicit = self.host or os.environ.get("CONCH_HOST")
+            if not explicit:
+                ensure_daemon(DEFAULT_HOST)
+            self._client = Client(explicit or None)
+        return self._client
+
+    def out(self, text: str = "", end: str = "\n") -> None:
+        self.stdout.write(text + end)
+
+    def err(self, text: str, end: str = "\n") -> None:
+        self.stderr.write(text + end)
+
+    def out_bytes(self, data: bytes) -> None:
+        buf = getattr(self.stdout, "buffer", None)
+        if buf is None:
+            self.stdout.write(data.decode("utf-8", "replace"))
+        else:
+            self.stdout.flush()
+            buf.write(data)
+            buf.flush()
+
+    def parser(self, usage: str, description: str, add_help: bool = True) -> Parser:
+        return Parser(self.prog, usage=f"{self.prog} {usage}", description=description,
+                      add_help=add_help)
+
+
+# -- auto-start --------------------------------------------------------------------------
+
+
+def _socket_alive(path: str) -> bool:
+    import socket
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.settimeout(1.0)
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def _conchd_path() -> str | None:
+    import shutil
+
+    beside = os.path.join(os.path.dirname(sys.executable), "conchd")
+    if os.access(beside, os.X_OK):
+        return beside
+    return shutil.which("conchd")
+
+
+def ensure_daemon(host: str, timeout: float = 5.0) -> None:
+    """First use is one command: start conchd when root and nothing answers the default socket.
+
+    Only for the default socket: with -H or CONCH_HOST the user chose a daemon and
+    starting another one behind their back would be wrong.
+    """
+    import time
+
+    path = host[len("unix://"):]
+    if _socket_alive(path) or os.geteuid() != 0:
+        return
+    exe = _conchd_path()
+    if exe is None:
+        return  # the request fails with "Cannot connect", which says what is wrong
+    import subprocess
+
+    log_dir = os.path.dirname(LOG_PATH)
+    os.makedirs(log_dir, exist_ok=True)
+    with open(LOG_PATH, "ab") as log:
+        subprocess.Popen([exe], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                         start_new_session=True, close_fds=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _socket_alive(path):
+            return
+        time.sleep(0.05)
+
+
+# -- dispatch ------------------------------------------------------------------------------
+
+
+def _print_help(out) -> None:
+    out.write("Usage:  conch [OPTIONS] COMMAND\n\nA Docker-compatible container engine\n\n")
+    out.write("Options:\n  -H, --host string   Daemon socket to connect to (default "
+              f"{DEFAULT_HOST}, or $CONCH_HOST)\n  -D, --debug         Enable debug mode\n"
+              "  -v, --version       Print version information and quit\n\n")
+    out.write("Management Commands:\n")
+    for noun, desc in (("container", "Manage containers"), ("image", "Manage images"),
+                       ("system", "Manage conch")):
+        out.write(f"  {noun:<10}  {desc}\n")
+    out.write("\nCommands:\n")
+    for verb, (_, _, summary) in VERBS.items():
+        out.write(f"  {verb:<10}  {summary}\n")
+    out.write("\nRun 'conch COMMAND --help' for more information on a command.\n")
+
+
+def _print_noun_help(out, noun: str) -> None:
+    out.write(f"Usage:  conch {noun} COMMAND\n\nManage {noun}s\n\nCommands:\n")
+    for verb, (_, _, summary) in NOUNS[noun].items():
+        out.write(f"  {verb:<10}  {summary}\n")
+    out.write(f"\nRun 'conch {noun} COMMAND --help' for more information on a command.\n")
+
+
+def _split_globals(argv: list[str]) -> tuple[str | None, bool, list[str]]:
+    host = None
+    debug = False
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok in ("-H", "--host"):
+            if i + 1 >= len(argv):
+                raise UsageError(f"flag needs an argument: {tok}")
+            host = argv[i + 1]
+            i += 2
+        elif tok.startswith("--host="):
+            host = tok.split("=", 1)[1]
+            i += 1
+        elif tok.startswith("-H") and len(tok) > 2:
+            host = tok[2:].lstrip("=")
+            i += 1
+        elif tok in ("-D", "--debug"):
+            debug = True
+            i += 1
+        elif tok in ("-v", "--version"):
+            return host, debug, ["__version__"] + argv[i + 1:]
+        elif tok in ("-h", "--help"):
+            return host, debug, ["__help__"]
+        elif tok.startswith("-"):
+            raise UsageError(f"unknown flag: {tok}")
+        else:
+            break
+    return host, debug, argv[i:]
+
+
+def _resolve(args: list[str]) -> tuple[tuple[str, str, str] | None, str, list[str]]:
+    verb = args[0]
+    if verb in NOUNS:
+        if len(args) < 2 or args[1] in ("-h", "--help"):
+            return None, verb, []
+        entry = NOUNS[verb].get(args[1])
+        if entry is None:
+            raise UsageError(f"conch {verb}: '{args[1]}' is not a conch command.\n"
+                             f"See 'conch {verb} --help'", status=1)
+        return entry, f"conch {verb} {args[1]}", args[2:]
+    entry = VERBS.get(verb)
+    if entry is None:
+        raise UsageError(f"conch: '{verb}' is not a conch command.\nSee 'conch --help'", status=1)
+    return entry, f"conch {verb}", args[1:]
+
+
+def main(argv: list[str] | None = None, *, client=None, stdin=None, stdout=None,
+         stderr=None) -> int:
+    """Run one conch command; returns the exit status (docker's codes)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    prog = "conch"
+    try:
+        host, debug, args = _split_globals(argv)
+        if debug:
+            import logging
+
+            logging.basicConfig(level=logging.DEBUG)
+        if not args or args[0] == "__help__":
+            _print_help(out)
+            return 0
+        if args[0] == "__version__":
+            out.write(f"conch version {_version()}\n")
+            return 0
+        entry, prog, rest = _resolve(args)
+        if entry is None:
+            _print_noun_help(out, prog)
+            return 0
+        module, func, _ = entry
+        import importlib
+
+        fn = getattr(importlib.import_module(f"conch.cli.{module}"), func)
+        ctx = Context(host, debug, prog, client=client, stdin=stdin, stdout=stdout, stderr=stderr)
+        return int(fn(ctx, rest) or 0)
+    except UsageError as exc:
+        err.write(f"{exc}\nSee '{prog} --help'.\n" if "See '" not in str(exc) else f"{exc}\n")
+        return exc.status
+    except CommandError as exc:
+        if str(exc):
+            err.write(f"{exc}\n")
+        return exc.status
+    except SystemExit as exc:  # argparse --help
+        return exc.code if isinstance(exc.code, int) else 0
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:
+        msg = describe_error(exc, locals().get("host"))
+        if msg is None:
+            raise
+        err.write(msg + "\n")
+        return 1
+    finally:
+        try:
+            out.flush()
+        except (BrokenPipeError, ValueError):
+            pass
+
+
+def describe_error(exc: BaseException, host: str | None = None) -> str | None:
+    """docker's wording for an engine error, or None when ``exc`` is not one (a bug)."""
+    from conch import errors
+
+    if isinstance(exc, errors.Unavailable) and isinstance(exc.__cause__, OSError):
+        return str(exc)  # the client's "Cannot connect to the conch daemon at ..."
+    if isinstance(exc, errors.ConchError):
+        return f"Error response from daemon: {exc}"
+    if isinstance(exc, OSError):
+        return f"Error: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+    return None
+
+
+VERSION = "0.1.0"  # kept in step with pyproject; importlib.metadata costs ~20 ms
+
+
+def _version() -> str:
+    return VERSION
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,7 +1,8 @@
 # conch developer entry points. Everything here is idempotent: stamp files under
 # build/stamps/ (gitignored) make the second `make setup` / `make test-deps` instant.
 #
-#   make setup      busybox-static (what conch itself needs) + .venv + pip install -e .[test]
+#   make setup      busybox-static, gcc (what conch itself needs) + .venv + pip install -e .[test]
+#                   + build/conch-shim
 #   make test-deps  side-by-side anchors for differential/compat tests (never conch deps)
 #   make test       setup + test-deps + pytest over tests/
 #   make demo       a few `conch-runtime run` probes in a busybox bundle
@@ -15,14 +16,16 @@ VENV     := .venv
 STAMPS   := build/stamps
 PYTEST_ARGS ?= -q
 APT_ENV  := DEBIAN_FRONTEND=noninteractive
-# Packages conch itself needs at run time / for its own tests' rootfs.
-SYSTEM_PACKAGES := busybox-static
+# Packages conch itself needs at run time / for its own tests' rootfs. gcc and libc6-dev
+# are conch dependencies: they build conch-shim, the per-container supervisor written in C
+# (like conmon) so that each running container costs well under 1 MiB, not a Python process.
+SYSTEM_PACKAGES := busybox-static gcc libc6-dev
 # Reference runtimes and tools the differential and compat tests compare against.
 TEST_DEP_PACKAGES := runc crun podman conmon skopeo uidmap
 
 .PHONY: setup test-deps test demo bench clean
 
-setup: $(STAMPS)/system $(STAMPS)/venv
+setup: $(STAMPS)/system $(STAMPS)/venv $(STAMPS)/shim
 
 test-deps: $(STAMPS)/test-deps
 
@@ -68,8 +71,19 @@ $(VENV)/bin/python:
 $(STAMPS)/venv: $(VENV)/bin/python pyproject.toml tools/lean_launcher.py
 	@mkdir -p $(STAMPS)
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
-	$(VENV)/bin/python tools/lean_launcher.py $(VENV)/bin . conch-runtime=conch.runtime.main:main
+	$(VENV)/bin/python tools/lean_launcher.py $(VENV)/bin . conch-runtime=conch.runtime.main:main conch=conch.cli.main:main
 	$(VENV)/bin/python -I -m compileall -q conch
+	@touch $@
+
+# conch-shim (see conch/shim/__init__.py for its contract): one C file, no libraries.
+SHIM     := build/conch-shim
+SHIM_SRC := $(wildcard shim/*.c)
+
+$(SHIM): $(SHIM_SRC) | $(STAMPS)/system
+	gcc -O2 -Wall -Wextra -Werror -o $@ $(SHIM_SRC)
+
+$(STAMPS)/shim: $(SHIM)
+	@mkdir -p $(STAMPS)
 	@touch $@
 
 # pytest exits 5 when it collected no tests: that is a failure for us.
@@ -85,4 +99,4 @@ bench: setup test-deps
 	$(VENV)/bin/python bench/runtime_bench.py
 
 clean:
-	rm -rf $(STAMPS) bench/results
+	rm -rf $(STAMPS) bench/results $(SHIM)

@@ -1,0 +1,171 @@
+"""``conchd``: serve the Docker Engine API on a unix socket, in the foreground.
+
+    conchd [--data-root DIR] [--exec-root DIR] [-H unix:///path.sock]
+           [--runtime conch|runc|crun|PATH] [--shim PATH] [--log-level LEVEL]
+
+Two conchd with different roots and sockets run side by side without touching each other:
+everything they own lives under their own --data-root and --exec-root (cgroups are
+named after container ids, which are random). A second conchd on the same data root is
+refused (a lock file). SIGTERM and SIGINT stop it cleanly: the API closes, monitors stop,
+containers keep running under their shims and are found again at the next start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fcntl
+import logging
+import os
+import shutil
+import signal
+import sys
+
+log = logging.getLogger("conchd")
+
+DEFAULT_DATA_ROOT = "/var/lib/conch"
+DEFAULT_EXEC_ROOT = "/run/conch"
+DEFAULT_HOST = "unix:///run/conch/conch.sock"
+
+
+def parse(argv) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="conchd", description="conch's daemon (Docker Engine API)")
+    p.add_argument("--data-root", default=DEFAULT_DATA_ROOT)
+    p.add_argument("--exec-root", default=DEFAULT_EXEC_ROOT)
+    p.add_argument("-H", "--host", default=DEFAULT_HOST)
+    p.add_argument("--runtime", default="conch", help="conch, runc, crun, or a path")
+    p.add_argument("--shim", default="", help="path of conch-shim (default: next to python)")
+    p.add_argument("--log-level", default="info",
+                   choices=["debug", "info", "warning", "warn", "error", "critical"])
+    return p.parse_args(argv)
+
+
+def find_runtime(name: str) -> str:
+    if "/" in name:
+        return name
+    if name == "conch":
+        here = os.path.join(os.path.dirname(sys.executable), "conch-runtime")
+        if os.path.exists(here):
+            return here
+        name = "conch-runtime"
+    found = shutil.which(name)
+    if not found:
+        raise SystemExit(f"conchd: runtime {name!r} not found")
+    return found
+
+
+def find_shim(given: str) -> str:
+    candidates = [given] if given else [
+        os.path.join(os.path.dirname(sys.executable), "conch-shim"),
+        os.path.join(os.path.dirname(__file__), "..", "..", "build", "conch-shim"),
+        shutil.which("conch-shim") or "",
+    ]
+    for path in candidates:
+        if path and os.access(path, os.X_OK):
+            return os.path.abspath(path)
+    raise SystemExit("conchd: conch-shim not found: run `make setup` (it builds build/conch-shim)")
+
+
+def _lock(data_root: str) -> int:
+    fd = os.open(os.path.join(data_root, "conchd.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit(f"conchd: another conchd is using --data-root {data_root}") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
+
+
+def build_engine(args, tasks):
+    """The composition root: every concrete object conchd uses is made here."""
+    from pathlib import Path
+
+    from conch.content.store import ContentStore
+    from conch.engine.containers import Paths
+    from conch.engine.engine import Engine
+    from conch.images.store import ImageService
+    from conch.metadata.db import Database
+    from conch.snapshots.overlay import OverlaySnapshotter
+
+    root = Path(args.data_root)
+    paths = Paths(args.data_root, args.exec_root)
+    content = ContentStore(root / "content")
+    snapshotter = OverlaySnapshotter(root / "snapshots")
+    db = Database(root / "metadata.db")
+    images = ImageService(root / "images", content, snapshotter, db)
+    return Engine(paths=paths, db=db, images=images, snapshotter=snapshotter,
+                  runtime=find_runtime(args.runtime), shim=find_shim(args.shim),
+                  runtime_name=args.runtime if "/" not in args.runtime else "custom", tasks=tasks)
+
+
+class TaskOwner:
+    """Owns the engine's background tasks (container monitors, exec watchers): they are
+    cancelled together when the daemon stops."""
+
+    def __init__(self):
+        self._tasks: set[asyncio.Task] = set()
+
+    def create_task(self, coro) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def cancel_all(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def serve(args) -> None:
+    from conch.api import routes_containers, routes_exec
+    from conch.api.server import ROUTE_MODULES, create_app, serving
+
+    for d in (args.data_root, args.exec_root):
+        os.makedirs(d, mode=0o711, exist_ok=True)
+    lock_fd = _lock(args.data_root)
+    tasks = TaskOwner()
+    engine = build_engine(args, tasks)
+    await engine.containers.reconcile()
+    app = create_app(engine, modules=ROUTE_MODULES + (routes_containers, routes_exec))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with serving(app, args.host):
+            log.info("conchd ready (data-root %s, runtime %s)", args.data_root, engine.runtime)
+            await stop.wait()
+    finally:
+        await tasks.cancel_all()
+        os.close(lock_fd)
+    log.info("conchd stopped")
+
+
+def main(argv=None) -> int:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    level = "warning" if args.log_level == "warn" else args.log_level
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if os.geteuid() != 0:
+        print("conchd: must run as root", file=sys.stderr)
+        return 1
+    try:
+        asyncio.run(serve(args))
+    except SystemExit as exc:
+        if exc.code not in (None, 0):
+            print(exc.code, file=sys.stderr)
+            return 1
+    except Exception as exc:  # noqa: BLE001 - the top: say what went wrong, exit non-zero
+        from conch.errors import ConchError
+
+        if isinstance(exc, ConchError):
+            print(f"conchd: {exc}", file=sys.stderr)
+            return 1
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""``docker exec``: processes started inside a running container.
+
+An exec is run by ``conch-runtime exec`` in the foreground as conchd's child: the runtime
+waits for the process and exits with its status, and its stdio pipes are the exec's
+stdio (with ``-t`` the runtime makes the pty inside the container and proxies it). Exec
+records live in memory, as in dockerd; they end with the container or the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import tempfile
+from dataclasses import dataclass, field, replace
+
+from conch.errors import Conflict, NotFound
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecConfig:
+    cmd: tuple[str, ...]
+    env: tuple[str, ...] = ()
+    user: str = ""
+    working_dir: str = ""
+    tty: bool = False
+    attach_stdin: bool = False
+    attach_stdout: bool = True
+    attach_stderr: bool = True
+    privileged: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Exec:
+    id: str
+    container_id: str
+    config: ExecConfig
+    running: bool = False
+    exit_code: int | None = None
+    pid: int = 0
+    done: asyncio.Event = field(default_factory=asyncio.Event, compare=False)
+
+
+class ExecService:
+    def __init__(self, containers, runtime: str, runtime_root: str, tasks=None):
+        self.containers = containers
+        self.runtime = runtime
+        self.runtime_root = runtime_root
+        self.tasks = tasks
+        self._execs: dict[str, Exec] = {}
+
+    def create(self, container_ref: str, config: ExecConfig) -> Exec:
+        c = self.containers.get(container_ref)
+        if c.state.status.value == "paused":
+            raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
+        if not c.state.running:
+            raise Conflict(f"Container {c.id} is not running")
+        if not config.cmd:
+            raise Conflict("No exec command specified")
+        ex = Exec(id=secrets.token_hex(32), container_id=c.id, config=config)
+        self._execs[ex.id] = ex
+        return ex
+
+    def get(self, exec_id: str) -> Exec:
+        ex = self._execs.get(exec_id)
+        if ex is None:
+            raise NotFound(f"No such exec instance: {exec_id}")
+        return ex
+
+    async def start(self, exec_id: str) -> asyncio.subprocess.Process:
+        """Start the exec; the caller owns the returned process's stdin/stdout/stderr
+        pipes (which are None when not attached) and must call ``finished``."""
+        ex = self.get(exec_id)
+        if ex.running or ex.exit_code is not None:
+            raise Conflict(f"Exec {exec_id} has already been started")
+        c = self.containers.get(ex.container_id)
+        if not c.state.running:
+            raise Conflict(f"Container {c.id} is not running")
+        process = self._process_json(c, ex.config)
+        fd, path = tempfile.mkstemp(prefix="exec-", suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            json.dump(process, f)
+        cfg = ex.config
+        pipe, null = asyncio.subprocess.PIPE, asyncio.subprocess.DEVNULL
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                self.runtime, "--root", self.runtime_root, "exec", "--process", path, c.id,
+                stdin=pipe if cfg.attach_stdin else null,
+                stdout=pipe if cfg.attach_stdout else null,
+                stderr=(pipe if cfg.attach_stderr else null) if not cfg.tty else asyncio.subprocess.STDOUT)
+        finally:
+            pass
+        self._execs[exec_id] = replace(ex, running=True, pid=proc.pid)
+        watcher = self._watch(exec_id, proc, path)
+        if self.tasks is not None:
+            self.tasks.create_task(watcher)
+        else:
+            asyncio.get_running_loop().create_task(watcher)
+        return proc
+
+    async def _watch(self, exec_id: str, proc, path: str) -> None:
+        code = await proc.wait()
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        ex = self._execs.get(exec_id)
+        if ex is not None:
+            self._execs[exec_id] = replace(ex, running=False, exit_code=code)
+            ex.done.set()
+
+    async def wait(self, exec_id: str) -> int:
+        ex = self.get(exec_id)
+        await ex.done.wait()
+        return self.get(exec_id).exit_code
+
+    def forget_container(self, container_id: str) -> None:
+        for eid in [e for e, x in self._execs.items() if x.container_id == container_id]:
+            self._execs.pop(eid, None)
+
+    def _process_json(self, c, cfg: ExecConfig) -> dict:
+        """The OCI process for the exec: the container's own process spec (caps,
+        rlimits, no_new_privs, apparmor...) with the exec's args, env, cwd and user."""
+        from conch.engine import ociconfig
+
+        bundle_cfg = os.path.join(self.containers.paths.bundle(c.id), "config.json")
+        with open(bundle_cfg) as f:
+            base = json.load(f)["process"]
+        proc = dict(base)
+        proc["args"] = list(cfg.cmd)
+        env = {e.partition("=")[0]: e for e in base.get("env") or ()}
+        for e in cfg.env:
+            env[e.partition("=")[0]] = e
+        proc["env"] = list(env.values())
+        proc["terminal"] = bool(cfg.tty)
+        if cfg.working_dir:
+            proc["cwd"] = cfg.working_dir
+        if cfg.user:
+            uid, gid, extra = ociconfig.resolve_user(cfg.user, self.containers.paths.rootfs(c.id))
+            proc["user"] = {"uid": uid, "gid": gid, **({"additionalGids": extra} if extra else {})}
+        if cfg.privileged:
+            from conch.runtime.presets import ALL_CAPABILITIES
+
+            caps = list(ALL_CAPABILITIES)
+            proc["capabilities"] = {"bounding": caps, "effective": caps, "permitted": caps}
+        return proc

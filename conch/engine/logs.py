@@ -1,0 +1,123 @@
+"""Reading a container's json-file logs (written by the shim), as ``docker logs`` does.
+
+Each line of ``<id>-json.log`` (and its rotated ``.1``, ``.2``, … older files) is
+``{"log": "...", "stream": "stdout"|"stderr", "time": RFC3339Nano}``. ``read`` yields
+entries oldest first with the ``since``/``until``/``tail`` filters applied; ``follow``
+then keeps yielding new lines until the container stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    stream: str
+    data: bytes
+    time: str  # RFC3339Nano as written
+
+    def time_ns(self) -> int:
+        return rfc3339_to_ns(self.time)
+
+
+def rfc3339_to_ns(text: str) -> int:
+    import calendar
+
+    date, _, frac = text.rstrip("Z").partition(".")
+    secs = calendar.timegm(__import__("time").strptime(date, "%Y-%m-%dT%H:%M:%S"))
+    nanos = int((frac + "000000000")[:9]) if frac else 0
+    return secs * 1_000_000_000 + nanos
+
+
+def files(log_path: str) -> list[str]:
+    """Rotated files oldest first, then the live one."""
+    out = []
+    n = 1
+    while os.path.exists(f"{log_path}.{n}"):
+        out.append(f"{log_path}.{n}")
+        n += 1
+    out.reverse()
+    if os.path.exists(log_path):
+        out.append(log_path)
+    return out
+
+
+def _parse(line: bytes) -> Entry | None:
+    try:
+        obj = json.loads(line)
+        return Entry(obj.get("stream", "stdout"), obj.get("log", "").encode(), obj.get("time", ""))
+    except (ValueError, AttributeError):
+        return None  # a torn or foreign line: skipped, as docker does
+
+
+def read(log_path: str, *, since_ns: int = 0, until_ns: int = 0, tail: int = -1) -> list[Entry]:
+    entries = []
+    for path in files(log_path):
+        try:
+            with open(path, "rb") as f:
+                for line in f:
+                    entry = _parse(line)
+                    if entry is None:
+                        continue
+                    t = entry.time_ns() if (since_ns or until_ns) else 0
+                    if since_ns and t < since_ns:
+                        continue
+                    if until_ns and t > until_ns:
+                        continue
+                    entries.append(entry)
+        except FileNotFoundError:
+            continue  # rotated away while we read
+    if tail >= 0:
+        entries = entries[-tail:] if tail else []
+    return entries
+
+
+async def follow(log_path: str, start_offset: int, stopped: asyncio.Event, *,
+                 until_ns: int = 0, poll: float = 0.05):
+    """Yield entries appended after ``start_offset`` until ``stopped`` is set and the file
+    has been drained. Follows rotation (the live file is replaced by a new one)."""
+    offset = start_offset
+    inode = _inode(log_path)
+    buf = b""
+    while True:
+        try:
+            with open(log_path, "rb") as f:
+                st = os.fstat(f.fileno())
+                if st.st_ino != inode:  # rotated: read the new file from its start
+                    inode, offset, buf = st.st_ino, 0, b""
+                f.seek(offset)
+                data = f.read()
+                offset += len(data)
+        except FileNotFoundError:
+            data = b""
+        buf += data
+        *lines, buf = buf.split(b"\n")
+        for line in lines:
+            entry = _parse(line)
+            if entry is None:
+                continue
+            if until_ns and entry.time_ns() > until_ns:
+                return
+            yield entry
+        if not data:
+            if stopped.is_set():
+                return
+            await asyncio.sleep(poll)
+
+
+def _inode(path: str) -> int:
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return 0
+
+
+def size(log_path: str) -> int:
+    try:
+        return os.stat(log_path).st_size
+    except FileNotFoundError:
+        return 0

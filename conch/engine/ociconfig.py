@@ -1,0 +1,196 @@
+"""Docker's container semantics turned into an OCI runtime spec (config.json).
+
+Docker's rules, in the order dockerd applies them (daemon/create.go merge, oci_linux.go):
+the command is the entrypoint plus cmd, where a create-time entrypoint resets the image's
+cmd; env is the image's overridden by the request's, plus PATH/HOSTNAME/TERM defaults;
+user names resolve through the container's own /etc/passwd and /etc/group; the
+isolation defaults come from ``conch.runtime.presets.docker_spec``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from conch.engine.model import Container, CreateSpec
+from conch.errors import InvalidArgument
+from conch.runtime import presets
+
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def command(spec: CreateSpec, image_config) -> tuple[str, tuple[str, ...]]:
+    """(path, args) as docker inspect shows them; raises when there is nothing to run."""
+    exec_cfg = image_config.config if image_config is not None else None
+    image_entry = tuple(exec_cfg.entrypoint or ()) if exec_cfg is not None else ()
+    image_cmd = tuple(exec_cfg.cmd or ()) if exec_cfg is not None else ()
+    if spec.entrypoint is not None:
+        entry = tuple(e for e in spec.entrypoint if e != "") if spec.entrypoint != ("",) else ()
+        cmd = spec.cmd if spec.cmd is not None else ()
+    else:
+        entry = image_entry
+        cmd = spec.cmd if spec.cmd is not None else image_cmd
+    full = tuple(entry) + tuple(cmd)
+    if not full:
+        raise InvalidArgument("no command specified")
+    return full[0], full[1:]
+
+
+def environment(spec: CreateSpec, image_config, hostname: str) -> list[str]:
+    exec_cfg = image_config.config if image_config is not None else None
+    merged: dict[str, str] = {}
+    for item in list((exec_cfg.env or ()) if exec_cfg is not None else ()) + list(spec.env):
+        key, sep, value = item.partition("=")
+        if not sep:  # "-e NAME" without a value and not set on the CLI side: dropped
+            continue
+        merged[key] = value
+    out = [f"{k}={v}" for k, v in merged.items()]
+    if "PATH" not in merged:
+        out.insert(0, DEFAULT_PATH)
+    if "HOSTNAME" not in merged:
+        out.insert(1, f"HOSTNAME={hostname}")
+    if spec.tty and "TERM" not in merged:
+        out.append("TERM=xterm")
+    return out
+
+
+def resolve_user(user: str, rootfs: str) -> tuple[int, int, list[int]]:
+    """"name", "uid", "name:group", "uid:gid" → (uid, gid, supplementary gids), through
+    the container's own passwd and group files (Docker's getExecUser)."""
+    if not user:
+        user = "0"
+    name, _, group = user.partition(":")
+    passwd = _read_db(os.path.join(rootfs, "etc/passwd"))
+    groups = _read_db(os.path.join(rootfs, "etc/group"))
+    uid = gid = None
+    login = None
+    for entry in passwd:
+        if len(entry) >= 4 and (entry[0] == name or entry[2] == name):
+            login, uid, gid = entry[0], int(entry[2]), int(entry[3])
+            break
+    if uid is None:
+        if not name.isdigit():
+            raise InvalidArgument(f"unable to find user {name}: no matching entries in passwd file")
+        uid, gid = int(name), 0
+    if group:
+        gid = None
+        for entry in groups:
+            if len(entry) >= 3 and (entry[0] == group or entry[2] == group):
+                gid = int(entry[2])
+                break
+        if gid is None:
+            if not group.isdigit():
+                raise InvalidArgument(f"unable to find group {group}: no matching entries in group file")
+            gid = int(group)
+    extra = []
+    if login is not None:
+        for entry in groups:
+            if len(entry) >= 4 and login in entry[3].split(",") and int(entry[2]) != gid:
+                extra.append(int(entry[2]))
+    return uid, gid, extra
+
+
+def _read_db(path: str) -> list[list[str]]:
+    try:
+        with open(path) as f:
+            return [line.rstrip("\n").split(":") for line in f if line.strip() and not line.startswith("#")]
+    except OSError:
+        return []
+
+
+def _binds(binds) -> list[dict]:
+    mounts = []
+    for bind in binds:
+        parts = bind.split(":")
+        if len(parts) < 2 or not parts[0].startswith("/"):
+            raise InvalidArgument(f"invalid bind mount spec {bind!r}: want /host/path:/container/path[:ro|rw]")
+        src, dst = parts[0], parts[1]
+        mode = parts[2].split(",") if len(parts) > 2 else []
+        if not dst.startswith("/"):
+            raise InvalidArgument(f"invalid mount config: the container path {dst!r} must be absolute")
+        if not os.path.exists(src):
+            os.makedirs(src, exist_ok=True)  # docker creates a missing -v host directory
+        opts = ["rbind", "ro" if "ro" in mode else "rw"]
+        prop = [m for m in mode if m in ("private", "rprivate", "shared", "rshared", "slave", "rslave")]
+        opts.append(prop[0] if prop else "rprivate")
+        mounts.append({"destination": dst, "type": "bind", "source": src, "options": opts})
+    return mounts
+
+
+def _security(spec: CreateSpec):
+    seccomp: object = "default"
+    nnp = False
+    for opt in spec.security_opt:
+        key, sep, value = opt.partition("=")
+        if not sep:
+            key, sep, value = opt.partition(":")
+        if key == "no-new-privileges":
+            nnp = value in ("", "true")
+        elif key == "seccomp":
+            if value == "unconfined":
+                seccomp = "unconfined"
+            else:
+                import json
+
+                try:
+                    seccomp = json.loads(value)
+                except ValueError as exc:
+                    raise InvalidArgument(f"security-opt seccomp: not a JSON profile: {exc}") from exc
+        elif key in ("apparmor", "label") and value in ("unconfined", "disable"):
+            continue  # no LSM here: "unconfined" is what we are anyway
+        else:
+            raise InvalidArgument(f"security-opt {opt!r} is not supported")
+    return seccomp, nnp
+
+
+def runtime_spec(container: Container, image_config, *, rootfs: str, files: dict[str, str],
+                 user: tuple[int, int, list[int]]) -> dict:
+    """The config.json for this container. ``files`` maps /etc/hostname, /etc/hosts and
+    /etc/resolv.conf to the host files the engine wrote for it."""
+    spec = container.spec
+    hostname = spec.hostname or container.id[:12]
+    seccomp, nnp = _security(spec)
+    network = spec.network_mode or "none"
+    if network not in ("none", "host", "default", "bridge"):
+        raise InvalidArgument(f"network {network!r} is not available yet: use --network none or host")
+    namespaces = ["mount", "uts", "pid", "ipc"]
+    if network != "host":
+        namespaces.insert(1, "network")
+    mounts = [{"destination": dst, "type": "bind", "source": src, "options": ["rbind", "rprivate"]}
+              for dst, src in files.items()]
+    mounts += _binds(spec.binds)
+    memory = spec.memory or None
+    swap = spec.memory_swap if spec.memory_swap else None
+    quota, period = spec.cpu_quota or None, spec.cpu_period or None
+    if spec.nano_cpus:
+        period = 100000
+        quota = spec.nano_cpus * period // 1_000_000_000
+    out = presets.docker_spec(
+        args=[container.path, *container.args], rootfs=rootfs,
+        env=environment(spec, image_config, hostname), cwd=_workdir(spec, image_config),
+        user=user, hostname=hostname if network != "host" else "", terminal=spec.tty,
+        readonly_rootfs=spec.read_only, cap_add=spec.cap_add, cap_drop=spec.cap_drop,
+        privileged=spec.privileged, seccomp=seccomp, no_new_privileges=nnp, mounts=mounts,
+        tmpfs=spec.tmpfs, shm_size=spec.shm_size or presets.DEFAULT_SHM_SIZE,
+        memory=memory, memory_swap=swap, cpu_quota=quota, cpu_period=period,
+        cpu_shares=spec.cpu_shares or None, cpuset=spec.cpuset_cpus or None,
+        pids_limit=spec.pids_limit if spec.pids_limit and spec.pids_limit > 0 else None,
+        ulimits=spec.ulimits, namespaces=tuple(namespaces), sysctls=spec.sysctls,
+        oom_score_adj=spec.oom_score_adj, cgroups_path=f"/conch/{container.id}",
+    )
+    if spec.domainname:
+        out["domainname"] = spec.domainname
+    if network == "host":
+        out.pop("hostname", None)
+        # --network host shares the host's uts namespace too (docker does)
+        out["linux"]["namespaces"] = [n for n in out["linux"]["namespaces"] if n["type"] != "uts"]
+    if spec.memory_reservation:
+        out["linux"]["resources"].setdefault("memory", {})["reservation"] = spec.memory_reservation
+    return out
+
+
+def _workdir(spec: CreateSpec, image_config) -> str:
+    exec_cfg = image_config.config if image_config is not None else None
+    wd = spec.working_dir or (exec_cfg.working_dir if exec_cfg is not None and exec_cfg.working_dir else "") or "/"
+    if not wd.startswith("/"):
+        raise InvalidArgument(f"the working directory {wd!r} is invalid, it needs to be an absolute path")
+    return wd

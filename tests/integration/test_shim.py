@@ -1,0 +1,431 @@
+"""conch-shim against the real kernel and conch-runtime: ready line, json-file logs and
+rotation, exit files, surviving its parent, attach (pipes and tty), resize, runtime
+errors, bad clients, slow clients, and what one shim costs in memory.
+
+Every test runs through ``runtime_by_name("conch")``: the container is deleted with
+``conch-runtime delete --force`` afterwards and the ``no_leaks`` check sees no process
+(the shim included: it carries the session marker in its environment), cgroup or mount.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from conch.errors import FailedPrecondition, InvalidArgument, Unavailable
+from conch.shim import client
+from conch.testing.bundles import make_bundle
+
+REPO = Path(__file__).resolve().parents[2]
+SHIM = REPO / "build" / "conch-shim"
+pytestmark = pytest.mark.root
+
+TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$")
+
+
+@pytest.fixture(scope="session")
+def shim_bin() -> str:
+    """build/conch-shim, (re)built with the Makefile's rule when missing or stale."""
+    sources = list((REPO / "shim").glob("*.c"))
+    if not SHIM.exists() or any(s.stat().st_mtime > SHIM.stat().st_mtime for s in sources):
+        proc = subprocess.run(["make", "-s", "build/conch-shim"], cwd=REPO,
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            pytest.fail(f"building conch-shim failed:\n{proc.stdout}{proc.stderr}")
+    return str(SHIM)
+
+
+@dataclass
+class Shim:
+    cid: str
+    dir: Path
+    bundle: Path
+    info: client.ShimInfo | None = None
+
+    @property
+    def socket(self) -> Path:
+        return self.dir / "shim.sock"
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "json.log"
+
+    @property
+    def exit_file(self) -> Path:
+        return self.dir / "exit.json"
+
+    def entries(self, path: Path | None = None) -> list[dict]:
+        return [json.loads(line) for line in (path or self.log).read_text().splitlines()]
+
+    def wait_exit(self, timeout: float = 15) -> dict:
+        deadline = time.monotonic() + timeout
+        while (result := client.read_exit(self.exit_file)) is None:
+            assert time.monotonic() < deadline, f"no exit file for {self.cid}"
+            time.sleep(0.02)
+        return result
+
+    def wait_shim_gone(self, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while _alive(self.info.shim_pid):
+            assert time.monotonic() < deadline, f"shim {self.info.shim_pid} still running"
+            time.sleep(0.02)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.fixture
+def shim_factory(tmp_path, runtime_by_name, shim_bin):
+    """``new(args, tty=, stdin=, start=True, **spawn_kw) -> Shim`` (started unless
+    ``start=False``), in a fresh dir with a fresh busybox bundle. At teardown (before
+    the leak check) every container is deleted, as the engine would, and every shim must
+    have exited."""
+    rt = runtime_by_name("conch")
+    counter = iter(range(100))
+    shims: list[Shim] = []
+
+    def new(args, *, tty=False, stdin=False, start=True, spawn_kw=None, **changes) -> Shim:
+        d = tmp_path / f"s{next(counter)}"
+        d.mkdir()
+        shim = Shim(rt.new_id(), d, make_bundle(d / "bundle", args, terminal=tty, **changes))
+        shim.spawn_kw = dict(id=shim.cid, bundle=shim.bundle, runtime=rt.binary,
+                             runtime_root=rt.root, exit_file=shim.exit_file,
+                             socket_path=shim.socket, log_path=shim.log, tty=tty, stdin=stdin,
+                             debug_log=d / "debug.log", binary=shim_bin, **(spawn_kw or {}))
+        shims.append(shim)
+        if start:
+            shim.info = client.spawn(**shim.spawn_kw)
+        return shim
+
+    yield new
+    for shim in shims:
+        rt("delete", "--force", shim.cid, timeout=30)
+    for shim in shims:
+        if shim.info is not None:
+            shim.wait_shim_gone()
+
+
+def test_ready_logs_and_exit(shim_factory):
+    shim = shim_factory(["sh", "-c", "echo out; echo err >&2; printf 'no newline'"])
+    assert shim.info.pid > 0 and shim.info.shim_pid > 0
+    assert shim.info.shim_pid != os.getpid()
+    result = shim.wait_exit()
+    assert result["exit_code"] == 0 and result["signal"] is None
+    assert TIME_RE.match(result["exited_at"])
+    shim.wait_shim_gone()
+    assert not shim.socket.exists()
+
+    entries = shim.entries()
+    by_stream = {s: [e["log"] for e in entries if e["stream"] == s] for s in ("stdout", "stderr")}
+    assert by_stream == {"stdout": ["out\n", "no newline"], "stderr": ["err\n"]}
+    now = datetime.now(timezone.utc)
+    for e in entries:
+        assert set(e) == {"log", "stream", "time"}
+        assert TIME_RE.match(e["time"]), e["time"]
+        stamp = datetime.fromisoformat(e["time"][:26] + "+00:00")  # to microseconds
+        assert abs((now - stamp).total_seconds()) < 60
+    # json-file's exact bytes: compact, keys in docker's order.
+    first = shim.log.read_text().splitlines()[0]
+    assert re.match(r'^\{"log":"(out|err)\\n","stream":"std(out|err)","time":"[^"]+"\}$', first)
+
+
+def test_json_escaping(shim_factory):
+    shim = shim_factory(["sh", "-c", r"""printf 'a"b\\c\t<&>\001\n'; printf '\377\n'"""])
+    shim.wait_exit()
+    raw = shim.log.read_text()
+    assert r'"log":"a\"b\\c\t\u003c\u0026\u003e\u0001\n"' in raw
+    assert [e["log"] for e in shim.entries()] == ['a"b\\c\t<&>\x01\n', "\ufffd\n"]
+
+
+def test_exit_code(shim_factory):
+    shim = shim_factory(["sh", "-c", "exit 3"])
+    result = shim.wait_exit()
+    assert (result["exit_code"], result["signal"]) == (3, None)
+
+
+def test_exit_by_sigkill(shim_factory, runtime_by_name):
+    shim = shim_factory(["sleep", "100"])
+    assert client.status(shim.socket) == {"pid": shim.info.pid, "running": True}
+    runtime_by_name("conch")("kill", shim.cid, "KILL", check=True)
+    result = shim.wait_exit()
+    assert (result["exit_code"], result["signal"]) == (137, 9)
+    shim.wait_shim_gone()
+
+
+def test_long_line_is_split_into_partial_entries(shim_factory):
+    # 40000 bytes then "end\n": docker flushes each full 16 KiB buffer as a partial
+    # entry (no "\n"), and the newline ends the entry holding the rest.
+    shim = shim_factory(["sh", "-c", "head -c 40000 /dev/zero | tr '\\0' x; echo end"])
+    shim.wait_exit()
+    logs = [e["log"] for e in shim.entries()]
+    assert [len(x) for x in logs] == [16384, 16384, 40000 - 32768 + 4]
+    assert "".join(logs) == "x" * 40000 + "end\n"
+
+
+def test_log_rotation(shim_factory):
+    script = "i=0; while [ $i -lt 3000 ]; do echo line-$i; i=$((i+1)); done"
+    shim = shim_factory(["sh", "-c", script],
+                        spawn_kw=dict(log_max_size=8192, log_max_files=3))
+    shim.wait_exit()
+    files = sorted(p.name for p in shim.dir.iterdir() if p.name.startswith("json.log"))
+    assert files == ["json.log", "json.log.1", "json.log.2"]
+    lines = []
+    for name in ("json.log.2", "json.log.1", "json.log"):
+        path = shim.dir / name
+        assert path.stat().st_size <= 8192
+        lines += [e["log"] for e in shim.entries(path)]
+    # The oldest were dropped; what is kept is contiguous and ends with the last line.
+    assert lines[-1] == "line-2999\n"
+    first = int(lines[0][5:-1])
+    assert lines == [f"line-{i}\n" for i in range(first, 3000)]
+    assert first > 0
+
+
+def test_log_single_file_truncates(shim_factory):
+    script = "i=0; while [ $i -lt 500 ]; do echo line-$i; i=$((i+1)); done"
+    shim = shim_factory(["sh", "-c", script], spawn_kw=dict(log_max_size=2048, log_max_files=1))
+    shim.wait_exit()
+    assert [p.name for p in shim.dir.iterdir() if p.name.startswith("json.log")] == ["json.log"]
+    assert shim.log.stat().st_size <= 2048
+    assert shim.entries()[-1]["log"] == "line-499\n"
+
+
+SPAWNER = """
+import json, sys, time
+from conch.shim import client
+info = client.spawn(**json.loads(sys.argv[1]))
+print(json.dumps({"pid": info.pid, "shim_pid": info.shim_pid}), flush=True)
+time.sleep(600)
+"""
+
+
+def test_survives_parent_sigkill(shim_factory):
+    shim = shim_factory(["sh", "-c", "while [ ! -e /go ]; do sleep 0.05; done; exit 5"],
+                        start=False)
+    kw = {k: str(v) if isinstance(v, Path) else v for k, v in shim.spawn_kw.items()}
+    parent = subprocess.Popen([sys.executable, "-c", SPAWNER, json.dumps(kw)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        info = json.loads(parent.stdout.readline())
+    finally:
+        parent.kill()
+        parent.wait()
+        parent.stdout.close()
+    shim.info = client.ShimInfo(**info)
+    assert _alive(info["shim_pid"])
+    ppid = int(Path(f"/proc/{info['shim_pid']}/stat").read_text().rpartition(")")[2].split()[1])
+    assert ppid != parent.pid
+    assert client.status(shim.socket)["running"] is True
+    (shim.bundle / "rootfs" / "go").touch()
+    assert shim.wait_exit()["exit_code"] == 5
+    shim.wait_shim_gone()
+
+
+def _frames_until(sock, want: bytes, timeout: float = 10) -> list[tuple[int, bytes]]:
+    sock.settimeout(timeout)
+    got: list[tuple[int, bytes]] = []
+    for frame in client.read_frames(sock):
+        got.append(frame)
+        if want in b"".join(p for _, p in got):
+            break
+    return got
+
+
+def test_attach_stdin_and_multiplexed_output(shim_factory):
+    shim = shim_factory(["sh", "-c", "while read l; do echo got:$l; echo err:$l >&2; done"],
+                        stdin=True)
+    watcher = client.attach(shim.socket, stdin=False, stdout=True, stderr=False)
+    sock = client.attach(shim.socket, stdin=True, stdout=True, stderr=True, stdin_once=True)
+    try:
+        client.status(shim.socket)  # a barrier: both attaches are registered now
+        sock.sendall(b"one\ntwo\n")
+        frames = _frames_until(sock, b"err:two\n")
+        out = b"".join(p for s, p in frames if s == 1)
+        err = b"".join(p for s, p in frames if s == 2)
+        assert out == b"got:one\ngot:two\n"
+        assert err == b"err:one\nerr:two\n"
+        sock.shutdown(socket.SHUT_WR)  # stdin_once: the container's stdin closes
+        result = shim.wait_exit()
+        assert result["exit_code"] == 0
+        assert list(client.read_frames(sock)) == []  # hung up at exit
+        watched = list(client.read_frames(watcher))
+        assert {s for s, _ in watched} == {1}
+        assert b"".join(p for _, p in watched) == b"got:one\ngot:two\n"
+    finally:
+        sock.close()
+        watcher.close()
+    logs = [(e["stream"], e["log"]) for e in shim.entries()]
+    assert ("stdout", "got:two\n") in logs and ("stderr", "err:one\n") in logs
+
+
+def test_attach_without_stdin_once_keeps_stdin_open(shim_factory, runtime_by_name):
+    shim = shim_factory(["sh", "-c", "while read l; do echo got:$l; done; echo eof"], stdin=True)
+    sock = client.attach(shim.socket, stdin=True, stdout=True, stderr=False)
+    sock.sendall(b"a\n")
+    assert b"got:a" in b"".join(p for _, p in _frames_until(sock, b"got:a"))
+    sock.shutdown(socket.SHUT_WR)
+    sock.close()
+    time.sleep(0.3)
+    assert client.status(shim.socket)["running"] is True
+    second = client.attach(shim.socket, stdin=True, stdout=True, stdin_once=True)
+    second.sendall(b"b\n")
+    second.shutdown(socket.SHUT_WR)
+    data = b"".join(p for _, p in client.read_frames(second))
+    second.close()
+    assert data == b"got:b\neof\n"
+    assert shim.wait_exit()["exit_code"] == 0
+
+
+def test_tty_attach_and_resize(shim_factory):
+    shim = shim_factory(["sh", "-c", "tty; while [ ! -e /go ]; do sleep 0.05; done; stty size"],
+                        tty=True, stdin=True)
+    sock = client.attach(shim.socket, stdin=False, stdout=True, stderr=True)
+    sock.settimeout(10)
+    client.resize(shim.socket, 40, 100)  # also a barrier: the attach is registered
+    (shim.bundle / "rootfs" / "go").touch()
+    raw = b""
+    while chunk := sock.recv(4096):
+        raw += chunk
+    sock.close()
+    assert raw.endswith(b"40 100\r\n")  # raw pty bytes, no frame headers
+    assert shim.wait_exit()["exit_code"] == 0
+    assert [(e["stream"], e["log"]) for e in shim.entries()] == [
+        ("stdout", "/dev/pts/0\r\n"), ("stdout", "40 100\r\n")]
+
+
+def test_tty_stdin(shim_factory):
+    shim = shim_factory(["sh", "-c", "read l; echo got:$l"], tty=True, stdin=True)
+    sock = client.attach(shim.socket, stdin=True, stdout=True, stderr=True)
+    sock.settimeout(10)
+    sock.sendall(b"hello\r")
+    raw = b""
+    while chunk := sock.recv(4096):
+        raw += chunk
+    sock.close()
+    assert b"got:hello\r\n" in raw  # the pty echoes "hello" too
+    assert shim.wait_exit()["exit_code"] == 0
+
+
+def test_resize_without_tty_fails(shim_factory, runtime_by_name):
+    shim = shim_factory(["sleep", "100"])
+    with pytest.raises(FailedPrecondition, match="no tty"):
+        client.resize(shim.socket, 10, 10)
+    runtime_by_name("conch")("kill", shim.cid, "KILL", check=True)
+    shim.wait_exit()
+
+
+def test_runtime_error_is_reported(shim_factory, runtime_by_name):
+    shim = shim_factory(["/nonexistent"], start=False)
+    with pytest.raises((FailedPrecondition, InvalidArgument), match="/nonexistent") as info:
+        client.spawn(**shim.spawn_kw)
+    assert isinstance(info.value, InvalidArgument)  # docker: 400, exit code 127
+    assert not shim.socket.exists()
+    assert not shim.exit_file.exists()
+    # The shim deleted what the runtime had half made.
+    assert runtime_by_name("conch")("state", shim.cid).returncode != 0
+
+
+def test_bad_flags_are_reported(shim_bin, tmp_path):
+    with pytest.raises(InvalidArgument, match="--log-max-files wants a count"):
+        client.spawn(id="x", bundle=tmp_path, runtime="/bin/false", runtime_root=tmp_path,
+                     exit_file=tmp_path / "exit", socket_path=tmp_path / "sock",
+                     log_path=tmp_path / "log", log_max_files=0, binary=shim_bin)
+    proc = subprocess.run([shim_bin, "--id", "x"], capture_output=True, text=True, timeout=10)
+    assert proc.returncode == 2
+    assert json.loads(proc.stdout) == {"error": "--bundle is required"}
+    proc = subprocess.run([shim_bin, "--bogus"], capture_output=True, text=True, timeout=10)
+    assert proc.returncode == 2 and "usage: conch-shim" in json.loads(proc.stdout)["error"]
+    with pytest.raises(FailedPrecondition, match="open log .*/nodir/log: No such file"):
+        client.spawn(id="x", bundle=tmp_path, runtime="/bin/false", runtime_root=tmp_path,
+                     exit_file=tmp_path / "exit", socket_path=tmp_path / "sock",
+                     log_path=tmp_path / "nodir" / "log", binary=shim_bin)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_clients_do_not_hurt(shim_factory, runtime_by_name):
+    shim = shim_factory(["sleep", "100"])
+    bad = [b"nonsense\n", b'{"type": "attach", "stdin": [1]}\n', b'{"type":"bogus"}\n',
+           b"{" + b"x" * 10000 + b"\n", b'{"type":"resize","height":-1,"width":5}\n',
+           b'{"type":"status"', b"\xff\xfe\n", b""]
+    for payload in bad:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(5)
+            s.connect(str(shim.socket))
+            try:
+                s.sendall(payload)
+                s.shutdown(socket.SHUT_WR)
+                while s.recv(4096):
+                    pass
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+    assert client.status(shim.socket) == {"pid": shim.info.pid, "running": True}
+    runtime_by_name("conch")("kill", shim.cid, "KILL", check=True)
+    assert shim.wait_exit()["exit_code"] == 137
+
+
+def test_slow_client_is_dropped_and_log_gets_everything(shim_factory):
+    total = 4 * 1024 * 1024
+    # The container waits for /go so that the client is attached before the output.
+    shim = shim_factory(["sh", "-c", f"while [ ! -e /go ]; do sleep 0.05; done; "
+                                     f"head -c {total} /dev/zero | tr '\\0' y"],
+                        spawn_kw=dict(log_max_size=0))
+    slow = client.attach(shim.socket, stdout=True, stderr=True)
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client.status(shim.socket)  # a barrier: the attach is registered now
+    (shim.bundle / "rootfs" / "go").touch()
+    assert shim.wait_exit(timeout=30)["exit_code"] == 0  # never blocked by the client
+    received = 0
+    slow.settimeout(10)
+    try:
+        while chunk := slow.recv(65536):
+            received += len(chunk)
+    except ConnectionResetError:
+        pass
+    slow.close()
+    assert received < total  # disconnected once 1 MiB behind
+    assert sum(len(e["log"]) for e in shim.entries()) == total
+
+
+def test_shim_memory(shim_factory, runtime_by_name):
+    shim = shim_factory(["sleep", "100"])
+    pid = shim.info.shim_pid
+    status = Path(f"/proc/{pid}/status").read_text()
+    rss_kib = int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.M).group(1))
+    rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    pss_kib = int(re.search(r"^Pss:\s+(\d+) kB", rollup, re.M).group(1))
+    private_kib = sum(int(v) for v in re.findall(r"^Private_\w+:\s+(\d+) kB", rollup, re.M))
+    print(f"\nconch-shim {pid}: VmRSS {rss_kib} KiB, PSS {pss_kib} KiB, "
+          f"private {private_kib} KiB")
+    assert rss_kib < 2048
+    assert pss_kib < 2048
+    runtime_by_name("conch")("kill", shim.cid, "KILL", check=True)
+    shim.wait_exit()
+
+
+def test_shim_sigkill_leaves_container_running(shim_factory, runtime_by_name):
+    """Documented behaviour: the engine must notice a dead shim (no socket answer, no
+    exit file) and take over with the runtime's state/kill/delete."""
+    shim = shim_factory(["sleep", "100"])
+    os.kill(shim.info.shim_pid, signal.SIGKILL)
+    shim.wait_shim_gone()
+    assert runtime_by_name("conch").state(shim.cid)["status"] == "running"
+    assert _alive(shim.info.pid)
+    assert client.read_exit(shim.exit_file) is None
+    with pytest.raises(Unavailable, match="refused"):
+        client.status(shim.socket)  # the socket file is left, nobody listens

@@ -153,6 +153,11 @@ async def serving(app: web.Application, host: str = DEFAULT_HOST,
         log.info("API listening on %s", host)
         yield path
     finally:
-        await runner.cleanup()
+        # Hijacked sessions (attach, exec) are invisible to aiohttp's shutdown: bound
+        # the wait so SIGTERM always stops the daemon (containers keep running).
+        try:
+            await asyncio.wait_for(runner.cleanup(), shutdown_timeout + 2)
+        except asyncio.TimeoutError:
+            log.warning("API shutdown timed out; closing anyway")
         with contextlib.suppress(FileNotFoundError):
             path.unlink()

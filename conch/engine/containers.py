@@ -143,13 +143,28 @@ class ContainerService:
     # -- start ------------------------------------------------------------------------
     async def start(self, ref: str) -> Container:
         c = self.get(ref)
-        async with self._lock(c.id):
-            c = self.get(c.id)
-            if c.state.status == Status.PAUSED:
-                raise Conflict("cannot start a paused container, try unpause instead")
-            if c.state.status == Status.RUNNING:
-                raise NotModified("container already started")
-            c = await self._start_locked(c)
+        try:
+            async with self._lock(c.id):
+                c = self.get(c.id)
+                if c.state.status == Status.PAUSED:
+                    raise Conflict("cannot start a paused container, try unpause instead")
+                if c.state.status == Status.RUNNING:
+                    raise NotModified("container already started")
+                c = await self._start_locked(c)
+        except ConchError as exc:
+            if isinstance(exc, NotModified):
+                raise
+            # attach clients waiting for this start are told, and an --rm container that
+            # cannot start is removed, as dockerd does (the CLI waits for "removed")
+            for fut in self._pending_attach.pop(c.id, []):
+                if not fut.done():
+                    fut.set_exception(exc)
+            if c.spec.auto_remove:
+                try:
+                    await self.remove(c.id, force=True)
+                except ConchError:
+                    pass
+            raise
         return c
 
     async def _start_locked(self, c: Container) -> Container:
@@ -202,6 +217,14 @@ class ContainerService:
             raise
 
     def _spawn_shim(self, c: Container) -> dict:
+        try:
+            return self._spawn_shim_raw(c)
+        except ConchError as exc:
+            # docker's wording, which scripts (and the CLI's 126/127 mapping) know
+            msg = str(exc).replace("conch-runtime: ", "")
+            raise type(exc)(f"failed to create task for container: OCI runtime create failed: {msg}") from exc
+
+    def _spawn_shim_raw(self, c: Container) -> dict:
         from conch.shim import client as shim
 
         # a leftover runtime state (crash) would make create fail with "already exists"
@@ -487,7 +510,10 @@ class ContainerService:
         if not c.state.running:
             fut = asyncio.get_running_loop().create_future()
             self._pending_attach.setdefault(c.id, []).append(fut)
-            shim_conn = await fut  # (reader, writer) connected by _connect_pending
+            try:
+                shim_conn = await fut  # (reader, writer) connected by _connect_pending
+            except ConchError:
+                return  # the start failed: its caller reports why; the stream just ends
         else:
             shim_conn = await self._connect_shim(c, stdin, stdout, stderr)
         await _pipe(conn, *shim_conn, stdin=stdin)
@@ -555,6 +581,8 @@ class ContainerService:
         if not c.state.running:
             return {}
         out = open_manager(f"/conch/{c.id}", container_id=c.id).stats()
+        # no limit: docker shows the host's memory as the limit
+        out.setdefault("memory", {})["host_total"] = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         out["system_cpu_ns"] = _system_cpu_ns()
         out["online_cpus"] = os.cpu_count() or 1
         return out

@@ -76,13 +76,19 @@ $(STAMPS)/venv: $(VENV)/bin/python pyproject.toml tools/lean_launcher.py
 	@touch $@
 
 # conch-shim (see conch/shim/__init__.py for its contract): one C file, no libraries.
+# conch-init (shim/conch-init.c): the `run --init` pid 1, static so it runs in any image.
 SHIM     := build/conch-shim
-SHIM_SRC := $(wildcard shim/*.c)
+INIT     := build/conch-init
 
-$(SHIM): $(SHIM_SRC) | $(STAMPS)/system
-	gcc -O2 -Wall -Wextra -Werror -o $@ $(SHIM_SRC)
+$(SHIM): shim/conch-shim.c | $(STAMPS)/system
+	@mkdir -p build
+	gcc -O2 -Wall -Wextra -Werror -o $@ shim/conch-shim.c
 
-$(STAMPS)/shim: $(SHIM)
+$(INIT): shim/conch-init.c | $(STAMPS)/system
+	@mkdir -p build
+	gcc -O2 -Wall -Wextra -Werror -static -o $@ shim/conch-init.c
+
+$(STAMPS)/shim: $(SHIM) $(INIT)
 	@mkdir -p $(STAMPS)
 	@touch $@
 

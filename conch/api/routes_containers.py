@@ -47,6 +47,7 @@ def register(add) -> None:
     add("POST", "/containers/{id}/resize", resize)
     add("GET", "/containers/{id}/top", top)
     add("GET", "/containers/{id}/stats", stats)
+    add("POST", "/containers/{id}/update", update)
 
 
 def _svc(request):
@@ -255,6 +256,25 @@ async def attach(request: web.Request) -> web.StreamResponse:
     finally:
         await conn.close()
     return conn.response
+
+
+_UPDATE_FIELDS = {"Memory": "memory", "MemorySwap": "memory_swap",
+                  "MemoryReservation": "memory_reservation", "NanoCpus": "nano_cpus",
+                  "CpuShares": "cpu_shares", "CpuQuota": "cpu_quota", "CpuPeriod": "cpu_period",
+                  "CpusetCpus": "cpuset_cpus", "CpusetMems": "cpuset_mems", "PidsLimit": "pids_limit"}
+
+
+async def update(request: web.Request) -> web.StreamResponse:
+    from conch.engine.model import RestartPolicy
+
+    body = await _json(request)
+    changes = {attr: body[key] for key, attr in _UPDATE_FIELDS.items() if body.get(key)}
+    policy = body.get("RestartPolicy") or {}
+    if policy.get("Name"):
+        changes["restart_policy"] = RestartPolicy(name=policy["Name"],
+                                                  max_retry=int(policy.get("MaximumRetryCount") or 0))
+    await _svc(request).update(request.match_info["id"], **changes)
+    return json_response({"Warnings": []})
 
 
 async def resize(request: web.Request) -> web.StreamResponse:

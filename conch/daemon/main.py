@@ -66,6 +66,16 @@ def find_shim(given: str) -> str:
     raise SystemExit("conchd: conch-shim not found: run `make setup` (it builds build/conch-shim)")
 
 
+def find_init() -> str:
+    """conch-init for `run --init` (optional: without it --init is refused clearly)."""
+    for path in (os.path.join(os.path.dirname(sys.executable), "conch-init"),
+                 os.path.join(os.path.dirname(__file__), "..", "..", "build", "conch-init"),
+                 shutil.which("conch-init") or ""):
+        if path and os.access(path, os.X_OK):
+            return os.path.abspath(path)
+    return ""
+
+
 def _lock(data_root: str) -> int:
     fd = os.open(os.path.join(data_root, "conchd.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
@@ -95,7 +105,7 @@ def build_engine(args, tasks):
     db = Database(root / "metadata.db")
     images = ImageService(root / "images", content, snapshotter, db)
     return Engine(paths=paths, db=db, images=images, snapshotter=snapshotter,
-                  runtime=find_runtime(args.runtime), shim=find_shim(args.shim),
+                  runtime=find_runtime(args.runtime), shim=find_shim(args.shim), init=find_init(),
                   runtime_name=args.runtime if "/" not in args.runtime else "custom", tasks=tasks)
 
 

@@ -20,10 +20,11 @@ import os
 import secrets
 import shutil
 
+from conch.engine import health
 from conch.engine import names as cnames
 from conch.engine import ociconfig
 from conch.engine.events import EventBus
-from conch.engine.model import (Container, CreateSpec, State, Status, container_from_dict,
+from conch.engine.model import (Container, CreateSpec, Health, Status, container_from_dict,
                                 now_rfc3339, to_dict)
 from conch.errors import Conflict, ConchError, FailedPrecondition, InvalidArgument, NotFound
 
@@ -65,7 +66,7 @@ class Paths:
 
 class ContainerService:
     def __init__(self, *, paths: Paths, db, images, snapshotter, events: EventBus,
-                 runtime: str, shim: str, tasks: asyncio.TaskGroup | None = None):
+                 runtime: str, shim: str, init: str = "", tasks=None):
         self.paths = paths
         self.db = db
         self.images = images
@@ -73,6 +74,7 @@ class ContainerService:
         self.events = events
         self.runtime = runtime
         self.shim = shim
+        self.init = init
         self.tasks = tasks
         self._locks: dict[str, asyncio.Lock] = {}
         self._exited: dict[str, asyncio.Event] = {}  # set on each exit, replaced at start
@@ -80,6 +82,7 @@ class ContainerService:
         # attach requests waiting for the container's next start: (conn, stdin, stdout,
         # stderr, future). They are connected to the shim before the process runs.
         self._pending_attach: dict[str, list] = {}
+        self._health_tasks: dict[str, asyncio.Task] = {}
         for d in (paths.containers, paths.runtime_root, paths.shims):
             os.makedirs(d, mode=0o711, exist_ok=True)
 
@@ -183,14 +186,59 @@ class ContainerService:
         except ConchError as exc:
             c = self._save(dataclasses.replace(c, state=dataclasses.replace(c.state, error=str(exc))))
             raise
+        hc = health.effective(c, image.config)
         c = c.with_state(status=Status.RUNNING, pid=info["pid"], started_at=now_rfc3339(),
-                         error="", exit_code=0, oom_killed=False)
+                         error="", exit_code=0, oom_killed=False,
+                         health=Health() if hc is not None else None)
         c = dataclasses.replace(c, shim_pid=info["shim_pid"], shim_start=_start_time(info["shim_pid"]),
                                 manually_stopped=False)
         self._save(c)
         self._monitor(c)
+        if hc is not None:
+            self._start_health(c.id, hc)
         self.events.publish("container", "start", c.id, name=c.name, image=c.image)
         return c
+
+    # -- health checks -------------------------------------------------------------------
+    def _start_health(self, cid: str, hc) -> None:
+        old = self._health_tasks.pop(cid, None)
+        if old is not None:
+            old.cancel()
+        coro = self._health_loop(cid, hc)
+        create = self.tasks.create_task if self.tasks is not None else asyncio.get_running_loop().create_task
+        self._health_tasks[cid] = create(coro)
+
+    async def _health_loop(self, cid: str, hc) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        interval = hc.interval_ns / 1e9 if hc.interval_ns else health.DEFAULT_INTERVAL
+        timeout = hc.timeout_ns / 1e9 if hc.timeout_ns else health.DEFAULT_TIMEOUT
+        start_period = hc.start_period_ns / 1e9
+        args = health.command(hc)
+        try:
+            while True:
+                await asyncio.sleep(interval)
+                begin = now_rfc3339()
+                code, output = await health.probe(self.runtime, self.paths.runtime_root,
+                                                  self.paths.bundle(cid), cid, args, timeout)
+                async with self._lock(cid):
+                    try:
+                        c = self.get(cid)
+                    except NotFound:
+                        return
+                    if c.state.status != Status.RUNNING or c.state.health is None:
+                        return
+                    before = c.state.health.status
+                    new = health.record(c.state.health, hc, code, output, begin,
+                                        loop.time() - started < start_period)
+                    self._save(c.with_state(health=new))
+                if new.status != before:
+                    self.events.publish("container", f"health_status: {new.status}", cid,
+                                        name=c.name, image=c.image)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - a probe must never take the daemon down
+            log.exception("health check of %s", cid[:12])
 
     def _prepare_and_spawn(self, c: Container, image) -> dict:
         from conch.snapshots import mount_all, unmount
@@ -204,7 +252,8 @@ class ContainerService:
                 mounted = True
             files = self._write_etc_files(c)
             user = ociconfig.resolve_user(c.spec.user or _image_user(image), rootfs)
-            spec = ociconfig.runtime_spec(c, image.config, rootfs=rootfs, files=files, user=user)
+            spec = ociconfig.runtime_spec(c, image.config, rootfs=rootfs, files=files, user=user,
+                                          init_binary=self.init)
             _write_json(os.path.join(self.paths.bundle(c.id), "config.json"), spec)
             try:
                 os.unlink(self.paths.exit_file(c.id))
@@ -291,6 +340,9 @@ class ContainerService:
                 return
             if c.state.status not in (Status.RUNNING, Status.PAUSED, Status.RESTARTING):
                 return
+            task = self._health_tasks.pop(cid, None)
+            if task is not None:
+                task.cancel()
             result = shim.read_exit(self.paths.exit_file(cid)) or {}
             oom = await asyncio.to_thread(self._oom_killed, cid)
             await asyncio.to_thread(self._cleanup_task, cid)
@@ -587,6 +639,28 @@ class ContainerService:
         out["online_cpus"] = os.cpu_count() or 1
         return out
 
+    # -- update -------------------------------------------------------------------------
+    async def update(self, ref: str, **changes) -> None:
+        """``docker update``: resources (applied live to the cgroup) and restart policy.
+        ``changes`` are CreateSpec field names (memory, memory_swap, nano_cpus, cpu_shares,
+        cpu_quota, cpu_period, cpuset_cpus, pids_limit, memory_reservation, restart_policy)."""
+        allowed = {"memory", "memory_swap", "memory_reservation", "nano_cpus", "cpu_shares",
+                   "cpu_quota", "cpu_period", "cpuset_cpus", "cpuset_mems", "pids_limit",
+                   "restart_policy"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise InvalidArgument(f"cannot update {', '.join(sorted(unknown))}")
+        c = self.get(ref)
+        async with self._lock(c.id):
+            c = self.get(c.id)
+            spec = dataclasses.replace(c.spec, **changes)
+            if spec.nano_cpus and (spec.cpu_quota or spec.cpu_period):
+                raise InvalidArgument("Conflicting options: Nano CPUs and CPU Period/Quota cannot both be set")
+            if c.state.running and set(changes) - {"restart_policy"}:
+                await asyncio.to_thread(_apply_resources, c.id, spec)
+            self._save(dataclasses.replace(c, spec=spec))
+        self.events.publish("container", "update", c.id, name=c.name, image=c.image)
+
     # -- reconcile after a daemon (re)start -----------------------------------------------
     async def reconcile(self) -> None:
         """Find running containers again: a live shim gets a new monitor; a shim that
@@ -597,6 +671,14 @@ class ContainerService:
             self._exited[c.id] = asyncio.Event()
             if c.shim_pid and _start_time(c.shim_pid) == c.shim_start:
                 self._monitor(c)
+                if c.state.health is not None:
+                    try:
+                        image = await asyncio.to_thread(self.images.get, c.image_id)
+                        hc = health.effective(c, image.config)
+                        if hc is not None:
+                            self._start_health(c.id, hc)
+                    except ConchError as exc:
+                        log.warning("health checks of %s not resumed: %s", c.id[:12], exc)
             else:
                 await self._handle_exit(c.id)
         # restart policies "always" (and "unless-stopped" not stopped by hand) apply to
@@ -646,6 +728,37 @@ async def _pipe(conn, reader, writer, *, stdin: bool) -> None:
         for t in tasks + [closed]:
             t.cancel()
         writer.close()
+
+
+def _apply_resources(cid: str, spec: CreateSpec) -> None:
+    from conch.cgroups import open_manager
+
+    res: dict = {}
+    if spec.memory:
+        res["memory"] = {"limit": spec.memory}
+        if spec.memory_swap:
+            res["memory"]["swap"] = spec.memory_swap
+    if spec.memory_reservation:
+        res.setdefault("memory", {})["reservation"] = spec.memory_reservation
+    cpu: dict = {}
+    if spec.nano_cpus:
+        cpu["period"] = 100000
+        cpu["quota"] = spec.nano_cpus * 100000 // 1_000_000_000
+    else:
+        if spec.cpu_quota:
+            cpu["quota"] = spec.cpu_quota
+        if spec.cpu_period:
+            cpu["period"] = spec.cpu_period
+    if spec.cpu_shares:
+        cpu["shares"] = spec.cpu_shares
+    if spec.cpuset_cpus:
+        cpu["cpus"] = spec.cpuset_cpus
+    if cpu:
+        res["cpu"] = cpu
+    if spec.pids_limit:
+        res["pids"] = {"limit": spec.pids_limit}
+    if res:
+        open_manager(f"/conch/{cid}", container_id=cid).apply(res)
 
 
 def _system_cpu_ns() -> int:

@@ -91,12 +91,12 @@ class VersionInfo:
 
 class Engine:
     def __init__(self, *, paths, db, images, snapshotter, runtime: str, shim: str,
-                 runtime_name: str = "conch", tasks=None):
+                 init: str = "", runtime_name: str = "conch", tasks=None):
         self.paths = paths
         self.events = EventBus()
         self.containers = ContainerService(paths=paths, db=db, images=images,
                                            snapshotter=snapshotter, events=self.events,
-                                           runtime=runtime, shim=shim, tasks=tasks)
+                                           runtime=runtime, shim=shim, init=init, tasks=tasks)
         self.images = ImagesFacade(images, self.containers, self.events)
         self.execs = ExecService(self.containers, runtime, paths.runtime_root, tasks=tasks)
         self.runtime = runtime

@@ -143,7 +143,7 @@ def _security(spec: CreateSpec):
 
 
 def runtime_spec(container: Container, image_config, *, rootfs: str, files: dict[str, str],
-                 user: tuple[int, int, list[int]]) -> dict:
+                 user: tuple[int, int, list[int]], init_binary: str = "") -> dict:
     """The config.json for this container. ``files`` maps /etc/hostname, /etc/hosts and
     /etc/resolv.conf to the host files the engine wrote for it."""
     spec = container.spec
@@ -158,6 +158,14 @@ def runtime_spec(container: Container, image_config, *, rootfs: str, files: dict
     mounts = [{"destination": dst, "type": "bind", "source": src, "options": ["rbind", "rprivate"]}
               for dst, src in files.items()]
     mounts += _binds(spec.binds)
+    args = [container.path, *container.args]
+    if spec.init:
+        # docker's --init: a minimal init as pid 1 that reaps zombies and forwards signals
+        if not init_binary:
+            raise InvalidArgument("--init: conch-init is not installed (run `make setup`)")
+        mounts.append({"destination": "/sbin/docker-init", "type": "bind", "source": init_binary,
+                       "options": ["rbind", "ro", "rprivate"]})
+        args = ["/sbin/docker-init", "--", *args]
     memory = spec.memory or None
     swap = spec.memory_swap if spec.memory_swap else None
     quota, period = spec.cpu_quota or None, spec.cpu_period or None
@@ -165,7 +173,7 @@ def runtime_spec(container: Container, image_config, *, rootfs: str, files: dict
         period = 100000
         quota = spec.nano_cpus * period // 1_000_000_000
     out = presets.docker_spec(
-        args=[container.path, *container.args], rootfs=rootfs,
+        args=args, rootfs=rootfs,
         env=environment(spec, image_config, hostname), cwd=_workdir(spec, image_config),
         user=user, hostname=hostname if network != "host" else "", terminal=spec.tty,
         readonly_rootfs=spec.read_only, cap_add=spec.cap_add, cap_drop=spec.cap_drop,

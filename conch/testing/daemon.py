@@ -1,0 +1,258 @@
+"""A private ``conchd`` for end-to-end and compatibility tests.
+
+:class:`Daemon` starts the venv's ``conchd`` on its own temp roots and a short unix
+socket (``/tmp/cd-XXXX/s``: sun_path holds only 108 bytes), waits for ``/_ping``, and
+drives it through the real clients: the ``conch`` CLI (:meth:`Daemon.conch`), the
+``docker`` CLI (:meth:`Daemon.docker`) and the API client (:attr:`Daemon.api`).
+
+Layout of one daemon's temp dir::
+
+    /tmp/cd-XXXX/s            the API socket
+    /tmp/cd-XXXX/data         --data-root
+    /tmp/cd-XXXX/exec         --exec-root
+    /tmp/cd-XXXX/conchd.log   conchd's stdout/stderr (shown when a test fails to start it)
+
+Lifecycle: :meth:`start` → tests → :meth:`close`, which removes every container
+(``rm -f``), stops conchd with SIGTERM, lazily unmounts whatever is left under its dir
+(and reports that as a leak), removes the dir, and asserts with
+:mod:`conch.testing.leaks` that no mount, cgroup or process of ours outlived it.
+:meth:`kill9` and :meth:`start` again on the same roots are how durability tests crash
+and restart it.
+
+Pytest use: :func:`daemon_fixture` makes a module-scoped fixture (one daemon per test
+module, with ``busybox:latest`` imported), and :func:`clean_after` is the per-test
+guard: it snapshots the host, yields, removes the test's containers and asserts no
+leak. Everything skips (with the reason) when not root or when conchd is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from conch.testing.leaks import HostSnapshot, read_mounts, wait_no_leaks
+
+__all__ = ["Daemon", "busybox_tar", "daemon_fixture", "clean_after", "BIN", "DOCKER"]
+
+BIN = Path(sys.executable).parent
+DOCKER = "/usr/local/bin/docker" if os.access("/usr/local/bin/docker", os.X_OK) else shutil.which("docker")
+
+_tar_cache: Path | None = None
+
+
+def busybox_tar() -> Path:
+    """A tar of :func:`conch.testing.rootfs.busybox_rootfs`, built once per process."""
+    global _tar_cache
+    if _tar_cache is None or not _tar_cache.exists():
+        from conch.testing.rootfs import busybox_rootfs
+
+        base = Path(tempfile.mkdtemp(prefix="cd-img-"))
+        rootfs = busybox_rootfs(base / "rootfs")
+        subprocess.run(["tar", "-C", str(rootfs), "-cf", str(base / "rootfs.tar"), "."], check=True)
+        shutil.rmtree(rootfs)
+        import atexit
+
+        atexit.register(shutil.rmtree, base, True)
+        _tar_cache = base / "rootfs.tar"
+    return _tar_cache
+
+
+def _unavailable() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (conchd runs containers)"
+    for name in ("conchd", "conch", "conch-runtime"):
+        if not os.access(BIN / name, os.X_OK):
+            return f"{name} is not installed in this venv ({BIN}); run `make setup`"
+    return None
+
+
+class Daemon:
+    """One conchd on private roots (see the module docstring)."""
+
+    def __init__(self, *, runtime: str = "conch") -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="cd-", dir="/tmp"))
+        self.sock = self.dir / "s"
+        self.data_root = self.dir / "data"
+        self.exec_root = self.dir / "exec"
+        self.log_path = self.dir / "conchd.log"
+        self.runtime = runtime
+        self.proc: subprocess.Popen | None = None
+        self.before = HostSnapshot.take()
+        self.host = f"unix://{self.sock}"
+        self.env = dict(os.environ, CONCH_HOST=self.host, DOCKER_HOST=self.host,
+                        DOCKER_CONFIG=str(self.dir / "docker-config"))
+        self.env.pop("DOCKER_CONTEXT", None)
+
+    # -- process ------------------------------------------------------------------
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, timeout: float = 20) -> "Daemon":
+        from conch.client.http import Client
+
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [str(BIN / "conchd"), "--data-root", str(self.data_root), "--exec-root",
+                 str(self.exec_root), "-H", self.host, "--runtime", self.runtime],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        client = Client(self.host, timeout=5)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"conchd exited {self.proc.returncode}:\n{self.log()}")
+            try:
+                if client.ping() == "OK":
+                    return self
+            except OSError:
+                pass
+            except Exception:  # noqa: BLE001 - any answer but OK: keep waiting
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"conchd did not answer /_ping in {timeout}s:\n{self.log()}")
+            time.sleep(0.05)
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def kill9(self) -> None:
+        """Crash conchd (SIGKILL) and reap it; containers and shims live on."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self.proc = None
+
+    def stop(self, timeout: float = 20) -> int:
+        """SIGTERM, wait; returns conchd's exit status."""
+        if self.proc is None:
+            return 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"conchd ignored SIGTERM for {timeout}s:\n{self.log()}")
+        self.proc = None
+        return rc
+
+    @property
+    def api(self):
+        from conch.client.http import Client
+
+        return Client(self.host, timeout=60)
+
+    # -- clients ------------------------------------------------------------------
+    def conch(self, *args, input: str | bytes | None = None, timeout: float = 60,
+              check: bool = False, text: bool = True) -> subprocess.CompletedProcess:
+        return self._run([str(BIN / "conch"), *map(str, args)], input, timeout, check, text)
+
+    def docker(self, *args, input: str | bytes | None = None, timeout: float = 60,
+               check: bool = False, text: bool = True) -> subprocess.CompletedProcess:
+        assert DOCKER, "the docker CLI is not installed"
+        return self._run([DOCKER, *map(str, args)], input, timeout, check, text)
+
+    def _run(self, argv, input, timeout, check, text):
+        if input is not None and text and isinstance(input, bytes):
+            input = input.decode()
+        proc = subprocess.run(argv, env=self.env, input=input, capture_output=True,
+                              text=text, timeout=timeout,
+                              stdin=subprocess.DEVNULL if input is None else None)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{' '.join(argv[:1] + argv[1:])} -> {proc.returncode}\n"
+                                 f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
+        return proc
+
+    def import_busybox(self, ref: str = "busybox:latest") -> None:
+        self.conch("import", "-c", 'CMD ["sh"]', busybox_tar(), ref, check=True, timeout=120)
+
+    # -- teardown -----------------------------------------------------------------
+    def container_ids(self) -> list[str]:
+        p = self.conch("ps", "-aq", "--no-trunc", timeout=30)
+        return p.stdout.split() if p.returncode == 0 else []
+
+    def rm_all(self) -> None:
+        ids = self.container_ids()
+        if ids:
+            self.conch("rm", "-f", *ids, timeout=120)
+
+    def unmount_leftovers(self) -> list[str]:
+        """Lazily unmount everything still mounted under this daemon's dir (deepest
+        first) and return what was there."""
+        left = sorted({m.mountpoint for m in read_mounts().values()
+                       if m.mountpoint.startswith(str(self.dir) + "/")},
+                      key=len, reverse=True)
+        for mp in left:
+            subprocess.run(["umount", "-l", mp], capture_output=True)
+        return left
+
+    def close(self, check_leaks: bool = True) -> None:
+        problems = []
+        try:
+            if self.proc is not None and self.proc.poll() is None:
+                self.rm_all()
+                rc = self.stop()
+                if rc != 0:
+                    problems.append(f"conchd exited {rc} on SIGTERM:\n{self.log()}")
+        finally:
+            left = self.unmount_leftovers()
+            if left:
+                problems.append("mounts left under the daemon's roots: " + ", ".join(left))
+            try:
+                if check_leaks:
+                    wait_no_leaks(self.before, timeout=10)
+            except AssertionError as exc:
+                problems.append(str(exc))
+            finally:
+                shutil.rmtree(self.dir, ignore_errors=True)
+        assert not problems, "\n".join(problems)
+
+
+def daemon_fixture(scope: str = "module", *, import_image: bool = True):
+    """A pytest fixture yielding a started :class:`Daemon` (busybox:latest imported),
+    closed (with the leak check) at the end of ``scope``."""
+    import pytest
+
+    @pytest.fixture(scope=scope)
+    def daemon():
+        reason = _unavailable()
+        if reason:
+            pytest.skip(reason)
+        d = Daemon()
+        try:
+            d.start()
+            if import_image:
+                d.import_busybox()
+            probe = d.conch("run", "--rm", "busybox", "true")
+            if probe.returncode != 0:
+                pytest.fail(f"conchd cannot run a container: {probe.stderr.strip()[:500]}")
+            yield d
+        finally:
+            d.close()
+
+    return daemon
+
+
+def clean_after(daemon: Daemon):
+    """Generator for a per-test fixture: snapshot the host, run the test, ``rm -f`` every
+    container the test left, then assert nothing new (mounts, cgroups, processes)
+    remains besides what was there before the test (conchd itself)."""
+    before = HostSnapshot.take()
+    known = set(daemon.container_ids())
+    yield daemon
+    if daemon.proc is None:  # a test that crashed conchd must restart it itself
+        return
+    ids = [c for c in daemon.container_ids() if c not in known]
+    if ids:
+        daemon.conch("rm", "-f", *ids, timeout=120)
+    wait_no_leaks(before, timeout=10)

@@ -267,7 +267,15 @@ class ContainerService:
 
     def _spawn_shim(self, c: Container) -> dict:
         try:
-            return self._spawn_shim_raw(c)
+            try:
+                return self._spawn_shim_raw(c)
+            except ConchError as exc:
+                if "already exists" not in str(exc):
+                    raise
+                # the runtime still has a record of an earlier run (a crash between exit
+                # and cleanup): remove it and try once more
+                _run_quiet([self.runtime, "--root", self.paths.runtime_root, "delete", "--force", c.id])
+                return self._spawn_shim_raw(c)
         except ConchError as exc:
             # docker's wording, which scripts (and the CLI's 126/127 mapping) know
             msg = str(exc).replace("conch-runtime: ", "")
@@ -276,8 +284,6 @@ class ContainerService:
     def _spawn_shim_raw(self, c: Container) -> dict:
         from conch.shim import client as shim
 
-        # a leftover runtime state (crash) would make create fail with "already exists"
-        _run_quiet([self.runtime, "--root", self.paths.runtime_root, "delete", "--force", c.id])
         info = shim.spawn(
             binary=self.shim, id=c.id, bundle=self.paths.bundle(c.id), runtime=self.runtime,
             runtime_root=self.paths.runtime_root, exit_file=self.paths.exit_file(c.id),
@@ -345,22 +351,27 @@ class ContainerService:
                 task.cancel()
             result = shim.read_exit(self.paths.exit_file(cid)) or {}
             oom = await asyncio.to_thread(self._oom_killed, cid)
-            await asyncio.to_thread(self._cleanup_task, cid)
             code = int(result.get("exit_code", 137 if not result else 0))
             error = "" if result else "the container's shim died: exit status unknown"
             c = c.with_state(status=Status.EXITED, pid=0, exit_code=code, oom_killed=oom,
                              finished_at=result.get("exited_at") or now_rfc3339(), error=error)
             self._save(c)
+            # waiters learn the exit now; the task's cleanup (runtime delete, unmount)
+            # follows while we still hold the lock, so start/rm wait for it
+            self._notify_exit(cid, code)
+            await asyncio.to_thread(self._cleanup_task, cid)
         if oom:
             self.events.publish("container", "oom", cid, name=c.name, image=c.image)
         self.events.publish("container", "die", cid, name=c.name, image=c.image, exitCode=code)
+        await self._after_exit(c)
+
+    def _notify_exit(self, cid: str, code: int) -> None:
         ev = self._exited.get(cid)
         if ev is not None:
             ev.set()
         for fut in self._waiters.pop(cid, []):
             if not fut.done():
                 fut.set_result(code)
-        await self._after_exit(c)
 
     def _oom_killed(self, cid: str) -> bool:
         try:

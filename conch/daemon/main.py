@@ -130,7 +130,7 @@ class TaskOwner:
 
 
 async def serve(args) -> None:
-    from conch.api import routes_containers, routes_exec
+    from conch.api import routes_archive, routes_containers, routes_exec
     from conch.api.server import ROUTE_MODULES, create_app, serving
 
     for d in (args.data_root, args.exec_root):
@@ -139,7 +139,7 @@ async def serve(args) -> None:
     tasks = TaskOwner()
     engine = build_engine(args, tasks)
     await engine.containers.reconcile()
-    app = create_app(engine, modules=ROUTE_MODULES + (routes_containers, routes_exec))
+    app = create_app(engine, modules=ROUTE_MODULES + (routes_containers, routes_exec, routes_archive))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -99,6 +99,9 @@ class Engine:
                                            runtime=runtime, shim=shim, init=init, tasks=tasks)
         self.images = ImagesFacade(images, self.containers, self.events)
         self.execs = ExecService(self.containers, runtime, paths.runtime_root, tasks=tasks)
+        from conch.engine.filesystem import ContainerFilesystem
+
+        self.filesystem = ContainerFilesystem(self.containers)
         self.runtime = runtime
         self.runtime_name = runtime_name
         self._id = _daemon_id(paths.data_root)

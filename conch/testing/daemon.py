@@ -19,6 +19,12 @@ Lifecycle: :meth:`start` → tests → :meth:`close`, which removes every contai
 :meth:`kill9` and :meth:`start` again on the same roots are how durability tests crash
 and restart it.
 
+Other sessions may run engines on this machine at the same time (benchmarks start
+dockerd, podman and other conchd), so the leak check here is scoped: a new mount or cgroup
+that names a 64-hex id none of *our* containers had, or a mount under another session's
+``/tmp`` directory, is someone else's. Our ids are collected from conchd's live
+``/events`` stream (a thread per daemon run) and from ``ps -a``.
+
 Pytest use: :func:`daemon_fixture` makes a module-scoped fixture (one daemon per test
 module, with ``busybox:latest`` imported), and :func:`clean_after` is the per-test
 guard: it snapshots the host, yields, removes the test's containers and asserts no
@@ -27,16 +33,21 @@ leak. Everything skips (with the reason) when not root or when conchd is missing
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from conch.testing.leaks import HostSnapshot, read_mounts, wait_no_leaks
+import re
+import threading
+
+from conch.testing.leaks import HostSnapshot, LeakReport, diff_snapshots, read_mounts
 
 __all__ = ["Daemon", "busybox_tar", "daemon_fixture", "clean_after", "BIN", "DOCKER"]
 
@@ -88,6 +99,9 @@ class Daemon:
         self.env = dict(os.environ, CONCH_HOST=self.host, DOCKER_HOST=self.host,
                         DOCKER_CONFIG=str(self.dir / "docker-config"))
         self.env.pop("DOCKER_CONTEXT", None)
+        self.ids: set[str] = set()  # every container id this daemon ever reported
+        self._events: threading.Thread | None = None
+        self._events_sock = None
 
     # -- process ------------------------------------------------------------------
     @property
@@ -110,6 +124,7 @@ class Daemon:
                 raise RuntimeError(f"conchd exited {self.proc.returncode}:\n{self.log()}")
             try:
                 if client.ping() == "OK":
+                    self._watch_events()
                     return self
             except OSError:
                 pass
@@ -119,15 +134,52 @@ class Daemon:
                 raise RuntimeError(f"conchd did not answer /_ping in {timeout}s:\n{self.log()}")
             time.sleep(0.05)
 
+    def _watch_events(self) -> None:
+        from conch.client.http import Client
+
+        resp = Client(self.host).request("GET", "/events", params={"filters": {"type": ["container"]}})
+        self._events_sock = resp.sock
+
+        def pump():
+            try:
+                for line in resp.iter_lines():
+                    try:
+                        ev = json.loads(line)
+                    except ValueError:
+                        continue
+                    cid = ev.get("id") or ev.get("Actor", {}).get("ID")
+                    if cid:
+                        self.ids.add(cid)
+            except Exception:  # noqa: BLE001 - the stream ends when conchd stops or dies
+                pass
+
+        self._events = threading.Thread(target=pump, daemon=True, name="conchd-events")
+        self._events.start()
+
     def log(self) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-4000:]
         except OSError:
             return ""
 
+    def _stop_watching(self) -> None:
+        # Hang up our /events stream before stopping conchd: a client still streaming
+        # must not be what a graceful shutdown waits on (test_sigterm_with_open_streams
+        # checks conchd does not wait on it either).
+        if self._events_sock is not None:
+            try:
+                self._events_sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._events_sock = None
+        if self._events is not None:
+            self._events.join(timeout=5)
+            self._events = None
+
     def kill9(self) -> None:
         """Crash conchd (SIGKILL) and reap it; containers and shims live on."""
         assert self.proc is not None
+        self._stop_watching()
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
         self.proc = None
@@ -136,6 +188,7 @@ class Daemon:
         """SIGTERM, wait; returns conchd's exit status."""
         if self.proc is None:
             return 0
+        self._stop_watching()
         self.proc.send_signal(signal.SIGTERM)
         try:
             rc = self.proc.wait(timeout=timeout)
@@ -179,7 +232,9 @@ class Daemon:
     # -- teardown -----------------------------------------------------------------
     def container_ids(self) -> list[str]:
         p = self.conch("ps", "-aq", "--no-trunc", timeout=30)
-        return p.stdout.split() if p.returncode == 0 else []
+        ids = p.stdout.split() if p.returncode == 0 else []
+        self.ids.update(ids)
+        return ids
 
     def rm_all(self) -> None:
         ids = self.container_ids()
@@ -196,6 +251,16 @@ class Daemon:
             subprocess.run(["umount", "-l", mp], capture_output=True)
         return left
 
+    def wait_no_leaks(self, before: HostSnapshot, timeout: float = 10) -> LeakReport:
+        """Our leaks since ``before`` (see the module docstring), after up to ``timeout``
+        seconds for them to go; an empty (falsy) report when there are none."""
+        deadline = time.monotonic() + timeout
+        while True:
+            report = scoped_report(self, before)
+            if not report or time.monotonic() >= deadline:
+                return report
+            time.sleep(0.1)
+
     def close(self, check_leaks: bool = True) -> None:
         problems = []
         try:
@@ -210,12 +275,36 @@ class Daemon:
                 problems.append("mounts left under the daemon's roots: " + ", ".join(left))
             try:
                 if check_leaks:
-                    wait_no_leaks(self.before, timeout=10)
-            except AssertionError as exc:
-                problems.append(str(exc))
+                    report = self.wait_no_leaks(self.before, timeout=10)
+                    if report:
+                        problems.append(str(report))
             finally:
                 shutil.rmtree(self.dir, ignore_errors=True)
         assert not problems, "\n".join(problems)
+
+
+_HEX_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def _foreign(daemon: Daemon, text: str) -> bool:
+    """Does this mountpoint/cgroup path belong to another session's engine?"""
+    ids = _HEX_ID.findall(text)
+    if ids and not any(i in daemon.ids for i in ids):
+        return True
+    if text.startswith("/tmp/") and not text.startswith(str(daemon.dir) + "/"):
+        return True
+    return False
+
+
+def scoped_report(daemon: Daemon, before: HostSnapshot) -> LeakReport:
+    r = diff_snapshots(before, HostSnapshot.take(before.roots))
+    return LeakReport(
+        mounts=[m for m in r.mounts if not _foreign(daemon, m.mountpoint)],
+        cgroups=[c for c in r.cgroups if not _foreign(daemon, c.partition(":")[2])],
+        links=[],  # conchd makes no links yet; other sessions' veths come and go
+        # a conchd restarted by the test itself is not a leak while it runs
+        processes=[p for p in r.processes if daemon.proc is None or p.pid != daemon.proc.pid],
+        files=r.files)
 
 
 def daemon_fixture(scope: str = "module", *, import_image: bool = True):
@@ -255,4 +344,5 @@ def clean_after(daemon: Daemon):
     ids = [c for c in daemon.container_ids() if c not in known]
     if ids:
         daemon.conch("rm", "-f", *ids, timeout=120)
-    wait_no_leaks(before, timeout=10)
+    report = daemon.wait_no_leaks(before, timeout=10)
+    assert not report, str(report)

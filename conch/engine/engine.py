@@ -96,7 +96,8 @@ class Engine:
         self.events = EventBus()
         self.containers = ContainerService(paths=paths, db=db, images=images,
                                            snapshotter=snapshotter, events=self.events,
-                                           runtime=runtime, shim=shim, init=init, tasks=tasks)
+                                           runtime=runtime, shim=shim, init=init,
+                                           runtime_inproc=runtime_name == "conch", tasks=tasks)
         self.images = ImagesFacade(images, self.containers, self.events)
         self.execs = ExecService(self.containers, runtime, paths.runtime_root, tasks=tasks)
         from conch.engine.filesystem import ContainerFilesystem

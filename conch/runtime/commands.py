@@ -203,7 +203,7 @@ def cmd_list(o) -> int:
 
 def cmd_ps(o) -> int:
     state = State.load(o.root, o.id)
-    pids = _cgroup_pids(state)
+    pids = container_pids(state)
     if o.format == "json":
         print(fastjson.dumps(pids))
         return 0
@@ -220,7 +220,7 @@ def cmd_ps(o) -> int:
     return 0
 
 
-def _cgroup_pids(state: State) -> list[int]:
+def container_pids(state: State) -> list[int]:
     from conch.cgroups import load_manager
 
     if not state.cgroup:

@@ -5,8 +5,10 @@
 #                   + build/conch-shim
 #   make test-deps  side-by-side anchors for differential/compat tests (never conch deps)
 #   make test       setup + test-deps + pytest over tests/
-#   make demo       a few `conch-runtime run` probes in a busybox bundle
-#   make bench      bench/runtime_bench.py (conch-runtime vs runc vs crun)
+#   make demo       tools/demo.sh: the seed lesson's scenarios through conchd + the conch CLI
+#   make bench-deps Debian's docker.io, the side-by-side anchor of bench/daemon_bench.py
+#   make bench      bench/runtime_bench.py (conch-runtime vs runc vs crun) and
+#                   bench/daemon_bench.py (conch vs docker vs podman, whole engine)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -22,12 +24,17 @@ APT_ENV  := DEBIAN_FRONTEND=noninteractive
 SYSTEM_PACKAGES := busybox-static gcc libc6-dev
 # Reference runtimes and tools the differential and compat tests compare against.
 TEST_DEP_PACKAGES := runc crun podman conmon skopeo uidmap
+# What bench/daemon_bench.py compares conch with (never a conch dependency). dockerd is
+# started by the bench itself with private roots; the package's own service must not start.
+BENCH_DEP_PACKAGES := docker.io
 
-.PHONY: setup test-deps test demo bench clean
+.PHONY: setup test-deps bench-deps test demo bench clean
 
 setup: $(STAMPS)/system $(STAMPS)/venv $(STAMPS)/shim
 
 test-deps: $(STAMPS)/test-deps
+
+bench-deps: $(STAMPS)/bench-deps
 
 # apt-get install; `apt-get update` only when the package lists don't know a package.
 define apt_install
@@ -48,6 +55,18 @@ $(STAMPS)/system: Makefile
 $(STAMPS)/test-deps: Makefile
 	@mkdir -p $(STAMPS)
 	@$(call apt_install,$(TEST_DEP_PACKAGES))
+	@touch $@
+
+# docker.io's postinst would start a system-wide dockerd (iptables, /var/lib/docker):
+# a policy-rc.d that says 101 ("action forbidden") keeps it from starting, unless the
+# machine already has a policy-rc.d of its own.
+$(STAMPS)/bench-deps: Makefile
+	@mkdir -p $(STAMPS)
+	@policy=/usr/sbin/policy-rc.d; ours=""; \
+	if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' > $$policy; chmod 755 $$policy; ours=1; fi; \
+	rc=0; { $(call apt_install,$(BENCH_DEP_PACKAGES)); } || rc=$$?; \
+	if [ -n "$$ours" ]; then rm -f $$policy; fi; \
+	exit $$rc
 	@touch $@
 
 # Prefer Debian's /usr/bin/python3 when it can make venvs (ensurepip comes with the
@@ -99,10 +118,11 @@ test: setup test-deps
 	exit $$rc
 
 demo: setup
-	@tools/demo_runtime.sh
+	@tools/demo.sh
 
-bench: setup test-deps
+bench: setup test-deps bench-deps
 	$(VENV)/bin/python bench/runtime_bench.py
+	$(VENV)/bin/python bench/daemon_bench.py
 
 clean:
 	rm -rf $(STAMPS) bench/results $(SHIM)

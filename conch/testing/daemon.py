@@ -49,7 +49,7 @@ import threading
 
 from conch.testing.leaks import HostSnapshot, LeakReport, diff_snapshots, read_mounts
 
-__all__ = ["Daemon", "busybox_tar", "daemon_fixture", "clean_after", "BIN", "DOCKER"]
+__all__ = ["Daemon", "busybox_tar", "daemon_fixture", "clean_after", "scoped_report", "BIN", "DOCKER"]
 
 BIN = Path(sys.executable).parent
 DOCKER = "/usr/local/bin/docker" if os.access("/usr/local/bin/docker", os.X_OK) else shutil.which("docker")
@@ -339,8 +339,8 @@ def clean_after(daemon: Daemon):
     before = HostSnapshot.take()
     known = set(daemon.container_ids())
     yield daemon
-    if daemon.proc is None:  # a test that crashed conchd must restart it itself
-        return
+    if daemon.proc is None:  # a test that failed while conchd was down: bring it back
+        daemon.start()
     ids = [c for c in daemon.container_ids() if c not in known]
     if ids:
         daemon.conch("rm", "-f", *ids, timeout=120)

@@ -90,6 +90,9 @@ def create_spec(body: dict) -> CreateSpec:
         shm_size=int(host.get("ShmSize") or 0),
         ulimits=ulimits,
         network_mode=network,
+        pid_mode=host.get("PidMode") or "",
+        ipc_mode=host.get("IpcMode") or "",
+        uts_mode=host.get("UTSMode") or "",
         dns=tuple(host.get("Dns") or ()),
         dns_search=tuple(host.get("DnsSearch") or ()),
         dns_options=tuple(host.get("DnsOptions") or ()),
@@ -147,6 +150,7 @@ def _host_config(c: Container) -> dict[str, Any]:
         "Dns": list(s.dns), "DnsSearch": list(s.dns_search), "DnsOptions": list(s.dns_options),
         "ExtraHosts": list(s.extra_hosts) or None, "OomScoreAdj": s.oom_score_adj,
         "PortBindings": dict(s.port_bindings), "Runtime": "conch",
+        "PidMode": s.pid_mode, "IpcMode": s.ipc_mode or "private", "UTSMode": s.uts_mode,
     })
     return given
 

@@ -145,7 +145,8 @@ async def serve(args) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        async with serving(app, args.host):
+        # streams (logs -f, events, attach) must not hold SIGTERM up: 0.5 s, then closed
+        async with serving(app, args.host, shutdown_timeout=0.5):
             log.info("conchd ready (data-root %s, runtime %s)", args.data_root, engine.runtime)
             await stop.wait()
     finally:

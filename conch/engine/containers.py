@@ -303,7 +303,7 @@ class ContainerService:
         d = self.paths.dir(c.id)
         network = c.spec.network_mode or "none"
         hostname = c.spec.hostname or c.id[:12]
-        if network == "host":
+        if network == "host" or c.spec.uts_mode == "host":
             hostname = os.uname().nodename
         hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
                  "fe00::0\tip6-localnet", "ff00::0\tip6-mcastprefix", "ff02::1\tip6-allnodes",
@@ -609,15 +609,21 @@ class ContainerService:
         return reader, writer
 
     async def _connect_pending(self, c: Container) -> None:
-        for fut in self._pending_attach.pop(c.id, []):
-            if fut.done():
-                continue
+        pending = [f for f in self._pending_attach.pop(c.id, []) if not f.done()]
+        for fut in pending:
             try:
                 # attach requests do not say which streams before start: all of them,
                 # stdin when the container keeps it open
                 fut.set_result(await self._connect_shim(c, True, True, True))
             except OSError as exc:
                 fut.set_exception(exc)
+        if pending:
+            # The shim reads requests in connection order: once a later status request
+            # is answered, every attach above is registered, so starting now loses no
+            # output (without this, a fast container could print before it is read).
+            from conch.shim import client as shim
+
+            await asyncio.to_thread(shim.status, self.paths.socket(c.id))
 
     def resize(self, ref: str, height: int, width: int) -> None:
         from conch.shim import client as shim
@@ -712,8 +718,11 @@ class ContainerService:
         # restart policies "always" (and "unless-stopped" not stopped by hand) apply to
         # containers that were running when the daemon went away, as dockerd does
         for c in self.list():
-            if c.state.status == Status.EXITED and not c.manually_stopped and \
-                    c.spec.restart_policy.name in ("always", "unless-stopped"):
+            policy = c.spec.restart_policy.name
+            # docker: "always" restarts at daemon start even after a manual stop;
+            # "unless-stopped" only if it was not stopped by hand
+            if c.state.status == Status.EXITED and (
+                    policy == "always" or (policy == "unless-stopped" and not c.manually_stopped)):
                 async with self._lock(c.id):
                     try:
                         await self._start_locked(self.get(c.id))

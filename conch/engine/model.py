@@ -100,6 +100,9 @@ class CreateSpec:
     shm_size: int = 0
     ulimits: tuple[tuple[str, int, int], ...] = ()
     network_mode: str = ""
+    pid_mode: str = ""   # "" (private) | "host"
+    ipc_mode: str = ""   # "" | "private" | "shareable" | "host"
+    uts_mode: str = ""   # "" | "host"
     dns: tuple[str, ...] = ()
     dns_search: tuple[str, ...] = ()
     dns_options: tuple[str, ...] = ()

@@ -152,9 +152,20 @@ def runtime_spec(container: Container, image_config, *, rootfs: str, files: dict
     network = spec.network_mode or "none"
     if network not in ("none", "host", "default", "bridge"):
         raise InvalidArgument(f"network {network!r} is not available yet: use --network none or host")
-    namespaces = ["mount", "uts", "pid", "ipc"]
+    for mode, what in ((spec.pid_mode, "pid"), (spec.ipc_mode, "ipc"), (spec.uts_mode, "uts")):
+        if mode not in ("", "host", "private", "shareable") or (what != "ipc" and mode in ("private", "shareable")):
+            raise InvalidArgument(f"invalid {what} mode {mode!r}: only the host's or a private one")
+    namespaces = ["mount"]
     if network != "host":
-        namespaces.insert(1, "network")
+        namespaces.append("network")
+    # --network host shares the host's uts namespace too (docker does)
+    if spec.uts_mode != "host" and network != "host":
+        namespaces.append("uts")
+    if spec.pid_mode != "host":
+        namespaces.append("pid")
+    if spec.ipc_mode != "host":
+        namespaces.append("ipc")
+    share_uts = "uts" not in namespaces
     mounts = [{"destination": dst, "type": "bind", "source": src, "options": ["rbind", "rprivate"]}
               for dst, src in files.items()]
     mounts += _binds(spec.binds)
@@ -175,7 +186,7 @@ def runtime_spec(container: Container, image_config, *, rootfs: str, files: dict
     out = presets.docker_spec(
         args=args, rootfs=rootfs,
         env=environment(spec, image_config, hostname), cwd=_workdir(spec, image_config),
-        user=user, hostname=hostname if network != "host" else "", terminal=spec.tty,
+        user=user, hostname="" if share_uts else hostname, terminal=spec.tty,
         readonly_rootfs=spec.read_only, cap_add=spec.cap_add, cap_drop=spec.cap_drop,
         privileged=spec.privileged, seccomp=seccomp, no_new_privileges=nnp, mounts=mounts,
         tmpfs=spec.tmpfs, shm_size=spec.shm_size or presets.DEFAULT_SHM_SIZE,
@@ -187,10 +198,8 @@ def runtime_spec(container: Container, image_config, *, rootfs: str, files: dict
     )
     if spec.domainname:
         out["domainname"] = spec.domainname
-    if network == "host":
+    if share_uts:
         out.pop("hostname", None)
-        # --network host shares the host's uts namespace too (docker does)
-        out["linux"]["namespaces"] = [n for n in out["linux"]["namespaces"] if n["type"] != "uts"]
     if spec.memory_reservation:
         out["linux"]["resources"].setdefault("memory", {})["reservation"] = spec.memory_reservation
     return out

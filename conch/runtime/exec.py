@@ -10,6 +10,7 @@ succeeded, an error message means it did not.
 
 from conch.runtime import fastjson as json  # see fastjson: no re on the hot path
 import os
+import sys
 import _signal as signal  # the C module: "signal" imports enum (~3 ms)
 
 from conch.errors import FailedPrecondition, InvalidArgument
@@ -119,6 +120,11 @@ def cmd_exec(o) -> int:
             parent_ch.expect("never")  # EOF = exec'd; an error message = failed
         except ChildFailed as exc:
             if exc.step != "sync":
+                code = _exec_failure_code(str(exc))
+                if code:
+                    # the shell's (and docker exec's) codes: 127 not found, 126 not runnable
+                    sys.stderr.write(f"conch-runtime: {exc}\n")
+                    return code
                 raise
     except BaseException:
         try:
@@ -149,6 +155,15 @@ def cmd_exec(o) -> int:
 
         console.proxy(master, exec_pid)
     return _wait(exec_pid)
+
+
+def _exec_failure_code(message: str) -> int:
+    lower = message.lower()
+    if "executable file not found" in lower or "no such file or directory" in lower:
+        return 127
+    if "permission denied" in lower:
+        return 126
+    return 0
 
 
 def _intermediate(plan, proc: dict) -> None:

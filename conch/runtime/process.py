@@ -116,15 +116,37 @@ def resolve_executable(arg0: str, env: dict) -> str:
 
 
 def cap_masks(caps: dict | None) -> dict[str, int]:
+    """Capability sets as bit masks. A capability this process does not hold in its own
+    bounding set cannot be granted (capset fails with EPERM): it is dropped with a
+    warning on stderr — "all capabilities" (--privileged) means all we have, as with
+    runc under a restricted parent (this sandbox has no CAP_SYS_RESOURCE)."""
     caps = caps or {}
     out = {}
+    available = _own_bounding()
+    dropped = 0
     for key in ("bounding", "effective", "permitted", "inheritable", "ambient"):
         names = caps.get(key) or []
         unknown = [n for n in names if n not in kcaps.NUMBERS]
         if unknown:
             raise InvalidArgument(f"process.capabilities.{key}: unknown capability {unknown[0]!r}")
-        out[key] = kcaps.mask(names)
+        mask = kcaps.mask(names)
+        dropped |= mask & ~available
+        out[key] = mask & available
+    if dropped:
+        import sys
+
+        names = [n for n, i in kcaps.NUMBERS.items() if dropped & (1 << i)]
+        sys.stderr.write("conch-runtime: warning: capabilities not in this process's bounding "
+                         f"set are dropped: {', '.join(names)}\n")
     return out
+
+
+def _own_bounding() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapBnd:"):
+                return int(line.split()[1], 16)
+    return (1 << (kcaps.last_cap() + 1)) - 1
 
 
 def home_of(uid: int) -> str:

@@ -13,7 +13,9 @@ import os
 import sys
 import threading
 import time
-from typing import Any
+TYPE_CHECKING = False  # not `from typing import`: typing costs ms of CLI start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 from conch import errors
 from conch.cli import format as fmt

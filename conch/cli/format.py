@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Callable, Iterable, Sequence
+TYPE_CHECKING = False  # not `from typing import`: typing costs ms of CLI start-up
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterable, Sequence
 
 _DECIMAL_UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
 _BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")

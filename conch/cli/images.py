@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Iterable
+TYPE_CHECKING = False  # not `from typing import`: typing costs ms of CLI start-up
+if TYPE_CHECKING:
+    from typing import Any, Iterable
 
 from conch import errors
 from conch.cli import format as fmt

@@ -6,7 +6,9 @@ from __future__ import annotations
 import platform as _platform
 import sys
 import time
-from typing import Any
+TYPE_CHECKING = False  # not `from typing import`: typing costs ms of CLI start-up
+if TYPE_CHECKING:
+    from typing import Any
 
 from conch import errors
 from conch.cli import format as fmt

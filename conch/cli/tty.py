@@ -22,7 +22,9 @@ import socket
 import struct
 import sys
 import threading
-from typing import Callable, Iterable, Iterator
+TYPE_CHECKING = False  # not `from typing import`: typing costs ms of CLI start-up
+if TYPE_CHECKING:
+    from typing import Callable, Iterable, Iterator
 
 STDIN, STDOUT, STDERR = 0, 1, 2
 DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"

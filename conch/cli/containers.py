@@ -1113,8 +1113,39 @@ def copy_from_container(ctx: Context, name: str, src: str, dst: str, archive: bo
                 continue
             if not archive:
                 member.uid, member.gid, member.uname, member.gname = uid, gid, "", ""
-            tar.extract(member, target_dir, filter="tar")
+            _extract(tar, member, target_dir)
     return reader.total
+
+
+def _extract(tar, member, target_dir: str) -> None:
+    """tarfile's "tar" extraction filter where this Python has it (3.11.4+; Debian 12
+    ships 3.11.2), else the same checks by hand: no absolute names, nothing that leaves
+    target_dir, links that stay inside it."""
+    import tarfile
+
+    if hasattr(tarfile, "tar_filter"):
+        tar.extract(member, target_dir, filter="tar")
+        return
+    root = os.path.realpath(target_dir)
+
+    def inside(path: str) -> bool:
+        real = os.path.realpath(path)
+        return real == root or real.startswith(root + os.sep)
+
+    name = member.name.lstrip("/")
+    if not inside(os.path.join(root, name)):
+        raise CommandError(f"Error: refusing to extract {member.name!r} outside {target_dir}")
+    if member.islnk() and not inside(os.path.join(root, member.linkname.lstrip("/"))):
+        raise CommandError(f"Error: refusing hard link {member.name!r} -> {member.linkname!r}")
+    if member.issym():
+        link = member.linkname if not member.linkname.startswith("/") else None
+        if link is None or not inside(os.path.join(root, os.path.dirname(name), link)):
+            raise CommandError(f"Error: refusing symlink {member.name!r} -> {member.linkname!r}")
+    if member.isdev():
+        raise CommandError(f"Error: refusing device file {member.name!r}")
+    member.mode &= 0o777 if not member.isdir() else 0o7777
+    member.name = name
+    tar.extract(member, target_dir)
 
 
 def copy_to_container(ctx: Context, src: str, name: str, dst: str, follow: bool,

@@ -320,7 +320,7 @@ class DockerOnConch(Engine):
     """The docker CLI against conch's daemon: latency only (the daemon is conch's)."""
 
     name = "docker>conchd"
-    can_batch = False
+    shim_comms = ("conch-shim",)  # the same daemon as "conch": the same shims
 
     def __init__(self, work: Path, docker_cli: str, conch: Conch):
         super().__init__(work)
@@ -474,7 +474,9 @@ def main(argv: list[str] | None = None) -> int:
         add("docker", lambda: make_docker(work, docker_cli))
         add("podman", lambda: Podman(work))
         if conch and docker_cli:
-            add("docker>conchd", lambda: DockerOnConch(work, docker_cli, conch))
+            # the docker CLI the issue names (/usr/local/bin/docker, 28.x) when present
+            on_conch = "/usr/local/bin/docker" if os.access("/usr/local/bin/docker", os.X_OK) else docker_cli
+            add("docker>conchd", lambda: DockerOnConch(work, on_conch, conch))
         for name, why in skipped.items():
             print(f"skipping {name}: {why}", file=sys.stderr)
         if not engines:

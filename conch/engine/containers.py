@@ -443,11 +443,17 @@ class ContainerService:
         self.events.publish("container", "kill", c.id, name=c.name, image=c.image,
                             signal=_signal_number(signal))
 
+    async def _mark_stopped_by_hand(self, cid: str) -> Container:
+        """Under the lock, so that a restart (policy) in progress finishes first and one
+        waiting in its back-off sees the flag and does not happen (docker stop cancels a
+        pending restart)."""
+        async with self._lock(cid):
+            return self._save(dataclasses.replace(self.get(cid), manually_stopped=True))
+
     async def stop(self, ref: str, timeout: int | None = None, signal: str | None = None) -> None:
-        c = self.get(ref)
+        c = await self._mark_stopped_by_hand(self.get(ref).id)
         if not c.state.running:
             raise NotModified("container already stopped")
-        c = self._save(dataclasses.replace(c, manually_stopped=True))
         if c.state.status == Status.PAUSED:
             await self._runtime("resume", c.id)
         sig = signal or c.spec.stop_signal or _image_stop_signal(self.images, c) or "SIGTERM"
@@ -531,11 +537,12 @@ class ContainerService:
 
     async def remove(self, ref: str, *, force: bool = False, volumes: bool = False) -> None:
         c = self.get(ref)
+        if force:  # first: waits out a restart in progress, cancels one in its back-off
+            c = await self._mark_stopped_by_hand(c.id)
         if c.state.running:
             if not force:
                 raise Conflict(f"You cannot remove a running container {c.id}. Stop the "
                                "container before attempting removal or force remove")
-            c = self._save(dataclasses.replace(c, manually_stopped=True))
             exited = self._exited.get(c.id) or asyncio.Event()
             try:
                 await self._runtime("kill", c.id, "KILL")

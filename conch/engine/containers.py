@@ -24,6 +24,7 @@ from conch.engine import health
 from conch.engine import names as cnames
 from conch.engine import ociconfig
 from conch.engine.events import EventBus
+from conch.engine.runtime_client import RuntimeClient
 from conch.engine.model import (Container, CreateSpec, Health, Status, container_from_dict,
                                 now_rfc3339, to_dict)
 from conch.errors import Conflict, ConchError, FailedPrecondition, InvalidArgument, NotFound
@@ -76,11 +77,7 @@ class ContainerService:
         self.runtime = runtime
         self.shim = shim
         self.init = init
-        # conch-runtime's start/kill/delete/pause/resume/ps are plain file and signal
-        # work (no forking into namespaces): with our own runtime conchd runs them
-        # in-process, in a thread, instead of paying an interpreter start each time.
-        # create (which forks into namespaces) always runs in its own process.
-        self.runtime_inproc = runtime_inproc
+        self.rt = RuntimeClient(runtime, paths.runtime_root, inproc=runtime_inproc)
         self.tasks = tasks
         self._locks: dict[str, asyncio.Lock] = {}
         self._exited: dict[str, asyncio.Event] = {}  # set on each exit, replaced at start
@@ -388,13 +385,10 @@ class ContainerService:
             return False
 
     def _runtime_delete(self, cid: str) -> None:
-        if self.runtime_inproc:
-            try:
-                _runtime_inproc(self.paths.runtime_root, ("delete", "--force", cid))
-            except ConchError as exc:
-                log.warning("runtime delete %s: %s", cid[:12], exc)
-        else:
-            _run_quiet([self.runtime, "--root", self.paths.runtime_root, "delete", "--force", cid])
+        try:
+            self.rt.delete(cid)
+        except ConchError as exc:
+            log.warning("runtime delete %s: %s", cid[:12], exc)
 
     def _cleanup_task(self, cid: str) -> None:
         from conch.snapshots import unmount
@@ -504,17 +498,7 @@ class ContainerService:
         self.events.publish("container", "unpause", c.id, name=c.name, image=c.image)
 
     async def _runtime(self, *args: str) -> str:
-        if self.runtime_inproc and args[0] in _INPROC_VERBS:
-            return await asyncio.to_thread(_runtime_inproc, self.paths.runtime_root, args)
-        proc = await asyncio.create_subprocess_exec(
-            self.runtime, "--root", self.paths.runtime_root, *args,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE)
-        out, err = await proc.communicate()
-        if proc.returncode != 0:
-            msg = err.decode(errors="replace").strip().removeprefix("conch-runtime: ")
-            raise FailedPrecondition(msg or f"conch-runtime {args[0]} failed")
-        return out.decode(errors="replace")
+        return await self.rt.run(*args)
 
     # -- wait, remove, rename ------------------------------------------------------------
     async def wait(self, ref: str, condition: str = "not-running") -> int:
@@ -858,38 +842,6 @@ def _write_json(path: str, data) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-
-
-_INPROC_VERBS = {"start", "kill", "delete", "pause", "resume", "ps"}
-
-
-def _runtime_inproc(root: str, args) -> str:
-    """Run a conch-runtime verb in this process (see ContainerService.runtime_inproc)."""
-    from conch.runtime import commands as rcommands
-    from conch.runtime import main as rmain
-    from conch.runtime.state import State
-
-    try:
-        o = rmain.parse(["--root", root, *args])
-        if o.command == "ps":
-            import json
-
-            return json.dumps(rcommands.container_pids(State.load(o.root, o.id)))
-        getattr(rcommands, "cmd_" + o.command)(o)
-    except rmain.UsageError as exc:
-        raise InvalidArgument(f"conch-runtime {' '.join(args)}: {exc}") from exc
-    except ConchError as exc:
-        raise FailedPrecondition(str(exc)) from exc
-    except OSError as exc:
-        raise FailedPrecondition(f"{exc.strerror or exc}") from exc
-    return ""
-
-
-def _run_quiet(argv: list[str]) -> None:
-    import subprocess
-
-    subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, check=False)
 
 
 def _start_time(pid: int) -> int:

@@ -21,6 +21,8 @@ Modules::
     hijack.py          hijack(request, multiplexed=…) -> Hijacked (attach, exec start)
     routes_system.py   /_ping /version /info /events /system/df
     routes_images.py   /images/…
+    routes_volumes.py  /volumes/… (engine.volumes: list(filters), create, get, remove,
+                       prune; see the module)
 
 Adding a route module: write ``register(add)`` calling ``add("GET", "/containers/json",
 handler)`` (no version prefix: ``add`` registers both forms), and list the module in

@@ -81,6 +81,15 @@ NOUNS: dict[str, dict[str, tuple[str, str, str]]] = {
         "inspect": ("system", "cmd_image_inspect", "Display detailed information on one or more images"),
         "prune": ("images", "cmd_prune", "Remove unused images"),
     },
+    "volume": {
+        "create": ("volumes", "cmd_create", "Create a volume"),
+        "ls": ("volumes", "cmd_ls", "List volumes"),
+        "list": ("volumes", "cmd_ls", "List volumes"),
+        "inspect": ("volumes", "cmd_inspect", "Display detailed information on one or more volumes"),
+        "rm": ("volumes", "cmd_rm", "Remove one or more volumes"),
+        "remove": ("volumes", "cmd_rm", "Remove one or more volumes"),
+        "prune": ("volumes", "cmd_prune", "Remove unused local volumes"),
+    },
     "system": {
         "df": ("system", "cmd_df", "Show conch disk usage"),
         "info": VERBS["info"],
@@ -297,7 +306,7 @@ def _print_help(out) -> None:
               "  -v, --version       Print version information and quit\n\n")
     out.write("Management Commands:\n")
     for noun, desc in (("container", "Manage containers"), ("image", "Manage images"),
-                       ("system", "Manage conch")):
+                       ("volume", "Manage volumes"), ("system", "Manage conch")):
         out.write(f"  {noun:<10}  {desc}\n")
     out.write("\nCommands:\n")
     for verb, (_, _, summary) in VERBS.items():

@@ -74,7 +74,7 @@ def inspect_objects(ctx: Context, names: list[str], kinds: list[str], fmt_str: s
                 raise CommandError(f"{exc}") from exc
     else:
         ctx.out(fmt.go_json(found, indent=4) if found else "[]")
-    what = {"container": "container", "image": "image"}.get(kinds[0]) if len(kinds) == 1 else None
+    what = {"container": "container", "image": "image", "volume": "volume"}.get(kinds[0]) if len(kinds) == 1 else None
     for name in missing:
         ctx.err(f"Error: No such {what or 'object'}: {name}")
     return status

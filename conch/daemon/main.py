@@ -97,6 +97,7 @@ def build_engine(args, tasks):
     from conch.images.store import ImageService
     from conch.metadata.db import Database
     from conch.snapshots.overlay import OverlaySnapshotter
+    from conch.volumes.store import VolumeStore
 
     root = Path(args.data_root)
     paths = Paths(args.data_root, args.exec_root)
@@ -106,7 +107,8 @@ def build_engine(args, tasks):
     images = ImageService(root / "images", content, snapshotter, db)
     return Engine(paths=paths, db=db, images=images, snapshotter=snapshotter,
                   runtime=find_runtime(args.runtime), shim=find_shim(args.shim), init=find_init(),
-                  runtime_name=args.runtime if "/" not in args.runtime else "custom", tasks=tasks)
+                  runtime_name=args.runtime if "/" not in args.runtime else "custom", tasks=tasks,
+                  volumes=VolumeStore(root / "volumes"))
 
 
 class TaskOwner:
@@ -130,7 +132,7 @@ class TaskOwner:
 
 
 async def serve(args) -> None:
-    from conch.api import routes_archive, routes_containers, routes_exec
+    from conch.api import routes_archive, routes_containers, routes_exec, routes_volumes
     from conch.api.server import ROUTE_MODULES, create_app, serving
 
     for d in (args.data_root, args.exec_root):
@@ -139,7 +141,8 @@ async def serve(args) -> None:
     tasks = TaskOwner()
     engine = build_engine(args, tasks)
     await engine.containers.reconcile()
-    app = create_app(engine, modules=ROUTE_MODULES + (routes_containers, routes_exec, routes_archive))
+    app = create_app(engine, modules=ROUTE_MODULES + (routes_containers, routes_exec, routes_archive,
+                                                          routes_volumes))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -68,7 +68,7 @@ class Paths:
 class ContainerService:
     def __init__(self, *, paths: Paths, db, images, snapshotter, events: EventBus,
                  runtime: str, shim: str, init: str = "", runtime_inproc: bool = False,
-                 tasks=None):
+                 tasks=None, volumes=None):
         self.paths = paths
         self.db = db
         self.images = images
@@ -79,6 +79,7 @@ class ContainerService:
         self.init = init
         self.rt = RuntimeClient(runtime, paths.runtime_root, inproc=runtime_inproc)
         self.tasks = tasks
+        self.volumes = volumes  # conch.volumes.VolumeStore (None: volumes are refused)
         self._locks: dict[str, asyncio.Lock] = {}
         self._exited: dict[str, asyncio.Event] = {}  # set on each exit, replaced at start
         self._waiters: dict[str, list[asyncio.Future]] = {}
@@ -120,30 +121,146 @@ class ContainerService:
         cid = secrets.token_hex(32)
         path, args = ociconfig.command(spec, image.config)
         spec = dataclasses.replace(spec, log_opts=spec.log_opts or {})
+        mounts, new_volumes = await asyncio.to_thread(self._make_mounts, spec, image)
         c = Container(id=cid, name=name, created=now_rfc3339(), image=spec.image,
                       image_id=str(image.id), spec=spec, path=path, args=args,
-                      api_config=api_config or {}, mounts=self._mounts_of(spec))
-        os.makedirs(self.paths.dir(cid), mode=0o710)
+                      api_config=api_config or {}, mounts=mounts)
         try:
-            await asyncio.to_thread(self.images.prepare_rootfs, image, cid)
-            self._save(c)
+            os.makedirs(self.paths.dir(cid), mode=0o710)
+            try:
+                await asyncio.to_thread(self.images.prepare_rootfs, image, cid)
+                self._save(c)
+            except BaseException:
+                await asyncio.to_thread(self._remove_files, cid)
+                raise
         except BaseException:
-            await asyncio.to_thread(self._remove_files, cid)
+            for vname in new_volumes:
+                await asyncio.to_thread(self.volumes.remove, vname, force=True)
             raise
+        for vname in new_volumes:
+            self.events.publish("volume", "create", vname, driver="local")
         self.events.publish("container", "create", cid, name=name, image=spec.image)
         return c
 
-    @staticmethod
-    def _mounts_of(spec: CreateSpec) -> tuple[dict, ...]:
+    def _make_mounts(self, spec: CreateSpec, image) -> tuple[tuple[dict, ...], list[str]]:
+        """The container's mounts, as docker resolves them at create: ``-v /host:/ctr``
+        binds, ``-v name:/ctr`` named volumes (created on first use), ``HostConfig.Mounts``
+        (bind, volume, tmpfs), then an anonymous volume for each ``-v /ctr`` and each
+        image VOLUME path not mounted otherwise. Returns (mounts, names of the volumes
+        this call created); a volume it created is marked ``copy_up`` (filled from the
+        image at first start, if still empty)."""
+        out: list[dict] = []
+        created: list[str] = []
+
+        def add(m: dict) -> None:
+            dst = m["destination"]
+            if not dst.startswith("/"):
+                raise InvalidArgument(f"invalid mount config: the container path {dst!r} must be absolute")
+            norm = os.path.normpath(dst)
+            if any(os.path.normpath(o["destination"]) == norm for o in out):
+                raise InvalidArgument(f"Duplicate mount point: {norm}")
+            out.append(m)
+
+        def volume(name: str | None, dst: str, *, mode: str, rw: bool, labels=None,
+                   driver: str = "local", copy: bool = True) -> None:
+            if self.volumes is None:
+                raise InvalidArgument("volumes are not available in this engine")
+            from conch.volumes import ANONYMOUS_LABEL
+
+            anonymous = not name
+            labels = dict(labels or {})
+            if anonymous:
+                labels[ANONYMOUS_LABEL] = ""
+            v, new = self.volumes.ensure(name or None, driver=driver, labels=labels)
+            if new:
+                created.append(v.name)
+            add({"type": "volume", "name": v.name, "source": v.mountpoint, "destination": dst,
+                 "driver": v.driver, "mode": mode, "rw": rw, "propagation": "",
+                 "anonymous": anonymous, "copy_up": new and copy})
+
+        try:
+            for bind in spec.binds:
+                parts = bind.split(":")
+                if len(parts) < 2 or len(parts) > 3 or not parts[0] or not parts[1]:
+                    raise InvalidArgument(f"invalid volume specification: '{bind}'")
+                src, dst = parts[0], parts[1]
+                mode = parts[2] if len(parts) > 2 else ""
+                rw = "ro" not in mode.split(",")
+                if src.startswith("/"):
+                    add({"type": "bind", "source": src, "destination": dst, "mode": mode,
+                         "rw": rw, "propagation": "rprivate"})
+                else:
+                    volume(src, dst, mode=mode or "z", rw=rw,
+                           copy="nocopy" not in mode.split(","))
+            for m in spec.mounts:
+                kind = m.get("Type") or "volume"
+                src, dst = m.get("Source") or "", m.get("Target") or m.get("Destination") or ""
+                rw = not m.get("ReadOnly")
+                if not dst:
+                    raise InvalidArgument("invalid mount config: Target must not be empty")
+                if kind == "bind":
+                    if not src.startswith("/"):
+                        raise InvalidArgument(f"invalid mount config for type \"bind\": invalid mount path: '{src}' mount path must be absolute")
+                    if not os.path.exists(src):
+                        raise InvalidArgument(f"invalid mount config for type \"bind\": bind source path does not exist: {src}")
+                    prop = (m.get("BindOptions") or {}).get("Propagation") or "rprivate"
+                    add({"type": "bind", "source": src, "destination": dst, "mode": "",
+                         "rw": rw, "propagation": prop, "strict": True})
+                elif kind == "volume":
+                    opts = m.get("VolumeOptions") or {}
+                    driver = (opts.get("DriverConfig") or {}).get("Name") or "local"
+                    volume(src or None, dst, mode="z", rw=rw, labels=opts.get("Labels"),
+                           driver=driver, copy=not opts.get("NoCopy"))
+                elif kind == "tmpfs":
+                    if src:
+                        raise InvalidArgument("invalid mount config for type \"tmpfs\": Source must not be specified")
+                    t = m.get("TmpfsOptions") or {}
+                    options = [] if rw else ["ro"]
+                    if t.get("SizeBytes"):
+                        options.append(f"size={int(t['SizeBytes'])}")
+                    if t.get("Mode"):
+                        options.append(f"mode={int(t['Mode']):o}")
+                    add({"type": "tmpfs", "source": "", "destination": dst, "mode": "",
+                         "rw": rw, "propagation": "", "options": options})
+                else:
+                    raise InvalidArgument(f"mount type {kind!r} is not supported")
+            taken = {os.path.normpath(m["destination"]) for m in out}
+            exec_cfg = image.config.config if image is not None and image.config is not None else None
+            image_volumes = list((exec_cfg.volumes or {}).keys()) if exec_cfg is not None else []
+            for path in list(spec.volumes) + image_volumes:
+                if not path.startswith("/"):
+                    raise InvalidArgument(f"invalid mount config: the container path {path!r} must be absolute")
+                norm = os.path.normpath(path)
+                if norm in taken:
+                    continue
+                taken.add(norm)
+                volume(None, norm, mode="", rw=True)
+        except BaseException:
+            for vname in created:
+                self.volumes.remove(vname, force=True)
+            raise
+        return tuple(out), created
+
+    def volume_users(self, name: str) -> list[str]:
+        """Ids of the containers (running or not) that mount volume ``name``."""
+        return [c.id for c in self.list()
+                if any(m.get("type") == "volume" and m.get("name") == name for m in c.mounts)]
+
+    def _copy_up(self, c: Container, rootfs: str) -> tuple[dict, ...]:
+        """Docker's copy-up: a volume this container created, still empty, is filled
+        with what the image has at its path (ownership, modes and symlinks kept)."""
+        from conch.runtime.rootfs import secure_join
+
         out = []
-        for bind in spec.binds:
-            parts = bind.split(":")
-            if len(parts) < 2:
-                continue
-            mode = parts[2] if len(parts) > 2 else ""
-            out.append({"type": "bind", "source": parts[0], "destination": parts[1],
-                        "mode": mode, "rw": "ro" not in mode.split(","),
-                        "propagation": "rprivate"})
+        for m in c.mounts:
+            if m.get("copy_up"):
+                data = m["source"]
+                src = secure_join(rootfs, m["destination"])
+                if os.path.isdir(src) and not os.path.islink(src) and os.path.isdir(data) \
+                        and not os.listdir(data):
+                    _copy_tree(src, data)
+                m = {**m, "copy_up": False}
+            out.append(m)
         return tuple(out)
 
     # -- start ------------------------------------------------------------------------
@@ -167,7 +284,7 @@ class ContainerService:
                     fut.set_exception(exc)
             if c.spec.auto_remove:
                 try:
-                    await self.remove(c.id, force=True)
+                    await self.remove(c.id, force=True, volumes=True)
                 except ConchError:
                     pass
             raise
@@ -194,7 +311,7 @@ class ContainerService:
                          error="", exit_code=0, oom_killed=False,
                          health=Health() if hc is not None else None)
         c = dataclasses.replace(c, shim_pid=info["shim_pid"], shim_start=_start_time(info["shim_pid"]),
-                                manually_stopped=False)
+                                manually_stopped=False, mounts=info.get("mounts", c.mounts))
         self._save(c)
         self._monitor(c)
         if hc is not None:
@@ -253,6 +370,7 @@ class ContainerService:
             if not os.path.ismount(rootfs):
                 mount_all(self.snapshotter.mounts(c.id), rootfs)
                 mounted = True
+            mounts = self._copy_up(c, rootfs)
             files = self._write_etc_files(c)
             user = ociconfig.resolve_user(c.spec.user or _image_user(image), rootfs)
             spec = ociconfig.runtime_spec(c, image.config, rootfs=rootfs, files=files, user=user,
@@ -262,7 +380,7 @@ class ContainerService:
                 os.unlink(self.paths.exit_file(c.id))
             except FileNotFoundError:
                 pass
-            return self._spawn_shim(c)
+            return {**self._spawn_shim(c), "mounts": mounts}
         except BaseException:
             if mounted:
                 unmount(rootfs)
@@ -422,9 +540,9 @@ class ContainerService:
                 except ConchError as exc:
                     log.warning("restarting %s failed: %s", c.id[:12], exc)
             return
-        if c.spec.auto_remove:
+        if c.spec.auto_remove:  # docker run --rm also removes the anonymous volumes
             try:
-                await self.remove(c.id, force=True)
+                await self.remove(c.id, force=True, volumes=True)
             except NotFound:
                 pass
 
@@ -541,6 +659,16 @@ class ContainerService:
             await asyncio.to_thread(self._remove_files, c.id)
             self.db.delete_container(c.id)
         self.events.publish("container", "destroy", c.id, name=c.name, image=c.image)
+        if volumes and self.volumes is not None:
+            # rm -v: the anonymous volumes go with the container, named ones never do
+            for m in c.mounts:
+                if m.get("type") == "volume" and m.get("anonymous"):
+                    try:
+                        await asyncio.to_thread(self.volumes.remove, m["name"], force=True,
+                                                in_use=self.volume_users)
+                        self.events.publish("volume", "destroy", m["name"], driver="local")
+                    except ConchError as exc:
+                        log.warning("removing volume %s of %s: %s", m["name"][:12], c.id[:12], exc)
         for fut in self._waiters.pop(c.id + ":removed", []):
             if not fut.done():
                 fut.set_result(c.state.exit_code)
@@ -795,6 +923,23 @@ def _system_cpu_ns() -> int:
         fields = f.readline().split()[1:8]
     ticks = os.sysconf("SC_CLK_TCK")
     return sum(int(x) for x in fields) * 1_000_000_000 // ticks
+
+
+def _copy_tree(src: str, dst: str) -> None:
+    """Copy ``src``'s content into the (empty) directory ``dst``: modes, times, owners,
+    symlinks as links; ``dst`` itself takes ``src``'s owner and mode."""
+    shutil.copytree(src, dst, symlinks=True, dirs_exist_ok=True)
+    for dirpath, dirnames, filenames in os.walk(src):
+        rel = os.path.relpath(dirpath, src)
+        for n in [None, *dirnames, *filenames]:
+            if n is None:
+                s, d = dirpath, os.path.normpath(os.path.join(dst, rel))
+            else:
+                s, d = os.path.join(dirpath, n), os.path.join(dst, rel, n)
+            st = os.lstat(s)
+            os.lchown(d, st.st_uid, st.st_gid)
+            if n is None or not os.path.islink(s):
+                os.chmod(d, st.st_mode & 0o7777)  # after chown, which clears setuid bits
 
 
 def _image_user(image) -> str:

@@ -7,6 +7,7 @@ root) and owns the TaskGroup every background task runs in.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
 import socket
@@ -78,6 +79,75 @@ class ImagesFacade:
         save(self.service, list(names), out)
 
 
+class VolumesFacade:
+    """The VolumeStore plus what needs the containers: which containers use a volume
+    (rm and prune refuse/skip those, ``dangling`` lists the unused ones) and events."""
+
+    def __init__(self, store, containers: ContainerService, events: EventBus):
+        self.store = store
+        self.containers = containers
+        self.events = events
+
+    # async (store work in a thread) so that events are published from the loop's thread
+    async def create(self, name: str | None = None, *, driver: str = "local",
+                     labels: dict | None = None, options: dict | None = None):
+        v, new = await asyncio.to_thread(self.store.ensure, name or None, driver=driver,
+                                         labels=labels, options=options)
+        if new:
+            self.events.publish("volume", "create", v.name, driver=v.driver)
+        return v
+
+    def get(self, name: str):
+        return self.store.get(name)
+
+    def list(self, filters: dict | None = None) -> list:
+        """Docker's volume filters: dangling, name (substring), label, driver."""
+        from conch.volumes.store import match_labels
+
+        filters = filters or {}
+        used = None
+        out = []
+        for v in self.store.list():
+            if "dangling" in filters:
+                if used is None:
+                    used = {m.get("name") for c in self.containers.list() for m in c.mounts
+                            if m.get("type") == "volume"}
+                want = {x.lower() in ("1", "true") for x in filters["dangling"]}
+                if (v.name not in used) not in want:
+                    continue
+            if "name" in filters and not any(n in v.name for n in filters["name"]):
+                continue
+            if "driver" in filters and v.driver not in filters["driver"]:
+                continue
+            if "label" in filters and not match_labels(v.labels, filters["label"]):
+                continue
+            if "label!" in filters and not match_labels(v.labels, ["!" + x for x in filters["label!"]]):
+                continue
+            out.append(v)
+        return out
+
+    async def remove(self, name: str, *, force: bool = False) -> None:
+        from conch.errors import NotFound
+
+        try:
+            v = self.store.get(name)
+        except NotFound:
+            if force:
+                return
+            raise
+        await asyncio.to_thread(self.store.remove, v.name, force=force,
+                                in_use=self.containers.volume_users)
+        self.events.publish("volume", "destroy", v.name, driver=v.driver)
+
+    async def prune(self, *, all: bool = False, labels=()):
+        result = await asyncio.to_thread(self.store.prune, all=all, labels=labels,
+                                         in_use=self.containers.volume_users)
+        for name in result.deleted:
+            self.events.publish("volume", "destroy", name, driver="local")
+        self.events.publish("volume", "prune", "", reclaimed=str(result.space_reclaimed))
+        return result
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VersionInfo:
     version: str
@@ -91,13 +161,15 @@ class VersionInfo:
 
 class Engine:
     def __init__(self, *, paths, db, images, snapshotter, runtime: str, shim: str,
-                 init: str = "", runtime_name: str = "conch", tasks=None):
+                 init: str = "", runtime_name: str = "conch", tasks=None, volumes=None):
         self.paths = paths
         self.events = EventBus()
         self.containers = ContainerService(paths=paths, db=db, images=images,
                                            snapshotter=snapshotter, events=self.events,
                                            runtime=runtime, shim=shim, init=init,
-                                           runtime_inproc=runtime_name == "conch", tasks=tasks)
+                                           runtime_inproc=runtime_name == "conch", tasks=tasks,
+                                           volumes=volumes)
+        self.volumes = VolumesFacade(volumes, self.containers, self.events) if volumes is not None else None
         self.images = ImagesFacade(images, self.containers, self.events)
         self.execs = ExecService(self.containers, runtime, paths.runtime_root, tasks=tasks)
         from conch.engine.filesystem import ContainerFilesystem
@@ -149,8 +221,20 @@ class Engine:
         }
 
     def disk_usage(self) -> dict:
+        volumes = []
+        if self.volumes is not None:
+            refs: dict[str, int] = {}
+            for c in self.containers.list():
+                for m in c.mounts:
+                    if m.get("type") == "volume":
+                        refs[m.get("name")] = refs.get(m.get("name"), 0) + 1
+            store = self.volumes.store
+            volumes = [{"name": v.name, "driver": v.driver, "mountpoint": v.mountpoint,
+                        "labels": v.labels, "created_at": v.created_at,
+                        "size": store.size(v.name), "ref_count": refs.get(v.name, 0)}
+                       for v in store.list()]
         return {"layers_size": sum(i.size for i in self.images.list()),
-                "images": self.images.list(), "containers": [], "volumes": []}
+                "images": self.images.list(), "containers": [], "volumes": volumes}
 
 
 def _daemon_id(root: str) -> str:

@@ -116,6 +116,35 @@ def _binds(binds) -> list[dict]:
     return mounts
 
 
+def _user_mounts(container: Container) -> tuple[list[dict], dict]:
+    """The container's mounts (``Container.mounts``, resolved at create: binds, volumes,
+    tmpfs) as OCI mounts, parents before children; tmpfs ones are returned as a
+    ``{path: options}`` map for the presets. Records made before volumes existed have
+    only binds there, which is what ``spec.binds`` held."""
+    if not container.mounts and container.spec.binds:
+        return _binds(container.spec.binds), {}
+    mounts, tmpfs = [], {}
+    ordered = sorted(container.mounts, key=lambda m: os.path.normpath(m["destination"]).count("/"))
+    for m in ordered:
+        dst, kind = m["destination"], m.get("type", "bind")
+        rw = "rw" if m.get("rw", True) else "ro"
+        if kind == "tmpfs":
+            tmpfs[dst] = ",".join(m.get("options") or ())
+        elif kind == "volume":
+            mounts.append({"destination": dst, "type": "bind", "source": m["source"],
+                           "options": ["rbind", rw, "rprivate"]})
+        else:
+            src = m["source"]
+            if not os.path.exists(src):
+                if m.get("strict"):
+                    raise InvalidArgument(f"invalid mount config for type \"bind\": bind source path does not exist: {src}")
+                os.makedirs(src, exist_ok=True)  # docker creates a missing -v host directory
+            prop = m.get("propagation") or "rprivate"
+            mounts.append({"destination": dst, "type": "bind", "source": src,
+                           "options": ["rbind", rw, prop]})
+    return mounts, tmpfs
+
+
 def _security(spec: CreateSpec):
     seccomp: object = "default"
     nnp = False
@@ -168,7 +197,8 @@ def runtime_spec(container: Container, image_config, *, rootfs: str, files: dict
     share_uts = "uts" not in namespaces
     mounts = [{"destination": dst, "type": "bind", "source": src, "options": ["rbind", "rprivate"]}
               for dst, src in files.items()]
-    mounts += _binds(spec.binds)
+    user_mounts, mount_tmpfs = _user_mounts(container)
+    mounts += user_mounts
     args = [container.path, *container.args]
     if spec.init:
         # docker's --init: a minimal init as pid 1 that reaps zombies and forwards signals
@@ -189,7 +219,7 @@ def runtime_spec(container: Container, image_config, *, rootfs: str, files: dict
         user=user, hostname="" if share_uts else hostname, terminal=spec.tty,
         readonly_rootfs=spec.read_only, cap_add=spec.cap_add, cap_drop=spec.cap_drop,
         privileged=spec.privileged, seccomp=seccomp, no_new_privileges=nnp, mounts=mounts,
-        tmpfs=spec.tmpfs, shm_size=spec.shm_size or presets.DEFAULT_SHM_SIZE,
+        tmpfs={**spec.tmpfs, **mount_tmpfs}, shm_size=spec.shm_size or presets.DEFAULT_SHM_SIZE,
         memory=memory, memory_swap=swap, cpu_quota=quota, cpu_period=period,
         cpu_shares=spec.cpu_shares or None, cpuset=spec.cpuset_cpus or None,
         pids_limit=spec.pids_limit if spec.pids_limit and spec.pids_limit > 0 else None,

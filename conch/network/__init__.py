@@ -1,0 +1,34 @@
+"""Container networking foundations: IPAM, persistent network namespaces, and
+bridge/veth plumbing over netlink. Not yet wired into the engine.
+
+Contract:
+
+- :mod:`.ipam` (pure): ``Pool(subnet, gateway=None, ip_range=None)`` hands out and takes
+  back addresses (``allocate(hint=None)``, ``release``, ``is_allocated``), reserving the
+  network, broadcast and gateway addresses as dockerd does; ``to_state``/``from_state``
+  and ``save_state``/``load_state`` persist it; ``default_subnet_for(existing)`` picks
+  dockerd's next default pool (172.17.0.0/16, 172.18.0.0/16, ..., then 192.168.x.0/20)
+  that overlaps none of the host's routes / other networks the caller passes in.
+- :mod:`.netns`: ``create(path)`` / ``remove(path)`` a network namespace bound at a path
+  (like ``ip netns add/del``), done by exec'd util-linux tools: the daemon itself never
+  enters a namespace.
+- :mod:`.netlink` (pyroute2, imported lazily): ``ensure_bridge``, ``delete_link``,
+  ``create_veth`` (peer created straight inside the namespace), ``attach_to_bridge``,
+  ``configure`` (rename to eth0, docker MAC ``02:42:<ipv4 bytes>``, address, up,
+  default route), ``link_exists``, ``list_links``, ``mac_for_ip``. Work inside a
+  namespace goes through a netlink socket opened there by an exec'd helper.
+
+Errors are :mod:`conch.errors` kinds naming the interface, subnet or path concerned.
+
+On-disk layout (the engine chooses the root; suggested)::
+
+    <exec-root>/netns/<container-id>          nsfs bind mount: the container's network
+                                              namespace (empty regular file underneath)
+    <data-root>/network/<network-id>/ipam.json
+                                              Pool.to_state(): {"subnet", "gateway",
+                                              "ip_range", "allocated": [...]}, written
+                                              to a temp file, fsynced, os.replace'd
+
+Nothing here writes anywhere else; kernel objects (bridges, veths) are named by the
+caller and found again with ``list_links(prefix)`` after a daemon restart.
+"""

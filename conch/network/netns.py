@@ -1,0 +1,80 @@
+"""Persistent network namespaces bound at a path, like ``ip netns add`` / ``ip netns del``.
+
+The daemon never enters a namespace (DESIGN.md): :func:`create` runs util-linux's
+``unshare --net=PATH true``, a fresh process that unshares its network namespace and
+bind-mounts ``/proc/self/ns/net`` (an nsfs file) onto ``PATH`` before ``true`` exits; the
+bind mount keeps the namespace alive. ``lo`` is then brought up through a netlink socket
+opened inside it (:mod:`conch.network.netlink`).
+
+The parent directory may be on a shared mount: binding a *network* namespace file there
+works (only mount namespace files must avoid shared mounts, to prevent loops), and it is
+what ``ip netns`` does on purpose for ``/run/netns`` so that an unmount here propagates
+to mount namespaces that copied it. So no private mount point is made.
+
+Both operations are idempotent: creating an existing namespace file and removing a
+missing one are no-ops.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from conch.errors import ConchError, FailedPrecondition, Unavailable
+from conch.kernel.mount import MNT_DETACH, umount
+from conch.network.netlink import link_up
+
+__all__ = ["create", "remove", "is_bound"]
+
+
+def _mountinfo_unescape(field: str) -> str:
+    return (field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n")
+            .replace("\\134", "\\"))
+
+
+def is_bound(path: str | os.PathLike) -> bool:
+    """True when a namespace file (nsfs) is mounted at ``path``."""
+    target = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index("-")
+            if _mountinfo_unescape(fields[4]) == target and fields[sep + 1] == "nsfs":
+                return True
+    return False
+
+
+def create(path: str | os.PathLike) -> None:
+    """Make a network namespace that lives as long as the bind mount at ``path``, with
+    ``lo`` up. Parent directories are created as needed."""
+    path = Path(path)
+    if is_bound(path):
+        return
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        raise Unavailable("unshare (util-linux) is needed to create network namespaces")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The mount target must exist; O_EXCL is not used so a file left by a crash between
+    # this step and the mount is simply reused.
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o444))
+    proc = subprocess.run([unshare, f"--net={path}", "true"], capture_output=True,
+                          text=True, timeout=30)
+    if proc.returncode != 0:
+        path.unlink(missing_ok=True)
+        raise FailedPrecondition(f"creating network namespace {path}: {proc.stderr.strip()}")
+    try:
+        link_up("lo", netns_path=str(path))
+    except ConchError:
+        remove(path)
+        raise
+
+
+def remove(path: str | os.PathLike) -> None:
+    """Unmount (MNT_DETACH, every stacked mount) and unlink ``path``. The namespace itself
+    goes away once no process and no other mount holds it."""
+    path = Path(path)
+    while is_bound(path):
+        umount(path, MNT_DETACH)
+    path.unlink(missing_ok=True)

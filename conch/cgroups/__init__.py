@@ -403,14 +403,44 @@ def make_dirs(dir: str) -> list[str]:
         probe = parent
     created = []
     for path in reversed(missing):
-        try:
-            os.mkdir(path, 0o755)
-        except FileExistsError:
-            continue  # a concurrent create made it; it is not ours to remove
-        except OSError as exc:
-            raise SystemCallError("mkdir", exc.errno or errno.EIO, path) from exc
-        created.append(path)
+        for attempt in range(5):
+            try:
+                os.mkdir(path, 0o755)
+                created.append(path)
+                break
+            except FileExistsError:
+                break  # a concurrent create made it; it is not ours to remove
+            except FileNotFoundError:
+                # a shared parent was removed meanwhile as empty (remove_empty): remake it
+                if attempt == 4:
+                    raise SystemCallError("mkdir", errno.ENOENT, path) from None
+                created.extend(make_dirs(os.path.dirname(path)))
+            except OSError as exc:
+                raise SystemCallError("mkdir", exc.errno or errno.EIO, path) from exc
     return created
+
+
+def remove_empty(subpath: str, *, root: str = DEFAULT_ROOT) -> None:
+    """rmdir the cgroup ``subpath`` (e.g. "/conch") in every hierarchy if it is empty.
+
+    For a parent shared by many containers, which no single container's manager owns:
+    its owner (conchd, at shutdown) removes it once nothing lives there. A cgroup still
+    in use (ENOTEMPTY/EBUSY) stays; a concurrent create under it remakes it (make_dirs).
+    """
+    try:
+        layout = detect(root)
+    except FailedPrecondition:
+        return
+    mounts = list(layout.mounts) + ([layout.unified] if layout.unified is not None else [])
+    for mount in mounts:
+        path = posixpath.normpath(mount.mountpoint + "/" + subpath.lstrip("/"))
+        if path == mount.mountpoint:
+            continue
+        try:
+            os.rmdir(path)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOENT, errno.ENOTEMPTY, errno.EBUSY):
+                raise SystemCallError("rmdir", exc.errno or errno.EIO, path) from exc
 
 
 def tree_procs(dir: str) -> list[int]:

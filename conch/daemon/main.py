@@ -111,6 +111,18 @@ def build_engine(args, tasks):
                   volumes=VolumeStore(root / "volumes"))
 
 
+def _remove_cgroup_parent() -> None:
+    """Containers' cgroups live under /conch (conch.engine.ociconfig): the daemon owns
+    that parent and removes it when no container (of any conchd) is left in it."""
+    from conch.cgroups import remove_empty
+    from conch.errors import ConchError
+
+    try:
+        remove_empty("/conch")
+    except ConchError as exc:
+        log.warning("removing the /conch cgroup parent: %s", exc)
+
+
 class TaskOwner:
     """Owns the engine's background tasks (container monitors, exec watchers): they are
     cancelled together when the daemon stops."""
@@ -154,6 +166,7 @@ async def serve(args) -> None:
             await stop.wait()
     finally:
         await tasks.cancel_all()
+        _remove_cgroup_parent()
         os.close(lock_fd)
     log.info("conchd stopped")
 

@@ -255,3 +255,28 @@ def test_v2_resources_need_controllers(v2):
         pytest.skip("this unified hierarchy has the pids controller")
     with pytest.raises(ConchError, match="pids.max"):
         v2.apply({"pids": {"limit": 5}})
+
+
+def test_remove_empty_keeps_a_shared_parent_in_use_then_removes_it():
+    """The engine's /conch parent belongs to no container: remove_empty (conchd at
+    shutdown) takes it away only once it is empty; make_dirs remakes it on demand."""
+    from conch.cgroups import remove_empty
+
+    _needs(V1_ROOT, 1)
+    parent = f"/conch-test-{uuid.uuid4().hex[:12]}"
+    first = open_manager(f"{parent}/a", container_id="unused")
+    second = open_manager(f"{parent}/b", container_id="unused")
+    first.create()
+    second.create()
+    try:
+        first.destroy()
+        remove_empty(parent)  # b still lives there
+        assert all(os.path.isdir(d) for d in second.paths.values())
+        second.destroy()  # b did not create the parent: it stays, empty
+        remove_empty(parent)
+        assert not any(os.path.exists(os.path.dirname(d)) for d in second.paths.values())
+        remove_empty(parent)  # idempotent
+    finally:
+        for m in (first, second):
+            m.destroy()
+        remove_empty(parent)

@@ -19,8 +19,9 @@ class Event:
     type: str
     action: str
     actor_id: str
-    attributes: dict = field(default_factory=dict)
+    attributes: dict = field(default_factory=dict, hash=False)
     time_nano: int = 0
+    scope: str = "local"
 
     @property
     def time(self) -> int:
@@ -33,9 +34,12 @@ class EventBus:
         self._subscribers: set[asyncio.Queue] = set()
 
     def publish(self, type: str, action: str, actor_id: str, **attributes) -> Event:
-        event = Event(type=type, action=action, actor_id=actor_id,
-                      attributes={k: str(v) for k, v in attributes.items() if v is not None},
-                      time_nano=time.time_ns())
+        return self.publish_event(Event(
+            type=type, action=action, actor_id=actor_id,
+            attributes={k: str(v) for k, v in attributes.items() if v is not None},
+            time_nano=time.time_ns()))
+
+    def publish_event(self, event: Event) -> Event:
         self._history.append(event)
         for queue in list(self._subscribers):
             try:
@@ -81,23 +85,16 @@ class EventBus:
 
 
 def matches(ev: Event, filters: dict[str, list[str]]) -> bool:
-    """docker events --filter semantics: values of one key are OR'ed, keys are AND'ed."""
-    for key, values in filters.items():
-        if key == "type":
-            ok = ev.type in values
-        elif key == "event":
-            ok = ev.action in values
-        elif key in ("container", "image", "network", "volume"):
-            ok = ev.type == key and (ev.actor_id in values or ev.attributes.get("name") in values
-                                     or any(ev.actor_id.startswith(v) for v in values)) \
-                or (key == "image" and ev.attributes.get("image") in values)
-        elif key == "label":
-            ok = any(ev.attributes.get(v.partition("=")[0]) == v.partition("=")[2]
-                     if "=" in v else v in ev.attributes for v in values)
-        elif key == "scope":
-            ok = "local" in values
-        else:
-            ok = True
-        if not ok:
-            return False
-    return True
+    """Docker's events filter semantics (daemon/events/filter.go), the common keys:
+    values of one key are OR'ed, keys AND'ed, every label listed must match; an event
+    filter matches "health_status" for "health_status: healthy"."""
+    def any_of(key: str, *values: str) -> bool:
+        wanted = filters.get(key)
+        return not wanted or any(v in wanted for v in values if v)
+
+    labels = [f"{k}={v}" for k, v in ev.attributes.items()] + list(ev.attributes)
+    return (any_of("type", ev.type) and any_of("event", ev.action, ev.action.split(":")[0])
+            and (ev.type != "container" or any_of("container", ev.actor_id, ev.attributes.get("name", "")))
+            and any_of("image", ev.attributes.get("image", ""),
+                       ev.actor_id if ev.type == "image" else "")
+            and (not filters.get("label") or all(w in labels for w in filters["label"])))

@@ -20,8 +20,9 @@ import tarfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, AsyncIterator, BinaryIO, Iterable
+from typing import Any, BinaryIO, Iterable
 
+from conch.engine.events import Event, EventBus
 from conch.errors import Conflict, InvalidArgument, NotFound
 from conch.images.store import HistoryEntry, Image, PruneResult
 from conch.oci import mediatype as mt
@@ -31,75 +32,15 @@ from conch.oci.image import ExecutionConfig, History, ImageConfig, ImageManifest
 from conch.oci.reference import Reference
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Event:
-    type: str
-    action: str
-    actor_id: str
-    attributes: dict[str, str] = field(default_factory=dict, hash=False)
-    time_nano: int = 0
-    scope: str = "local"
+class FakeEvents(EventBus):
+    """The engine's real event bus, with a publish that takes the attributes as a dict
+    and an optional timestamp (what the API tests need to replay history)."""
 
-
-def _match_event(ev: Event, filters: dict[str, list[str]]) -> bool:
-    """Docker's events filter semantics (daemon/events/filter.go), the common keys."""
-    def any_of(key: str, *values: str) -> bool:
-        wanted = filters.get(key)
-        return not wanted or any(v in wanted for v in values if v)
-
-    labels = [f"{k}={v}" for k, v in ev.attributes.items()] + list(ev.attributes)
-    return (any_of("type", ev.type) and any_of("event", ev.action, ev.action.split(":")[0])
-            and (ev.type != "container" or any_of("container", ev.actor_id, ev.attributes.get("name", "")))
-            and any_of("image", ev.attributes.get("image", ""),
-                       ev.actor_id if ev.type == "image" else "")
-            and (not filters.get("label") or all(w in labels for w in filters["label"])))
-
-
-class FakeEvents:
-    """A ring of past events plus live subscribers."""
-
-    def __init__(self) -> None:
-        self.past: list[Event] = []
-        self._queues: set[asyncio.Queue[Event]] = set()
-
-    def publish(self, type: str, action: str, actor_id: str,
+    def publish(self, type: str, action: str, actor_id: str,  # type: ignore[override]
                 attributes: dict[str, str] | None = None, *, time_nano: int | None = None) -> Event:
-        ev = Event(type=type, action=action, actor_id=actor_id, attributes=dict(attributes or {}),
-                   time_nano=time.time_ns() if time_nano is None else time_nano)
-        self.past.append(ev)
-        for q in list(self._queues):
-            q.put_nowait(ev)
-        return ev
-
-    @property
-    def listeners(self) -> int:
-        return len(self._queues)
-
-    async def subscribe(self, *, since: int | None = None, until: int | None = None,
-                        filters: dict[str, list[str]] | None = None) -> AsyncIterator[Event]:
-        filters = filters or {}
-        queue: asyncio.Queue[Event] = asyncio.Queue()
-        self._queues.add(queue)
-        try:
-            if since is not None or until is not None:
-                for ev in list(self.past):
-                    if (since is None or ev.time_nano >= since) and \
-                            (until is None or ev.time_nano <= until) and _match_event(ev, filters):
-                        yield ev
-            while True:
-                timeout = None
-                if until is not None:
-                    timeout = (until - time.time_ns()) / 1e9
-                    if timeout <= 0:
-                        return
-                try:
-                    ev = await asyncio.wait_for(queue.get(), timeout)
-                except asyncio.TimeoutError:
-                    return
-                if _match_event(ev, filters):
-                    yield ev
-        finally:
-            self._queues.discard(queue)
+        return self.publish_event(Event(
+            type=type, action=action, actor_id=actor_id, attributes=dict(attributes or {}),
+            time_nano=time.time_ns() if time_nano is None else time_nano))
 
 
 def _rfc3339(t: float) -> str:

@@ -108,16 +108,16 @@ class ContainerService:
     async def create(self, spec: CreateSpec, name: str | None = None,
                      api_config: dict | None = None) -> Container:
         image = await asyncio.to_thread(self.images.get, spec.image)
-        taken = {c.name for c in self.list()}
+        # one indexed lookup per name, not a scan of every record (create is a hot path)
         if name:
             name = cnames.validate(name)
-            if name in taken:
-                other = self.db.find_container(name)
+            other = self.db.container_with_name(name)
+            if other is not None:
                 raise Conflict(f'Conflict. The container name "/{name}" is already in use by '
-                               f'container "{other.id}". You have to remove (or rename) that '
+                               f'container "{other}". You have to remove (or rename) that '
                                "container to be able to reuse that name.")
         else:
-            name = cnames.random_name(taken)
+            name = cnames.random_name(lambda n: self.db.container_with_name(n) is not None)
         cid = secrets.token_hex(32)
         path, args = ociconfig.command(spec, image.config)
         spec = dataclasses.replace(spec, log_opts=spec.log_opts or {})

@@ -38,11 +38,12 @@ def validate(name: str) -> str:
     return name.lstrip("/")
 
 
-def random_name(taken) -> str:
+def random_name(is_taken) -> str:
+    """A free "adjective_surname" name; ``is_taken(name)`` asks the store."""
     for attempt in range(100):
         name = f"{random.choice(_LEFT)}_{random.choice(_RIGHT)}"
         if attempt > 10:
             name += str(random.randint(0, 99))
-        if name not in taken:
+        if not is_taken(name):
             return name
     raise InvalidArgument("could not find a free random container name")

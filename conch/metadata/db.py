@@ -328,6 +328,11 @@ class Database:
             if _execute(self._conn(), "DELETE FROM containers WHERE id = ?", (id,)).rowcount == 0:
                 raise NotFound(f"No such container: {id}")
 
+    def container_with_name(self, name: str) -> str | None:
+        """The id of the container named exactly ``name`` (no id-prefix matching)."""
+        rows = self._query("SELECT id FROM containers WHERE name = ?", (_container_name(name),))
+        return rows[0][0] if rows else None
+
     def _check_name_free(self, name: str, id: str) -> None:
         rows = self._query("SELECT id FROM containers WHERE name = ?", (name,))
         if rows and rows[0][0] != id:

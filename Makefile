@@ -6,9 +6,10 @@
 #   make test-deps  side-by-side anchors for differential/compat tests (never conch deps)
 #   make test       setup + test-deps + pytest over tests/
 #   make demo       tools/demo.sh: the seed lesson's scenarios through conchd + the conch CLI
-#   make bench-deps Debian's docker.io, the side-by-side anchor of bench/daemon_bench.py
+#   make bench-deps Debian's docker.io and docker-registry, the anchors of the benches
 #   make bench      bench/runtime_bench.py (conch-runtime vs runc vs crun) and
-#                   bench/daemon_bench.py (conch vs docker vs podman, whole engine)
+#                   bench/daemon_bench.py (conch vs docker vs podman, whole engine) and
+#                   bench/registry_bench.py (conch registry vs CNCF distribution, blob MB/s)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -21,12 +22,18 @@ APT_ENV  := DEBIAN_FRONTEND=noninteractive
 # Packages conch itself needs at run time / for its own tests' rootfs. gcc and libc6-dev
 # are conch dependencies: they build conch-shim, the per-container supervisor written in C
 # (like conmon) so that each running container costs well under 1 MiB, not a Python process.
-SYSTEM_PACKAGES := busybox-static gcc libc6-dev
+# nftables: the `nft` tool conch.network.firewall drives (NAT, isolation, published ports).
+SYSTEM_PACKAGES := busybox-static gcc libc6-dev nftables
 # Reference runtimes and tools the differential and compat tests compare against.
-TEST_DEP_PACKAGES := runc crun podman conmon skopeo uidmap
+# openssl: the registry server's TLS test makes a throwaway certificate with it.
+# docker-registry (CNCF distribution): tests/e2e/test_registry.py pushes to and pulls from
+# its own instance on 127.0.0.1 (apache2-utils: htpasswd, for trying auth by hand).
+TEST_DEP_PACKAGES := runc crun podman conmon skopeo uidmap openssl docker-registry apache2-utils
 # What bench/daemon_bench.py compares conch with (never a conch dependency). dockerd is
 # started by the bench itself with private roots; the package's own service must not start.
-BENCH_DEP_PACKAGES := docker.io
+# docker-registry (CNCF distribution) and curl: bench/registry_bench.py's anchor and client;
+# the bench runs its own docker-registry on 127.0.0.1 (the policy-rc.d below keeps the service off).
+BENCH_DEP_PACKAGES := docker.io docker-registry curl
 
 .PHONY: setup test-deps bench-deps test demo bench clean
 
@@ -52,9 +59,15 @@ $(STAMPS)/system: Makefile
 	@$(call apt_install,$(SYSTEM_PACKAGES))
 	@touch $@
 
+# docker-registry's postinst would start a registry service on :5000: the same
+# policy-rc.d as bench-deps keeps it off (tests start their own).
 $(STAMPS)/test-deps: Makefile
 	@mkdir -p $(STAMPS)
-	@$(call apt_install,$(TEST_DEP_PACKAGES))
+	@policy=/usr/sbin/policy-rc.d; ours=""; \
+	if [ ! -e $$policy ]; then printf '#!/bin/sh\nexit 101\n' > $$policy; chmod 755 $$policy; ours=1; fi; \
+	rc=0; { $(call apt_install,$(TEST_DEP_PACKAGES)); } || rc=$$?; \
+	if [ -n "$$ours" ]; then rm -f $$policy; fi; \
+	exit $$rc
 	@touch $@
 
 # docker.io's postinst would start a system-wide dockerd (iptables, /var/lib/docker):
@@ -123,6 +136,7 @@ demo: setup
 bench: setup test-deps bench-deps
 	$(VENV)/bin/python bench/runtime_bench.py
 	$(VENV)/bin/python bench/daemon_bench.py
+	$(VENV)/bin/python bench/registry_bench.py
 
 clean:
 	rm -rf $(STAMPS) bench/results $(SHIM)

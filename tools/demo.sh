@@ -61,7 +61,8 @@ alive() { "$BIN/python" -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); 
 ms_since() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 
 # -- cleanup: whatever this demo made, also after a failure --------------------------------
-DEMO_CONTAINERS=(hello-proc web-1 web-2 web-3 web-4 web-5 site diario)
+DEMO_CONTAINERS=(hello-proc web-1 web-2 web-3 web-4 web-5 site diario container1 meu-container outro-container)
+DEMO_NETWORKS=(minha-rede)
 DEMO_TAGS=(meu-usuario/minha-imagem:v1)
 SITE_DIR=""
 STARTED_DAEMON=""
@@ -71,6 +72,7 @@ cleanup() {
     if alive; then
         conch rm -f "${DEMO_CONTAINERS[@]}" >/dev/null 2>&1 || true
         conch rmi "${DEMO_TAGS[@]}" >/dev/null 2>&1 || true
+        conch network rm "${DEMO_NETWORKS[@]}" >/dev/null 2>&1 || true
     fi
     [ -n "$SITE_DIR" ] && rm -rf "$SITE_DIR"
     if [ -n "$STARTED_DAEMON" ]; then
@@ -108,6 +110,7 @@ run conch version
 # Containers left by an interrupted earlier run would make `--name` clash.
 conch rm -f "${DEMO_CONTAINERS[@]}" >/dev/null 2>&1 || true
 conch rmi "${DEMO_TAGS[@]}" >/dev/null 2>&1 || true
+conch network rm "${DEMO_NETWORKS[@]}" >/dev/null 2>&1 || true
 
 # -- 1. packaging ------------------------------------------------------------------------------------
 section "1. Empacotamento: an image carries the app and its userland"
@@ -169,8 +172,8 @@ run conch rm -f hello-proc
 
 # -- 5. bind mount: the seed's site ------------------------------------------------------------------
 section "5. Volumes: a host folder mounted into a web server (the lesson's primeiro-teste.html)"
-say "the lesson runs httpd:2.4 with -p 8881:80; publishing ports (-p) and bridge networks come"
-say "with issue 5, so busybox httpd listens on port $PORT of the host's network (--network host)"
+say "the lesson runs httpd:2.4 with -p 8881:80; here busybox httpd listens on port 80 of its"
+say "container and -p publishes it on the host's port $PORT (a kernel DNAT rule, no proxy process)"
 SITE_DIR=$(mktemp -d /tmp/meu-site.XXXXXX)
 chmod 755 "$SITE_DIR"
 cat >"$SITE_DIR/primeiro-teste.html" <<'EOF'
@@ -188,7 +191,8 @@ if "$BIN/python" -c 'import socket,sys; socket.create_connection(("127.0.0.1", i
     exit 1
 fi
 run ls -la "$SITE_DIR"
-run conch run -d --name site -v "$SITE_DIR:/www" --network host busybox httpd -f -p "$PORT" -h /www
+run conch run -d --name site -p "$PORT:80" -v "$SITE_DIR:/www" busybox httpd -f -p 80 -h /www
+run conch port site
 # The host's wget when there is one, else busybox's (busybox-static is a conch dependency).
 if command -v wget >/dev/null; then WGET=(wget); else WGET=(busybox wget); fi
 URL="http://127.0.0.1:$PORT/primeiro-teste.html"
@@ -208,12 +212,31 @@ say "the container is gone; the host folder and the page are intact:"
 run ls -la "$SITE_DIR"
 
 # -- 6. networks ---------------------------------------------------------------------------------------
-section "6. Redes: none and host"
-say "--network none (conch's default for now): an isolated network namespace with only lo"
+section "6. Redes: bridge, none, host, minha-rede, --link"
+run conch network ls
+say "the default bridge: an address, a gateway and outbound NAT for every container"
+run conch run --rm busybox sh -c 'ip -o -4 addr show eth0; ip route'
+say "--network none: an isolated network namespace with only lo"
 run conch run --rm --network none busybox ip addr
 say "--network host shares the host's whole stack (the host's interfaces):"
 run conch run --rm --network host busybox sh -c 'ip -o link | cut -d" " -f2 | tr "\n" " "; echo'
-say "bridge networks, \`network create/connect\`, --link and -p come with issue 5"
+say "--link on the default bridge: container2 finds container1 by name (/etc/hosts)"
+run conch run -d --name container1 busybox sleep 300
+run conch run --rm --link container1 --name container2 busybox ping -c1 -W2 container1
+say "a network of our own: containers on it find each other by name (embedded DNS)"
+run conch network create -d bridge minha-rede
+run conch run -d --network minha-rede --name meu-container busybox sleep 300
+run conch run -d --network minha-rede --name outro-container busybox sleep 300
+run conch exec meu-container ping -c1 -W2 outro-container
+run conch network ls
+say "connect a running container: a new interface appears in it at once; disconnect: gone"
+run conch network connect minha-rede container1
+run conch exec container1 ip -o -4 addr
+run conch exec container1 ping -c1 -W2 meu-container
+run conch network disconnect minha-rede container1
+run conch exec container1 ip -o -4 addr
+run conch rm -f container1 meu-container outro-container
+run conch network rm minha-rede
 
 # -- 7. logs, exec, stop, rm --------------------------------------------------------------------------
 section "7. logs, exec, stop, rm"

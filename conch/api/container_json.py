@@ -9,6 +9,7 @@ with a message, not dropped here.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from conch.engine.model import Container, CreateSpec, HealthConfig, RestartPolicy, Status
@@ -102,7 +103,85 @@ def create_spec(body: dict) -> CreateSpec:
         log_opts=dict(log_config.get("Config") or {}),
         port_bindings=dict(host.get("PortBindings") or {}),
         mounts=tuple(host.get("Mounts") or ()),
+        publish_all=bool(host.get("PublishAllPorts")),
+        links=tuple(host.get("Links") or ()),
+        endpoints=_endpoints(body.get("NetworkingConfig")),
     )
+
+
+def _endpoints(networking) -> dict:
+    """NetworkingConfig.EndpointsConfig -> network name -> {aliases, ipv4}."""
+    out = {}
+    for name, ep in ((networking or {}).get("EndpointsConfig") or {}).items():
+        ep = ep or {}
+        out[name] = {"aliases": list(ep.get("Aliases") or ()),
+                     "ipv4": (ep.get("IPAMConfig") or {}).get("IPv4Address") or ""}
+    return out
+
+
+def network_mode(c: Container) -> str:
+    mode = c.spec.network_mode or "default"
+    return "bridge" if mode == "default" else mode
+
+
+def _endpoint_json(cfg: dict, ep: dict | None) -> dict[str, Any]:
+    ep = ep or {}
+    return {
+        "IPAMConfig": {"IPv4Address": cfg["ipv4"]} if cfg.get("ipv4") else None,
+        "Links": None, "Aliases": list(cfg.get("aliases") or ()) or None,
+        "MacAddress": ep.get("mac", ""), "DriverOpts": None,
+        "NetworkID": cfg.get("id", ""), "EndpointID": ep.get("endpoint_id", ""),
+        "Gateway": ep.get("gateway", ""), "IPAddress": ep.get("ip", ""),
+        "IPPrefixLen": ep.get("prefixlen", 0), "IPv6Gateway": "", "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0, "DNSNames": list(ep.get("dns_names") or ()) or None,
+    }
+
+
+def _ports(c: Container, live: dict | None) -> dict[str, Any]:
+    """Ports: each exposed/bound port -> its host bindings (null when not published)."""
+    if not live:
+        return {}
+    out: dict[str, Any] = {k: None for k in c.spec.exposed_ports}
+    for key in c.spec.port_bindings:
+        out.setdefault(key if "/" in key else f"{key}/tcp", None)
+    for p in live.get("ports", ()):
+        key = f"{p['container_port']}/{p['proto']}"
+        out[key] = (out.get(key) or []) + [{"HostIp": p["host_ip"], "HostPort": str(p["host_port"])}]
+    return out
+
+
+def network_settings(c: Container, live: dict | None) -> dict[str, Any]:
+    """NetworkSettings as docker inspect shows it; ``live`` is the running container's
+    sandbox state (conch.engine.sandbox), None when it does not run."""
+    eps = (live or {}).get("endpoints", {})
+    networks = {name: _endpoint_json(cfg, eps.get(cfg.get("id"))) for name, cfg in c.networks.items()}
+    if not networks and network_mode(c) in ("host", "none"):
+        networks = {network_mode(c): _endpoint_json({}, None)}
+    bridge = next((eps.get(cfg.get("id")) for name, cfg in c.networks.items() if name == "bridge"), None) or {}
+    return {
+        "Bridge": "", "SandboxID": (live or {}).get("id", ""),
+        "SandboxKey": (live or {}).get("netns", ""), "HairpinMode": False,
+        "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
+        "Ports": _ports(c, live),
+        "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
+        "EndpointID": bridge.get("endpoint_id", ""), "Gateway": bridge.get("gateway", ""),
+        "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+        "IPAddress": bridge.get("ip", ""), "IPPrefixLen": bridge.get("prefixlen", 0),
+        "IPv6Gateway": "", "MacAddress": bridge.get("mac", ""),
+        "Networks": networks,
+    }
+
+
+def summary_ports(c: Container, live: dict | None) -> list[dict[str, Any]]:
+    out = []
+    for key, bindings in _ports(c, live).items():
+        port, _, proto = key.partition("/")
+        if not bindings:
+            out.append({"PrivatePort": int(port), "Type": proto})
+        for b in bindings or ():
+            out.append({"IP": b["HostIp"], "PrivatePort": int(port), "PublicPort": int(b["HostPort"]),
+                        "Type": proto})
+    return out
 
 
 def _config(c: Container) -> dict[str, Any]:
@@ -135,7 +214,10 @@ def _host_config(c: Container) -> dict[str, Any]:
     given = dict(c.api_config.get("HostConfig") or {})
     given.update({
         "Binds": list(s.binds) or None,
-        "NetworkMode": s.network_mode or "none",
+        "NetworkMode": network_mode(c),
+        "PublishAllPorts": s.publish_all,
+        "Links": [f"/{ln.partition(':')[0].lstrip('/')}:/{c.name}/"
+                  f"{(ln.partition(':')[2] or ln.partition(':')[0]).lstrip('/')}" for ln in s.links] or None,
         "RestartPolicy": {"Name": s.restart_policy.name, "MaximumRetryCount": s.restart_policy.max_retry},
         "AutoRemove": s.auto_remove,
         "LogConfig": {"Type": "json-file", "Config": dict(s.log_opts)},
@@ -190,8 +272,9 @@ def _mounts(c: Container) -> list[dict[str, Any]]:
     return out
 
 
-def inspect(c: Container, *, log_path: str = "", rootfs: str = "") -> dict[str, Any]:
-    network = c.spec.network_mode or "none"
+def inspect(c: Container, *, log_path: str = "", rootfs: str = "",
+            net: dict | None = None) -> dict[str, Any]:
+    d = os.path.dirname(log_path) if log_path else ""
     return {
         "Id": c.id,
         "Created": c.created,
@@ -199,7 +282,9 @@ def inspect(c: Container, *, log_path: str = "", rootfs: str = "") -> dict[str, 
         "Args": list(c.args),
         "State": _state(c),
         "Image": c.image_id,
-        "ResolvConfPath": "", "HostnamePath": "", "HostsPath": "",
+        "ResolvConfPath": os.path.join(d, "resolv.conf") if d else "",
+        "HostnamePath": os.path.join(d, "hostname") if d else "",
+        "HostsPath": os.path.join(d, "hosts") if d else "",
         "LogPath": log_path,
         "Name": "/" + c.name,
         "RestartCount": c.restart_count,
@@ -211,14 +296,7 @@ def inspect(c: Container, *, log_path: str = "", rootfs: str = "") -> dict[str, 
         "GraphDriver": {"Name": "overlay2", "Data": {"MergedDir": rootfs}},
         "Mounts": _mounts(c),
         "Config": _config(c),
-        "NetworkSettings": {
-            "Bridge": "", "SandboxID": "", "SandboxKey": "", "HairpinMode": False,
-            "Ports": {}, "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": "",
-            "Networks": {network: {"IPAMConfig": None, "Links": None, "Aliases": None,
-                                   "NetworkID": network, "EndpointID": "", "Gateway": "",
-                                   "IPAddress": "", "IPPrefixLen": 0, "MacAddress": ""}}
-            if network in ("none", "host") else {},
-        },
+        "NetworkSettings": network_settings(c, net),
     }
 
 
@@ -269,11 +347,11 @@ def human_duration(ns: int) -> str:
     return f"{hours // 24 // 365} years"
 
 
-def summary(c: Container, now_ns: int) -> dict[str, Any]:
+def summary(c: Container, now_ns: int, net: dict | None = None) -> dict[str, Any]:
     from conch.engine.logs import rfc3339_to_ns
 
     command = " ".join([c.path, *c.args])
-    network = c.spec.network_mode or "none"
+    network = network_mode(c)
     return {
         "Id": c.id,
         "Names": ["/" + c.name],
@@ -281,11 +359,11 @@ def summary(c: Container, now_ns: int) -> dict[str, Any]:
         "ImageID": c.image_id,
         "Command": command,
         "Created": rfc3339_to_ns(c.created) // 1_000_000_000,
-        "Ports": [],
+        "Ports": summary_ports(c, net),
         "Labels": dict(c.spec.labels),
         "State": c.state.status.value,
         "Status": _status_text(c, now_ns),
         "HostConfig": {"NetworkMode": network},
-        "NetworkSettings": {"Networks": {}},
+        "NetworkSettings": {"Networks": network_settings(c, net)["Networks"]},
         "Mounts": _mounts(c),
     }

@@ -108,14 +108,20 @@ async def list_containers(request: web.Request) -> web.StreamResponse:
     if limit and limit > 0:
         items = items[:limit]
     now = time.time_ns()
-    return json_response([container_json.summary(c, now) for c in items])
+    return json_response([container_json.summary(c, now, net=_live_net(request, c)) for c in items])
+
+
+def _live_net(request: web.Request, c) -> dict | None:
+    networks = getattr(engine_of(request), "networks", None)
+    return networks.settings(c.id) if networks is not None else None
 
 
 async def inspect(request: web.Request) -> web.StreamResponse:
     svc = _svc(request)
     c = await call_engine(svc.get, request.match_info["id"])
     return json_response(container_json.inspect(c, log_path=svc.paths.log(c.id),
-                                                 rootfs=svc.paths.rootfs(c.id)))
+                                                 rootfs=svc.paths.rootfs(c.id),
+                                                 net=_live_net(request, c)))
 
 
 async def start(request: web.Request) -> web.StreamResponse:

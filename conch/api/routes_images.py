@@ -27,7 +27,6 @@ from typing import Any, BinaryIO
 
 from aiohttp import web
 
-from conch.api.errors import NotImplementedYet
 from conch.api.params import (call_engine, engine_of, field, json_response, parse_bool,
                               parse_filters)
 from conch.api.streams import stream_bytes, stream_json_lines
@@ -252,12 +251,12 @@ async def _spooled_body(request: web.Request):
 
 async def create_image(request: web.Request) -> web.StreamResponse:
     """``docker import`` (``fromSrc=-``: the body is the tarball) or ``docker pull``
-    (``fromImage``: not yet)."""
+    (``fromImage``: ``routes_distribution.pull``)."""
     q = request.query
     if q.get("fromImage"):
-        raise NotImplementedYet("pull is not implemented yet: conch cannot fetch from a "
-                                f"registry (wanted {q['fromImage']}); use docker save/load "
-                                "or import")
+        from conch.api.routes_distribution import pull
+
+        return await pull(request)
     source = q.get("fromSrc", "")
     if source != "-":
         raise InvalidArgument("only fromSrc=- (the tarball in the request body) is supported"

@@ -228,7 +228,11 @@ def pull_image(ctx: Context, image: str, platform: str | None = None, quiet: boo
     if platform:
         params["platform"] = platform
     write = ctx.err if err else ctx.out
-    for msg in ctx.client.stream_json("POST", "/images/create", params=params):
+    from conch.cli.registry_cmds import auth_headers
+
+    resp = ctx.client.request("POST", "/images/create", params=params,
+                              headers=auth_headers(ref.domain))
+    for msg in ctx.client.stream_json("POST", "/images/create", response=resp):
         if msg.get("error") or msg.get("errorDetail"):
             text = msg.get("error") or (msg.get("errorDetail") or {}).get("message", "")
             raise errors.ConchError(text)

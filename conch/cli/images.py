@@ -1,5 +1,6 @@
-"""Image verbs: images, pull, rmi, tag, import, history, save, load, image prune
-(docker/cli's ``cli/command/image``)."""
+"""Image verbs: images, rmi, tag, import, history, save, load, image prune
+(docker/cli's ``cli/command/image``); pull and
+push are in ``registry_cmds``."""
 
 from __future__ import annotations
 
@@ -126,28 +127,6 @@ def cmd_images(ctx: Context, argv: list[str]) -> int:
         return 0
     template = ns.format or (IMAGES_DIGESTS if ns.digests else IMAGES_DEFAULT)
     ctx.stdout.write(fmt.render(template, rows, IMAGES_HEADERS))
-    return 0
-
-
-def cmd_pull(ctx: Context, argv: list[str]) -> int:
-    from conch.cli.containers import pull_image
-    from conch.oci.reference import Reference
-
-    p = ctx.parser("[OPTIONS] NAME[:TAG|@DIGEST]", "Download an image from a registry")
-    p.add_argument("-a", "--all-tags", action="store_true", help="Download all tagged images in the repository")
-    p.add_argument("--platform", help="Set platform if server is multi-platform capable")
-    p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
-    p.add_argument("name", metavar="NAME[:TAG|@DIGEST]")
-    ns = p.parse(argv)
-    try:
-        ref = Reference.parse(ns.name)
-        bare = Reference.parse(ns.name, default_tag=False)
-    except errors.ConchError as exc:
-        raise CommandError(f"Error: {exc}") from exc
-    if not ns.quiet and not bare.tag and bare.digest is None:
-        ctx.out("Using default tag: latest")
-    pull_image(ctx, ns.name, ns.platform, ns.quiet, err=False)
-    ctx.out(str(ref))
     return 0
 
 

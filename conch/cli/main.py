@@ -48,7 +48,10 @@ VERBS: dict[str, tuple[str, str, str]] = {
     "commit": ("containers", "cmd_commit", "Create a new image from a container's changes"),
     "update": ("containers", "cmd_update", "Update configuration of one or more containers"),
     "images": ("images", "cmd_images", "List images"),
-    "pull": ("images", "cmd_pull", "Download an image from a registry"),
+    "pull": ("registry_cmds", "cmd_pull", "Download an image from a registry"),
+    "push": ("registry_cmds", "cmd_push", "Upload an image to a registry"),
+    "login": ("registry_cmds", "cmd_login", "Authenticate to a registry"),
+    "logout": ("registry_cmds", "cmd_logout", "Log out from a registry"),
     "rmi": ("images", "cmd_rmi", "Remove one or more images"),
     "tag": ("images", "cmd_tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
     "import": ("images", "cmd_import", "Import the contents from a tarball to create a filesystem image"),
@@ -77,7 +80,7 @@ NOUNS: dict[str, dict[str, tuple[str, str, str]]] = {
     "image": {
         "ls": VERBS["images"], "list": VERBS["images"],
         "rm": VERBS["rmi"], "remove": VERBS["rmi"],
-        **{v: VERBS[v] for v in ("pull", "tag", "import", "history", "save", "load")},
+        **{v: VERBS[v] for v in ("pull", "push", "tag", "import", "history", "save", "load")},
         "inspect": ("system", "cmd_image_inspect", "Display detailed information on one or more images"),
         "prune": ("images", "cmd_prune", "Remove unused images"),
     },
@@ -89,6 +92,21 @@ NOUNS: dict[str, dict[str, tuple[str, str, str]]] = {
         "rm": ("volumes", "cmd_rm", "Remove one or more volumes"),
         "remove": ("volumes", "cmd_rm", "Remove one or more volumes"),
         "prune": ("volumes", "cmd_prune", "Remove unused local volumes"),
+    },
+    "network": {
+        "create": ("networks", "cmd_create", "Create a network"),
+        "ls": ("networks", "cmd_ls", "List networks"),
+        "list": ("networks", "cmd_ls", "List networks"),
+        "inspect": ("networks", "cmd_inspect", "Display detailed information on one or more networks"),
+        "rm": ("networks", "cmd_rm", "Remove one or more networks"),
+        "remove": ("networks", "cmd_rm", "Remove one or more networks"),
+        "prune": ("networks", "cmd_prune", "Remove all unused networks"),
+        "connect": ("networks", "cmd_connect", "Connect a container to a network"),
+        "disconnect": ("networks", "cmd_disconnect", "Disconnect a container from a network"),
+    },
+    "registry": {
+        "serve": ("registry", "cmd_serve", "Serve an OCI distribution registry from a directory"),
+        "gc": ("registry", "cmd_gc", "Delete unreferenced blobs and stale uploads of a registry"),
     },
     "system": {
         "df": ("system", "cmd_df", "Show conch disk usage"),
@@ -306,7 +324,8 @@ def _print_help(out) -> None:
               "  -v, --version       Print version information and quit\n\n")
     out.write("Management Commands:\n")
     for noun, desc in (("container", "Manage containers"), ("image", "Manage images"),
-                       ("volume", "Manage volumes"), ("system", "Manage conch")):
+                       ("volume", "Manage volumes"), ("network", "Manage networks"), ("registry", "Run a registry"),
+                       ("system", "Manage conch")):
         out.write(f"  {noun:<10}  {desc}\n")
     out.write("\nCommands:\n")
     for verb, (_, _, summary) in VERBS.items():

@@ -2,6 +2,7 @@
 
     conchd [--data-root DIR] [--exec-root DIR] [-H unix:///path.sock]
            [--runtime conch|runc|crun|PATH] [--shim PATH] [--log-level LEVEL]
+           [--insecure-registry HOST[:PORT]|CIDR ...]
 
 Two conchd with different roots and sockets run side by side without touching each other:
 everything they own lives under their own --data-root and --exec-root (cgroups are
@@ -35,6 +36,15 @@ def parse(argv) -> argparse.Namespace:
     p.add_argument("-H", "--host", default=DEFAULT_HOST)
     p.add_argument("--runtime", default="conch", help="conch, runc, crun, or a path")
     p.add_argument("--shim", default="", help="path of conch-shim (default: next to python)")
+    p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]|CIDR",
+                   help="registry reached over plain HTTP when HTTPS fails (repeatable); "
+                        "localhost and 127.0.0.0/8 always are")
+    p.add_argument("--bridge-name", default="conch0",
+                   help="the default bridge network's device (default conch0)")
+    p.add_argument("--bip", default="172.17.0.1/16",
+                   help="the default bridge's address and prefix (default 172.17.0.1/16)")
+    p.add_argument("--nft-table", default="conch",
+                   help="this daemon's nftables table (default conch)")
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "warn", "error", "critical"])
     return p.parse_args(argv)
@@ -96,6 +106,7 @@ def build_engine(args, tasks):
     from conch.engine.engine import Engine
     from conch.images.store import ImageService
     from conch.metadata.db import Database
+    from conch.registry.client.transport import Registries
     from conch.snapshots.overlay import OverlaySnapshotter
     from conch.volumes.store import VolumeStore
 
@@ -108,7 +119,21 @@ def build_engine(args, tasks):
     return Engine(paths=paths, db=db, images=images, snapshotter=snapshotter,
                   runtime=find_runtime(args.runtime), shim=find_shim(args.shim), init=find_init(),
                   runtime_name=args.runtime if "/" not in args.runtime else "custom", tasks=tasks,
-                  volumes=VolumeStore(root / "volumes"))
+                  volumes=VolumeStore(root / "volumes"),
+                  registries=Registries(args.insecure_registry), networks=build_networks(args))
+
+
+def build_networks(args):
+    """The network service: nftables table, port reservations, embedded DNS."""
+    from conch.engine.networks import NetworkService
+    from conch.network.dns import DnsServer
+    from conch.network.firewall import Firewall
+    from conch.network.ports import PortReservation
+
+    return NetworkService(data_root=args.data_root, exec_root=args.exec_root, events=None,
+                          firewall=Firewall(args.nft_table), ports=PortReservation(),
+                          dns_factory=lambda lookup: DnsServer(lookup=lookup),
+                          bridge_name=args.bridge_name, bridge_cidr=args.bip)
 
 
 def _remove_cgroup_parent() -> None:
@@ -144,7 +169,8 @@ class TaskOwner:
 
 
 async def serve(args) -> None:
-    from conch.api import routes_archive, routes_containers, routes_exec, routes_volumes
+    from conch.api import (routes_archive, routes_containers, routes_exec, routes_networks,
+                           routes_volumes)
     from conch.api.server import ROUTE_MODULES, create_app, serving
 
     for d in (args.data_root, args.exec_root):
@@ -152,9 +178,13 @@ async def serve(args) -> None:
     lock_fd = _lock(args.data_root)
     tasks = TaskOwner()
     engine = build_engine(args, tasks)
+    # networks first (bridges, rules, live sandboxes found again), then the containers'
+    # reconcile (dead ones tear their sandbox down), then what no running container owns
+    await engine.networks.start()
     await engine.containers.reconcile()
+    await engine.networks.reconcile(c.id for c in engine.containers.list() if c.state.running)
     app = create_app(engine, modules=ROUTE_MODULES + (routes_containers, routes_exec, routes_archive,
-                                                          routes_volumes))
+                                                          routes_volumes, routes_networks))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -166,6 +196,7 @@ async def serve(args) -> None:
             await stop.wait()
     finally:
         await tasks.cancel_all()
+        await engine.networks.close()
         _remove_cgroup_parent()
         os.close(lock_fd)
     log.info("conchd stopped")

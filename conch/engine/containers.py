@@ -68,7 +68,7 @@ class Paths:
 class ContainerService:
     def __init__(self, *, paths: Paths, db, images, snapshotter, events: EventBus,
                  runtime: str, shim: str, init: str = "", runtime_inproc: bool = False,
-                 tasks=None, volumes=None):
+                 tasks=None, volumes=None, networks=None):
         self.paths = paths
         self.db = db
         self.images = images
@@ -80,6 +80,7 @@ class ContainerService:
         self.rt = RuntimeClient(runtime, paths.runtime_root, inproc=runtime_inproc)
         self.tasks = tasks
         self.volumes = volumes  # conch.volumes.VolumeStore (None: volumes are refused)
+        self.networks = networks  # conch.engine.networks.NetworkService (None: no networking)
         self._locks: dict[str, asyncio.Lock] = {}
         self._exited: dict[str, asyncio.Event] = {}  # set on each exit, replaced at start
         self._waiters: dict[str, list[asyncio.Future]] = {}
@@ -121,10 +122,11 @@ class ContainerService:
         cid = secrets.token_hex(32)
         path, args = ociconfig.command(spec, image.config)
         spec = dataclasses.replace(spec, log_opts=spec.log_opts or {})
+        networks = self.networks.plan(spec) if self.networks is not None else {}
         mounts, new_volumes = await asyncio.to_thread(self._make_mounts, spec, image)
         c = Container(id=cid, name=name, created=now_rfc3339(), image=spec.image,
                       image_id=str(image.id), spec=spec, path=path, args=args,
-                      api_config=api_config or {}, mounts=mounts)
+                      api_config=api_config or {}, mounts=mounts, networks=networks)
         try:
             os.makedirs(self.paths.dir(cid), mode=0o710)
             try:
@@ -371,10 +373,12 @@ class ContainerService:
                 mount_all(self.snapshotter.mounts(c.id), rootfs)
                 mounted = True
             mounts = self._copy_up(c, rootfs)
+            # the network sandbox (netns, veths, ports) first: /etc/hosts needs its address
+            netns_path = self.networks.setup(c, image) if self.networks is not None else ""
             files = self._write_etc_files(c)
             user = ociconfig.resolve_user(c.spec.user or _image_user(image), rootfs)
             spec = ociconfig.runtime_spec(c, image.config, rootfs=rootfs, files=files, user=user,
-                                          init_binary=self.init)
+                                          init_binary=self.init, netns_path=netns_path)
             _write_json(os.path.join(self.paths.bundle(c.id), "config.json"), spec)
             try:
                 os.unlink(self.paths.exit_file(c.id))
@@ -382,6 +386,8 @@ class ContainerService:
                 pass
             return {**self._spawn_shim(c), "mounts": mounts}
         except BaseException:
+            if self.networks is not None:
+                self.networks.teardown(c.id)
             if mounted:
                 unmount(rootfs)
             raise
@@ -432,10 +438,13 @@ class ContainerService:
         for entry in c.spec.extra_hosts:
             host, _, ip = entry.partition(":")
             hosts.append(f"{ip}\t{host}")
+        hosts_text, resolv_text = "\n".join(hosts) + "\n", _resolv_conf(c.spec)
+        if self.networks is not None and network != "host":
+            hosts_text, resolv_text = self.networks.etc_files(c, hostname)
         files = {
             "/etc/hostname": (os.path.join(d, "hostname"), hostname + "\n"),
-            "/etc/hosts": (os.path.join(d, "hosts"), "\n".join(hosts) + "\n"),
-            "/etc/resolv.conf": (os.path.join(d, "resolv.conf"), _resolv_conf(c.spec)),
+            "/etc/hosts": (os.path.join(d, "hosts"), hosts_text),
+            "/etc/resolv.conf": (os.path.join(d, "resolv.conf"), resolv_text),
         }
         for path, content in files.values():
             with open(path, "w") as f:
@@ -512,6 +521,8 @@ class ContainerService:
         from conch.snapshots import unmount
 
         self._runtime_delete(cid)
+        if self.networks is not None:  # docker keeps IP config only while running
+            self.networks.teardown(cid)
         rootfs = self.paths.rootfs(cid)
         if os.path.ismount(rootfs):
             unmount(rootfs)

@@ -26,10 +26,29 @@ class ImagesFacade:
     """ImageService plus what needs the rest of the engine: which containers use an
     image (rmi/prune refuse to remove those), import/load/save, and events."""
 
-    def __init__(self, service, containers: ContainerService, events: EventBus):
+    def __init__(self, service, containers: ContainerService, events: EventBus,
+                 registries=None):
+        from conch.engine.distribution import Distribution
+
         self.service = service
         self.containers = containers
         self.events = events
+        self.distribution = Distribution(service, events, registries)
+
+    # pull/push/login/inspect_distribution: conch.engine.distribution (async generators
+    # of Progress for pull and push)
+    def pull(self, ref: str, *, platform=None, all_tags: bool = False, credentials=None):
+        return self.distribution.pull(ref, platform=platform, all_tags=all_tags,
+                                      **_creds(credentials))
+
+    def push(self, name: str, tag: str = "", *, credentials=None):
+        return self.distribution.push(name, tag, **_creds(credentials))
+
+    async def login(self, server: str, credentials):
+        return await self.distribution.login(server, credentials)
+
+    async def inspect_distribution(self, ref: str, *, credentials=None):
+        return await self.distribution.inspect(ref, **_creds(credentials))
 
     def __getattr__(self, name):
         return getattr(self.service, name)
@@ -77,6 +96,10 @@ class ImagesFacade:
         from conch.images.archive import save
 
         save(self.service, list(names), out)
+
+
+def _creds(credentials) -> dict:
+    return {} if credentials is None else {"credentials": credentials}
 
 
 class VolumesFacade:
@@ -161,16 +184,22 @@ class VersionInfo:
 
 class Engine:
     def __init__(self, *, paths, db, images, snapshotter, runtime: str, shim: str,
-                 init: str = "", runtime_name: str = "conch", tasks=None, volumes=None):
+                 init: str = "", runtime_name: str = "conch", tasks=None, volumes=None,
+                 registries=None, networks=None):
         self.paths = paths
         self.events = EventBus()
         self.containers = ContainerService(paths=paths, db=db, images=images,
                                            snapshotter=snapshotter, events=self.events,
                                            runtime=runtime, shim=shim, init=init,
                                            runtime_inproc=runtime_name == "conch", tasks=tasks,
-                                           volumes=volumes)
+                                           volumes=volumes, networks=networks)
+        # conch.engine.networks.NetworkService (None: containers get no network sandbox)
+        self.networks = networks
+        if networks is not None:
+            networks.events = self.events
+            networks.bind(self.containers)
         self.volumes = VolumesFacade(volumes, self.containers, self.events) if volumes is not None else None
-        self.images = ImagesFacade(images, self.containers, self.events)
+        self.images = ImagesFacade(images, self.containers, self.events, registries)
         self.execs = ExecService(self.containers, runtime, paths.runtime_root, tasks=tasks)
         from conch.engine.filesystem import ContainerFilesystem
 

@@ -112,6 +112,10 @@ class CreateSpec:
     log_opts: dict = field(default_factory=dict)  # json-file: max-size, max-file
     port_bindings: dict = field(default_factory=dict)
     mounts: tuple[dict, ...] = ()
+    publish_all: bool = False
+    links: tuple[str, ...] = ()    # "name[:alias]" (default bridge only, as docker)
+    # NetworkingConfig.EndpointsConfig: network name -> {"aliases": [...], "ipv4": ""}
+    endpoints: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -154,6 +158,10 @@ class Container:
     shim_pid: int = 0
     shim_start: int = 0
     mounts: tuple[dict, ...] = ()  # {type, source, destination, mode, rw, propagation, name?}
+    # the networks it is attached to (config, kept while stopped; the live endpoint —
+    # address, MAC, veth — is conch.engine.networks' state): name -> {"id", "aliases",
+    # "ipv4"} in attach order, the first one is NetworkMode's
+    networks: dict = field(default_factory=dict)
 
     def with_state(self, **changes) -> "Container":
         new = dataclasses.replace(self.state, **changes)

@@ -172,15 +172,16 @@ def _security(spec: CreateSpec):
 
 
 def runtime_spec(container: Container, image_config, *, rootfs: str, files: dict[str, str],
-                 user: tuple[int, int, list[int]], init_binary: str = "") -> dict:
+                 user: tuple[int, int, list[int]], init_binary: str = "",
+                 netns_path: str = "") -> dict:
     """The config.json for this container. ``files`` maps /etc/hostname, /etc/hosts and
-    /etc/resolv.conf to the host files the engine wrote for it."""
+    /etc/resolv.conf to the host files the engine wrote for it; ``netns_path`` is the
+    network namespace the engine made for it (bridge networks; "" for ``none``, where
+    the runtime makes an empty one, and for ``host``)."""
     spec = container.spec
     hostname = spec.hostname or container.id[:12]
     seccomp, nnp = _security(spec)
-    network = spec.network_mode or "none"
-    if network not in ("none", "host", "default", "bridge"):
-        raise InvalidArgument(f"network {network!r} is not available yet: use --network none or host")
+    network = spec.network_mode or "default"
     for mode, what in ((spec.pid_mode, "pid"), (spec.ipc_mode, "ipc"), (spec.uts_mode, "uts")):
         if mode not in ("", "host", "private", "shareable") or (what != "ipc" and mode in ("private", "shareable")):
             raise InvalidArgument(f"invalid {what} mode {mode!r}: only the host's or a private one")
@@ -225,6 +226,7 @@ def runtime_spec(container: Container, image_config, *, rootfs: str, files: dict
         pids_limit=spec.pids_limit if spec.pids_limit and spec.pids_limit > 0 else None,
         ulimits=spec.ulimits, namespaces=tuple(namespaces), sysctls=spec.sysctls,
         oom_score_adj=spec.oom_score_adj, cgroups_path=f"/conch/{container.id}",
+        netns_path=netns_path or None,
     )
     if spec.domainname:
         out["domainname"] = spec.domainname

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, BinaryIO, Callable, Mapping, Sequence
 
 from conch.archive.apply import apply_layer
 from conch.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
@@ -76,6 +76,17 @@ class Unpacker:
         return self.snapshotter.prepare(key, None if top is None else str(top),
                                         labels=dict(labels or {}))
 
+    def unpack_layer(self, layer: Descriptor, diff_id: Digest, chain_id: Digest,
+                     parent: str | None, *, progress: Callable[[int], None] | None = None) -> bool:
+        """Unpack one layer onto the committed snapshot ``parent`` unless ``chain_id`` is
+        already there (True when it did the work). For pipelined pulls, which unpack
+        layer *n* as soon as it and layer *n-1* are ready; ``progress`` gets the
+        compressed bytes read so far."""
+        if self._committed(str(chain_id)):
+            return False
+        self._unpack_one(layer, diff_id, chain_id, parent, progress=progress)
+        return True
+
     def _committed(self, name: str) -> bool:
         try:
             return self.snapshotter.stat(name).kind is Kind.COMMITTED
@@ -83,7 +94,7 @@ class Unpacker:
             return False
 
     def _unpack_one(self, layer: Descriptor, diff_id: Digest, chain_id: Digest,
-                    parent: str | None) -> None:
+                    parent: str | None, *, progress: Callable[[int], None] | None = None) -> None:
         if not mt.is_layer(layer.media_type):
             raise InvalidArgument(f"unsupported layer media type {layer.media_type!r}")
         key = f"extract-{secrets.token_hex(6)}-{chain_id}"
@@ -91,7 +102,8 @@ class Unpacker:
         try:
             # apply_layer detects the compression from the bytes, as Docker does.
             with self.content.open(layer.digest) as blob:
-                result = apply_layer(blob, writable_dir(mounts), whiteout_format="overlay")
+                source = blob if progress is None else _Counting(blob, progress)
+                result = apply_layer(source, writable_dir(mounts), whiteout_format="overlay")
             if result.diff_id != str(diff_id):
                 raise FailedPrecondition(
                     f"layer {layer.digest} has diff_id {result.diff_id}, "
@@ -113,3 +125,16 @@ class Unpacker:
             self.snapshotter.remove(key)
         except Exception:  # the original error matters more; cleanup() sweeps the rest
             log.warning("could not remove extraction snapshot %s", key, exc_info=True)
+
+
+class _Counting:
+    """A read-only stream that reports how many bytes were read (extraction progress)."""
+
+    def __init__(self, raw: BinaryIO, progress: Callable[[int], None]) -> None:
+        self._raw, self._progress, self._done = raw, progress, 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n)
+        self._done += len(data)
+        self._progress(self._done)
+        return data

@@ -1,5 +1,5 @@
-"""Container networking foundations: IPAM, persistent network namespaces, and
-bridge/veth plumbing over netlink. Not yet wired into the engine.
+"""Container networking: IPAM, persistent network namespaces, bridge/veth plumbing over
+netlink, NAT/isolation/published ports in nftables, and the embedded DNS server.
 
 Contract:
 
@@ -17,6 +17,16 @@ Contract:
   ``configure`` (rename to eth0, docker MAC ``02:42:<ipv4 bytes>``, address, up,
   default route), ``link_exists``, ``list_links``, ``mac_for_ip``. Work inside a
   namespace goes through a netlink socket opened there by an exec'd helper.
+- :mod:`.firewall`: ``Firewall(table)`` owns one nftables ``ip`` table per daemon:
+  ``ensure``/``destroy``, ``add_network``/``remove_network`` (isolation, forwarding,
+  masquerade), ``publish``/``unpublish`` (+ ``_many``: one transaction) DNAT in
+  prerouting and output, ``networks``/``published`` read back from the kernel for
+  reconcile. Each change is one ``nft -f -`` transaction; state is only set/map
+  elements (parsed back by :mod:`.firewall_state`).
+- :mod:`.ports`: ``PortReservation`` holds published host ports as bound sockets.
+- :mod:`.dns`: ``DnsServer`` (asyncio) answers containers' queries on each network's
+  gateway address from an engine ``lookup``/``reverse`` callback and forwards the rest
+  upstream (:mod:`.dnsanswer` sans-IO answers, :mod:`.dnsforward` the upstream client).
 
 Errors are :mod:`conch.errors` kinds naming the interface, subnet or path concerned.
 

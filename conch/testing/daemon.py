@@ -25,6 +25,11 @@ that names a 64-hex id none of *our* containers had, or a mount under another se
 ``/tmp`` directory, is someone else's. Our ids are collected from conchd's live
 ``/events`` stream (a thread per daemon run) and from ``ps -a``.
 
+Networking: each Daemon gets its own default bridge device (``cb<hex>``), nftables table
+(``conch_<hex>``) and default-bridge subnet (a free 10.x.y.0/24), so two test daemons
+never collide; the leak check counts the links (that bridge, ``br-<network id>`` of
+networks it reported, ``v<container id>..`` veths) and the table as its own.
+
 Pytest use: :func:`daemon_fixture` makes a module-scoped fixture (one daemon per test
 module, with ``busybox:latest`` imported), and :func:`clean_after` is the per-test
 guard: it snapshots the host, yields, removes the test's containers and asserts no
@@ -100,6 +105,11 @@ class Daemon:
                         DOCKER_CONFIG=str(self.dir / "docker-config"))
         self.env.pop("DOCKER_CONTEXT", None)
         self.ids: set[str] = set()  # every container id this daemon ever reported
+        self.network_ids: set[str] = set()  # every network id it reported
+        tag = os.urandom(3).hex()
+        self.bridge = f"cb{tag}"
+        self.nft_table = f"conch_{tag}"
+        self.bip = _free_subnet()
         self._events: threading.Thread | None = None
         self._events_sock = None
 
@@ -115,7 +125,8 @@ class Daemon:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [str(BIN / "conchd"), "--data-root", str(self.data_root), "--exec-root",
-                 str(self.exec_root), "-H", self.host, "--runtime", self.runtime],
+                 str(self.exec_root), "-H", self.host, "--runtime", self.runtime,
+                 "--bridge-name", self.bridge, "--nft-table", self.nft_table, "--bip", self.bip],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
         client = Client(self.host, timeout=5)
         deadline = time.monotonic() + timeout
@@ -137,7 +148,8 @@ class Daemon:
     def _watch_events(self) -> None:
         from conch.client.http import Client
 
-        resp = Client(self.host).request("GET", "/events", params={"filters": {"type": ["container"]}})
+        resp = Client(self.host).request("GET", "/events",
+                                         params={"filters": {"type": ["container", "network"]}})
         self._events_sock = resp.sock
 
         def pump():
@@ -148,7 +160,9 @@ class Daemon:
                     except ValueError:
                         continue
                     cid = ev.get("id") or ev.get("Actor", {}).get("ID")
-                    if cid:
+                    if cid and ev.get("Type") == "network":
+                        self.network_ids.add(cid)
+                    elif cid:
                         self.ids.add(cid)
             except Exception:  # noqa: BLE001 - the stream ends when conchd stops or dies
                 pass
@@ -296,12 +310,38 @@ def _foreign(daemon: Daemon, text: str) -> bool:
     return False
 
 
+def _our_link(daemon: Daemon, name: str) -> bool:
+    if name == daemon.bridge:
+        return True
+    if name.startswith("br-"):
+        return any(n.startswith(name[3:]) for n in daemon.network_ids)
+    if re.fullmatch(r"v[0-9a-f]{14}", name):
+        return any(i.startswith(name[1:13]) for i in daemon.ids)
+    return False
+
+
+def _free_subnet() -> str:
+    """A random 10.x.y.0/24 that no host route overlaps (the default bridge's --bip)."""
+    import ipaddress
+    import random
+
+    from conch.engine.network_records import host_routes
+
+    routes = [ipaddress.ip_network(r) for r in host_routes() if not r.endswith("/0")]
+    for _ in range(200):
+        net = ipaddress.ip_network(f"10.{random.randint(200, 250)}.{random.randint(0, 255)}.0/24")
+        if not any(net.overlaps(r) for r in routes):
+            return f"{net.network_address + 1}/24"
+    raise RuntimeError("no free 10.x.y.0/24 for a test daemon's bridge")
+
+
 def scoped_report(daemon: Daemon, before: HostSnapshot) -> LeakReport:
     r = diff_snapshots(before, HostSnapshot.take(before.roots))
     return LeakReport(
         mounts=[m for m in r.mounts if not _foreign(daemon, m.mountpoint)],
         cgroups=[c for c in r.cgroups if not _foreign(daemon, c.partition(":")[2])],
-        links=[],  # conchd makes no links yet; other sessions' veths come and go
+        links=[n for n in r.links if _our_link(daemon, n)],  # others' veths come and go
+        nft_tables=[t for t in r.nft_tables if t == f"ip {daemon.nft_table}"],
         # a conchd restarted by the test itself is not a leak while it runs
         processes=[p for p in r.processes if daemon.proc is None or p.pid != daemon.proc.pid],
         files=r.files)

@@ -53,6 +53,7 @@ class FakeImages:
     def __init__(self) -> None:
         self._images: dict[Digest, Image] = {}
         self._clock = 1_700_000_000.0
+        self.remote: set[str] = set()  # full references the fake registry serves to pull
 
     # --- building ---
 
@@ -162,6 +163,19 @@ class FakeImages:
         if ref:
             image = self.tag(str(image.id), ref)
         return image
+
+    async def pull(self, ref: str, *, platform: str | None = None, all_tags: bool = False,
+                   credentials: Any = None):
+        """A pull from a fake registry that serves exactly ``self.remote``: an unknown
+        reference fails before the first progress item, as the real engine's does."""
+        named = Reference.parse(ref)
+        if str(named) not in self.remote:
+            raise NotFound(f"manifest for {named.familiar()} not found: manifest unknown: "
+                           "manifest unknown")
+        yield {"status": f"Pulling from {named.path}", "id": named.tag}
+        yield {"status": "Downloading", "id": "0123456789ab", "current": 5, "total": 10}
+        self.add(str(named))
+        yield {"status": f"Status: Downloaded newer image for {named.familiar()}"}
 
     def load(self, body: BinaryIO) -> list[str]:
         """Loads a tar whose members are named after the image references it holds."""

@@ -8,6 +8,7 @@ mount, network and pid namespaces):
 - cgroups: directories under every cgroup v1 controller and cgroup2 mount whose path
   contains one of :data:`CGROUP_MARKERS` ("conch", "test");
 - links: network interface names in /sys/class/net;
+- nft_tables: nftables tables (``family name``), when the ``nft`` tool is installed;
 - processes: (pid, start time) with ppid, cmdline, cgroups and a marker from the
   environment, excluding this process and its ancestors;
 - files: every path under the runtime state roots the tests use.
@@ -125,6 +126,18 @@ def read_links() -> frozenset[str]:
         return frozenset()
 
 
+def read_nft_tables() -> frozenset[str]:
+    import shutil
+    import subprocess
+
+    nft = shutil.which("nft")
+    if nft is None:
+        return frozenset()
+    proc = subprocess.run([nft, "list", "tables"], capture_output=True, text=True, timeout=30)
+    return frozenset(line.split(None, 1)[1] for line in proc.stdout.splitlines()
+                     if line.startswith("table "))
+
+
 def _ancestors(pid: int) -> set[int]:
     seen = set()
     while pid > 0 and pid not in seen:
@@ -199,6 +212,7 @@ class HostSnapshot:
     files: frozenset[str]
     roots: tuple[Path, ...] = ()
     runner: int = field(default_factory=os.getpid)
+    nft_tables: frozenset[str] = frozenset()
 
     @classmethod
     def take(cls, roots: Iterable[Path] = ()) -> "HostSnapshot":
@@ -211,6 +225,7 @@ class HostSnapshot:
             processes=read_processes(_ancestors(os.getpid()), os.environ.get(MARKER_ENV)),
             files=read_files(roots),
             roots=roots,
+            nft_tables=read_nft_tables(),
         )
 
 
@@ -221,9 +236,11 @@ class LeakReport:
     links: list[str]
     processes: list[Process]
     files: list[str]
+    nft_tables: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.mounts or self.cgroups or self.links or self.processes or self.files)
+        return bool(self.mounts or self.cgroups or self.links or self.processes or self.files
+                    or self.nft_tables)
 
     def __str__(self) -> str:
         lines = ["the test leaked host resources:"]
@@ -233,6 +250,7 @@ class LeakReport:
             ("new network interfaces", self.links),
             ("new processes still alive", self.processes),
             ("files left under runtime roots", self.files),
+            ("new nftables tables", self.nft_tables),
         ]:
             if items:
                 lines.append(f"  {title}:")
@@ -275,6 +293,7 @@ def diff_snapshots(before: HostSnapshot, after: HostSnapshot) -> LeakReport:
             if k not in before.processes and _ours(p, after)
         ],
         files=sorted(after.files - before.files),
+        nft_tables=sorted(after.nft_tables - before.nft_tables),
     )
 
 

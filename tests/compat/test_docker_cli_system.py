@@ -114,7 +114,7 @@ def test_docker_error_text(daemon):
     assert b"No such image: nope" in proc.stderr
     proc = docker(daemon, "pull", "busybox")
     assert proc.returncode == 1
-    assert b"Error response from daemon: pull is not implemented yet" in proc.stderr
+    assert b"Error response from daemon: manifest for busybox:latest not found" in proc.stderr
 
 
 def test_docker_exec_stream_with_stdin_half_close(daemon):

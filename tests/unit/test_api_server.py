@@ -204,9 +204,20 @@ def test_import_of_garbage_reports_error(api):
     assert status == 400 and "invalid tar" in json.loads(body)["message"]
 
 
-def test_pull_is_not_implemented_yet(api):
-    status, body = get_json(api, "/images/create?fromImage=busybox&tag=latest", method="POST")
-    assert status == 501 and body["message"].startswith("pull is not implemented yet")
+def test_pull_unknown_manifest_is_a_404_before_the_stream(api):
+    status, body = get_json(api, "/images/create?fromImage=nothere&tag=latest", method="POST")
+    assert status == 404 and body["message"].startswith("manifest for nothere:latest not found")
+
+
+def test_pull_streams_jsonmessages(api, engine):
+    engine.images.remote.add("docker.io/library/remote:v1")
+    status, _, body = http("/images/create?fromImage=remote&tag=v1", api.path, method="POST")
+    lines = [json.loads(x) for x in body.splitlines()]
+    assert status == 200
+    assert lines[0] == {"status": "Pulling from library/remote", "id": "v1"}
+    assert lines[1]["progressDetail"] == {"current": 5, "total": 10}
+    assert lines[1]["progress"].startswith("[=========================>")
+    assert lines[-1] == {"status": "Status: Downloaded newer image for remote:v1"}
 
 
 def test_save_and_load(api):

@@ -1,0 +1,143 @@
+"""/networks/*: list, inspect, create, remove, prune, connect, disconnect.
+
+Engine calls (one per route): ``engine.networks.list(filters)``, ``.get(ref)``,
+``.endpoints(id)``, ``.create(name, driver=, internal=, attachable=, ipam_body=,
+options=, labels=, check_duplicate=)``, ``.remove(ref)``, ``.prune(filters)``,
+``.connect(net, container, aliases=, ipv4=)``, ``.disconnect(net, container, force=)``
+(``conch.engine.networks.NetworkService``). Records are
+``conch.engine.network_records.Network``; the JSON is docker's (api/types/network).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from conch.api.params import call_engine, engine_of, json_response, parse_filters
+from conch.errors import InvalidArgument, Unavailable
+
+FILTERS = {"name", "id", "driver", "label", "type", "dangling", "scope"}
+
+
+def register(add) -> None:
+    add("GET", "/networks", list_networks)
+    add("POST", "/networks/create", create)
+    add("POST", "/networks/prune", prune)
+    add("GET", "/networks/{id}", inspect)
+    add("DELETE", "/networks/{id}", remove)
+    add("POST", "/networks/{id}/connect", connect)
+    add("POST", "/networks/{id}/disconnect", disconnect)
+
+
+def _svc(request):
+    networks = getattr(engine_of(request), "networks", None)
+    if networks is None:
+        raise Unavailable("networks are not available in this engine")
+    return networks
+
+
+async def _body(request: web.Request) -> dict:
+    raw = await request.read()
+    try:
+        body = json.loads(raw) if raw.strip() else {}
+    except ValueError as exc:
+        raise InvalidArgument(f"invalid JSON body: {exc}") from exc
+    if not isinstance(body, dict):
+        raise InvalidArgument("the request body must be a JSON object")
+    return body
+
+
+def network_json(net: Any, endpoints: dict[str, dict] | None) -> dict[str, Any]:
+    config = []
+    if net.subnet:
+        item = {"Subnet": net.subnet, "Gateway": net.gateway}
+        if net.ip_range:
+            item["IPRange"] = net.ip_range
+        config.append(item)
+    containers = {}
+    for cid, info in (endpoints or {}).items():
+        ep = info["endpoint"]
+        containers[cid] = {"Name": info["name"], "EndpointID": ep["endpoint_id"],
+                           "MacAddress": ep["mac"], "IPv4Address": f"{ep['ip']}/{ep['prefixlen']}",
+                           "IPv6Address": ""}
+    return {
+        "Name": net.name, "Id": net.id, "Created": net.created, "Scope": "local",
+        "Driver": net.driver, "EnableIPv4": True, "EnableIPv6": False,
+        "IPAM": {"Driver": "default", "Options": dict(net.ipam_options) or None, "Config": config},
+        "Internal": net.internal, "Attachable": net.attachable, "Ingress": False,
+        "ConfigFrom": {"Network": ""}, "ConfigOnly": False,
+        "Containers": containers, "Options": dict(net.options), "Labels": dict(net.labels),
+    }
+
+
+async def list_networks(request: web.Request) -> web.StreamResponse:
+    filters = parse_filters(request.query, allowed=FILTERS)
+    for value in filters.get("dangling", ()):
+        if value.lower() not in ("true", "false", "1", "0"):
+            raise InvalidArgument(f"invalid filter 'dangling={value}'")
+    scopes = filters.pop("scope", None)
+    if scopes and "local" not in scopes:
+        return json_response([])  # every network here is local
+    svc = _svc(request)
+    nets = await call_engine(svc.list, filters)
+    return json_response([network_json(n, svc.endpoints(n.id)) for n in nets])
+
+
+async def inspect(request: web.Request) -> web.StreamResponse:
+    svc = _svc(request)
+    net = await call_engine(svc.get, request.match_info["id"])
+    return json_response(network_json(net, svc.endpoints(net.id)))
+
+
+async def create(request: web.Request) -> web.StreamResponse:
+    body = await _body(request)
+    name = body.get("Name") or ""
+    if not name:
+        raise InvalidArgument("network name is required" if "Name" not in body else
+                              'invalid network name "": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed')
+    if body.get("EnableIPv6"):
+        raise InvalidArgument("IPv6 networks are not supported")
+    net = await call_engine(_svc(request).create, name, driver=body.get("Driver") or "bridge",
+                            internal=bool(body.get("Internal")),
+                            attachable=bool(body.get("Attachable")), ipam_body=body.get("IPAM"),
+                            options=dict(body.get("Options") or {}),
+                            labels=dict(body.get("Labels") or {}),
+                            check_duplicate=body.get("CheckDuplicate", True) is not False)
+    return json_response({"Id": net.id, "Warning": ""}, status=201)
+
+
+async def remove(request: web.Request) -> web.StreamResponse:
+    await call_engine(_svc(request).remove, request.match_info["id"])
+    return web.Response(status=204)
+
+
+async def prune(request: web.Request) -> web.StreamResponse:
+    filters = parse_filters(request.query, allowed={"until", "label", "label!"})
+    if "label!" in filters:
+        raise InvalidArgument("the label! filter is not supported for network prune")
+    names = await call_engine(_svc(request).prune, filters)
+    return json_response({"NetworksDeleted": names or None})
+
+
+async def connect(request: web.Request) -> web.StreamResponse:
+    body = await _body(request)
+    container = body.get("Container") or ""
+    if not container:
+        raise InvalidArgument("no container specified")
+    ep = body.get("EndpointConfig") or {}
+    await call_engine(_svc(request).connect, request.match_info["id"], container,
+                      aliases=list(ep.get("Aliases") or ()),
+                      ipv4=(ep.get("IPAMConfig") or {}).get("IPv4Address") or "")
+    return web.Response(status=200)
+
+
+async def disconnect(request: web.Request) -> web.StreamResponse:
+    body = await _body(request)
+    container = body.get("Container") or ""
+    if not container:
+        raise InvalidArgument("no container specified")
+    await call_engine(_svc(request).disconnect, request.match_info["id"], container,
+                      force=bool(body.get("Force")))
+    return web.Response(status=200)

@@ -1,0 +1,325 @@
+"""The steps behind :class:`conch.engine.networks.NetworkService`'s container hooks:
+set up and tear down a container's sandbox, write its /etc files, and connect or
+disconnect a network while it runs.
+
+Order of :func:`setup` (the live state is registered and written before each kernel
+step, so that :func:`teardown` — called on any failure, and by the daemon's reconcile
+after a crash — finds and undoes everything made so far):
+
+1. the netns file (``<exec-root>/netns/<id>``, ``lo`` up);
+2. per network, in attach order: an address from its pool (persisted), a veth pair,
+   the host end on the bridge, ``eth<n>`` configured inside (default route: first one);
+3. published ports: reserve the host port (a taken one is a Conflict naming it), then
+   the kernel rule to the first network's address;
+4. ``--link`` targets resolved to their addresses (for /etc/hosts);
+5. the DNS index rebuilt: the container's name, aliases and short id now resolve on
+   its user-defined networks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+
+from conch.engine import sandbox
+from conch.engine.networks import network_event
+from conch.errors import ConchError, Conflict, InvalidArgument, NotFound, PermissionDenied
+
+log = logging.getLogger(__name__)
+
+
+def _networks_of(svc, c) -> list:
+    cfgs = c.networks or svc.plan(c.spec)
+    out = []
+    with svc._lock:
+        for name, cfg in cfgs.items():
+            try:
+                net = svc.store.find(cfg.get("id") or name)
+            except NotFound:
+                try:
+                    net = svc.store.find(name)
+                except NotFound as exc:
+                    raise NotFound(f"network {name} not found") from exc
+            out.append((net, cfg))
+    return out
+
+
+def setup(svc, c, image=None) -> str:
+    from conch.engine.networks import effective_mode
+    from conch.network import netns
+
+    mode = effective_mode(c.spec)
+    nets = _networks_of(svc, c)
+    if mode in ("host", "none") or not nets or nets[0][0].driver != "bridge":
+        return ""
+    teardown(svc, c.id)  # what a crash may have left of an earlier run
+    path = os.path.join(svc.netns_root, c.id)
+    state = {"id": c.id, "name": c.name, "netns": path, "endpoints": {}, "ports": [], "links": []}
+    with svc._lock:
+        svc.sandboxes[c.id] = state
+        sandbox.save(svc.state_root, state)
+    try:
+        netns.create(path)
+        for index, (net, cfg) in enumerate(nets):
+            _add_endpoint(svc, c, state, net, cfg, index, default_route=index == 0)
+        _publish(svc, c, state, image)
+        state["links"] = _links(svc, c, state)
+        with svc._lock:
+            sandbox.save(svc.state_root, state)
+            svc._reindex()
+    except BaseException:
+        teardown(svc, c.id)
+        raise
+    return path
+
+
+def _add_endpoint(svc, c, state: dict, net, cfg: dict, index: int, *, default_route: bool) -> dict:
+    aliases = list(cfg.get("aliases") or ())
+    with svc._lock:
+        pool = svc.store.pools[net.id]
+        ip = pool.allocate(cfg.get("ipv4") or None)
+        svc.store.save_pool(net.id)
+        names = [c.name, *aliases, c.id[:12]] if net.dns else []
+        ep = sandbox.new_endpoint(net, cid=c.id, ip=ip, index=index, aliases=aliases, dns_names=names)
+        state["endpoints"][net.id] = ep
+        sandbox.save(svc.state_root, state)
+    try:
+        sandbox.plug(state["netns"], net, ep, default_route=default_route)
+    except BaseException:
+        with svc._lock:
+            state["endpoints"].pop(net.id, None)
+            pool.release(ip)
+            svc.store.save_pool(net.id)
+            sandbox.save(svc.state_root, state)
+        raise
+    return ep
+
+
+def _image_exposed(image) -> list[str]:
+    cfg = image.config.config if image is not None and image.config is not None else None
+    return list((cfg.exposed_ports or {}).keys()) if cfg is not None else []
+
+
+def _publish(svc, c, state: dict, image) -> None:
+    requests = sandbox.port_requests(c.spec, _image_exposed(image))
+    if not requests:
+        return
+    nid, ep = next(iter(state["endpoints"].items()))
+    net = svc.store.networks[nid]
+    for r in requests:
+        port = _reserve(svc, r)
+        try:
+            svc.firewall.publish(bridge=net.bridge, proto=r["proto"], host_ip=r["host_ip"],
+                                 host_port=port, container_ip=ep["ip"],
+                                 container_port=r["container_port"])
+        except BaseException:
+            svc.ports.release(proto=r["proto"], host_ip=r["host_ip"], host_port=port)
+            raise
+        entry = {"proto": r["proto"], "host_ip": r["host_ip"], "host_port": port,
+                 "container_port": r["container_port"], "container_ip": ep["ip"], "bridge": net.bridge}
+        with svc._lock:  # a crash before this line leaves a rule the reconcile removes
+            state["ports"].append(entry)
+            sandbox.save(svc.state_root, state)
+
+
+def _owner(svc, proto: str, host_ip: str, port: int) -> str | None:
+    """The container already publishing this host port (0.0.0.0 overlaps every address)."""
+    with svc._lock:
+        for cid, s in svc.sandboxes.items():
+            for p in s.get("ports", ()):
+                if p["proto"] == proto and int(p["host_port"]) == port and (
+                        "0.0.0.0" in (p["host_ip"], host_ip) or p["host_ip"] == host_ip):
+                    return cid
+    return None
+
+
+def _reserve(svc, r: dict) -> int:
+    """The host port: the one asked for, the first free one of a range, or any (0)."""
+    first, last = r["host_port"], r["host_port_end"]
+    err: ConchError | None = None
+    for port in range(first, last + 1):
+        if port and _owner(svc, r["proto"], r["host_ip"], port):
+            err = Conflict("published by another container")
+            continue
+        try:
+            return svc.ports.reserve(proto=r["proto"], host_ip=r["host_ip"], host_port=port)
+        except Conflict as exc:
+            err = exc
+    assert err is not None
+    if first == last:
+        raise Conflict(f"driver failed programming external connectivity: Bind for "
+                       f"{r['host_ip']}:{first} failed: port is already allocated ({err})") from err
+    raise Conflict(f"no free host port in {first}-{last} for {r['container_port']}/{r['proto']}") from err
+
+
+def _links(svc, c, state: dict) -> list:
+    """``--link name[:alias]``: (address, [alias, short id, name]) of each target, on a
+    network this container shares with it (docker writes these into /etc/hosts)."""
+    out = []
+    for link in c.spec.links:
+        name, _, alias = link.lstrip("/").partition(":")
+        alias = alias.lstrip("/").rpartition("/")[2] or name
+        target = svc.containers.get(name)
+        with svc._lock:
+            other = svc.sandboxes.get(target.id)
+        shared = [ep for nid, ep in (other or {}).get("endpoints", {}).items() if nid in state["endpoints"]]
+        if not shared:
+            raise InvalidArgument(f"Cannot link to /{target.name}, as it does not belong to the "
+                                  f"default network" if other else
+                                  f"Cannot link to a non running container: /{target.name} AS /{c.name}/{alias}")
+        names = list(dict.fromkeys([alias, target.id[:12], target.name]))
+        out.append([shared[0]["ip"], names])
+    return out
+
+
+def teardown(svc, cid: str) -> None:
+    """Undo :func:`setup` (or what a crash left of it): idempotent."""
+    from conch.network import netns
+
+    with svc._lock:
+        state = svc.sandboxes.pop(cid, None)
+        if state is not None:
+            svc._reindex()
+    if state is not None:
+        for p in state.get("ports", ()):
+            _unpublish(svc, p)
+        for nid, ep in state.get("endpoints", {}).items():
+            _drop_endpoint(svc, nid, ep)
+    try:
+        netns.remove(os.path.join(svc.netns_root, cid))
+    except (ConchError, OSError) as exc:
+        log.warning("removing the netns of %s: %s", cid[:12], exc)
+    sandbox.delete(svc.state_root, cid)
+
+
+def _unpublish(svc, p: dict) -> None:
+    try:
+        svc.firewall.unpublish(proto=p["proto"], host_ip=p["host_ip"], host_port=p["host_port"])
+    except ConchError as exc:
+        log.warning("unpublishing %s:%s/%s: %s", p["host_ip"], p["host_port"], p["proto"], exc)
+    try:
+        svc.ports.release(proto=p["proto"], host_ip=p["host_ip"], host_port=p["host_port"])
+    except ConchError as exc:
+        log.warning("releasing %s:%s/%s: %s", p["host_ip"], p["host_port"], p["proto"], exc)
+
+
+def _drop_endpoint(svc, nid: str, ep: dict) -> None:
+    try:
+        sandbox.unplug(ep)
+    except ConchError as exc:
+        log.warning("removing %s: %s", ep.get("veth"), exc)
+    with svc._lock:
+        pool = svc.store.pools.get(nid)
+        if pool is not None:
+            try:
+                pool.release(ep["ip"])
+                svc.store.save_pool(nid)
+            except ConchError as exc:
+                log.warning("releasing %s: %s", ep.get("ip"), exc)
+
+
+def etc_files(svc, c, hostname: str) -> tuple[str, str]:
+    """(/etc/hosts, /etc/resolv.conf) text for ``c`` as set up now."""
+    state = svc.settings(c.id) or {}
+    eps = list(state.get("endpoints", {}).values())
+    # the embedded DNS of the first user-defined network, as docker's resolver serves
+    # a container once it joins one (connect included)
+    dns_nets = [n for n in (svc.store.networks.get(ep["network_id"]) for ep in eps) if n and n.dns]
+    hosts = sandbox.hosts_text(hostname=hostname, domainname=c.spec.domainname,
+                               own_ips=[ep["ip"] for ep in eps], extra_hosts=c.spec.extra_hosts,
+                               links=state.get("links", ()), gateway=eps[0]["gateway"] if eps else "")
+    resolv = sandbox.resolv_text(dns=c.spec.dns, dns_search=c.spec.dns_search,
+                                 dns_options=c.spec.dns_options,
+                                 embedded=dns_nets[0].gateway if dns_nets else "")
+    return hosts, resolv
+
+
+def _rewrite_etc(svc, c) -> None:
+    """After connect/disconnect, in place (same inode): the files are bind-mounted into
+    the running container."""
+    texts = etc_files(svc, c, c.spec.hostname or c.id[:12])
+    d = svc.containers.paths.dir(c.id)
+    for name, text in zip(("hosts", "resolv.conf"), texts):
+        path = os.path.join(d, name)
+        if os.path.exists(path):
+            with open(path, "w") as f:
+                f.write(text)
+
+
+# -- connect / disconnect -----------------------------------------------------------------
+
+async def connect(svc, net_ref: str, container_ref: str, *, aliases=(), ipv4: str = "") -> None:
+    from conch.engine.networks import effective_mode
+
+    cs = svc.containers
+    net = svc.get(net_ref)
+    c = cs.get(container_ref)
+    async with cs._lock(c.id):
+        c = cs.get(c.id)
+        mode = effective_mode(c.spec)
+        if net.driver == "host" or mode == "host":
+            raise PermissionDenied("container cannot be disconnected from host network or "
+                                   "connected to host network")
+        if net.driver == "null" or mode == "none":
+            raise PermissionDenied("container cannot be connected to multiple networks with one "
+                                   "of the networks in private (none) mode")
+        networks = dict(c.networks or svc.plan(c.spec))
+        if net.name in networks:
+            raise PermissionDenied(f"endpoint with name {c.name} already exists in network {net.name}")
+        cfg = svc._endpoint_config(net, {"aliases": list(aliases or ()), "ipv4": ipv4})
+        if c.state.running:
+            await asyncio.to_thread(_attach_live, svc, c, net, cfg)
+        networks[net.name] = cfg
+        cs._save(dataclasses.replace(c, networks=networks))
+    network_event(svc.events, "connect", net, container=c.id)
+
+
+def _attach_live(svc, c, net, cfg: dict) -> None:
+    with svc._lock:
+        state = svc.sandboxes.get(c.id)
+        if state is None:
+            raise Conflict(f"container {c.id} has no network sandbox (is it running?)")
+        used = {int(ep["ifname"][3:]) for ep in state["endpoints"].values()}
+        index = min(set(range(len(used) + 1)) - used)
+    _add_endpoint(svc, c, state, net, cfg, index, default_route=False)
+    with svc._lock:
+        svc._reindex()
+    _rewrite_etc(svc, c)
+
+
+async def disconnect(svc, net_ref: str, container_ref: str, *, force: bool = False) -> None:
+    cs = svc.containers
+    c = cs.get(container_ref)
+    net = svc.get(net_ref)
+    async with cs._lock(c.id):
+        c = cs.get(c.id)
+        networks = dict(c.networks or svc.plan(c.spec))
+        key = next((k for k, v in networks.items() if v.get("id") == net.id or k == net.name), None)
+        if key is None:
+            raise PermissionDenied(f"container {c.id} is not connected to network {net.name}")
+        if net.driver == "host":
+            raise PermissionDenied("container cannot be disconnected from host network or "
+                                   "connected to host network")
+        if c.state.running:
+            await asyncio.to_thread(_detach_live, svc, c, net)
+        del networks[key]
+        cs._save(dataclasses.replace(c, networks=networks))
+    network_event(svc.events, "disconnect", net, container=c.id)
+
+
+def _detach_live(svc, c, net) -> None:
+    with svc._lock:
+        state = svc.sandboxes.get(c.id)
+        ep = state["endpoints"].pop(net.id, None) if state else None
+        ports = [p for p in state.get("ports", ()) if p.get("bridge") == net.bridge] if state else []
+        if state is not None:
+            state["ports"] = [p for p in state["ports"] if p not in ports]
+            sandbox.save(svc.state_root, state)
+            svc._reindex()
+    for p in ports:
+        _unpublish(svc, p)
+    if ep is not None:
+        _drop_endpoint(svc, net.id, ep)
+        _rewrite_etc(svc, c)

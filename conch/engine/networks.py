@@ -1,0 +1,367 @@
+"""``NetworkService``: docker's networks over the real kernel — the default ``bridge``,
+``host`` and ``none``, user-defined bridges with name resolution, published ports,
+connect/disconnect of running containers — and the hooks the container lifecycle calls.
+
+Records and pure rules live in :mod:`conch.engine.network_records`; what is done to one
+container (veths, hosts/resolv text, ports, live-state files) in
+:mod:`conch.engine.sandbox`. Injected (conchd's composition root makes them): a
+``Firewall`` (one nftables table: NAT, isolation between networks, published ports), a
+``PortReservation`` (holds each published host port so nothing else binds it) and a
+``dns_factory(lookup) -> DnsServer`` (one listener per user network, on its gateway).
+
+Contract with the container lifecycle (``ContainerService``):
+
+- ``plan(spec)`` at create: the container's networks (name -> {id, aliases, ipv4}),
+  validated; NotFound for an unknown network.
+- ``setup(c, image)`` at start, in a worker thread, before the OCI config is written:
+  the netns file, an endpoint per network, published ports; returns the netns path
+  ("" when the runtime should make the namespace: ``none``, or use the host's: ``host``).
+  Everything it made is undone when it fails.
+- ``etc_files(c, hostname)``: (hosts, resolv.conf) text for a container it set up.
+- ``teardown(cid)`` when the task is gone (exit, rm, failed start): idempotent; the
+  address goes back to the pool, as docker keeps IP config only while running.
+
+Locking: one ``threading.RLock`` guards records, pools and live state; kernel work that
+may take long (veths, netns) runs outside it where nothing shared changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+
+from conch.engine import sandbox
+from conch.engine.network_records import (PREDEFINED, Network, NetworkStore, matches, parse_ipam,
+                                          predefined, user_network)
+from conch.errors import ConchError, Conflict, InvalidArgument, NotFound, PermissionDenied
+
+log = logging.getLogger(__name__)
+
+_OUR_VETH = re.compile(r"^v[0-9a-f]{14}$")
+
+
+def network_event(events, action: str, net: Network, **attrs) -> None:
+    """Docker's network event: actor attributes name, type (the driver), container."""
+    import time
+
+    from conch.engine.events import Event
+
+    attributes = {"name": net.name, "type": net.driver, **attrs}
+    events.publish_event(Event(type="network", action=action, actor_id=net.id,
+                               attributes=attributes, time_nano=time.time_ns()))
+
+
+def effective_mode(spec) -> str:
+    mode = spec.network_mode or "default"
+    return "bridge" if mode == "default" else mode
+
+
+class NetworkService:
+    def __init__(self, *, data_root: str, exec_root: str, events, firewall, ports, dns_factory,
+                 bridge_name: str = "conch0", bridge_cidr: str = "172.17.0.1/16"):
+        import threading
+
+        self.store = NetworkStore(os.path.join(data_root, "network"))
+        self.netns_root = os.path.join(exec_root, "netns")
+        self.state_root = os.path.join(exec_root, "network")
+        self.events = events
+        self.firewall = firewall
+        self.ports = ports
+        self.dns_factory = dns_factory
+        self.dns = None
+        self.bridge_name = bridge_name
+        self.bridge_cidr = bridge_cidr
+        self.sandboxes: dict[str, dict] = {}
+        self.containers = None  # ContainerService, bound by the engine (connect, links)
+        self._lock = threading.RLock()
+        self._alock = asyncio.Lock()
+        self._names: dict[str, dict[str, list[str]]] = {}
+
+    def bind(self, containers) -> None:
+        self.containers = containers
+
+    # -- daemon lifecycle -----------------------------------------------------------------
+    async def start(self) -> None:
+        await asyncio.to_thread(self._start_kernel)
+        self.dns = self.dns_factory(self.lookup)
+        for net in list(self.store.networks.values()):
+            if net.dns:
+                await self._listen(net)
+
+    async def _listen(self, net: Network) -> None:
+        try:
+            await self.dns.add_listener(network_id=net.id, address=net.gateway)
+        except (ConchError, OSError) as exc:
+            log.warning("DNS for network %s on %s:53 not served: %s", net.name, net.gateway, exc)
+
+    def _start_kernel(self) -> None:
+        with self._lock:
+            self.store.load()
+            for net, pool in predefined(self.store.networks, self.bridge_name, self.bridge_cidr):
+                self.store.put(net, pool)
+            self.firewall.ensure()
+            for net in self.store.networks.values():
+                if net.driver == "bridge":
+                    self._ensure_kernel(net)
+            self.sandboxes = sandbox.load_all(self.state_root)
+            for state in self.sandboxes.values():
+                for p in state.get("ports", ()):
+                    try:  # the rules survived in the kernel; the reservations did not
+                        self.ports.reserve(proto=p["proto"], host_ip=p["host_ip"], host_port=p["host_port"])
+                    except ConchError as exc:
+                        log.warning("port %s/%s of %s not re-reserved: %s", p["host_port"], p["proto"],
+                                    state["id"][:12], exc)
+            self._reindex()
+
+    def _ensure_kernel(self, net: Network) -> None:
+        from conch.network import netlink
+
+        netlink.ensure_bridge(net.bridge, f"{net.gateway}/{net.subnet.partition('/')[2]}")
+        self.firewall.add_network(bridge=net.bridge, subnet=net.subnet, internal=net.internal,
+                                  masquerade=net.masquerade and not net.internal)
+
+    async def reconcile(self, live_ids) -> None:
+        """After the containers' reconcile: whatever belongs to no running container goes."""
+        await asyncio.to_thread(self._reconcile, set(live_ids))
+
+    def _reconcile(self, live: set[str]) -> None:
+        from conch.network import netns
+
+        for cid in [c for c in self.sandboxes if c not in live]:
+            self.teardown(cid)
+        with self._lock:
+            for name in _listdir(self.netns_root):
+                if name not in self.sandboxes:
+                    netns.remove(os.path.join(self.netns_root, name))
+            owned = {(ep["network_id"], ep["ip"]) for s in self.sandboxes.values()
+                     for ep in s["endpoints"].values()}
+            for nid, pool in self.store.pools.items():
+                stale = [ip for ip in pool.allocated if (nid, ip) not in owned]
+                for ip in stale:
+                    pool.release(ip)
+                if stale:
+                    self.store.save_pool(nid)
+            wanted = {(p["proto"], p["host_ip"], int(p["host_port"])) for s in self.sandboxes.values()
+                      for p in s.get("ports", ())}
+            for rule in self.firewall.published():
+                key = (rule["proto"], rule["host_ip"], int(rule["host_port"]))
+                if key not in wanted:
+                    self.firewall.unpublish(proto=key[0], host_ip=key[1], host_port=key[2])
+            self._remove_stray_veths()
+
+    def _remove_stray_veths(self) -> None:
+        from conch.network import netlink
+
+        bridges = {n.bridge for n in self.store.networks.values() if n.bridge}
+        live = {ep["veth"] for s in self.sandboxes.values() for ep in s["endpoints"].values()}
+        for name in _listdir("/sys/class/net"):
+            if not _OUR_VETH.match(name) or name in live:
+                continue
+            try:
+                master = os.path.basename(os.readlink(f"/sys/class/net/{name}/master"))
+            except OSError:
+                continue
+            if master in bridges:
+                netlink.delete_link(name)
+
+    async def close(self) -> None:
+        """Daemon shutdown: running containers keep their networking (and published
+        ports: the rules are in the kernel); with none running, everything goes."""
+        if self.dns is not None:
+            await self.dns.close()
+            self.dns = None
+        await asyncio.to_thread(self._close_kernel)
+
+    def _close_kernel(self) -> None:
+        from conch.network import netlink
+
+        with self._lock:
+            if self.sandboxes:
+                return
+            for net in self.store.networks.values():
+                if net.driver == "bridge":
+                    try:
+                        self.firewall.remove_network(bridge=net.bridge)
+                    except ConchError as exc:
+                        log.warning("firewall rules of %s: %s", net.name, exc)
+                    netlink.delete_link(net.bridge)
+            self.firewall.destroy()
+
+    # -- network API ----------------------------------------------------------------------
+    def get(self, ref: str) -> Network:
+        with self._lock:
+            return self.store.find(ref)
+
+    def list(self, filters: dict | None = None) -> list[Network]:
+        filters = filters or {}
+        with self._lock:
+            nets = list(self.store.networks.values())
+            used = {ep["network_id"] for s in self.sandboxes.values() for ep in s["endpoints"].values()}
+        return [n for n in nets
+                if matches(n, filters, dangling=not n.predefined and n.id not in used)
+                and not ("dangling" in filters and n.predefined)]
+
+    def endpoints(self, nid: str) -> dict[str, dict]:
+        """Running containers on network ``nid``: cid -> {name, endpoint}."""
+        with self._lock:
+            return {cid: {"name": s.get("name", ""), "endpoint": s["endpoints"][nid]}
+                    for cid, s in self.sandboxes.items() if nid in s["endpoints"]}
+
+    async def create(self, name: str, *, driver: str = "bridge", internal: bool = False,
+                     attachable: bool = False, ipam_body: dict | None = None,
+                     options: dict | None = None, labels: dict | None = None,
+                     check_duplicate: bool = True) -> Network:
+        subnet, gateway, ip_range, ipam_options = parse_ipam(ipam_body)
+        async with self._alock:  # creates and removes one at a time (kernel work awaited)
+            with self._lock:
+                existing = list(self.store.networks.values())
+                if name in PREDEFINED:
+                    raise PermissionDenied(f"{name} is a pre-defined network and cannot be created")
+                if any(n.name == name for n in existing):
+                    # docker refuses a duplicate name whatever CheckDuplicate says (API >= 1.44)
+                    raise Conflict(f"network with name {name} already exists")
+                net, pool = user_network(name, driver or "bridge", internal=internal,
+                                         attachable=attachable, options=options or {},
+                                         labels=labels or {}, subnet=subnet, gateway=gateway,
+                                         ip_range=ip_range, ipam_options=ipam_options,
+                                         existing=existing)
+            try:
+                await asyncio.to_thread(self._ensure_kernel, net)
+                with self._lock:
+                    self.store.put(net, pool)
+            except BaseException:
+                await asyncio.to_thread(self._remove_kernel, net)
+                raise
+        if net.dns and self.dns is not None:
+            await self._listen(net)
+        network_event(self.events, "create", net)
+        return net
+
+    def _remove_kernel(self, net: Network) -> None:
+        from conch.network import netlink
+
+        try:
+            self.firewall.remove_network(bridge=net.bridge)
+        except ConchError as exc:
+            log.warning("firewall rules of %s: %s", net.name, exc)
+        netlink.delete_link(net.bridge)
+
+    async def remove(self, ref: str) -> None:
+        async with self._alock:
+            with self._lock:
+                net = self.store.find(ref)
+                if net.predefined:
+                    raise PermissionDenied(f"{net.name} is a pre-defined network and cannot be removed")
+                if self.endpoints(net.id):
+                    raise PermissionDenied(f"error while removing network: network {net.name} id "
+                                           f"{net.id} has active endpoints")
+                self.store.delete(net.id)  # first: a crash after it leaves only kernel leftovers
+            if net.dns and self.dns is not None:
+                await self.dns.remove_listener(address=net.gateway)
+            await asyncio.to_thread(self._remove_kernel, net)
+        network_event(self.events, "destroy", net)
+
+    async def prune(self, filters: dict | None = None) -> list[str]:
+        filters = dict(filters or {})
+        filters.pop("until", None)  # accepted; every network here is older than "now"
+        removed = []
+        for net in self.list(filters):
+            if net.predefined:
+                continue
+            try:
+                await self.remove(net.id)
+                removed.append(net.name)
+            except PermissionDenied:
+                continue  # in use
+        return removed
+
+    # -- container hooks ----------------------------------------------------------------
+    def plan(self, spec) -> dict:
+        """The networks a new container joins: name -> {id, aliases, ipv4}."""
+        mode = effective_mode(spec)
+        if mode.startswith("container:"):
+            raise InvalidArgument("--network container:<name> is not supported")
+        with self._lock:
+            net = self.store.find(mode)
+        out = {}
+        endpoints = dict(spec.endpoints or {})
+        first = endpoints.pop(mode, None) or endpoints.pop(net.name, None) or endpoints.pop("default", None) or {}
+        if net.driver != "bridge" and endpoints:
+            raise InvalidArgument(f"container cannot be connected to multiple networks with one "
+                                  f"of the networks in {net.name} mode")
+        out[net.name] = self._endpoint_config(net, first)
+        for ref, cfg in endpoints.items():
+            other = self.get(ref)
+            if other.driver != "bridge":
+                raise InvalidArgument(f"container cannot be connected to multiple networks with "
+                                      f"one of the networks in {other.name} mode")
+            out[other.name] = self._endpoint_config(other, cfg)
+        return out
+
+    def _endpoint_config(self, net: Network, cfg: dict) -> dict:
+        aliases = list(cfg.get("aliases") or ())
+        ipv4 = cfg.get("ipv4") or ""
+        if net.predefined and aliases:
+            raise InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
+        if net.predefined and ipv4:
+            raise InvalidArgument("user specified IP address is supported on user defined networks only")
+        return {"id": net.id, "aliases": aliases, "ipv4": ipv4}
+
+    def setup(self, c, image=None) -> str:
+        from conch.engine import netsetup
+
+        return netsetup.setup(self, c, image)
+
+    def teardown(self, cid: str) -> None:
+        from conch.engine import netsetup
+
+        netsetup.teardown(self, cid)
+
+    def etc_files(self, c, hostname: str) -> tuple[str, str]:
+        from conch.engine import netsetup
+
+        return netsetup.etc_files(self, c, hostname)
+
+    def settings(self, cid: str) -> dict | None:
+        """The live state of a running container (sandbox.py's shape), or None."""
+        with self._lock:
+            state = self.sandboxes.get(cid)
+            return None if state is None else dict(state)
+
+    # -- connect / disconnect -----------------------------------------------------------
+    async def connect(self, net_ref: str, container_ref: str, *, aliases=(), ipv4: str = "") -> None:
+        from conch.engine import netsetup
+
+        await netsetup.connect(self, net_ref, container_ref, aliases=aliases, ipv4=ipv4)
+
+    async def disconnect(self, net_ref: str, container_ref: str, *, force: bool = False) -> None:
+        from conch.engine import netsetup
+
+        await netsetup.disconnect(self, net_ref, container_ref, force=force)
+
+    # -- names ----------------------------------------------------------------------------
+    def _reindex(self) -> None:
+        """Rebuild network id -> name -> addresses (the DNS answers); callers hold the lock."""
+        index: dict[str, dict[str, list[str]]] = {}
+        for state in self.sandboxes.values():
+            for nid, ep in state["endpoints"].items():
+                names = index.setdefault(nid, {})
+                for n in ep.get("dns_names", ()):
+                    names.setdefault(n.lower(), []).append(ep["ip"])
+        self._names = index  # one assignment: the DNS thread sees old or new
+
+    def lookup(self, network_id: str, client_ip: str, qname: str) -> list[str] | None:
+        """Addresses for ``qname`` on network ``network_id`` (container name, alias, short
+        id), or None: not ours, to be forwarded."""
+        name = qname.rstrip(".").lower()
+        ips = self._names.get(network_id, {}).get(name)
+        return list(ips) if ips else None
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except FileNotFoundError:
+        return []

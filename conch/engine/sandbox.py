@@ -1,0 +1,230 @@
+"""One container's network sandbox: its netns file, a veth per network, its published
+ports, and the text of its /etc/hosts and /etc/resolv.conf.
+
+The kernel side (used by :mod:`conch.engine.networks`, which holds the records and the
+lock):
+
+- :func:`plug`: a veth pair whose host end (``v<id:12><n:02x>``, so that a leak check can
+  tell ours) joins the network's bridge and whose other end is created straight inside
+  the container's netns as ``eth<n>``, then configured there: docker's MAC ``02:42:<ip>``,
+  the address, up, and for the first network the default route via its gateway (not on
+  ``--internal`` networks, which have no way out).
+- :func:`unplug`: delete the host end (the kernel deletes its peer).
+
+Live state, one JSON file a running container (:func:`save`/:func:`load_all`)::
+
+    {"id": cid, "netns": path, "order": [network ids],
+     "endpoints": {network_id: {network_id, name, endpoint_id, ip, prefixlen, gateway,
+                                mac, ifname, veth, aliases, dns_names, links}},
+     "ports": [{proto, host_ip, host_port, container_port, container_ip, bridge}]}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+
+from conch.errors import Conflict, InvalidArgument
+from conch.network import netlink
+
+__all__ = ["veth_name", "plug", "unplug", "port_requests", "hosts_text", "resolv_text",
+           "save", "delete", "load_all", "new_endpoint"]
+
+
+def veth_name(cid: str, index: int) -> str:
+    return f"v{cid[:12]}{index:02x}"
+
+
+def new_endpoint(net, *, cid: str, ip: str, index: int, aliases, dns_names, links=()) -> dict:
+    return {"network_id": net.id, "name": net.name, "endpoint_id": secrets.token_hex(32),
+            "ip": ip, "prefixlen": ipaddress_prefix(net.subnet), "gateway": net.gateway,
+            "mac": netlink.mac_for_ip(ip), "ifname": f"eth{index}", "veth": veth_name(cid, index),
+            "aliases": list(aliases), "dns_names": list(dns_names), "links": list(links)}
+
+
+def ipaddress_prefix(subnet: str) -> int:
+    return int(subnet.partition("/")[2] or 0)
+
+
+def plug(netns_path: str, net, ep: dict, *, default_route: bool) -> None:
+    """Kernel side of one endpoint (undone by :func:`unplug` when a step fails)."""
+    netlink.create_veth(ep["veth"], ep["ifname"], netns_path)
+    try:
+        netlink.attach_to_bridge(ep["veth"], net.bridge)
+        # hairpin: a container reaching its own published port comes back by its port
+        with open(f"/sys/class/net/{ep['veth']}/brport/hairpin_mode", "w") as f:
+            f.write("1")
+        gateway = net.gateway if default_route and not net.internal else None
+        netlink.configure(netns_path, ep["ifname"], f"{ep['ip']}/{ep['prefixlen']}", gateway,
+                          new_name=ep["ifname"], mac=ep["mac"])
+    except BaseException:
+        unplug(ep)
+        raise
+
+
+def unplug(ep: dict) -> None:
+    netlink.delete_link(ep["veth"])
+
+
+def port_requests(spec, image_exposed=()) -> list[dict]:
+    """What to publish: ``-p`` bindings (HostConfig.PortBindings) and, with ``-P``, every
+    exposed port (the image's and ``--expose``) not bound otherwise, on a random port.
+    Items: {proto, host_ip, host_port (0 = pick), host_port_end, container_port}."""
+    out = []
+    bound = set()
+    for key, bindings in (spec.port_bindings or {}).items():
+        port, proto = _port_key(key)
+        bound.add((port, proto))
+        for b in bindings or [{}]:
+            host_ip = (b or {}).get("HostIp") or "0.0.0.0"
+            text = str((b or {}).get("HostPort") or "")
+            lo, _, hi = text.partition("-")
+            try:
+                start = int(lo) if lo else 0
+                end = int(hi) if hi else start
+            except ValueError as exc:
+                raise InvalidArgument(f"invalid host port {text!r} for {key}") from exc
+            if not (0 <= start <= end <= 65535):
+                raise InvalidArgument(f"invalid host port {text!r} for {key}")
+            out.append({"proto": proto, "host_ip": host_ip, "host_port": start,
+                        "host_port_end": end, "container_port": port})
+    if spec.publish_all:
+        for key in list(image_exposed) + list(spec.exposed_ports):
+            port, proto = _port_key(key)
+            if (port, proto) not in bound:
+                bound.add((port, proto))
+                out.append({"proto": proto, "host_ip": "0.0.0.0", "host_port": 0,
+                            "host_port_end": 0, "container_port": port})
+    return out
+
+
+def _port_key(key: str) -> tuple[int, str]:
+    port, _, proto = str(key).partition("/")
+    proto = (proto or "tcp").lower()
+    if proto not in ("tcp", "udp"):
+        raise InvalidArgument(f"publishing {proto} ports is not supported: use tcp or udp")
+    try:
+        value = int(port)
+    except ValueError as exc:
+        raise InvalidArgument(f"invalid container port {key!r}") from exc
+    if not 0 < value <= 65535:
+        raise InvalidArgument(f"invalid container port {key!r}")
+    return value, proto
+
+
+_LOCAL_HOSTS = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
+                "fe00::0\tip6-localnet", "ff00::0\tip6-mcastprefix", "ff02::1\tip6-allnodes",
+                "ff02::2\tip6-allrouters"]
+
+
+def hosts_text(*, hostname: str, domainname: str, own_ips, extra_hosts, links,
+               gateway: str = "") -> str:
+    """docker's /etc/hosts: localhost lines, ``--add-host`` entries (``host-gateway`` is
+    the first network's gateway), ``--link`` entries ``ip alias name``, then the
+    container's own addresses with its hostname."""
+    lines = list(_LOCAL_HOSTS)
+    for entry in extra_hosts:
+        host, _, ip = entry.partition(":")
+        if ip == "host-gateway":
+            if not gateway:
+                continue
+            ip = gateway
+        lines.append(f"{ip.strip('[]')}\t{host}")
+    for ip, names in links:
+        lines.append(f"{ip}\t{' '.join(names)}")
+    full = f"{hostname}.{domainname} {hostname}" if domainname else hostname
+    for ip in own_ips:
+        lines.append(f"{ip}\t{full}")
+    return "\n".join(lines) + "\n"
+
+
+def host_resolv(path: str = "/etc/resolv.conf") -> tuple[list[str], list[str], list[str]]:
+    """(nameservers, search domains, options) of the host."""
+    servers, search, options = [], [], []
+    try:
+        with open(path) as f:
+            for line in f:
+                fields = line.split()
+                if not fields or fields[0].startswith(("#", ";")):
+                    continue
+                if fields[0] == "nameserver" and len(fields) > 1:
+                    servers.append(fields[1])
+                elif fields[0] in ("search", "domain"):
+                    search = fields[1:]
+                elif fields[0] == "options":
+                    options += fields[1:]
+    except OSError:
+        pass
+    return servers, search, options
+
+
+def resolv_text(*, dns, dns_search, dns_options, embedded: str = "") -> str:
+    """docker's /etc/resolv.conf. On a user-defined network the embedded server (the
+    network's gateway here) is the only nameserver and the others it forwards to are
+    listed as a comment, as docker writes ``# ExtServers``; otherwise the ``--dns``
+    servers, or the host's without its loopback ones (unreachable from the container's
+    netns, as docker drops them)."""
+    servers, search, options = host_resolv()
+    ext = list(dns) or [s for s in servers if not s.startswith("127.") and s != "::1"]
+    search = list(dns_search) or search
+    options = list(dns_options) or options
+    lines = []
+    if embedded:
+        lines.append(f"nameserver {embedded}")
+        if ext:
+            lines.append(f"# ExtServers: [{' '.join(ext)}]")
+    else:
+        lines += [f"nameserver {s}" for s in ext]
+    if search:
+        lines.append("search " + " ".join(search))
+    if options:
+        lines.append("options " + " ".join(options))
+    return "\n".join(lines) + "\n"
+
+
+# -- live state files ----------------------------------------------------------------
+
+def _path(root: str, cid: str) -> str:
+    return os.path.join(root, f"{cid}.json")
+
+
+def save(root: str, state: dict) -> None:
+    os.makedirs(root, mode=0o700, exist_ok=True)
+    path = _path(root, state["id"])
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def delete(root: str, cid: str) -> None:
+    try:
+        os.unlink(_path(root, cid))
+    except FileNotFoundError:
+        pass
+
+
+def load_all(root: str) -> dict[str, dict]:
+    out = {}
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return out
+    for name in names:
+        if not name.endswith(".json"):
+            continue
+        try:
+            with open(os.path.join(root, name)) as f:
+                state = json.load(f)
+            out[state["id"]] = state
+        except (OSError, ValueError, KeyError):
+            os.unlink(os.path.join(root, name))
+    return out
+
+
+def taken_error(proto: str, host_ip: str, port: int) -> Conflict:
+    return Conflict(f"driver failed programming external connectivity on endpoint: Bind for "
+                    f"{host_ip}:{port} failed: port is already allocated ({proto})")

@@ -111,6 +111,7 @@ $(STAMPS)/venv: $(VENV)/bin/python pyproject.toml tools/lean_launcher.py
 # conch-init (shim/conch-init.c): the `run --init` pid 1, static so it runs in any image.
 SHIM     := build/conch-shim
 INIT     := build/conch-init
+NETNS    := build/conch-netns
 
 $(SHIM): shim/conch-shim.c | $(STAMPS)/system
 	@mkdir -p build
@@ -120,7 +121,13 @@ $(INIT): shim/conch-init.c | $(STAMPS)/system
 	@mkdir -p build
 	gcc -O2 -Wall -Wextra -Werror -static -o $@ shim/conch-init.c
 
-$(STAMPS)/shim: $(SHIM) $(INIT)
+# conch-netns (shim/conch-netns.c): hands conchd a netlink socket made inside a network
+# namespace, so the daemon configures containers' interfaces without entering one.
+$(NETNS): shim/conch-netns.c | $(STAMPS)/system
+	@mkdir -p build
+	gcc -O2 -Wall -Wextra -Werror -o $@ shim/conch-netns.c
+
+$(STAMPS)/shim: $(SHIM) $(INIT) $(NETNS)
 	@mkdir -p $(STAMPS)
 	@touch $@
 

@@ -25,7 +25,7 @@ import json
 import os
 import secrets
 
-from conch.errors import Conflict, InvalidArgument
+from conch.errors import AlreadyExists, Conflict, InvalidArgument
 from conch.network import netlink
 
 __all__ = ["veth_name", "plug", "unplug", "port_requests", "hosts_text", "resolv_text",
@@ -49,7 +49,13 @@ def ipaddress_prefix(subnet: str) -> int:
 
 def plug(netns_path: str, net, ep: dict, *, default_route: bool) -> None:
     """Kernel side of one endpoint (undone by :func:`unplug` when a step fails)."""
-    netlink.create_veth(ep["veth"], ep["ifname"], netns_path)
+    try:
+        netlink.create_veth(ep["veth"], ep["ifname"], netns_path)
+    except AlreadyExists:
+        # the previous run's pair, still queued for the kernel's namespace cleanup
+        # (see netsetup.teardown): a quick restart reuses the name
+        netlink.delete_link(ep["veth"])
+        netlink.create_veth(ep["veth"], ep["ifname"], netns_path)
     try:
         netlink.attach_to_bridge(ep["veth"], net.bridge)
         # hairpin: a container reaching its own published port comes back by its port

@@ -1,10 +1,12 @@
 """Persistent network namespaces bound at a path, like ``ip netns add`` / ``ip netns del``.
 
-The daemon never enters a namespace (DESIGN.md): :func:`create` runs util-linux's
-``unshare --net=PATH true``, a fresh process that unshares its network namespace and
-bind-mounts ``/proc/self/ns/net`` (an nsfs file) onto ``PATH`` before ``true`` exits; the
-bind mount keeps the namespace alive. ``lo`` is then brought up through a netlink socket
-opened inside it (:mod:`conch.network.netlink`).
+The daemon never enters a namespace (DESIGN.md): :func:`create` execs a fresh process
+that unshares its network namespace, bind-mounts ``/proc/self/ns/net`` (an nsfs file) onto
+``PATH`` and brings ``lo`` up before it exits; the bind mount keeps the namespace alive.
+That process is the C ``conch-netns new`` (one ~1 ms exec, see
+:func:`conch.network.netlink.netns_socket`), or util-linux's ``unshare --net=PATH true``
+followed by ``lo`` up through a netlink socket opened inside (where conch-netns is not
+built).
 
 The parent directory may be on a shared mount: binding a *network* namespace file there
 works (only mount namespace files must avoid shared mounts, to prevent loops), and it is
@@ -24,7 +26,7 @@ from pathlib import Path
 
 from conch.errors import ConchError, FailedPrecondition, Unavailable
 from conch.kernel.mount import MNT_DETACH, umount
-from conch.network.netlink import link_up
+from conch.network import netlink
 
 __all__ = ["create", "remove", "is_bound"]
 
@@ -52,20 +54,26 @@ def create(path: str | os.PathLike) -> None:
     path = Path(path)
     if is_bound(path):
         return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o444))
+    if netlink.helper_binary() is not None:
+        # one exec of conch-netns: unshare, bind at path, lo up
+        try:
+            netlink.netns_socket(str(path), create=True).close()
+        except ConchError:
+            path.unlink(missing_ok=True)
+            raise
+        return
     unshare = shutil.which("unshare")
     if unshare is None:
         raise Unavailable("unshare (util-linux) is needed to create network namespaces")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # The mount target must exist; O_EXCL is not used so a file left by a crash between
-    # this step and the mount is simply reused.
-    os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o444))
     proc = subprocess.run([unshare, f"--net={path}", "true"], capture_output=True,
                           text=True, timeout=30)
     if proc.returncode != 0:
         path.unlink(missing_ok=True)
         raise FailedPrecondition(f"creating network namespace {path}: {proc.stderr.strip()}")
     try:
-        link_up("lo", netns_path=str(path))
+        netlink.link_up("lo", netns_path=str(path))
     except ConchError:
         remove(path)
         raise

@@ -267,8 +267,16 @@ class Conch(Engine):
     def stop(self) -> None:
         stop_daemon(self.proc)
 
+    def shim_pids(self) -> list[int]:
+        return [p for p in super().shim_pids() if "--warm" not in _cmdline(p)]
+
     def daemon_pids(self) -> list[int]:
-        return [self.proc.pid] if self.proc else []
+        """conchd, and the warm shim it keeps for the next start (conch.engine.warmpool)
+        with its waiting conch-runtime: daemon overhead, not per-container."""
+        if not self.proc:
+            return []
+        warm = [p for p in processes(self.shim_comms, str(self.work)) if "--warm" in _cmdline(p)]
+        return [self.proc.pid, *warm, *(c for w in warm for c in children(w))]
 
 
 class Docker(Engine):

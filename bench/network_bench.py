@@ -63,6 +63,28 @@ def median_mbps(url: str, n: int = 3) -> float:
     return statistics.median(curl_mbps(url) for _ in range(n))
 
 
+def interleaved_mbps(urls: dict[str, str], n: int) -> dict[str, list[float]]:
+    """``n`` rounds; each round fetches every URL once, the order rotating from round to
+    round, so that a burst of load elsewhere on the machine hits every path alike."""
+    keys = list(urls)
+    samples: dict[str, list[float]] = {k: [] for k in keys}
+    for i in range(n):
+        for k in keys[i % len(keys):] + keys[:i % len(keys)]:
+            samples[k].append(curl_mbps(urls[k]))
+    return samples
+
+
+def host_address() -> str | None:
+    """The host's first global IPv4 address on a non-bridge interface (eth0 here)."""
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"],
+                         capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        dev, addr = line.split()[1], line.split()[3].split("/")[0]
+        if not os.path.exists(f"/sys/class/net/{dev}/bridge"):
+            return addr
+    return None
+
+
 def timed(fn, rounds: int) -> float:
     samples = []
     for i in range(rounds):
@@ -72,7 +94,8 @@ def timed(fn, rounds: int) -> float:
     return statistics.median(samples) * 1e3
 
 
-def bench_conch(work: Path, rounds: int, size_mib: int) -> dict:
+def bench_conch(work: Path, rounds: int, size_mib: int, samples_n: int = 9,
+                only_throughput: bool = False) -> dict:
     conch = BenchConch(work)
     conch.start()
     out: dict = {}
@@ -88,8 +111,23 @@ def bench_conch(work: Path, rounds: int, size_mib: int) -> dict:
         ip = json.loads(conch.cli("inspect", "-f", "{{json .NetworkSettings.Networks}}",
                                   "srv").stdout)["benchnet"]["IPAddress"]
         time.sleep(0.3)
-        out["published_MBps"] = median_mbps("http://127.0.0.1:18881/big")
-        out["direct_MBps"] = median_mbps(f"http://{ip}:80/big")
+        urls = {"published_MBps": "http://127.0.0.1:18881/big",
+                "direct_MBps": f"http://{ip}:80/big"}
+        host_ip = host_address()
+        if host_ip:
+            urls["published_hostaddr_MBps"] = f"http://{host_ip}:18881/big"
+        for url in urls.values():  # warm-up: page cache, conntrack, ARP
+            curl_mbps(url)
+        # which path the published port took: the bridge's address when conchd's socket
+        # LB rewrote the connect (conch.network.socklb), 127.0.0.1 through the nft DNAT
+        out["published_local_ip"] = subprocess.run(
+            ["curl", "-s", "-o", "/dev/null", "-w", "%{local_ip}", urls["published_MBps"]],
+            capture_output=True, text=True, timeout=120).stdout
+        samples = interleaved_mbps(urls, samples_n)
+        out["samples"] = samples
+        out.update({k: statistics.median(v) for k, v in samples.items()})
+        if only_throughput:
+            return out
         conch.cli("run", "-d", "--name", "cli", "--network", "benchnet", IMAGE, "sleep", "600")
         samples = []
         for _ in range(3):
@@ -130,6 +168,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--size-mib", type=int, default=100)
+    p.add_argument("--samples", type=int, default=9, help="interleaved curl rounds per path")
+    p.add_argument("--only-throughput", action="store_true", help="skip the create/connect timings")
     args = p.parse_args()
     if os.geteuid() != 0:
         print("network_bench: needs root", file=sys.stderr)
@@ -139,19 +179,28 @@ def main() -> int:
         return 1
     work = Path(tempfile.mkdtemp(prefix="netbench-"))
     try:
-        results = {"conch": bench_conch(work, args.rounds, args.size_mib),
-                   "podman": bench_podman(work, args.rounds)}
+        results = {"conch": bench_conch(work, args.rounds, args.size_mib, args.samples,
+                                         args.only_throughput),
+                   "podman": {"skipped": "--only-throughput"} if args.only_throughput
+                   else bench_podman(work, args.rounds)}
     finally:
         shutil.rmtree(work, ignore_errors=True)
     c, pm = results["conch"], results["podman"]
     print(f"{'':28}{'conch':>12}{'podman':>12}")
-    for key in ("published_MBps", "direct_MBps", "ctr_to_ctr_MBps", "network_create_ms",
-                "network_rm_ms", "connect_plus_disconnect_ms"):
+    for key in ("published_MBps", "published_hostaddr_MBps", "direct_MBps", "ctr_to_ctr_MBps",
+                "network_create_ms", "network_rm_ms", "connect_plus_disconnect_ms"):
+        if key not in c:
+            continue
         pv = pm.get(key)
         print(f"{key:28}{c[key]:12.1f}{(f'{pv:12.1f}' if pv is not None else '           -')}")
     if "skipped" in pm:
         print(f"podman skipped: {pm['skipped']}")
     print(f"goal published >= direct: {'met' if c['published_MBps'] >= c['direct_MBps'] else 'NOT met'}")
+    if "samples" in c:  # both fetched in the same round: the ratio cancels load bursts
+        ratios = [p / d for p, d in zip(c["samples"]["published_MBps"], c["samples"]["direct_MBps"])]
+        print(f"published/direct, median of per-round ratios: {statistics.median(ratios):.2f} "
+              f"(published path: local address {c.get('published_local_ip') or '?'}; the "
+              "bridge's = socket LB, 127.0.0.1 = nft DNAT)")
     if "network_create_ms" in pm:
         print(f"goal create <= podman: {'met' if c['network_create_ms'] <= pm['network_create_ms'] else 'NOT met'}")
     out = Path(__file__).resolve().parent / "results" / f"network-{time.strftime('%Y%m%d-%H%M%S')}.json"

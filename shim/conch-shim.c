@@ -9,7 +9,8 @@
  *      become a child subreaper; stdin/stderr -> /dev/null (stderr -> --debug-log).
  *   2. make the container's stdio (pipes, or a console socket that receives the pty
  *      master), run `RUNTIME --root RR create ...` then `start`, with the runtime's
- *      error output captured.
+ *      error output captured. (Warm mode, below main's helpers: the runtime was
+ *      started ahead of time and gets create's argv and stdio over a socket.)
  *   3. write one JSON line to the original stdout ({"pid","shim_pid"} or {"error"}).
  *   4. one poll(2) loop: container output -> json-file log (+ rotation) and attached
  *      clients; client stdin -> container; SIGCHLD through a signalfd.
@@ -386,6 +387,8 @@ static void console_receive(void)
  * Run the runtime with `args` and wait for it, capturing `cap1`/`cap2` (may be -1) and
  * serving the console socket meanwhile. Returns the wait status (or -1 on timeout).
  */
+static int wait_runtime(int cap1, int cap2, const char *what);
+
 static int run_runtime(int in, int out, int err, int cap1, int cap2, char *const *args)
 {
     capture_len = 0;
@@ -395,6 +398,12 @@ static int run_runtime(int in, int out, int err, int cap1, int cap2, char *const
     if (runtime_pid < 0)
         fail("fork: %s", strerror(errno));
     dbg("runtime %s: pid %d", args[0], runtime_pid);
+    return wait_runtime(cap1, cap2, args[0]);
+}
+
+/* Wait for runtime_pid (already running), capturing and serving as run_runtime says. */
+static int wait_runtime(int cap1, int cap2, const char *what)
+{
     long long deadline = now_ms() + RUNTIME_TIMEOUT_MS;
     for (;;) {
         reap_children();
@@ -413,7 +422,7 @@ static int run_runtime(int in, int out, int err, int cap1, int cap2, char *const
             p[n++] = (struct pollfd){.fd = console_conn, .events = POLLIN};
         long long left = deadline - now_ms();
         if (left <= 0) {
-            dbg("runtime %s timed out", args[0]);
+            dbg("runtime %s timed out", what);
             kill(runtime_pid, SIGKILL);
             while (waitpid(runtime_pid, NULL, 0) < 0 && errno == EINTR)
                 ;
@@ -1352,11 +1361,143 @@ static long read_pid_file(const char *path)
     return pid > 0 ? pid : -1;
 }
 
+/* ---- warm mode ----------------------------------------------------------------------
+ *
+ * `conch-shim --warm --runtime PATH --runtime-root DIR`, stdout = one end of a SOCK_SEQPACKET socketpair
+ * held by the engine. The shim daemonizes as usual, then forks `PATH warm 3` at once
+ * (conch-runtime pays its interpreter start-up and imports now, then waits on fd 3) and
+ * waits for one message on stdout: the options of a normal start, NUL-separated. From
+ * there it is an ordinary shim, except that `create` goes to the waiting runtime (its
+ * argv and the container's stdio as SCM_RIGHTS) instead of a fresh exec; the ready line
+ * goes back on the same socket. EOF instead of a message (the engine discarded the warm
+ * shim, stopped, or died) ends both processes. This takes ~20 ms of Python start-up off
+ * every container start, and the container's ancestry is unchanged: its init is still
+ * this shim's descendant, reparented to it (subreaper) when the runtime exits.
+ */
+static int warm_rt = -1; /* our end of the waiting runtime's socket */
+
+/* `--runtime-root` is not used before activation; it names the engine the warm shim
+ * belongs to in `ps` (and to tests telling one engine's processes from another's). */
+static void warm_parse(int argc, char **argv)
+{
+    if (argc != 6 || strcmp(argv[2], "--runtime") || strcmp(argv[4], "--runtime-root"))
+        usage_fail("usage: conch-shim --warm --runtime PATH --runtime-root DIR");
+    opt.runtime = absolute(argv[3]);
+    opt.runtime_root = absolute(argv[5]);
+}
+
+static void warm_wait(void)
+{
+    int sp[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
+        fail("socketpair: %s", strerror(errno));
+    pid_t pid = fork();
+    if (pid < 0)
+        fail("fork: %s", strerror(errno));
+    if (pid == 0) {
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        if (dup2(devnull_rd, 0) < 0 || dup2(devnull_wr, 1) < 0 || dup2(devnull_wr, 2) < 0 ||
+            dup2(sp[1], 3) < 0)
+            _exit(127);
+        for (int fd = 0; fd < 3; fd++)
+            fcntl(fd, F_SETFD, 0);
+        char *args[] = {opt.runtime, "warm", "3", NULL};
+        execv(opt.runtime, args);
+        _exit(127);
+    }
+    close(sp[1]);
+    runtime_pid = pid;
+    warm_rt = sp[0];
+    for (;;) {
+        struct pollfd p[2] = {{.fd = 1, .events = POLLIN}, {.fd = sig_fd, .events = POLLIN}};
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            fail("poll: %s", strerror(errno));
+        }
+        if (p[1].revents) {
+            reap_children();
+            if (runtime_done)
+                fail("the waiting runtime exited (wait status 0x%x)", runtime_status);
+        }
+        if (p[0].revents)
+            break;
+    }
+    static char buf[16384];
+    ssize_t n = recv(1, buf, sizeof buf - 1, 0);
+    if (n <= 0) { /* discarded */
+        kill(pid, SIGKILL);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        exit(0);
+    }
+    buf[n] = 0;
+    static char *av[96];
+    int ac = 0;
+    av[ac++] = "conch-shim";
+    for (char *q = buf; q < buf + n && ac < 95; q += strlen(q) + 1)
+        av[ac++] = q;
+    av[ac] = NULL;
+    optind = 0; /* glibc: full re-initialisation of getopt */
+    free(opt.runtime_args);
+    parse_args(ac, av);
+}
+
+/* `create` through the waiting runtime: argv (NUL-separated) + stdio as SCM_RIGHTS. */
+static int warm_create(int in, int out, int err, int cap1, int cap2, char *const *args)
+{
+    static char buf[16384];
+    size_t len = 0;
+    char *parts[64 + 16];
+    int n = 0;
+    for (int i = 0; i < opt.n_runtime_args && n < 64; i++)
+        parts[n++] = opt.runtime_args[i];
+    parts[n++] = "--root";
+    parts[n++] = opt.runtime_root;
+    for (int i = 0; args[i] && n < 64 + 15; i++)
+        parts[n++] = args[i];
+    for (int i = 0; i < n; i++) {
+        size_t k = strlen(parts[i]) + 1;
+        if (len + k > sizeof buf)
+            fail("runtime arguments too long");
+        memcpy(buf + len, parts[i], k);
+        len += k;
+    }
+    int fds[3] = {in, out, err};
+    union {
+        struct cmsghdr align;
+        char data[CMSG_SPACE(sizeof fds)];
+    } u;
+    struct iovec iov = {.iov_base = buf, .iov_len = len};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.data,
+                         .msg_controllen = sizeof u.data};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof fds);
+    memcpy(CMSG_DATA(c), fds, sizeof fds);
+    capture_len = 0;
+    capture[0] = 0;
+    if (sendmsg(warm_rt, &msg, MSG_NOSIGNAL) < 0)
+        fail("handing create to the waiting runtime: %s", strerror(errno));
+    close(warm_rt);
+    warm_rt = -1;
+    dbg("runtime create (warm): pid %d", runtime_pid);
+    return wait_runtime(cap1, cap2, "create");
+}
+
 int main(int argc, char **argv)
 {
     /* nothing inherited but stdio: the engine's other fds are not ours to keep open */
     syscall(SYS_close_range, 3U, ~0U, 0U);
-    parse_args(argc, argv);
+    int warm = argc >= 2 && !strcmp(argv[1], "--warm");
+    if (warm)
+        warm_parse(argc, argv);
+    else
+        parse_args(argc, argv);
     daemonize();
 
     prctl(PR_SET_CHILD_SUBREAPER, 1);
@@ -1366,15 +1507,7 @@ int main(int argc, char **argv)
     if (devnull_rd < 0 || devnull_wr < 0)
         fail("open /dev/null: %s", strerror(errno));
     dup2(devnull_rd, 0);
-    int errfd = devnull_wr;
-    if (opt.debug_log) {
-        int fd = open(opt.debug_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-        if (fd >= 0) {
-            errfd = fd;
-            debug_on = 1;
-        }
-    }
-    dup2(errfd, 2);
+    dup2(devnull_wr, 2);
     if (chdir("/") < 0)
         fail("chdir /: %s", strerror(errno));
 
@@ -1385,6 +1518,16 @@ int main(int argc, char **argv)
     sig_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
     if (sig_fd < 0)
         fail("signalfd: %s", strerror(errno));
+    if (warm)
+        warm_wait(); /* returns with the options of the container to start */
+    if (opt.debug_log) {
+        int fd = open(opt.debug_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+            dup2(fd, 2);
+            close(fd);
+            debug_on = 1;
+        }
+    }
     dbg("starting container %s (tty %d, stdin %d)", opt.id, opt.tty, opt.open_stdin);
 
     log_open();
@@ -1441,7 +1584,8 @@ int main(int argc, char **argv)
         set_nonblock(out_stream.fd);
         set_nonblock(err_stream.fd);
     }
-    int st = run_runtime(c_in, c_out, c_err, cap1, cap2, create_args);
+    int st = warm_rt >= 0 ? warm_create(c_in, c_out, c_err, cap1, cap2, create_args)
+                          : run_runtime(c_in, c_out, c_err, cap1, cap2, create_args);
 
     /* the runtime is done with them: init holds its own copies now */
     if (c_in != devnull_rd)

@@ -20,6 +20,7 @@ unset CONCH_HOST           # the demo is about the default daemon
 SOCK=/run/conch/conch.sock
 DAEMON_LOG=/tmp/conch-demo-conchd.log
 PORT=8881
+REG_PORT=5055
 
 if [ "$(id -u)" != 0 ]; then
     echo "tools/demo.sh: run as root (containers need it, as with dockerd)" >&2
@@ -63,8 +64,10 @@ ms_since() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 # -- cleanup: whatever this demo made, also after a failure --------------------------------
 DEMO_CONTAINERS=(hello-proc web-1 web-2 web-3 web-4 web-5 site diario container1 meu-container outro-container)
 DEMO_NETWORKS=(minha-rede)
-DEMO_TAGS=(meu-usuario/minha-imagem:v1)
+DEMO_TAGS=(meu-usuario/minha-imagem:v1 "127.0.0.1:$REG_PORT/meu-usuario/minha-imagem:v1")
 SITE_DIR=""
+REG_DIR=""
+REGISTRY_PID=""
 STARTED_DAEMON=""
 cleanup() {
     local rc=$?
@@ -75,6 +78,12 @@ cleanup() {
         conch network rm "${DEMO_NETWORKS[@]}" >/dev/null 2>&1 || true
     fi
     [ -n "$SITE_DIR" ] && rm -rf "$SITE_DIR"
+    if [ -n "$REGISTRY_PID" ]; then
+        alive && conch logout "127.0.0.1:$REG_PORT" >/dev/null 2>&1 || true
+        kill -TERM "$REGISTRY_PID" 2>/dev/null || true
+        wait "$REGISTRY_PID" 2>/dev/null || true
+    fi
+    [ -n "$REG_DIR" ] && rm -rf "$REG_DIR"
     if [ -n "$STARTED_DAEMON" ]; then
         [ $rc -eq 0 ] && say "stopping the conchd this demo started (the conch CLI starts it again on first use)"
         kill -TERM "$STARTED_DAEMON" 2>/dev/null || true
@@ -257,8 +266,43 @@ run conch tag busybox meu-usuario/minha-imagem:v1
 run conch images
 run conch rmi meu-usuario/minha-imagem:v1
 run conch images
-say "login, push and pull (Docker Hub or a local registry) come with issue 4; named volumes"
-say "(\`volume ls/rm/prune\`, VOLUME) with issue 5; Dockerfile build and multi-stage later"
+
+# -- 9. a registry: the lesson's Docker Hub ------------------------------------------------------------
+section "9. Docker Hub: login, push, rmi -f, pull (conch registry serve plays Docker Hub)"
+say "Docker Hub is out of reach here; \`conch registry serve\` is a real registry (OCI distribution"
+say "spec, htpasswd users, token auth) on 127.0.0.1:$REG_PORT with its storage in a temp folder"
+if "$BIN/python" -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "$REG_PORT" 2>/dev/null; then
+    echo "demo: something already listens on 127.0.0.1:$REG_PORT; stop it and re-run" >&2
+    exit 1
+fi
+REG_DIR=$(mktemp -d /tmp/conch-demo-registry.XXXXXX)
+"$BIN/python" -c 'import bcrypt,sys; print("meu-usuario:" + bcrypt.hashpw(sys.argv[1].encode(), bcrypt.gensalt(5)).decode())' \
+    senha-secreta >"$REG_DIR/htpasswd"
+conch registry serve --addr "127.0.0.1:$REG_PORT" --root "$REG_DIR/storage" --htpasswd "$REG_DIR/htpasswd" \
+    </dev/null >"$REG_DIR/log" 2>&1 &
+REGISTRY_PID=$!
+for _ in $(seq 100); do grep -q "listening on" "$REG_DIR/log" && break; sleep 0.05; done
+grep -q "listening on" "$REG_DIR/log" || { echo "demo: the registry did not start:" >&2; cat "$REG_DIR/log" >&2; exit 1; }
+HUB="127.0.0.1:$REG_PORT"
+echo senha-secreta | run conch login -u meu-usuario --password-stdin "$HUB"
+run conch tag busybox "$HUB/meu-usuario/minha-imagem:v1"
+run conch push "$HUB/meu-usuario/minha-imagem:v1"
+IMAGE_ID=$(conch images -q busybox)
+if [ -z "$(conch ps -aq --filter "ancestor=$IMAGE_ID")" ]; then
+    say "remove the image by ID, every name of it (busybox:latest too), as the lesson does:"
+    run conch rmi -f "$IMAGE_ID"
+else   # your own containers use busybox: only take this name away
+    say "containers of yours use busybox, so only this name goes (the layers stay):"
+    run conch rmi -f "$HUB/meu-usuario/minha-imagem:v1"
+fi
+run conch images
+run conch pull "$HUB/meu-usuario/minha-imagem:v1"
+run conch run --rm "$HUB/meu-usuario/minha-imagem:v1" echo "Vim do registry!"
+conch tag "$HUB/meu-usuario/minha-imagem:v1" busybox:latest   # the image you keep, as before
+run conch images
+run conch logout "$HUB"
+run conch system df
+say "Dockerfile build and multi-stage come later"
 
 section "done in $(ms_since "$T0") ms"
 say "busybox:latest stays for your own experiments (\`conch rmi busybox\` removes it)"

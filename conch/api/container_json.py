@@ -105,6 +105,7 @@ def create_spec(body: dict) -> CreateSpec:
         mounts=tuple(host.get("Mounts") or ()),
         publish_all=bool(host.get("PublishAllPorts")),
         links=tuple(host.get("Links") or ()),
+        volumes_from=tuple(host.get("VolumesFrom") or ()),
         endpoints=_endpoints(body.get("NetworkingConfig")),
     )
 
@@ -141,7 +142,7 @@ def _ports(c: Container, live: dict | None) -> dict[str, Any]:
     """Ports: each exposed/bound port -> its host bindings (null when not published)."""
     if not live:
         return {}
-    out: dict[str, Any] = {k: None for k in c.spec.exposed_ports}
+    out: dict[str, Any] = {k: None for k in live.get("exposed") or c.spec.exposed_ports}
     for key in c.spec.port_bindings:
         out.setdefault(key if "/" in key else f"{key}/tcp", None)
     for p in live.get("ports", ()):
@@ -214,6 +215,7 @@ def _host_config(c: Container) -> dict[str, Any]:
     given = dict(c.api_config.get("HostConfig") or {})
     given.update({
         "Binds": list(s.binds) or None,
+        "VolumesFrom": list(s.volumes_from) or None,
         "NetworkMode": network_mode(c),
         "PublishAllPorts": s.publish_all,
         "Links": [f"/{ln.partition(':')[0].lstrip('/')}:/{c.name}/"

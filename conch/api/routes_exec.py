@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 
 from aiohttp import web
 
@@ -56,11 +57,71 @@ async def start(request: web.Request) -> web.StreamResponse:
     tty = ex.config.tty or bool(body.get("Tty"))
     proc = await execs.start(ex.id)
     conn = await hijack(request, multiplexed=not tty)
+    master = execs.pty(ex.id) if ex.config.tty else None
     try:
-        await _pump(conn, proc, tty)
+        if master is not None:
+            await _pump_pty(conn, proc, master, stdin=ex.config.attach_stdin)
+        else:
+            await _pump(conn, proc, tty)
     finally:
         await conn.close()
     return conn.response
+
+
+async def _pump_pty(conn, proc, master: int, *, stdin: bool) -> None:
+    """A tty exec: the pty master <-> the raw hijacked stream (and the runtime's own
+    messages, if any, to the client too). ``master`` is ours to close."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+                                 os.fdopen(master, "rb", buffering=0, closefd=True))
+    writer_fd = os.dup(master)
+
+    async def out(r) -> None:
+        while True:
+            try:
+                data = await r.read(65536)
+            except OSError:  # EIO: the process closed its side of the pty
+                return
+            if not data:
+                return
+            await conn.write_stream(1, data)
+
+    async def into() -> None:
+        while True:
+            data = await conn.reader.read(65536)
+            if not data:
+                return
+            view = memoryview(data)
+            while view:
+                try:
+                    n = os.write(writer_fd, view)
+                except BlockingIOError:
+                    await asyncio.sleep(0.005)
+                    continue
+                except OSError:
+                    return
+                view = view[n:]
+
+    outputs = [asyncio.ensure_future(out(reader))]
+    if proc.stdout is not None:
+        outputs.append(asyncio.ensure_future(out(proc.stdout)))
+    feeder = asyncio.ensure_future(into()) if stdin else None
+    closed = asyncio.ensure_future(conn.wait_closed())
+    try:
+        await asyncio.wait([asyncio.ensure_future(proc.wait()), closed],
+                           return_when=asyncio.FIRST_COMPLETED)
+        # what the process wrote last is still in the pty: read it out (EIO ends it)
+        await asyncio.wait(outputs + [closed], timeout=2, return_when=asyncio.ALL_COMPLETED)
+    finally:
+        for task in outputs + [closed] + ([feeder] if feeder else []):
+            task.cancel()
+        os.close(writer_fd)
+        if proc.returncode is None and conn.closed:
+            try:
+                proc.kill()
+            except ProcessLookupError:
+                pass
 
 
 async def _pump(conn, proc, tty: bool) -> None:
@@ -116,5 +177,10 @@ async def inspect(request: web.Request) -> web.StreamResponse:
 
 
 async def resize(request: web.Request) -> web.StreamResponse:
-    engine_of(request).execs.get(request.match_info["id"])  # 404 for an unknown exec
-    return web.Response(status=200)  # the runtime's own pty proxy cannot be resized yet
+    execs = engine_of(request).execs
+    try:
+        h, w = int(request.query.get("h", 0)), int(request.query.get("w", 0))
+    except ValueError as exc:
+        raise InvalidArgument("h and w must be integers") from exc
+    await call_engine(execs.resize, request.match_info["id"], h, w)
+    return web.Response(status=200)

@@ -136,13 +136,25 @@ def history_json(entry: Any) -> dict[str, Any]:
 # --- list filters (Docker's daemon/images/images.go Images) ---------------------------
 
 
+def _ref_match(pattern: str, ref: str) -> bool:
+    """reference.FamiliarMatch: the pattern against "name:tag" (or "name@digest") and
+    against "name"."""
+    name = ref.split("@", 1)[0]
+    if ":" in name.rsplit("/", 1)[-1]:
+        name = name.rsplit(":", 1)[0]
+    return fnmatch.fnmatchcase(ref, pattern) or fnmatch.fnmatchcase(name, pattern)
+
+
 def _familiar_patterns_match(pattern: str, image: Any) -> bool:
-    # reference.FamiliarMatch: the pattern against "name:tag" and against "name".
-    for tag in field(image, "repo_tags", ()):
-        name = tag.rsplit(":", 1)[0] if ":" in tag.rsplit("/", 1)[-1] else tag
-        if fnmatch.fnmatchcase(tag, pattern) or fnmatch.fnmatchcase(name, pattern):
-            return True
-    return False
+    return any(_ref_match(pattern, tag) for tag in field(image, "repo_tags", ()))
+
+
+def _only_matching_names(summary: dict[str, Any], patterns: list[str]) -> dict[str, Any]:
+    """dockerd lists, under a reference filter, only the names that match it: ``docker
+    images busybox`` shows no other tag of the busybox image."""
+    for key in ("RepoTags", "RepoDigests"):
+        summary[key] = [r for r in summary[key] if any(_ref_match(p, r) for p in patterns)]
+    return summary
 
 
 def _label_match(wanted: str, labels: dict[str, str]) -> bool:
@@ -182,9 +194,20 @@ def select_images(images: Sequence[Any], filters: dict[str, list[str]]) -> list[
         out = [i for i in out if all(_label_match(w, _labels(i)) for w in filters["label"])]
     for key, keep in (("before", lambda c, ref: c < ref), ("since", lambda c, ref: c > ref)):
         for name in filters.get(key, ()):
-            ref_created = _unix(field(_find(images, name), "created", ""))
-            out = [i for i in out if keep(_unix(field(i, "created", "")), ref_created)]
+            ref_created = _instant(field(_find(images, name), "created", ""))
+            out = [i for i in out if keep(_instant(field(i, "created", "")), ref_created)]
     return out
+
+
+def _instant(created: str | int) -> float:
+    """Sub-second creation time for before/since: dockerd compares full timestamps, and
+    images made within one second (an import, a tag, an import) must still order."""
+    if isinstance(created, str) and created:
+        try:
+            return dt.datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            pass
+    return float(_unix(created))
 
 
 # --- handlers -------------------------------------------------------------------------
@@ -199,7 +222,10 @@ async def list_images(request: web.Request) -> web.StreamResponse:
     # intermediate images and RepoDigests are always filled.
     filters = parse_filters(request.query, allowed=LIST_FILTERS)
     images = await call_engine(_images(request).list)
-    return json_response([image_summary(i) for i in select_images(images, filters)])
+    out = [image_summary(i) for i in select_images(images, filters)]
+    if filters.get("reference"):
+        out = [_only_matching_names(s, filters["reference"]) for s in out]
+    return json_response(out)
 
 
 async def inspect_image(request: web.Request) -> web.StreamResponse:

@@ -115,8 +115,6 @@ async def remove(request: web.Request) -> web.StreamResponse:
 
 async def prune(request: web.Request) -> web.StreamResponse:
     filters = parse_filters(request.query, allowed={"until", "label", "label!"})
-    if "label!" in filters:
-        raise InvalidArgument("the label! filter is not supported for network prune")
     names = await call_engine(_svc(request).prune, filters)
     return json_response({"NetworksDeleted": names or None})
 

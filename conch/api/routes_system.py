@@ -204,6 +204,7 @@ def _container_usage(c: Any) -> dict[str, Any]:
         "SizeRootFs": int(field(c, "size_root_fs", 0) or 0),
         "Labels": dict(field(c, "labels", {}) or {}),
         "Mounts": [],
+        "LogsSize": int(field(c, "logs_size", 0) or 0),  # conch's; docker ignores it
     }
 
 
@@ -220,12 +221,27 @@ def _volume_usage(v: Any) -> dict[str, Any]:
     }
 
 
+def _image_usage(image: Any, du: Any) -> dict[str, Any]:
+    out = image_summary(image)
+    image_id = out["Id"]
+    counts = field(du, "image_containers", None)
+    if counts is not None:
+        out["Containers"] = int(counts.get(image_id, 0))
+    shared = field(du, "shared_sizes", None)
+    if shared is not None:
+        out["SharedSize"] = int(shared.get(image_id, 0))
+    return out
+
+
 async def disk_usage(request: web.Request) -> web.StreamResponse:
+    """dockerd's ``/system/df``, plus ``LogsSize`` (conch's: bytes of container logs;
+    docker has no such key and its CLI ignores unknown ones)."""
     du = await call_engine(engine_of(request).disk_usage)
     return json_response({
         "LayersSize": int(field(du, "layers_size", 0) or 0),
-        "Images": [image_summary(img) for img in field(du, "images", ()) or ()],
+        "Images": [_image_usage(img, du) for img in field(du, "images", ()) or ()],
         "Containers": [_container_usage(c) for c in field(du, "containers", ()) or ()],
         "Volumes": [_volume_usage(v) for v in field(du, "volumes", ()) or ()],
         "BuildCache": [],
+        "LogsSize": int(field(du, "logs_size", 0) or 0),
     })

@@ -15,7 +15,6 @@ error, otherwise the container's own status.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -141,79 +140,14 @@ def parse_bool(text: str) -> bool:
     raise UsageError(f'invalid argument "{text}": strconv.ParseBool: parsing "{text}": invalid syntax')
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse with docker's error texts and exit codes, and docker's flag grammar.
+def __getattr__(name: str):
+    # The argparse-backed parser lives in conch.cli.argparser (argparse costs ~14 ms to
+    # import); verbs get conch.cli.flags.Parser from Context.parser, which defers to it.
+    if name == "Parser":
+        from conch.cli.argparser import Parser
 
-    ``parse(argv, stop_after=N)`` stops reading flags after the N-th positional argument
-    (``run IMAGE CMD...``, ``exec CONTAINER CMD...``: the command keeps its own flags) and
-    accepts ``--bool-flag=false`` as pflag does.
-    """
-
-    def __init__(self, prog: str, usage: str | None = None, description: str | None = None,
-                 add_help: bool = True):
-        super().__init__(prog=prog, usage=usage, description=description, allow_abbrev=False,
-                         add_help=add_help, formatter_class=argparse.RawDescriptionHelpFormatter)
-
-    def error(self, message: str):
-        if message.startswith("unrecognized arguments: "):
-            arg = message.split(": ", 1)[1].split()[0]
-            message = f"unknown flag: {arg}" if arg.startswith("-") else (
-                f'"{self.prog}" accepts no argument(s) like "{arg}"')
-        elif message.startswith("the following arguments are required"):
-            raise UsageError(f'"{self.prog}" requires at least 1 argument.', status=1)
-        raise UsageError(message)
-
-    def parse(self, argv: list[str], stop_after: int = 0) -> argparse.Namespace:
-        opts = {s: a for a in self._actions for s in a.option_strings}
-        flags: list[str] = []
-        rest: list[str] = []
-        overrides: dict[str, bool] = {}
-        npos = 0
-        i = 0
-        while i < len(argv):
-            tok = argv[i]
-            i += 1
-            if tok == "--":
-                flags.append(tok)
-                flags.extend(argv[i:]) if not stop_after else rest.extend(argv[i:])
-                break
-            if tok.startswith("--"):
-                name, eq, value = tok.partition("=")
-                action = opts.get(name)
-                if action is not None and action.nargs == 0 and eq and action.const in (True, False):
-                    overrides[action.dest] = parse_bool(value) == action.const
-                    continue
-                flags.append(tok)
-                if action is not None and action.nargs != 0 and not eq and i < len(argv):
-                    flags.append(argv[i])
-                    i += 1
-                continue
-            if tok.startswith("-") and len(tok) > 1:
-                flags.append(tok)
-                for j, ch in enumerate(tok[1:], start=1):
-                    action = opts.get("-" + ch)
-                    if action is None:
-                        break
-                    if action.nargs == 0 and tok[j + 1 : j + 2] == "=":
-                        flags.pop()
-                        overrides[action.dest] = parse_bool(tok[j + 2 :]) == action.const
-                        break
-                    if action.nargs != 0:
-                        if j == len(tok) - 1 and i < len(argv):
-                            flags.append(argv[i])
-                            i += 1
-                        break
-                continue
-            flags.append(tok)
-            npos += 1
-            if stop_after and npos >= stop_after:
-                rest = argv[i:]
-                break
-        ns = self.parse_args(flags)
-        for dest, value in overrides.items():
-            setattr(ns, dest, value)
-        ns.rest = rest
-        return ns
+        return Parser
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Context:
@@ -255,7 +189,10 @@ class Context:
             buf.write(data)
             buf.flush()
 
-    def parser(self, usage: str, description: str, add_help: bool = True) -> Parser:
+    def parser(self, usage: str, description: str, add_help: bool = True):
+        """A :class:`conch.cli.flags.Parser` (argparse only when it is needed)."""
+        from conch.cli.flags import Parser
+
         return Parser(self.prog, usage=f"{self.prog} {usage}", description=description,
                       add_help=add_help)
 
@@ -334,7 +271,9 @@ def _print_help(out) -> None:
 
 
 def _print_noun_help(out, noun: str) -> None:
-    out.write(f"Usage:  conch {noun} COMMAND\n\nManage {noun}s\n\nCommands:\n")
+    # "Manage images", "Manage registries"; docker says "Manage Docker" for `system`
+    plural = {"registry": "registries", "system": "conch"}.get(noun, f"{noun}s")
+    out.write(f"Usage:  conch {noun} COMMAND\n\nManage {plural}\n\nCommands:\n")
     for verb, (_, _, summary) in NOUNS[noun].items():
         out.write(f"  {verb:<10}  {summary}\n")
     out.write(f"\nRun 'conch {noun} COMMAND --help' for more information on a command.\n")
@@ -411,9 +350,8 @@ def main(argv: list[str] | None = None, *, client=None, stdin=None, stdout=None,
             _print_noun_help(out, prog)
             return 0
         module, func, _ = entry
-        import importlib
-
-        fn = getattr(importlib.import_module(f"conch.cli.{module}"), func)
+        __import__(f"conch.cli.{module}")  # not importlib: ~0.7 ms of start-up
+        fn = getattr(sys.modules[f"conch.cli.{module}"], func)
         ctx = Context(host, debug, prog, client=client, stdin=stdin, stdout=stdout, stderr=stderr)
         return int(fn(ctx, rest) or 0)
     except UsageError as exc:

@@ -91,7 +91,7 @@ def cmd_ls(ctx: Context, argv: list[str]) -> int:
     nets = sorted(ctx.client.get("/networks", **params) or [], key=lambda n: n.get("Name", ""))
     rows = [_row(n, not ns.no_trunc) for n in nets]
     if ns.quiet and not ns.format:
-        ctx.stdout.write("".join(r.ID + "\n" for r in rows))
+        ctx.stdout.write("".join(r["ID"] + "\n" for r in rows))
         return 0
     ctx.stdout.write(fmt.render(ns.format or LS_DEFAULT, rows, LS_HEADERS))
     return 0

@@ -8,11 +8,10 @@ Values keep docker's units and error texts: ``-m 512m`` is base 1024 (``units.RA
 
 from __future__ import annotations
 
-import argparse
 import os
-import re
 TYPE_CHECKING = False  # not `from typing import`: typing costs ms of CLI start-up
 if TYPE_CHECKING:
+    import argparse
     from typing import Any
 
 from conch.cli.main import UsageError
@@ -27,13 +26,15 @@ class OptionError(UsageError):
 
 # -- units -------------------------------------------------------------------------------
 
-_RAM = re.compile(r"^(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?$")
+_RAM = r"^(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?$"
 _RAM_MULT = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
 
 def ram_in_bytes(text: str) -> int:
     """``units.RAMInBytes``: '512m' -> 536870912, binary multiples, 'b' optional."""
-    m = _RAM.match(text.strip())
+    import re  # only with -m & co: `re` costs ~10 ms of start-up (re.compile caches)
+
+    m = re.match(_RAM, text.strip())
     if not m:
         raise OptionError(f"invalid size: '{text}'")
     try:
@@ -62,7 +63,7 @@ def nano_cpus(text: str) -> int:
 
 _DURATION_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
                    "m": 60_000_000_000, "h": 3_600_000_000_000}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_DURATION_PART = r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)"
 
 
 def go_duration(text: str) -> int:
@@ -72,10 +73,13 @@ def go_duration(text: str) -> int:
     s = s.lstrip("+-")
     if s == "0":
         return 0
+    import re  # only for duration flags (see ram_in_bytes)
+
+    part = re.compile(_DURATION_PART)
     total = 0.0
     pos = 0
     while pos < len(s):
-        m = _DURATION_PART.match(s, pos)
+        m = part.match(s, pos)
         if not m:
             raise OptionError(f'time: invalid duration "{text}"')
         total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]

@@ -17,11 +17,14 @@ sequence does not complete.
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import struct
 import sys
-import threading
+
+# The C modules, not the signal, socket, struct and threading wrappers: those import
+# enum, functools, collections... (~5 ms of every attached `conch run`).
+import _signal as signal
+from _socket import SHUT_RDWR
+from _struct import unpack
+from _thread import start_new_thread
 TYPE_CHECKING = False  # not `from typing import`: typing costs ms of CLI start-up
 if TYPE_CHECKING:
     from typing import Callable, Iterable, Iterator
@@ -43,7 +46,7 @@ class Demuxer:
         self._buf += data
         while len(self._buf) >= 8:
             stream = self._buf[0]
-            (size,) = struct.unpack(">I", self._buf[4:8])
+            (size,) = unpack(">I", self._buf[4:8])
             if len(self._buf) < 8 + size:
                 break
             payload = bytes(self._buf[8 : 8 + size])
@@ -149,7 +152,7 @@ def watch_resize(resize: Callable[[int, int], None]) -> Callable[[], None]:
         size = terminal_size(STDOUT) or terminal_size(STDIN)
         if size:
             # off the signal handler: an HTTP request must not run inside it
-            threading.Thread(target=_quiet, args=(resize, *size), daemon=True).start()
+            start_new_thread(_quiet, (resize, *size))
 
     send()
     try:
@@ -167,6 +170,7 @@ def _quiet(fn, *args) -> None:
 
 
 PROXIED_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
+_SIGNAL_NAMES = {getattr(signal, name): name for name in PROXIED_SIGNALS}
 
 
 def proxy_signals(kill: Callable[[str], None]) -> Callable[[], None]:
@@ -174,8 +178,8 @@ def proxy_signals(kill: Callable[[str], None]) -> Callable[[], None]:
     saved = {}
 
     def handler(signum, _frame):
-        name = signal.Signals(signum).name
-        threading.Thread(target=_quiet, args=(kill, name), daemon=True).start()
+        name = _SIGNAL_NAMES.get(signum, str(signum))
+        start_new_thread(_quiet, (kill, name))
 
     for name in PROXIED_SIGNALS:
         sig = getattr(signal, name)
@@ -198,7 +202,7 @@ class Session:
     ``run()`` returns True when the user detached with the detach keys.
     """
 
-    def __init__(self, sock: socket.socket, *, tty: bool, stdin: bool,
+    def __init__(self, sock, *, tty: bool, stdin: bool,
                  detach_keys: str | None = None, stdin_fd: int = STDIN,
                  stdout_fd: int = STDOUT, stderr_fd: int = STDERR) -> None:
         self.sock = sock
@@ -223,7 +227,7 @@ class Session:
                         self.sock.send(data)
                     if detached:
                         self.detached = True
-                        self._shutdown(socket.SHUT_RDWR)
+                        self._shutdown(SHUT_RDWR)
                         return
                     continue
                 self.sock.send(data)
@@ -240,7 +244,7 @@ class Session:
 
     def run(self) -> bool:
         if self.stdin:
-            threading.Thread(target=self._pump, name="stdin-pump", daemon=True).start()
+            start_new_thread(self._pump, ())  # a daemon thread: it may block on stdin
         demuxer = None if self.tty else Demuxer()
         try:
             while True:

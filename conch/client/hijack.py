@@ -12,24 +12,25 @@ stdcopy (moby ``pkg/stdcopy``): frames of ``[stream, 0, 0, 0, size uint32 BE]`` 
 
 from __future__ import annotations
 
-import json
-import socket
-import struct
-from collections.abc import Callable, Iterator, Mapping
-TYPE_CHECKING = False  # not `from typing import`: typing costs ~2 ms of CLI start-up
-
-if TYPE_CHECKING:
-    from typing import Any
+from _socket import SHUT_WR  # not `socket` (see conch.client.http)
+from _struct import Struct
 
 from conch import errors
+from conch.client import lean as json
 
-_HEADER = struct.Struct(">BxxxL")
+TYPE_CHECKING = False  # not `from typing import`: typing costs ~2 ms of CLI start-up
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping
+    from socket import socket
+    from typing import Any
+
+_HEADER = Struct(">BxxxL")
 
 
 class HijackedSocket:
     """A hijacked connection: ``recv`` first returns the bytes read with the head."""
 
-    def __init__(self, sock: socket.socket, buffered: bytes, content_type: str,
+    def __init__(self, sock: socket, buffered: bytes, content_type: str,
                  status: int) -> None:
         self.sock = sock
         self._buffered = buffered
@@ -51,7 +52,7 @@ class HijackedSocket:
 
     def close_write(self) -> None:
         try:
-            self.sock.shutdown(socket.SHUT_WR)
+            self.sock.shutdown(SHUT_WR)
         except OSError:
             pass  # already gone: the output side will tell
 

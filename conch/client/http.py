@@ -8,17 +8,21 @@ connection closing (RFC 9112 section 6.3, in that order).
 
 from __future__ import annotations
 
-import json
 import os
-import socket
-from collections.abc import Iterator, Mapping
-TYPE_CHECKING = False  # not `from typing import`: typing costs ~2 ms of CLI start-up
 
-if TYPE_CHECKING:
-    from typing import Any
-from urllib.parse import quote, urlencode
+# `_socket`, not `socket`: the socket module's enums (and `enum` itself) cost ~4 ms of
+# every CLI call; the C socket type has every method used here. JSON and URL quoting
+# come from conch.client.lean for the same reason (no `json`, `re`, `urllib.parse`).
+from _socket import AF_UNIX, SOCK_STREAM, socket
 
 from conch import errors
+from conch.client import lean as json
+from conch.client.lean import quote, urlencode
+
+TYPE_CHECKING = False  # not `from typing import`: typing costs ~2 ms of CLI start-up
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+    from typing import Any
 
 DEFAULT_HOST = "unix:///run/conch/conch.sock"
 API_VERSION = "1.50"
@@ -45,7 +49,7 @@ def _message(body: bytes, status: int) -> str:
 class _Reader:
     """Buffered reads from a socket (lines, exact sizes, up to EOF)."""
 
-    def __init__(self, sock: socket.socket, buffered: bytes = b"") -> None:
+    def __init__(self, sock: socket, buffered: bytes = b"") -> None:
         self.sock = sock
         self.buf = bytearray(buffered)
         self.eof = False
@@ -91,7 +95,7 @@ class _Reader:
 class Response:
     """A response whose head has been read; the body is read on demand."""
 
-    def __init__(self, sock: socket.socket, reader: _Reader, status: int, reason: str,
+    def __init__(self, sock: socket, reader: _Reader, status: int, reason: str,
                  headers: dict[str, str], method: str) -> None:
         self.sock = sock
         self._reader = reader
@@ -164,6 +168,47 @@ def _read_head(reader: _Reader) -> tuple[int, str, dict[str, str]]:
     return int(parts[1]), parts[2] if len(parts) > 2 else "", headers
 
 
+class Pending:
+    """A request that was sent and whose answer has not been read yet."""
+
+    def __init__(self, client: Client, sock: socket, method: str) -> None:
+        self.client = client
+        self.sock = sock
+        self._reader = _Reader(sock)
+        self._method = method
+
+    def wait(self, timeout: float) -> bool:
+        """Block until the answer starts to arrive (True) or ``timeout`` seconds pass
+        (False). Nothing is parsed: :meth:`response` reads the head afterwards."""
+        if self._reader.buf or self._reader.eof:
+            return True
+        self.sock.settimeout(timeout)
+        try:
+            self._reader._fill()
+        except TimeoutError:
+            return False
+        except OSError:
+            return True  # response() reports it
+        finally:
+            self.sock.settimeout(self.client.timeout)
+        return True
+
+    def response(self, check: bool = True) -> Response:
+        """The response with its head read; with ``check`` an error status raises."""
+        try:
+            status, reason, resp_headers = _read_head(self._reader)
+        except BaseException:
+            self.sock.close()
+            raise
+        resp = Response(self.sock, self._reader, status, reason, resp_headers, self._method)
+        if check and status >= 400:
+            raise error_for(status, _message(resp.read(), status))
+        return resp
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 class Client:
     """Docker Engine API over ``unix://`` (see the package docstring)."""
 
@@ -190,12 +235,12 @@ class Client:
                 if isinstance(v, bool):
                     v = "1" if v else "0"
                 elif isinstance(v, dict):
-                    v = json.dumps(v, separators=(",", ":"))
+                    v = json.dumps(v, compact=True)
                 query.append((key, str(v)))
         return prefix + path + ("?" + urlencode(query) if query else "")
 
-    def connect(self) -> socket.socket:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    def connect(self) -> socket:
+        sock = socket(AF_UNIX, SOCK_STREAM)
         sock.settimeout(self.timeout)
         try:
             sock.connect(self.path)
@@ -209,7 +254,7 @@ class Client:
                                           f"conch daemon socket at {self.host}") from exc
         return sock
 
-    def _send(self, sock: socket.socket, method: str, url: str, body: bytes | None,
+    def _send(self, sock: socket, method: str, url: str, body: bytes | None,
               headers: Mapping[str, str] | None) -> None:
         lines = [f"{method} {url} HTTP/1.1", "Host: conch", "User-Agent: conch-client/0.1"]
         hdrs = dict(headers or {})
@@ -218,11 +263,11 @@ class Client:
         lines += [f"{k}: {v}" for k, v in hdrs.items()]
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b""))
 
-    def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
-                json_body: Any = None, body: bytes | None = None,
-                headers: Mapping[str, str] | None = None, check: bool = True) -> Response:
-        """Send a request; return the response with its head read. With ``check`` an
-        error status raises its kind (the body is consumed for the message)."""
+    def send_request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+                     json_body: Any = None, body: bytes | None = None,
+                     headers: Mapping[str, str] | None = None) -> Pending:
+        """Send a request on a new connection and return at once; the answer is read
+        with :meth:`Pending.response` (``run`` registers its wait this way, no thread)."""
         hdrs = dict(headers or {})
         if json_body is not None:
             body = json.dumps(json_body).encode()
@@ -230,15 +275,18 @@ class Client:
         sock = self.connect()
         try:
             self._send(sock, method, self.url(path, params), body, hdrs)
-            reader = _Reader(sock)
-            status, reason, resp_headers = _read_head(reader)
         except BaseException:
             sock.close()
             raise
-        resp = Response(sock, reader, status, reason, resp_headers, method)
-        if check and status >= 400:
-            raise error_for(status, _message(resp.read(), status))
-        return resp
+        return Pending(self, sock, method)
+
+    def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+                json_body: Any = None, body: bytes | None = None,
+                headers: Mapping[str, str] | None = None, check: bool = True) -> Response:
+        """Send a request; return the response with its head read. With ``check`` an
+        error status raises its kind (the body is consumed for the message)."""
+        return self.send_request(method, path, params=params, json_body=json_body, body=body,
+                                 headers=headers).response(check)
 
     def send_file(self, method: str, path: str, fileobj, *, params=None,
                   headers: Mapping[str, str] | None = None) -> Response:

@@ -124,16 +124,19 @@ def build_engine(args, tasks):
 
 
 def build_networks(args):
-    """The network service: nftables table, port reservations, embedded DNS."""
+    """The network service: nftables table, port reservations, socket-level publishing
+    for host processes (eBPF, falls back to nft alone), embedded DNS."""
     from conch.engine.networks import NetworkService
     from conch.network.dns import DnsServer
     from conch.network.firewall import Firewall
     from conch.network.ports import PortReservation
+    from conch.network.socklb import SocketLB
 
     return NetworkService(data_root=args.data_root, exec_root=args.exec_root, events=None,
                           firewall=Firewall(args.nft_table), ports=PortReservation(),
-                          dns_factory=lambda lookup: DnsServer(lookup=lookup),
-                          bridge_name=args.bridge_name, bridge_cidr=args.bip)
+                          dns_factory=lambda lookup, client_upstreams: DnsServer(
+                              lookup=lookup, client_upstreams=client_upstreams),
+                          bridge_name=args.bridge_name, bridge_cidr=args.bip, socklb=SocketLB())
 
 
 def _remove_cgroup_parent() -> None:
@@ -183,6 +186,7 @@ async def serve(args) -> None:
     await engine.networks.start()
     await engine.containers.reconcile()
     await engine.networks.reconcile(c.id for c in engine.containers.list() if c.state.running)
+    engine.containers.refill_warm()
     app = create_app(engine, modules=ROUTE_MODULES + (routes_containers, routes_exec, routes_archive,
                                                           routes_volumes, routes_networks))
     stop = asyncio.Event()
@@ -196,6 +200,8 @@ async def serve(args) -> None:
             await stop.wait()
     finally:
         await tasks.cancel_all()
+        if engine.containers.warm is not None:  # their shims and runtimes exit on EOF
+            engine.containers.warm.close()
         await engine.networks.close()
         _remove_cgroup_parent()
         os.close(lock_fd)

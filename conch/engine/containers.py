@@ -25,6 +25,7 @@ from conch.engine import names as cnames
 from conch.engine import ociconfig
 from conch.engine.events import EventBus
 from conch.engine.runtime_client import RuntimeClient
+from conch.engine.warmpool import WarmPool
 from conch.engine.model import (Container, CreateSpec, Health, Status, container_from_dict,
                                 now_rfc3339, to_dict)
 from conch.errors import Conflict, ConchError, FailedPrecondition, InvalidArgument, NotFound
@@ -78,6 +79,9 @@ class ContainerService:
         self.shim = shim
         self.init = init
         self.rt = RuntimeClient(runtime, paths.runtime_root, inproc=runtime_inproc)
+        # conch-runtime knows `warm`: keep a pre-started shim for the next start
+        self.warm = (WarmPool(runtime=runtime, runtime_root=paths.runtime_root, shim=shim)
+                     if runtime_inproc else None)
         self.tasks = tasks
         self.volumes = volumes  # conch.volumes.VolumeStore (None: volumes are refused)
         self.networks = networks  # conch.engine.networks.NetworkService (None: no networking)
@@ -226,6 +230,10 @@ class ContainerService:
                          "rw": rw, "propagation": "", "options": options})
                 else:
                     raise InvalidArgument(f"mount type {kind!r} is not supported")
+            for m in self._volumes_from(spec.volumes_from):
+                if not any(os.path.normpath(o["destination"]) == os.path.normpath(m["destination"])
+                           for o in out):  # the container's own -v/--mount win (docker)
+                    out.append(m)
             taken = {os.path.normpath(m["destination"]) for m in out}
             exec_cfg = image.config.config if image is not None and image.config is not None else None
             image_volumes = list((exec_cfg.volumes or {}).keys()) if exec_cfg is not None else []
@@ -242,6 +250,34 @@ class ContainerService:
                 self.volumes.remove(vname, force=True)
             raise
         return tuple(out), created
+
+    def _volumes_from(self, refs) -> list[dict]:
+        """``--volumes-from ref[:ro|:rw]``: the binds and volumes of container ``ref``
+        (tmpfs mounts are not shared, as docker), with their own mode unless ``:ro``/``:rw``
+        overrides it. A volume stays the other container's (never anonymous here: ``rm -v``
+        of this one must not remove it, nor copy it up again)."""
+        out: list[dict] = []
+        for ref in refs:
+            name, _, mode = ref.partition(":")
+            if mode not in ("", "ro", "rw"):
+                raise InvalidArgument(f"invalid mode for volumes-from: {mode}")
+            try:
+                other = self.get(name)
+            except NotFound as exc:
+                # 400, not 404: docker's CLI reads a 404 from create as "pull the image"
+                raise InvalidArgument(f"No such container: {name}") from exc
+            for m in other.mounts:
+                if m.get("type") not in ("bind", "volume"):
+                    continue
+                m = {**m, "anonymous": False, "copy_up": False}
+                if mode:
+                    parts = [p for p in str(m.get("mode", "")).split(",") if p and p not in ("ro", "rw")]
+                    m["mode"] = ",".join([*parts, mode])
+                    m["rw"] = mode == "rw"
+                if any(o["destination"] == m["destination"] for o in out):
+                    raise InvalidArgument(f"Duplicate mount point: {m['destination']}")
+                out.append(m)
+        return out
 
     def volume_users(self, name: str) -> list[str]:
         """Ids of the containers (running or not) that mount volume ``name``."""
@@ -316,6 +352,7 @@ class ContainerService:
                                 manually_stopped=False, mounts=info.get("mounts", c.mounts))
         self._save(c)
         self._monitor(c)
+        self.refill_warm()
         if hc is not None:
             self._start_health(c.id, hc)
         self.events.publish("container", "start", c.id, name=c.name, image=c.image)
@@ -372,6 +409,7 @@ class ContainerService:
             if not os.path.ismount(rootfs):
                 mount_all(self.snapshotter.mounts(c.id), rootfs)
                 mounted = True
+            self._mount_volumes(c)  # volumes made with -o type/device/o: mounted now
             mounts = self._copy_up(c, rootfs)
             # the network sandbox (netns, veths, ports) first: /etc/hosts needs its address
             netns_path = self.networks.setup(c, image) if self.networks is not None else ""
@@ -388,9 +426,33 @@ class ContainerService:
         except BaseException:
             if self.networks is not None:
                 self.networks.teardown(c.id)
+            self._unmount_volumes(c.id, c.mounts)
             if mounted:
                 unmount(rootfs)
             raise
+
+    def _mount_volumes(self, c: Container) -> None:
+        if self.volumes is None:
+            return
+        for m in c.mounts:
+            if m.get("type") == "volume":
+                self.volumes.mount(m["name"])
+
+    def _unmount_volumes(self, cid: str, mounts) -> None:
+        """Unmount the option-backed volumes (``volume create -o``) of ``mounts`` that no
+        other running container uses (docker's local driver unmounts at the last user)."""
+        if self.volumes is None:
+            return
+        names = {m["name"] for m in mounts if m.get("type") == "volume"}
+        if not names:
+            return
+        busy = {m.get("name") for other in self.list() if other.id != cid and other.state.running
+                for m in other.mounts if m.get("type") == "volume"}
+        for name in names - busy:
+            try:
+                self.volumes.unmount(name)
+            except ConchError as exc:
+                log.warning("unmounting volume %s: %s", name[:12], exc)
 
     def _spawn_shim(self, c: Container) -> dict:
         try:
@@ -409,16 +471,36 @@ class ContainerService:
             raise type(exc)(f"failed to create task for container: OCI runtime create failed: {msg}") from exc
 
     def _spawn_shim_raw(self, c: Container) -> dict:
+        from conch.errors import Unavailable
         from conch.shim import client as shim
 
-        info = shim.spawn(
+        args = dict(
             binary=self.shim, id=c.id, bundle=self.paths.bundle(c.id), runtime=self.runtime,
             runtime_root=self.paths.runtime_root, exit_file=self.paths.exit_file(c.id),
             socket_path=self.paths.socket(c.id), log_path=self.paths.log(c.id),
             log_max_size=_parse_size(c.spec.log_opts.get("max-size", "10m")),
             log_max_files=int(c.spec.log_opts.get("max-file", "3")),
             tty=c.spec.tty, stdin=c.spec.open_stdin, no_start=True)
+        warm = self.warm.take() if self.warm is not None else None
+        info = None
+        if warm is not None:
+            try:
+                info = shim.spawn(**args, warm=warm)
+            except Unavailable as exc:  # it died before taking the job: start a cold one
+                log.warning("warm shim for %s: %s; starting a new one", c.id[:12], exc)
+        if info is None:
+            info = shim.spawn(**args)
         return {"pid": info.pid, "shim_pid": info.shim_pid}
+
+    def refill_warm(self) -> None:
+        """Start the next warm shim in the background (after a start, and at daemon start)."""
+        if self.warm is None:
+            return
+        coro = asyncio.to_thread(self.warm.refill)
+        if self.tasks is not None:
+            self.tasks.create_task(coro)
+        else:
+            asyncio.get_running_loop().create_task(coro)
 
     def _write_etc_files(self, c: Container) -> dict[str, str]:
         d = self.paths.dir(c.id)
@@ -523,6 +605,10 @@ class ContainerService:
         self._runtime_delete(cid)
         if self.networks is not None:  # docker keeps IP config only while running
             self.networks.teardown(cid)
+        try:
+            self._unmount_volumes(cid, self.get(cid).mounts)
+        except NotFound:
+            pass
         rootfs = self.paths.rootfs(cid)
         if os.path.ismount(rootfs):
             unmount(rootfs)

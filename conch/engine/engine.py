@@ -250,20 +250,9 @@ class Engine:
         }
 
     def disk_usage(self) -> dict:
-        volumes = []
-        if self.volumes is not None:
-            refs: dict[str, int] = {}
-            for c in self.containers.list():
-                for m in c.mounts:
-                    if m.get("type") == "volume":
-                        refs[m.get("name")] = refs.get(m.get("name"), 0) + 1
-            store = self.volumes.store
-            volumes = [{"name": v.name, "driver": v.driver, "mountpoint": v.mountpoint,
-                        "labels": v.labels, "created_at": v.created_at,
-                        "size": store.size(v.name), "ref_count": refs.get(v.name, 0)}
-                       for v in store.list()]
-        return {"layers_size": sum(i.size for i in self.images.list()),
-                "images": self.images.list(), "containers": [], "volumes": volumes}
+        from conch.engine.disk_usage import disk_usage
+
+        return disk_usage(self)
 
 
 def _daemon_id(root: str) -> str:

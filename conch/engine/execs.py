@@ -2,8 +2,11 @@
 
 An exec is run by ``conch-runtime exec`` in the foreground as conchd's child: the runtime
 waits for the process and exits with its status, and its stdio pipes are the exec's
-stdio (with ``-t`` the runtime makes the pty inside the container and proxies it). Exec
-records live in memory, as in dockerd; they end with the container or the daemon.
+stdio. With ``-t`` the runtime makes the pty inside the container and hands its master
+over ``--console-socket`` to conchd, which then holds it: the API pumps the master, and
+``/exec/{id}/resize`` sets its window size (docker's CLI sends the size right after the
+start, and on every SIGWINCH). Exec records live in memory, as in dockerd; they end with
+the container or the daemon.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ class ExecService:
         self.runtime_root = runtime_root
         self.tasks = tasks
         self._execs: dict[str, Exec] = {}
+        self._ptys: dict[str, int] = {}  # exec id -> pty master (tty execs while running)
+        self._sizes: dict[str, tuple[int, int]] = {}  # sizes asked before the pty existed
 
     def create(self, container_ref: str, config: ExecConfig) -> Exec:
         c = self.containers.get(container_ref)
@@ -70,7 +75,9 @@ class ExecService:
 
     async def start(self, exec_id: str) -> asyncio.subprocess.Process:
         """Start the exec; the caller owns the returned process's stdin/stdout/stderr
-        pipes (which are None when not attached) and must call ``finished``."""
+        pipes (which are None when not attached). With a tty, ``proc.stdout`` carries the
+        runtime's own messages (an exec that fails to start) and :meth:`pty` the pty
+        master (a duplicate the caller must close)."""
         ex = self.get(exec_id)
         if ex.running or ex.exit_code is not None:
             raise Conflict(f"Exec {exec_id} has already been started")
@@ -83,15 +90,15 @@ class ExecService:
             json.dump(process, f)
         cfg = ex.config
         pipe, null = asyncio.subprocess.PIPE, asyncio.subprocess.DEVNULL
-        try:
+        if cfg.tty:
+            proc = await self._start_tty(exec_id, c.id, path)
+        else:
             proc = await asyncio.create_subprocess_exec(
                 self.runtime, "--root", self.runtime_root, "exec", "--process", path, c.id,
                 stdin=pipe if cfg.attach_stdin else null,
                 stdout=pipe if cfg.attach_stdout else null,
-                stderr=(pipe if cfg.attach_stderr else null) if not cfg.tty else asyncio.subprocess.STDOUT)
-        finally:
-            pass
-        self._execs[exec_id] = replace(ex, running=True, pid=proc.pid)
+                stderr=pipe if cfg.attach_stderr else null)
+        self._execs[exec_id] = replace(self._execs[exec_id], running=True, pid=proc.pid)
         watcher = self._watch(exec_id, proc, path)
         if self.tasks is not None:
             self.tasks.create_task(watcher)
@@ -99,8 +106,69 @@ class ExecService:
             asyncio.get_running_loop().create_task(watcher)
         return proc
 
+    async def _start_tty(self, exec_id: str, cid: str, process_path: str):
+        """``exec --console-socket``: the runtime sends the pty master to a socket of
+        ours (in a private temp dir) before it runs the process."""
+        import socket
+
+        d = tempfile.mkdtemp(prefix="conch-exec-")
+        path = os.path.join(d, "console.sock")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            listener.bind(path)
+            listener.listen(1)
+            listener.setblocking(False)
+            proc = await asyncio.create_subprocess_exec(
+                self.runtime, "--root", self.runtime_root, "exec", "--console-socket", path,
+                "--process", process_path, cid, stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            loop = asyncio.get_running_loop()
+            accept = asyncio.ensure_future(loop.sock_accept(listener))
+            exited = asyncio.ensure_future(proc.wait())
+            await asyncio.wait([accept, exited], timeout=60, return_when=asyncio.FIRST_COMPLETED)
+            exited.cancel()
+            if not accept.done():  # the runtime failed before making the pty: its message
+                accept.cancel()    # is on proc.stdout for the caller
+                return proc
+            conn, _ = accept.result()
+            with conn:
+                conn.setblocking(True)
+                _msg, fds, _flags, _addr = socket.recv_fds(conn, 4096, 1)
+            if fds:
+                self._ptys[exec_id] = fds[0]
+                size = self._sizes.pop(exec_id, None)
+                if size is not None:
+                    _set_winsize(fds[0], *size)
+            return proc
+        finally:
+            listener.close()
+            try:
+                os.unlink(path)
+                os.rmdir(d)
+            except OSError:
+                pass
+
+    def pty(self, exec_id: str) -> int | None:
+        """A duplicate of the exec's pty master (the caller closes it), or None."""
+        fd = self._ptys.get(exec_id)
+        return os.dup(fd) if fd is not None else None
+
+    def resize(self, exec_id: str, height: int, width: int) -> None:
+        """TIOCSWINSZ on the exec's pty; kept for the start when it is not running yet."""
+        ex = self.get(exec_id)
+        if not ex.config.tty:
+            raise Conflict(f"exec {exec_id} was not started with a tty")
+        fd = self._ptys.get(exec_id)
+        if fd is None:
+            self._sizes[exec_id] = (height, width)
+        else:
+            _set_winsize(fd, height, width)
+
     async def _watch(self, exec_id: str, proc, path: str) -> None:
         code = await proc.wait()
+        fd = self._ptys.pop(exec_id, None)
+        if fd is not None:
+            os.close(fd)
         try:
             os.unlink(path)
         except OSError:
@@ -145,3 +213,14 @@ class ExecService:
             caps = list(ALL_CAPABILITIES)
             proc["capabilities"] = {"bounding": caps, "effective": caps, "permitted": caps}
         return proc
+
+
+def _set_winsize(fd: int, height: int, width: int) -> None:
+    import fcntl
+    import struct
+    import termios
+
+    try:
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+    except OSError:
+        pass  # the exec ended meanwhile

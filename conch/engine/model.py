@@ -114,6 +114,7 @@ class CreateSpec:
     mounts: tuple[dict, ...] = ()
     publish_all: bool = False
     links: tuple[str, ...] = ()    # "name[:alias]" (default bridge only, as docker)
+    volumes_from: tuple[str, ...] = ()  # "container[:ro|:rw]" (HostConfig.VolumesFrom)
     # NetworkingConfig.EndpointsConfig: network name -> {"aliases": [...], "ipv4": ""}
     endpoints: dict = field(default_factory=dict)
 

@@ -51,6 +51,8 @@ def setup(svc, c, image=None) -> str:
     from conch.network import netns
 
     mode = effective_mode(c.spec)
+    if mode.startswith("container:"):
+        return _join(svc, mode.partition(":")[2])
     nets = _networks_of(svc, c)
     if mode in ("host", "none") or not nets or nets[0][0].driver != "bridge":
         return ""
@@ -61,21 +63,41 @@ def setup(svc, c, image=None) -> str:
         svc.sandboxes[c.id] = state
         sandbox.save(svc.state_root, state)
     try:
-        netns.create(path)
+        sock = netns.create(path, want_socket=True)  # reused for the first endpoint
         for index, (net, cfg) in enumerate(nets):
-            _add_endpoint(svc, c, state, net, cfg, index, default_route=index == 0)
+            _add_endpoint(svc, c, state, net, cfg, index, default_route=index == 0,
+                          ns_socket=sock if index == 0 else None)
         _publish(svc, c, state, image)
         state["links"] = _links(svc, c, state)
+        state["dns"] = list(c.spec.dns)  # the embedded DNS forwards this one's queries there
         with svc._lock:
             sandbox.save(svc.state_root, state)
             svc._reindex()
     except BaseException:
         teardown(svc, c.id)
         raise
+    for net, _cfg in nets:  # docker: a "connect" per network when the container starts
+        svc.emit("connect", net, container=c.id)
     return path
 
 
-def _add_endpoint(svc, c, state: dict, net, cfg: dict, index: int, *, default_route: bool) -> dict:
+def _join(svc, ref: str) -> str:
+    """``--network container:<ref>``: the running target's namespace, nothing made."""
+    from conch.engine.networks import effective_mode
+
+    target = svc.containers.get(ref)
+    if not target.state.running or not target.state.pid:
+        raise Conflict(f"cannot join network namespace of a non running container: {target.id}")
+    if effective_mode(target.spec) == "host":
+        raise InvalidArgument(f"cannot join the network of {target.name}: it uses the host's "
+                              "network (run with --network host instead)")
+    with svc._lock:
+        state = svc.sandboxes.get(target.id)
+    return sandbox.joined_netns(state, target.state.pid)
+
+
+def _add_endpoint(svc, c, state: dict, net, cfg: dict, index: int, *, default_route: bool,
+                  ns_socket=None) -> dict:
     aliases = list(cfg.get("aliases") or ())
     with svc._lock:
         pool = svc.store.pools[net.id]
@@ -86,7 +108,7 @@ def _add_endpoint(svc, c, state: dict, net, cfg: dict, index: int, *, default_ro
         state["endpoints"][net.id] = ep
         sandbox.save(svc.state_root, state)
     try:
-        sandbox.plug(state["netns"], net, ep, default_route=default_route)
+        sandbox.plug(state["netns"], net, ep, default_route=default_route, ns_socket=ns_socket)
     except BaseException:
         with svc._lock:
             state["endpoints"].pop(net.id, None)
@@ -103,6 +125,9 @@ def _image_exposed(image) -> list[str]:
 
 
 def _publish(svc, c, state: dict, image) -> None:
+    # docker's NetworkSettings.Ports lists every exposed port ("80/tcp": null when not
+    # published): the image's EXPOSE and --expose, kept with the live state
+    state["exposed"] = sandbox.exposed_keys([*_image_exposed(image), *c.spec.exposed_ports])
     requests = sandbox.port_requests(c.spec, _image_exposed(image))
     if not requests:
         return
@@ -119,6 +144,8 @@ def _publish(svc, c, state: dict, image) -> None:
             raise
         entry = {"proto": r["proto"], "host_ip": r["host_ip"], "host_port": port,
                  "container_port": r["container_port"], "container_ip": ep["ip"], "bridge": net.bridge}
+        if svc.socklb is not None:  # host processes' connects: straight to the container
+            svc.socklb.publish([entry])
         with svc._lock:  # a crash before this line leaves a rule the reconcile removes
             state["ports"].append(entry)
             sandbox.save(svc.state_root, state)
@@ -198,10 +225,15 @@ def teardown(svc, cid: str) -> None:
     if state is not None:
         for nid, ep in state.get("endpoints", {}).items():
             _drop_endpoint(svc, nid, ep, unplug=unplug)
+            net = svc.store.networks.get(nid)
+            if net is not None:  # docker: a "disconnect" per network when it stops
+                svc.emit("disconnect", net, container=cid)
     sandbox.delete(svc.state_root, cid)
 
 
 def _unpublish(svc, p: dict) -> None:
+    if svc.socklb is not None:  # first: new connects take the nft path until it goes too
+        svc.socklb.unpublish([p])
     try:
         svc.firewall.unpublish(proto=p["proto"], host_ip=p["host_ip"], host_port=p["host_port"])
     except ConchError as exc:
@@ -229,7 +261,21 @@ def _drop_endpoint(svc, nid: str, ep: dict, *, unplug: bool = True) -> None:
 
 
 def etc_files(svc, c, hostname: str) -> tuple[str, str]:
-    """(/etc/hosts, /etc/resolv.conf) text for ``c`` as set up now."""
+    """(/etc/hosts, /etc/resolv.conf) text for ``c`` as set up now; a ``container:``
+    joiner gets its target's (docker shares the files with the stack)."""
+    from conch.engine.networks import effective_mode
+
+    mode = effective_mode(c.spec)
+    if mode.startswith("container:"):
+        d = svc.containers.paths.dir(svc.containers.get(mode.partition(":")[2]).id)
+        texts = []
+        for name in ("hosts", "resolv.conf"):
+            try:
+                with open(os.path.join(d, name)) as f:
+                    texts.append(f.read())
+            except OSError:
+                texts.append("")
+        return texts[0], texts[1]
     state = svc.settings(c.id) or {}
     eps = list(state.get("endpoints", {}).values())
     # the embedded DNS of the first user-defined network, as docker's resolver serves

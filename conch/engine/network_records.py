@@ -290,6 +290,10 @@ def matches(net: Network, filters: dict, dangling: bool) -> bool:
             key, eq, value = want.partition("=")
             if key not in net.labels or (eq and net.labels[key] != value):
                 return False
+    for unwanted in filters.get("label!", ()):
+        key, eq, value = unwanted.partition("=")
+        if key in net.labels and (not eq or net.labels[key] == value):
+            return False
     if "dangling" in filters:
         want = {v.lower() in ("1", "true") for v in filters["dangling"]}
         if dangling not in want:
@@ -297,5 +301,43 @@ def matches(net: Network, filters: dict, dangling: bool) -> bool:
     return True
 
 
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+
+
+def parse_until(value: str, now: float) -> float:
+    """docker's ``until`` filter value as a unix time: ``<seconds>[.<frac>]``, an
+    RFC 3339 date/time (``2006-01-02``, ``2006-01-02T15:04:05[.frac][Z|±hh:mm]``), or a
+    Go duration (``10m``, ``1h30m``) meaning that long before ``now``."""
+    import datetime as dt
+
+    text = value.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    if text and _DURATION.sub("", text) == "":
+        return now - sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION.findall(text))
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidArgument(f"invalid filter 'until={value}': not a timestamp, date or "
+                              "duration") from None
+    if when.tzinfo is None:  # docker reads a zone-less time as the daemon's local time
+        when = when.astimezone()
+    return when.timestamp()
+
+
+def created_before(net: Network, until: float) -> bool:
+    """Was ``net`` created before ``until`` (a unix time)? Pre-defined ones always are."""
+    import datetime as dt
+
+    try:
+        # Python >= 3.11 reads any number of fractional digits (beyond 6 cut)
+        created = dt.datetime.fromisoformat(net.created.replace("Z", "+00:00"))
+    except ValueError:
+        return True
+    return created.timestamp() < until
+
+
 __all__ = ["Network", "NetworkStore", "DRIVERS", "PREDEFINED", "user_network", "predefined",
-           "matches", "parse_ipam", "check_overlap", "host_routes", "validate_name"]
+           "matches", "parse_ipam", "check_overlap", "host_routes", "validate_name", "parse_until",
+           "created_before"]

@@ -6,8 +6,11 @@ Records and pure rules live in :mod:`conch.engine.network_records`; what is done
 container (veths, hosts/resolv text, ports, live-state files) in
 :mod:`conch.engine.sandbox`. Injected (conchd's composition root makes them): a
 ``Firewall`` (one nftables table: NAT, isolation between networks, published ports), a
-``PortReservation`` (holds each published host port so nothing else binds it) and a
-``dns_factory(lookup) -> DnsServer`` (one listener per user network, on its gateway).
+``PortReservation`` (holds each published host port so nothing else binds it), an
+optional ``SocketLB`` (host processes' connects to published ports rewritten straight to
+the container, kept next to every firewall publish/unpublish; see conch.network.socklb) and a
+``dns_factory(lookup, client_upstreams) -> DnsServer`` (one listener per user network,
+on its gateway; ``client_upstreams`` gives a container's ``--dns`` servers to forward to).
 
 Contract with the container lifecycle (``ContainerService``):
 
@@ -28,13 +31,15 @@ may take long (veths, netns) runs outside it where nothing shared changes.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import re
 
 from conch.engine import sandbox
-from conch.engine.network_records import (PREDEFINED, Network, NetworkStore, matches, parse_ipam,
-                                          predefined, user_network)
+from conch.engine.network_records import (PREDEFINED, Network, NetworkStore, created_before,
+                                          matches, parse_ipam, parse_until, predefined,
+                                          user_network)
 from conch.errors import ConchError, Conflict, InvalidArgument, NotFound, PermissionDenied
 
 log = logging.getLogger(__name__)
@@ -43,7 +48,9 @@ _OUR_VETH = re.compile(r"^v[0-9a-f]{14}$")
 
 
 def network_event(events, action: str, net: Network, **attrs) -> None:
-    """Docker's network event: actor attributes name, type (the driver), container."""
+    """Docker's network event: actor attributes name, type (the driver), container.
+    Call it on the event loop's thread (the bus is not thread-safe); from a worker
+    thread use :meth:`NetworkService.emit`."""
     import time
 
     from conch.engine.events import Event
@@ -60,7 +67,8 @@ def effective_mode(spec) -> str:
 
 class NetworkService:
     def __init__(self, *, data_root: str, exec_root: str, events, firewall, ports, dns_factory,
-                 bridge_name: str = "conch0", bridge_cidr: str = "172.17.0.1/16"):
+                 bridge_name: str = "conch0", bridge_cidr: str = "172.17.0.1/16",
+                 socklb=None):
         import threading
 
         self.store = NetworkStore(os.path.join(data_root, "network"))
@@ -69,6 +77,9 @@ class NetworkService:
         self.events = events
         self.firewall = firewall
         self.ports = ports
+        # host processes' connections to published ports, rewritten at connect() time
+        # (conch.network.socklb); None or disabled: the firewall's DNAT serves them too
+        self.socklb = socklb
         self.dns_factory = dns_factory
         self.dns = None
         self.bridge_name = bridge_name
@@ -78,14 +89,32 @@ class NetworkService:
         self._lock = threading.RLock()
         self._alock = asyncio.Lock()
         self._names: dict[str, dict[str, list[str]]] = {}
+        self._dns_of: dict[str, dict[str, list[str]]] = {}  # network -> client ip -> --dns
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def emit(self, action: str, net: Network, **attrs) -> None:
+        """:func:`network_event` from any thread (setup/teardown run in worker threads):
+        handed to the loop's thread, in order."""
+        if self.events is None:
+            return
+        loop = self._loop
+        try:
+            on_loop = loop is not None and asyncio.get_running_loop() is loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop or loop is None:
+            network_event(self.events, action, net, **attrs)
+        elif not loop.is_closed():
+            loop.call_soon_threadsafe(functools.partial(network_event, self.events, action, net, **attrs))
 
     def bind(self, containers) -> None:
         self.containers = containers
 
     # -- daemon lifecycle -----------------------------------------------------------------
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(self._start_kernel)
-        self.dns = self.dns_factory(self.lookup)
+        self.dns = self.dns_factory(self.lookup, self.client_upstreams)
         for net in list(self.store.networks.values()):
             if net.dns:
                 await self._listen(net)
@@ -102,6 +131,8 @@ class NetworkService:
             for net, pool in predefined(self.store.networks, self.bridge_name, self.bridge_cidr):
                 self.store.put(net, pool)
             self.firewall.ensure()
+            if self.socklb is not None:
+                self.socklb.start()
             for net in self.store.networks.values():
                 if net.driver == "bridge":
                     self._ensure_kernel(net)
@@ -114,6 +145,14 @@ class NetworkService:
                         log.warning("port %s/%s of %s not re-reserved: %s", p["host_port"], p["proto"],
                                     state["id"][:12], exc)
             self._reindex()
+            self._sync_socklb()
+
+    def _sync_socklb(self) -> None:
+        """The socket LB's map from the live published ports (it starts empty)."""
+        if self.socklb is not None:
+            with self._lock:
+                ports = [p for s in self.sandboxes.values() for p in s.get("ports", ())]
+            self.socklb.sync(ports)
 
     def _ensure_kernel(self, net: Network) -> None:
         from conch.network import netlink
@@ -121,6 +160,8 @@ class NetworkService:
         netlink.ensure_bridge(net.bridge, f"{net.gateway}/{net.subnet.partition('/')[2]}")
         self.firewall.add_network(bridge=net.bridge, subnet=net.subnet, internal=net.internal,
                                   masquerade=net.masquerade and not net.internal)
+        if self.socklb is not None:  # the bridge's gateway is a new host address
+            self.socklb.refresh_addresses()
 
     async def reconcile(self, live_ids) -> None:
         """After the containers' reconcile: whatever belongs to no running container goes."""
@@ -150,6 +191,7 @@ class NetworkService:
                 if key not in wanted:
                     self.firewall.unpublish(proto=key[0], host_ip=key[1], host_port=key[2])
             self._remove_stray_veths()
+        self._sync_socklb()
 
     def _remove_stray_veths(self) -> None:
         from conch.network import netlink
@@ -172,6 +214,8 @@ class NetworkService:
         if self.dns is not None:
             await self.dns.close()
             self.dns = None
+        if self.socklb is not None:  # running containers' ports: the nft rules serve them
+            self.socklb.close()
         await asyncio.to_thread(self._close_kernel)
 
     def _close_kernel(self) -> None:
@@ -264,11 +308,14 @@ class NetworkService:
         network_event(self.events, "destroy", net)
 
     async def prune(self, filters: dict | None = None) -> list[str]:
+        import time
+
         filters = dict(filters or {})
-        filters.pop("until", None)  # accepted; every network here is older than "now"
+        now = time.time()
+        untils = [parse_until(v, now) for v in filters.pop("until", ())]
         removed = []
         for net in self.list(filters):
-            if net.predefined:
+            if net.predefined or not all(created_before(net, u) for u in untils):
                 continue
             try:
                 await self.remove(net.id)
@@ -282,7 +329,10 @@ class NetworkService:
         """The networks a new container joins: name -> {id, aliases, ipv4}."""
         mode = effective_mode(spec)
         if mode.startswith("container:"):
-            raise InvalidArgument("--network container:<name> is not supported")
+            sandbox.check_joining(spec)
+            if self.containers is not None:
+                self.containers.get(mode.partition(":")[2])  # NotFound: No such container
+            return {}
         with self._lock:
             net = self.store.find(mode)
         out = {}
@@ -350,7 +400,18 @@ class NetworkService:
                 names = index.setdefault(nid, {})
                 for n in ep.get("dns_names", ()):
                     names.setdefault(n.lower(), []).append(ep["ip"])
+        dns_of: dict[str, dict[str, list[str]]] = {}
+        for state in self.sandboxes.values():
+            if state.get("dns"):
+                for nid, ep in state["endpoints"].items():
+                    dns_of.setdefault(nid, {})[ep["ip"]] = list(state["dns"])
         self._names = index  # one assignment: the DNS thread sees old or new
+        self._dns_of = dns_of
+
+    def client_upstreams(self, network_id: str, client_ip: str) -> list[str] | None:
+        """The ``--dns`` servers of the container at ``client_ip`` on ``network_id``, or
+        None: the embedded DNS forwards that container's other names there (docker)."""
+        return self._dns_of.get(network_id, {}).get(client_ip)
 
     def lookup(self, network_id: str, client_ip: str, qname: str) -> list[str] | None:
         """Addresses for ``qname`` on network ``network_id`` (container name, alias, short

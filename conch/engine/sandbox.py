@@ -6,9 +6,9 @@ lock):
 
 - :func:`plug`: a veth pair whose host end (``v<id:12><n:02x>``, so that a leak check can
   tell ours) joins the network's bridge and whose other end is created straight inside
-  the container's netns as ``eth<n>``, then configured there: docker's MAC ``02:42:<ip>``,
-  the address, up, and for the first network the default route via its gateway (not on
-  ``--internal`` networks, which have no way out).
+  the container's netns as ``eth<n>`` with docker's MAC ``02:42:<ip>``, then configured
+  there: the address, up, and for the first network the default route via its gateway
+  (not on ``--internal`` networks, which have no way out).
 - :func:`unplug`: delete the host end (the kernel deletes its peer).
 
 Live state, one JSON file a running container (:func:`save`/:func:`load_all`)::
@@ -29,7 +29,30 @@ from conch.errors import AlreadyExists, Conflict, InvalidArgument
 from conch.network import netlink
 
 __all__ = ["veth_name", "plug", "unplug", "port_requests", "hosts_text", "resolv_text",
-           "save", "delete", "load_all", "new_endpoint"]
+           "save", "delete", "load_all", "new_endpoint", "exposed_keys"]
+
+
+def check_joining(spec) -> None:
+    """``--network container:<name>`` shares that container's stack: what would configure
+    a stack of its own is refused with docker's messages."""
+    conflicts = [(spec.port_bindings or spec.publish_all, "port publishing"),
+                 (spec.hostname, "hostname"), (spec.dns, "dns"),
+                 (spec.extra_hosts, "custom host-to-IP mapping"), (spec.links, "links"),
+                 (spec.exposed_ports and spec.publish_all, "port exposing")]
+    for value, what in conflicts:
+        if value:
+            raise InvalidArgument(f"conflicting options: {what} and the container type network mode")
+    if len(spec.endpoints or {}) > 1:
+        raise InvalidArgument("container sharing network namespace with another container "
+                              "cannot be connected to networks")
+
+
+def joined_netns(target_state: dict | None, pid: int) -> str:
+    """The namespace a ``container:`` joiner enters: the target's netns file when conch
+    made one (bridge networks), else its task's (``none``)."""
+    if target_state and target_state.get("netns"):
+        return target_state["netns"]
+    return f"/proc/{pid}/ns/net"
 
 
 def veth_name(cid: str, index: int) -> str:
@@ -47,26 +70,21 @@ def ipaddress_prefix(subnet: str) -> int:
     return int(subnet.partition("/")[2] or 0)
 
 
-def plug(netns_path: str, net, ep: dict, *, default_route: bool) -> None:
-    """Kernel side of one endpoint (undone by :func:`unplug` when a step fails)."""
+def plug(netns_path: str, net, ep: dict, *, default_route: bool, ns_socket=None) -> None:
+    """Kernel side of one endpoint (:func:`conch.network.netlink.plug_veth`, which
+    deletes the pair again when a step fails). ``ns_socket``: a netlink socket already
+    open in the namespace (consumed)."""
+    kw = dict(host_name=ep["veth"], peer_name=ep["ifname"], bridge=net.bridge,
+              netns_path=netns_path, address_cidr=f"{ep['ip']}/{ep['prefixlen']}",
+              gateway=net.gateway if default_route and not net.internal else None,
+              mac=ep["mac"], hairpin=True)  # hairpin: its own published ports
     try:
-        netlink.create_veth(ep["veth"], ep["ifname"], netns_path)
+        netlink.plug_veth(**kw, ns_socket=ns_socket)
     except AlreadyExists:
         # the previous run's pair, still queued for the kernel's namespace cleanup
         # (see netsetup.teardown): a quick restart reuses the name
         netlink.delete_link(ep["veth"])
-        netlink.create_veth(ep["veth"], ep["ifname"], netns_path)
-    try:
-        netlink.attach_to_bridge(ep["veth"], net.bridge)
-        # hairpin: a container reaching its own published port comes back by its port
-        with open(f"/sys/class/net/{ep['veth']}/brport/hairpin_mode", "w") as f:
-            f.write("1")
-        gateway = net.gateway if default_route and not net.internal else None
-        netlink.configure(netns_path, ep["ifname"], f"{ep['ip']}/{ep['prefixlen']}", gateway,
-                          new_name=ep["ifname"], mac=ep["mac"])
-    except BaseException:
-        unplug(ep)
-        raise
+        netlink.plug_veth(**kw)
 
 
 def unplug(ep: dict) -> None:
@@ -102,6 +120,20 @@ def port_requests(spec, image_exposed=()) -> list[dict]:
                 bound.add((port, proto))
                 out.append({"proto": proto, "host_ip": "0.0.0.0", "host_port": 0,
                             "host_port_end": 0, "container_port": port})
+    return out
+
+
+def exposed_keys(keys) -> list[str]:
+    """``"80"``, ``"80/TCP"``, ``"53/udp"`` -> docker's ``"80/tcp"`` form, deduplicated in
+    order; a key that is not a port is skipped (it was refused at create already)."""
+    out: list[str] = []
+    for key in keys:
+        try:
+            port, proto = _port_key(key)
+        except InvalidArgument:
+            continue
+        if f"{port}/{proto}" not in out:
+            out.append(f"{port}/{proto}")
     return out
 
 

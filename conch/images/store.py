@@ -480,6 +480,10 @@ class ImageService:
             ))
         return out
 
+    def layer_sizes(self, image: Image) -> list[int]:
+        """Per layer (base first): the unpacked size once unpacked, else the blob's."""
+        return self._layer_sizes(image)
+
     def _layer_sizes(self, image: Image) -> list[int]:
         sizes = []
         for layer, chain_id in zip(image.manifest.layers, image.chain_ids()):

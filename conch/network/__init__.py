@@ -24,6 +24,10 @@ Contract:
   reconcile. Each change is one ``nft -f -`` transaction; state is only set/map
   elements (parsed back by :mod:`.firewall_state`).
 - :mod:`.ports`: ``PortReservation`` holds published host ports as bound sockets.
+- :mod:`.socklb`: ``SocketLB`` rewrites host processes' connects to published ports
+  straight to the container (cgroup sock_addr eBPF at the cgroup2 root, held by a link
+  fd; :mod:`.socklb_prog` the programs): ``start`` (probe; False: nft only),
+  ``publish``/``unpublish``/``sync``, ``refresh_addresses``, ``close``.
 - :mod:`.dns`: ``DnsServer`` (asyncio) answers containers' queries on each network's
   gateway address from an engine ``lookup``/``reverse`` callback and forwards the rest
   upstream (:mod:`.dnsanswer` sans-IO answers, :mod:`.dnsforward` the upstream client).

@@ -10,7 +10,9 @@ Docker's embedded DNS (libnetwork/resolver.go) is the model:
 - Any other type for a known name (``lookup`` not None) -> NOERROR, no answer (docker
   answers AAAA that way on IPv4 networks): never NXDOMAIN for a name that exists.
 - PTR ``d.c.b.a.in-addr.arpa`` -> ``reverse(network_id, "a.b.c.d")`` when given.
-- Everything else is forwarded as received to the upstreams (:mod:`.dnsforward`): UDP
+- Everything else is forwarded as received to the upstreams (:mod:`.dnsforward`) — the
+  client's own when ``client_upstreams(network_id, client_ip)`` names some (a container
+  run with ``--dns``, as docker's resolver forwards to them), else the server's: UDP
   queries over UDP (TCP when the reply is truncated), TCP queries over TCP; SERVFAIL
   when no upstream answers.
 - Hostile input: anything that does not parse as a query is dropped (a TCP connection
@@ -45,6 +47,7 @@ _TCP_IDLE = 10.0  # seconds a TCP client may stay silent (RFC 7766 suggests seco
 
 Lookup = Callable[[str, str, str], "list[str] | None"]
 Reverse = Callable[[str, str], "str | None"]
+ClientUpstreams = Callable[[str, str], "list[str] | None"]
 
 
 @dataclass(slots=True)
@@ -63,9 +66,10 @@ class DnsServer:
 
     def __init__(self, *, lookup: Lookup, upstreams: list[str] | None = None,
                  reverse: Reverse | None = None, timeout: float = 2.0,
-                 max_inflight: int = 256):
+                 max_inflight: int = 256, client_upstreams: ClientUpstreams | None = None):
         self._lookup = lookup
         self._reverse = reverse
+        self._client_upstreams = client_upstreams
         try:
             self._upstreams = ([parse_upstream(u) for u in upstreams]
                                if upstreams is not None else host_upstreams())
@@ -129,23 +133,36 @@ class DnsServer:
 
     # -- queries -----------------------------------------------------------------------
 
-    def _upstreams_for(self, lst: _Listener) -> list[tuple[str, int]]:
+    def _upstreams_for(self, lst: _Listener, client_ip: str = "") -> list[tuple[str, int]]:
+        upstreams = self._upstreams
+        own = self._client_upstreams(lst.network_id, client_ip) if self._client_upstreams else None
+        if own:
+            parsed = []
+            for text in own:
+                try:
+                    parsed.append(parse_upstream(text))
+                except ValueError:
+                    log.debug("skipping upstream %r of %s", text, client_ip)
+            upstreams = parsed or upstreams
         # Never forward to ourselves (a host whose resolv.conf names a gateway address).
         ours = {(l.address, l.port) for l in self._listeners.values()}
-        return [u for u in self._upstreams if u not in ours]
+        return [u for u in upstreams if u not in ours]
 
-    def _spawn_forward(self, lst: _Listener, request, data: bytes, reply_to) -> None:
+    def _spawn_forward(self, lst: _Listener, request, data: bytes, reply_to,
+                       client_ip: str = "") -> None:
         if len(self._tasks) >= self._max_inflight:
             log.debug("dropping query from %s: %d forwards in flight", lst.address,
                       len(self._tasks))
             return
         task = asyncio.get_running_loop().create_task(
-            self._forward(lst, request, data, reply_to))
+            self._forward(lst, request, data, reply_to, client_ip))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _forward(self, lst: _Listener, request, data: bytes, reply_to) -> None:
-        reply = await forward(data, self._upstreams_for(lst), tcp=False, timeout=self._timeout)
+    async def _forward(self, lst: _Listener, request, data: bytes, reply_to,
+                       client_ip: str = "") -> None:
+        reply = await forward(data, self._upstreams_for(lst, client_ip), tcp=False,
+                              timeout=self._timeout)
         reply_to(_fit(request, reply if reply is not None else _servfail(request),
                       _udp_limit(request)))
 
@@ -166,7 +183,7 @@ class DnsServer:
                 if request is None:
                     return  # garbage: hang up
                 if reply is None:
-                    reply = await forward(data, self._upstreams_for(lst), tcp=True,
+                    reply = await forward(data, self._upstreams_for(lst, client), tcp=True,
                                           timeout=self._timeout) or _servfail(request)
                 writer.write(struct.pack("!H", len(reply)) + reply)
                 await writer.drain()
@@ -193,7 +210,7 @@ class _Udp(asyncio.DatagramProtocol):
         if reply is not None:
             send(_fit(request, reply, _udp_limit(request)))
         else:
-            self.server._spawn_forward(self.lst, request, data, send)
+            self.server._spawn_forward(self.lst, request, data, send, addr[0])
 
     def error_received(self, exc: Exception) -> None:
         log.debug("DNS listener %s: %r", self.lst.address, exc)

@@ -35,7 +35,7 @@ from conch.errors import (
 
 __all__ = [
     "ensure_bridge", "delete_link", "create_veth", "attach_to_bridge", "configure",
-    "link_exists", "list_links", "link_up", "mac_for_ip",
+    "link_exists", "list_links", "link_up", "mac_for_ip", "netns_socket", "plug_veth",
 ]
 
 log = logging.getLogger(__name__)
@@ -271,3 +271,61 @@ def configure(netns_path: str, ifname: str, address_cidr: str, gateway: str | No
         if gateway is not None:
             default = "0.0.0.0/0" if iface.version == 4 else "::/0"
             _call(ipr.route, "add", new_name, dst=default, gateway=gateway, oif=idx)
+
+
+def plug_veth(*, host_name: str, peer_name: str, bridge: str, netns_path: str,
+              address_cidr: str, gateway: str | None, mac: str | None = None,
+              hairpin: bool = True, ns_socket: socket.socket | None = None) -> None:
+    """One container endpoint in as few kernel round trips and processes as possible:
+    the veth pair created with its host end already on ``bridge`` and up and its peer
+    created inside the namespace as ``peer_name`` with ``mac``; then, over a netlink
+    socket in the namespace (``ns_socket``, consumed, or one opened for the call), the
+    address, the link up and the default route via ``gateway``. ``hairpin`` lets a
+    container reach its own published ports through the host's address.
+    On failure the pair is deleted."""
+    _check_name(host_name)
+    _check_name(peer_name)
+    iface = ipaddress.ip_interface(address_cidr)
+    if mac is None and iface.version == 4:
+        mac = mac_for_ip(str(iface.ip))
+    try:
+        fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError as exc:
+        if ns_socket is not None:
+            ns_socket.close()
+        raise NotFound(f"network namespace {netns_path}") from exc
+    try:
+        peer = {"ifname": peer_name, "net_ns_fd": fd}
+        if mac is not None:
+            peer["address"] = mac
+        with _iproute() as ipr:
+            br = _index(ipr, bridge)
+            _call(ipr.link, "add", host_name, ifname=host_name, kind="veth", peer=peer,
+                  master=br, state="up")
+    except BaseException:
+        if ns_socket is not None:
+            ns_socket.close()
+        raise
+    finally:
+        os.close(fd)
+    try:
+        if hairpin:
+            with open(f"/sys/class/net/{host_name}/brport/hairpin_mode", "w") as f:
+                f.write("1")
+        from pyroute2 import IPRoute
+
+        sock = ns_socket if ns_socket is not None else netns_socket(netns_path)
+        ipr = IPRoute(fileno=sock.detach())
+        try:
+            idx = _index(ipr, peer_name, netns_path)
+            _call(ipr.addr, "add", peer_name, index=idx, address=str(iface.ip),
+                  prefixlen=iface.network.prefixlen)
+            _call(ipr.link, "set", peer_name, index=idx, state="up")
+            if gateway is not None:
+                default = "0.0.0.0/0" if iface.version == 4 else "::/0"
+                _call(ipr.route, "add", peer_name, dst=default, gateway=gateway, oif=idx)
+        finally:
+            ipr.close()
+    except BaseException:
+        delete_link(host_name)
+        raise

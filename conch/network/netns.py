@@ -48,22 +48,26 @@ def is_bound(path: str | os.PathLike) -> bool:
     return False
 
 
-def create(path: str | os.PathLike) -> None:
+def create(path: str | os.PathLike, *, want_socket: bool = False):
     """Make a network namespace that lives as long as the bind mount at ``path``, with
-    ``lo`` up. Parent directories are created as needed."""
+    ``lo`` up. Parent directories are created as needed. With ``want_socket``, returns
+    a netlink socket inside it when one came for free (conch-netns), else None."""
     path = Path(path)
     if is_bound(path):
-        return
+        return None
     path.parent.mkdir(parents=True, exist_ok=True)
     os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o444))
     if netlink.helper_binary() is not None:
         # one exec of conch-netns: unshare, bind at path, lo up
         try:
-            netlink.netns_socket(str(path), create=True).close()
+            sock = netlink.netns_socket(str(path), create=True)
         except ConchError:
             path.unlink(missing_ok=True)
             raise
-        return
+        if want_socket:
+            return sock
+        sock.close()
+        return None
     unshare = shutil.which("unshare")
     if unshare is None:
         raise Unavailable("unshare (util-linux) is needed to create network namespaces")
@@ -77,6 +81,7 @@ def create(path: str | os.PathLike) -> None:
     except ConchError:
         remove(path)
         raise
+    return None
 
 
 def remove(path: str | os.PathLike) -> None:

@@ -211,6 +211,10 @@ def _log_error(o: Options, msg: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 2 and argv[0] == "warm":  # conch-shim's pre-started runtime
+        from conch.runtime import warm
+
+        return warm.serve(int(argv[1]))
     try:
         o = parse(argv)
     except UsageError as exc:

@@ -15,6 +15,18 @@ Command line::
                [--log-max-size BYTES] [--log-max-files N] [--tty] [--stdin]
                [--no-start] [--runtime-arg ARG]... [--debug-log FILE]
 
+Warm mode (conch-runtime only; :class:`conch.shim.client.WarmShim`, used by
+:mod:`conch.engine.warmpool`)::
+
+    conch-shim --warm --runtime PATH --runtime-root DIR     (stdout: a SOCK_SEQPACKET socket)
+
+The shim does step 1 below, forks ``PATH warm 3`` at once (the runtime pays its start-up
+now and waits on fd 3), and waits for one message on stdout: the options above,
+NUL-separated. Then it goes on as a normal shim, except that ``create`` is handed to the
+waiting runtime (its argv NUL-separated, the container's stdio as SCM_RIGHTS) instead of
+exec'ing a new one; the ready line of step 3 goes back on the same socket. EOF instead of
+a message makes the shim kill its runtime and exit 0.
+
 Relative paths are made absolute; the shim then ``chdir("/")``. ``--runtime-arg`` values
 go between the runtime binary and ``--root`` (global flags such as ``--log FILE``), for
 every verb the shim runs. ``--debug-log`` appends the shim's own diagnostics.

@@ -26,8 +26,8 @@ from typing import Iterator, Sequence
 
 from conch.errors import ConchError, FailedPrecondition, InvalidArgument, Unavailable
 
-__all__ = ["STDOUT", "STDERR", "ShimInfo", "shim_binary", "spawn", "attach", "read_frames",
-           "resize", "status", "read_exit"]
+__all__ = ["STDOUT", "STDERR", "ShimInfo", "WarmShim", "shim_binary", "spawn", "spawn_warm",
+           "attach", "read_frames", "resize", "status", "read_exit"]
 
 # Where `make setup` builds the binary: <repo>/build/conch-shim.
 _BUILT = Path(__file__).resolve().parents[2] / "build" / "conch-shim"
@@ -64,33 +64,39 @@ def spawn(*, id: str, bundle: str | os.PathLike, runtime: str, runtime_root: str
           log_max_files: int | None = None, tty: bool = False, stdin: bool = False,
           no_start: bool = False,
           runtime_args: Sequence[str] = (), debug_log: str | os.PathLike | None = None,
-          binary: str | None = None, timeout: float = 60.0) -> ShimInfo:
+          binary: str | None = None, timeout: float = 60.0,
+          warm: "WarmShim | None" = None) -> ShimInfo:
     """Start a shim (which creates and starts the container) and wait for its ready line.
+
+    With ``warm`` (from :func:`spawn_warm`, same runtime), that pre-started shim is used
+    instead of a new one; it is consumed either way.
 
     Raises InvalidArgument for bad flags or a command/path the runtime cannot exec,
     FailedPrecondition for other runtime failures (the runtime's message in both), and
     Unavailable when the shim says nothing within ``timeout`` seconds.
     """
-    argv = [binary or shim_binary(), "--id", id, "--bundle", str(bundle), "--runtime", runtime,
-            "--runtime-root", str(runtime_root), "--exit-file", str(exit_file),
-            "--socket", str(socket_path), "--log-path", str(log_path)]
+    options = ["--id", id, "--bundle", str(bundle), "--runtime", runtime,
+               "--runtime-root", str(runtime_root), "--exit-file", str(exit_file),
+               "--socket", str(socket_path), "--log-path", str(log_path)]
     if log_max_size is not None:
-        argv += ["--log-max-size", str(int(log_max_size))]
+        options += ["--log-max-size", str(int(log_max_size))]
     if log_max_files is not None:
-        argv += ["--log-max-files", str(int(log_max_files))]
+        options += ["--log-max-files", str(int(log_max_files))]
     if tty:
-        argv.append("--tty")
+        options.append("--tty")
     if stdin:
-        argv.append("--stdin")
+        options.append("--stdin")
     if no_start:
-        argv.append("--no-start")
+        options.append("--no-start")
     for arg in runtime_args:
-        argv += ["--runtime-arg", arg]
+        options += ["--runtime-arg", arg]
     if debug_log is not None:
-        argv += ["--debug-log", str(debug_log)]
+        options += ["--debug-log", str(debug_log)]
+    if warm is not None:
+        return _parse_ready(id, *warm.activate(options, timeout))
 
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, close_fds=True)
+    proc = subprocess.Popen([binary or shim_binary(), *options], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True)
     try:
         line = _read_line(proc.stdout.fileno(), timeout)
     finally:
@@ -101,8 +107,12 @@ def spawn(*, id: str, bundle: str | os.PathLike, runtime: str, runtime_root: str
         except subprocess.TimeoutExpired:
             proc.kill()
             rc = proc.wait()
+    return _parse_ready(id, line, rc)
+
+
+def _parse_ready(id: str, line: str | None, rc: int) -> ShimInfo:
     if line is None:
-        raise Unavailable(f"conch-shim for {id!r} did not report within {timeout:g} s")
+        raise Unavailable(f"conch-shim for {id!r} did not report in time")
     if not line:
         raise Unavailable(f"conch-shim for {id!r} exited ({rc}) without reporting")
     try:
@@ -116,6 +126,53 @@ def spawn(*, id: str, bundle: str | os.PathLike, runtime: str, runtime_root: str
             raise InvalidArgument(error)
         raise FailedPrecondition(error)
     return ShimInfo(pid=int(msg["pid"]), shim_pid=int(msg["shim_pid"]))
+
+
+class WarmShim:
+    """A shim started ahead of time (``conch-shim --warm``) whose runtime has already
+    paid its start-up (see shim/conch-shim.c, "warm mode"). The engine holds the socket;
+    closing it (or the engine dying) makes the shim and its waiting runtime exit.
+    Only for conch-runtime, which knows the ``warm`` command."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+
+    def activate(self, options: list[str], timeout: float) -> tuple[str | None, int]:
+        """Send the start options; (ready line or "" at EOF or None on timeout, 0).
+        A warm shim that died meanwhile answers "" (the caller falls back)."""
+        try:
+            self.sock.sendall("\0".join(options).encode())
+            return _read_line(self.sock.fileno(), timeout), 0
+        except OSError:
+            return "", 0
+        finally:
+            self.close()
+
+    def alive(self) -> bool:
+        """False once the shim has gone (its end closed: EOF or an error line queued)."""
+        ready, _, _ = select.select([self.sock], [], [], 0)
+        return not ready
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def spawn_warm(*, runtime: str, runtime_root: str | os.PathLike, binary: str | None = None) -> WarmShim:
+    """Start a warm shim for ``runtime`` (conch-runtime) and return it (~2 ms: the shim
+    double-forks and the first child exits at once; the runtime starts behind it)."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        proc = subprocess.Popen([binary or shim_binary(), "--warm", "--runtime", runtime,
+                                 "--runtime-root", str(runtime_root)],
+                                stdin=subprocess.DEVNULL, stdout=theirs,
+                                stderr=subprocess.DEVNULL, close_fds=True)
+    except OSError:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    proc.wait()
+    return WarmShim(ours)
 
 
 def _read_line(fd: int, timeout: float) -> str | None:

@@ -342,9 +342,19 @@ def scoped_report(daemon: Daemon, before: HostSnapshot) -> LeakReport:
         cgroups=[c for c in r.cgroups if not _foreign(daemon, c.partition(":")[2])],
         links=[n for n in r.links if _our_link(daemon, n)],  # others' veths come and go
         nft_tables=[t for t in r.nft_tables if t == f"ip {daemon.nft_table}"],
-        # a conchd restarted by the test itself is not a leak while it runs
-        processes=[p for p in r.processes if daemon.proc is None or p.pid != daemon.proc.pid],
+        # a conchd restarted by the test itself is not a leak while it runs, nor are
+        # its warm shims (conch.engine.warmpool) and their waiting runtimes
+        processes=[p for p in r.processes if not _daemon_own(daemon, p, r.processes)],
         files=r.files)
+
+
+def _daemon_own(daemon: Daemon, proc, new) -> bool:
+    if daemon.proc is None or daemon.proc.poll() is not None:
+        return False
+    if proc.pid == daemon.proc.pid:
+        return True
+    warm = {p.pid for p in new if "--warm" in p.cmdline and str(daemon.dir) in p.cmdline}
+    return proc.pid in warm or proc.ppid in warm
 
 
 def daemon_fixture(scope: str = "module", *, import_image: bool = True):

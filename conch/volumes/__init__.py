@@ -7,8 +7,11 @@ knows nothing of containers: callers pass ``in_use(name) -> [container ids]`` so
 volume a container references (running or not) is never removed (Conflict, as dockerd's
 ``remove NAME: volume is in use - [ID]``). Anonymous volumes carry the label
 ``com.docker.volume.anonymous``; ``prune`` removes only those unless ``all=True``.
-Only the ``local`` driver without options is implemented: driver options (type, device,
-o) are refused with InvalidArgument rather than ignored.
+Only the ``local`` driver exists; its options (``type``, ``device``, ``o``, ``size``:
+``volume create -o type=tmpfs -o device=tmpfs -o o=size=64m``, or ``type=none,o=bind,
+device=/host/dir``) make the volume a mount on ``_data`` while containers use it
+(``localopts``: ``mount`` before the first user starts, ``unmount`` after the last stops
+and before removal); unknown options are refused with InvalidArgument.
 
 On-disk layout::
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from conch.errors import Conflict, InvalidArgument, NotFound
+from conch.volumes import localopts
 
 ANONYMOUS_LABEL = "com.docker.volume.anonymous"
 #: moby's volume name rule (``names.RestrictedNamePattern``)
@@ -114,11 +115,8 @@ class VolumeStore:
         if driver != "local":
             raise InvalidArgument(f"create {name or ''}: error looking up volume plugin {driver}: "
                                   "plugin not found")
-        if options:
-            raise InvalidArgument(f"create {name or ''}: volume driver options "
-                                  f"({', '.join(sorted(options))}) are not supported by conch's "
-                                  "local driver yet")
         name = validate_name(name) if name else secrets.token_hex(32)
+        options = localopts.validate(name, options)
         with self._lock:
             existing = self._read(name)
             if existing is not None:
@@ -126,9 +124,23 @@ class VolumeStore:
             os.makedirs(self.data_dir(name), mode=0o755, exist_ok=True)
             os.chmod(self._dir(name), 0o701)
             v = Volume(name=name, driver=driver, mountpoint=self.data_dir(name),
-                       created_at=_now_rfc3339(), labels=dict(labels or {}), options={})
+                       created_at=_now_rfc3339(), labels=dict(labels or {}), options=options)
             self._write(v)
             return v, True
+
+    def mount(self, name: str) -> None:
+        """Before a container using ``name`` starts: a volume made with driver options
+        gets its device mounted on ``_data`` (idempotent); a plain one: nothing."""
+        v = self.get(name)
+        if v.options:
+            localopts.mount(v.options, v.mountpoint)
+
+    def unmount(self, name: str) -> None:
+        """After its last running user stopped (idempotent; unknown: no-op)."""
+        with self._lock:
+            v = self._read(name)
+        if v is not None and v.options:
+            localopts.unmount(v.mountpoint)
 
     def get(self, name: str) -> Volume:
         v = self._read(name) if name and "/" not in name and name not in (".", "..") else None
@@ -168,11 +180,25 @@ class VolumeStore:
             self._delete(v.name)
 
     def _delete(self, name: str) -> None:
+        v = self._read(name)
+        if v is not None and v.options:
+            # never delete through a mount: a bind volume's device is the user's data
+            localopts.unmount(self.data_dir(name))
+            if localopts.is_mounted(self.data_dir(name)):
+                raise Conflict(f"remove {name}: its device is still mounted")
         # the record goes first: a crash half-way leaves a directory that is not a volume
         try:
             os.unlink(self._meta(name))
         except FileNotFoundError:
             pass
+        if v is not None and v.options:
+            # what is left is the empty mountpoint; anything else stays (never rmtree here)
+            for path in (self.data_dir(name), self._dir(name)):
+                try:
+                    os.rmdir(path)
+                except OSError:
+                    pass
+            return
         shutil.rmtree(self._dir(name), ignore_errors=True)
 
     def prune(self, *, all: bool = False, labels: Iterable[str] = (),

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conch.testing.daemon import BIN, Daemon, clean_after, daemon_fixture
+from conch.testing.daemon import BIN, DOCKER, Daemon, clean_after, daemon_fixture
 
 daemon = daemon_fixture("module")
 
@@ -197,6 +197,38 @@ def test_exec_it_in_a_real_pty(d):
     t.send(b"tty; exit 3\n")
     t.expect(rb"/dev/pts/\d+")
     assert t.wait() == 3
+
+
+def _set_size(fd: int, rows: int, cols: int) -> None:
+    import fcntl
+    import struct
+    import termios
+
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+@pytest.mark.parametrize("cli", ["conch", "docker"])
+def test_exec_it_follows_the_terminal_size(d, cli):
+    """The exec's pty has the client terminal's size at start and after a resize
+    (SIGWINCH -> POST /exec/{id}/resize -> TIOCSWINSZ on the pty conchd holds)."""
+    name = f"lc-execsize-{cli}"
+    d.conch("run", "-d", "--name", name, "busybox", "sleep", "100", check=True)
+    if cli == "docker":
+        if not DOCKER:
+            pytest.skip("the docker CLI is not installed")
+        argv, env = [DOCKER, "exec", "-it", name, "sh"], d.env
+    else:
+        argv, env = [str(BIN / "conch"), "exec", "-it", name, "sh"], d.env
+    t = Pty(argv, env)
+    _set_size(t.fd, 33, 77)
+    t.expect(rb"# ")
+    t.send(b"stty size\n")
+    t.expect(rb"33 77")
+    _set_size(t.fd, 41, 101)  # the kernel sends the CLI SIGWINCH
+    time.sleep(0.3)
+    t.send(b"stty size; exit 4\n")
+    t.expect(rb"41 101")
+    assert t.wait() == 4
 
 
 def test_exec_on_stopped_container_fails(d):

@@ -97,6 +97,40 @@ def test_push_mounts_layers_from_another_repository(d, registry):
     assert ": Mounted from e2e/" in out  # the layer was never uploaded twice
 
 
+def test_pull_all_tags(d, registry):
+    """``pull -a``: every tag of the repository (two names of one image, one of another),
+    with docker's closing line; a tag together with -a is refused."""
+    _ensure_busybox(d)
+    repo = f"{registry.addr}/e2e/alltags"
+    for tag in ("a", "b"):
+        d.conch("tag", "busybox", f"{repo}:{tag}", check=True)
+    d.conch("push", "-a", repo, check=True)
+    d.conch("import", "-c", "LABEL other=1", _small_tar(d), f"{repo}:c", check=True)
+    d.conch("push", f"{repo}:c", check=True)
+    d.conch("rmi", f"{repo}:a", f"{repo}:b", f"{repo}:c", check=True)
+    out = d.conch("pull", "-a", repo, check=True).stdout
+    for tag in ("a", "b", "c"):
+        assert f"{tag}: Pulling from e2e/alltags" in out
+    assert f"Status: Downloaded newer images for {repo}" in out
+    listed = d.conch("images", repo, "--format", "{{.Tag}}", check=True).stdout.split()
+    assert sorted(listed) == ["a", "b", "c"], (out, d.conch("images", "-a", check=True).stdout)
+    p = d.conch("pull", "-a", f"{repo}:a")
+    assert p.returncode != 0 and "tag can't be used with --all-tags/-a" in p.stderr
+    d.conch("rmi", f"{repo}:a", f"{repo}:b", f"{repo}:c", check=True)
+
+
+def _small_tar(d) -> str:
+    import io
+    import tarfile
+
+    path = d.dir / "small.tar"
+    with tarfile.open(path, "w") as tar:
+        info = tarfile.TarInfo("hello")
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"hello"))
+    return str(path)
+
+
 def test_platform_mismatch_is_refused_and_names_nothing(d, registry):
     ref, _ = _pushed(d, registry, tag="plat")
     d.conch("rmi", ref, check=True)
@@ -236,8 +270,9 @@ def test_push_compresses_an_uncompressed_layer(d, registry, tmp_path):
 
 
 def test_round_trip_through_conch_registry_serve(d, tmp_path):
-    """Against the other half of conch: ``conch registry serve`` with htpasswd, whose
-    token auth exercises the Bearer flow (realm, service, scopes, token cache)."""
+    """The seed's Docker Hub section, with ``conch registry serve`` (htpasswd, token
+    auth: realm, service, scopes, token cache) playing Docker Hub: images, login, tag,
+    push, rmi -f, pull, run; anonymous pull refused, logout."""
     import subprocess
 
     import bcrypt
@@ -257,15 +292,27 @@ def test_round_trip_through_conch_registry_serve(d, tmp_path):
                               stderr=subprocess.PIPE, text=True)
     try:
         assert "listening on" in server.stderr.readline()
-        d.conch("login", "-u", USER, "--password-stdin", addr, input=PASSWORD + "\n", check=True)
+        assert "busybox" in d.conch("images", check=True).stdout
+        login = d.conch("login", "-u", USER, "--password-stdin", addr,
+                        input=PASSWORD + "\n", check=True)
+        assert login.stdout.strip() == "Login Succeeded"
         ref = f"{addr}/conch/busybox:v1"
         d.conch("tag", "busybox", ref, check=True)
-        d.conch("push", ref, check=True)
+        assert d.conch("images", f"{addr}/conch/busybox", "--format", "{{.Tag}}",
+                       check=True).stdout == "v1\n"
+        push = d.conch("push", ref, check=True).stdout
+        assert "v1: digest: sha256:" in push
         image_id = _inspect(d, ref)["Id"]
-        d.conch("rmi", ref, check=True)
+        # rmi -f by ID: every name goes, and the image (busybox's too: it is one image)
+        d.conch("rmi", "-f", image_id, check=True)
+        assert image_id not in d.conch("images", "-q", "--no-trunc", check=True).stdout
         d.conch("pull", ref, check=True)
         assert _inspect(d, ref)["Id"] == image_id
         assert d.conch("run", "--rm", ref, "echo", "served").stdout == "served\n"
+        d.conch("logout", addr, check=True)
+        d.conch("rmi", ref, check=True)
+        p = d.conch("pull", ref)
+        assert p.returncode == 1 and "unauthorized" in p.stderr.lower()
     finally:
         server.terminate()
         server.wait(10)

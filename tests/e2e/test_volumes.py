@@ -211,7 +211,7 @@ def test_invalid_volume_name_is_refused(d):
     p = d.conch("volume", "create", "bad name")
     assert p.returncode == 1 and "invalid characters" in p.stderr
     p = d.conch("volume", "create", "-o", "type=tmpfs", "optvol")
-    assert p.returncode == 1 and "not supported" in p.stderr
+    assert p.returncode == 1 and 'missing required option: "device"' in p.stderr
 
 
 # -- the docker CLI ------------------------------------------------------------------------

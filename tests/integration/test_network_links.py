@@ -55,7 +55,9 @@ def _ping_cmd() -> list[str]:
 
 
 def _links() -> set[str]:
-    return set(os.listdir("/sys/class/net"))
+    """This module's links (``cn...``): other engines on the machine make and remove
+    their own bridges and veths meanwhile."""
+    return {n for n in os.listdir("/sys/class/net") if n.startswith("cn")}
 
 
 class Net:
@@ -209,3 +211,28 @@ def test_bridge_is_idempotent_and_errors_name_the_link(net):
     netlink.delete_link(host)  # missing: no-op
     assert not netlink.link_exists(host)
     assert netlink.list_links(netns_path=str(path)) == ["lo"]  # the peer went with it
+
+
+def test_plug_veth_in_one_go_reaches_the_bridge(net):
+    """The engine's path: the namespace made by conch-netns with a netlink socket handed
+    back, then plug_veth (pair on the bridge, peer named and addressed inside, route)."""
+    pool = Pool("10.251.7.0/24")
+    bridge = net.bridge(1, pool)
+    path = net.tmp / "netns" / "fast"
+    net.namespaces.append(path)
+    sock = netns.create(path, want_socket=True)
+    host = net.name("vf", 1)
+    net.veths.append(host)
+    ip = pool.allocate()
+    netlink.plug_veth(host_name=host, peer_name="eth0", bridge=bridge, netns_path=str(path),
+                      address_cidr=pool.cidr(ip), gateway=str(pool.gateway), ns_socket=sock)
+    assert f"inet {ip}/24" in _ip(path, "addr", "show", "eth0")
+    assert f"default via {pool.gateway} dev eth0" in _ip(path, "route")
+    assert netlink.mac_for_ip(ip) in _ip(path, "link", "show", "eth0")
+    assert Path(f"/sys/class/net/{host}/master").resolve().name == bridge
+    assert Path(f"/sys/class/net/{host}/brport/hairpin_mode").read_text().strip() == "1"
+    r = _ping(path, str(pool.gateway))
+    assert r.returncode == 0, r.stdout + r.stderr
+    with pytest.raises(AlreadyExists):  # the name is taken: the engine deletes and retries
+        netlink.plug_veth(host_name=host, peer_name="eth0", bridge=bridge, netns_path=str(path),
+                          address_cidr=pool.cidr(pool.allocate()), gateway=None)

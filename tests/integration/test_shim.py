@@ -429,3 +429,59 @@ def test_shim_sigkill_leaves_container_running(shim_factory, runtime_by_name):
     assert client.read_exit(shim.exit_file) is None
     with pytest.raises(Unavailable, match="refused"):
         client.status(shim.socket)  # the socket file is left, nobody listens
+
+
+# -- warm mode (conch.engine.warmpool): the runtime starts before the container is known --
+
+def _warm_pids(marker: str) -> list[int]:
+    """The warm shim named by ``marker`` (its --runtime-root) and its children."""
+    shims, parents = [], {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmd = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat.rpartition(")")[2].split()[1])
+            if marker in cmd and "--warm" in cmd:
+                shims.append(int(entry))
+    return shims + [pid for pid, ppid in parents.items() if ppid in shims]
+
+
+@pytest.mark.parametrize("tty", [False, True])
+def test_warm_shim_runs_a_container_like_a_cold_one(shim_factory, runtime_by_name, tty):
+    rt = runtime_by_name("conch")
+    warm = client.spawn_warm(runtime=rt.binary, runtime_root=rt.root, binary=str(SHIM))
+    shim = shim_factory(["sh", "-c", "echo out; echo err >&2; exit 3"] if not tty else ["tty"],
+                        tty=tty, start=False)
+    shim.info = client.spawn(**shim.spawn_kw, warm=warm)
+    assert shim.wait_exit()["exit_code"] == (0 if tty else 3)
+    shim.wait_shim_gone()
+    logs = [(e["stream"], e["log"]) for e in shim.entries()]
+    if tty:
+        assert logs == [("stdout", "/dev/pts/0\r\n")]
+    else:
+        assert sorted(logs) == [("stderr", "err\n"), ("stdout", "out\n")]
+
+
+def test_warm_shim_reports_runtime_errors(shim_factory, runtime_by_name):
+    rt = runtime_by_name("conch")
+    warm = client.spawn_warm(runtime=rt.binary, runtime_root=rt.root, binary=str(SHIM))
+    shim = shim_factory(["/nonexistent"], start=False)
+    with pytest.raises(InvalidArgument, match="nonexistent"):
+        client.spawn(**shim.spawn_kw, warm=warm)
+
+
+def test_discarded_warm_shim_and_its_runtime_exit(runtime_by_name, shim_bin):
+    rt = runtime_by_name("conch")
+    warm = client.spawn_warm(runtime=rt.binary, runtime_root=rt.root, binary=shim_bin)
+    deadline = time.monotonic() + 10
+    while len(_warm_pids(str(rt.root))) < 2:  # the shim, and its runtime once exec'd
+        assert time.monotonic() < deadline, "the warm shim's runtime never started"
+        time.sleep(0.02)
+    assert warm.alive()
+    warm.close()  # what conchd's exit does too
+    while _warm_pids(str(rt.root)):
+        assert time.monotonic() < deadline, "a discarded warm shim is still running"
+        time.sleep(0.02)

@@ -55,6 +55,24 @@ class FakeHijack:
         self.closed = True
 
 
+class FakePending:
+    """conch.client.http.Pending: the answer (or error) of a request already sent."""
+
+    def __init__(self, answer):
+        self.answer = answer
+
+    def wait(self, timeout):
+        return True
+
+    def response(self, check=True):
+        if isinstance(self.answer, BaseException):
+            raise self.answer
+        return self.answer
+
+    def close(self):
+        pass
+
+
 class Seq(list):
     """Answers given in turn (the last one repeats)."""
 
@@ -90,6 +108,13 @@ class FakeClient:
     def request(self, method, path, *, params=None, json_body=None, body=None, headers=None,
                 check=True):
         return FakeResponse(self._answer(method, path, params, json_body))
+
+    def send_request(self, method, path, *, params=None, json_body=None, body=None,
+                     headers=None):
+        try:  # the call is recorded when sent (order matters: wait before start)
+            return FakePending(FakeResponse(self._answer(method, path, params, json_body)))
+        except Exception as exc:  # noqa: BLE001 - delivered by response(), as the real one
+            return FakePending(exc)
 
     def send_file(self, method, path, fileobj, *, params=None, headers=None):
         return FakeResponse(self._answer(method, path, params, fileobj.read()))

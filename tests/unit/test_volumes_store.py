@@ -56,11 +56,25 @@ def test_valid_names(store, name):
     assert store.create(name).name == name
 
 
-def test_other_drivers_and_options_are_refused(store):
+def test_other_drivers_and_bad_options_are_refused(store, tmp_path):
     with pytest.raises(InvalidArgument, match="plugin"):
         store.create("v1", driver="nfs")
-    with pytest.raises(InvalidArgument, match="not supported"):
-        store.create("v2", options={"type": "tmpfs", "device": "tmpfs"})
+    with pytest.raises(InvalidArgument, match='invalid option: "foo"'):
+        store.create("v2", options={"foo": "bar"})
+    with pytest.raises(InvalidArgument, match='missing required option: "device"'):
+        store.create("v2", options={"type": "tmpfs"})
+    with pytest.raises(InvalidArgument, match='missing required option: "type"'):
+        store.create("v2", options={"o": "size=1m"})
+    with pytest.raises(InvalidArgument, match="no such file"):
+        store.create("v2", options={"type": "none", "o": "bind", "device": str(tmp_path / "nope")})
+    assert store.list() == []
+
+
+def test_options_are_kept_and_a_removal_never_deletes_through_them(store, tmp_path):
+    v = store.create("v3", options={"type": "tmpfs", "device": "tmpfs", "o": "size=1m"})
+    assert store.get("v3").options == {"type": "tmpfs", "device": "tmpfs", "o": "size=1m"}
+    assert v.options == store.get("v3").options
+    store.remove("v3")  # never mounted: the empty mountpoint goes with the record
     assert store.list() == []
 
 

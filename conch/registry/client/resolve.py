@@ -9,8 +9,10 @@ follows an index to the manifest for a platform (:func:`select_manifest`) and re
 both; nothing is written anywhere.
 
 Platform selection is containerd's (``conch.oci.platform.only``): the host's platform
-and what it can run, best first; ``--platform`` replaces the host's. No match is
-docker's error: ``no matching manifest for linux/arm64/v8 in the manifest list entries``.
+and what it can run, best first; ``--platform`` replaces the host's. OCI 1.1 artifacts
+in an index (``artifactType`` set, or a config that is not an image config) are never
+selected. No match is docker's error: ``no matching manifest for linux/arm64/v8 in the
+manifest list entries``.
 """
 
 from __future__ import annotations
@@ -47,11 +49,27 @@ class Resolved:
 
 def select_manifest(index: ImageIndex, platform: Platform | None) -> Descriptor:
     """The index entry for ``platform`` (the host's when None), docker's error if none."""
+    return candidates(index, platform)[0]
+
+
+def candidates(index: ImageIndex, platform: Platform | None) -> list[Descriptor]:
+    """The index's image manifests for ``platform``, best first (docker's error if none).
+
+    OCI 1.1 indexes also list artifacts (signatures, SBOMs, attestations): entries with
+    an ``artifactType`` are not images, and are skipped here; an artifact that hides as
+    a plain manifest entry is skipped by :func:`resolve_image` once its config is seen.
+    """
     wanted = platform or host_platform()
-    found = [d for d in index.select(only(wanted)) if mt.is_manifest(d.media_type)]
+    found = [d for d in index.select(only(wanted))
+             if mt.is_manifest(d.media_type) and not d.artifact_type]
     if not found:
         raise NotFound(f"no matching manifest for {wanted} in the manifest list entries")
-    return found[0]
+    return found
+
+
+def is_image(manifest: ImageManifest) -> bool:
+    """An image (runnable layers + an image config), not an OCI 1.1 artifact."""
+    return not manifest.artifact_type and mt.is_config(manifest.config.media_type)
 
 
 def platforms_of(index: ImageIndex) -> list[Platform]:
@@ -142,17 +160,26 @@ async def resolve_image(host: RegistryHost, ref: Reference,
     target, data = await fetch_manifest(host, ref.path, reference)
     if not mt.is_index(target.media_type):
         manifest = ImageManifest.from_bytes(data)
+        if not is_image(manifest):
+            raise ManifestError(
+                f"{ref.familiar()} is not an image: an artifact of type "
+                f"{manifest.artifact_type or manifest.config.media_type}")
         return Resolved(target=target, manifest_desc=target, manifest_bytes=data,
                         manifest=manifest, index=None, index_bytes=None)
     index = ImageIndex.from_bytes(data)
-    child = select_manifest(index, platform)
-    desc, mbytes = await fetch_manifest(host, ref.path, str(child.digest), expected=child)
-    if not mt.is_manifest(desc.media_type):
-        raise ManifestError(f"index entry {child.digest} is not an image manifest")
-    desc = Descriptor(media_type=desc.media_type, digest=desc.digest, size=desc.size,
-                      platform=child.platform)
-    return Resolved(target=target, manifest_desc=desc, manifest_bytes=mbytes,
-                    manifest=ImageManifest.from_bytes(mbytes), index=index, index_bytes=data)
+    for child in candidates(index, platform):
+        desc, mbytes = await fetch_manifest(host, ref.path, str(child.digest), expected=child)
+        if not mt.is_manifest(desc.media_type):
+            raise ManifestError(f"index entry {child.digest} is not an image manifest")
+        manifest = ImageManifest.from_bytes(mbytes)
+        if not is_image(manifest):
+            continue  # an artifact listed without artifactType: the next candidate
+        desc = Descriptor(media_type=desc.media_type, digest=desc.digest, size=desc.size,
+                          platform=child.platform)
+        return Resolved(target=target, manifest_desc=desc, manifest_bytes=mbytes,
+                        manifest=manifest, index=index, index_bytes=data)
+    raise NotFound(f"no matching manifest for {platform or host_platform()} in the "
+                   "manifest list entries")
 
 
 async def list_tags(host: RegistryHost, repo: str) -> list[str]:

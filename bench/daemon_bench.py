@@ -267,15 +267,23 @@ class Conch(Engine):
     def stop(self) -> None:
         stop_daemon(self.proc)
 
+    def _waiting(self) -> list[int]:
+        """Warm shims not yet given a container (conch.engine.warmpool): their child is
+        the waiting `conch-runtime warm 3`. A warm shim that took a container keeps its
+        command line but parents the container instead."""
+        return [p for p in super().shim_pids()
+                if any(_cmdline(c).rstrip().endswith(" warm 3") for c in children(p))]
+
     def shim_pids(self) -> list[int]:
-        return [p for p in super().shim_pids() if "--warm" not in _cmdline(p)]
+        waiting = set(self._waiting())
+        return [p for p in super().shim_pids() if p not in waiting]
 
     def daemon_pids(self) -> list[int]:
-        """conchd, and the warm shim it keeps for the next start (conch.engine.warmpool)
-        with its waiting conch-runtime: daemon overhead, not per-container."""
+        """conchd, and the warm shim it keeps for the next start with its waiting
+        conch-runtime: daemon overhead, not per-container."""
         if not self.proc:
             return []
-        warm = [p for p in processes(self.shim_comms, str(self.work)) if "--warm" in _cmdline(p)]
+        warm = self._waiting()
         return [self.proc.pid, *warm, *(c for w in warm for c in children(w))]
 
 

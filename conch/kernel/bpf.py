@@ -267,21 +267,31 @@ def map_keys(fd: int, key_size: int) -> list[bytes]:
 
 def prog_load(prog_type: int, insns: bytes, *, expected_attach_type: int = 0,
               license: str = "GPL", name: str = "", log_size: int = 1 << 16) -> int:
-    """Load a program; on failure the verifier's log is in the error's detail."""
+    """Load a program; on failure the verifier's log is in the error's detail (the load
+    is retried with the log on only then: a log too small for a success is ENOSPC)."""
     code = ctypes.create_string_buffer(insns, len(insns))
     lic = ctypes.create_string_buffer(license.encode())
     log_buf = ctypes.create_string_buffer(log_size)
-    attr = _attr("=IIQQIIQII16sII", prog_type, len(insns) // 8, ctypes.addressof(code),
-                 ctypes.addressof(lic), 1, log_size, ctypes.addressof(log_buf), 0, 0,
-                 name.encode()[:15], 0, expected_attach_type)
-    try:
+
+    def load(level: int) -> int:
+        attr = _attr("=IIQQIIQII16sII", prog_type, len(insns) // 8, ctypes.addressof(code),
+                     ctypes.addressof(lic), level, log_size if level else 0,
+                     ctypes.addressof(log_buf) if level else 0, 0, 0, name.encode()[:15], 0,
+                     expected_attach_type)
         return _bpf(PROG_LOAD, attr, f"BPF_PROG_LOAD {name}")
+
+    try:
+        return load(0)
+    except SystemCallError as exc:
+        if exc.errno not in (errno.EINVAL, errno.EACCES):  # not the verifier: no log
+            raise
+        first = exc
+    try:
+        return load(1)  # a retry that succeeds is fine too
     except SystemCallError as exc:
         text = log_buf.value.decode(errors="replace").strip()
-        if text:
-            raise SystemCallError("bpf", exc.errno,
-                                  detail=f"BPF_PROG_LOAD {name}: {text[-800:]}") from None
-        raise
+        raise SystemCallError("bpf", exc.errno, detail=f"BPF_PROG_LOAD {name}: "
+                              f"{text[-800:] or 'no verifier log'}") from first
 
 
 def link_create(prog_fd: int, target_fd: int, attach_type: int) -> int:

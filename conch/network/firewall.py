@@ -32,6 +32,10 @@ postrouting (nat): 127.0.0.0/8-sourced packets leaving by a bridge, and DNAT'ed 
 leaving by the bridge their source subnet is on (hairpin, sibling via the host address),
 are masqueraded; ``masq`` subnets leaving by anything but a conch bridge are masqueraded.
 
+Host processes' connections to published ports usually never reach these rules: conchd's
+socket LB (:mod:`conch.network.socklb`) rewrites them at connect() time; the rules stay
+complete for everyone else and for when it is unavailable or conchd is down.
+
 Contract: the bridge exists before ``add_network`` (its ``route_localnet`` is set);
 bridge ports need hairpin mode for a container to reach its own published port (as
 docker sets it with userland-proxy=false). ``ensure`` turns ``net.ipv4.ip_forward`` on

@@ -20,8 +20,9 @@ Choices:
   namespace and get the shortcut.
 - Host addresses for ``0.0.0.0`` publishes: 127.0.0.0/8 is matched in the program; the
   other local addresses are a map that :meth:`SocketLB.refresh_addresses` fills from
-  ``/proc/net/fib_trie`` (at start, on each publish, on network create). An address
-  that appears in between is served by the nft DNAT until the next refresh.
+  ``/proc/net/fib_trie`` (at start and reconcile, on each 0.0.0.0 publish, on network
+  create). An address that appears in between is served by the nft DNAT until the next
+  refresh.
 - The original address is remembered per socket (LRU map keyed by socket cookie and
   container address, as Cilium's ``lb4_reverse_sk``): two publishes of one container
   port, or one ``0.0.0.0`` publish reached by different host addresses, stay exact. An
@@ -34,7 +35,8 @@ BPF_LINK_CREATE and conchd holds the link fds (close-on-exec): when conchd exits
 by SIGKILL, the kernel detaches them and frees the maps; nothing is pinned. The next
 conchd attaches anew and :meth:`sync` refills the map from the live published ports.
 :meth:`start` is the probe: without cgroup2, BPF or the privilege, it logs one line and
-every method becomes a no-op (nft alone serves the ports). Thread-safe.
+every method becomes a no-op (nft alone serves the ports). Needs Linux >= 5.14
+(SO_NETNS_COOKIE; the getpeername hook is 5.8, cgroup links 5.7). Thread-safe.
 """
 
 from __future__ import annotations

@@ -292,3 +292,11 @@ def test_sigkill_detaches_and_nft_still_serves(setup):
         assert (answer, local[0], peer) == (f"web {gw}", "127.0.0.1", ("127.0.0.1", hp))
     finally:
         ports.close()
+
+
+def test_verifier_refusal_carries_its_log():
+    from conch.errors import SystemCallError
+
+    with pytest.raises(SystemCallError, match="R0 !read_ok"):  # exit without setting r0
+        bpf.prog_load(bpf.PROG_TYPE_CGROUP_SOCK_ADDR, bpf.assemble([bpf.exit_()]),
+                      expected_attach_type=bpf.CGROUP_INET4_CONNECT, name="conch_bad")

@@ -1,4 +1,4 @@
-"""The pure parts of conch.network.socklb: map key/value bytes, the cgroup2 mount and
+"""The pure parts of conch.network.socklb (socklb_prog): map key/value bytes, the cgroup2 mount and
 host-address parsers (the kernel side is tests/integration/test_network_socklb.py)."""
 
 from __future__ import annotations

@@ -50,6 +50,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from conch.testing.rootfs import busybox_rootfs  # noqa: E402
+import timing  # noqa: E402  (bench/timing.py: waits that do not round times up)
 
 RESULTS = REPO / "bench" / "results"
 VENV_BIN = REPO / ".venv" / "bin"
@@ -215,8 +216,8 @@ class Engine:
         # stdout and stderr to files, not pipes: nothing the container inherits can
         # keep us waiting for an EOF.
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            proc = subprocess.run([*self.argv, *args], stdin=stdin or subprocess.DEVNULL,
-                                  stdout=out, stderr=err, env=self.env, timeout=120)
+            proc = timing.run([*self.argv, *args], stdin=stdin or subprocess.DEVNULL,
+                              stdout=out, stderr=err, env=self.env, timeout=120)
             out.seek(0)
             err.seek(0)
             proc.stdout, proc.stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")

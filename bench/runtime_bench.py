@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from conch.testing.bundles import make_bundle  # noqa: E402
+import timing  # noqa: E402  (bench/timing.py: waits that do not round times up)
 
 RESULTS = REPO / "bench" / "results"
 
@@ -59,9 +60,9 @@ class Bench:
         # stderr goes to a file, not a pipe: after `create` the container's init holds
         # the runtime's stdio, and a pipe would make us wait for its EOF.
         with tempfile.TemporaryFile() as err:
-            proc = subprocess.run([self.binary, "--root", str(self.root), *args],
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                  stderr=err, timeout=60)
+            proc = timing.run([self.binary, "--root", str(self.root), *args],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=err, timeout=60)
             if check and proc.returncode != 0:
                 err.seek(0)
                 raise RuntimeError(f"{self.name} {' '.join(args)}: exit {proc.returncode}: "
@@ -80,8 +81,9 @@ class Bench:
         self.cli("create", "--bundle", str(self.bundle), cid)
         self.cli("start", cid)
         while True:  # wait for /bin/true to exit; the polls are part of the cost
+            # no timeout: with one, CPython polls the exit with a back-off (see timing.py)
             state = subprocess.run([self.binary, "--root", str(self.root), "state", cid],
-                                   capture_output=True, text=True, timeout=30)
+                                   capture_output=True, text=True)
             if state.returncode != 0 or json.loads(state.stdout)["status"] == "stopped":
                 break
             time.sleep(0.001)

@@ -73,8 +73,9 @@ async def _pump_pty(conn, proc, master: int, *, stdin: bool) -> None:
     messages, if any, to the client too). ``master`` is ours to close."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
-                                 os.fdopen(master, "rb", buffering=0, closefd=True))
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader),
+        os.fdopen(master, "rb", buffering=0, closefd=True))
     writer_fd = os.dup(master)
 
     async def out(r) -> None:
@@ -117,6 +118,9 @@ async def _pump_pty(conn, proc, master: int, *, stdin: bool) -> None:
         for task in outputs + [closed] + ([feeder] if feeder else []):
             task.cancel()
         os.close(writer_fd)
+        # the read side holds a master fd too: a process that outlives the client (the
+        # runtime killed below, its child still on the pty) would otherwise keep it open
+        transport.close()
         if proc.returncode is None and conn.closed:
             try:
                 proc.kill()
@@ -182,5 +186,7 @@ async def resize(request: web.Request) -> web.StreamResponse:
         h, w = int(request.query.get("h", 0)), int(request.query.get("w", 0))
     except ValueError as exc:
         raise InvalidArgument("h and w must be integers") from exc
+    if not (0 <= h <= 65535 and 0 <= w <= 65535):  # struct winsize: unsigned short
+        raise InvalidArgument(f"invalid terminal size {h}x{w}")
     await call_engine(execs.resize, request.match_info["id"], h, w)
     return web.Response(status=200)

@@ -471,7 +471,6 @@ class ContainerService:
             raise type(exc)(f"failed to create task for container: OCI runtime create failed: {msg}") from exc
 
     def _spawn_shim_raw(self, c: Container) -> dict:
-        from conch.errors import Unavailable
         from conch.shim import client as shim
 
         args = dict(
@@ -486,7 +485,7 @@ class ContainerService:
         if warm is not None:
             try:
                 info = shim.spawn(**args, warm=warm)
-            except Unavailable as exc:  # it died before taking the job: start a cold one
+            except shim.WarmShimGone as exc:  # died before taking the job: start a cold one
                 log.warning("warm shim for %s: %s; starting a new one", c.id[:12], exc)
         if info is None:
             info = shim.spawn(**args)
@@ -752,25 +751,45 @@ class ContainerService:
             except asyncio.TimeoutError:
                 await self._handle_exit(c.id)
         async with self._lock(c.id):
+            # Order: the task's kernel objects (runtime state, cgroups, network, rootfs
+            # mount), then the record, so the container is gone for every client (its name
+            # free, "removed" waiters such as `run --rm` answered), then its files. A crash
+            # before the files are gone leaves a directory with no record, which
+            # reconcile() deletes.
             await asyncio.to_thread(self._cleanup_task, c.id)
-            await asyncio.to_thread(self._remove_files, c.id)
             self.db.delete_container(c.id)
-        self.events.publish("container", "destroy", c.id, name=c.name, image=c.image)
-        if volumes and self.volumes is not None:
-            # rm -v: the anonymous volumes go with the container, named ones never do
-            for m in c.mounts:
-                if m.get("type") == "volume" and m.get("anonymous"):
-                    try:
-                        await asyncio.to_thread(self.volumes.remove, m["name"], force=True,
-                                                in_use=self.volume_users)
-                        self.events.publish("volume", "destroy", m["name"], driver="local")
-                    except ConchError as exc:
-                        log.warning("removing volume %s of %s: %s", m["name"][:12], c.id[:12], exc)
-        for fut in self._waiters.pop(c.id + ":removed", []):
-            if not fut.done():
-                fut.set_result(c.state.exit_code)
+            self.events.publish("container", "destroy", c.id, name=c.name, image=c.image)
+            if volumes and self.volumes is not None:
+                await self._remove_anonymous_volumes(c)
+            for fut in self._waiters.pop(c.id + ":removed", []):
+                if not fut.done():
+                    fut.set_result(c.state.exit_code)
+            await asyncio.to_thread(self._remove_files, c.id)
         self._locks.pop(c.id, None)
         self._exited.pop(c.id, None)
+
+    async def _remove_anonymous_volumes(self, c: Container) -> None:
+        """rm -v: the anonymous volumes go with the container, named ones never do."""
+        for m in c.mounts:
+            if m.get("type") == "volume" and m.get("anonymous"):
+                try:
+                    await asyncio.to_thread(self.volumes.remove, m["name"], force=True,
+                                            in_use=self.volume_users)
+                    self.events.publish("volume", "destroy", m["name"], driver="local")
+                except ConchError as exc:
+                    log.warning("removing volume %s of %s: %s", m["name"][:12], c.id[:12], exc)
+
+    def _remove_orphans(self) -> None:
+        known = {c.id for c in self.list()}
+        try:
+            names = os.listdir(self.paths.containers)
+        except FileNotFoundError:
+            return
+        for name in names:
+            if len(name) == 64 and name not in known and all(ch in "0123456789abcdef" for ch in name):
+                log.info("removing the files of %s, removed before conchd stopped", name[:12])
+                self._cleanup_task(name)
+                self._remove_files(name)
 
     def _remove_files(self, cid: str) -> None:
         try:
@@ -914,7 +933,9 @@ class ContainerService:
     # -- reconcile after a daemon (re)start -----------------------------------------------
     async def reconcile(self) -> None:
         """Find running containers again: a live shim gets a new monitor; a shim that
-        died while we were away has left an exit file (or not) to record."""
+        died while we were away has left an exit file (or not) to record. Files of
+        containers whose record is gone (a crash in the middle of a remove) are deleted."""
+        await asyncio.to_thread(self._remove_orphans)
         for c in self.list():
             if c.state.status not in (Status.RUNNING, Status.PAUSED, Status.RESTARTING):
                 continue

@@ -132,8 +132,15 @@ class ExecService:
                 return proc
             conn, _ = accept.result()
             with conn:
-                conn.setblocking(True)
-                _msg, fds, _flags, _addr = socket.recv_fds(conn, 4096, 1)
+                # in a thread, bounded: a runtime that connects and sends nothing must not
+                # stall the event loop (nor this request forever)
+                conn.settimeout(10)
+                try:
+                    _msg, fds, _flags, _addr = await asyncio.to_thread(socket.recv_fds, conn, 4096, 4)
+                except OSError:
+                    fds = []
+            for extra in fds[1:]:  # one pty master is expected; anything else is closed
+                os.close(extra)
             if fds:
                 self._ptys[exec_id] = fds[0]
                 size = self._sizes.pop(exec_id, None)

@@ -62,6 +62,7 @@ def setup(svc, c, image=None) -> str:
     with svc._lock:
         svc.sandboxes[c.id] = state
         sandbox.save(svc.state_root, state)
+    sock = None
     try:
         sock = netns.create(path, want_socket=True)  # reused for the first endpoint
         for index, (net, cfg) in enumerate(nets):
@@ -74,6 +75,10 @@ def setup(svc, c, image=None) -> str:
             sandbox.save(svc.state_root, state)
             svc._reindex()
     except BaseException:
+        # plug consumes the socket; a failure before it (no free address, a taken
+        # --ip) must not leave it open: it would pin the namespace past teardown
+        if sock is not None:
+            sock.close()
         teardown(svc, c.id)
         raise
     for net, _cfg in nets:  # docker: a "connect" per network when the container starts

@@ -12,11 +12,13 @@ Contract:
 - :mod:`.netns`: ``create(path)`` / ``remove(path)`` a network namespace bound at a path
   (like ``ip netns add/del``), done by exec'd util-linux tools: the daemon itself never
   enters a namespace.
-- :mod:`.netlink` (pyroute2, imported lazily): ``ensure_bridge``, ``delete_link``,
-  ``create_veth`` (peer created straight inside the namespace), ``attach_to_bridge``,
-  ``configure`` (rename to eth0, docker MAC ``02:42:<ipv4 bytes>``, address, up,
-  default route), ``link_exists``, ``list_links``, ``mac_for_ip``. Work inside a
+- :mod:`.netlink`: ``ensure_bridge``, ``delete_link``, ``create_veth`` (peer created
+  straight inside the namespace), ``attach_to_bridge``, ``configure`` (rename to eth0,
+  docker MAC ``02:42:<ipv4 bytes>``, address, up, default route), ``plug_veth`` (all of
+  that in one go), ``link_exists``, ``list_links``, ``mac_for_ip``. Work inside a
   namespace goes through a netlink socket opened there by an exec'd helper.
+- :mod:`.rtnl`: ``Rtnl``, our standard-library rtnetlink client (requests, acks, dumps,
+  the few link/address/route messages above); errors are ``NetlinkError`` (errno).
 - :mod:`.firewall`: ``Firewall(table)`` owns one nftables ``ip`` table per daemon:
   ``ensure``/``destroy``, ``add_network``/``remove_network`` (isolation, forwarding,
   masquerade), ``publish``/``unpublish`` (+ ``_many``: one transaction) DNAT in

@@ -60,7 +60,7 @@ from conch.errors import (
     PermissionDenied, Unavailable,
 )
 from conch.network.firewall_state import parse_listing
-from conch.network.netlink import _check_name
+from conch.network.netlink import check_ifname
 from conch.network.ports import PortReservation, check_port_args
 
 __all__ = ["Firewall", "PortRule", "PortReservation"]
@@ -200,7 +200,7 @@ class Firewall:
         """Rules for a bridge network: isolation, forwarding, outbound NAT (unless
         ``internal`` or not ``masquerade``). Idempotent; new settings replace old ones
         (and then drop the ports published to the bridge)."""
-        _check_name(bridge)
+        check_ifname(bridge)
         try:
             net4 = ipaddress.IPv4Network(subnet, strict=False)
         except ValueError as exc:

@@ -1,18 +1,22 @@
-"""Links, addresses and routes over rtnetlink (pyroute2), in the host's network
-namespace or in one bound at a path (see :mod:`conch.network.netns`).
+"""Links, addresses and routes over rtnetlink, in the host's network namespace or in one
+bound at a path (see :mod:`conch.network.netns`).
 
-The daemon never enters a namespace (DESIGN.md): pyroute2's own ``NetNS`` forks the
-calling process and ``setns``-es the child, so it is not used. Instead a netlink socket
-is made *inside* the namespace by a freshly exec'd helper (the C ``conch-netns``, or
+The netlink client is our own :mod:`conch.network.rtnl` (standard library only), not
+pyroute2: conch needs a small fixed subset of rtnetlink, and pyroute2 0.9 cost conchd
+~10.8 MiB of RSS (issue 3's idle-memory goal) and 1-2 ms per ``IPRoute()`` on every
+container start; the measurements are in rtnl's docstring and bench/netlink_bench.py.
+
+The daemon never enters a namespace (DESIGN.md). Instead a netlink socket is made
+*inside* the namespace by a freshly exec'd helper (the C ``conch-netns``, or
 ``nsenter --net=PATH python -I -S -c ...`` where it is not built) that hands the
-descriptor back over an inherited unix socket (SCM_RIGHTS) and exits. A socket stays in the namespace it was created in, so every
-request on it acts there, from this process.
+descriptor back over an inherited unix socket (SCM_RIGHTS) and exits. A socket stays in
+the namespace it was created in, so every request on it acts there, from this process.
 
 Every netlink failure becomes a :mod:`conch.errors` kind naming the interface:
 EEXIST -> AlreadyExists, ENODEV/ENOENT/ESRCH -> NotFound, EPERM/EACCES ->
 PermissionDenied, EINVAL/ERANGE -> InvalidArgument, anything else -> SystemCallError.
 
-pyroute2 is imported lazily, so importing this module costs nothing.
+Importing this module costs only the standard library.
 """
 
 from __future__ import annotations
@@ -32,10 +36,11 @@ from conch.errors import (
     AlreadyExists, ConchError, Conflict, InvalidArgument, NotFound, PermissionDenied, SystemCallError,
     Unavailable,
 )
+from conch.network.rtnl import Rtnl, veth_peer
 
 __all__ = [
     "ensure_bridge", "delete_link", "create_veth", "attach_to_bridge", "configure",
-    "link_exists", "list_links", "link_up", "mac_for_ip", "netns_socket", "plug_veth",
+    "link_exists", "list_links", "link_up", "mac_for_ip", "netns_socket", "plug_veth", "check_ifname",
 ]
 
 log = logging.getLogger(__name__)
@@ -64,7 +69,7 @@ def mac_for_ip(ip: str) -> str:
     return "02:42:" + ":".join(f"{b:02x}" for b in packed)
 
 
-def _check_name(name: str) -> None:
+def check_ifname(name: str) -> None:
     if not name or len(name) > IFNAMSIZ or "/" in name or any(c.isspace() for c in name):
         raise InvalidArgument(f"invalid interface name {name!r} (1-{IFNAMSIZ} characters, "
                               "no '/' or spaces)")
@@ -126,95 +131,83 @@ def netns_socket(netns_path: str, *, create: bool = False) -> socket.socket:
     return socket.socket(fileno=fds[0])
 
 
-@contextmanager
-def _iproute(netns_path: str | None = None) -> Iterator:
-    from pyroute2 import IPRoute  # lazy: pyroute2 is heavy to import
-
-    if netns_path is None:
-        ipr = IPRoute()
-    else:
-        sock = netns_socket(netns_path)
-        ipr = IPRoute(fileno=sock.detach())
-    try:
-        yield ipr
-    finally:
-        ipr.close()
+def _rtnl(netns_path: str | None = None) -> Rtnl:
+    """A netlink socket here, or inside the namespace bound at ``netns_path``."""
+    return Rtnl() if netns_path is None else Rtnl(netns_socket(netns_path))
 
 
-def _index(ipr, name: str, netns_path: str | None = None) -> int:
-    found = ipr.link_lookup(ifname=name)
-    if not found:
+def _index(nl: Rtnl, name: str, netns_path: str | None = None) -> int:
+    link = nl.link(name)
+    if link is None:
         where = f" in {netns_path}" if netns_path else ""
         raise NotFound(f"network interface {name!r}{where}")
-    return found[0]
+    return link.index
+
+
+@contextmanager
+def _op(op: str, ifname: str) -> Iterator[None]:
+    """Kernel errors of the calls inside, as the conch kind for their errno."""
+    try:
+        yield
+    except OSError as exc:
+        raise _translate(exc, op, ifname) from exc
 
 
 def link_exists(name: str, netns_path: str | None = None) -> bool:
-    with _iproute(netns_path) as ipr:
-        return bool(ipr.link_lookup(ifname=name))
+    with _rtnl(netns_path) as nl:
+        return nl.link(name) is not None
 
 
 def list_links(prefix: str = "", netns_path: str | None = None) -> list[str]:
     """Names of the links whose name starts with ``prefix``, sorted."""
-    with _iproute(netns_path) as ipr:
-        names = (link.get("ifname") for link in ipr.get_links())
+    with _rtnl(netns_path) as nl, _op("link dump", prefix or "*"):
+        names = (link.name for link in nl.links())
         return sorted(n for n in names if n and n.startswith(prefix))
 
 
 def link_up(name: str, netns_path: str | None = None) -> None:
-    with _iproute(netns_path) as ipr:
-        idx = _index(ipr, name, netns_path)
-        _call(ipr.link, "set", name, index=idx, state="up")
-
-
-def _call(fn, op: str, _name: str, /, **kwargs):
-    from pyroute2 import NetlinkError
-
-    try:
-        return fn(op, **kwargs)
-    except (NetlinkError, OSError) as exc:
-        raise _translate(exc, f"{getattr(fn, '__name__', 'netlink')} {op}", _name) from exc
+    with _rtnl(netns_path) as nl:
+        idx = _index(nl, name, netns_path)
+        with _op("link set", name):
+            nl.set_link(idx, up=True)
 
 
 def ensure_bridge(name: str, cidr: str | None = None) -> None:
     """Create bridge ``name`` when missing, give it ``cidr`` (the gateway address with the
     subnet's prefix, e.g. ``172.17.0.1/16``) when it lacks it, and bring it up.
     An existing link of another kind under that name is a Conflict."""
-    _check_name(name)
+    check_ifname(name)
     iface = ipaddress.ip_interface(cidr) if cidr else None
-    with _iproute() as ipr:
-        found = ipr.link_lookup(ifname=name)
-        if found:
-            (link,) = ipr.get_links(found[0])
-            kind = _link_kind(link)
-            if kind != "bridge":
-                raise Conflict(f"network interface {name!r} exists and is a {kind or 'device'}, "
-                                "not a bridge")
+    with _rtnl() as nl:
+        link = nl.link(name)
+        if link is not None:
+            if link.kind != "bridge":
+                raise Conflict(f"network interface {name!r} exists and is a "
+                               f"{link.kind or 'device'}, not a bridge")
         else:
-            _call(ipr.link, "add", name, ifname=name, kind="bridge")
-        idx = _index(ipr, name)
+            with _op("link add", name):
+                nl.new_link(name=name, kind="bridge")
+        idx = _index(nl, name)
         if iface is not None:
-            have = {(a.get("address"), a["prefixlen"]) for a in ipr.get_addr(index=idx)}
+            with _op("addr dump", name):
+                have = {(a.address, a.prefixlen) for a in nl.addrs(idx)}
             if (str(iface.ip), iface.network.prefixlen) not in have:
-                _call(ipr.addr, "add", name, index=idx, address=str(iface.ip),
-                      prefixlen=iface.network.prefixlen)
-        _call(ipr.link, "set", name, index=idx, state="up")
-
-
-def _link_kind(link) -> str | None:
-    info = link.get("IFLA_LINKINFO")
-    return info.get("IFLA_INFO_KIND") if info is not None else None
+                with _op("addr add", name):
+                    nl.add_addr(idx, str(iface.ip), iface.network.prefixlen)
+        with _op("link set", name):
+            nl.set_link(idx, up=True)
 
 
 def delete_link(name: str, netns_path: str | None = None) -> None:
     """Delete link ``name``; deleting a missing link is a no-op (deleting one end of a
     veth pair removes the other)."""
-    with _iproute(netns_path) as ipr:
-        found = ipr.link_lookup(ifname=name)
-        if not found:
+    with _rtnl(netns_path) as nl:
+        link = nl.link(name)
+        if link is None:
             return
         try:
-            _call(ipr.link, "del", name, index=found[0])
+            with _op("link del", name):
+                nl.del_link(link.index)
         except NotFound:
             pass  # gone in between: the outcome asked for
 
@@ -222,27 +215,27 @@ def delete_link(name: str, netns_path: str | None = None) -> None:
 def create_veth(host_name: str, peer_name: str, netns_path: str) -> None:
     """A veth pair: ``host_name`` stays here (down), ``peer_name`` is created directly in
     the namespace bound at ``netns_path``, so it never appears in the host namespace."""
-    _check_name(host_name)
-    _check_name(peer_name)
+    check_ifname(host_name)
+    check_ifname(peer_name)
     try:
         fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError as exc:
         raise NotFound(f"network namespace {netns_path}") from exc
     try:
-        with _iproute() as ipr:
-            _call(ipr.link, "add", host_name, ifname=host_name, kind="veth",
-                  peer={"ifname": peer_name, "net_ns_fd": fd})
+        with _rtnl() as nl, _op("link add", host_name):
+            nl.new_link(name=host_name, kind="veth", peer=veth_peer(peer_name, fd))
     finally:
         os.close(fd)
 
 
 def attach_to_bridge(ifname: str, bridge: str) -> None:
     """Enslave ``ifname`` (host side) to ``bridge`` and bring it up."""
-    with _iproute() as ipr:
-        br = _index(ipr, bridge)
-        idx = _index(ipr, ifname)
-        _call(ipr.link, "set", ifname, index=idx, master=br)
-        _call(ipr.link, "set", ifname, index=idx, state="up")
+    with _rtnl() as nl:
+        br = _index(nl, bridge)
+        idx = _index(nl, ifname)
+        with _op("link set", ifname):
+            nl.set_link(idx, master=br)
+            nl.set_link(idx, up=True)
 
 
 def configure(netns_path: str, ifname: str, address_cidr: str, gateway: str | None,
@@ -251,26 +244,30 @@ def configure(netns_path: str, ifname: str, address_cidr: str, gateway: str | No
     down to be renamed), set ``mac`` (default: :func:`mac_for_ip` for IPv4), add
     ``address_cidr``, bring the link up, then add the default route via ``gateway``
     (which needs the link up and the gateway on-link)."""
-    _check_name(new_name)
+    check_ifname(new_name)
     iface = ipaddress.ip_interface(address_cidr)
     if mac is None and iface.version == 4:
         mac = mac_for_ip(str(iface.ip))
-    with _iproute(netns_path) as ipr:
-        idx = _index(ipr, ifname, netns_path)
-        _call(ipr.link, "set", ifname, index=idx, state="down")
-        if new_name != ifname:
-            _call(ipr.link, "set", ifname, index=idx, ifname=new_name)
-        if mac is not None:
-            _call(ipr.link, "set", new_name, index=idx, address=mac)
-        _call(ipr.addr, "add", new_name, index=idx, address=str(iface.ip),
-              prefixlen=iface.network.prefixlen)
-        _call(ipr.link, "set", new_name, index=idx, state="up")
-        lo = ipr.link_lookup(ifname="lo")
-        if lo:
-            _call(ipr.link, "set", "lo", index=lo[0], state="up")
+    with _rtnl(netns_path) as nl:
+        idx = _index(nl, ifname, netns_path)
+        with _op("link set", ifname):
+            nl.set_link(idx, up=False)
+            if new_name != ifname:
+                nl.set_link(idx, name=new_name)
+        with _op("link set", new_name):
+            if mac is not None:
+                nl.set_link(idx, address=mac)
+        with _op("addr add", new_name):
+            nl.add_addr(idx, str(iface.ip), iface.network.prefixlen)
+        with _op("link set", new_name):
+            nl.set_link(idx, up=True)
+        lo = nl.link("lo")
+        if lo is not None:
+            with _op("link set", "lo"):
+                nl.set_link(lo.index, up=True)
         if gateway is not None:
-            default = "0.0.0.0/0" if iface.version == 4 else "::/0"
-            _call(ipr.route, "add", new_name, dst=default, gateway=gateway, oif=idx)
+            with _op("route add", new_name):
+                nl.add_default_route(gateway, idx)
 
 
 def plug_veth(*, host_name: str, peer_name: str, bridge: str, netns_path: str,
@@ -283,8 +280,8 @@ def plug_veth(*, host_name: str, peer_name: str, bridge: str, netns_path: str,
     address, the link up and the default route via ``gateway``. ``hairpin`` lets a
     container reach its own published ports through the host's address.
     On failure the pair is deleted."""
-    _check_name(host_name)
-    _check_name(peer_name)
+    check_ifname(host_name)
+    check_ifname(peer_name)
     iface = ipaddress.ip_interface(address_cidr)
     if mac is None and iface.version == 4:
         mac = mac_for_ip(str(iface.ip))
@@ -295,13 +292,11 @@ def plug_veth(*, host_name: str, peer_name: str, bridge: str, netns_path: str,
             ns_socket.close()
         raise NotFound(f"network namespace {netns_path}") from exc
     try:
-        peer = {"ifname": peer_name, "net_ns_fd": fd}
-        if mac is not None:
-            peer["address"] = mac
-        with _iproute() as ipr:
-            br = _index(ipr, bridge)
-            _call(ipr.link, "add", host_name, ifname=host_name, kind="veth", peer=peer,
-                  master=br, state="up")
+        with _rtnl() as nl:
+            br = _index(nl, bridge)
+            with _op("link add", host_name):
+                nl.new_link(name=host_name, up=True, master=br, kind="veth",
+                            peer=veth_peer(peer_name, fd, mac))
     except BaseException:
         if ns_socket is not None:
             ns_socket.close()
@@ -312,20 +307,16 @@ def plug_veth(*, host_name: str, peer_name: str, bridge: str, netns_path: str,
         if hairpin:
             with open(f"/sys/class/net/{host_name}/brport/hairpin_mode", "w") as f:
                 f.write("1")
-        from pyroute2 import IPRoute
-
-        sock = ns_socket if ns_socket is not None else netns_socket(netns_path)
-        ipr = IPRoute(fileno=sock.detach())
-        try:
-            idx = _index(ipr, peer_name, netns_path)
-            _call(ipr.addr, "add", peer_name, index=idx, address=str(iface.ip),
-                  prefixlen=iface.network.prefixlen)
-            _call(ipr.link, "set", peer_name, index=idx, state="up")
+        nl = Rtnl(ns_socket) if ns_socket is not None else _rtnl(netns_path)
+        with nl:
+            idx = _index(nl, peer_name, netns_path)
+            with _op("addr add", peer_name):
+                nl.add_addr(idx, str(iface.ip), iface.network.prefixlen)
+            with _op("link set", peer_name):
+                nl.set_link(idx, up=True)
             if gateway is not None:
-                default = "0.0.0.0/0" if iface.version == 4 else "::/0"
-                _call(ipr.route, "add", peer_name, dst=default, gateway=gateway, oif=idx)
-        finally:
-            ipr.close()
+                with _op("route add", peer_name):
+                    nl.add_default_route(gateway, idx)
     except BaseException:
         delete_link(host_name)
         raise

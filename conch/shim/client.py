@@ -26,8 +26,8 @@ from typing import Iterator, Sequence
 
 from conch.errors import ConchError, FailedPrecondition, InvalidArgument, Unavailable
 
-__all__ = ["STDOUT", "STDERR", "ShimInfo", "WarmShim", "shim_binary", "spawn", "spawn_warm",
-           "attach", "read_frames", "resize", "status", "read_exit"]
+__all__ = ["STDOUT", "STDERR", "ShimInfo", "WarmShim", "WarmShimGone", "shim_binary", "spawn",
+           "spawn_warm", "attach", "read_frames", "resize", "status", "read_exit"]
 
 # Where `make setup` builds the binary: <repo>/build/conch-shim.
 _BUILT = Path(__file__).resolve().parents[2] / "build" / "conch-shim"
@@ -128,6 +128,10 @@ def _parse_ready(id: str, line: str | None, rc: int) -> ShimInfo:
     return ShimInfo(pid=int(msg["pid"]), shim_pid=int(msg["shim_pid"]))
 
 
+class WarmShimGone(Unavailable):
+    """A warm shim died before it was given a container (see :meth:`WarmShim.activate`)."""
+
+
 class WarmShim:
     """A shim started ahead of time (``conch-shim --warm``) whose runtime has already
     paid its start-up (see shim/conch-shim.c, "warm mode"). The engine holds the socket;
@@ -139,12 +143,17 @@ class WarmShim:
 
     def activate(self, options: list[str], timeout: float) -> tuple[str | None, int]:
         """Send the start options; (ready line or "" at EOF or None on timeout, 0).
-        A warm shim that died meanwhile answers "" (the caller falls back)."""
+
+        Raises :class:`WarmShimGone` when the options could not even be sent (the shim
+        died while waiting): nothing was started, so the caller may start a cold shim
+        for the same container. Once they are sent, a silent shim is an error like a
+        cold one's: it may have created the container already."""
         try:
-            self.sock.sendall("\0".join(options).encode())
+            try:
+                self.sock.sendall("\0".join(options).encode())
+            except OSError as exc:
+                raise WarmShimGone(f"the warm shim is gone: {exc.strerror or exc}") from exc
             return _read_line(self.sock.fileno(), timeout), 0
-        except OSError:
-            return "", 0
         finally:
             self.close()
 

@@ -79,7 +79,7 @@ def mount(options: dict, target: str) -> None:
     argv = ["mount", "-t", options["type"]]
     if flags:
         argv += ["-o", ",".join(flags)]
-    argv += [options["device"], target]
+    argv += ["--", options["device"], target]  # a device "--bind" or "-V" is no option
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     if proc.returncode != 0:
         raise FailedPrecondition(f"error while mounting volume '{target}': failed to mount "

@@ -157,3 +157,25 @@ def test_restart_policies_on_daemon_restart(d):
     assert inspect(d, "du-p-unless")["State"]["Status"] == "exited"
     assert inspect(d, "du-p-no")["State"]["Status"] == "exited"
     d.conch("rm", "-f", "du-p-always", "du-p-unless", "du-p-no", check=True)
+
+
+def test_files_of_a_half_removed_container_go_at_restart(d):
+    """remove() deletes the record before the files (so `run --rm` answers sooner): a
+    crash in between leaves a container directory and a snapshot with no record, which
+    the next conchd deletes."""
+    snapshots = d.data_root / "snapshots" / "snapshots"
+    before = set(snapshots.iterdir())
+    cid = d.conch("create", "busybox", "true", check=True).stdout.strip()
+    cdir = d.data_root / "containers" / cid
+    assert set(snapshots.iterdir()) - before  # its active snapshot
+    assert cdir.is_dir()
+    d.kill9()
+    # what a crash between "record deleted" and "files deleted" leaves
+    import sqlite3
+
+    with sqlite3.connect(d.data_root / "metadata.db") as db:
+        db.execute("delete from containers where id = ?", (cid,))
+    d.start()
+    assert not cdir.exists()
+    assert d.conch("inspect", cid).returncode != 0
+    assert set(snapshots.iterdir()) == before

@@ -641,3 +641,36 @@ def test_attached_run_never_loses_output_under_concurrency(d):
         results = list(pool.map(one, range(36)))
     bad = [r for r in results if r[1:] != (2, f"out{r[0]}\n", f"err{r[0]}\n")]
     assert not bad, f"{len(bad)} of {len(results)} runs lost output: {bad[:3]}"
+
+
+def _ptmx_fds(pid: int) -> int:
+    n = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            n += os.readlink(f"/proc/{pid}/fd/{fd}") == "/dev/ptmx"
+        except OSError:
+            pass
+    return n
+
+
+def test_exec_tty_resize_bounds_and_no_master_left_after_client_goes(d):
+    """An out-of-range size is a 400 (not a 500 from struct.pack); a client that hangs
+    up on a tty exec whose process lives on leaves no pty master open in conchd."""
+    from conch.errors import InvalidArgument
+
+    d.conch("run", "-d", "--name", "lc-execpty", "busybox", "sleep", "100", check=True)
+    api = d.api
+    before = _ptmx_fds(d.pid)
+    ex = api.post("/containers/lc-execpty/exec", {"Cmd": ["sh", "-c", "sleep 60 & wait"],
+                                                  "Tty": True, "AttachStdout": True})
+    with pytest.raises(InvalidArgument):
+        api.post(f"/exec/{ex['Id']}/resize", h=70000, w=80)
+    sock = api.hijack("POST", f"/exec/{ex['Id']}/start", {"Tty": True})
+    deadline = time.monotonic() + 10
+    while _ptmx_fds(d.pid) == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sock.close()
+    deadline = time.monotonic() + 10
+    while _ptmx_fds(d.pid) != before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _ptmx_fds(d.pid) == before

@@ -37,10 +37,6 @@ def _probe() -> str | None:
     for tool in ("unshare", "nsenter", "nft", "ip"):
         if shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") is None:
             return f"{tool} is not installed"
-    try:
-        import pyroute2  # noqa: F401
-    except ImportError:
-        return "pyroute2 is not installed (make setup)"
     probe = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True)
     if probe.returncode != 0:
         return f"nftables unusable here: {probe.stderr.strip()}"

@@ -30,10 +30,6 @@ def _probe() -> str | None:
     for tool in ("unshare", "nsenter"):
         if shutil.which(tool) is None:
             return f"{tool} (util-linux) is not installed"
-    try:
-        import pyroute2  # noqa: F401
-    except ImportError:
-        return "pyroute2 is not installed (make setup)"
     if not Path("/proc/self/ns/net").exists():
         return "kernel without network namespaces"
     return None

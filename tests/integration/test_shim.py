@@ -485,3 +485,23 @@ def test_discarded_warm_shim_and_its_runtime_exit(runtime_by_name, shim_bin):
     while _warm_pids(str(rt.root)):
         assert time.monotonic() < deadline, "a discarded warm shim is still running"
         time.sleep(0.02)
+
+
+def test_dead_warm_shim_is_told_apart_from_a_failed_start(shim_factory, runtime_by_name):
+    """A warm shim killed before activation raises WarmShimGone (nothing started: the
+    engine may start a cold shim for the same id); one that got its options is never
+    retried that way."""
+    rt = runtime_by_name("conch")
+    warm = client.spawn_warm(runtime=rt.binary, runtime_root=rt.root, binary=str(SHIM))
+    deadline = time.monotonic() + 10
+    while len(_warm_pids(str(rt.root))) < 2:
+        assert time.monotonic() < deadline, "the warm shim's runtime never started"
+        time.sleep(0.02)
+    for pid in _warm_pids(str(rt.root)):
+        os.kill(pid, signal.SIGKILL)
+    while warm.alive():
+        assert time.monotonic() < deadline, "the killed warm shim still looks alive"
+        time.sleep(0.02)
+    shim = shim_factory(["true"], start=False)
+    with pytest.raises(client.WarmShimGone):
+        client.spawn(**shim.spawn_kw, warm=warm)

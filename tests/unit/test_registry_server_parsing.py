@@ -136,6 +136,26 @@ def test_token_round_trip_and_tampering(tmp_path):
     assert signer.verify("a.b", now=1001) is None and signer.verify("", now=1) is None
 
 
+def test_token_key_left_empty_by_a_crash_is_replaced(tmp_path):
+    # an older version could crash between creating token.key and writing it: an empty
+    # HMAC key makes every token forgeable, so it must never be used
+    key = tmp_path / "auth" / "token.key"
+    key.parent.mkdir()
+    key.write_bytes(b"")
+    signer = TokenSigner(tmp_path)
+    assert len(key.read_bytes()) == 32 and key.stat().st_mode & 0o777 == 0o600
+    assert signer._key == key.read_bytes()
+    assert [p.name for p in key.parent.iterdir()] == ["token.key"]  # no temp file left
+    import hashlib, hmac
+    from conch.registry.server.auth import _b64
+    header = _b64(json.dumps({"alg": "HS256"}).encode())
+    claims = _b64(json.dumps({"aud": "conch-registry", "nbf": 0, "exp": 2e9, "sub": "eve",
+                              "access": []}).encode())
+    signing = f"{header}.{claims}"
+    forged = f"{signing}.{_b64(hmac.new(b'', signing.encode(), hashlib.sha256).digest())}"
+    assert signer.verify(forged) is None
+
+
 def test_htpasswd_bcrypt_and_policy(tmp_path):
     from conch.testing.registry_server import htpasswd_file
 

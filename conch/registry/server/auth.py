@@ -33,6 +33,7 @@ from pathlib import Path
 SERVICE = "conch-registry"
 TOKEN_TTL = 300
 _CACHE_TTL = 60.0
+_KEY_BYTES = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,17 +111,7 @@ class TokenSigner:
 
     def __init__(self, root: str | os.PathLike, service: str = SERVICE):
         self.service = service
-        path = Path(root) / "auth" / "token.key"
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            self._key = path.read_bytes()
-        else:
-            self._key = secrets.token_bytes(32)
-            os.write(fd, self._key)
-            os.fsync(fd)
-            os.close(fd)
+        self._key = _load_key(Path(root) / "auth" / "token.key")
 
     def issue(self, subject: str, scopes: list[Scope], ttl: int = TOKEN_TTL,
               now: float | None = None) -> str:
@@ -155,6 +146,39 @@ class TokenSigner:
             return str(claims.get("sub", "")), scopes
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
+
+
+def _load_key(path: Path) -> bytes:
+    """The signing key at ``path``, made on first use. The file appears only whole
+    (temp file, fsync, ``link``: another process starting at the same moment keeps the
+    first key made), and a short one (a crash of an older version between create and
+    write left it empty) is replaced: an empty HMAC key would let anyone forge tokens."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for _ in range(3):
+        try:
+            key = path.read_bytes()
+        except FileNotFoundError:
+            key = b""
+        if len(key) >= _KEY_BYTES:
+            return key
+        tmp = path.parent / f".token.key.tmp-{secrets.token_hex(8)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, secrets.token_bytes(_KEY_BYTES))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            if key or path.exists():  # short: replace it
+                os.replace(tmp, path)
+            else:
+                try:
+                    os.link(tmp, path)  # fails if another process made one meanwhile
+                except FileExistsError:
+                    pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    raise OSError(f"cannot make a usable token key at {path}")
 
 
 class Authorizer:

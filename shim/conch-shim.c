@@ -35,6 +35,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -1375,6 +1376,7 @@ static long read_pid_file(const char *path)
  * this shim's descendant, reparented to it (subreaper) when the runtime exits.
  */
 static int warm_rt = -1; /* our end of the waiting runtime's socket */
+#define WARM_NICE 10     /* the waiting runtime's nice value until activation */
 
 /* `--runtime-root` is not used before activation; it names the engine the warm shim
  * belongs to in `ps` (and to tests telling one engine's processes from another's). */
@@ -1404,6 +1406,9 @@ static void warm_wait(void)
             _exit(127);
         for (int fd = 0; fd < 3; fd++)
             fcntl(fd, F_SETFD, 0);
+        /* warming up must not steal the CPU from the containers starting meanwhile
+         * (the engine refills right after a start): niced until activation */
+        setpriority(PRIO_PROCESS, 0, WARM_NICE);
         char *args[] = {opt.runtime, "warm", "3", NULL};
         execv(opt.runtime, args);
         _exit(127);
@@ -1481,6 +1486,20 @@ static int warm_create(int in, int out, int err, int cap1, int cap2, char *const
     memcpy(CMSG_DATA(c), fds, sizeof fds);
     capture_len = 0;
     capture[0] = 0;
+    /* back to our own priority before it creates the container (which inherits it);
+     * without CAP_SYS_NICE that is refused: then a cold runtime does the create */
+    errno = 0;
+    int own = getpriority(PRIO_PROCESS, 0);
+    if (errno != 0 || setpriority(PRIO_PROCESS, (id_t)runtime_pid, own) < 0) {
+        dbg("cannot restore the waiting runtime's priority (%s): cold create", strerror(errno));
+        kill(runtime_pid, SIGKILL);
+        while (waitpid(runtime_pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        runtime_pid = 0;
+        close(warm_rt);
+        warm_rt = -1;
+        return run_runtime(in, out, err, cap1, cap2, args);
+    }
     if (sendmsg(warm_rt, &msg, MSG_NOSIGNAL) < 0)
         fail("handing create to the waiting runtime: %s", strerror(errno));
     close(warm_rt);

@@ -139,20 +139,28 @@ def _publish(svc, c, state: dict, image) -> None:
     nid, ep = next(iter(state["endpoints"].items()))
     net = svc.store.networks[nid]
     for r in requests:
-        port = _reserve(svc, r)
+        # The owner check, the reservation and the claim in our live state are one step:
+        # PortReservation.reserve is idempotent for this daemon, so two starts racing for
+        # a port must see each other's claim, or the loser's cleanup would release the
+        # winner's reservation.
+        with svc._lock:
+            port = _reserve(svc, r)
+            entry = {"proto": r["proto"], "host_ip": r["host_ip"], "host_port": port,
+                     "container_port": r["container_port"], "container_ip": ep["ip"],
+                     "bridge": net.bridge}
+            state["ports"].append(entry)
         try:
             svc.firewall.publish(bridge=net.bridge, proto=r["proto"], host_ip=r["host_ip"],
                                  host_port=port, container_ip=ep["ip"],
                                  container_port=r["container_port"])
         except BaseException:
+            with svc._lock:
+                state["ports"].remove(entry)
             svc.ports.release(proto=r["proto"], host_ip=r["host_ip"], host_port=port)
             raise
-        entry = {"proto": r["proto"], "host_ip": r["host_ip"], "host_port": port,
-                 "container_port": r["container_port"], "container_ip": ep["ip"], "bridge": net.bridge}
         if svc.socklb is not None:  # host processes' connects: straight to the container
             svc.socklb.publish([entry])
         with svc._lock:  # a crash before this line leaves a rule the reconcile removes
-            state["ports"].append(entry)
             sandbox.save(svc.state_root, state)
 
 

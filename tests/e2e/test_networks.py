@@ -14,6 +14,7 @@ import ipaddress
 import json
 import os
 import socket
+import threading
 import time
 import urllib.request
 
@@ -291,3 +292,31 @@ def test_nothing_left_after_rm(d, net):
     _ok(d.conch("network", "rm", name))
     (info,) = [n for n in d.api.get("/networks") if n["Name"] == "bridge"]
     assert info["Containers"] == {}
+
+
+def test_two_starts_racing_for_one_host_port(d):
+    """Exactly one wins; the loser's cleanup must not release the winner's reservation
+    (a reservation is idempotent inside one conchd, so claims are checked under a lock)."""
+    port = _free_port()
+    names = ["race-a", "race-b", "race-c"]
+    for n in names:
+        _ok(d.conch("create", "--name", n, "-p", f"{port}:80", "busybox", "sleep", "300"))
+    results = {}
+
+    def start(n):
+        results[n] = d.conch("start", n)
+
+    threads = [threading.Thread(target=start, args=(n,)) for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [n for n, p in results.items() if p.returncode == 0]
+    assert len(winners) == 1, {n: (p.returncode, p.stderr) for n, p in results.items()}
+    for n, p in results.items():
+        if n not in winners:
+            assert "already allocated" in p.stderr or "published by another" in p.stderr, p.stderr
+    # the winner still holds the host port: nothing else on the host may bind it
+    with socket.socket() as s:
+        with pytest.raises(OSError):
+            s.bind(("0.0.0.0", port))

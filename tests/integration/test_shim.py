@@ -453,8 +453,10 @@ def _warm_pids(marker: str) -> list[int]:
 def test_warm_shim_runs_a_container_like_a_cold_one(shim_factory, runtime_by_name, tty):
     rt = runtime_by_name("conch")
     warm = client.spawn_warm(runtime=rt.binary, runtime_root=rt.root, binary=str(SHIM))
-    shim = shim_factory(["sh", "-c", "echo out; echo err >&2; exit 3"] if not tty else ["tty"],
-                        tty=tty, start=False)
+    # the waiting runtime is niced (it warms up while other containers start); the
+    # container must run at the shim's priority: field 19 of /proc/self/stat is 0
+    script = "echo out; echo err >&2; echo nice=$(cut -d' ' -f19 /proc/self/stat); exit 3"
+    shim = shim_factory(["sh", "-c", script] if not tty else ["tty"], tty=tty, start=False)
     shim.info = client.spawn(**shim.spawn_kw, warm=warm)
     assert shim.wait_exit()["exit_code"] == (0 if tty else 3)
     shim.wait_shim_gone()
@@ -462,7 +464,7 @@ def test_warm_shim_runs_a_container_like_a_cold_one(shim_factory, runtime_by_nam
     if tty:
         assert logs == [("stdout", "/dev/pts/0\r\n")]
     else:
-        assert sorted(logs) == [("stderr", "err\n"), ("stdout", "out\n")]
+        assert sorted(logs) == [("stderr", "err\n"), ("stdout", "nice=0\n"), ("stdout", "out\n")]
 
 
 def test_warm_shim_reports_runtime_errors(shim_factory, runtime_by_name):

@@ -26,6 +26,7 @@ from conch.engine import ociconfig
 from conch.engine.events import EventBus
 from conch.engine.runtime_client import RuntimeClient
 from conch.engine.warmpool import WarmPool
+from conch.runtime.prearm import Armer
 from conch.engine.model import (Container, CreateSpec, Health, Status, container_from_dict,
                                 now_rfc3339, to_dict)
 from conch.errors import Conflict, ConchError, FailedPrecondition, InvalidArgument, NotFound
@@ -79,6 +80,9 @@ class ContainerService:
         self.shim = shim
         self.init = init
         self.rt = RuntimeClient(runtime, paths.runtime_root, inproc=runtime_inproc)
+        # cgroup migrations wait for an RCU grace period unless one ran lately: start
+        # that clock at create (conch.runtime.prearm), not in the runtime at start
+        self.prearm = Armer()
         # conch-runtime knows `warm`: keep a pre-started shim for the next start
         self.warm = (WarmPool(runtime=runtime, runtime_root=paths.runtime_root, shim=shim)
                      if runtime_inproc else None)
@@ -112,6 +116,7 @@ class ContainerService:
     # -- create -----------------------------------------------------------------------
     async def create(self, spec: CreateSpec, name: str | None = None,
                      api_config: dict | None = None) -> Container:
+        self.prearm.arm(0.2)  # a start usually follows within a few ms (docker run)
         image = await asyncio.to_thread(self.images.get, spec.image)
         # one indexed lookup per name, not a scan of every record (create is a hot path)
         if name:
@@ -303,6 +308,7 @@ class ContainerService:
 
     # -- start ------------------------------------------------------------------------
     async def start(self, ref: str) -> Container:
+        self.prearm.arm(0.15)
         c = self.get(ref)
         try:
             async with self._lock(c.id):
@@ -568,9 +574,12 @@ class ContainerService:
                              finished_at=result.get("exited_at") or now_rfc3339(), error=error)
             self._save(c)
             # waiters learn the exit now; the task's cleanup (runtime delete, unmount)
-            # follows while we still hold the lock, so start/rm wait for it
+            # follows while we still hold the lock, so start/rm wait for it. An --rm
+            # container (never restarted: docker refuses --rm with a restart policy) is
+            # cleaned up by remove() right after, once `run --rm` has its answer.
             self._notify_exit(cid, code)
-            await asyncio.to_thread(self._cleanup_task, cid)
+            if not c.spec.auto_remove:
+                await asyncio.to_thread(self._cleanup_task, cid)
         if oom:
             self.events.publish("container", "oom", cid, name=c.name, image=c.image)
         self.events.publish("container", "die", cid, name=c.name, image=c.image, exitCode=code)
@@ -598,16 +607,20 @@ class ContainerService:
         except ConchError as exc:
             log.warning("runtime delete %s: %s", cid[:12], exc)
 
-    def _cleanup_task(self, cid: str) -> None:
+    def _cleanup_task(self, cid: str, mounts=None) -> None:
+        """Undo a task: runtime state and cgroups, network sandbox, option-backed volumes
+        of ``mounts`` (default: the record's), rootfs mount."""
         from conch.snapshots import unmount
 
         self._runtime_delete(cid)
         if self.networks is not None:  # docker keeps IP config only while running
             self.networks.teardown(cid)
-        try:
-            self._unmount_volumes(cid, self.get(cid).mounts)
-        except NotFound:
-            pass
+        if mounts is None:
+            try:
+                mounts = self.get(cid).mounts
+            except NotFound:
+                mounts = ()
+        self._unmount_volumes(cid, mounts)
         rootfs = self.paths.rootfs(cid)
         if os.path.ismount(rootfs):
             unmount(rootfs)
@@ -751,12 +764,15 @@ class ContainerService:
             except asyncio.TimeoutError:
                 await self._handle_exit(c.id)
         async with self._lock(c.id):
-            # Order: the task's kernel objects (runtime state, cgroups, network, rootfs
-            # mount), then the record, so the container is gone for every client (its name
-            # free, "removed" waiters such as `run --rm` answered), then its files. A crash
-            # before the files are gone leaves a directory with no record, which
-            # reconcile() deletes.
-            await asyncio.to_thread(self._cleanup_task, c.id)
+            # Order: the record first, so the container is gone for every client (its
+            # name free, "removed" waiters such as `run --rm` answered), then what is
+            # left of its task (runtime state, cgroups, network, rootfs mount: the process
+            # is dead by now) and its files. A crash in between leaves a directory with no
+            # record, which reconcile() cleans up the same way.
+            if any(m.get("type") == "volume" for m in c.mounts):
+                # option-backed volumes are unmounted before the answer: the next
+                # container (`run --rm` again) must find them fresh
+                await asyncio.to_thread(self._unmount_volumes, c.id, c.mounts)
             self.db.delete_container(c.id)
             self.events.publish("container", "destroy", c.id, name=c.name, image=c.image)
             if volumes and self.volumes is not None:
@@ -764,6 +780,7 @@ class ContainerService:
             for fut in self._waiters.pop(c.id + ":removed", []):
                 if not fut.done():
                     fut.set_result(c.state.exit_code)
+            await asyncio.to_thread(self._cleanup_task, c.id, ())
             await asyncio.to_thread(self._remove_files, c.id)
         self._locks.pop(c.id, None)
         self._exited.pop(c.id, None)

@@ -68,3 +68,58 @@ def _own_procs_file() -> str | None:
             if os.path.exists(candidate) and os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
                 return candidate
     return None
+
+
+class Armer:
+    """The same pre-arming for a long-lived, multi-threaded process (conchd): ``arm(s)``
+    keeps no-op migrations of this process going for the next ``s`` seconds (re-armable;
+    one thread at a time), so that the grace period a container start would wait for in
+    the runtime elapses while the engine is still handling the request (docker run's
+    create, attach and wait come before its start). Between bursts nothing runs."""
+
+    def __init__(self):
+        import _thread
+
+        self._path = _own_procs_file()
+        self._lock = _thread.allocate_lock()
+        self._deadline = 0.0
+        self._running = False
+
+    def arm(self, seconds: float) -> None:
+        import _thread
+        import time
+
+        if self._path is None:
+            return
+        with self._lock:
+            self._deadline = max(self._deadline, time.monotonic() + seconds)
+            if self._running:
+                return
+            self._running = True
+        _thread.start_new_thread(self._loop, ())
+
+    def _loop(self) -> None:
+        import time
+
+        try:
+            fd = os.open(self._path, os.O_WRONLY | os.O_CLOEXEC)
+        except OSError:
+            with self._lock:
+                self._running = False
+            return
+        pid = str(os.getpid()).encode()
+        try:
+            while True:
+                with self._lock:
+                    if time.monotonic() >= self._deadline:
+                        self._running = False
+                        return
+                try:
+                    os.write(fd, pid)
+                except OSError:
+                    with self._lock:
+                        self._running = False
+                    return
+                time.sleep(0.003)
+        finally:
+            os.close(fd)

@@ -58,8 +58,8 @@ async def fetch_blob(host: RegistryHost, repo: str, desc: Descriptor, store: Sto
     try:
         with writer:
             await _download(host, repo, desc, writer, progress)
-            try:
-                writer.commit(desc.size, desc.digest)
+            try:  # fsyncs the blob: in a thread, not on the daemon's event loop
+                await asyncio.to_thread(writer.commit, desc.size, desc.digest)
             except FailedPrecondition as exc:
                 raise BlobError(f"failed to verify blob {desc.digest} from {host.domain}/"
                                 f"{repo}: {_reason(exc)}") from exc

@@ -75,6 +75,10 @@ class OverlaySnapshotter:
                                    check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode = WAL")
+        # as conch.metadata: a commit survives a crash of conchd (the WAL is in the OS's
+        # hands); a power cut may lose the last ones, never corrupt. One fsync less per
+        # container create and remove (~1-3 ms here).
+        self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.execute("PRAGMA foreign_keys = ON")
         self._db.executescript(_SCHEMA)
 

@@ -8,9 +8,9 @@ busybox image (one rootfs tarball, imported with each engine's ``import``):
 - **docker**: Debian's docker.io (``make bench-deps``), a private ``dockerd --data-root
   --exec-root -H --pidfile --bridge none --iptables=false`` (it starts its own containerd);
   skipped with the reason when it is not installed or cannot start;
-- **podman**: Debian's, ``--root/--runroot/--tmpdir`` private, a containers.conf with
-  lowered ulimits (root has no CAP_SYS_RESOURCE here), cgroupfs, file events, and runc
-  (crun 1.8 refuses this machine's cgroup v1-hybrid layout);
+- **podman**: Debian's, ``--root/--runroot/--tmpdir`` private, with conch.testing.podman's
+  containers.conf (lowered ulimits: root has no CAP_SYS_RESOURCE here; cgroupfs; file
+  events) and ``--runtime runc`` (crun 1.8 refuses this machine's cgroup v1-hybrid layout);
 - **docker->conchd**: the docker CLI against the private conchd (latency only).
 
 Scenarios, all with ``--network none`` (bridge networks and -p are issue 5):
@@ -49,25 +49,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from conch.testing.podman import PodmanStore  # noqa: E402
 from conch.testing.rootfs import busybox_rootfs  # noqa: E402
 import timing  # noqa: E402  (bench/timing.py: waits that do not round times up)
 
 RESULTS = REPO / "bench" / "results"
 VENV_BIN = REPO / ".venv" / "bin"
 IMAGE = "busybox:latest"
-
-PODMAN_CONF = """\
-[containers]
-default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
-
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-# crun 1.8 refuses cgroup v1-hybrid ("drop all controllers from cgroupv2"); runc is
-# what dockerd uses too.
-runtime = "runc"
-"""
-
 
 class Skip(Exception):
     """This engine cannot be measured here; the message says why."""
@@ -361,11 +349,11 @@ class Podman(Engine):
         podman = shutil.which("podman")
         if not podman:
             raise Skip("podman not installed (`make test-deps` installs it)")
-        conf = self.work / "containers.conf"
-        conf.write_text(PODMAN_CONF)
-        self.env["CONTAINERS_CONF"] = str(conf)
-        self.argv = [podman, "--root", str(self.work / "root"), "--runroot", str(self.work / "run"),
-                     "--tmpdir", str(self.work / "tmp")]
+        # crun 1.8 refuses cgroup v1-hybrid: runc, as dockerd (conch.testing.podman says why)
+        store = PodmanStore(self.work, root=self.work / "root", runroot=self.work / "run",
+                            tmpdir=self.work / "tmp", runtime="runc", storage_driver=None,
+                            binary=podman)
+        self.env, self.argv = store.env, store.argv
 
     def start(self) -> None:
         self.cli_version = self.cli("version", "--format", "{{.Client.Version}}", check=False).stdout.strip()

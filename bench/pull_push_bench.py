@@ -37,15 +37,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from conch.testing.podman import PodmanStore  # noqa: E402
 from conch.testing.registry import DistributionRegistry  # noqa: E402
-
-CONTAINERS_CONF = """\
-[containers]
-default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-"""
 
 
 def make_image(work: Path, total_mb: int) -> tuple[Path, int]:
@@ -146,14 +139,8 @@ class Podman:
     name = "podman"
 
     def __init__(self, image: Path, work: Path) -> None:
-        conf = work / "containers.conf"
-        conf.write_text(CONTAINERS_CONF)
-        self.env = dict(os.environ, CONTAINERS_CONF=str(conf))
-        self.runroot = tempfile.mkdtemp(prefix="bpr-")
-        self.storage = work / "podman-storage"
-        self.base = ["podman", "--root", str(self.storage), "--runroot", self.runroot,
-                     "--storage-driver", "overlay", "--cgroup-manager", "cgroupfs",
-                     "--events-backend", "file"]
+        self.store = PodmanStore(work, root=work / "podman-storage", runroot_prefix="bpr-")
+        self.base, self.env = self.store.argv, self.store.env
         self.image = image
 
     def push(self, reg: str) -> float:
@@ -170,10 +157,7 @@ class Podman:
         return t
 
     def close(self) -> None:
-        subprocess.run([*self.base, "rmi", "--all", "--force"], env=self.env, capture_output=True)
-        for path in (self.storage / "overlay", Path(self.runroot)):
-            subprocess.run(["umount", "-R", str(path)], capture_output=True)
-        shutil.rmtree(self.runroot, ignore_errors=True)
+        self.store.close()
 
 
 class Skopeo:

@@ -4,23 +4,21 @@ options, ``rmi`` (untag vs delete, refusal while a container uses the image, ``-
 ``image prune`` (``-a``), ``save``/``load`` round trips with docker and with podman.
 
 Each CLI test runs once per client (``conch``; ``docker`` when installed): both must
-print the same thing, since both speak the same API. podman runs with its own
---root/--runroot, as in test_registry_server_clients.py; it only loads and saves.
+print the same thing, since both speak the same API. podman runs in a private store
+(conch.testing.podman's PodmanStore); it only loads and saves.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
-import subprocess
 import tarfile
-import tempfile
 
 import pytest
 
 from conch.testing.daemon import DOCKER, clean_after, daemon_fixture
+from conch.testing.podman import PodmanStore
 
 daemon = daemon_fixture("module")
 CLIS = ["conch"] + (["docker"] if DOCKER else [])
@@ -175,37 +173,14 @@ def test_docker_save_load_round_trip(d, tmp_path):
 
 # -- podman -------------------------------------------------------------------------
 
-CONTAINERS_CONF = """\
-[containers]
-default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-"""
-
-
 @pytest.fixture
 def podman(tmp_path):
+    """``podman(*args)`` -> stdout, in a private store (conch.testing.podman)."""
     if shutil.which("podman") is None:
         pytest.skip("podman not installed (make test-deps)")
-    conf = tmp_path / "containers.conf"
-    conf.write_text(CONTAINERS_CONF)
-    env = dict(os.environ, CONTAINERS_CONF=str(conf))
-    runroot = tempfile.mkdtemp(prefix="cpr-")  # podman wants a runroot under 50 characters
-    base = ["podman", "--root", str(tmp_path / "storage"), "--runroot", runroot,
-            "--storage-driver", "overlay", "--cgroup-manager", "cgroupfs", "--events-backend", "file"]
-
-    def podman_run(*args):
-        proc = subprocess.run([*base, *map(str, args)], capture_output=True, text=True,
-                              timeout=180, env=env, stdin=subprocess.DEVNULL)
-        assert proc.returncode == 0, f"podman {args}: exit {proc.returncode}\n{proc.stderr}"
-        return proc.stdout
-
-    yield podman_run
-    subprocess.run([*base, "rmi", "--all", "--force"], env=env, capture_output=True)
-    for path in (tmp_path / "storage" / "overlay", runroot):
-        subprocess.run(["umount", "-R", str(path)], capture_output=True)
-    shutil.rmtree(runroot, ignore_errors=True)
+    store = PodmanStore(tmp_path)
+    yield lambda *args: store.run(*args).stdout
+    store.close()
 
 
 def test_podman_loads_conch_save_and_back(d, podman, tmp_path):

@@ -3,49 +3,28 @@ image> … works here"). This is a real podman from Debian (``make test-deps``),
 own storage root, a containers.conf of our own, and no network (podman's bridge setup is
 not what is under test, and would leave a cni-podman0 link behind).
 
-The containers.conf sets default_ulimits at or below this machine's hard limits: podman's
-defaults ask for more than a process without CAP_SYS_RESOURCE may set. The exact command
-is in the README.
+The private podman (store, run dir, containers.conf) is conch.testing.podman's; its
+docstring says why each setting is needed here. The exact command is in the README.
 """
 
-import os
 import shutil
-import subprocess
 import tarfile
-import tempfile
 
 import pytest
 
+from conch.testing.podman import PodmanStore
 from conch.testing.rootfs import busybox_rootfs
 
 pytestmark = pytest.mark.skipif(shutil.which("podman") is None,
                                 reason="podman is not installed (run `make test-deps`)")
 
-CONTAINERS_CONF = """\
-[containers]
-default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-"""
-
 
 @pytest.fixture
 def podman(tmp_path, runtime_by_name):
-    conch = runtime_by_name("conch")
-    conf = tmp_path / "containers.conf"
-    conf.write_text(CONTAINERS_CONF)
-    env = dict(os.environ, CONTAINERS_CONF=str(conf))
-    runroot = tempfile.mkdtemp(prefix="cpr-")  # podman wants a runroot under 50 characters
-    base = ["podman", "--root", str(tmp_path / "storage"), "--runroot", runroot,
-            "--runtime", conch.binary, "--storage-driver", "overlay"]
+    store = PodmanStore(tmp_path, runtime=runtime_by_name("conch").binary)
 
     def run(*args, check=True, timeout=120):
-        proc = subprocess.run([*base, *args], env=env, capture_output=True, text=True,
-                              stdin=subprocess.DEVNULL, timeout=timeout)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"podman {' '.join(args)}: exit {proc.returncode}\n{proc.stderr}")
-        return proc
+        return store.run(*args, check=check, timeout=timeout)
 
     rootfs = busybox_rootfs(tmp_path / "rootfs")
     image_tar = tmp_path / "busybox.tar"
@@ -53,12 +32,7 @@ def podman(tmp_path, runtime_by_name):
         tar.add(rootfs, arcname=".")
     run("import", str(image_tar), "localhost/busybox:latest")
     yield run
-    run("rm", "--all", "--force", check=False)
-    run("rmi", "--all", "--force", check=False)
-    # podman keeps its storage's overlay home mounted; unmount before the leak check
-    for path in (tmp_path / "storage" / "overlay", runroot):
-        subprocess.run(["umount", "-R", str(path)], capture_output=True)
-    shutil.rmtree(runroot, ignore_errors=True)
+    store.close()
 
 
 def test_podman_run_rm(podman):

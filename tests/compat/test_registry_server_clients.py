@@ -3,9 +3,9 @@
 token flow (they get a 401 challenge, fetch /token with Basic credentials, retry).
 
 The image is a one-layer busybox (Debian's busybox-static) written here as an OCI layout
-(skopeo) or imported into a private podman store (podman). podman runs with its own
---root/--runroot (short path), cgroupfs, file events and a containers.conf with lowered
-ulimits, as in test_podman_runtime.py; it only pushes and pulls, no container runs.
+(skopeo) or imported into a private podman store (podman), conch.testing.podman's
+PodmanStore (its docstring says why each setting); it only pushes and pulls, no container
+runs.
 """
 
 import json
@@ -13,21 +13,14 @@ import os
 import shutil
 import subprocess
 import tarfile
-import tempfile
 
 import pytest
 
+from conch.testing.podman import PodmanStore
 from conch.testing.registry_server import RegistryServer, htpasswd_file, oci_layout
 from conch.testing.rootfs import busybox_rootfs
 
 CREDS = "alice:wonderland"
-CONTAINERS_CONF = """\
-[containers]
-default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-"""
 
 
 @pytest.fixture(scope="module")
@@ -79,21 +72,13 @@ def test_skopeo_push_pull_round_trip(registry, image, tmp_path):
 
 @pytest.fixture
 def podman(tmp_path):
-    conf = tmp_path / "containers.conf"
-    conf.write_text(CONTAINERS_CONF)
-    env = dict(os.environ, CONTAINERS_CONF=str(conf))
-    runroot = tempfile.mkdtemp(prefix="cpr-")  # podman wants a runroot under 50 characters
-    base = ["podman", "--root", str(tmp_path / "storage"), "--runroot", runroot,
-            "--storage-driver", "overlay", "--cgroup-manager", "cgroupfs", "--events-backend", "file"]
+    store = PodmanStore(tmp_path)
 
     def podman_run(*args):
-        return run(*base, *args, env=env)
+        return run(*store.argv, *args, env=store.env)
 
     yield podman_run
-    subprocess.run([*base, "rmi", "--all", "--force"], env=env, capture_output=True)
-    for path in (tmp_path / "storage" / "overlay", runroot):
-        subprocess.run(["umount", "-R", str(path)], capture_output=True)
-    shutil.rmtree(runroot, ignore_errors=True)
+    store.close()
 
 
 @pytest.mark.skipif(shutil.which("podman") is None, reason="podman not installed (make test-deps)")

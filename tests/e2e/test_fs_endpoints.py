@@ -2,35 +2,27 @@
 -> a private conchd -> the kernel. ``cp`` both ways (file and directory, running and
 stopped container), ``diff``, ``export``, ``commit`` then ``run`` the new image.
 
-Skips (with the reason) when not root, when conchd, busybox or (for the docker cases)
-the docker CLI is missing, or when this conchd cannot start a container. Every test
-removes its containers and images and leaves no mount under the daemon's roots.
+The daemon is conch.testing.daemon's (one per module, busybox imported; skips when not
+root or conchd is missing); the docker cases skip without the docker CLI. Every test
+removes its containers and images, leaves no mount under the daemon's roots and passes
+clean_after's leak check.
 """
 
 from __future__ import annotations
 
 import io
 import os
-import shutil
 import subprocess
-import sys
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
 
-BUSYBOX = shutil.which("busybox") or "/bin/busybox"
-CONCHD = os.path.join(os.path.dirname(sys.executable), "conchd")
-DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
-APPLETS = ("sh", "echo", "cat", "sleep", "true", "ls", "rm", "mkdir", "touch")
+from conch.testing.daemon import DOCKER, clean_after, daemon_fixture
 
-
-def run(argv, env, *, input=None, check=False, text=True):
-    proc = subprocess.run(argv, env=env, input=input, capture_output=True, text=text, timeout=60)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(argv)} -> {proc.returncode}: {proc.stderr}")
-    return proc
+daemon = daemon_fixture("module")
+CLIS = ["conch"] + (["docker"] if DOCKER else [])
+needs_docker = pytest.mark.skipif(not DOCKER, reason="the docker CLI is not installed")
 
 
 def mounts_under(path: Path) -> list[str]:
@@ -42,63 +34,12 @@ def mounts_under(path: Path) -> list[str]:
     return found
 
 
-class Daemon:
-    def __init__(self, root: Path, env: dict):
-        self.root = root
-        self.env = env
-
-    def conch(self, *args, **kw):
-        return run([sys.executable, "-m", "conch.cli.main", *args], self.env, **kw)
-
-    def docker(self, *args, **kw):
-        if not os.access(DOCKER, os.X_OK):
-            pytest.skip("the docker CLI is not installed")
-        return run([DOCKER, *args], self.env, **kw)
-
-
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.skip("needs root (conchd runs containers)")
-    if not os.access(CONCHD, os.X_OK):
-        pytest.skip(f"conchd not installed at {CONCHD} yet")
-    if not os.path.exists(BUSYBOX):
-        pytest.skip("busybox-static not installed")
-    root = tmp_path_factory.mktemp("conchd-fs")
-    sock = root / "sock"
-    log = open(root / "log", "wb")
-    proc = subprocess.Popen([CONCHD, "--data-root", str(root / "data"), "--exec-root",
-                             str(root / "exec"), "-H", f"unix://{sock}"],
-                            stdout=log, stderr=log, start_new_session=True)
-    env = dict(os.environ, CONCH_HOST=f"unix://{sock}", DOCKER_HOST=f"unix://{sock}",
-               DOCKER_CONFIG=str(root / "docker-config"))
-    d = Daemon(root, env)
-    try:
-        for _ in range(100):
-            if sock.exists():
-                break
-            time.sleep(0.05)
-        rootfs = root / "rootfs"
-        (rootfs / "bin").mkdir(parents=True)
-        shutil.copy(BUSYBOX, rootfs / "bin" / "busybox")
-        for applet in APPLETS:
-            (rootfs / "bin" / applet).symlink_to("busybox")
-        subprocess.run(["tar", "-C", str(rootfs), "-cf", str(root / "rootfs.tar"), "."], check=True)
-        d.conch("import", "-c", 'CMD ["sh"]', str(root / "rootfs.tar"), "bb:fs", check=True)
-        probe = d.conch("run", "--rm", "bb:fs", "true")
-        if probe.returncode != 0:
-            pytest.skip(f"conchd cannot start containers yet: {probe.stderr.strip()[:200]}")
-        yield d
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
-        log.close()
-    assert mounts_under(root) == [], "conchd left mounts behind"
-
-
 @pytest.fixture
 def cleanup(daemon):
-    """Names of containers and images to remove after the test (whatever happened)."""
+    """Names of containers and images to remove after the test (whatever happened);
+    then no mount may be left under the daemon's roots, and clean_after's leak check."""
+    guard = clean_after(daemon)
+    next(guard)
     containers: list[str] = []
     images: list[str] = []
     yield containers, images
@@ -106,9 +47,9 @@ def cleanup(daemon):
         daemon.conch("rm", "-f", name)
     for name in images:
         daemon.conch("rmi", "-f", name)
-    assert mounts_under(daemon.root / "exec") == [], "a filesystem operation left a mount"
-    data = daemon.root / "data"
-    assert mounts_under(data) == [], "a container's rootfs is still mounted"
+    assert mounts_under(daemon.exec_root) == [], "a filesystem operation left a mount"
+    assert mounts_under(daemon.data_root) == [], "a container's rootfs is still mounted"
+    next(guard, None)
 
 
 def _src_tree(tmp_path: Path) -> tuple[Path, Path]:
@@ -121,14 +62,14 @@ def _src_tree(tmp_path: Path) -> tuple[Path, Path]:
     return f, d
 
 
-@pytest.mark.parametrize("cli", ["conch", "docker"])
+@pytest.mark.parametrize("cli", CLIS)
 @pytest.mark.parametrize("state", ["running", "stopped"])
 def test_cp_file_and_directory_both_ways(daemon, cleanup, tmp_path, cli, state):
     containers, _ = cleanup
     name = f"fs-cp-{cli}-{state}"
     containers.append(name)
     tool = daemon.conch if cli == "conch" else daemon.docker
-    daemon.conch("run", "-d", "--name", name, "bb:fs", "sleep", "100", check=True)
+    daemon.conch("run", "-d", "--name", name, "busybox", "sleep", "100", check=True)
     if state == "stopped":
         daemon.conch("stop", "-t", "0", name, check=True)
     f, d = _src_tree(tmp_path)
@@ -136,7 +77,7 @@ def test_cp_file_and_directory_both_ways(daemon, cleanup, tmp_path, cli, state):
     tool("cp", str(d), f"{name}:/", check=True)  # keeps its name in an existing dir
     tool("cp", str(d), f"{name}:/renamed", check=True)  # takes the new name
     if state == "stopped":
-        assert mounts_under(daemon.root / "data") == []  # mounted only while copying
+        assert mounts_under(daemon.data_root) == []  # mounted only while copying
         daemon.conch("start", name, check=True)
     p = daemon.conch("exec", name, "cat", "/hello.txt", "/tree/sub/a", "/renamed/top", check=True)
     assert p.stdout == "hi\na\ntop\n"
@@ -156,10 +97,11 @@ def test_cp_file_and_directory_both_ways(daemon, cleanup, tmp_path, cli, state):
         assert tar.getnames()[0] == "tree" and "tree/sub/a" in tar.getnames()
 
 
+@needs_docker
 def test_cp_missing_path_is_an_error(daemon, cleanup, tmp_path):
     containers, _ = cleanup
     containers.append("fs-cp-missing")
-    daemon.conch("run", "-d", "--name", "fs-cp-missing", "bb:fs", "sleep", "100", check=True)
+    daemon.conch("run", "-d", "--name", "fs-cp-missing", "busybox", "sleep", "100", check=True)
     p = daemon.docker("cp", "fs-cp-missing:/nope", str(tmp_path / "x"))
     assert p.returncode != 0
     assert "Could not find the file /nope in container fs-cp-missing" in p.stderr
@@ -167,13 +109,13 @@ def test_cp_missing_path_is_an_error(daemon, cleanup, tmp_path):
     assert p.returncode != 0 and "/nope" in p.stderr
 
 
-@pytest.mark.parametrize("cli", ["conch", "docker"])
+@pytest.mark.parametrize("cli", CLIS)
 def test_diff_after_creating_and_deleting(daemon, cleanup, cli):
     containers, _ = cleanup
     name = f"fs-diff-{cli}"
     containers.append(name)
     tool = daemon.conch if cli == "conch" else daemon.docker
-    daemon.conch("run", "-d", "--name", name, "bb:fs", "sleep", "100", check=True)
+    daemon.conch("run", "-d", "--name", name, "busybox", "sleep", "100", check=True)
     assert tool("diff", name, check=True).stdout == ""  # the runtime's mount points hidden
     daemon.conch("exec", name, "sh", "-c", "mkdir /x && echo f > /x/f && rm /bin/ls", check=True)
     lines = tool("diff", name, check=True).stdout.splitlines()
@@ -182,19 +124,20 @@ def test_diff_after_creating_and_deleting(daemon, cleanup, cli):
     assert tool("diff", name, check=True).stdout.splitlines() == lines
 
 
-@pytest.mark.parametrize("cli", ["conch", "docker"])
+@pytest.mark.parametrize("cli", CLIS)
 def test_export_lists_the_filesystem(daemon, cleanup, cli):
     containers, _ = cleanup
     name = f"fs-export-{cli}"
     containers.append(name)
     tool = daemon.conch if cli == "conch" else daemon.docker
-    daemon.conch("run", "--name", name, "bb:fs", "sh", "-c", "echo e > /exported", check=True)
+    daemon.conch("run", "--name", name, "busybox", "sh", "-c", "echo e > /exported", check=True)
     p = tool("export", name, text=False, check=True)
     listing = subprocess.run(["tar", "t"], input=p.stdout, capture_output=True, check=True).stdout.decode()
     assert {"bin/busybox", "bin/sh", "exported"} <= set(listing.split())
 
 
-@pytest.mark.parametrize("cli", ["conch", "docker"])
+@needs_docker
+@pytest.mark.parametrize("cli", CLIS)
 def test_commit_then_run_the_new_image(daemon, cleanup, cli):
     containers, images = cleanup
     name = f"fs-commit-{cli}"
@@ -202,7 +145,7 @@ def test_commit_then_run_the_new_image(daemon, cleanup, cli):
     containers.append(name)
     images.append(image)
     tool = daemon.conch if cli == "conch" else daemon.docker
-    daemon.conch("run", "-d", "--name", name, "bb:fs", "sleep", "100", check=True)
+    daemon.conch("run", "-d", "--name", name, "busybox", "sleep", "100", check=True)
     daemon.conch("exec", name, "sh", "-c", "echo committed > /made-here", check=True)
     p = tool("commit", "-m", "a message", "-c", "ENV FROM_COMMIT=yes", name, image, check=True)
     assert p.stdout.strip().startswith("sha256:")

@@ -24,4 +24,11 @@ and under ``--exec-root`` (default /run/conch)::
 
     runtime/                         conch-runtime's --root
     shims/<id>.sock                  the shim's attach socket
+    netns/<id>                       a container's network namespace (conch.engine.networks)
+
+Modules: ``containers`` (lifecycle), ``mounts`` (binds, volumes, copy-up), ``warmpool``
+(pre-started shims), ``execs``, ``health``, ``logs``, ``events``, ``filesystem`` (cp,
+export, diff, commit), ``networks``/``netsetup``/``sandbox``/``network_records``,
+``distribution``/``pull``/``push`` (registries), ``disk_usage``, ``ociconfig`` (Docker
+config -> OCI runtime spec), ``model`` (records), ``engine`` (the facade the API holds).
 """

@@ -41,6 +41,7 @@ from typing import BinaryIO, Iterator
 
 from conch.errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound
 from conch.errors import Unavailable
+from conch.kernel.libc import start_writeback
 from conch.oci.descriptor import Descriptor
 from conch.oci.digest import SHA256, Digest, Digester, supported_algorithms
 
@@ -292,6 +293,9 @@ class ContentStore:
         return directory / digest.encoded
 
 
+_WRITEBACK_STEP = 8 << 20
+
+
 class Writer:
     """One open ingest. Use as a context manager: leaving it without ``commit`` keeps
     the bytes for a later resume (``abort`` on the store discards them)."""
@@ -305,6 +309,7 @@ class Writer:
         self._data_fd: int | None = data_fd
         self._digester = digester
         self.expected, self.total = expected, total
+        self._written_back = digester.size  # bytes whose writeback was started
 
     @property
     def offset(self) -> int:
@@ -326,6 +331,10 @@ class Writer:
         while written < len(view):
             written += os.pwrite(fd, view[written:], self.offset + written)
         self._digester.update(view)
+        if self.offset - self._written_back >= _WRITEBACK_STEP:
+            # commit() fsyncs: let the disk work while the rest streams in, not all then
+            start_writeback(fd, self._written_back, self.offset - self._written_back)
+            self._written_back = self.offset
         return written
 
     def truncate(self, size: int = 0) -> None:
@@ -334,6 +343,7 @@ class Writer:
         if not 0 <= size <= self.offset:
             raise InvalidArgument(f"cannot truncate ingest at {self.offset} bytes to {size}")
         os.ftruncate(fd, size)
+        self._written_back = min(self._written_back, size)
         self._digester = Digester(self._digester.algorithm)
         _hash_fd(fd, self._digester, limit=size)
 

@@ -212,11 +212,17 @@ class Firewall:
             old = nets.get(bridge)
             if old == net:
                 return
-            # A 127.x connection DNAT'ed out of a bridge needs route_localnet on it.
+            # A 127.x connection DNAT'ed out of a bridge needs route_localnet on it;
+            # taken back if the rules cannot be written (the guard against containers
+            # reaching the host's loopback lives in those rules)
             _set_route_localnet(bridge, not internal)
             script = self._remove_script(old) if old else []
             script += [f"add element ip {self.table} {s} {{ {e} }}" for s, e in _elements(net)]
-            self._run("\n".join(script) + "\n")
+            try:
+                self._run("\n".join(script) + "\n")
+            except BaseException:
+                _set_route_localnet(bridge, bool(old) and not old.internal)
+                raise
             nets[bridge] = net
             self._ports = {k: r for k, r in self._ports.items() if r.bridge != bridge}
 

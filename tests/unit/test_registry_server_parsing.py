@@ -172,3 +172,14 @@ def test_htpasswd_bcrypt_and_policy(tmp_path):
     assert not covers([Scope("repository", "y", frozenset({"pull", "push"}))], repo)
     assert parse_basic("Basic " + __import__("base64").b64encode(b"u:p:q").decode()) == ("u", "p:q")
     assert parse_basic("Basic !!!") is None and parse_basic("Bearer x") is None
+
+
+def test_unknown_users_cost_the_same_bcrypt_work(tmp_path):
+    """An unknown user name is checked against a decoy hash of the file's own cost, so
+    the time of a refusal does not tell whether the user exists."""
+    from conch.testing.registry_server import htpasswd_file
+
+    users = Htpasswd(htpasswd_file(tmp_path / "htpasswd", {"alice": "s3cret"}, rounds=6))
+    assert not users.check("mallory", "s3cret")
+    assert users._decoy_hash.startswith(b"$2b$06$")  # the same cost as alice's entry
+    assert not users.check("mallory", "s3cret")  # and never accepted

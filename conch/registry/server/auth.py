@@ -79,6 +79,19 @@ class Htpasswd:
                 users[user] = hashed.encode()
         self._users, self._mtime, self._verified = users, mtime, {}
 
+    def _decoy(self, bcrypt) -> bytes:
+        """A hash of a random password at the cost the file's own entries use."""
+        if getattr(self, "_decoy_hash", None) is None:
+            cost = 12
+            for hashed in self._users.values():
+                try:
+                    cost = int(hashed[4:6])
+                    break
+                except ValueError:
+                    pass
+            self._decoy_hash = bcrypt.hashpw(os.urandom(16), bcrypt.gensalt(rounds=cost))
+        return self._decoy_hash
+
     def check(self, user: str, password: str) -> bool:
         """True when ``password`` is ``user``'s; constant-time bcrypt, cached briefly."""
         import bcrypt  # lazily: only registries with --htpasswd need it
@@ -90,6 +103,9 @@ class Htpasswd:
             return True
         hashed = self._users.get(user)
         if hashed is None:
+            # the same bcrypt work as for a known user, so that the answer's timing does
+            # not tell which user names exist
+            bcrypt.checkpw(password.encode(), self._decoy(bcrypt))
             return False
         # htpasswd writes $2y$, which is $2b$ under another name.
         ok = bcrypt.checkpw(password.encode(), b"$2b$" + hashed[4:])

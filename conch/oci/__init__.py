@@ -14,6 +14,8 @@ Modules:
 * ``reference``  -- :class:`Reference`, Docker's reference grammar and normalisation
 * ``image``      -- :class:`ImageManifest`, :class:`ImageIndex`, :class:`ImageConfig`,
   :func:`chain_ids`
+* ``fastjson``   -- JSON through the ``_json`` C accelerator (no ``re``), for the
+  runtime's and the CLI's start-up paths
 
 The runtime spec (``config.json``) is not here yet; it belongs in ``oci/runtime.py``.
 """

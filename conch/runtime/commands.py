@@ -5,7 +5,7 @@ state object (indented JSON), ``list --format json`` and ``ps --format json`` pr
 runc prints, ``features`` prints the runtime-spec features document.
 """
 
-from conch.runtime import fastjson
+from conch.oci import fastjson
 import os
 import select
 import _signal as signal  # the C module: "signal" imports enum (~3 ms)

@@ -5,7 +5,7 @@ passes is one the init steps know how to apply. Fields the runtime does not impl
 rejected when set (never silently ignored).
 """
 
-from conch.runtime import fastjson as json  # see fastjson: no re on the hot path
+from conch.oci import fastjson as json  # no json module (re) on the hot path
 import os
 
 from conch.errors import InvalidArgument

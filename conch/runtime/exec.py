@@ -8,7 +8,7 @@ execs. The sync pipe is close-on-exec: end-of-file after G's pid means the exec
 succeeded, an error message means it did not.
 """
 
-from conch.runtime import fastjson as json  # see fastjson: no re on the hot path
+from conch.oci import fastjson as json  # no json module (re) on the hot path
 import os
 import sys
 import _signal as signal  # the C module: "signal" imports enum (~3 ms)

@@ -6,7 +6,7 @@ operation that ran it (runtime-spec: "if a hook fails, the runtime MUST generate
 error"), except poststart/poststop whose failures are only logged by the caller.
 """
 
-from conch.runtime import fastjson as json  # see fastjson: no re on the hot path
+from conch.oci import fastjson as json  # no json module (re) on the hot path
 import os
 import _signal as signal  # the C module: "signal" imports enum (~3 ms)
 import time

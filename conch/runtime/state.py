@@ -8,7 +8,7 @@ rather than dataclasses: importing ``dataclasses`` pulls in ``inspect`` and cost
 milliseconds on every container start.
 """
 
-from conch.runtime import fastjson as json  # see fastjson: no re on the hot path
+from conch.oci import fastjson as json  # no json module (re) on the hot path
 import os
 
 from conch.errors import AlreadyExists, InvalidArgument, NotFound

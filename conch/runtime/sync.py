@@ -14,7 +14,7 @@ hot path. Messages:
     any     {"type": "error", "step": S, "message": M, "errno": E}
 """
 
-from conch.runtime import fastjson as json  # see fastjson: no re on the hot path
+from conch.oci import fastjson as json  # no json module (re) on the hot path
 import os
 
 from conch.errors import ConchError, SystemCallError

@@ -54,7 +54,8 @@ import threading
 
 from conch.testing.leaks import HostSnapshot, LeakReport, diff_snapshots, read_mounts
 
-__all__ = ["Daemon", "busybox_tar", "daemon_fixture", "clean_after", "scoped_report", "BIN", "DOCKER"]
+__all__ = ["Daemon", "busybox_tar", "daemon_fixture", "clean_after", "scoped_report", "BIN", "DOCKER",
+           "free_subnet", "free_port", "ok"]
 
 BIN = Path(sys.executable).parent
 DOCKER = "/usr/local/bin/docker" if os.access("/usr/local/bin/docker", os.X_OK) else shutil.which("docker")
@@ -320,8 +321,9 @@ def _our_link(daemon: Daemon, name: str) -> bool:
     return False
 
 
-def _free_subnet() -> str:
-    """A random 10.x.y.0/24 that no host route overlaps (the default bridge's --bip)."""
+def free_subnet(low: int = 150, high: int = 199) -> str:
+    """A random ``10.<low..high>.y.0/24`` that no host route overlaps: for the networks a
+    test creates (150-199; test daemons' default bridges take 200-250)."""
     import ipaddress
     import random
 
@@ -329,10 +331,31 @@ def _free_subnet() -> str:
 
     routes = [ipaddress.ip_network(r) for r in host_routes() if not r.endswith("/0")]
     for _ in range(200):
-        net = ipaddress.ip_network(f"10.{random.randint(200, 250)}.{random.randint(0, 255)}.0/24")
+        net = ipaddress.ip_network(f"10.{random.randint(low, high)}.{random.randint(0, 255)}.0/24")
         if not any(net.overlaps(r) for r in routes):
-            return f"{net.network_address + 1}/24"
-    raise RuntimeError("no free 10.x.y.0/24 for a test daemon's bridge")
+            return str(net)
+    raise RuntimeError(f"no free 10.{low}-{high}.y.0/24 on this host")
+
+
+def _free_subnet() -> str:
+    """The default bridge's --bip for a test daemon: gateway/24 in a free 10.200-250 net."""
+    import ipaddress
+
+    net = ipaddress.ip_network(free_subnet(200, 250))
+    return f"{net.network_address + 1}/24"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for -p in tests)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ok(proc: subprocess.CompletedProcess) -> str:
+    """``proc``'s stdout, after asserting it exited 0 (its output in the message)."""
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+    return proc.stdout
 
 
 def scoped_report(daemon: Daemon, before: HostSnapshot) -> LeakReport:

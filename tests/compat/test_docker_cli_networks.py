@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import random
 import socket
 import time
 import urllib.request
 
 import pytest
 
-from conch.engine.network_records import host_routes
-from conch.testing.daemon import DOCKER, clean_after, daemon_fixture
+from conch.testing.daemon import DOCKER, clean_after, daemon_fixture, free_subnet, ok
 
 pytestmark = pytest.mark.skipif(DOCKER is None, reason="the docker CLI is not installed at /usr/local/bin/docker")
 
@@ -28,23 +26,10 @@ def d(daemon):
     yield from clean_after(daemon)
 
 
-def _subnet() -> str:
-    routes = [ipaddress.ip_network(r) for r in host_routes() if not r.endswith("/0")]
-    while True:
-        net = ipaddress.ip_network(f"10.{random.randint(150, 199)}.{random.randint(0, 255)}.0/24")
-        if not any(net.overlaps(r) for r in routes):
-            return str(net)
-
-
-def _ok(p) -> str:
-    assert p.returncode == 0, f"exit {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}"
-    return p.stdout
-
-
 @pytest.fixture
 def rede(d):
     name = "minha-rede"
-    _ok(d.docker("network", "create", "-d", "bridge", "--subnet", _subnet(), name))
+    ok(d.docker("network", "create", "-d", "bridge", "--subnet", free_subnet(), name))
     yield name
     ids = d.container_ids()
     if ids:
@@ -53,37 +38,37 @@ def rede(d):
 
 
 def test_network_ls_and_inspect(d, rede):
-    lines = _ok(d.docker("network", "ls")).splitlines()
+    lines = ok(d.docker("network", "ls")).splitlines()
     assert lines[0].split() == ["NETWORK", "ID", "NAME", "DRIVER", "SCOPE"]
     names = {line.split()[1]: line.split()[2] for line in lines[1:]}
     assert names == {"bridge": "bridge", "host": "host", "none": "null", rede: "bridge"}
-    assert _ok(d.docker("network", "ls", "-q", "--filter", f"name={rede}")).strip()
-    (info,) = json.loads(_ok(d.docker("network", "inspect", rede)))
+    assert ok(d.docker("network", "ls", "-q", "--filter", f"name={rede}")).strip()
+    (info,) = json.loads(ok(d.docker("network", "inspect", rede)))
     assert info["Driver"] == "bridge" and info["IPAM"]["Driver"] == "default"
-    assert _ok(d.docker("network", "inspect", "-f", "{{.Scope}} {{.Internal}}", rede)) == "local false\n"
+    assert ok(d.docker("network", "inspect", "-f", "{{.Scope}} {{.Internal}}", rede)) == "local false\n"
     p = d.docker("network", "create", rede)
     assert p.returncode != 0 and "already exists" in p.stderr
 
 
 def test_ping_by_name_and_connect_disconnect(d, rede):
-    _ok(d.docker("run", "-d", "--network", rede, "--name", "meu-container", "busybox", "sleep", "300"))
-    _ok(d.docker("run", "-d", "--network", rede, "--name", "outro", "busybox", "sleep", "300"))
-    _ok(d.docker("exec", "meu-container", "ping", "-c1", "-W2", "outro"))
-    _ok(d.docker("run", "-d", "--name", "fora", "busybox", "sleep", "300"))
-    _ok(d.docker("network", "connect", rede, "fora"))
-    assert "eth1" in _ok(d.docker("exec", "fora", "ip", "-o", "link"))
-    _ok(d.docker("exec", "outro", "ping", "-c1", "-W2", "fora"))
-    (info,) = json.loads(_ok(d.docker("network", "inspect", rede)))
+    ok(d.docker("run", "-d", "--network", rede, "--name", "meu-container", "busybox", "sleep", "300"))
+    ok(d.docker("run", "-d", "--network", rede, "--name", "outro", "busybox", "sleep", "300"))
+    ok(d.docker("exec", "meu-container", "ping", "-c1", "-W2", "outro"))
+    ok(d.docker("run", "-d", "--name", "fora", "busybox", "sleep", "300"))
+    ok(d.docker("network", "connect", rede, "fora"))
+    assert "eth1" in ok(d.docker("exec", "fora", "ip", "-o", "link"))
+    ok(d.docker("exec", "outro", "ping", "-c1", "-W2", "fora"))
+    (info,) = json.loads(ok(d.docker("network", "inspect", rede)))
     assert len(info["Containers"]) == 3
-    _ok(d.docker("network", "disconnect", rede, "fora"))
-    assert "eth1" not in _ok(d.docker("exec", "fora", "ip", "-o", "link"))
-    ip = _ok(d.docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", "fora")).strip()
+    ok(d.docker("network", "disconnect", rede, "fora"))
+    assert "eth1" not in ok(d.docker("exec", "fora", "ip", "-o", "link"))
+    ip = ok(d.docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", "fora")).strip()
     assert ipaddress.ip_address(ip) in ipaddress.ip_network(d.bip, strict=False)
 
 
 def test_link(d):
-    _ok(d.docker("run", "-d", "--name", "container1", "busybox", "sleep", "300"))
-    _ok(d.docker("run", "--rm", "--link", "container1", "--name", "container2", "busybox",
+    ok(d.docker("run", "-d", "--name", "container1", "busybox", "sleep", "300"))
+    ok(d.docker("run", "--rm", "--link", "container1", "--name", "container2", "busybox",
                  "ping", "-c1", "-W2", "container1"))
 
 
@@ -92,7 +77,7 @@ def test_published_site_and_taken_port(d, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    _ok(d.docker("run", "-d", "--name", "site", "-p", f"{port}:80", "-v", f"{tmp_path}:/www",
+    ok(d.docker("run", "-d", "--name", "site", "-p", f"{port}:80", "-v", f"{tmp_path}:/www",
                  "busybox", "httpd", "-f", "-p", "80", "-h", "/www"))
     deadline = time.monotonic() + 5
     while True:
@@ -103,7 +88,7 @@ def test_published_site_and_taken_port(d, tmp_path):
         except OSError:
             assert time.monotonic() < deadline
             time.sleep(0.1)
-    assert _ok(d.docker("port", "site", "80")).strip() == f"0.0.0.0:{port}"
-    assert f"0.0.0.0:{port}->80/tcp" in _ok(d.docker("ps", "--filter", "name=site"))
+    assert ok(d.docker("port", "site", "80")).strip() == f"0.0.0.0:{port}"
+    assert f"0.0.0.0:{port}->80/tcp" in ok(d.docker("ps", "--filter", "name=site"))
     p = d.docker("run", "--rm", "-p", f"{port}:80", "busybox", "true")
     assert p.returncode == 125 and "already allocated" in p.stderr

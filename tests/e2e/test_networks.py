@@ -20,8 +20,7 @@ import urllib.request
 
 import pytest
 
-from conch.engine.network_records import host_routes
-from conch.testing.daemon import clean_after, daemon_fixture
+from conch.testing.daemon import clean_after, daemon_fixture, free_port, free_subnet, ok
 
 pytestmark = pytest.mark.root
 
@@ -33,29 +32,8 @@ def d(daemon):
     yield from clean_after(daemon)
 
 
-def _subnet() -> str:
-    import random
-
-    routes = [ipaddress.ip_network(r) for r in host_routes() if not r.endswith("/0")]
-    while True:
-        net = ipaddress.ip_network(f"10.{random.randint(150, 199)}.{random.randint(0, 255)}.0/24")
-        if not any(net.overlaps(r) for r in routes):
-            return str(net)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ok(p):
-    assert p.returncode == 0, f"exit {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}"
-    return p.stdout
-
-
 def _run_d(d, *args) -> str:
-    return _ok(d.conch("run", "-d", *args)).strip()
+    return ok(d.conch("run", "-d", *args)).strip()
 
 
 def _sh(d, container: str, script: str):
@@ -80,7 +58,7 @@ def net(d):
     made = []
 
     def make(name="minha-rede", *extra):
-        _ok(d.conch("network", "create", "-d", "bridge", "--subnet", _subnet(), *extra, name))
+        ok(d.conch("network", "create", "-d", "bridge", "--subnet", free_subnet(), *extra, name))
         made.append(name)
         return name
 
@@ -93,7 +71,7 @@ def net(d):
 
 
 def test_default_networks_listed(d):
-    out = _ok(d.conch("network", "ls"))
+    out = ok(d.conch("network", "ls"))
     lines = out.splitlines()
     assert lines[0].split() == ["NETWORK", "ID", "NAME", "DRIVER", "SCOPE"]
     rows = {line.split()[1]: line.split()[2:] for line in lines[1:]}
@@ -104,7 +82,7 @@ def test_default_networks_listed(d):
 
 def test_default_bridge_address_route_and_etc_files(d):
     gw = d.bip.split("/")[0]
-    out = _ok(d.conch("run", "--rm", "-h", "web1", "--add-host", "db.local:10.9.9.9",
+    out = ok(d.conch("run", "--rm", "-h", "web1", "--add-host", "db.local:10.9.9.9",
                       "--dns-search", "example.test", "busybox", "sh", "-c",
                       f"ip -o -4 addr show eth0; ip route; cat /etc/hosts /etc/resolv.conf; "
                       f"hostname; ping -c1 -W2 {gw} >/dev/null && echo GW-OK"))
@@ -120,7 +98,7 @@ def test_default_bridge_address_route_and_etc_files(d):
 
 
 def test_dns_flag_written(d):
-    out = _ok(d.conch("run", "--rm", "--dns", "10.1.2.3", "--dns-option", "ndots:2", "busybox",
+    out = ok(d.conch("run", "--rm", "--dns", "10.1.2.3", "--dns-option", "ndots:2", "busybox",
                       "cat", "/etc/resolv.conf"))
     assert "nameserver 10.1.2.3" in out and "options ndots:2" in out
 
@@ -130,17 +108,17 @@ def test_user_network_ping_by_name_and_inspect(d, net):
     a = _run_d(d, "--network", name, "--name", "meu-container", "busybox", "sleep", "300")
     b = _run_d(d, "--network", name, "--name", "other", "--network-alias", "apelido", "busybox",
                "sleep", "300")
-    _ok(_sh(d, "meu-container", "ping -c1 -W2 other"))
-    _ok(_sh(d, "other", "ping -c1 -W2 meu-container"))
-    _ok(_sh(d, "meu-container", f"ping -c1 -W2 apelido && ping -c1 -W2 {b[:12]}"))
-    (info,) = json.loads(_ok(d.conch("network", "inspect", name)))
+    ok(_sh(d, "meu-container", "ping -c1 -W2 other"))
+    ok(_sh(d, "other", "ping -c1 -W2 meu-container"))
+    ok(_sh(d, "meu-container", f"ping -c1 -W2 apelido && ping -c1 -W2 {b[:12]}"))
+    (info,) = json.loads(ok(d.conch("network", "inspect", name)))
     assert info["Name"] == name and info["Driver"] == "bridge" and info["Scope"] == "local"
     assert info["IPAM"]["Config"][0]["Subnet"] and info["IPAM"]["Config"][0]["Gateway"]
     assert set(info["Containers"]) == {a, b}
     ep = info["Containers"][a]
     assert ep["Name"] == "meu-container" and ep["IPv4Address"].endswith("/24")
     assert ep["MacAddress"].startswith("02:42:")
-    (c,) = json.loads(_ok(d.conch("inspect", a)))
+    (c,) = json.loads(ok(d.conch("inspect", a)))
     n = c["NetworkSettings"]["Networks"][name]
     assert n["NetworkID"] == info["Id"] and n["IPAddress"] == ep["IPv4Address"].split("/")[0]
     assert n["MacAddress"] == ep["MacAddress"] and "meu-container" in n["DNSNames"]
@@ -155,34 +133,34 @@ def test_connect_disconnect_live(d, net):
     name = net()
     _run_d(d, "--network", name, "--name", "server", "busybox", "sleep", "300")
     _run_d(d, "--name", "meu-container", "busybox", "sleep", "300")
-    assert "eth1" not in _ok(_sh(d, "meu-container", "ip -o link"))
-    _ok(d.conch("network", "connect", "--alias", "cliente", name, "meu-container"))
-    assert "eth1" in _ok(_sh(d, "meu-container", "ip -o link"))
-    _ok(_sh(d, "meu-container", "ping -c1 -W2 server"))
-    _ok(_sh(d, "server", "ping -c1 -W2 cliente"))
-    (c,) = json.loads(_ok(d.conch("inspect", "meu-container")))
+    assert "eth1" not in ok(_sh(d, "meu-container", "ip -o link"))
+    ok(d.conch("network", "connect", "--alias", "cliente", name, "meu-container"))
+    assert "eth1" in ok(_sh(d, "meu-container", "ip -o link"))
+    ok(_sh(d, "meu-container", "ping -c1 -W2 server"))
+    ok(_sh(d, "server", "ping -c1 -W2 cliente"))
+    (c,) = json.loads(ok(d.conch("inspect", "meu-container")))
     assert set(c["NetworkSettings"]["Networks"]) == {"bridge", name}
-    _ok(d.conch("network", "disconnect", name, "meu-container"))
-    assert "eth1" not in _ok(_sh(d, "meu-container", "ip -o link"))
+    ok(d.conch("network", "disconnect", name, "meu-container"))
+    assert "eth1" not in ok(_sh(d, "meu-container", "ip -o link"))
     assert _sh(d, "server", "ping -c1 -W1 cliente").returncode != 0
-    (c,) = json.loads(_ok(d.conch("inspect", "meu-container")))
+    (c,) = json.loads(ok(d.conch("inspect", "meu-container")))
     assert set(c["NetworkSettings"]["Networks"]) == {"bridge"}
 
 
 def test_none_has_only_loopback(d):
-    out = _ok(d.conch("run", "--rm", "--network", "none", "busybox", "ls", "/sys/class/net"))
+    out = ok(d.conch("run", "--rm", "--network", "none", "busybox", "ls", "/sys/class/net"))
     assert out.split() == ["lo"]
 
 
 def test_host_sees_host_interfaces(d):
-    out = _ok(d.conch("run", "--rm", "--network", "host", "busybox", "ls", "/sys/class/net"))
+    out = ok(d.conch("run", "--rm", "--network", "host", "busybox", "ls", "/sys/class/net"))
     assert set(out.split()) >= set(os.listdir("/sys/class/net")) & {"lo", "eth0", d.bridge}
     assert d.bridge in out.split()
 
 
 def test_link_on_default_bridge(d):
     _run_d(d, "--name", "container1", "busybox", "sleep", "300")
-    out = _ok(d.conch("run", "--rm", "--link", "container1", "--name", "container2", "busybox",
+    out = ok(d.conch("run", "--rm", "--link", "container1", "--name", "container2", "busybox",
                       "sh", "-c", "ping -c1 -W2 container1 && cat /etc/hosts"))
     assert "container1" in out
     # without --link there is no name on the default bridge
@@ -193,15 +171,15 @@ def test_published_port_serves_bind_mounted_site(d, tmp_path):
     site = tmp_path / "www"
     site.mkdir()
     (site / "primeiro-teste.html").write_text("<h1>primeiro teste</h1>\n")
-    port = 8881 if _port_free(8881) else _free_port()
+    port = 8881 if _port_free(8881) else free_port()
     _run_d(d, "--name", "site", "-p", f"{port}:80", "-v", f"{site}:/www", "busybox",
            "httpd", "-f", "-p", "80", "-h", "/www")
     url = f"http://127.0.0.1:{port}/primeiro-teste.html"
     assert "primeiro teste" in _fetch(url)
     (site / "primeiro-teste.html").write_text("<h1>mudou</h1>\n")
     assert "mudou" in _fetch(url)
-    assert _ok(d.conch("port", "site")).strip() == f"80/tcp -> 0.0.0.0:{port}"
-    ps = _ok(d.conch("ps", "--format", "{{.Ports}}", "--filter", "name=site"))
+    assert ok(d.conch("port", "site")).strip() == f"80/tcp -> 0.0.0.0:{port}"
+    ps = ok(d.conch("ps", "--format", "{{.Ports}}", "--filter", "name=site"))
     assert f"0.0.0.0:{port}->80/tcp" in ps
     # the same port again: a clear error, nothing left behind
     p = d.conch("run", "-d", "-p", f"{port}:80", "busybox", "sleep", "30")
@@ -219,7 +197,7 @@ def _port_free(port: int) -> bool:
 
 def test_publish_random_and_all(d):
     _run_d(d, "--name", "rand", "-p", "80", "--expose", "81", "-P", "busybox", "httpd", "-f", "-p", "80")
-    out = _ok(d.conch("port", "rand"))
+    out = ok(d.conch("port", "rand"))
     ports = dict(line.split(" -> ") for line in out.splitlines())
     assert set(ports) == {"80/tcp", "81/tcp"}
     host_port = int(ports["80/tcp"].rpartition(":")[2])
@@ -243,14 +221,14 @@ def test_networks_are_isolated_and_internal_has_no_way_out(d, net):
     inner = net("rede-interna", "--internal")
     _run_d(d, "--network", a, "--name", "ca", "busybox", "sleep", "300")
     _run_d(d, "--network", b, "--name", "cb", "busybox", "sleep", "300")
-    ip_b = json.loads(_ok(d.conch("inspect", "cb")))[0]["NetworkSettings"]["Networks"][b]["IPAddress"]
+    ip_b = json.loads(ok(d.conch("inspect", "cb")))[0]["NetworkSettings"]["Networks"][b]["IPAddress"]
     assert _sh(d, "ca", f"ping -c1 -W1 {ip_b}").returncode != 0
-    out = _ok(d.conch("run", "--rm", "--network", inner, "busybox", "ip", "route"))
+    out = ok(d.conch("run", "--rm", "--network", inner, "busybox", "ip", "route"))
     assert "default" not in out
 
 
 def test_restart_after_kill9_keeps_published_port(d):
-    port = _free_port()
+    port = free_port()
     site = "/tmp/" + os.urandom(4).hex()
     os.makedirs(site)
     try:
@@ -259,7 +237,7 @@ def test_restart_after_kill9_keeps_published_port(d):
         _run_d(d, "--name", "durable", "-p", f"{port}:80", "-v", f"{site}:/www", "busybox",
                "httpd", "-f", "-p", "80", "-h", "/www")
         dies = _run_d(d, "--name", "dies", "busybox", "sleep", "300")
-        pid = json.loads(_ok(d.conch("inspect", "dies")))[0]["State"]["Pid"]
+        pid = json.loads(ok(d.conch("inspect", "dies")))[0]["State"]["Pid"]
         url = f"http://127.0.0.1:{port}/index.html"
         assert "still here" in _fetch(url)
         d.kill9()
@@ -270,7 +248,7 @@ def test_restart_after_kill9_keeps_published_port(d):
         assert "still here" in _fetch(url)
         # reconciled: the dead one's sandbox is gone, the live one's kept
         assert not os.path.exists(d.exec_root / "netns" / dies)
-        (c,) = json.loads(_ok(d.conch("inspect", "durable")))
+        (c,) = json.loads(ok(d.conch("inspect", "durable")))
         assert c["State"]["Running"] and c["NetworkSettings"]["IPAddress"]
         # the port is held again: another container cannot take it
         p = d.conch("run", "--rm", "-p", f"{port}:80", "busybox", "true")
@@ -284,12 +262,12 @@ def test_restart_after_kill9_keeps_published_port(d):
 
 def test_nothing_left_after_rm(d, net):
     name = net("efemera")
-    cid = _run_d(d, "--network", name, "-p", f"{_free_port()}:80", "busybox", "sleep", "300")
+    cid = _run_d(d, "--network", name, "-p", f"{free_port()}:80", "busybox", "sleep", "300")
     assert os.path.exists(d.exec_root / "netns" / cid)
-    _ok(d.conch("rm", "-f", cid))
+    ok(d.conch("rm", "-f", cid))
     assert not os.path.exists(d.exec_root / "netns" / cid)
     assert not any(n.startswith("v" + cid[:12]) for n in os.listdir("/sys/class/net"))
-    _ok(d.conch("network", "rm", name))
+    ok(d.conch("network", "rm", name))
     (info,) = [n for n in d.api.get("/networks") if n["Name"] == "bridge"]
     assert info["Containers"] == {}
 
@@ -297,10 +275,10 @@ def test_nothing_left_after_rm(d, net):
 def test_two_starts_racing_for_one_host_port(d):
     """Exactly one wins; the loser's cleanup must not release the winner's reservation
     (a reservation is idempotent inside one conchd, so claims are checked under a lock)."""
-    port = _free_port()
+    port = free_port()
     names = ["race-a", "race-b", "race-c"]
     for n in names:
-        _ok(d.conch("create", "--name", n, "-p", f"{port}:80", "busybox", "sleep", "300"))
+        ok(d.conch("create", "--name", n, "-p", f"{port}:80", "busybox", "sleep", "300"))
     results = {}
 
     def start(n):

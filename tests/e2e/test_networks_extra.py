@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conch.testing.daemon import DOCKER, clean_after, daemon_fixture
+from conch.testing.daemon import DOCKER, clean_after, daemon_fixture, free_subnet, ok
 
 pytestmark = pytest.mark.root
 
@@ -29,23 +29,6 @@ daemon = daemon_fixture()
 @pytest.fixture
 def d(daemon):
     yield from clean_after(daemon)
-
-
-def _subnet() -> str:
-    import random
-
-    from conch.engine.network_records import host_routes
-
-    routes = [ipaddress.ip_network(r) for r in host_routes() if not r.endswith("/0")]
-    while True:
-        net = ipaddress.ip_network(f"10.{random.randint(150, 199)}.{random.randint(0, 255)}.0/24")
-        if not any(net.overlaps(r) for r in routes):
-            return str(net)
-
-
-def _ok(p):
-    assert p.returncode == 0, f"exit {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}"
-    return p.stdout
 
 
 @pytest.fixture
@@ -88,7 +71,7 @@ def net(d):
     made = []
 
     def make(name, *extra):
-        _ok(d.conch("network", "create", *(["--subnet", _subnet()] if "--subnet" not in extra else []),
+        ok(d.conch("network", "create", *(["--subnet", free_subnet()] if "--subnet" not in extra else []),
                     *extra, name))
         made.append(name)
         return name
@@ -103,7 +86,7 @@ def net(d):
 
 def test_embedded_dns_forwards_to_the_containers_dns(d, net, responder):
     name = net("rede-dns")
-    out = _ok(d.conch("run", "--rm", "--network", name, "--dns", "127.0.0.77", "busybox", "sh",
+    out = ok(d.conch("run", "--rm", "--network", name, "--dns", "127.0.0.77", "busybox", "sh",
                       "-c", "cat /etc/resolv.conf; nslookup outside.example.test"))
     assert "# ExtServers: [127.0.0.77]" in out
     assert "10.9.8.7" in out, out
@@ -112,51 +95,51 @@ def test_embedded_dns_forwards_to_the_containers_dns(d, net, responder):
 
 def test_network_events_on_start_and_stop(d):
     since = time.time()
-    cid = _ok(d.conch("run", "-d", "busybox", "sleep", "300")).strip()
-    _ok(d.conch("stop", "-t", "0", cid))
-    out = _ok(d.conch("events", "--since", f"{since:.3f}", "--until", f"{time.time() + 0.5:.3f}",
+    cid = ok(d.conch("run", "-d", "busybox", "sleep", "300")).strip()
+    ok(d.conch("stop", "-t", "0", cid))
+    out = ok(d.conch("events", "--since", f"{since:.3f}", "--until", f"{time.time() + 0.5:.3f}",
                       "--filter", "type=network", "--format", "{{.Action}} {{.Actor.Attributes.container}}"))
     lines = [line for line in out.splitlines() if line.endswith(cid)]
     assert lines == [f"connect {cid}", f"disconnect {cid}"], out
-    _ok(d.conch("rm", cid))
+    ok(d.conch("rm", cid))
 
 
 def test_inspect_ports_lists_exposed_unpublished(d):
-    _ok(d.conch("run", "-d", "--name", "portas", "--expose", "81", "--expose", "53/udp", "-p",
+    ok(d.conch("run", "-d", "--name", "portas", "--expose", "81", "--expose", "53/udp", "-p",
                 "127.0.0.1::80", "busybox", "sleep", "300"))
-    (c,) = json.loads(_ok(d.conch("inspect", "portas")))
+    (c,) = json.loads(ok(d.conch("inspect", "portas")))
     ports = c["NetworkSettings"]["Ports"]
     assert ports["81/tcp"] is None and ports["53/udp"] is None
     assert ports["80/tcp"][0]["HostIp"] == "127.0.0.1" and int(ports["80/tcp"][0]["HostPort"]) > 0
-    _ok(d.conch("stop", "-t", "0", "portas"))
-    (c,) = json.loads(_ok(d.conch("inspect", "portas")))
+    ok(d.conch("stop", "-t", "0", "portas"))
+    (c,) = json.loads(ok(d.conch("inspect", "portas")))
     assert c["NetworkSettings"]["Ports"] == {}  # docker: no port config while stopped
 
 
 def test_create_options_ip_and_prune_filters(d, net):
-    sub = ipaddress.ip_network(_subnet())
+    sub = ipaddress.ip_network(free_subnet())
     gw, rng = str(sub.network_address + 254), f"{sub.network_address + 128}/25"
     bridge = "cbx" + os.urandom(3).hex()
     name = net("rede-opcoes", "--subnet", str(sub), "--gateway", gw, "--ip-range", rng,
                "--label", "time=azul", "-o", f"com.docker.network.bridge.name={bridge}")
-    (info,) = json.loads(_ok(d.conch("network", "inspect", name)))
+    (info,) = json.loads(ok(d.conch("network", "inspect", name)))
     assert info["IPAM"]["Config"] == [{"Subnet": str(sub), "IPRange": rng, "Gateway": gw}]
     assert info["Labels"] == {"time": "azul"}
     assert info["Options"]["com.docker.network.bridge.name"] == bridge
     assert os.path.exists(f"/sys/class/net/{bridge}/bridge")
     fixed = str(sub.network_address + 10)
-    _ok(d.conch("run", "-d", "--name", "fixo", "--network", name, "--ip", fixed, "busybox", "sleep", "300"))
-    out = _ok(d.conch("run", "--rm", "--network", name, "busybox", "ip", "-o", "-4", "addr", "show", "eth0"))
+    ok(d.conch("run", "-d", "--name", "fixo", "--network", name, "--ip", fixed, "busybox", "sleep", "300"))
+    out = ok(d.conch("run", "--rm", "--network", name, "busybox", "ip", "-o", "-4", "addr", "show", "eth0"))
     assert ipaddress.ip_interface(out.split("inet ")[1].split()[0]).ip in ipaddress.ip_network(rng)
-    assert f"{fixed}/" in _ok(d.conch("exec", "fixo", "ip", "-o", "-4", "addr", "show", "eth0"))
-    assert _ok(d.conch("network", "ls", "-q", "--filter", "label=time=azul")).split() == [info["Id"][:12]]
-    assert _ok(d.conch("network", "ls", "--format", "{{.Name}}/{{.Driver}}", "--filter",
+    assert f"{fixed}/" in ok(d.conch("exec", "fixo", "ip", "-o", "-4", "addr", "show", "eth0"))
+    assert ok(d.conch("network", "ls", "-q", "--filter", "label=time=azul")).split() == [info["Id"][:12]]
+    assert ok(d.conch("network", "ls", "--format", "{{.Name}}/{{.Driver}}", "--filter",
                        f"name={name}")).split() == [f"{name}/bridge"]
-    _ok(d.conch("rm", "-f", "fixo"))
+    ok(d.conch("rm", "-f", "fixo"))
     # until: only networks created before it go
-    assert name not in _ok(d.conch("network", "prune", "-f", "--filter", "until=1h"))
-    assert name not in _ok(d.conch("network", "prune", "-f", "--filter", "label!=time=azul"))
-    assert name in _ok(d.conch("network", "prune", "-f", "--filter", f"until={time.time() + 5:.0f}",
+    assert name not in ok(d.conch("network", "prune", "-f", "--filter", "until=1h"))
+    assert name not in ok(d.conch("network", "prune", "-f", "--filter", "label!=time=azul"))
+    assert name in ok(d.conch("network", "prune", "-f", "--filter", f"until={time.time() + 5:.0f}",
                                "--filter", "label=time=azul"))
     assert not os.path.exists(f"/sys/class/net/{bridge}")
     bad = d.conch("network", "prune", "-f", "--filter", "until=ontem")
@@ -165,16 +148,16 @@ def test_create_options_ip_and_prune_filters(d, net):
 
 def test_network_container_mode(d, net):
     name = net("rede-partilhada")
-    _ok(d.conch("run", "-d", "--name", "dono", "--network", name, "busybox", "httpd", "-f", "-p", "8080"))
-    ip = json.loads(_ok(d.conch("inspect", "dono")))[0]["NetworkSettings"]["Networks"][name]["IPAddress"]
-    out = _ok(d.conch("run", "--rm", "--network", "container:dono", "busybox", "sh", "-c",
+    ok(d.conch("run", "-d", "--name", "dono", "--network", name, "busybox", "httpd", "-f", "-p", "8080"))
+    ip = json.loads(ok(d.conch("inspect", "dono")))[0]["NetworkSettings"]["Networks"][name]["IPAddress"]
+    out = ok(d.conch("run", "--rm", "--network", "container:dono", "busybox", "sh", "-c",
                       "ip -o -4 addr show eth0; wget -q -O /dev/null http://127.0.0.1:8080/ ; "
                       "echo rc=$?; ping -c1 -W2 dono >/dev/null && echo NAME-OK"))
     assert f"inet {ip}/" in out
     assert "NAME-OK" in out  # the owner's resolv.conf: the embedded DNS answers
     p = d.conch("run", "--rm", "--network", "container:dono", "-p", "80:80", "busybox", "true")
     assert p.returncode == 125 and "conflicting options" in p.stderr
-    _ok(d.conch("stop", "-t", "0", "dono"))
+    ok(d.conch("stop", "-t", "0", "dono"))
     p = d.conch("run", "--rm", "--network", "container:dono", "busybox", "true")
     assert p.returncode != 0 and "non running" in p.stderr
     p = d.conch("run", "--rm", "--network", "container:nada", "busybox", "true")
@@ -184,11 +167,11 @@ def test_network_container_mode(d, net):
 @pytest.mark.skipif(DOCKER is None, reason="the docker CLI is not installed")
 def test_docker_cli_container_mode_and_ports(d, net):
     name = net("rede-docker")
-    _ok(d.docker("run", "-d", "--name", "dono2", "--network", name, "--expose", "81", "busybox",
+    ok(d.docker("run", "-d", "--name", "dono2", "--network", name, "--expose", "81", "busybox",
                  "sleep", "300"))
-    assert _ok(d.docker("inspect", "-f", "{{json .NetworkSettings.Ports}}", "dono2")).strip() == '{"81/tcp":null}'
-    ip = _ok(d.docker("inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{name}").IPAddress}}}}', "dono2")).strip()
-    assert f"inet {ip}/" in _ok(d.docker("run", "--rm", "--network", "container:dono2", "busybox",
+    assert ok(d.docker("inspect", "-f", "{{json .NetworkSettings.Ports}}", "dono2")).strip() == '{"81/tcp":null}'
+    ip = ok(d.docker("inspect", "-f", f'{{{{(index .NetworkSettings.Networks "{name}").IPAddress}}}}', "dono2")).strip()
+    assert f"inet {ip}/" in ok(d.docker("run", "--rm", "--network", "container:dono2", "busybox",
                                          "ip", "-o", "-4", "addr", "show", "eth0"))
 
 
@@ -198,9 +181,9 @@ def test_zz_nothing_of_ours_left_after_kill9_and_restart(d, net):
     published rule of those containers remains; the module's daemon close then checks the
     bridge, the nft table and the mounts (conch.testing.daemon)."""
     name = net("rede-crash")
-    ids = [_ok(d.conch("run", "-d", "--network", name, "-p", "127.0.0.1::80", "busybox", "sleep",
+    ids = [ok(d.conch("run", "-d", "--network", name, "-p", "127.0.0.1::80", "busybox", "sleep",
                        "300")).strip() for _ in range(2)]
-    pids = [json.loads(_ok(d.conch("inspect", i)))[0]["State"]["Pid"] for i in ids]
+    pids = [json.loads(ok(d.conch("inspect", i)))[0]["State"]["Pid"] for i in ids]
     d.kill9()
     for pid in pids:
         os.kill(pid, 9)

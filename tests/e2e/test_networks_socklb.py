@@ -18,7 +18,7 @@ import tempfile
 
 import pytest
 
-from conch.testing.daemon import clean_after, daemon_fixture
+from conch.testing.daemon import clean_after, daemon_fixture, free_port, ok
 
 pytestmark = pytest.mark.root
 
@@ -47,17 +47,6 @@ def d(daemon):
     yield from clean_after(daemon)
 
 
-def _ok(p):
-    assert p.returncode == 0, f"exit {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}"
-    return p.stdout
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _get(port: int) -> tuple[str, str, tuple]:
     """(body, the socket's own address, getpeername) of GET / on 127.0.0.1:port."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
@@ -70,25 +59,25 @@ def _get(port: int) -> tuple[str, str, tuple]:
 
 
 def test_host_connects_straight_to_the_container_and_survive_kill9(d):
-    port = _free_port()
+    port = free_port()
     site = tempfile.mkdtemp(prefix="socklb-")
     try:
         with open(f"{site}/index.html", "w") as f:
             f.write("direct\n")
-        _ok(d.conch("run", "-d", "--name", "lbsite", "-p", f"{port}:80", "-v", f"{site}:/www",
+        ok(d.conch("run", "-d", "--name", "lbsite", "-p", f"{port}:80", "-v", f"{site}:/www",
                     "busybox", "httpd", "-f", "-p", "80", "-h", "/www"))
-        (c,) = json.loads(_ok(d.conch("inspect", "lbsite")))
+        (c,) = json.loads(ok(d.conch("inspect", "lbsite")))
         gateway = c["NetworkSettings"]["Gateway"]
         assert _get(port) == ("direct\n", gateway, ("127.0.0.1", port))
         # the publisher itself and a sibling, through the host (gateway) address: nft
         url = f"http://{gateway}:{port}/index.html"
-        assert _ok(d.conch("exec", "lbsite", "wget", "-qO-", url)) == "direct\n"
-        assert _ok(d.conch("run", "--rm", "busybox", "wget", "-qO-", url)) == "direct\n"
+        assert ok(d.conch("exec", "lbsite", "wget", "-qO-", url)) == "direct\n"
+        assert ok(d.conch("run", "--rm", "busybox", "wget", "-qO-", url)) == "direct\n"
         d.kill9()  # the kernel detaches the programs with conchd's fds: nft alone serves
         assert _get(port) == ("direct\n", "127.0.0.1", ("127.0.0.1", port))
         d.start()  # reconcile: the live port is back in the map
         assert _get(port) == ("direct\n", gateway, ("127.0.0.1", port))
-        _ok(d.conch("rm", "-f", "lbsite"))
+        ok(d.conch("rm", "-f", "lbsite"))
         with pytest.raises(OSError):
             _get(port)
     finally:

@@ -27,6 +27,7 @@ from conch.network import netlink, netns
 from conch.network.firewall import Firewall
 from conch.network.ipam import Pool
 from conch.network.ports import PortReservation
+from conch.testing import echo
 
 pytestmark = pytest.mark.root
 
@@ -46,38 +47,6 @@ def _probe() -> str | None:
 _SKIP = _probe()
 if _SKIP:
     pytest.skip(_SKIP, allow_module_level=True)
-
-# Inside a namespace: serve TCP and UDP on PORT, answering "<name> <peer ip>".
-_SERVER = r"""
-import socket, sys, threading
-name, port = sys.argv[1], int(sys.argv[2])
-t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-t.bind(("0.0.0.0", port)); t.listen(16)
-u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("0.0.0.0", port))
-def udp():
-    while True:
-        data, peer = u.recvfrom(100)
-        u.sendto(f"{name} {peer[0]}".encode(), peer)
-threading.Thread(target=udp, daemon=True).start()
-print("ready", flush=True)
-while True:
-    c, peer = t.accept()
-    c.sendall(f"{name} {peer[0]}".encode()); c.close()
-"""
-
-# Inside a namespace: connect to HOST:PORT over PROTO and print the answer (or the error).
-_CLIENT = r"""
-import socket, sys
-host, port, proto = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-try:
-    if proto == "tcp":
-        s = socket.create_connection((host, port), timeout=1.5); print(s.recv(100).decode())
-    else:
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1.5)
-        s.sendto(b"?", (host, port)); print(s.recv(100).decode())
-except OSError as e:
-    print("ERR", type(e).__name__, e)
-"""
 
 
 def _tables() -> set[str]:
@@ -125,7 +94,7 @@ class Topology:
 
     def serve(self, ns: Path, name: str, port: int) -> None:
         proc = subprocess.Popen(["nsenter", f"--net={ns}", "--", sys.executable, "-I", "-c",
-                                 _SERVER, name, str(port)], stdout=subprocess.PIPE, text=True)
+                                 echo.SERVER, name, str(port)], stdout=subprocess.PIPE, text=True)
         self.servers.append(proc)
         assert proc.stdout.readline().strip() == "ready"
 
@@ -158,7 +127,7 @@ def topo(tmp_path, no_leaks):
 
 
 def ns_ask(ns: Path, host: str, port: int, proto: str = "tcp") -> str:
-    r = subprocess.run(["nsenter", f"--net={ns}", "--", sys.executable, "-I", "-c", _CLIENT,
+    r = subprocess.run(["nsenter", f"--net={ns}", "--", sys.executable, "-I", "-c", echo.CLIENT,
                         host, str(port), proto], capture_output=True, text=True, timeout=15)
     assert r.returncode == 0, r.stderr
     return r.stdout.strip()

@@ -36,6 +36,7 @@ from conch.network.firewall import Firewall
 from conch.network.ipam import Pool
 from conch.network.ports import PortReservation
 from conch.network.socklb import SocketLB, cgroup2_root
+from conch.testing import echo
 
 pytestmark = pytest.mark.root
 
@@ -60,33 +61,6 @@ def _probe() -> str | None:
 _SKIP = _probe()
 if _SKIP:
     pytest.skip(_SKIP, allow_module_level=True)
-
-# Inside the namespace: TCP and UDP on PORT, answering "<name> <peer ip>".
-_SERVER = r"""
-import socket, sys, threading
-name, port = sys.argv[1], int(sys.argv[2])
-t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-t.bind(("0.0.0.0", port)); t.listen(16)
-u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("0.0.0.0", port))
-def udp():
-    while True:
-        data, peer = u.recvfrom(100)
-        u.sendto(f"{name} {peer[0]}".encode(), peer)
-threading.Thread(target=udp, daemon=True).start()
-print("ready", flush=True)
-while True:
-    c, peer = t.accept()
-    c.sendall(f"{name} {peer[0]}".encode()); c.close()
-"""
-
-_CLIENT = r"""
-import socket, sys
-host, port = sys.argv[1], int(sys.argv[2])
-try:
-    s = socket.create_connection((host, port), timeout=1.5); print(s.recv(100).decode())
-except OSError as e:
-    print("ERR", type(e).__name__, e)
-"""
 
 
 def _tables() -> set[str]:
@@ -127,7 +101,7 @@ class Setup:
         self.ip = self.pool.allocate()
         netlink.configure(str(self.ns), "tmp0", self.pool.cidr(self.ip), self.gateway)
         self.server = subprocess.Popen(["nsenter", f"--net={self.ns}", "--", sys.executable,
-                                        "-I", "-c", _SERVER, "web", "8000"],
+                                        "-I", "-c", echo.SERVER, "web", "8000"],
                                        stdout=subprocess.PIPE, text=True)
         assert self.server.stdout.readline().strip() == "ready"
 
@@ -182,7 +156,7 @@ def udp(host: str, port: int) -> tuple[str, tuple, tuple]:
 
 
 def ns_tcp(ns: Path, host: str, port: int) -> str:
-    r = subprocess.run(["nsenter", f"--net={ns}", "--", sys.executable, "-I", "-c", _CLIENT,
+    r = subprocess.run(["nsenter", f"--net={ns}", "--", sys.executable, "-I", "-c", echo.CLIENT,
                         host, str(port)], capture_output=True, text=True, timeout=15)
     assert r.returncode == 0, r.stderr
     return r.stdout.strip()

@@ -21,11 +21,12 @@ import secrets
 import shutil
 
 from conch.engine import health
+from conch.engine import mounts as cmounts
 from conch.engine import names as cnames
 from conch.engine import ociconfig
+from conch.engine.durable import write_json
 from conch.engine.events import EventBus
 from conch.engine.runtime_client import RuntimeClient
-from conch.engine import mounts as cmounts
 from conch.engine.warmpool import WarmPool
 from conch.runtime.prearm import Armer
 from conch.engine.model import (Container, CreateSpec, Health, Status, container_from_dict,
@@ -278,7 +279,7 @@ class ContainerService:
             user = ociconfig.resolve_user(c.spec.user or _image_user(image), rootfs)
             spec = ociconfig.runtime_spec(c, image.config, rootfs=rootfs, files=files, user=user,
                                           init_binary=self.init, netns_path=netns_path)
-            _write_json(os.path.join(self.paths.bundle(c.id), "config.json"), spec)
+            write_json(os.path.join(self.paths.bundle(c.id), "config.json"), spec, mode=0o644)
             try:
                 os.unlink(self.paths.exit_file(c.id))
             except FileNotFoundError:
@@ -932,17 +933,6 @@ def _resolv_conf(spec: CreateSpec) -> str:
             continue
         lines.append(line)
     return "\n".join(lines) + "\n"
-
-
-def _write_json(path: str, data) -> None:
-    import json
-
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _start_time(pid: int) -> int:

@@ -34,10 +34,10 @@ import os
 import re
 import secrets
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 
 from conch.engine.model import now_rfc3339
+from conch.engine.durable import write_atomic
 from conch.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
 from conch.network import ipam
 
@@ -75,22 +75,6 @@ class Network:
     @property
     def masquerade(self) -> bool:
         return self.options.get(MASQUERADE_OPTION, "true") != "false"
-
-
-def _write_atomic(path: str, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def host_routes() -> list[str]:
@@ -148,7 +132,7 @@ class NetworkStore:
             ipam.save_state(self._ipam(net.id), pool)
             self.pools[net.id] = pool
         # the record last: a directory without it is a create that did not finish
-        _write_atomic(os.path.join(d, "network.json"), json.dumps(asdict(net)).encode())
+        write_atomic(os.path.join(d, "network.json"), json.dumps(asdict(net)).encode())
         self.networks[net.id] = net
 
     def save_pool(self, nid: str) -> None:

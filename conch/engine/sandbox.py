@@ -25,6 +25,7 @@ import json
 import os
 import secrets
 
+from conch.engine.durable import write_json
 from conch.errors import AlreadyExists, Conflict, InvalidArgument
 from conch.network import netlink
 
@@ -229,13 +230,7 @@ def _path(root: str, cid: str) -> str:
 
 def save(root: str, state: dict) -> None:
     os.makedirs(root, mode=0o700, exist_ok=True)
-    path = _path(root, state["id"])
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_json(_path(root, state["id"]), state, mode=0o644)
 
 
 def delete(root: str, cid: str) -> None:

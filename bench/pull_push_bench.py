@@ -13,6 +13,10 @@ its own private store, then per run, against a fresh Debian ``docker-registry`` 
 * pull: remove the image, then ``conch pull`` / ``podman pull`` (both download, verify
   and unpack into their overlay stores) / ``skopeo copy docker://… dir:…`` (download and
   verify only: skopeo has no store to unpack into, so its pull does less work).
+  Each tool pulls what it pushed, so each inflates its own gzip;
+* pull-same: the same bytes for everyone: skopeo pushes the image (Go's gzip, as podman
+  and docker would) to a fresh registry, and conch and podman each pull it into an
+  empty store.
 
 Wall clock around each CLI call; medians over ``--runs``; MB/s over the image's
 uncompressed size; ratios against podman. JSON in ``bench/results/pull-push-<ts>.json``.
@@ -131,6 +135,12 @@ class Conch:
         self.d.conch("rmi", "-f", ref, check=True, timeout=300)
         return t
 
+    def pull_same(self, reg: str) -> float:
+        ids = self.d.conch("images", "-q", check=True).stdout.split()
+        if ids:  # or the layers' snapshots (same diff_ids) would be found and kept
+            self.d.conch("rmi", "-f", *ids, check=True, timeout=300)
+        return _run([self.cli, "pull", f"{reg}/bench/same:latest"], env=self.d.env)
+
     def close(self) -> None:
         self.d.close(check_leaks=False)
 
@@ -155,6 +165,11 @@ class Podman:
         t = _run([*self.base, "pull", "--tls-verify=false", ref], env=self.env)
         _run([*self.base, "rmi", "--all", "--force"], env=self.env)
         return t
+
+    def pull_same(self, reg: str) -> float:
+        _run([*self.base, "rmi", "--all", "--force"], env=self.env)
+        return _run([*self.base, "pull", "--tls-verify=false", f"{reg}/bench/same:latest"],
+                    env=self.env)
 
     def close(self) -> None:
         self.store.close()
@@ -198,7 +213,8 @@ def main() -> int:
                 tools.append(Podman(image, work))
             elif name == "skopeo" and shutil.which("skopeo"):
                 tools.append(Skopeo(image, work))
-        times: dict[str, dict[str, list[float]]] = {t.name: {"push": [], "pull": []} for t in tools}
+        times: dict[str, dict[str, list[float]]] = {
+            t.name: {"push": [], "pull": [], "pull-same": []} for t in tools}
         for run in range(args.runs):
             for tool in tools:  # interleaved, a fresh registry per tool and run
                 with DistributionRegistry() as reg:
@@ -206,6 +222,15 @@ def main() -> int:
                     times[tool.name]["pull"].append(tool.pull(reg.addr))
                 print(f"run {run + 1}: {tool.name} push {times[tool.name]['push'][-1]:.2f}s "
                       f"pull {times[tool.name]['pull'][-1]:.2f}s", flush=True)
+            if shutil.which("skopeo"):
+                with DistributionRegistry() as reg:
+                    _run(["skopeo", "copy", "--dest-tls-verify=false", f"docker-archive:{image}",
+                          f"docker://{reg.addr}/bench/same:latest"])
+                    for tool in tools:
+                        if hasattr(tool, "pull_same"):
+                            times[tool.name]["pull-same"].append(tool.pull_same(reg.addr))
+                            print(f"run {run + 1}: {tool.name} pull-same "
+                                  f"{times[tool.name]['pull-same'][-1]:.2f}s", flush=True)
         report(times, size)
     finally:
         for tool in tools:
@@ -215,16 +240,19 @@ def main() -> int:
 
 
 def report(times: dict, size: int) -> None:
-    med = {t: {op: statistics.median(v) for op, v in ops.items()} for t, ops in times.items()}
-    print(f"\n| tool | push median | push MB/s | pull median | pull MB/s |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    med = {t: {op: statistics.median(v) if v else float("nan") for op, v in ops.items()}
+           for t, ops in times.items()}
+    print("\n| tool | push median | push MB/s | pull median | pull MB/s | pull-same median | MB/s |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for t, m in med.items():
         print(f"| {t} | {m['push']:.2f} s | {size / 1e6 / m['push']:.0f} | "
-              f"{m['pull']:.2f} s | {size / 1e6 / m['pull']:.0f} |")
+              f"{m['pull']:.2f} s | {size / 1e6 / m['pull']:.0f} | "
+              f"{m['pull-same']:.2f} s | {size / 1e6 / m['pull-same']:.0f} |")
     if "podman" in med and "conch" in med:
         print(f"\nconch vs podman (podman time / conch time): push "
               f"{med['podman']['push'] / med['conch']['push']:.2f}x, pull "
-              f"{med['podman']['pull'] / med['conch']['pull']:.2f}x")
+              f"{med['podman']['pull'] / med['conch']['pull']:.2f}x, pull-same "
+              f"{med['podman']['pull-same'] / med['conch']['pull-same']:.2f}x")
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / f"pull-push-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(

@@ -262,7 +262,7 @@ class _Applier:
 
     def run(self, hashed: _HashingReader) -> None:
         try:
-            tar = tarfile.open(fileobj=hashed, mode="r|", tarinfo=_LayerTarInfo,
+            tar = tarfile.open(fileobj=hashed, mode="r|", tarinfo=_LayerTarInfo, bufsize=_CHUNK,
                                encoding="utf-8", errors="surrogateescape")
         except _TAR_ERRORS as exc:
             raise InvalidArgument(f"layer is not a valid tar: {exc}") from exc

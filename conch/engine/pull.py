@@ -9,10 +9,11 @@ Order (each step's failure leaves no name and no ingest behind):
 3. the config blob (verified), and with an explicit ``--platform`` a check that the
    image is for it (docker's "does not match the specified platform" error);
 4. the layers: downloads run ``MAX_DOWNLOADS`` at a time (docker's default, 3), each
-   streaming through digest verification into the content store; layer *n* is
-   unpacked into its ChainID snapshot (in a worker thread) as soon as it and layer
-   *n-1* are ready, while later layers keep downloading. docker downloads everything
-   first and only then extracts, one by one;
+   streaming through digest verification into the content store; each layer is
+   extracted (in a worker thread, ``EXTRACTORS`` at once) as soon as its download
+   ends, while later layers keep downloading, and the extracted layers are stacked
+   into their ChainID snapshots in order. docker downloads everything first and only
+   then extracts, one by one;
 5. the manifest into content, then the names (tag, and ``repo@digest``).
 
 Progress items are :class:`conch.engine.distribution.Progress` (docker's jsonmessage
@@ -28,6 +29,7 @@ import time
 from typing import AsyncIterator
 
 from conch.errors import FailedPrecondition, InvalidArgument, NotFound
+from conch.images.unpack import EXTRACTORS
 from conch.oci.descriptor import Descriptor
 from conch.oci.image import ImageConfig, chain_ids
 from conch.oci.platform import Platform, only
@@ -129,29 +131,39 @@ async def _run(images, host, repo, layers, config, ids, needed, queue) -> None:
 
 
 async def _pipeline(images, host, repo, layers, config, ids, needed, queue) -> None:
-    sem = asyncio.Semaphore(MAX_DOWNLOADS)
+    unpacker = images.unpacker
+    diff_ids = config.rootfs.diff_ids
+    chains = chain_ids(diff_ids)
+    have = await asyncio.to_thread(lambda: [unpacker.committed(c) for c in chains])
+    downloads = asyncio.Semaphore(MAX_DOWNLOADS)
+    extractors = asyncio.Semaphore(EXTRACTORS)
     failed: asyncio.Future = asyncio.get_running_loop().create_future()
-    downloads: list[asyncio.Task | None] = []
-    for i, layer in enumerate(layers):
-        if not needed[i]:
-            downloads.append(None)
-            continue
-        task = asyncio.create_task(_download(host, repo, layer, ids[i], images.content, sem, queue))
+
+    async def fetch_and_extract(i: int):
+        if needed[i]:
+            await _download(host, repo, layers[i], ids[i], images.content, downloads, queue)
+        if have[i]:
+            return None
+        async with extractors:
+            return await _in_thread(unpacker, _extract, unpacker, layers[i], diff_ids[i],
+                                    ids[i], queue, asyncio.get_running_loop())
+
+    tasks = [asyncio.create_task(fetch_and_extract(i)) for i in range(len(layers))]
+    for task in tasks:
         task.add_done_callback(lambda t: t.cancelled() or t.exception() is None
                                or failed.done() or failed.set_exception(t.exception()))
-        downloads.append(task)
+    stacked = 0
     try:
         parent = None
-        for i, (layer, diff_id, chain_id) in enumerate(zip(layers, config.rootfs.diff_ids,
-                                                           chain_ids(config.rootfs.diff_ids))):
-            if downloads[i] is not None:
-                await asyncio.wait({downloads[i], failed}, return_when=asyncio.FIRST_COMPLETED)
-                if failed.done():
-                    failed.result()
-                downloads[i].result()
-            did = await asyncio.to_thread(_extract, images, layer, diff_id, chain_id, parent,
-                                          ids[i], queue, asyncio.get_running_loop())
-            if downloads[i] is not None or did:
+        for i, chain_id in enumerate(chains):
+            await asyncio.wait({tasks[i], failed}, return_when=asyncio.FIRST_COMPLETED)
+            if failed.done():
+                failed.result()
+            extracted = tasks[i].result()
+            stacked = i + 1
+            if extracted is not None:
+                await asyncio.to_thread(unpacker.stack, extracted, chain_id, parent)
+            if needed[i] or extracted is not None:
                 queue.put_nowait(_progress(id=ids[i], status="Pull complete"))
             parent = str(chain_id)
     finally:
@@ -159,10 +171,35 @@ async def _pipeline(images, host, repo, layers, config, ids, needed, queue) -> N
             failed.cancel()
         elif not failed.cancelled():
             failed.exception()  # retrieved: no "exception was never retrieved" warning
-        pending = [t for t in downloads if t is not None and not t.done()]
+        pending = [t for t in tasks if not t.done()]
         for t in pending:
             t.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        for t in tasks[stacked:]:  # extracted, never stacked: after a failure
+            if not t.cancelled() and t.exception() is None and t.result() is not None:
+                unpacker.discard(t.result())
+
+
+async def _in_thread(unpacker, fn, *args):
+    """``fn(*args)`` (an extraction) in a worker thread. A thread cannot be stopped: when
+    we are cancelled, we wait for it to end and discard what it extracted, so that a
+    failed or abandoned pull returns with nothing left behind."""
+    future = asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    def drop(f) -> None:
+        if not f.cancelled() and f.exception() is None and f.result() is not None:
+            unpacker.discard(f.result())
+
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        try:
+            await asyncio.wait({future})
+        except asyncio.CancelledError:
+            future.add_done_callback(drop)  # cancelled again: drop it when it ends
+            raise
+        drop(future)  # an error path: a blocking rmtree on the loop is acceptable
+        raise
 
 
 async def _download(host, repo, layer: Descriptor, short: str, store, sem, queue) -> None:
@@ -178,8 +215,8 @@ async def _download(host, repo, layer: Descriptor, short: str, store, sem, queue
     queue.put_nowait(_progress(id=short, status="Download complete"))
 
 
-def _extract(images, layer, diff_id, chain_id, parent, short, queue, loop) -> bool:
-    """In a worker thread: unpack one layer, reporting progress through the loop."""
+def _extract(unpacker, layer, diff_id, short, queue, loop):
+    """In a worker thread: extract one layer, reporting progress through the loop."""
     last = [0.0]
 
     def progress(done: int) -> None:
@@ -189,4 +226,4 @@ def _extract(images, layer, diff_id, chain_id, parent, short, queue, loop) -> bo
             loop.call_soon_threadsafe(queue.put_nowait, _progress(
                 id=short, status="Extracting", current=min(done, layer.size), total=layer.size))
 
-    return images.unpacker.unpack_layer(layer, diff_id, chain_id, parent, progress=progress)
+    return unpacker.extract(layer, diff_id, progress=progress)

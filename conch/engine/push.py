@@ -30,7 +30,10 @@ from conch.registry.client.blobs import blob_exists, put_manifest, start_upload,
 from conch.registry.client.transport import RegistryHost
 
 MAX_UPLOADS = 5
-_CHUNK = 1 << 20
+# ISA-L decides between stored and Huffman-coded deflate blocks per input it is given:
+# in 1 MiB pieces, incompressible data comes out Huffman-coded and inflates at ~0.5 GB/s
+# (a pull's bottleneck); in 8 MiB pieces it is mostly stored and inflates ~1.5x faster.
+_CHUNK = 8 << 20
 
 
 def _progress(**kw):

@@ -7,13 +7,16 @@ share its snapshots: each distinct stack is unpacked once, and later images only
 what is new. :meth:`Unpacker.prepare_rootfs` then prepares the container's writable
 snapshot ``key`` on top of the image's top ChainID and returns its mounts (never mounts).
 
-Each layer is applied into an active snapshot with a random key
-(``extract-<random>-<chainid>``) and committed under its ChainID only after its diff_id
-(sha256 of the uncompressed tar) matched the config's ``rootfs.diff_ids`` entry. On any
-failure the active snapshot is removed, so a name that exists is always a complete,
-verified layer. Two unpacks of one ChainID may run at once (threads or processes): both
-extract, the first commit wins, the loser gets AlreadyExists from the snapshotter,
-removes its copy and stacks on the winner's.
+Each layer is applied into a scratch directory of the snapshotter (:meth:`extract`),
+which needs no parent: a layer's files never depend on the layers below it (whiteouts
+are recorded, not applied), so the layers of an image are extracted several at once
+and, in a pull, each as soon as it is downloaded. :meth:`stack` then commits them in
+order under their ChainIDs, each only after its diff_id (sha256 of the uncompressed
+tar) matched the config's ``rootfs.diff_ids`` entry. On any failure the scratch
+directory is removed, so a name that exists is always a complete, verified layer. Two
+unpacks of one ChainID may run at once (threads or processes): both extract, the first
+commit wins, the loser gets AlreadyExists from the snapshotter, removes its copy and
+stacks on the winner's.
 
 The committed snapshot carries the label :data:`USAGE_LABEL` (bytes of its own files,
 measured once here) so that image sizes need no tree walk later.
@@ -24,7 +27,11 @@ On disk: nothing of its own (the snapshotter's root holds everything).
 from __future__ import annotations
 
 import logging
-import secrets
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Callable, Mapping, Sequence
 
 from conch.archive.apply import apply_layer
@@ -33,7 +40,7 @@ from conch.oci import mediatype as mt
 from conch.oci.descriptor import Descriptor
 from conch.oci.digest import Digest
 from conch.oci.image import ImageConfig, chain_ids
-from conch.snapshots import Kind, Mount, Snapshotter, writable_dir
+from conch.snapshots import Kind, Mount, Snapshotter, tree_usage
 
 if TYPE_CHECKING:
     from conch.content import Provider
@@ -42,6 +49,9 @@ log = logging.getLogger(__name__)
 
 USAGE_LABEL = "conch.io/usage.size"
 DIFF_ID_LABEL = "conch.io/diff-id"
+# Layers extracted at once. Decompression, hashing and writing release the GIL, so two
+# extractions run ~1.6x as fast as one on two cores; more only queue for the CPU.
+EXTRACTORS = max(1, min(4, os.cpu_count() or 1))
 
 
 class Unpacker:
@@ -53,19 +63,29 @@ class Unpacker:
 
     def unpack(self, layers: Sequence[Descriptor], config: ImageConfig) -> Digest | None:
         """Make sure every layer's ChainID snapshot exists; return the top ChainID
-        (``None`` for an image without layers)."""
+        (``None`` for an image without layers). Missing layers are extracted
+        ``EXTRACTORS`` at a time, then stacked in order."""
         diff_ids = config.rootfs.diff_ids
         if len(layers) != len(diff_ids):
             raise InvalidArgument(
                 f"image has {len(layers)} layers but its config lists {len(diff_ids)} diff_ids"
             )
-        parent: str | None = None
-        top: Digest | None = None
-        for layer, diff_id, chain_id in zip(layers, diff_ids, chain_ids(diff_ids)):
-            if not self._committed(str(chain_id)):
-                self._unpack_one(layer, diff_id, chain_id, parent)
-            parent, top = str(chain_id), chain_id
-        return top
+        stack = list(zip(layers, diff_ids, chain_ids(diff_ids)))
+        missing = [i for i, (_, _, chain_id) in enumerate(stack) if not self._committed(str(chain_id))]
+        if not missing:
+            return stack[-1][2] if stack else None
+        with ThreadPoolExecutor(min(EXTRACTORS, len(missing)), "unpack") as pool:
+            futures = {i: pool.submit(self.extract, stack[i][0], stack[i][1]) for i in missing}
+            try:
+                parent: str | None = None
+                for i, (_, _, chain_id) in enumerate(stack):
+                    if i in futures:
+                        self.stack(futures.pop(i).result(), chain_id, parent)
+                    parent = str(chain_id)
+            finally:
+                for future in futures.values():  # after a failure: the others' results go
+                    future.add_done_callback(self._discard_result)
+        return stack[-1][2]
 
     def prepare_rootfs(
         self, layers: Sequence[Descriptor], config: ImageConfig, key: str,
@@ -76,16 +96,52 @@ class Unpacker:
         return self.snapshotter.prepare(key, None if top is None else str(top),
                                         labels=dict(labels or {}))
 
-    def unpack_layer(self, layer: Descriptor, diff_id: Digest, chain_id: Digest,
-                     parent: str | None, *, progress: Callable[[int], None] | None = None) -> bool:
-        """Unpack one layer onto the committed snapshot ``parent`` unless ``chain_id`` is
-        already there (True when it did the work). For pipelined pulls, which unpack
-        layer *n* as soon as it and layer *n-1* are ready; ``progress`` gets the
-        compressed bytes read so far."""
-        if self._committed(str(chain_id)):
-            return False
-        self._unpack_one(layer, diff_id, chain_id, parent, progress=progress)
-        return True
+    def committed(self, chain_id: Digest) -> bool:
+        return self._committed(str(chain_id))
+
+    def extract(self, layer: Descriptor, diff_id: Digest, *,
+                progress: Callable[[int], None] | None = None) -> Extracted:
+        """Apply one layer into a scratch directory and check its diff_id; needs no
+        parent, so layers can be extracted in any order and at once (thread-safe).
+        ``progress`` gets the compressed bytes read so far. The result goes to
+        :meth:`stack` or :meth:`discard`."""
+        if not mt.is_layer(layer.media_type):
+            raise InvalidArgument(f"unsupported layer media type {layer.media_type!r}")
+        fs = self.snapshotter.scratch()
+        try:
+            # apply_layer detects the compression from the bytes, as Docker does.
+            with self.content.open(layer.digest) as blob:
+                source = blob if progress is None else _Counting(blob, progress)
+                result = apply_layer(source, fs, whiteout_format="overlay")
+            if result.diff_id != str(diff_id):
+                raise FailedPrecondition(
+                    f"layer {layer.digest} has diff_id {result.diff_id}, "
+                    f"the image config says {diff_id}"
+                )
+            return Extracted(layer=layer, diff_id=diff_id, fs=fs, usage=tree_usage(fs).size)
+        except BaseException:
+            _rmtree(fs.parent)
+            raise
+
+    def stack(self, extracted: Extracted, chain_id: Digest, parent: str | None) -> None:
+        """Commit ``extracted`` as the snapshot ``chain_id`` on ``parent``. When another
+        unpack committed that ChainID first, ours is dropped and theirs stays."""
+        labels = {DIFF_ID_LABEL: str(extracted.diff_id), USAGE_LABEL: str(extracted.usage)}
+        try:
+            self.snapshotter.commit_scratch(str(chain_id), parent, extracted.fs, labels=labels)
+        except AlreadyExists:
+            log.debug("layer %s was unpacked concurrently; dropping our copy", chain_id)
+            self.discard(extracted)
+        except BaseException:
+            self.discard(extracted)
+            raise
+
+    def discard(self, extracted: Extracted) -> None:
+        _rmtree(extracted.fs.parent)
+
+    def _discard_result(self, future) -> None:
+        if not future.cancelled() and future.exception() is None:
+            self.discard(future.result())
 
     def _committed(self, name: str) -> bool:
         try:
@@ -93,38 +149,24 @@ class Unpacker:
         except NotFound:
             return False
 
-    def _unpack_one(self, layer: Descriptor, diff_id: Digest, chain_id: Digest,
-                    parent: str | None, *, progress: Callable[[int], None] | None = None) -> None:
-        if not mt.is_layer(layer.media_type):
-            raise InvalidArgument(f"unsupported layer media type {layer.media_type!r}")
-        key = f"extract-{secrets.token_hex(6)}-{chain_id}"
-        mounts = self.snapshotter.prepare(key, parent, labels={DIFF_ID_LABEL: str(diff_id)})
-        try:
-            # apply_layer detects the compression from the bytes, as Docker does.
-            with self.content.open(layer.digest) as blob:
-                source = blob if progress is None else _Counting(blob, progress)
-                result = apply_layer(source, writable_dir(mounts), whiteout_format="overlay")
-            if result.diff_id != str(diff_id):
-                raise FailedPrecondition(
-                    f"layer {layer.digest} has diff_id {result.diff_id}, "
-                    f"the image config says {diff_id}"
-                )
-            usage = self.snapshotter.usage(key)
-            self.snapshotter.commit(str(chain_id), key, labels={USAGE_LABEL: str(usage.size)})
-        except AlreadyExists:
-            log.debug("layer %s was unpacked concurrently; dropping our copy", chain_id)
-            self._remove_quietly(key)
-            if not self._committed(str(chain_id)):
-                raise
-        except BaseException:
-            self._remove_quietly(key)
-            raise
 
-    def _remove_quietly(self, key: str) -> None:
-        try:
-            self.snapshotter.remove(key)
-        except Exception:  # the original error matters more; cleanup() sweeps the rest
-            log.warning("could not remove extraction snapshot %s", key, exc_info=True)
+@dataclass(frozen=True, slots=True)
+class Extracted:
+    """A layer applied into a scratch directory and verified, not yet a snapshot."""
+
+    layer: Descriptor
+    diff_id: Digest
+    fs: Path
+    usage: int  # bytes of its files, for the snapshot's USAGE_LABEL
+
+
+def _rmtree(path: Path) -> None:
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        pass
+    except OSError:  # the original error matters more; the snapshotter's cleanup() sweeps it
+        log.warning("could not remove %s", path, exc_info=True)
 
 
 class _Counting:

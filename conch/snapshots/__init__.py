@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 import errno
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Protocol
@@ -22,7 +23,7 @@ from conch.errors import InvalidArgument, SystemCallError
 
 __all__ = [
     "Kind", "Info", "Mount", "Usage", "Snapshotter", "mount_all", "unmount",
-    "writable_dir", "lower_dirs",
+    "writable_dir", "lower_dirs", "tree_usage",
 ]
 
 
@@ -66,6 +67,24 @@ class Snapshotter(Protocol):
     def stat(self, key: str) -> Info: ...
     def walk(self) -> Iterator[Info]: ...
     def usage(self, key: str) -> Usage: ...
+    def scratch(self) -> Path: ...
+    def commit_scratch(self, name: str, parent: str | None, fs: Path, *,
+                       labels: dict[str, str] | None = None) -> None: ...
+
+
+def tree_usage(top: Path) -> Usage:
+    """Bytes and inodes of the files under ``top`` (hardlinks counted once)."""
+    seen: set[int] = set()
+    size = 0
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in [*dirnames, *filenames]:
+            st = os.lstat(os.path.join(dirpath, name))
+            if st.st_ino in seen:
+                continue
+            seen.add(st.st_ino)
+            if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
+                size += st.st_size
+    return Usage(size=size, inodes=len(seen))
 
 
 def writable_dir(mounts: list[Mount]) -> Path:

@@ -7,6 +7,7 @@ Layout::
       snapshots/<id>/fs      the snapshot's own files (the overlay upperdir when active)
       snapshots/<id>/work    overlay workdir (active snapshots only)
       snapshots/new-<rand>/  being prepared: renamed to <id> once its row is inserted
+                             (also a ``scratch()`` directory an unpacker fills)
       snapshots/rm-<id>/     being removed: its row is already gone
 
 Schema (``PRAGMA user_version = 1``)::
@@ -24,6 +25,9 @@ own ``fs``; ``workdir``). A view is a read-only bind of its single parent's ``fs
 own empty ``fs`` without a parent), or a lowerdir-only overlay for a longer chain.
 ``commit`` turns an active snapshot into a committed one in place (same id, same
 directory; ``work`` is deleted): committed snapshots are never written again.
+``scratch`` + ``commit_scratch`` make a committed snapshot from a directory filled
+without a parent in place, so that layers can be unpacked in parallel and stacked in
+order afterwards (a layer's files never depend on what lies below them).
 
 Crash safety: a directory is made under a temporary name before its row exists and
 renamed afterwards; a removal deletes the row first. :meth:`OverlaySnapshotter.cleanup`
@@ -38,14 +42,13 @@ import os
 import secrets
 import shutil
 import sqlite3
-import stat
 import threading
 import time
 from pathlib import Path
 from typing import Iterator
 
 from conch.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from conch.snapshots import Info, Kind, Mount, Usage
+from conch.snapshots import Info, Kind, Mount, Usage, tree_usage
 
 MAX_LOWERS = 500  # overlayfs' OVL_MAX_STACK
 
@@ -107,6 +110,34 @@ class OverlaySnapshotter:
             )
         shutil.rmtree(self._dir(row["id"]) / "work", ignore_errors=True)
 
+    def scratch(self) -> Path:
+        """A new empty directory on the snapshots' filesystem, for
+        :meth:`commit_scratch`; gone at the next :meth:`cleanup` if never committed."""
+        staging = self.root / "snapshots" / f"new-{secrets.token_hex(8)}"
+        (staging / "fs").mkdir(parents=True, mode=0o755)
+        return staging / "fs"
+
+    def commit_scratch(self, name: str, parent: str | None, fs: Path, *,
+                       labels: dict[str, str] | None = None) -> None:
+        """The committed snapshot ``name`` on ``parent`` (committed), holding the files
+        of the :meth:`scratch` directory ``fs``, which it takes over. AlreadyExists when
+        ``name`` exists (``fs`` is then left to the caller)."""
+        staging = Path(fs).parent
+        if staging.parent != self.root / "snapshots" or not staging.name.startswith("new-"):
+            raise InvalidArgument(f"{fs} is not a scratch directory of this snapshotter")
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM snapshots WHERE key = ?", (name,)).fetchone():
+                raise AlreadyExists(f"snapshot {name!r}")
+            self._chain(db, parent)  # the parent must exist and be committed
+            now = time.time()
+            cur = db.execute(
+                "INSERT INTO snapshots (key, kind, parent, labels, created, updated)"
+                " VALUES (?, 'committed', ?, ?, ?, ?)",
+                (name, parent, json.dumps(labels or {}, sort_keys=True), now, now),
+            )
+            os.rename(staging, self._dir(cur.lastrowid))  # inside the transaction: a failed
+            # rename rolls the row back
+
     def remove(self, key: str) -> None:
         with self._tx() as db:
             row = self._row(db, key)
@@ -149,17 +180,7 @@ class OverlaySnapshotter:
     def usage(self, key: str) -> Usage:
         with self._lock:
             row = self._row(self._db, key)
-        seen: set[int] = set()
-        size = 0
-        for dirpath, dirnames, filenames in os.walk(self._dir(row["id"]) / "fs"):
-            for name in [*dirnames, *filenames]:
-                st = os.lstat(os.path.join(dirpath, name))
-                if st.st_ino in seen:
-                    continue
-                seen.add(st.st_ino)
-                if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
-                    size += st.st_size
-        return Usage(size=size, inodes=len(seen))
+        return tree_usage(self._dir(row["id"]) / "fs")
 
     # -- internals -------------------------------------------------------------------
 

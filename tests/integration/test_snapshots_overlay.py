@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conch.archive import ChangeKind, apply_layer, changes, write_diff
-from conch.errors import AlreadyExists, FailedPrecondition, NotFound
+from conch.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from conch.snapshots import Kind, Mount, lower_dirs, mount_all, unmount, writable_dir
 from conch.snapshots.overlay import MAX_LOWERS, OverlaySnapshotter
 
@@ -220,3 +220,38 @@ def test_too_many_layers_is_a_clear_error(tmp):
     assert i >= 40, "even a long tmp root should hold a typical image's layers"
     # the failed prepare left no directory behind
     assert len(os.listdir(tmp / "root" / "snapshots")) == i
+
+
+def test_scratch_directories_commit_as_layers_in_any_order(tmp):
+    """Layers extracted in parallel into scratch directories, then stacked in order:
+    the result mounts like a stack made with prepare/commit."""
+    sn = OverlaySnapshotter(tmp / "root")
+    scratches = []
+    for raw in reversed(LAYERS):  # filled top layer first: order must not matter
+        fs = sn.scratch()
+        apply_layer(io.BytesIO(raw), fs, whiteout_format="overlay")
+        scratches.insert(0, fs)
+    with pytest.raises(NotFound):
+        sn.commit_scratch("layer-1", "layer-0", scratches[1])  # parent not there yet
+    assert scratches[1].is_dir(), "a refused commit leaves the directory to the caller"
+    parent = None
+    for i, fs in enumerate(scratches):
+        sn.commit_scratch(f"layer-{i}", parent, fs, labels={"n": str(i)})
+        parent = f"layer-{i}"
+    info = sn.stat("layer-2")
+    assert (info.kind, info.parent, info.labels) == (Kind.COMMITTED, "layer-1", {"n": "2"})
+    again = sn.scratch()
+    with pytest.raises(AlreadyExists):
+        sn.commit_scratch("layer-2", "layer-1", again)
+    with pytest.raises(InvalidArgument, match="not a scratch directory"):
+        sn.commit_scratch("other", None, tmp)
+    sn.cleanup()  # the unused scratch directory goes
+    assert sorted(os.listdir(tmp / "root" / "snapshots")) == ["1", "2", "3"]
+    target = tmp / "mnt"
+    target.mkdir()
+    mount_all(sn.view("v", "layer-2"), target)
+    try:
+        assert sorted(os.listdir(target / "etc")) == ["group", "passwd"]
+        assert sorted(os.listdir(target / "opt")) == ["fresh"]
+    finally:
+        unmount(target)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
 import tarfile
 import threading
 
@@ -128,3 +129,20 @@ def test_concurrent_unpacks_of_one_layer(svc):
     assert committed(svc) == sorted(str(c) for c in chain_ids(img.config.rootfs.diff_ids))
     active = sorted(i.key for i in svc.snapshotter.walk() if i.kind is Kind.ACTIVE)
     assert active == [f"ct-{i}" for i in range(4)]  # no extract-* leftovers
+
+
+def test_layers_extract_in_parallel_and_a_bad_one_leaves_no_scratch(svc):
+    """Layers are extracted several at once and stacked in order; when one fails its
+    diff_id check, the layers below it stay committed, nothing above is committed and
+    no scratch directory is left (the others' extractions are waited for and dropped)."""
+    layers = [tar_of({f"l{i}/f{j}": bytes([i]) * 50_000 for j in range(20)}) for i in range(4)]
+    good = [Digest.from_bytes(raw) for raw in layers]
+    img = build(svc, "bad-middle", layers, diff_ids=[good[0], Digest.from_bytes(b"x"), *good[2:]])
+    with pytest.raises(FailedPrecondition, match="diff_id"):
+        svc.unpack(img)
+    assert committed(svc) == [str(chain_ids(good)[0])]
+    assert sorted(os.listdir(svc.snapshotter.root / "snapshots")) == ["1"]
+    img = build(svc, "good", layers)
+    svc.unpack(img)
+    assert committed(svc) == sorted(str(c) for c in chain_ids(good))
+    assert {info.labels[USAGE_LABEL] for info in svc.snapshotter.walk()} == {str(20 * 50_000)}

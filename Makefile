@@ -103,7 +103,7 @@ $(VENV)/bin/python:
 $(STAMPS)/venv: $(VENV)/bin/python pyproject.toml tools/lean_launcher.py
 	@mkdir -p $(STAMPS)
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
-	$(VENV)/bin/python tools/lean_launcher.py $(VENV)/bin . conch-runtime=conch.runtime.main:main conch=conch.cli.main:main
+	$(VENV)/bin/python tools/lean_launcher.py $(VENV)/bin . conch-runtime=conch.runtime.main:run conch=conch.cli.main:run
 	$(VENV)/bin/python -I -m compileall -q conch
 	@touch $@
 

@@ -17,7 +17,7 @@ the child exits, so the container process never execs half-configured.
 
 On-disk layout under ``--root`` (default ``/run/conch-runtime``)::
 
-    <root>/<id>/state.json   the durable record (written atomically: temp + fsync + rename)
+    <root>/<id>/state.json   the record (written atomically: temp + rename; not fsynced)
     <root>/<id>/exec.fifo    exists between create and start; ``start`` opens it to release G
 
 Modules: ``main`` (command line), ``commands`` (one function per verb), ``state``,

@@ -118,9 +118,29 @@ def filter_flags(seccomp: dict) -> int:
     return bits
 
 
+# (arch, profile, program) compiled ahead of time: see :func:`precompile`.
+_PRECOMPILED: list[tuple[str, dict, bytes]] = []
+
+
+def precompile(seccomp: dict) -> None:
+    """Compile ``seccomp`` now and keep it, so that a later :func:`compile_filter` of an
+    equal profile costs a dict comparison (~0.1 ms) instead of a compile (~1.2 ms). A
+    warm runtime (``conch.runtime.warm``) does this for Docker's default profile while
+    it waits for its container."""
+    arch = host_arch()
+    _PRECOMPILED.append((arch, seccomp, _compile(seccomp, arch)))
+
+
 def compile_filter(seccomp: dict, *, arch: str | None = None) -> bytes:
     """Compile ``linux.seccomp`` into sock_filter bytes for ``arch`` (default: host)."""
     arch = arch or host_arch()
+    for known_arch, profile, program in _PRECOMPILED:
+        if known_arch == arch and profile == seccomp:
+            return program
+    return _compile(seccomp, arch)
+
+
+def _compile(seccomp: dict, arch: str) -> bytes:
     if arch not in _RUNS_ON:
         raise InvalidArgument(f"seccomp: no syscall table for architecture {arch!r}")
     if seccomp.get("listenerPath"):

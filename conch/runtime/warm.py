@@ -1,8 +1,8 @@
 """``conch-runtime warm FD``: a runtime that has already started, waiting for its create.
 
 conch-shim's warm mode (see ``shim/conch-shim.c``) forks this ahead of time, so that the
-interpreter start-up and the imports of the create path (~20 ms) are paid while no
-container waits. Then, on ``FD`` (a SOCK_SEQPACKET socket), one message arrives: the
+interpreter start-up and the imports of the create path (~20 ms), and the compile of
+Docker's default seccomp profile, are paid while no container waits. Then, on ``FD`` (a SOCK_SEQPACKET socket), one message arrives: the
 runtime's argv, NUL-separated (``--root R create --bundle B --pid-file P ID``), with the
 container's stdin, stdout and stderr as SCM_RIGHTS. They become fds 0-2 (blocking, as the
 container expects), and ``main(argv)`` runs as if just exec'd. An empty read means the
@@ -20,6 +20,7 @@ def serve(fd: int) -> int:
                                process, rootfs, seccomp, sync)
     from conch.cgroups import resources, v1, v2  # noqa: F401
 
+    _precompile_default_seccomp()
     sock = socket.socket(fileno=fd)
     try:
         msg, fds, _flags, _addr = socket.recv_fds(sock, 65536, 3)
@@ -35,3 +36,14 @@ def serve(fd: int) -> int:
         if received > 2:
             os.close(received)
     return main.main(msg.rstrip(b"\0").decode().split("\0"))
+
+
+def _precompile_default_seccomp() -> None:
+    """conchd's containers nearly all run under Docker's default profile for the default
+    capabilities: compile it while no container waits (best effort)."""
+    try:
+        from conch.runtime import presets, seccomp
+
+        seccomp.precompile(presets.default_seccomp(presets.effective_capabilities()))
+    except Exception:  # noqa: BLE001 - only an optimisation: create compiles as usual
+        pass

@@ -185,28 +185,32 @@ def summary_ports(c: Container, live: dict | None) -> list[dict[str, Any]]:
     return out
 
 
-def _config(c: Container) -> dict[str, Any]:
-    """Config as docker inspect shows it: the request's, with image defaults filled in."""
+def _config(c: Container, image_exec: Any = None) -> dict[str, Any]:
+    """Config as docker inspect shows it: the request's, merged over the image's config
+    (``image_exec``, an ``ExecutionConfig``) as dockerd merges them at create (moby
+    ``daemon.merge``): Env, Cmd/Entrypoint, User, WorkingDir, ExposedPorts, Volumes,
+    Labels, StopSignal and Healthcheck the request left unset come from the image."""
+    from conch.engine.filesystem import container_exec_config
+    from conch.images.store import container_config
+
     given = dict(c.api_config.get("Config") or {})
     s = c.spec
-    given.setdefault("Hostname", s.hostname or c.id[:12])
+    merged = container_config(container_exec_config(c, image_exec))
+    given["Hostname"] = given.get("Hostname") or s.hostname or c.id[:12]
     given.setdefault("Domainname", s.domainname)
-    given.setdefault("User", s.user)
     for key in ("AttachStdin", "AttachStdout", "AttachStderr"):
         given.setdefault(key, False)
     given.setdefault("Tty", s.tty)
     given.setdefault("OpenStdin", s.open_stdin)
     given.setdefault("StdinOnce", s.stdin_once)
-    given["Env"] = list(given.get("Env") or s.env)
-    given["Cmd"] = list(c.args) if s.cmd is None and s.entrypoint is None else given.get("Cmd")
     given["Image"] = c.image
-    given.setdefault("Volumes", None)
-    given.setdefault("WorkingDir", s.working_dir)
-    given.setdefault("Entrypoint", list(s.entrypoint) if s.entrypoint is not None else None)
-    given.setdefault("OnBuild", None)
-    given["Labels"] = dict(s.labels)
-    if s.stop_signal:
-        given["StopSignal"] = s.stop_signal
+    for key in ("User", "Cmd", "Entrypoint", "WorkingDir", "Volumes", "OnBuild"):
+        given[key] = merged.get(key)
+    given["Env"] = merged.get("Env") or []
+    given["Labels"] = merged.get("Labels") or {}
+    for key in ("ExposedPorts", "Healthcheck", "StopSignal"):
+        if key in merged:
+            given[key] = merged[key]
     return given
 
 
@@ -275,7 +279,9 @@ def _mounts(c: Container) -> list[dict[str, Any]]:
 
 
 def inspect(c: Container, *, log_path: str = "", rootfs: str = "",
-            net: dict | None = None) -> dict[str, Any]:
+            net: dict | None = None, image_exec: Any = None) -> dict[str, Any]:
+    """``GET /containers/{id}/json``; ``image_exec`` is the image's ``ExecutionConfig``
+    (None when the image is gone), merged under the container's Config."""
     d = os.path.dirname(log_path) if log_path else ""
     return {
         "Id": c.id,
@@ -297,7 +303,7 @@ def inspect(c: Container, *, log_path: str = "", rootfs: str = "",
         "HostConfig": _host_config(c),
         "GraphDriver": {"Name": "overlay2", "Data": {"MergedDir": rootfs}},
         "Mounts": _mounts(c),
-        "Config": _config(c),
+        "Config": _config(c, image_exec),
         "NetworkSettings": network_settings(c, net),
     }
 

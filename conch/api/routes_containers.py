@@ -22,7 +22,7 @@ from conch.api.params import (api_version, call_engine, engine_of, json_response
                               parse_bool, parse_filters, parse_int, parse_timestamp)
 from conch.api.streams import MULTIPLEXED_STREAM, RAW_STREAM, stdcopy_frame
 from conch.engine.containers import NotModified
-from conch.errors import InvalidArgument
+from conch.errors import ConchError, InvalidArgument
 
 _LIST_FILTERS = {"id", "name", "status", "label", "exited", "ancestor", "before", "since",
                  "health", "network", "volume", "is-task", "publish", "expose"}
@@ -121,7 +121,21 @@ async def inspect(request: web.Request) -> web.StreamResponse:
     c = await call_engine(svc.get, request.match_info["id"])
     return json_response(container_json.inspect(c, log_path=svc.paths.log(c.id),
                                                  rootfs=svc.paths.rootfs(c.id),
-                                                 net=_live_net(request, c)))
+                                                 net=_live_net(request, c),
+                                                 image_exec=await _image_exec(svc, c)))
+
+
+async def _image_exec(svc, c):
+    """The container's image's execution config, for inspect's merged Config; None when
+    the image was removed (``rmi -f``) or has none."""
+    images = getattr(svc, "images", None)
+    if images is None:
+        return None
+    try:
+        image = await call_engine(images.get, c.image_id)
+    except ConchError:
+        return None
+    return getattr(getattr(image, "config", None), "config", None)
 
 
 async def start(request: web.Request) -> web.StreamResponse:

@@ -92,13 +92,14 @@ def _unavailable() -> str | None:
 class Daemon:
     """One conchd on private roots (see the module docstring)."""
 
-    def __init__(self, *, runtime: str = "conch") -> None:
+    def __init__(self, *, runtime: str = "conch", daemon_env: dict[str, str] | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="cd-", dir="/tmp"))
         self.sock = self.dir / "s"
         self.data_root = self.dir / "data"
         self.exec_root = self.dir / "exec"
         self.log_path = self.dir / "conchd.log"
         self.runtime = runtime
+        self.daemon_env = dict(daemon_env or {})  # added to conchd's environment only
         self.proc: subprocess.Popen | None = None
         self.before = HostSnapshot.take()
         self.host = f"unix://{self.sock}"
@@ -128,7 +129,8 @@ class Daemon:
                 [str(BIN / "conchd"), "--data-root", str(self.data_root), "--exec-root",
                  str(self.exec_root), "-H", self.host, "--runtime", self.runtime,
                  "--bridge-name", self.bridge, "--nft-table", self.nft_table, "--bip", self.bip],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                env=dict(os.environ, **self.daemon_env) if self.daemon_env else None)
         client = Client(self.host, timeout=5)
         deadline = time.monotonic() + timeout
         while True:
@@ -380,9 +382,11 @@ def _daemon_own(daemon: Daemon, proc, new) -> bool:
     return proc.pid in warm or proc.ppid in warm
 
 
-def daemon_fixture(scope: str = "module", *, import_image: bool = True):
+def daemon_fixture(scope: str = "module", *, import_image: bool = True,
+                   daemon_env: dict[str, str] | None = None):
     """A pytest fixture yielding a started :class:`Daemon` (busybox:latest imported),
-    closed (with the leak check) at the end of ``scope``."""
+    closed (with the leak check) at the end of ``scope``; ``daemon_env`` is added to
+    conchd's environment (e.g. ``SSL_CERT_FILE``)."""
     import pytest
 
     @pytest.fixture(scope=scope)
@@ -390,7 +394,7 @@ def daemon_fixture(scope: str = "module", *, import_image: bool = True):
         reason = _unavailable()
         if reason:
             pytest.skip(reason)
-        d = Daemon()
+        d = Daemon(daemon_env=daemon_env)
         try:
             d.start()
             if import_image:

@@ -29,13 +29,18 @@ def free_port() -> int:
 
 class RegistryServer:
     def __init__(self, root: Path, *, htpasswd: Path | None = None, anonymous_pull: bool = False,
-                 tls: tuple[Path, Path] | None = None, extra: list[str] | None = None):
+                 tls: tuple[Path, Path] | None = None, extra: list[str] | None = None,
+                 bind: str = "127.0.0.1", netns: str | None = None):
+        """``netns``: run the server inside that network namespace (``ip netns exec``),
+        listening on ``bind``, an address of that namespace."""
         self.root = Path(root)
         self.root.parent.mkdir(parents=True, exist_ok=True)
+        self.bind = bind
         self.port = free_port()
         self.scheme = "https" if tls else "http"
-        args = [sys.executable, "-m", "conch.registry.server", "serve",
-                "--addr", f"127.0.0.1:{self.port}", "--root", str(self.root),
+        args = ["ip", "netns", "exec", netns] if netns else []
+        args += [sys.executable, "-m", "conch.registry.server", "serve",
+                "--addr", f"{bind}:{self.port}", "--root", str(self.root),
                 "--log-level", "warning"]
         if htpasswd:
             args += ["--htpasswd", str(htpasswd)]
@@ -52,7 +57,7 @@ class RegistryServer:
 
     @property
     def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{self.bind}:{self.port}"
 
     @property
     def url(self) -> str:

@@ -8,9 +8,13 @@ owns the session: one per pull/push). :meth:`RegistryHost.request` returns an op
 
 Endpoint (as dockerd): ``docker.io`` is served by ``registry-1.docker.io``. HTTPS with the
 system CAs always; a registry is *insecure* when it is ``localhost``, in 127.0.0.0/8 or
-``::1``, or matches a ``--insecure-registry`` entry (``host[:port]`` or a CIDR): for those
-we still try HTTPS first (without verifying the certificate) and fall back to plain HTTP
-when the TLS handshake or connection fails, then stick to what worked.
+``::1``, or matches a ``--insecure-registry`` entry (``host[:port]`` or a CIDR), or is a
+*name* that resolves to such an address (docker's ``isCIDRMatch``: ``myreg:5000`` mapped
+to 127.0.0.1 in /etc/hosts is insecure, as under dockerd): for those we still try HTTPS
+first (without verifying the certificate) and fall back to plain HTTP when the TLS
+handshake or connection fails, then stick to what worked. Every other registry gets
+HTTPS only, verified against the system CAs (OpenSSL's default paths, so
+``SSL_CERT_FILE``/``SSL_CERT_DIR`` in conchd's environment are honoured).
 
 Auth: the first request pings ``/v2/``; a 401 teaches the :class:`~.auth.Authorizer`
 the challenge. Every request carries the header for its scopes; a 401 answer refreshes
@@ -29,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import socket
 import ssl
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -75,9 +80,35 @@ class Registries:
             ip = ipaddress.ip_address(host)
         except ValueError:
             return False
-        if ip.is_loopback:
-            return True
-        return any(ip in net for net in self._nets)
+        return self._insecure_ip(ip)
+
+    def _insecure_ip(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        return ip.is_loopback or any(ip in net for net in self._nets)
+
+    async def wait_resolves_insecure(self, domain: str) -> bool:
+        """Is the *name* in ``domain`` insecure by what it resolves to? docker resolves
+        the index name and matches every address against the insecure CIDRs (127.0.0.0/8
+        always among them); a failed lookup, an IP literal or Docker Hub: False."""
+        host = _hostname(domain)
+        if domain == DOCKER_HUB:
+            return False
+        try:
+            ipaddress.ip_address(host)
+            return False  # a literal: is_insecure() already decided
+        except ValueError:
+            pass
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, None,
+                                                                 type=socket.SOCK_STREAM)
+        except OSError:
+            return False
+        for info in infos:
+            try:
+                if self._insecure_ip(ipaddress.ip_address(str(info[4][0]).partition("%")[0])):
+                    return True
+            except ValueError:
+                continue
+        return False
 
     def session(self) -> aiohttp.ClientSession:
         t = self.timeouts
@@ -119,6 +150,8 @@ class RegistryHost:
         async with self._ping_lock:
             if self._base is not None:
                 return 200
+            if not self.insecure:
+                self.insecure = await self.registries.wait_resolves_insecure(self.domain)
             schemes = ["https", "http"] if self.insecure else ["https"]
             known = self.registries._schemes.get(self.domain)
             if known in schemes:
@@ -139,6 +172,9 @@ class RegistryHost:
                 except (aiohttp.ClientConnectionError, ssl.SSLError, asyncio.TimeoutError) as exc:
                     log.debug("ping %s://%s failed: %s", scheme, self.api_host, exc)
                     last = exc
+            if isinstance(last, aiohttp.ClientConnectorCertificateError):
+                # reachable, but not trusted: "unreachable" would send users the wrong way
+                raise Unavailable(f"registry {self.domain}: {_describe(last)}") from last
             raise Unavailable(f"registry {self.domain} is unreachable: {_describe(last)}") from last
 
     def _ssl(self, scheme: str) -> Any:
@@ -292,4 +328,11 @@ def _describe(exc: BaseException | None) -> str:
         return "no endpoint"
     if isinstance(exc, asyncio.TimeoutError):
         return "timed out"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        # docker: "tls: failed to verify certificate: x509: certificate signed by unknown
+        # authority"; OpenSSL's reason ("unable to get local issuer certificate", "Hostname
+        # mismatch, ...") is the useful part of aiohttp's long message
+        cert_err = exc.certificate_error
+        reason = getattr(cert_err, "verify_message", "") or str(cert_err)
+        return f"tls: failed to verify certificate: {reason}"
     return str(exc) or type(exc).__name__

@@ -6,7 +6,13 @@ docker's format: ``{"auths": {"<server>": {"auth": base64("user:pass")}}}``; oth
 the file are kept. The file is written atomically (temp file, fsync, rename) with mode
 0600. Docker Hub's key is ``https://index.docker.io/v1/``, as docker's; other registries
 are keyed by ``host[:port]``. Requests carry them as ``X-Registry-Auth``: base64url of the
-JSON AuthConfig (``username``, ``password``, ``serveraddress``).
+JSON AuthConfig (``username``, ``password``, ``serveraddress``, ``identitytoken``).
+
+Credential helpers (``conch.cli.credentials``): when ``credHelpers`` names a helper for the
+registry, or ``credsStore`` one for all, the secret lives only in that helper; the file then
+keeps just the marker ``"auths": {"<server>": {}}`` (docker's native store), written after
+the helper took the secret and removed on logout. A failing helper is an error, never a
+reason to write the password into the file.
 
 Progress (docker's ``jsonmessage.DisplayJSONMessagesStream``): on a terminal each layer
 id owns a line that is redrawn in place (cursor up, clear, rewrite, cursor down), with
@@ -24,6 +30,7 @@ if TYPE_CHECKING:
     from typing import Any, Iterable
 
 from conch import errors
+from conch.cli import credentials
 from conch.cli.main import CommandError, Context
 
 INDEX_SERVER = "https://index.docker.io/v1/"
@@ -77,26 +84,53 @@ def server_key(server: str) -> str:
 
 
 def get_credentials(server: str, doc: dict[str, Any] | None = None) -> dict[str, str] | None:
-    """``{"username", "password", "serveraddress"}`` stored for ``server``, or None."""
+    """``{"username", "password", "serveraddress"[, "identitytoken"]}`` stored for
+    ``server`` (in its helper, or the file), or None. HelperError when the helper fails."""
     doc = load_config() if doc is None else doc
     key = server_key(server)
+    helper = credentials.helper_for(doc, key)
+    if helper:
+        return credentials.helper_get(helper, key)
     entry = (doc.get("auths") or {}).get(key)
-    if not isinstance(entry, dict) or not entry.get("auth"):
+    if not isinstance(entry, dict) or not (entry.get("auth") or entry.get("identitytoken")):
         return None
     try:
-        user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
+        user, _, password = base64.b64decode(entry.get("auth") or "").decode().partition(":")
     except (ValueError, UnicodeDecodeError):
         return None
-    return {"username": user, "password": password, "serveraddress": key}
+    creds = {"username": user, "password": password, "serveraddress": key}
+    if entry.get("identitytoken"):
+        creds["identitytoken"] = str(entry["identitytoken"])
+    return creds
 
 
-def store_credentials(server: str, username: str, password: str) -> str:
+def store_credentials(server: str, username: str, password: str,
+                      identity_token: str = "") -> str:
+    """Store ``server``'s credentials in its helper (the file gets the ``{}`` marker only,
+    and only once the helper took them) or in the file. Returns the ``auths`` key."""
     doc = load_config()
     key = server_key(server)
-    auth = base64.b64encode(f"{username}:{password}".encode()).decode()
-    doc.setdefault("auths", {})[key] = {"auth": auth}
+    helper = credentials.helper_for(doc, key)
+    if helper:
+        credentials.helper_store(helper, key, username, password, identity_token)
+        doc.setdefault("auths", {})[key] = {}
+    else:
+        entry = {"auth": base64.b64encode(f"{username}:{password}".encode()).decode()}
+        if identity_token:  # docker keeps "user:" in auth and the token beside it
+            entry = {"auth": base64.b64encode(f"{username}:".encode()).decode(),
+                     "identitytoken": identity_token}
+        doc.setdefault("auths", {})[key] = entry
     save_config(doc)
     return key
+
+
+def erase_credentials(key: str, doc: dict[str, Any]) -> None:
+    """Remove ``key`` from its helper, then from the file's ``auths`` (docker's order: a
+    helper that refuses leaves the marker, so the user can retry)."""
+    helper = credentials.helper_for(doc, key)
+    if helper:
+        credentials.helper_erase(helper, key)
+    (doc.get("auths") or {}).pop(key, None)
 
 
 def encode_auth(config: dict[str, str]) -> str:
@@ -251,7 +285,10 @@ def cmd_login(ctx: Context, argv: list[str]) -> int:
         password = ctx.stdin.read().rstrip("\r\n")
     username = ns.username
     if username is None and password is None:
-        stored = get_credentials(key)
+        try:
+            stored = get_credentials(key)
+        except credentials.HelperError:
+            stored = None  # as docker: a helper that cannot answer means "ask"
         if stored is not None:
             try:
                 _auth(ctx, stored)
@@ -272,9 +309,14 @@ def cmd_login(ctx: Context, argv: list[str]) -> int:
         password = getpass.getpass("Password: ") if _is_tty(ctx.stdin) else ctx.stdin.readline().rstrip("\r\n")
     if not password:
         raise CommandError("Error: Password is required")
-    _auth(ctx, {"username": username, "password": password, "serveraddress": key})
-    store_credentials(key, username, password)
-    ctx.err(f"WARNING! Your credentials are stored unencrypted in '{config_path()}'.")
+    resp = _auth(ctx, {"username": username, "password": password, "serveraddress": key})
+    token = str(resp.get("IdentityToken") or "")
+    try:  # docker keeps an identity token instead of the password when the daemon gives one
+        store_credentials(key, username, "" if token else password, token)
+    except credentials.HelperError as exc:
+        raise CommandError(f"Error saving credentials: {exc}") from exc
+    if not credentials.helper_for(load_config(), key):
+        ctx.err(f"WARNING! Your credentials are stored unencrypted in '{config_path()}'.")
     ctx.out("Login Succeeded")
     return 0
 
@@ -284,16 +326,31 @@ def _auth(ctx: Context, config: dict[str, str]) -> dict[str, Any]:
 
 
 def cmd_logout(ctx: Context, argv: list[str]) -> int:
+    """docker's ``runLogout``: logged in means a key (or its old ``http(s)://`` spelling) in
+    ``auths`` (with a helper that is the marker); each is erased from its store; when every
+    erase fails, a warning and exit 0, and the markers stay (docker's behaviour)."""
     p = ctx.parser("[SERVER]", "Log out from a registry.\nIf no server is specified, the default is defined by the daemon.")
     p.add_argument("server", nargs="?", metavar="SERVER")
     ns = p.parse(argv)
     key = server_key(ns.server or INDEX_SERVER)
     doc = load_config()
     auths = doc.get("auths") or {}
-    if key not in auths:
+    spellings = [key] if key == INDEX_SERVER else [key, f"http://{key}", f"https://{key}"]
+    present = [s for s in spellings if s in auths]
+    if not present:
         ctx.out(f"Not logged in to {key}")
         return 0
     ctx.out(f"Removing login credentials for {key}")
-    del auths[key]
-    save_config(doc)
+    failures = []
+    for spelling in present:
+        try:
+            erase_credentials(spelling, doc)
+        except credentials.HelperError as exc:
+            failures.append(f"{spelling}: {exc}")
+    if len(failures) < len(present):
+        save_config(doc)
+    else:
+        ctx.err("WARNING: could not erase credentials:")
+        for line in failures:
+            ctx.err(line)
     return 0

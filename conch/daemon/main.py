@@ -187,6 +187,9 @@ async def serve(args) -> None:
     await engine.containers.reconcile()
     await engine.networks.reconcile(c.id for c in engine.containers.list() if c.state.running)
     engine.containers.refill_warm()
+    from conch.daemon.memory import trim_when_idle
+
+    tasks.create_task(trim_when_idle())
     app = create_app(engine, modules=ROUTE_MODULES + (routes_containers, routes_exec, routes_archive,
                                                           routes_volumes, routes_networks))
     stop = asyncio.Event()

@@ -63,6 +63,19 @@ DOCKER = "/usr/local/bin/docker" if os.access("/usr/local/bin/docker", os.X_OK) 
 _tar_cache: Path | None = None
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent_hook():
+    """A preexec_fn for conchd: SIGTERM it when the test process dies, so that a test
+    run killed by a timeout leaves no conchd behind (its fixtures never run). libc is
+    loaded here, before the fork: the child only calls prctl."""
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    return lambda: prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def busybox_tar() -> Path:
     """A tar of :func:`conch.testing.rootfs.busybox_rootfs`, built once per process."""
     global _tar_cache
@@ -130,7 +143,8 @@ class Daemon:
                  str(self.exec_root), "-H", self.host, "--runtime", self.runtime,
                  "--bridge-name", self.bridge, "--nft-table", self.nft_table, "--bip", self.bip],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-                env=dict(os.environ, **self.daemon_env) if self.daemon_env else None)
+                env=dict(os.environ, **self.daemon_env) if self.daemon_env else None,
+                preexec_fn=_die_with_parent_hook())
         client = Client(self.host, timeout=5)
         deadline = time.monotonic() + timeout
         while True:

@@ -99,13 +99,15 @@ $(VENV)/bin/python:
 
 # After pip: conch-runtime, conch and conchd get lean launchers (python -IS, no site, no
 # re; conchd with the venv's site-packages on its path): the runtime is exec'd for every
-# container, the CLI for every command, and conchd keeps ~2 MiB less resident; then
-# byte-compile everything, so that no run pays for compiling (environments that set PYTHONDONTWRITEBYTECODE would otherwise pay every time).
+# container, the CLI for every command, and conchd (-OO) keeps ~2 MiB less resident; then
+# byte-compile everything (conchd's -OO needs .opt-2.pyc), so that no run pays for
+# compiling (environments that set PYTHONDONTWRITEBYTECODE would otherwise pay every time).
 $(STAMPS)/venv: $(VENV)/bin/python pyproject.toml tools/lean_launcher.py
 	@mkdir -p $(STAMPS)
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
-	$(VENV)/bin/python tools/lean_launcher.py $(VENV)/bin . conch-runtime=conch.runtime.main:run conch=conch.cli.main:run conchd=conch.daemon.main:main+site
-	$(VENV)/bin/python -I -m compileall -q conch
+	$(VENV)/bin/python tools/lean_launcher.py $(VENV)/bin . conch-runtime=conch.runtime.main:run conch=conch.cli.main:run conchd=conch.daemon.main:main+site+OO
+	$(VENV)/bin/python -I -m compileall -q -o 0 -o 2 conch
+	$(VENV)/bin/python -I -m compileall -q -o 2 $$($(VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') >/dev/null
 	@touch $@
 
 # conch-shim (see conch/shim/__init__.py for its contract): one C file, no libraries.

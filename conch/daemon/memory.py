@@ -16,8 +16,8 @@ import time
 
 log = logging.getLogger(__name__)
 
-PERIOD = 1.0  # seconds between looks
-QUIET = 0.02  # CPU seconds per period below which conchd counts as idle
+PERIOD = 0.5  # seconds between looks
+QUIET = 0.01  # CPU seconds per period below which conchd counts as idle
 
 
 async def trim_when_idle(period: float = PERIOD) -> None:

@@ -3,13 +3,15 @@
 Per tag:
 
 1. the image's layers as they will travel: a layer stored uncompressed (``…tar``, e.g.
-   from an OCI ``docker save``) is gzip-compressed with ISA-L (level 1) into the
-   content store first, and the manifest is rewritten to name the compressed blobs
-   (its digest changes; the new manifest is stored too);
+   from ``load`` of a docker-save tar) is gzip-compressed with ISA-L (level 1) into the
+   content store *while it uploads* (``conch.engine.push_stream``), unless an earlier
+   push left its gzip form; the manifest is rewritten to name the compressed blobs (its
+   digest changes; the new manifest is stored too);
 2. per layer, ``MAX_UPLOADS`` (docker's 5) at a time: ``HEAD`` -> "Layer already
    exists"; else a cross-repository mount when an image of another repository of the
    same registry has that layer (201 -> "Mounted from <repo>"); else an upload
-   ("Pushing" with progress, then "Pushed");
+   ("Pushing" with progress, then "Pushed"); a layer being gzipped is uploaded as it
+   is made;
 3. the config blob, then ``PUT`` the manifest under the tag;
 4. ``<tag>: digest: sha256:… size: N`` and the ``aux`` item docker's CLI reads, and the
    local image gets the ``repo@digest`` name (its RepoDigests), as in docker.
@@ -18,9 +20,9 @@ Per tag:
 from __future__ import annotations
 
 import asyncio
-import os
 from dataclasses import replace
 
+from conch.engine.push_stream import compressed_forms, push_compressing
 from conch.errors import NotFound
 from conch.oci import mediatype as mt
 from conch.oci.descriptor import Descriptor
@@ -30,10 +32,6 @@ from conch.registry.client.blobs import blob_exists, put_manifest, start_upload,
 from conch.registry.client.transport import RegistryHost
 
 MAX_UPLOADS = 5
-# ISA-L decides between stored and Huffman-coded deflate blocks per input it is given:
-# in 1 MiB pieces, incompressible data comes out Huffman-coded and inflates at ~0.5 GB/s
-# (a pull's bottleneck); in 8 MiB pieces it is mostly stored and inflates ~1.5x faster.
-_CHUNK = 8 << 20
 
 
 def _progress(**kw):
@@ -63,14 +61,15 @@ async def push_tag(images, host: RegistryHost, named: Reference, tag: str):
         raise NotFound(f"tag does not exist: {ref.familiar()}") from None
     manifest = image.manifest
     sources = await asyncio.to_thread(_mount_sources, images, named)
+    compressed = await asyncio.to_thread(compressed_forms, images, manifest)
     queue: asyncio.Queue = asyncio.Queue()
     sem = asyncio.Semaphore(MAX_UPLOADS)
     for layer in reversed(manifest.layers):  # docker lists the top layer first
         yield _progress(id=layer.digest.encoded[:12], status="Preparing")
-    # Each layer compresses (if stored uncompressed: in a worker thread, so layers
-    # compress in parallel and while others upload) and then uploads.
+    # Each layer uploads; one stored uncompressed is gzipped as it uploads (in a worker
+    # thread, so layers compress in parallel), unless an earlier push gzipped it.
     tasks = [asyncio.create_task(_push_layer(images, host, named, layer, manifest.media_type,
-                                             sources, sem, queue))
+                                             sources, compressed, sem, queue))
              for layer in manifest.layers]
     done = asyncio.gather(*tasks)
     try:
@@ -104,16 +103,26 @@ async def push_tag(images, host: RegistryHost, named: Reference, tag: str):
 
 
 async def _push_layer(images, host: RegistryHost, named: Reference, layer: Descriptor,
-                      manifest_type: str, sources: dict, sem: asyncio.Semaphore,
-                      queue: asyncio.Queue) -> Descriptor:
+                      manifest_type: str, sources: dict, compressed: dict,
+                      sem: asyncio.Semaphore, queue: asyncio.Queue) -> Descriptor:
     """Push one layer; the descriptor it has in the registry (compressed if it was not)."""
     short = layer.digest.encoded[:12]
     source_digest = layer.digest
-    if mt.is_layer(layer.media_type) and mt.layer_compression(layer.media_type) == "":
-        layer = await asyncio.to_thread(_compress, images.content, layer, manifest_type)
+    uncompressed = mt.is_layer(layer.media_type) and mt.layer_compression(layer.media_type) == ""
+    if uncompressed and layer.digest in compressed:  # gzipped by an earlier push
+        layer, uncompressed = compressed[layer.digest], False
     if sem.locked():
         queue.put_nowait(_progress(id=short, status="Waiting"))
     async with sem:
+        if uncompressed:
+            total = layer.size
+
+            def read(done: int) -> None:
+                queue.put_nowait(_progress(id=short, status="Pushing", current=done, total=total))
+
+            layer = await push_compressing(images, host, named.path, layer, manifest_type, read)
+            queue.put_nowait(_progress(id=short, status="Pushed"))
+            return layer
         if await blob_exists(host, named.path, layer):
             queue.put_nowait(_progress(id=short, status="Layer already exists"))
             return layer
@@ -145,27 +154,3 @@ def _mount_sources(images, named: Reference) -> dict:
                 for layer in image.manifest.layers:
                     out.setdefault(layer.digest, other.path)
     return out
-
-
-def _compress(store, layer: Descriptor, manifest_type: str) -> Descriptor:
-    """gzip (ISA-L level 1) an uncompressed layer blob into ``store``; its descriptor."""
-    from isal import isal_zlib
-
-    comp = isal_zlib.compressobj(1, isal_zlib.DEFLATED, 31)
-    ref = f"compress-{layer.digest}-{os.urandom(4).hex()}"
-    writer = store.writer(ref)
-    try:
-        with writer, store.open(layer.digest) as src:
-            while chunk := src.read(_CHUNK):
-                if out := comp.compress(chunk):
-                    writer.write(out)
-            writer.write(comp.flush())
-            info = writer.commit()
-    except BaseException:
-        try:
-            store.abort(ref)
-        except Exception:  # noqa: BLE001 - already committed or gone
-            pass
-        raise
-    media = mt.DOCKER_LAYER_GZIP if mt.is_docker(manifest_type) else mt.OCI_LAYER_GZIP
-    return Descriptor(media_type=media, digest=info.digest, size=info.size)

@@ -13,6 +13,10 @@ one repository, and misbehaves per blob digest as told in ``faults``:
 * ``"redirect"`` -- 307 to ``redirect_base`` (another origin), which serves the blob and
   records the Authorization header it received in ``seen_auth``.
 
+Uploads (``POST …/blobs/uploads/``, ``PATCH`` with Content-Range, ``PUT ?digest=``) land
+in ``blobs`` once their digest checks; ``fail_patch`` = N answers the N-th PATCH with a
+500 (an upload failing half-way); ``patches`` counts PATCHes.
+
 ``token=True`` puts ``/v2/`` behind a Bearer challenge whose realm is ``/token`` here;
 requests must then carry ``Bearer good-token``. ``requests`` logs (method, path, Range).
 
@@ -40,6 +44,9 @@ class FakeRegistry:
         self.seen_auth: list[str | None] = []
         self.redirect_base = ""
         self._dropped: set[str] = set()
+        self.uploads: dict[str, bytearray] = {}
+        self.patches = 0
+        self.fail_patch = 0
         self._runner: web.AppRunner | None = None
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -62,13 +69,43 @@ class FakeRegistry:
     # --- app ---------------------------------------------------------------------------
 
     def _app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(client_max_size=64 << 20)  # upload pieces are 8 MiB
         app.router.add_get("/v2/", self._ping)
         app.router.add_get("/token", self._token)
         app.router.add_get("/v2/{repo:.+}/manifests/{ref}", self._manifest)
         app.router.add_get("/v2/{repo:.+}/blobs/{digest}", self._blob)
         app.router.add_get("/storage/{digest}", self._storage)
+        app.router.add_post("/v2/{repo:.+}/blobs/uploads/", self._upload_start)
+        app.router.add_patch("/v2/{repo:.+}/blobs/uploads/{uid}", self._upload_patch)
+        app.router.add_put("/v2/{repo:.+}/blobs/uploads/{uid}", self._upload_put)
         return app
+
+    async def _upload_start(self, request: web.Request) -> web.StreamResponse:
+        uid = f"u{len(self.uploads)}"
+        self.uploads[uid] = bytearray()
+        loc = f"/v2/{request.match_info['repo']}/blobs/uploads/{uid}"
+        return web.Response(status=202, headers={"Location": loc, "Range": "0-0"})
+
+    async def _upload_patch(self, request: web.Request) -> web.StreamResponse:
+        self.patches += 1
+        if self.patches == self.fail_patch:
+            return web.json_response({"errors": [{"code": "UNKNOWN", "message": "disk full"}]},
+                                     status=500)
+        buf = self.uploads[request.match_info["uid"]]
+        start = int(request.headers.get("Content-Range", "0-0").split("-")[0])
+        if start != len(buf):
+            return web.Response(status=416)
+        buf += await request.read()
+        return web.Response(status=202, headers={"Location": request.path,
+                                                 "Range": f"0-{len(buf) - 1}"})
+
+    async def _upload_put(self, request: web.Request) -> web.StreamResponse:
+        buf = self.uploads.pop(request.match_info["uid"]) + await request.read()
+        if str(Digest.from_bytes(bytes(buf))) != request.query.get("digest"):
+            return web.json_response({"errors": [{"code": "DIGEST_INVALID",
+                                                  "message": "digest mismatch"}]}, status=400)
+        self.blobs[request.query["digest"]] = bytes(buf)
+        return web.Response(status=201, headers={"Location": request.path})
 
     def _authorized(self, request: web.Request) -> bool:
         return not self.token or request.headers.get("Authorization") == "Bearer good-token"

@@ -238,33 +238,49 @@ def test_distribution_inspect(d, registry):
     assert body["Platforms"][0]["os"] == "linux"
 
 
-def test_push_compresses_an_uncompressed_layer(d, registry, tmp_path):
-    """A docker-save tar with a plain-tar layer (as docker >= 25 saves): push gzips it
-    (ISA-L) and the manifest names the gzip blob; the pull of it runs."""
-    import hashlib
+def _tar_of(files: dict[str, bytes]) -> bytes:
     import io
     import tarfile
 
-    from conch.testing.daemon import busybox_tar
-
-    layer = busybox_tar().read_bytes()
-    diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
-    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
-                         "rootfs": {"type": "layers", "diff_ids": [diff_id]}}).encode()
-    archive = tmp_path / "plain.tar"
-    with tarfile.open(archive, "w") as tar:
-        for name, data in (("config.json", config), ("layer.tar", layer), ("manifest.json", json.dumps(
-                [{"Config": "config.json", "RepoTags": ["plain/img:v1"], "Layers": ["layer.tar"]}]).encode())):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_push_compresses_an_uncompressed_layer(d, registry, tmp_path):
+    """A docker-save tar with plain-tar layers (as docker >= 25 saves): push gzips them
+    (ISA-L) while uploading them -- a 20 MB incompressible layer goes up in several
+    pieces -- and the manifest names the gzip blobs; the pull of it runs; a second push
+    finds the gzip forms the first one kept and the registry already has them."""
+    import hashlib
+
+    from conch.testing.daemon import busybox_tar
+
+    layers = [busybox_tar().read_bytes(), _tar_of({"blob": os.urandom(20 << 20)})]
+    diff_ids = ["sha256:" + hashlib.sha256(layer).hexdigest() for layer in layers]
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
+                         "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
+    manifest = [{"Config": "config.json", "RepoTags": ["plain/img:v1"],
+                 "Layers": ["layer0.tar", "layer1.tar"]}]
+    archive = tmp_path / "plain.tar"
+    archive.write_bytes(_tar_of({"config.json": config, "layer0.tar": layers[0],
+                                 "layer1.tar": layers[1],
+                                 "manifest.json": json.dumps(manifest).encode()}))
     d.conch("load", "-i", archive, check=True)
     ref = f"{registry.addr}/e2e/plain:v1"
     d.conch("tag", "plain/img:v1", ref, check=True)
-    d.conch("push", ref, check=True)
+    first = d.conch("push", ref, check=True).stdout
+    assert first.count("Pushed") == 2, first
+    again = d.conch("push", ref, check=True).stdout
+    assert again.count("Layer already exists") == 2, again
+    assert not os.listdir(d.data_root / "content" / "ingest")
     d.conch("rmi", "-f", _inspect(d, ref)["Id"], check=True)
     d.conch("pull", ref, check=True)
-    assert d.conch("run", "--rm", ref, "echo", "gz").stdout == "gz\n"
+    assert d.conch("run", "--rm", ref, "sh", "-c", "wc -c < /blob").stdout.strip() == str(20 << 20)
     resp = d.api.request("GET", f"/distribution/{ref}/json")
     assert resp.json()["Descriptor"]["mediaType"].endswith("manifest.v2+json")
 

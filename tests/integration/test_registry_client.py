@@ -174,3 +174,65 @@ def test_unreachable_registry_is_unavailable():
                 await dead.ping()
 
     run(go)
+
+
+def _plain_layer(store_dir, size: int):
+    """An uncompressed layer (a tar of ``size`` random bytes) in a fresh content store."""
+    import io
+    import tarfile
+    from types import SimpleNamespace
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("blob")
+        info.size = size
+        tar.addfile(info, io.BytesIO(os.urandom(size)))
+    store = ContentStore(store_dir)
+    store.put(buf.getvalue())
+    desc = Descriptor.of(buf.getvalue(), mt.DOCKER_LAYER)
+    return SimpleNamespace(content=store, list=lambda: []), desc, buf.getvalue()
+
+
+def test_push_gzips_a_plain_layer_while_uploading_it(tmp_path):
+    """The gzip of a 20 MB layer goes up in several PATCHes as it is made; the registry
+    and the content store end with the same verified gzip blob, which inflates back to
+    the layer."""
+    import gzip
+
+    from conch.engine.push_stream import push_compressing
+
+    images, layer, raw = _plain_layer(tmp_path, 20 << 20)
+
+    async def go(reg, host, other):
+        done = []
+        gz = await push_compressing(images, host, "repo", layer, mt.DOCKER_MANIFEST, done.append)
+        assert reg.patches >= 2 and done[-1] == layer.size
+        assert reg.blobs[str(gz.digest)] == images.content.read(gz.digest, verify=True)
+        assert gzip.decompress(reg.blobs[str(gz.digest)]) == raw
+        assert gz.media_type == mt.DOCKER_LAYER_GZIP
+
+    run(go)
+    assert not os.listdir(tmp_path / "ingest")
+
+
+def test_push_failing_half_way_leaves_nothing(tmp_path):
+    """The registry fails the second PATCH: the push fails with the registry's error, the
+    compressing thread stops and removes its ingest, no gzip blob is kept."""
+    import threading
+
+    from conch.engine.push_stream import push_compressing
+    from conch.errors import ConchError
+
+    images, layer, _ = _plain_layer(tmp_path, 20 << 20)
+    before = {b.digest for b in images.content.walk()}
+
+    async def go(reg, host, other):
+        reg.fail_patch = 2
+        with pytest.raises(ConchError, match="disk full|500"):
+            await push_compressing(images, host, "repo", layer, mt.DOCKER_MANIFEST, lambda n: None)
+
+    threads = threading.active_count()
+    run(go)
+    assert threading.active_count() <= threads
+    assert not os.listdir(tmp_path / "ingest")
+    assert {b.digest for b in images.content.walk()} == before

@@ -12,7 +12,8 @@ Upload (distribution spec "Pushing blobs"): :func:`blob_exists` (HEAD), :func:`m
 (``POST …/blobs/uploads/?mount=<digest>&from=<repo>``: 201 means mounted, 202 starts an
 ordinary upload), :func:`upload_blob`: blobs up to ``MONOLITHIC_MAX`` in one ``PUT`` of
 the session URL with ``?digest=``, larger ones as ``PATCH`` chunks with
-``Content-Range`` then a closing ``PUT``. Each response's ``Location`` is the next URL.
+``Content-Range`` then a closing ``PUT`` (:class:`ChunkedUpload`, which also serves a blob
+sent while it is being made). Each response's ``Location`` is the next URL.
 """
 
 from __future__ import annotations
@@ -205,26 +206,45 @@ async def upload_blob(host: RegistryHost, repo: str, desc: Descriptor, url: URL,
                                   data=data, scopes=scopes, what=what)
         await _finish(resp, what, progress, desc.size)
         return
-    offset = 0
-    while offset < desc.size:
+    upload = ChunkedUpload(host, repo, url, what)
+    while upload.offset < desc.size:
         data = await asyncio.to_thread(blob.read, UPLOAD_CHUNK)
         if not data:
-            raise InvalidArgument(f"{what}: local blob ended at byte {offset} of {desc.size}")
+            raise InvalidArgument(f"{what}: local blob ended at byte {upload.offset} of {desc.size}")
+        await upload.send(data)
+        if progress is not None:
+            progress(upload.offset)
+    await upload.finish(desc.digest)
+    if progress is not None:
+        progress(desc.size)
+
+
+class ChunkedUpload:
+    """An upload session fed piece by piece (``PATCH`` with ``Content-Range``, each
+    answer's ``Location`` the next URL) and closed by ``PUT ?digest=``: the digest is
+    needed only at the end, so a blob can be sent while it is being made."""
+
+    def __init__(self, host: RegistryHost, repo: str, url: URL, what: str) -> None:
+        self.host, self.url, self.what = host, url, what
+        self.scopes = _push_scopes(repo)
+        self.offset = 0
+
+    async def send(self, data: bytes) -> None:
         headers = {"Content-Type": "application/octet-stream",
-                   "Content-Range": f"{offset}-{offset + len(data) - 1}"}
-        resp = await host.request("PATCH", "", url=url, headers=headers, data=data,
-                                  scopes=scopes, what=what)
+                   "Content-Range": f"{self.offset}-{self.offset + len(data) - 1}"}
+        resp = await self.host.request("PATCH", "", url=self.url, headers=headers, data=data,
+                                       scopes=self.scopes, what=self.what)
         try:
-            await raise_for(resp, what, ok=(202,))
-            url = _location(resp)
+            await raise_for(resp, self.what, ok=(202,))
+            self.url = _location(resp)
         finally:
             resp.release()
-        offset += len(data)
-        if progress is not None:
-            progress(offset)
-    resp = await host.request("PUT", "", url=url.update_query(digest=str(desc.digest)),
-                              data=b"", scopes=scopes, what=what)
-    await _finish(resp, what, progress, desc.size)
+        self.offset += len(data)
+
+    async def finish(self, digest: Digest) -> None:
+        resp = await self.host.request("PUT", "", url=self.url.update_query(digest=str(digest)),
+                                       data=b"", scopes=self.scopes, what=self.what)
+        await _finish(resp, self.what, None, self.offset)
 
 
 async def _finish(resp, what: str, progress: Progress | None, size: int) -> None:

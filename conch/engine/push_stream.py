@@ -34,7 +34,7 @@ from conch.registry.client.blobs import ChunkedUpload, start_upload
 # in 1 MiB pieces, incompressible data comes out Huffman-coded and inflates at ~0.5 GB/s
 # (a pull's bottleneck); in 8 MiB pieces it is mostly stored and inflates ~1.5x faster.
 READ_CHUNK = 8 << 20
-PIECE = 8 << 20  # compressed bytes per PATCH
+PIECE = 4 << 20  # compressed bytes that make a PATCH (one READ_CHUNK gives ~8 MiB)
 DEPTH = 2  # pieces compressed ahead of the upload
 
 

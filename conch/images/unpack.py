@@ -132,6 +132,8 @@ class Unpacker:
         except AlreadyExists:
             log.debug("layer %s was unpacked concurrently; dropping our copy", chain_id)
             self.discard(extracted)
+            if not self._committed(str(chain_id)):
+                raise  # the name is taken by something that is not that layer
         except BaseException:
             self.discard(extracted)
             raise

@@ -3,10 +3,11 @@
 conch-shim's warm mode (see ``shim/conch-shim.c``) forks this ahead of time, so that the
 interpreter start-up and the imports of the create path (~20 ms), and the compile of
 Docker's default seccomp profile, are paid while no container waits. Then, on ``FD`` (a
-SOCK_SEQPACKET socket), one message arrives: the runtime's argv, NUL-separated (``--root R create --bundle B --pid-file P ID``), with the
-container's stdin, stdout and stderr as SCM_RIGHTS. They become fds 0-2 (blocking, as the
-container expects), and ``main(argv)`` runs as if just exec'd. An empty read means the
-shim was discarded: exit quietly.
+SOCK_SEQPACKET socket), one message arrives: the runtime's argv, NUL-separated
+(``--root R create --bundle B --pid-file P ID``), with the container's stdin, stdout and
+stderr as SCM_RIGHTS. They become fds 0-2 (blocking, as the container expects), and
+``main(argv)`` runs as if just exec'd. An empty read means the shim was discarded: exit
+quietly.
 """
 
 import os

@@ -14,21 +14,16 @@ import os
 
 
 def serve(fd: int) -> int:
-    import socket
-
     # what a cold `create` imports after exec (conch.runtime.main imports them lazily)
     from conch.runtime import (commands, config, create, init, main, prearm,  # noqa: F401
                                process, rootfs, seccomp, sync)
     from conch.cgroups import resources, v1, v2  # noqa: F401
 
     _precompile_default_seccomp()
-    sock = socket.socket(fileno=fd)
     try:
-        msg, fds, _flags, _addr = socket.recv_fds(sock, 65536, 3)
+        msg, fds = _recv_fds(fd, 65536, 3)
     except OSError:
         return 1
-    finally:
-        sock.close()
     if not msg or len(fds) != 3:
         return 0
     for target, received in enumerate(fds):
@@ -37,6 +32,25 @@ def serve(fd: int) -> int:
         if received > 2:
             os.close(received)
     return main.main(msg.rstrip(b"\0").decode().split("\0"))
+
+
+def _recv_fds(fd: int, bufsize: int, maxfds: int) -> tuple[bytes, list[int]]:
+    """socket.recv_fds over the C module: ``socket`` itself would bring enum, selectors
+    and its IntEnums into this waiting process (~1 MiB of resident memory, which counts
+    against conchd's idle footprint) for one call. Closes ``fd``."""
+    import _socket
+    import array
+
+    sock = _socket.socket(fileno=fd)
+    try:
+        fds = array.array("i")
+        msg, ancdata, _flags, _addr = sock.recvmsg(bufsize, _socket.CMSG_LEN(maxfds * fds.itemsize))
+    finally:
+        sock.close()
+    for level, kind, data in ancdata:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+    return msg, list(fds)
 
 
 def _precompile_default_seccomp() -> None:

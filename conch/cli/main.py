@@ -46,6 +46,7 @@ VERBS: dict[str, tuple[str, str, str]] = {
     "export": ("containers", "cmd_export", "Export a container's filesystem as a tar archive"),
     "commit": ("containers", "cmd_commit", "Create a new image from a container's changes"),
     "update": ("containers", "cmd_update", "Update configuration of one or more containers"),
+    "build": ("build", "cmd_build", "Build an image from a Dockerfile"),
     "images": ("images", "cmd_images", "List images"),
     "pull": ("registry_cmds", "cmd_pull", "Download an image from a registry"),
     "push": ("registry_cmds", "cmd_push", "Upload an image to a registry"),
@@ -79,7 +80,7 @@ NOUNS: dict[str, dict[str, tuple[str, str, str]]] = {
     "image": {
         "ls": VERBS["images"], "list": VERBS["images"],
         "rm": VERBS["rmi"], "remove": VERBS["rmi"],
-        **{v: VERBS[v] for v in ("pull", "push", "tag", "import", "history", "save", "load")},
+        **{v: VERBS[v] for v in ("build", "pull", "push", "tag", "import", "history", "save", "load")},
         "inspect": ("system", "cmd_image_inspect", "Display detailed information on one or more images"),
         "prune": ("images", "cmd_prune", "Remove unused images"),
     },

@@ -172,8 +172,8 @@ class TaskOwner:
 
 
 async def serve(args) -> None:
-    from conch.api import (routes_archive, routes_containers, routes_exec, routes_networks,
-                           routes_volumes)
+    from conch.api import (routes_archive, routes_build, routes_containers, routes_exec,
+                           routes_networks, routes_volumes)
     from conch.api.server import ROUTE_MODULES, create_app, serving
 
     for d in (args.data_root, args.exec_root):
@@ -191,7 +191,8 @@ async def serve(args) -> None:
 
     tasks.create_task(trim_when_idle())
     app = create_app(engine, modules=ROUTE_MODULES + (routes_containers, routes_exec, routes_archive,
-                                                          routes_volumes, routes_networks))
+                                                          routes_volumes, routes_networks,
+                                                          routes_build))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

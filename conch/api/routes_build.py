@@ -1,0 +1,102 @@
+"""``POST /build``: docker's classic builder over the API (``conch.engine.builder``).
+
+Query (Engine API v1.45 ``ImageBuild``): ``t`` (repeatable), ``dockerfile``,
+``buildargs`` and ``labels`` (JSON objects of strings; a null build arg is skipped),
+``target``, ``nocache``, ``q``, ``rm`` (default true), ``forcerm``, ``pull``,
+``platform`` (the host's only). ``remote`` (a URL or git context) is refused. The body is
+the context tar (plain or compressed).
+
+Answer: docker's jsonmessage lines -- ``{"stream": "Step 1/4 : FROM busybox\\n"}``,
+``{"aux": {"ID": "sha256:…"}}`` once -- as the build goes. As dockerd, an error before
+the first line (bad query, unreadable context, no Dockerfile, a parse error) is an
+ordinary HTTP error; after it, the in-band ``{"errorDetail": {"message": m}, "error": m}``
+line, with ``"code"`` (the RUN's exit status) when a RUN step failed: the docker CLI exits
+with that code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+
+from aiohttp import web
+
+from conch.api.params import engine_of, json_body, parse_bool
+from conch.api.streams import progress_error
+from conch.errors import ConchError, InvalidArgument
+from conch.oci.reference import Reference
+
+log = logging.getLogger(__name__)
+_CHUNK = 1 << 20
+
+
+def register(add) -> None:
+    add("POST", "/build", build)
+
+
+def _json_map(query, name: str) -> dict[str, str]:
+    raw = query.get(name, "")
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidArgument(f"invalid {name} JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"{name} must be a JSON object")
+    return {str(k): str(v) for k, v in value.items() if v is not None}
+
+
+def build_options(query):
+    from conch.engine.builder import BuildOptions
+
+    if query.get("remote"):
+        raise InvalidArgument("remote build contexts are not supported: send the context as the body")
+    tags = tuple(query.getall("t", []))
+    for tag in tags:
+        if Reference.parse(tag).digest is not None:
+            raise InvalidArgument(f"invalid tag {tag!r}: a build cannot be tagged with a digest")
+    return BuildOptions(
+        tags=tags, dockerfile=query.get("dockerfile") or "Dockerfile",
+        build_args=_json_map(query, "buildargs"), target=query.get("target", ""),
+        no_cache=parse_bool(query, "nocache"), quiet=parse_bool(query, "q"),
+        remove=parse_bool(query, "rm", True), force_remove=parse_bool(query, "forcerm"),
+        labels=_json_map(query, "labels"), pull=parse_bool(query, "pull"))
+
+
+def _message(msg) -> dict:
+    if msg.aux_id:
+        return {"aux": {"ID": msg.aux_id}}
+    return {"stream": msg.stream}
+
+
+async def build(request: web.Request) -> web.StreamResponse:
+    from conch.engine.builder import Builder, StepFailed
+
+    opts = build_options(request.query)
+    response = None
+    with tempfile.TemporaryFile(prefix="conch-build-") as body:
+        async for chunk in request.content.iter_chunked(_CHUNK):
+            body.write(chunk)
+        body.seek(0)
+        try:
+            async for msg in Builder(engine_of(request)).build(body, opts):
+                if response is None:
+                    response = web.StreamResponse(status=200)
+                    response.content_type = "application/json"
+                    await response.prepare(request)
+                await response.write(json_body(_message(msg)))
+        except (ConnectionError,):
+            raise
+        except Exception as exc:  # noqa: BLE001 - after the head: in-band, as dockerd
+            if response is None:
+                raise
+            if not isinstance(exc, ConchError):
+                log.error("build failed: %s", exc, exc_info=exc)
+            line = progress_error(str(exc))
+            if isinstance(exc, StepFailed):
+                line["errorDetail"]["code"] = exc.code
+            await response.write(json_body(line))
+    await response.write_eof()
+    return response

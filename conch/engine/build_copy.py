@@ -1,0 +1,208 @@
+"""COPY and ADD for the classic builder: which files, where they land, and their hash.
+
+Contract (docker's classic ``COPY``/``ADD``, moby ``builder/dockerfile/copy.go``):
+
+* Sources are paths relative to the source root (the build context, or with ``--from`` the
+  root of a stage's or an image's filesystem); ``..`` cannot climb out of it ("forbidden
+  path outside the build context"). A source may hold ``*?[`` wildcards, matched per path
+  element (Go's ``filepath.Match``); context files excluded by ``.dockerignore`` are not
+  there. No match is docker's "file not found in build context or excluded by
+  .dockerignore".
+* The destination is relative to WORKDIR. It is a directory when it ends in ``/``, when
+  there are several sources, or when it already is one in the image; a source directory
+  is copied by its *contents*. Missing parent directories are created 0755.
+* Files are owned by root (the context tar's owners are ignored), or ``--chown``'s user
+  and group resolved in the image's ``/etc/passwd``/``/etc/group``. Modes and mtimes are
+  kept; symlinks are copied as links.
+* ``ADD`` of a local tar archive (plain, gzip, bzip2, xz) unpacks it into the destination.
+
+:func:`plan` resolves the sources; :func:`source_hash` is the cache key's content part
+(names, modes, link targets and file bytes; not mtimes: touching a file keeps the cache,
+as docker's content hash does); :func:`write_tar` writes the tar that
+:func:`conch.engine.filesystem.put_archive` applies under the mounted root. Plain
+synchronous code, run in a worker thread.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import posixpath
+import stat
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+from conch.errors import InvalidArgument, NotFound
+from conch.runtime.rootfs import secure_join
+
+_WILD = set("*?[")
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    path: str      # host path (inside the source root)
+    rel: str       # its path relative to the source root
+    is_dir: bool
+
+
+def plan(src_root: Path, patterns: list[str], excluded: Callable[[str], bool] | None,
+         *, context: bool) -> list[Source]:
+    """The sources ``patterns`` name under ``src_root``, in Dockerfile order."""
+    out: list[Source] = []
+    for pattern in patterns:
+        clean = posixpath.normpath("/" + pattern).lstrip("/")
+        if context and posixpath.normpath(pattern).startswith("../"):
+            raise InvalidArgument(f"forbidden path outside the build context: {pattern} ()")
+        matches = _glob(src_root, clean) if _WILD & set(clean) else [clean]
+        found = []
+        for rel in matches:
+            if excluded is not None and rel and excluded(rel):
+                continue
+            host = secure_join(str(src_root), "/" + rel) if not context else os.path.join(src_root, rel)
+            try:
+                st = os.lstat(host)
+            except FileNotFoundError:
+                continue
+            found.append(Source(path=host, rel=rel, is_dir=stat.S_ISDIR(st.st_mode)))
+        if not found:
+            where = "build context or excluded by .dockerignore" if context else "source image"
+            raise NotFound(f"COPY failed: file not found in {where}: stat {pattern}: "
+                           "file does not exist")
+        out += found
+    return out
+
+
+def _glob(root: Path, pattern: str) -> list[str]:
+    """Relative paths under ``root`` matching ``pattern`` element by element."""
+    parts = [p for p in pattern.split("/") if p]
+    found = [""]
+    for part in parts:
+        nxt = []
+        for base in found:
+            d = os.path.join(root, base)
+            if not _WILD & set(part):
+                if os.path.lexists(os.path.join(d, part)):
+                    nxt.append(posixpath.join(base, part))
+                continue
+            try:
+                names = sorted(os.listdir(d))
+            except (NotADirectoryError, FileNotFoundError):
+                continue
+            nxt += [posixpath.join(base, n) for n in names if fnmatch.fnmatchcase(n, part)]
+        found = nxt
+    return found
+
+
+def _walk(src: Source, excluded: Callable[[str], bool] | None):
+    """(host path, path relative to the source) of the source and, for a directory,
+    everything below it (excluded files skipped), sorted."""
+    yield src.path, ""
+    if not src.is_dir:
+        return
+    for dirpath, dirnames, filenames in os.walk(src.path):
+        dirnames.sort()
+        rel_dir = os.path.relpath(dirpath, src.path)
+        for name in sorted(dirnames + filenames):
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            full_rel = posixpath.join(src.rel, rel) if src.rel else rel
+            if excluded is not None and excluded(full_rel):
+                if name in dirnames:
+                    dirnames.remove(name)
+                continue
+            yield os.path.join(dirpath, name), rel
+
+
+def source_hash(sources: list[Source], excluded) -> str:
+    """``file:<hex>``, ``dir:<hex>`` or ``multi:<hex>`` as docker names COPY's content."""
+    h = hashlib.sha256()
+    for src in sources:
+        h.update(f"\0src {src.rel}\n".encode("utf-8", "surrogateescape"))
+        for host, rel in _walk(src, excluded):
+            st = os.lstat(host)
+            h.update(f"{rel}\0{st.st_mode:o}\0".encode("utf-8", "surrogateescape"))
+            if stat.S_ISLNK(st.st_mode):
+                h.update(os.readlink(host).encode("utf-8", "surrogateescape"))
+            elif stat.S_ISREG(st.st_mode):
+                with open(host, "rb") as f:
+                    while chunk := f.read(1 << 20):
+                        h.update(chunk)
+    kind = "multi" if len(sources) > 1 else ("dir" if sources[0].is_dir else "file")
+    return f"{kind}:{h.hexdigest()}"
+
+
+def destination(dest: str, workdir: str) -> tuple[str, bool]:
+    """(absolute destination, whether it was written as a directory: trailing ``/``)."""
+    if not dest:
+        raise InvalidArgument("COPY requires at least two arguments")
+    is_dir = dest.endswith("/") or dest in (".", "..") or dest.endswith("/.")
+    if not dest.startswith("/"):
+        dest = posixpath.join(workdir or "/", dest)
+    return posixpath.normpath(dest), is_dir
+
+
+def is_archive(path: str) -> bool:
+    try:
+        return os.path.isfile(path) and tarfile.is_tarfile(path)
+    except OSError:
+        return False
+
+
+def write_tar(out: BinaryIO, root: Path, sources: list[Source], dest: str, dest_is_dir: bool,
+              owner: tuple[int, int], excluded) -> None:
+    """The tar (names relative to the image root) that puts ``sources`` at ``dest``."""
+    root_s = str(root)
+    into_dir = dest_is_dir or len(sources) > 1 or _is_dir_in(root_s, dest)
+    uid, gid = owner
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT,
+                      encoding="utf-8", errors="surrogateescape") as tar:
+        made: set[str] = set()
+
+        def parents(path: str) -> None:
+            """Directory entries for the missing ancestors of ``path`` (0755)."""
+            chain = []
+            p = posixpath.dirname(path)
+            while p not in ("/", "") and p not in made and not _exists_in(root_s, p):
+                chain.append(p)
+                p = posixpath.dirname(p)
+            for d in reversed(chain):
+                info = tarfile.TarInfo(d.lstrip("/"))
+                info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o755, uid, gid
+                tar.addfile(info)
+                made.add(d)
+
+        for src in sources:
+            if src.is_dir:
+                base = dest
+            else:
+                base = posixpath.join(dest, posixpath.basename(src.rel)) if into_dir else dest
+            for host, rel in _walk(src, excluded):
+                target = posixpath.normpath(posixpath.join(base, rel)) if rel else base
+                if target == "/":
+                    continue
+                parents(target)
+                info = tar.gettarinfo(host, arcname=target.lstrip("/"))
+                info.uid, info.gid, info.uname, info.gname = uid, gid, "", ""
+                if info.isreg():
+                    with open(host, "rb") as f:
+                        tar.addfile(info, f)
+                else:
+                    tar.addfile(info)
+                if info.isdir():
+                    made.add(target)
+
+
+def _exists_in(root: str, path: str) -> bool:
+    try:
+        return os.path.lexists(secure_join(root, path))
+    except (OSError, InvalidArgument):
+        return False
+
+
+def _is_dir_in(root: str, path: str) -> bool:
+    try:
+        return os.path.isdir(secure_join(root, path))
+    except (OSError, InvalidArgument):
+        return False

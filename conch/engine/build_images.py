@@ -1,0 +1,153 @@
+"""What each build step leaves behind: an image, and a cache entry that finds it again.
+
+Contract:
+
+* :func:`commit_step` writes the step's image: the parent's config with the stage's
+  execution config, one more history entry (``created_by`` as docker writes it;
+  ``empty_layer`` when the step made no layer) and, for RUN/COPY/ADD/WORKDIR, one more
+  gzip layer; manifest media types follow the parent (Docker schema 2 for ``scratch``).
+  The image is registered without a name (docker's intermediate images) and its ID
+  returned.
+* :func:`snapshot_layer` is ``docker commit``'s layer writer
+  (:func:`conch.engine.filesystem.write_commit_layer`) over a snapshot's upper dir:
+  (descriptor, diff_id), or None when the step changed nothing.
+* :func:`scratch_root` prepares a writable snapshot of an image and mounts it on a
+  private directory under ``<exec-root>/build`` for the block (COPY writes into it,
+  COPY --from reads from it); the mount and, unless kept, the snapshot go at the end.
+* :class:`StepCache` maps sha256(parent image ID, ``created_by``) to the image a step
+  made: ``<data-root>/build-cache/<key>`` holds the image ID (written atomically). A hit
+  whose image was removed since is a miss. COPY/ADD put their sources' content hash in
+  ``created_by`` (``COPY file:<hex> in /dst``), so changed files miss.
+
+Plain synchronous code (worker threads), except :func:`scratch_root`'s async face.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from conch.errors import NotFound
+from conch.images.importer import rfc3339_nano
+from conch.oci import mediatype as mt
+from conch.oci.descriptor import Descriptor
+from conch.oci.image import ExecutionConfig, History, ImageConfig, ImageManifest, RootFS
+from conch.snapshots import lower_dirs, mount_all, unmount, writable_dir
+
+SHELL_PREFIX = "/bin/sh -c "
+
+
+def nop_created_by(comment: str) -> str:
+    """docker's history text of a config-only step (two spaces: Cmd was
+    ``[/bin/sh, -c, "#(nop) ", comment]`` joined by spaces)."""
+    return f"{SHELL_PREFIX}#(nop)  {comment}"
+
+
+def _is_oci(parent) -> bool:
+    return parent is not None and parent.manifest.media_type == mt.OCI_MANIFEST
+
+
+def layer_media_type(parent) -> str:
+    return mt.OCI_LAYER_GZIP if _is_oci(parent) else mt.DOCKER_LAYER_GZIP
+
+
+def commit_step(images, parent, config: ExecutionConfig, created_by: str, *,
+                layer=None, author: str = "") -> str:
+    """Register the step's image over ``parent`` (an Image, or None for scratch)."""
+    created = rfc3339_nano(time.time_ns())
+    if parent is None:
+        p = images.platform
+        base = ImageConfig(architecture=p.architecture, os=p.os, variant=p.variant,
+                           rootfs=RootFS())
+        layers: tuple[Descriptor, ...] = ()
+    else:
+        base, layers = parent.config, parent.manifest.layers
+    history = History(created=created, created_by=created_by, empty_layer=layer is None)
+    extra = {k: v for k, v in base.extra.items()
+             if k not in ("comment", "container", "container_config")}
+    cfg = replace(base, created=created, author=author or base.author, config=config,
+                  rootfs=replace(base.rootfs, diff_ids=base.rootfs.diff_ids + ((layer[1],) if layer else ())),
+                  history=base.history + (history,), extra=extra)
+    cfg_bytes = cfg.to_bytes()
+    images.content.put(cfg_bytes)
+    oci = _is_oci(parent)
+    manifest = ImageManifest(
+        media_type=mt.OCI_MANIFEST if oci else mt.DOCKER_MANIFEST,
+        config=Descriptor.of(cfg_bytes, mt.OCI_CONFIG if oci else mt.DOCKER_CONFIG),
+        layers=layers + ((layer[0],) if layer else ()))
+    manifest_bytes = manifest.to_bytes()
+    images.content.put(manifest_bytes)
+    image = images.register(Descriptor.of(manifest_bytes, manifest.media_type), None)
+    return str(image.id)
+
+
+def snapshot_layer(images, snapshotter, key: str, media_type: str):
+    """The snapshot ``key``'s changes as a layer blob: (descriptor, diff_id) or None."""
+    from conch.engine import filesystem
+
+    mounts = snapshotter.mounts(key)
+    try:
+        return filesystem.write_commit_layer(images, lower_dirs(mounts), writable_dir(mounts),
+                                             media_type)
+    except filesystem._Empty:  # noqa: SLF001 - commit's own "no change" signal
+        return None
+
+
+@contextlib.contextmanager
+def scratch_root(images, snapshotter, exec_root: str, image):
+    """Mount a fresh writable snapshot of ``image`` (None: empty); yields (key, root).
+    The snapshot is removed afterwards; commit its layer inside the block."""
+    key = f"build-{secrets.token_hex(12)}"
+    base = Path(exec_root) / "build"
+    base.mkdir(mode=0o700, exist_ok=True)
+    target = Path(tempfile.mkdtemp(dir=base, prefix="root-"))
+    try:
+        if image is None:
+            mounts = snapshotter.prepare(key, None)
+        else:
+            mounts = images.prepare_rootfs(image, key)
+        try:
+            mount_all(mounts, target)
+            try:
+                yield key, target
+            finally:
+                unmount(target)
+        finally:
+            with contextlib.suppress(NotFound):
+                snapshotter.remove(key)
+    finally:
+        with contextlib.suppress(OSError):
+            os.rmdir(target)
+
+
+class StepCache:
+    """sha256(parent, created_by) -> image ID, one small file per entry."""
+
+    def __init__(self, root: str | os.PathLike, images):
+        self.dir = Path(root) / "build-cache"
+        self.images = images
+
+    def _path(self, parent_id: str, created_by: str) -> Path:
+        key = hashlib.sha256(f"{parent_id}\n{created_by}".encode("utf-8", "surrogateescape"))
+        return self.dir / key.hexdigest()
+
+    def get(self, parent_id: str, created_by: str) -> str | None:
+        try:
+            image_id = self._path(parent_id, created_by).read_text().strip()
+            self.images.get(image_id)
+        except (FileNotFoundError, NotFound):
+            return None
+        return image_id
+
+    def put(self, parent_id: str, created_by: str, image_id: str) -> None:
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = self._path(parent_id, created_by)
+        tmp = path.with_suffix(".tmp" + secrets.token_hex(4))
+        tmp.write_text(image_id)
+        os.replace(tmp, path)

@@ -1,0 +1,563 @@
+"""``docker build`` with docker's classic builder semantics (``DOCKER_BUILDKIT=0``).
+
+Contract: :meth:`Builder.build` takes the build context (a tar, plain or compressed) and
+:class:`BuildOptions`, and yields :class:`BuildMessage` records -- the text docker's
+classic builder prints (``Step 1/4 : FROM busybox``, `` ---> 1a2b3c4d5e6f``, the RUN
+output, ``Successfully built …``) and, once, the final image ID (``aux``). A failure
+raises a ``ConchError``; a RUN that exits non-zero raises :class:`StepFailed` with
+docker's "The command '/bin/sh -c false' returned a non-zero code: 1" and the exit code.
+No image is named then.
+
+Order of a build:
+
+1. The context is unpacked (``conch.archive.apply_layer``: no entry can land outside)
+   into a private directory under the image service's tmp dir; ``.dockerignore`` is
+   read from it (:class:`conch.build.dockerignore.DockerIgnore`).
+2. The Dockerfile (``dockerfile``, default ``Dockerfile``) is parsed
+   (:func:`conch.build.parser.parse`); ARGs before the first FROM are the meta args
+   FROM lines expand with. With ``target`` the stages after it are dropped.
+3. Every instruction is a step and every step leaves an image (dangling, as docker's
+   intermediate images): config-only steps (:mod:`conch.engine.build_steps`) an image
+   with an ``empty_layer`` history entry; RUN a real container (create, start, its
+   output streamed from the json log, wait; ``--network none``) whose snapshot diff is
+   committed as ``docker commit`` does; COPY/ADD/WORKDIR a snapshot of the parent
+   mounted privately, written into, and committed (:mod:`conch.engine.build_images`,
+   :mod:`conch.engine.build_copy`).
+4. Before each step the step cache (:class:`build_images.StepCache`) is asked for an
+   image made from the same parent by the same instruction (`` ---> Using cache``);
+   ``no_cache`` skips the lookup.
+5. ``labels`` are applied as a last LABEL step (as docker appends one); the final image
+   is tagged with each ``tags`` entry.
+
+Intermediate RUN containers are removed after their step when ``remove`` (docker's
+``rm``, default true); a failed step's container is kept unless ``force_remove``, as
+docker does. The context directory and every mount go whatever happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import AsyncIterator, BinaryIO, Mapping
+
+from conch.build.dockerignore import DockerIgnore
+from conch.build.parser import parse
+from conch.build.shell import Lexer
+from conch.engine import build_copy, build_images
+from conch.engine import logs as clogs
+from conch.engine.build_steps import (CONFIG_STEPS, PREDEFINED_ARGS, StageState,
+                                      apply_config_step, exec_form, expand_words, flag_values,
+                                      validate, workdir_path)
+from conch.engine.model import CreateSpec
+from conch.errors import ConchError, InvalidArgument, NotFound
+from conch.oci.image import ExecutionConfig
+from conch.oci.reference import Reference
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BuildOptions:
+    tags: tuple[str, ...] = ()
+    dockerfile: str = "Dockerfile"
+    build_args: Mapping[str, str] = field(default_factory=dict)
+    target: str = ""
+    no_cache: bool = False
+    quiet: bool = False
+    remove: bool = True
+    force_remove: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)
+    pull: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BuildMessage:
+    stream: str = ""
+    aux_id: str = ""
+
+
+class StepFailed(ConchError):
+    """A RUN step exited non-zero; ``code`` is its exit status (the CLI's exit code)."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class _Synthetic:
+    """An instruction the builder adds itself (``--label``'s LABEL)."""
+
+    name: str
+    args: tuple
+    original: str
+    flags: tuple[str, ...] = ()
+    json_form: bool = False
+
+
+class Builder:
+    def __init__(self, engine):
+        self.containers = engine.containers
+        self.images = engine.images
+        self.snapshotter = engine.containers.snapshotter
+        self.paths = engine.containers.paths
+        self.cache = build_images.StepCache(self.paths.data_root, engine.images)
+
+    async def build(self, context: BinaryIO, opts: BuildOptions) -> AsyncIterator[BuildMessage]:
+        ctx_dir = await asyncio.to_thread(self._unpack_context, context)
+        try:
+            run = _Build(self, Path(ctx_dir), opts)
+            if not opts.quiet:
+                async for msg in run.steps():
+                    yield msg
+                return
+            held = []  # -q: the output only if the build fails, as dockerd
+            try:
+                async for msg in run.steps():
+                    if msg.aux_id:
+                        yield msg
+                    else:
+                        held.append(msg)
+            except ConchError:
+                for msg in held:
+                    yield msg
+                raise
+            yield BuildMessage(stream=run.final_id + "\n")
+        finally:
+            await asyncio.to_thread(shutil.rmtree, ctx_dir, True)
+
+    def _unpack_context(self, stream: BinaryIO) -> str:
+        from conch.archive.apply import apply_layer
+
+        d = tempfile.mkdtemp(dir=self.images.tmp_dir(), prefix="build-context-")
+        try:
+            apply_layer(stream, Path(d), whiteout_format="plain")
+        except BaseException:
+            shutil.rmtree(d, ignore_errors=True)
+            raise
+        return d
+
+
+class _Build:
+    """One build's working state (see the module docstring for the order)."""
+
+    def __init__(self, builder: Builder, ctx: Path, opts: BuildOptions):
+        self.b = builder
+        self.ctx = ctx
+        self.opts = opts
+        self.stages: list[StageState] = []
+        self.meta_args: dict[str, str] = {}
+        self.used_meta: set[str] = set()
+        self.step = 0
+        self.total = 0
+        self.final_id = ""
+        self.ignore = self._dockerignore()
+
+    # -- the whole build ---------------------------------------------------------------
+    async def steps(self) -> AsyncIterator[BuildMessage]:
+        df = parse(await asyncio.to_thread(self._read_dockerfile))
+        self.lexer = Lexer(df.escape)
+        for ins in df.instructions:
+            validate(ins)
+        meta, stages = _split_stages(df.instructions)
+        stages = self._up_to_target(stages)
+        extra = [_label_step(self.opts.labels)] if self.opts.labels else []
+        self.total = len(meta) + sum(1 + len(body) for _, body in stages) + len(extra)
+        for ins in meta:
+            yield self._step_line(ins)
+            self._meta_arg(ins)
+        for index, (from_ins, body) in enumerate(stages):
+            yield self._step_line(from_ins)
+            state = await self._from(from_ins, index)
+            yield _out(f" ---> {_short(state.image_id)}\n")
+            for trigger in state.triggers:
+                async for msg in self._dispatch(state, trigger):
+                    yield msg
+            for ins in body + (extra if index == len(stages) - 1 else []):
+                yield self._step_line(ins)
+                async for msg in self._dispatch(state, ins):
+                    yield msg
+                yield _out(f" ---> {_short(state.image_id)}\n")
+            self.stages.append(state)
+        final = self.stages[-1]
+        if not final.image_id:  # FROM scratch and nothing else: docker makes an empty image
+            await self._commit(final, build_images.nop_created_by("FROM scratch"))
+        unused = sorted(set(self.opts.build_args) - {a for s in self.stages for a in s.used_args}
+                        - self.used_meta - PREDEFINED_ARGS)
+        if unused:
+            yield _out(f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed\n")
+        self.final_id = final.image_id
+        yield BuildMessage(aux_id=final.image_id)
+        yield _out(f"Successfully built {_short(final.image_id)}\n")
+        for tag in self.opts.tags:
+            await asyncio.to_thread(self.b.images.tag, final.image_id, tag)
+            yield _out(f"Successfully tagged {Reference.parse(tag).familiar()}\n")
+
+    def _step_line(self, ins) -> BuildMessage:
+        self.step += 1
+        return _out(f"Step {self.step}/{self.total} : {ins.original.strip()}\n")
+
+    def _read_dockerfile(self) -> str:
+        from conch.runtime.rootfs import secure_join
+
+        name = self.opts.dockerfile or "Dockerfile"
+        for candidate in (name, "dockerfile") if name == "Dockerfile" else (name,):
+            path = secure_join(str(self.ctx), "/" + candidate)
+            if os.path.isfile(path):
+                with open(path, encoding="utf-8", errors="surrogateescape") as f:
+                    return f.read()
+        raise NotFound(f"Cannot locate specified Dockerfile: {name}")
+
+    def _dockerignore(self) -> DockerIgnore | None:
+        path = self.ctx / ".dockerignore"
+        if not path.is_file():
+            return None
+        return DockerIgnore.parse(path.read_text(errors="surrogateescape"))
+
+    def _excluded(self, rel: str) -> bool:
+        return self.ignore is not None and self.ignore.excluded(rel)
+
+    def _up_to_target(self, stages):
+        if not self.opts.target:
+            return stages
+        for i, (from_ins, _) in enumerate(stages):
+            if _stage_alias(from_ins).lower() == self.opts.target.lower():
+                return stages[:i + 1]
+        raise InvalidArgument(f"failed to reach build target {self.opts.target} in Dockerfile")
+
+    def _meta_arg(self, ins) -> None:
+        if ins.name != "arg":
+            raise InvalidArgument(f"{ins.name.upper()} is not allowed before the first FROM")
+        for word in ins.args:
+            name, eq, default = word.partition("=")
+            value = self.lexer.process_word(default, self.meta_args) if eq else None
+            if name in self.opts.build_args:
+                value = self.opts.build_args[name]
+                self.used_meta.add(name)
+            if value is not None:
+                self.meta_args[name] = value
+
+    # -- FROM -----------------------------------------------------------------------------
+    async def _from(self, ins, index: int) -> StageState:
+        flag_values(ins.flags, ("platform",), "FROM")
+        words = expand_words(self.lexer, tuple(ins.args), False, self.meta_args)
+        if len(words) not in (1, 3) or (len(words) == 3 and words[1].lower() != "as"):
+            raise InvalidArgument("FROM requires either one or three arguments")
+        name = words[0]
+        earlier = {s.name: s for s in self.stages}
+        if name.lower() == "scratch":
+            image = None
+        elif name.lower() in earlier:
+            image_id = earlier[name.lower()].image_id
+            image = await asyncio.to_thread(self.b.images.get, image_id) if image_id else None
+        else:
+            image = await self._base_image(name)
+        config = (image.config.config if image is not None else None) or ExecutionConfig()
+        triggers = tuple(config.on_build or ())
+        if not config.env:  # docker's setDefaultPath
+            config = replace(config, env=(DEFAULT_PATH,))
+        state = StageState(name=words[2].lower() if len(words) == 3 else str(index),
+                           image_id=str(image.id) if image is not None else "",
+                           config=replace(config, on_build=None),
+                           build_args=dict(self.opts.build_args), meta_args=self.meta_args)
+        state.triggers = [_trigger(t) for t in triggers]
+        return state
+
+    async def _base_image(self, name: str):
+        try:
+            if not self.opts.pull:
+                return await asyncio.to_thread(self.b.images.get, name)
+        except NotFound:
+            pass
+        async for _ in self.b.images.pull(name):  # no registry reachable: its error says so
+            pass
+        return await asyncio.to_thread(self.b.images.get, name)
+
+    # -- one instruction -------------------------------------------------------------------
+    async def _dispatch(self, state: StageState, ins) -> AsyncIterator[BuildMessage]:
+        name = ins.name
+        if getattr(ins, "heredocs", ()):
+            raise InvalidArgument(f"{name.upper()} with a heredoc requires BuildKit (the classic "
+                                  "builder has no heredocs)")
+        if name == "run":
+            async for msg in self._run(state, ins):
+                yield msg
+        elif name in ("copy", "add"):
+            async for msg in self._copy(state, ins):
+                yield msg
+        elif name == "workdir":
+            async for msg in self._workdir(state, ins):
+                yield msg
+        elif name == "onbuild" and not isinstance(ins, _Synthetic):
+            text = re.sub(r"(?is)^\s*onbuild\s+", "", ins.original.strip())
+            comment = apply_config_step(state, self.lexer, name, (), (text,), False)
+            async for msg in self._config_commit(state, comment):
+                yield msg
+        elif name == "label" and isinstance(ins, _Synthetic):
+            state.config = replace(state.config, labels={**(state.config.labels or {}), **dict(ins.args)})
+            comment = "LABEL " + " ".join(f'"{k}"="{v}"' for k, v in ins.args)
+            async for msg in self._config_commit(state, comment):
+                yield msg
+        elif name in CONFIG_STEPS:
+            comment = apply_config_step(state, self.lexer, name, tuple(ins.flags), tuple(ins.args),
+                                        ins.json_form)
+            async for msg in self._config_commit(state, comment):
+                yield msg
+        elif name == "from":
+            raise InvalidArgument("FROM inside a stage")  # _split_stages never lets one through
+        else:
+            raise InvalidArgument(f"unknown instruction: {name.upper()}")
+
+    async def _cached(self, state: StageState, key: str) -> bool:
+        if self.opts.no_cache:
+            return False
+        hit = await asyncio.to_thread(self.b.cache.get, state.image_id, key)
+        if hit is None:
+            return False
+        state.image_id = hit
+        return True
+
+    async def _commit(self, state: StageState, created_by: str, layer=None, key: str | None = None) -> None:
+        parent = await asyncio.to_thread(self.b.images.get, state.image_id) if state.image_id else None
+        parent_id = state.image_id
+        state.image_id = await asyncio.to_thread(
+            build_images.commit_step, self.b.images, parent, state.config, created_by,
+            layer=layer, author=state.author)
+        await asyncio.to_thread(self.b.cache.put, parent_id, key or created_by, state.image_id)
+
+    async def _config_commit(self, state: StageState, comment: str) -> AsyncIterator[BuildMessage]:
+        created_by = build_images.nop_created_by(comment)
+        if await self._cached(state, created_by):
+            yield _out(" ---> Using cache\n")
+            return
+        await self._commit(state, created_by)
+
+    # -- RUN --------------------------------------------------------------------------------
+    async def _run(self, state: StageState, ins) -> AsyncIterator[BuildMessage]:
+        cmd = exec_form(tuple(ins.args), ins.json_form, state.shell)
+        run_args = state.run_args()
+        state.used_args |= {a.partition("=")[0] for a in run_args} & set(self.opts.build_args)
+        prefix = f"|{len(run_args)} {' '.join(run_args)} " if run_args else ""
+        created_by = prefix + " ".join(cmd)
+        if await self._cached(state, created_by):
+            yield _out(" ---> Using cache\n")
+            return
+        if not state.image_id:
+            raise InvalidArgument("RUN needs a base image: FROM scratch has no filesystem yet")
+        svc = self.b.containers
+        spec = CreateSpec(image=state.image_id, cmd=cmd, entrypoint=("",),
+                          env=tuple(state.config.env or ()) + tuple(run_args),
+                          working_dir=state.config.working_dir, user=state.config.user,
+                          network_mode="none")
+        c = await svc.create(spec)
+        yield _out(f" ---> Running in {c.id[:12]}\n")
+        ok = False
+        try:
+            await svc.start(c.id)
+            async for entry in clogs.follow(svc.paths.log(c.id), 0, svc.exited_event(c.id)):
+                yield _out(entry.data.decode("utf-8", "replace"))
+            code = await svc.wait(c.id, "not-running")
+            if code:
+                raise StepFailed(f"The command '{' '.join(cmd)}' returned a non-zero code: {code}", code)
+            parent = await asyncio.to_thread(self.b.images.get, state.image_id)
+            async with svc._lock(c.id):  # noqa: SLF001 - the exit cleanup (unmount) runs under it
+                layer = await asyncio.to_thread(build_images.snapshot_layer, self.b.images,
+                                                self.b.snapshotter, c.id,
+                                                build_images.layer_media_type(parent))
+            await self._commit(state, created_by, layer)
+            ok = True
+        finally:
+            if ok and self.opts.remove or self.opts.force_remove:
+                await svc.remove(c.id, force=True)
+        if ok and self.opts.remove:
+            yield _out(f" ---> Removed intermediate container {c.id[:12]}\n")
+
+    # -- COPY / ADD / WORKDIR ------------------------------------------------------------------
+    async def _copy(self, state: StageState, ins) -> AsyncIterator[BuildMessage]:
+        add = ins.name == "add"
+        flags = flag_values(tuple(ins.flags), ("chown",) if add else ("chown", "from"), ins.name.upper())
+        words = expand_words(self.lexer, tuple(ins.args), ins.json_form, state.env_map())
+        if len(words) < 2:
+            raise InvalidArgument(f"{ins.name.upper()} requires at least two arguments, but only "
+                                  "one was provided. Destination could not be determined.")
+        srcs, dest = words[:-1], words[-1]
+        if add and any(s.startswith(("http://", "https://")) for s in srcs):
+            raise InvalidArgument("ADD from a URL is not supported by conch: use RUN wget")
+        dest_abs, dest_dir = build_copy.destination(dest, state.config.working_dir)
+        if len(srcs) > 1 and not dest_dir:
+            raise InvalidArgument(f"When using {ins.name.upper()} with more than one source file, "
+                                  "the destination must be a directory and end with a /")
+        source_image = await self._copy_source(flags.get("from", ""))
+        parent = await asyncio.to_thread(self.b.images.get, state.image_id) if state.image_id else None
+        result = await asyncio.to_thread(
+            self._copy_sync, state, parent, source_image, "from" in flags, srcs, dest, dest_abs,
+            dest_dir, flags.get("chown", ""), add)
+        if result == "cached":
+            yield _out(" ---> Using cache\n")
+
+    async def _copy_source(self, ref: str):
+        if not ref:
+            return None
+        by_name = {s.name: s for s in self.stages}
+        stage = by_name.get(ref.lower())
+        if stage is None and ref.isdigit() and int(ref) < len(self.stages):
+            stage = self.stages[int(ref)]
+        if stage is not None:
+            if not stage.image_id:
+                raise InvalidArgument(f"stage {ref} has no filesystem (FROM scratch)")
+            return await asyncio.to_thread(self.b.images.get, stage.image_id)
+        return await self._base_image(ref)
+
+    def _copy_sync(self, state, parent, source_image, from_flag, srcs, dest, dest_abs, dest_dir,
+                   chown, add) -> str:
+        """Worker thread: resolve, hash, look in the cache, else write and commit."""
+        b = self.b
+        with _source_root(b, self.ctx, source_image, from_flag) as src_root:
+            excluded = None if from_flag else self._excluded
+            sources = build_copy.plan(src_root, srcs, excluded, context=not from_flag)
+            digest = build_copy.source_hash(sources, excluded)
+            created_by = f"{build_images.SHELL_PREFIX}#(nop) {'ADD' if add else 'COPY'} {digest} in {dest} "
+            key = created_by + (f"\0chown={chown}" if chown else "")
+            if not self.opts.no_cache and (hit := b.cache.get(state.image_id, key)):
+                state.image_id = hit
+                return "cached"
+            with build_images.scratch_root(b.images, b.snapshotter, self.b.paths.exec_root,
+                                           parent) as (snap, root):
+                owner = _chown(chown, root)
+                archives = [s for s in sources if add and not s.is_dir and build_copy.is_archive(s.path)]
+                plain = [s for s in sources if s not in archives]
+                _write_sources(root, plain, archives, dest_abs, dest_dir, owner, excluded)
+                layer = build_images.snapshot_layer(b.images, b.snapshotter, snap,
+                                                    build_images.layer_media_type(parent))
+            parent_id = state.image_id
+            state.image_id = build_images.commit_step(b.images, parent, state.config, created_by,
+                                                      layer=layer, author=state.author)
+            b.cache.put(parent_id, key, state.image_id)
+        return "built"
+
+    async def _workdir(self, state: StageState, ins) -> AsyncIterator[BuildMessage]:
+        path = workdir_path(state, self.lexer, tuple(ins.args))
+        state.config = replace(state.config, working_dir=path)
+        created_by = f"{build_images.SHELL_PREFIX}#(nop) WORKDIR {path}"
+        if await self._cached(state, created_by):
+            yield _out(" ---> Using cache\n")
+            return
+        parent = await asyncio.to_thread(self.b.images.get, state.image_id) if state.image_id else None
+        layer = await asyncio.to_thread(self._mkdir_layer, parent, path)
+        await self._commit(state, created_by, layer)
+
+    def _mkdir_layer(self, parent, path: str):
+        from conch.runtime.rootfs import secure_join
+
+        b = self.b
+        with build_images.scratch_root(b.images, b.snapshotter, b.paths.exec_root, parent) as (snap, root):
+            target = secure_join(str(root), path)
+            if os.path.isdir(target):
+                return None
+            os.makedirs(target, mode=0o755, exist_ok=True)
+            return build_images.snapshot_layer(b.images, b.snapshotter, snap,
+                                               build_images.layer_media_type(parent))
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+def _out(text: str) -> BuildMessage:
+    return BuildMessage(stream=text)
+
+
+def _short(image_id: str) -> str:
+    return image_id.removeprefix("sha256:")[:12]
+
+
+def _stage_alias(from_ins) -> str:
+    words = " ".join(from_ins.args).split()
+    return words[2] if len(words) == 3 else ""
+
+
+def _split_stages(instructions):
+    """(meta ARGs before the first FROM, [(FROM, [instructions…])…])."""
+    meta, stages = [], []
+    for ins in instructions:
+        if ins.name == "from":
+            stages.append((ins, []))
+        elif not stages:
+            meta.append(ins)
+        else:
+            stages[-1][1].append(ins)
+    if not stages:
+        raise InvalidArgument("no build stage in current context")
+    return meta, stages
+
+
+def _label_step(labels: Mapping[str, str]) -> _Synthetic:
+    pairs = tuple(sorted(labels.items()))
+    return _Synthetic(name="label", args=pairs,
+                      original="LABEL " + " ".join(f'"{k}"="{v}"' for k, v in pairs))
+
+
+def _trigger(text: str):
+    """An ONBUILD trigger of the base image, parsed as a one-line Dockerfile."""
+    instructions = parse(text + "\n").instructions
+    if len(instructions) != 1:
+        raise InvalidArgument(f"bad ONBUILD trigger: {text!r}")
+    return instructions[0]
+
+
+class _source_root:
+    """The root COPY reads from: the context, or a mounted snapshot of --from's image."""
+
+    def __init__(self, b: Builder, ctx: Path, image, from_flag: bool):
+        self.b, self.ctx, self.image, self.from_flag = b, ctx, image, from_flag
+        self._cm = None
+
+    def __enter__(self) -> Path:
+        if not self.from_flag:
+            return self.ctx
+        self._cm = build_images.scratch_root(self.b.images, self.b.snapshotter,
+                                             self.b.paths.exec_root, self.image)
+        return self._cm.__enter__()[1]
+
+    def __exit__(self, *exc):
+        if self._cm is not None:
+            return self._cm.__exit__(*exc)
+        return False
+
+
+def _chown(spec: str, root: Path) -> tuple[int, int]:
+    from conch.engine.ociconfig import resolve_user
+
+    if not spec:
+        return 0, 0
+    if ":" not in spec:  # docker: the group defaults to the user's name/number
+        try:
+            uid, gid, _ = resolve_user(f"{spec}:{spec}", str(root))
+            return uid, gid
+        except InvalidArgument:
+            pass
+    uid, gid, _ = resolve_user(spec, str(root))
+    return uid, gid
+
+
+def _write_sources(root: Path, plain, archives, dest_abs: str, dest_dir: bool,
+                   owner: tuple[int, int], excluded) -> None:
+    from conch.engine.filesystem import put_archive
+    from conch.runtime.rootfs import secure_join
+
+    if plain:
+        with tempfile.TemporaryFile(prefix="conch-build-copy-") as tar:
+            build_copy.write_tar(tar, root, plain, dest_abs, dest_dir, owner, excluded)
+            tar.seek(0)
+            put_archive(root, "/", tar)
+    for src in archives:  # ADD: a local archive is unpacked into the destination
+        target = secure_join(str(root), dest_abs)
+        os.makedirs(target, mode=0o755, exist_ok=True)
+        with open(src.path, "rb") as f:
+            put_archive(root, dest_abs, f)

@@ -218,10 +218,13 @@ def _images(request: web.Request) -> Any:
 
 
 async def list_images(request: web.Request) -> web.StreamResponse:
-    # ``all`` (intermediate build images) and ``digests`` change nothing: conch has no
-    # intermediate images and RepoDigests are always filled.
+    # ``all`` shows the intermediate images of builds; ``digests`` changes nothing
+    # (RepoDigests are always filled).
     filters = parse_filters(request.query, allowed=LIST_FILTERS)
     images = await call_engine(_images(request).list)
+    if not parse_bool(request.query, "all"):
+        hidden = await call_engine(_images(request).intermediate_ids, images)
+        images = [i for i in images if i.id not in hidden]
     out = [image_summary(i) for i in select_images(images, filters)]
     if filters.get("reference"):
         out = [_only_matching_names(s, filters["reference"]) for s in out]
@@ -249,9 +252,9 @@ async def tag_image(request: web.Request) -> web.StreamResponse:
 
 
 async def remove_image(request: web.Request) -> web.StreamResponse:
-    # ``noprune`` keeps untagged parents in Docker; conch images have no parents.
     items = await call_engine(_images(request).remove, request.match_info["name"],
-                              force=parse_bool(request.query, "force"))
+                              force=parse_bool(request.query, "force"),
+                              prune_parents=not parse_bool(request.query, "noprune"))
     return json_response(list(items))
 
 

@@ -59,8 +59,9 @@ class ImagesFacade:
         return [ImageUser(container_id=c.id, running=c.state.running)
                 for c in self.containers.list() if c.image_id == image_id]
 
-    def remove(self, name: str, *, force: bool = False):
-        out = self.service.remove(name, force=force, in_use=self._users)
+    def remove(self, name: str, *, force: bool = False, prune_parents: bool = True):
+        out = self.service.remove(name, force=force, prune_parents=prune_parents,
+                                  in_use=self._users)
         for item in out:
             if "Untagged" in item:
                 self.events.publish("image", "untag", item["Untagged"], name=item["Untagged"])

@@ -311,9 +311,21 @@ class ImageService:
 
     # --- removal ------------------------------------------------------------------------
 
-    def remove(self, ref_or_id: str, *, force: bool = False,
+    def intermediate_ids(self, images: Sequence[Image] | None = None) -> set[Digest]:
+        """IDs of docker's *intermediate* images: nameless images another image stands
+        on (:func:`stands_on`: a build step's image under the next step's). ``images``
+        hides them without ``-a``, prune keeps them, and removing the image above them
+        removes them (docker's parent chain, found here from the configs)."""
+        images = self.list() if images is None else images
+        return {a.id for a in images if a.dangling
+                and any(b.id != a.id and stands_on(b, a) for b in images)}
+
+    def remove(self, ref_or_id: str, *, force: bool = False, prune_parents: bool = True,
                in_use: Callable[[str], Iterable[ImageUser]] = _no_users) -> list[dict[str, str]]:
-        """``docker rmi``; returns Docker's ``[{"Untagged": …}, {"Deleted": …}]``."""
+        """``docker rmi``; returns Docker's ``[{"Untagged": …}, {"Deleted": …}]``. With
+        ``prune_parents`` (docker's default; ``noprune`` turns it off), the nameless
+        images the removed one stood on go too, nearest first, while nothing else stands
+        on them and no container uses them."""
         with self._lock:
             image_id, named = self._lookup(ref_or_id)
             try:
@@ -328,7 +340,27 @@ class ImageService:
             if deleted:
                 out.append({"Deleted": str(image_id)})
                 out.extend(self._collect(image))
+                if prune_parents:
+                    out.extend(self._remove_parents(image, in_use))
             return out
+
+    def _remove_parents(self, image: Image, in_use: Callable[[str], Iterable[ImageUser]]
+                        ) -> list[dict[str, str]]:
+        remaining = self.list()
+        parents = sorted((p for p in remaining if p.dangling and stands_on(image, p)),
+                         key=lambda p: len(p.config.history), reverse=True)
+        out: list[dict[str, str]] = []
+        for parent in parents:  # nearest first: once one stays, those below it stay too
+            others = [o for o in remaining if o.id != parent.id]
+            if any(stands_on(o, parent) for o in others) or list(in_use(str(parent.id))):
+                break
+            with self.db.transaction():
+                for rec in self.db.images_by_config(parent.id):
+                    self.db.delete_image(rec.name)
+            out.append({"Deleted": str(parent.id)})
+            out.extend(self._collect(parent))
+            remaining = others
+        return out
 
     def _delete(self, image: Image, named: Reference | None, given: str, force: bool,
                 users: list[ImageUser], out: list[dict[str, str]]) -> bool:
@@ -430,9 +462,13 @@ class ImageService:
         False, every image) that no container uses."""
         deleted: list[dict[str, str]] = []
         reclaimed = 0
-        for image in self.list():
+        images = self.list()
+        intermediate = self.intermediate_ids(images)
+        for image in images:
             if (dangling_only and not image.dangling) or list(in_use(str(image.id))):
                 continue
+            if image.id in intermediate and image.dangling:
+                continue  # a build step under another image: it goes with that one
             try:
                 if image.dangling:
                     items = self.remove(str(image.id), in_use=in_use)
@@ -553,6 +589,17 @@ def container_config(c: ExecutionConfig) -> dict[str, Any]:
 
 
 # --- Docker's rules, as small pure functions ------------------------------------------
+
+
+def stands_on(upper: Image, lower: Image) -> bool:
+    """Does ``upper`` extend ``lower`` (``lower`` is its parent or an earlier ancestor):
+    ``lower``'s history is a strict prefix of ``upper``'s and its layers are the first of
+    ``upper``'s. History entries carry their creation times, so two unrelated images do
+    not match by chance; an image built on a cached step does, as under docker."""
+    below, above = lower.config.history, upper.config.history
+    layers_below, layers_above = lower.config.rootfs.diff_ids, upper.config.rootfs.diff_ids
+    return (0 < len(below) < len(above) and above[:len(below)] == below
+            and layers_above[:len(layers_below)] == layers_below)
 
 
 def _parse_ref(s: str, *, default_tag: bool = True) -> Reference:

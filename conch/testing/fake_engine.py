@@ -124,7 +124,11 @@ class FakeImages:
             image.created.replace("Z", "+00:00")).timestamp()), created_by="fake layer",
             tags=image.repo_tags, size=image.size, comment="")]
 
-    def remove(self, name: str, *, force: bool = False) -> list[dict[str, str]]:
+    def intermediate_ids(self, images=None) -> set:
+        return set()  # the fake's images are never build steps
+
+    def remove(self, name: str, *, force: bool = False,
+               prune_parents: bool = True) -> list[dict[str, str]]:
         image = self.get(name)
         by_id = name.removeprefix("sha256:") and image.id.hex.startswith(name.removeprefix("sha256:"))
         if not by_id:

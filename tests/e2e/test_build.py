@@ -279,3 +279,30 @@ def test_add_archive_wildcards_and_errors(daemon, images, tmp_path):
     (ctx / "Dockerfile").write_text("FROM busybox\nCOPY a.md /x\n")
     proc = daemon.conch("build", "--target", "nope", str(ctx))
     assert proc.returncode == 1 and "failed to reach build target nope" in proc.stderr
+
+
+def test_intermediate_images_hidden_kept_and_removed_with_their_image(daemon, images, tmp_path):
+    """Each step's image is an *intermediate* image, as docker's: hidden from `images`
+    (shown with -a, docker's CLI alike), kept by `image prune` (the next build still hits
+    the cache), and removed by `rmi` of the image built on them."""
+    ctx = context(tmp_path, "FROM busybox\nENV A=1\nRUN echo one > /one\nRUN echo two > /two\n")
+    images.append("b-steps:latest")
+
+    def ids(*flags: str) -> set[str]:
+        return set(ok(daemon.conch("images", "-q", "--no-trunc", *flags)).split())
+
+    before_all = ids("-a")
+    ok(daemon.conch("build", "-t", "b-steps", str(ctx)))
+    top = inspect(daemon, "b-steps")["Id"]
+    steps = ids("-a") - before_all - {top}
+    assert len(steps) == 2, steps  # ENV's and the first RUN's images
+    assert top in ids() and not steps & ids()
+    docker_ids = set(ok(daemon.docker("images", "-q", "--no-trunc")).split()) if DOCKER else ids()
+    assert not steps & docker_ids
+    ok(daemon.conch("image", "prune", "-f"))
+    assert steps <= ids("-a")
+    assert "Using cache" in ok(daemon.conch("build", "-t", "b-steps", str(ctx)))
+    out = ok(daemon.conch("rmi", "b-steps"))
+    assert all(f"Deleted: {i}" in out for i in steps | {top}), out
+    assert ids("-a") == before_all
+    images.remove("b-steps:latest")

@@ -304,5 +304,5 @@ def test_intermediate_images_hidden_kept_and_removed_with_their_image(daemon, im
     assert "Using cache" in ok(daemon.conch("build", "-t", "b-steps", str(ctx)))
     out = ok(daemon.conch("rmi", "b-steps"))
     assert all(f"Deleted: {i}" in out for i in steps | {top}), out
-    assert ids("-a") == before_all
+    assert not (steps | {top}) & ids("-a")
     images.remove("b-steps:latest")

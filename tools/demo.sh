@@ -62,10 +62,11 @@ alive() { "$BIN/python" -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); 
 ms_since() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 
 # -- cleanup: whatever this demo made, also after a failure --------------------------------
-DEMO_CONTAINERS=(hello-proc web-1 web-2 web-3 web-4 web-5 site diario container1 meu-container outro-container)
+DEMO_CONTAINERS=(hello-proc web-1 web-2 web-3 web-4 web-5 site diario container1 meu-container outro-container app)
 DEMO_NETWORKS=(minha-rede)
-DEMO_TAGS=(meu-usuario/minha-imagem:v1 "127.0.0.1:$REG_PORT/meu-usuario/minha-imagem:v1")
+DEMO_TAGS=(meu-usuario/minha-imagem:v1 "127.0.0.1:$REG_PORT/meu-usuario/minha-imagem:v1" minha-app:v1 minha-app:build)
 SITE_DIR=""
+BUILD_DIR=""
 REG_DIR=""
 REGISTRY_PID=""
 STARTED_DAEMON=""
@@ -78,6 +79,7 @@ cleanup() {
         conch network rm "${DEMO_NETWORKS[@]}" >/dev/null 2>&1 || true
     fi
     [ -n "$SITE_DIR" ] && rm -rf "$SITE_DIR"
+    [ -n "$BUILD_DIR" ] && rm -rf "$BUILD_DIR"
     if [ -n "$REGISTRY_PID" ]; then
         alive && conch logout "127.0.0.1:$REG_PORT" >/dev/null 2>&1 || true
         kill -TERM "$REGISTRY_PID" 2>/dev/null || true
@@ -302,7 +304,42 @@ conch tag "$HUB/meu-usuario/minha-imagem:v1" busybox:latest   # the image you ke
 run conch images
 run conch logout "$HUB"
 run conch system df
-say "Dockerfile build and multi-stage come later"
+
+# -- 10. multi-stage build ---------------------------------------------------------------------------
+section "10. Multi-stage: FROM … AS build-stage, COPY --from=build-stage, a small final image"
+say "the lesson builds a React app in node:10 and serves it from nginx; with no Docker Hub here,"
+say "both stages start FROM busybox: the first 'builds' the site (with a 2 MB toolbox the final"
+say "image does not need), the second keeps only the result and serves it with httpd"
+BUILD_DIR=$(mktemp -d /tmp/conch-demo-build.XXXXXX)
+mkdir -p "$BUILD_DIR/src" "$BUILD_DIR/public"
+echo '<h1>Multi-stage com conch</h1>' >"$BUILD_DIR/public/index.html"
+echo 'echo "<p>construído em $(date -u +%Y-%m-%d) por $(uname -s)</p>"' >"$BUILD_DIR/src/build.sh"
+cat >"$BUILD_DIR/Dockerfile" <<'EOF'
+### Estágio 1 - O processo de build
+FROM busybox AS build-stage
+WORKDIR /usr/src/app
+COPY ["./src", "./src"]
+COPY ["./public", "./public"]
+RUN dd if=/dev/zero of=toolbox.bin bs=1M count=2 2>/dev/null \
+ && mkdir build && cp public/index.html build/ && sh src/build.sh >> build/index.html
+
+### Estágio 2 - O ambiente de produção
+FROM busybox
+COPY --from=build-stage /usr/src/app/build /www
+EXPOSE 80
+CMD ["httpd", "-f", "-p", "80", "-h", "/www"]
+EOF
+run cat "$BUILD_DIR/Dockerfile"
+run conch build -t minha-app:build --target build-stage "$BUILD_DIR"
+run conch build -t minha-app:v1 "$BUILD_DIR"
+run conch images minha-app
+say "the final image has busybox and the built page; the 2 MB toolbox stayed in build-stage"
+run conch run -d --name app -p "$PORT:80" minha-app:v1
+URL="http://127.0.0.1:$PORT/"
+for _ in $(seq 50); do fetch >/dev/null 2>&1 && break; sleep 0.1; done
+run "${WGET[@]}" -qO- "$URL"
+run conch rm -f app
+run conch rmi minha-app:v1 minha-app:build
 
 section "done in $(ms_since "$T0") ms"
 say "busybox:latest stays for your own experiments (\`conch rmi busybox\` removes it)"

@@ -151,6 +151,15 @@ def _remove_cgroup_parent() -> None:
         log.warning("removing the /conch cgroup parent: %s", exc)
 
 
+def _sweep_snapshots(engine, exec_root: str) -> None:
+    """What a crash left in the snapshotter: a build step's scratch root and snapshot,
+    and directories no snapshot row names (a layer extraction's scratch directory)."""
+    from conch.engine.build_images import sweep_leftovers
+
+    sweep_leftovers(engine.containers.snapshotter, exec_root)
+    engine.containers.snapshotter.cleanup()
+
+
 class TaskOwner:
     """Owns the engine's background tasks (container monitors, exec watchers): they are
     cancelled together when the daemon stops."""
@@ -185,6 +194,7 @@ async def serve(args) -> None:
     # reconcile (dead ones tear their sandbox down), then what no running container owns
     await engine.networks.start()
     await engine.containers.reconcile()
+    await asyncio.to_thread(_sweep_snapshots, engine, args.exec_root)
     await engine.networks.reconcile(c.id for c in engine.containers.list() if c.state.running)
     engine.containers.refill_warm()
     from conch.daemon.memory import trim_when_idle

@@ -19,8 +19,9 @@ Contract (docker's classic ``COPY``/``ADD``, moby ``builder/dockerfile/copy.go``
 :func:`plan` resolves the sources; :func:`source_hash` is the cache key's content part
 (names, modes, link targets and file bytes; not mtimes: touching a file keeps the cache,
 as docker's content hash does); :func:`write_tar` writes the tar that
-:func:`conch.engine.filesystem.put_archive` applies under the mounted root. Plain
-synchronous code, run in a worker thread.
+:func:`conch.engine.filesystem.put_archive` applies under the mounted root
+(:func:`write_sources`, with :func:`chown_ids` for ``--chown`` and :class:`source_root`
+for where ``--from`` reads). Plain synchronous code, run in a worker thread.
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ import os
 import posixpath
 import stat
 import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+from conch.engine import build_images
 from conch.errors import InvalidArgument, NotFound
 from conch.runtime.rootfs import secure_join
 
@@ -206,3 +209,54 @@ def _is_dir_in(root: str, path: str) -> bool:
         return os.path.isdir(secure_join(root, path))
     except (OSError, InvalidArgument):
         return False
+
+
+class source_root:
+    """The root COPY reads from: the context, or a mounted snapshot of --from's image."""
+
+    def __init__(self, b, ctx: Path, image, from_flag: bool):
+        self.b, self.ctx, self.image, self.from_flag = b, ctx, image, from_flag
+        self._cm = None
+
+    def __enter__(self) -> Path:
+        if not self.from_flag:
+            return self.ctx
+        self._cm = build_images.scratch_root(self.b.images, self.b.snapshotter,
+                                             self.b.paths.exec_root, self.image)
+        return self._cm.__enter__()[1]
+
+    def __exit__(self, *exc):
+        if self._cm is not None:
+            return self._cm.__exit__(*exc)
+        return False
+
+
+def chown_ids(spec: str, root: Path) -> tuple[int, int]:
+    from conch.engine.ociconfig import resolve_user
+
+    if not spec:
+        return 0, 0
+    if ":" not in spec:  # docker: the group defaults to the user's name/number
+        try:
+            uid, gid, _ = resolve_user(f"{spec}:{spec}", str(root))
+            return uid, gid
+        except InvalidArgument:
+            pass
+    uid, gid, _ = resolve_user(spec, str(root))
+    return uid, gid
+
+
+def write_sources(root: Path, plain, archives, dest_abs: str, dest_dir: bool,
+                   owner: tuple[int, int], excluded) -> None:
+    from conch.engine.filesystem import put_archive
+
+    if plain:
+        with tempfile.TemporaryFile(prefix="conch-build-copy-") as tar:
+            write_tar(tar, root, plain, dest_abs, dest_dir, owner, excluded)
+            tar.seek(0)
+            put_archive(root, "/", tar)
+    for src in archives:  # ADD: a local archive is unpacked into the destination
+        target = secure_join(str(root), dest_abs)
+        os.makedirs(target, mode=0o755, exist_ok=True)
+        with open(src.path, "rb") as f:
+            put_archive(root, dest_abs, f)

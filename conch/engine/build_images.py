@@ -95,7 +95,7 @@ def snapshot_layer(images, snapshotter, key: str, media_type: str):
     try:
         return filesystem.write_commit_layer(images, lower_dirs(mounts), writable_dir(mounts),
                                              media_type)
-    except filesystem._Empty:  # noqa: SLF001 - commit's own "no change" signal
+    except filesystem.NoChanges:
         return None
 
 
@@ -124,6 +124,24 @@ def scratch_root(images, snapshotter, exec_root: str, image):
     finally:
         with contextlib.suppress(OSError):
             os.rmdir(target)
+
+
+def sweep_leftovers(snapshotter, exec_root: str) -> None:
+    """At conchd's start: what a crash left of :func:`scratch_root` (the mounted root of a
+    COPY or WORKDIR step and its ``build-*`` snapshot). No build runs yet."""
+    from conch.snapshots import Kind
+
+    base = Path(exec_root) / "build"
+    if base.is_dir():
+        for entry in base.iterdir():
+            if entry.name.startswith("root-"):
+                unmount(entry)  # a no-op when nothing is mounted there
+                with contextlib.suppress(OSError):
+                    entry.rmdir()
+    for info in list(snapshotter.walk()):
+        if info.kind is Kind.ACTIVE and info.key.startswith("build-"):
+            with contextlib.suppress(NotFound):
+                snapshotter.remove(info.key)
 
 
 class StepCache:

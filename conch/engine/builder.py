@@ -420,7 +420,7 @@ class _Build:
                    chown, add) -> str:
         """Worker thread: resolve, hash, look in the cache, else write and commit."""
         b = self.b
-        with _source_root(b, self.ctx, source_image, from_flag) as src_root:
+        with build_copy.source_root(b, self.ctx, source_image, from_flag) as src_root:
             excluded = None if from_flag else self._excluded
             sources = build_copy.plan(src_root, srcs, excluded, context=not from_flag)
             digest = build_copy.source_hash(sources, excluded)
@@ -431,10 +431,10 @@ class _Build:
                 return "cached"
             with build_images.scratch_root(b.images, b.snapshotter, self.b.paths.exec_root,
                                            parent) as (snap, root):
-                owner = _chown(chown, root)
+                owner = build_copy.chown_ids(chown, root)
                 archives = [s for s in sources if add and not s.is_dir and build_copy.is_archive(s.path)]
                 plain = [s for s in sources if s not in archives]
-                _write_sources(root, plain, archives, dest_abs, dest_dir, owner, excluded)
+                build_copy.write_sources(root, plain, archives, dest_abs, dest_dir, owner, excluded)
                 layer = build_images.snapshot_layer(b.images, b.snapshotter, snap,
                                                     build_images.layer_media_type(parent))
             parent_id = state.image_id
@@ -509,55 +509,3 @@ def _trigger(text: str):
     if len(instructions) != 1:
         raise InvalidArgument(f"bad ONBUILD trigger: {text!r}")
     return instructions[0]
-
-
-class _source_root:
-    """The root COPY reads from: the context, or a mounted snapshot of --from's image."""
-
-    def __init__(self, b: Builder, ctx: Path, image, from_flag: bool):
-        self.b, self.ctx, self.image, self.from_flag = b, ctx, image, from_flag
-        self._cm = None
-
-    def __enter__(self) -> Path:
-        if not self.from_flag:
-            return self.ctx
-        self._cm = build_images.scratch_root(self.b.images, self.b.snapshotter,
-                                             self.b.paths.exec_root, self.image)
-        return self._cm.__enter__()[1]
-
-    def __exit__(self, *exc):
-        if self._cm is not None:
-            return self._cm.__exit__(*exc)
-        return False
-
-
-def _chown(spec: str, root: Path) -> tuple[int, int]:
-    from conch.engine.ociconfig import resolve_user
-
-    if not spec:
-        return 0, 0
-    if ":" not in spec:  # docker: the group defaults to the user's name/number
-        try:
-            uid, gid, _ = resolve_user(f"{spec}:{spec}", str(root))
-            return uid, gid
-        except InvalidArgument:
-            pass
-    uid, gid, _ = resolve_user(spec, str(root))
-    return uid, gid
-
-
-def _write_sources(root: Path, plain, archives, dest_abs: str, dest_dir: bool,
-                   owner: tuple[int, int], excluded) -> None:
-    from conch.engine.filesystem import put_archive
-    from conch.runtime.rootfs import secure_join
-
-    if plain:
-        with tempfile.TemporaryFile(prefix="conch-build-copy-") as tar:
-            build_copy.write_tar(tar, root, plain, dest_abs, dest_dir, owner, excluded)
-            tar.seek(0)
-            put_archive(root, "/", tar)
-    for src in archives:  # ADD: a local archive is unpacked into the destination
-        target = secure_join(str(root), dest_abs)
-        os.makedirs(target, mode=0o755, exist_ok=True)
-        with open(src.path, "rb") as f:
-            put_archive(root, dest_abs, f)

@@ -529,7 +529,7 @@ def write_commit_layer(images, lowers: list[Path], upper: Path, media_type: str)
                         kept += 1
                         dst.addfile(m, src.extractfile(m) if m.isreg() else None)
                 if not kept:
-                    raise _Empty()
+                    raise NoChanges()
                 sink.finish()
                 blob = writer.commit()
         except BaseException:
@@ -539,8 +539,9 @@ def write_commit_layer(images, lowers: list[Path], upper: Path, media_type: str)
     return blob.descriptor(media_type), sink.diff.digest()
 
 
-class _Empty(Exception):
-    pass
+class NoChanges(Exception):
+    """:func:`write_commit_layer` found no change to record: the step or commit adds no
+    layer (docker writes an empty_layer history entry instead)."""
 
 
 def commit_image(service, c: Container, ref: Reference | None, *, message: str, author: str,
@@ -555,7 +556,7 @@ def commit_image(service, c: Container, ref: Reference | None, *, message: str, 
     lowers, upper = _snapshot_dirs(service, c.id)
     try:
         layer = write_commit_layer(images, lowers, upper, mt.OCI_LAYER_GZIP if oci else mt.DOCKER_LAYER_GZIP)
-    except _Empty:
+    except NoChanges:
         layer = None
     created = rfc3339_nano(time.time_ns())
     cmd = container_exec_config(c, parent.config.config).cmd or ()

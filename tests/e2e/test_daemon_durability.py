@@ -7,6 +7,7 @@ the restart policy applied to what exited in between. Then nothing is leaked.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -179,3 +180,37 @@ def test_files_of_a_half_removed_container_go_at_restart(d):
     assert not cdir.exists()
     assert d.conch("inspect", cid).returncode != 0
     assert set(snapshots.iterdir()) == before
+
+
+def test_build_and_unpack_leftovers_go_at_restart(d):
+    """A crash in a build's COPY step leaves its scratch root mounted under the exec root
+    and a ``build-*`` snapshot; a crash mid-pull leaves an extraction's scratch directory
+    with no snapshot row. The next conchd removes all three."""
+    from conch.kernel import mount as kmount
+    from conch.snapshots.overlay import OverlaySnapshotter
+
+    snapshots = d.data_root / "snapshots" / "snapshots"
+    before = set(snapshots.iterdir())
+    d.kill9()
+    sn = OverlaySnapshotter(d.data_root / "snapshots")
+    try:
+        sn.prepare("build-0123456789abcdef01234567", None)
+        scratch = sn.scratch()
+        (scratch / "half-extracted").write_text("x")
+    finally:
+        sn.close()
+    root = d.exec_root / "build" / "root-crashed"
+    root.mkdir(parents=True)
+    kmount.mount("tmpfs", root, "tmpfs", 0, None)
+    try:
+        d.start()
+        assert not root.exists() and not os.path.ismount(root)
+        assert set(snapshots.iterdir()) == before
+        sn = OverlaySnapshotter(d.data_root / "snapshots")
+        try:
+            assert not [i.key for i in sn.walk() if i.key.startswith("build-")]
+        finally:
+            sn.close()
+    finally:
+        if os.path.ismount(root):
+            kmount.umount(root, kmount.MNT_DETACH)

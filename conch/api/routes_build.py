@@ -33,6 +33,21 @@ _CHUNK = 1 << 20
 
 def register(add) -> None:
     add("POST", "/build", build)
+    add("POST", "/build/prune", prune)
+
+
+async def prune(request: web.Request) -> web.StreamResponse:
+    """``POST /build/prune`` (``docker builder prune``, and the last step of ``docker
+    system prune``): the classic builder's step cache is forgotten; its images are the
+    builds' intermediate images and go with the images built on them."""
+    import asyncio
+
+    from conch.engine.build_images import StepCache
+
+    engine = engine_of(request)
+    cache = StepCache(engine.containers.paths.data_root, engine.images)
+    dropped = await asyncio.to_thread(cache.clear)
+    return web.json_response({"CachesDeleted": dropped or None, "SpaceReclaimed": 0})
 
 
 def _json_map(query, name: str) -> dict[str, str]:

@@ -65,7 +65,10 @@ def network_json(net: Any, endpoints: dict[str, dict] | None) -> dict[str, Any]:
     return {
         "Name": net.name, "Id": net.id, "Created": net.created, "Scope": "local",
         "Driver": net.driver, "EnableIPv4": True, "EnableIPv6": False,
-        "IPAM": {"Driver": "default", "Options": dict(net.ipam_options) or None, "Config": config},
+        # dockerd: {} for networks users made, null for the ones it made itself
+        "IPAM": {"Driver": "default",
+                 "Options": dict(net.ipam_options) or (None if net.predefined else {}),
+                 "Config": config},
         "Internal": net.internal, "Attachable": net.attachable, "Ingress": False,
         "ConfigFrom": {"Network": ""}, "ConfigOnly": False,
         "Containers": containers, "Options": dict(net.options), "Labels": dict(net.labels),

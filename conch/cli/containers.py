@@ -29,15 +29,18 @@ def _q(value: str) -> str:
     return quote(value, safe="/:@")
 
 
-def _each(ctx: Context, names: list[str], action, echo: bool = True) -> int:
-    """Apply ``action(name)`` to each name; report failures docker's way, exit 1 if any."""
+def _each(ctx: Context, names: list[str], action, echo: bool = True,
+          missing_ok: bool = False) -> int:
+    """Apply ``action(name)`` to each name; report failures docker's way, exit 1 if any
+    (``missing_ok``: a name that is not there is reported but is no failure)."""
     status = 0
     for name in names:
         try:
             result = action(name)
         except errors.ConchError as exc:
             ctx.err(describe_error(exc, ctx.host))
-            status = 1
+            if not (missing_ok and isinstance(exc, errors.NotFound)):
+                status = 1
             continue
         if echo:
             ctx.out(name if result is None else str(result))
@@ -613,7 +616,10 @@ def cmd_rm(ctx: Context, argv: list[str]) -> int:
         params["v"] = 1
     if ns.link:
         params["link"] = 1
-    return _each(ctx, ns.containers, lambda n: ctx.client.delete(f"/containers/{_q(n)}", **params))
+    # docker/cli: with -f, a container that is not there (or went meanwhile, as an --rm
+    # one does once killed) is reported on stderr, but the exit status stays 0
+    return _each(ctx, ns.containers, lambda n: ctx.client.delete(f"/containers/{_q(n)}", **params),
+                 missing_ok=ns.force)
 
 
 def cmd_pause(ctx: Context, argv: list[str], verb: str = "pause") -> int:

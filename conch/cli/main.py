@@ -66,6 +66,10 @@ VERBS: dict[str, tuple[str, str, str]] = {
 
 # `conch container VERB`, `conch image VERB`, `conch system VERB`: sub-verb -> entry.
 NOUNS: dict[str, dict[str, tuple[str, str, str]]] = {
+    "builder": {
+        "build": VERBS["build"],
+        "prune": ("system", "cmd_builder_prune", "Remove build cache"),
+    },
     "container": {
         **{v: VERBS[v] for v in (
             "run", "exec", "create", "start", "stop", "restart", "kill", "logs", "attach",
@@ -110,6 +114,7 @@ NOUNS: dict[str, dict[str, tuple[str, str, str]]] = {
     },
     "system": {
         "df": ("system", "cmd_df", "Show conch disk usage"),
+        "prune": ("system", "cmd_system_prune", "Remove unused data"),
         "info": VERBS["info"],
         "events": VERBS["events"],
     },

@@ -340,3 +340,81 @@ def cmd_df(ctx: Context, argv: list[str]) -> int:
             "{{.SharedSize}}\t{{.UniqueSize}}\t{{.Containers}}",
             image_rows(df.get("Images") or []), IMAGES_HEADERS))
     return 0
+
+
+# -- prune: system and builder ----------------------------------------------------------------
+def cmd_builder_prune(ctx: Context, argv: list[str]) -> int:
+    from conch.cli.containers import confirm
+
+    p = ctx.parser("[OPTIONS]", "Remove build cache")
+    p.add_argument("-a", "--all", action="store_true", help="Remove all unused build cache, not just dangling ones")
+    p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
+    ns = p.parse(argv)
+    if not ns.force and not confirm(ctx, "WARNING! This will remove all dangling build cache."):
+        return 0
+    _print_build_prune(ctx, ctx.client.post("/build/prune") or {})
+    ctx.out(f"Total:\t{fmt.human_size(0)}")
+    return 0
+
+
+def _print_build_prune(ctx: Context, report: dict) -> int:
+    deleted = report.get("CachesDeleted") or []
+    if deleted:
+        ctx.out("Deleted build cache objects:")
+        for key in deleted:
+            ctx.out(key)
+        ctx.out()
+    return int(report.get("SpaceReclaimed") or 0)
+
+
+def cmd_system_prune(ctx: Context, argv: list[str]) -> int:
+    """docker system prune: stopped containers, unused networks, dangling (-a: unused)
+    images, (--volumes) unused anonymous volumes, build cache -- one endpoint each, in
+    docker's order, with docker's warning and report."""
+    from conch.cli.containers import confirm, filters_json
+
+    p = ctx.parser("[OPTIONS]", "Remove unused data")
+    p.add_argument("-a", "--all", action="store_true", help="Remove all unused images not just dangling ones")
+    p.add_argument("--filter", action="append", default=[], help='Provide filter values (e.g. "label=<key>=<value>")')
+    p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
+    p.add_argument("--volumes", action="store_true", help="Prune anonymous volumes")
+    ns = p.parse(argv)
+    what = ["all stopped containers", "all networks not used by at least one container"]
+    if ns.volumes:
+        what.append("all anonymous volumes not used by at least one container")
+    what.append("all images without at least one container associated to them" if ns.all
+                else "all dangling images")
+    what.append("unused build cache" if ns.all else "all dangling build cache")
+    warning = "WARNING! This will remove:\n" + "".join(f"  - {w}\n" for w in what)
+    if not ns.force and not confirm(ctx, warning):
+        return 0
+    filters = filters_json(ns.filter) if ns.filter else None
+    params = {"filters": filters} if filters else {}
+    reclaimed = 0
+    report = ctx.client.post("/containers/prune", **params) or {}
+    reclaimed += _print_list(ctx, "Deleted Containers:", report.get("ContainersDeleted"))
+    reclaimed += int(report.get("SpaceReclaimed") or 0)
+    report = ctx.client.post("/networks/prune", **params) or {}
+    _print_list(ctx, "Deleted Networks:", report.get("NetworksDeleted"))
+    if ns.volumes:
+        report = ctx.client.post("/volumes/prune", **params) or {}
+        _print_list(ctx, "Deleted Volumes:", report.get("VolumesDeleted"))
+        reclaimed += int(report.get("SpaceReclaimed") or 0)
+    image_filters = list(ns.filter) + [f"dangling={'false' if ns.all else 'true'}"]
+    report = ctx.client.post("/images/prune", filters=filters_json(image_filters)) or {}
+    items = [f"untagged: {i['Untagged']}" if i.get("Untagged") else f"deleted: {i['Deleted']}"
+             for i in report.get("ImagesDeleted") or [] if i.get("Untagged") or i.get("Deleted")]
+    _print_list(ctx, "Deleted Images:", items)
+    reclaimed += int(report.get("SpaceReclaimed") or 0)
+    reclaimed += _print_build_prune(ctx, ctx.client.post("/build/prune") or {})
+    ctx.out(f"Total reclaimed space: {fmt.human_size(reclaimed)}")
+    return 0
+
+
+def _print_list(ctx: Context, title: str, items) -> int:
+    if items:
+        ctx.out(title)
+        for item in items:
+            ctx.out(item)
+        ctx.out()
+    return 0

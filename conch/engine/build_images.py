@@ -163,6 +163,16 @@ class StepCache:
             return None
         return image_id
 
+    def clear(self) -> list[str]:
+        """Forget every entry (``docker builder prune``); the keys dropped. The images
+        stay: they are the intermediate images of the builds, removed with theirs."""
+        dropped = []
+        for path in self.dir.glob("*") if self.dir.is_dir() else ():
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                dropped.append(path.name)
+        return dropped
+
     def put(self, parent_id: str, created_by: str, image_id: str) -> None:
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = self._path(parent_id, created_by)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import posixpath
 import shutil
 
 from conch.engine.model import Container, CreateSpec
@@ -35,9 +36,14 @@ def make_mounts(svc, spec: CreateSpec, image) -> tuple[tuple[dict, ...], list[st
         dst = m["destination"]
         if not dst.startswith("/"):
             raise InvalidArgument(f"invalid mount config: the container path {dst!r} must be absolute")
-        norm = os.path.normpath(dst)
+        norm = _clean(dst)
         if any(os.path.normpath(o["destination"]) == norm for o in out):
             raise InvalidArgument(f"Duplicate mount point: {norm}")
+        # docker cleans both paths (moby volume/mounts/linux_parser.go: path.Clean), so
+        # `-v /site/:/www/` shows "/site" and "/www" in inspect's Mounts
+        m["destination"] = norm
+        if m["type"] == "bind":
+            m["source"] = _clean(m["source"])
         out.append(m)
 
     def volume(name: str | None, dst: str, *, mode: str, rw: bool, labels=None,
@@ -214,3 +220,8 @@ def _copy_tree(src: str, dst: str) -> None:
             os.lchown(d, st.st_uid, st.st_gid)
             if n is None or not os.path.islink(s):
                 os.chmod(d, st.st_mode & 0o7777)  # after chown, which clears setuid bits
+
+
+def _clean(path: str) -> str:
+    """Go's path.Clean for an absolute path: no ``.``, ``..``, doubled or trailing slash."""
+    return "/" + posixpath.normpath(path).lstrip("/")

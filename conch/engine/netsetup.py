@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 
 def _networks_of(svc, c) -> list:
-    cfgs = c.networks or svc.plan(c.spec)
+    cfgs = c.networks  # planned at create; {} once disconnected from every network
     out = []
     with svc._lock:
         for name, cfg in cfgs.items():
@@ -332,7 +332,7 @@ async def connect(svc, net_ref: str, container_ref: str, *, aliases=(), ipv4: st
         if net.driver == "null" or mode == "none":
             raise PermissionDenied("container cannot be connected to multiple networks with one "
                                    "of the networks in private (none) mode")
-        networks = dict(c.networks or svc.plan(c.spec))
+        networks = dict(c.networks)
         if net.name in networks:
             raise PermissionDenied(f"endpoint with name {c.name} already exists in network {net.name}")
         cfg = svc._endpoint_config(net, {"aliases": list(aliases or ()), "ipv4": ipv4})
@@ -362,7 +362,7 @@ async def disconnect(svc, net_ref: str, container_ref: str, *, force: bool = Fal
     net = svc.get(net_ref)
     async with cs._lock(c.id):
         c = cs.get(c.id)
-        networks = dict(c.networks or svc.plan(c.spec))
+        networks = dict(c.networks)
         key = next((k for k, v in networks.items() if v.get("id") == net.id or k == net.name), None)
         if key is None:
             raise PermissionDenied(f"container {c.id} is not connected to network {net.name}")

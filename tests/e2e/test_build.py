@@ -306,3 +306,27 @@ def test_intermediate_images_hidden_kept_and_removed_with_their_image(daemon, im
     assert all(f"Deleted: {i}" in out for i in steps | {top}), out
     assert not (steps | {top}) & ids("-a")
     images.remove("b-steps:latest")
+
+
+def test_system_prune_and_builder_prune(daemon, images, tmp_path):
+    """`system prune` (conch, and the docker CLI, whose last step is POST /build/prune)
+    removes stopped containers and unused networks and forgets the build cache; the
+    built image stays."""
+    ctx = context(tmp_path, "FROM busybox\nRUN echo pruned > /p\n")
+    images.append("b-prune:latest")
+    ok(daemon.conch("build", "-t", "b-prune", str(ctx)))
+    ok(daemon.conch("run", "--name", "b-prune-stopped", "busybox", "true"))
+    ok(daemon.conch("network", "create", "b-prune-net"))
+    out = ok(daemon.conch("system", "prune", "-f"))
+    assert "Deleted Containers:" in out and "b-prune-net" in out
+    assert "Deleted build cache objects:" in out and "Total reclaimed space:" in out
+    assert daemon.conch("inspect", "b-prune-stopped").returncode != 0
+    assert "Using cache" not in ok(daemon.conch("build", "-t", "b-prune", str(ctx)))
+    ok(daemon.conch("builder", "prune", "-f"))
+    assert "Using cache" not in ok(daemon.conch("build", "-t", "b-prune", str(ctx)))
+    if DOCKER:
+        ok(daemon.conch("run", "--name", "b-prune-stopped2", "busybox", "true"))
+        out = ok(daemon.docker("system", "prune", "-f"))
+        assert "Total reclaimed space" in out
+        assert daemon.conch("inspect", "b-prune-stopped2").returncode != 0
+    assert inspect(daemon, "b-prune")["Id"]

@@ -146,6 +146,18 @@ def test_run_detached_prints_id_and_rm_removes(d):
     wait_for(lambda: d.conch("inspect", "lc-drm").returncode != 0, what="lc-drm removed")
 
 
+def test_rm_f_of_a_missing_container_is_no_failure(d):
+    """docker/cli: with -f, "No such container" goes to stderr but the status stays 0, so
+    `rm -f` of a running --rm container (which may go by itself first) never fails; an
+    existing name is still echoed, and without -f a missing one is exit 1."""
+    d.conch("run", "-d", "--rm", "--name", "lc-rmf", "busybox", "sleep", "100", check=True)
+    p = d.conch("rm", "-f", "lc-rmf", "lc-nosuch")
+    assert p.returncode == 0 and "No such container: lc-nosuch" in p.stderr
+    assert p.stdout.split() == ["lc-rmf"] or "No such container" in p.stderr
+    wait_for(lambda: d.conch("inspect", "lc-rmf").returncode != 0, what="lc-rmf removed")
+    assert d.conch("rm", "lc-nosuch").returncode == 1
+
+
 def test_run_stdin_piped(d):
     p = d.conch("run", "--rm", "-i", "busybox", "sh", "-c", "tr a-z A-Z; exit 4", input="piped\n")
     assert (p.returncode, p.stdout) == (4, "PIPED\n")

@@ -147,6 +147,24 @@ def test_connect_disconnect_live(d, net):
     assert set(c["NetworkSettings"]["Networks"]) == {"bridge"}
 
 
+def test_disconnected_from_its_only_network_then_connected_again(d, net):
+    """A container disconnected from the network it was run on has no network: connect
+    puts it back (it did not, once: the run's plan was read again), and a restart
+    without any network gives it loopback only, as docker."""
+    name = net()
+    _run_d(d, "--network", name, "--name", "solo", "busybox", "sleep", "300")
+    ok(d.conch("network", "disconnect", name, "solo"))
+    (c,) = json.loads(ok(d.conch("inspect", "solo")))
+    assert c["NetworkSettings"]["Networks"] == {}
+    ok(d.conch("network", "connect", name, "solo"))
+    assert "eth0" in ok(_sh(d, "solo", "ls /sys/class/net"))
+    ok(d.conch("network", "disconnect", name, "solo"))
+    ok(d.conch("restart", "-t", "0", "solo"))
+    assert ok(_sh(d, "solo", "ls /sys/class/net")).split() == ["lo"]
+    (c,) = json.loads(ok(d.conch("inspect", "solo")))
+    assert c["NetworkSettings"]["Networks"] == {}
+
+
 def test_none_has_only_loopback(d):
     out = ok(d.conch("run", "--rm", "--network", "none", "busybox", "ls", "/sys/class/net"))
     assert out.split() == ["lo"]

@@ -507,12 +507,16 @@ class ImageService:
         else:
             rows = [(h.created, h.created_by, h.comment,
                      0 if h.empty_layer else next(layer_sizes, 0)) for h in entries]
+        # an entry whose image is here (a build step's, or the base's) shows its ID and
+        # tags, as docker's classic store does; the others are "<missing>"
+        below = {len(p.config.history): p for p in self.list() if stands_on(image, p)} if entries else {}
         out = []
         for i, (created, created_by, comment, size) in enumerate(reversed(rows)):
+            owner = image if i == 0 else below.get(len(rows) - i)
             out.append(HistoryEntry(
-                id=str(image.id) if i == 0 else "<missing>",
+                id=str(owner.id) if owner is not None else "<missing>",
                 created=_unix(created), created_by=created_by,
-                tags=image.repo_tags if i == 0 else (), size=size, comment=comment,
+                tags=owner.repo_tags if owner is not None else (), size=size, comment=comment,
             ))
         return out
 

@@ -297,6 +297,9 @@ def test_intermediate_images_hidden_kept_and_removed_with_their_image(daemon, im
     steps = ids("-a") - before_all - {top}
     assert len(steps) == 2, steps  # ENV's and the first RUN's images
     assert top in ids() and not steps & ids()
+    # docker's classic store: history names the step images it has (and the base's)
+    history = ok(daemon.conch("history", "-q", "--no-trunc", "b-steps")).split()
+    assert history[0] == top and steps <= set(history) and "<missing>" not in history[:3]
     docker_ids = set(ok(daemon.docker("images", "-q", "--no-trunc")).split()) if DOCKER else ids()
     assert not steps & docker_ids
     ok(daemon.conch("image", "prune", "-f"))

@@ -277,8 +277,10 @@ class ContainerService:
             netns_path = self.networks.setup(c, image) if self.networks is not None else ""
             files = self._write_etc_files(c)
             user = ociconfig.resolve_user(c.spec.user or _image_user(image), rootfs)
+            link_env = self.networks.link_env(c) if self.networks is not None and c.spec.links else ()
             spec = ociconfig.runtime_spec(c, image.config, rootfs=rootfs, files=files, user=user,
-                                          init_binary=self.init, netns_path=netns_path)
+                                          init_binary=self.init, netns_path=netns_path,
+                                          link_env=link_env)
             write_json(os.path.join(self.paths.bundle(c.id), "config.json"), spec, mode=0o644)
             try:
                 os.unlink(self.paths.exit_file(c.id))

@@ -214,6 +214,55 @@ def _links(svc, c, state: dict) -> list:
     return out
 
 
+def link_env(svc, c) -> list[str]:
+    """docker's legacy link variables for each ``--link`` of running ``c`` (moby
+    daemon/links/links.go ``ToEnv``): ``DB_NAME=/web/db``, ``DB_PORT=tcp://IP:80`` for the
+    lowest exposed port, ``DB_PORT_80_TCP{,_ADDR,_PORT,_PROTO}`` for each, and
+    ``DB_ENV_<k>=<v>`` for the target's environment but HOME and PATH. Docker puts them
+    in the environment before the container's own variables."""
+    with svc._lock:
+        state = svc.sandboxes.get(c.id) or {}
+    env: list[str] = []
+    for (ip, names), link in zip(state.get("links") or (), c.spec.links):
+        name, _, alias = link.lstrip("/").partition(":")
+        alias = alias.lstrip("/").rpartition("/")[2] or name
+        try:
+            target = svc.containers.get(name)
+        except NotFound:
+            continue
+        prefix = alias.upper().replace("-", "_")
+        env.append(f"{prefix}_NAME=/{c.name}/{alias}")
+        with svc._lock:
+            exposed = list((svc.sandboxes.get(target.id) or {}).get("exposed") or ())
+        ports = sorted((int(k.partition("/")[0]), k.partition("/")[2] or "tcp") for k in exposed)
+        if ports:
+            env.append(f"{prefix}_PORT={ports[0][1]}://{ip}:{ports[0][0]}")
+        for port, proto in ports:
+            key = f"{prefix}_PORT_{port}_{proto.upper()}"
+            env += [f"{key}={proto}://{ip}:{port}", f"{key}_ADDR={ip}", f"{key}_PORT={port}",
+                    f"{key}_PROTO={proto}"]
+        for item in _config_env(svc, target):
+            k, _, v = item.partition("=")
+            if k not in ("HOME", "PATH"):
+                env.append(f"{prefix}_ENV_{k}={v}")
+    return env
+
+
+def _config_env(svc, target) -> list[str]:
+    """The target's Config.Env as docker keeps it: the image's, then its own -e."""
+    try:
+        image = svc.containers.images.get(target.image_id)
+        base = list(image.config.config.env or ()) if image.config.config is not None else []
+    except ConchError:
+        base = []
+    merged: dict[str, str] = {}
+    for item in base + list(target.spec.env):
+        k, sep, v = item.partition("=")
+        if sep:
+            merged[k] = v
+    return [f"{k}={v}" for k, v in merged.items()]
+
+
 def teardown(svc, cid: str) -> None:
     """Undo :func:`setup` (or what a crash left of it): idempotent."""
     from conch.network import netns

@@ -364,6 +364,12 @@ class NetworkService:
 
         return netsetup.setup(self, c, image)
 
+    def link_env(self, c) -> list[str]:
+        """The ``--link`` variables of ``c``, after :meth:`setup` (see netsetup)."""
+        from conch.engine import netsetup
+
+        return netsetup.link_env(self, c)
+
     def teardown(self, cid: str) -> None:
         from conch.engine import netsetup
 

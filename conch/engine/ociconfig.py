@@ -35,10 +35,13 @@ def command(spec: CreateSpec, image_config) -> tuple[str, tuple[str, ...]]:
     return full[0], full[1:]
 
 
-def environment(spec: CreateSpec, image_config, hostname: str) -> list[str]:
+def environment(spec: CreateSpec, image_config, hostname: str, link_env=()) -> list[str]:
+    """The container's environment: ``--link`` variables, the image's, then its own -e
+    (docker's CreateDaemonEnvironment order: each later one wins); PATH and HOSTNAME
+    when none set them."""
     exec_cfg = image_config.config if image_config is not None else None
     merged: dict[str, str] = {}
-    for item in list((exec_cfg.env or ()) if exec_cfg is not None else ()) + list(spec.env):
+    for item in [*link_env, *((exec_cfg.env or ()) if exec_cfg is not None else ()), *spec.env]:
         key, sep, value = item.partition("=")
         if not sep:  # "-e NAME" without a value and not set on the CLI side: dropped
             continue
@@ -173,7 +176,7 @@ def _security(spec: CreateSpec):
 
 def runtime_spec(container: Container, image_config, *, rootfs: str, files: dict[str, str],
                  user: tuple[int, int, list[int]], init_binary: str = "",
-                 netns_path: str = "") -> dict:
+                 netns_path: str = "", link_env: list[str] | tuple = ()) -> dict:
     """The config.json for this container. ``files`` maps /etc/hostname, /etc/hosts and
     /etc/resolv.conf to the host files the engine wrote for it; ``netns_path`` is the
     network namespace the engine made for it (bridge networks; "" for ``none``, where
@@ -216,7 +219,7 @@ def runtime_spec(container: Container, image_config, *, rootfs: str, files: dict
         quota = spec.nano_cpus * period // 1_000_000_000
     out = presets.docker_spec(
         args=args, rootfs=rootfs,
-        env=environment(spec, image_config, hostname), cwd=_workdir(spec, image_config),
+        env=environment(spec, image_config, hostname, link_env), cwd=_workdir(spec, image_config),
         user=user, hostname="" if share_uts else hostname, terminal=spec.tty,
         readonly_rootfs=spec.read_only, cap_add=spec.cap_add, cap_drop=spec.cap_drop,
         privileged=spec.privileged, seccomp=seccomp, no_new_privileges=nnp, mounts=mounts,

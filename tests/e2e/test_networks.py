@@ -185,6 +185,23 @@ def test_link_on_default_bridge(d):
     assert d.conch("run", "--rm", "busybox", "ping", "-c1", "-W1", "container1").returncode != 0
 
 
+def test_link_environment_variables(d):
+    """docker's legacy --link variables (moby daemon/links/links.go): the link's name,
+    its exposed ports (the lowest as <ALIAS>_PORT) and its environment but HOME/PATH."""
+    _run_d(d, "--name", "lk-db", "--expose", "80", "--expose", "5432/udp", "-e", "FOO=bar",
+           "busybox", "sleep", "300")
+    ip = json.loads(ok(d.conch("inspect", "lk-db")))[0]["NetworkSettings"]["IPAddress"]
+    env = dict(line.split("=", 1) for line in ok(d.conch(
+        "run", "--rm", "--name", "lk-web", "--link", "lk-db:db-1", "busybox", "env")).splitlines())
+    assert env["DB_1_NAME"] == "/lk-web/db-1"
+    assert env["DB_1_PORT"] == f"tcp://{ip}:80"
+    assert env["DB_1_PORT_80_TCP"] == f"tcp://{ip}:80"
+    assert (env["DB_1_PORT_80_TCP_ADDR"], env["DB_1_PORT_80_TCP_PORT"],
+            env["DB_1_PORT_80_TCP_PROTO"]) == (ip, "80", "tcp")
+    assert env["DB_1_PORT_5432_UDP"] == f"udp://{ip}:5432"
+    assert env["DB_1_ENV_FOO"] == "bar" and "DB_1_ENV_PATH" not in env
+
+
 def test_published_port_serves_bind_mounted_site(d, tmp_path):
     site = tmp_path / "www"
     site.mkdir()

@@ -116,8 +116,10 @@ class Daemon:
         self.proc: subprocess.Popen | None = None
         self.before = HostSnapshot.take()
         self.host = f"unix://{self.sock}"
+        # both CLIs' credential files in the daemon's temp dir, never the machine's home
         self.env = dict(os.environ, CONCH_HOST=self.host, DOCKER_HOST=self.host,
-                        DOCKER_CONFIG=str(self.dir / "docker-config"))
+                        DOCKER_CONFIG=str(self.dir / "docker-config"),
+                        CONCH_CONFIG=str(self.dir / "conch-config"))
         self.env.pop("DOCKER_CONTEXT", None)
         self.ids: set[str] = set()  # every container id this daemon ever reported
         self.network_ids: set[str] = set()  # every network id it reported

@@ -28,7 +28,6 @@ DEFAULT_SHELL = ("/bin/sh", "-c")
 PREDEFINED_ARGS = frozenset(
     k for base in ("HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY")
     for k in (base, base.lower()))
-_PORT = re.compile(r"(\d+)(?:-(\d+))?(?:/(tcp|udp|sctp))?", re.IGNORECASE)
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
        "m": 60_000_000_000, "h": 3_600_000_000_000}
@@ -163,19 +162,10 @@ def _user(state, lexer, flags, args, json_form):
 
 
 def _expose(state, lexer, flags, args, json_form):
-    ports = dict(state.config.exposed_ports or {})
+    from conch.images.importer import exposed_ports
+
     words = expand_words(lexer, tuple(args), json_form, state.env_map())
-    if not words:
-        raise InvalidArgument("EXPOSE requires at least one argument")
-    for word in words:
-        m = _PORT.fullmatch(word)
-        if m is None:
-            raise InvalidArgument(f"invalid containerPort: {word}")
-        start, end = int(m.group(1)), int(m.group(2) or m.group(1))
-        if not 0 < start <= end <= 65535:
-            raise InvalidArgument(f"invalid port range: {word}")
-        for port in range(start, end + 1):
-            ports[f"{port}/{(m.group(3) or 'tcp').lower()}"] = {}
+    ports = exposed_ports(state.config.exposed_ports, words)
     state.config = replace(state.config, exposed_ports=ports)
     return "EXPOSE map[" + " ".join(f"{p}:{{}}" for p in sorted(ports)) + "]"
 

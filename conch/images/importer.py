@@ -246,8 +246,13 @@ def _user(c: ExecutionConfig, rest: str) -> ExecutionConfig:
 
 
 def _expose(c: ExecutionConfig, rest: str) -> ExecutionConfig:
-    ports = dict(c.exposed_ports or {})
-    words = _words(rest, "EXPOSE")
+    return replace(c, exposed_ports=exposed_ports(c.exposed_ports, _words(rest, "EXPOSE")))
+
+
+def exposed_ports(current, words) -> dict:
+    """EXPOSE's words (``80``, ``53/udp``, ``8000-8002``) added to ``current``'s ports, in
+    the config's ``"80/tcp": {}`` form (``--change EXPOSE`` here, the builder's EXPOSE)."""
+    ports = dict(current or {})
     if not words:
         raise InvalidArgument("EXPOSE requires at least one argument")
     for word in words:
@@ -260,7 +265,7 @@ def _expose(c: ExecutionConfig, rest: str) -> ExecutionConfig:
         proto = (m.group(3) or "tcp").lower()
         for port in range(start, end + 1):
             ports[f"{port}/{proto}"] = {}
-    return replace(c, exposed_ports=ports)
+    return ports
 
 
 def _volume(c: ExecutionConfig, rest: str) -> ExecutionConfig:

@@ -358,12 +358,7 @@ def cmd_builder_prune(ctx: Context, argv: list[str]) -> int:
 
 
 def _print_build_prune(ctx: Context, report: dict) -> int:
-    deleted = report.get("CachesDeleted") or []
-    if deleted:
-        ctx.out("Deleted build cache objects:")
-        for key in deleted:
-            ctx.out(key)
-        ctx.out()
+    _print_list(ctx, "Deleted build cache objects:", report.get("CachesDeleted"))
     return int(report.get("SpaceReclaimed") or 0)
 
 
@@ -392,7 +387,7 @@ def cmd_system_prune(ctx: Context, argv: list[str]) -> int:
     params = {"filters": filters} if filters else {}
     reclaimed = 0
     report = ctx.client.post("/containers/prune", **params) or {}
-    reclaimed += _print_list(ctx, "Deleted Containers:", report.get("ContainersDeleted"))
+    _print_list(ctx, "Deleted Containers:", report.get("ContainersDeleted"))
     reclaimed += int(report.get("SpaceReclaimed") or 0)
     report = ctx.client.post("/networks/prune", **params) or {}
     _print_list(ctx, "Deleted Networks:", report.get("NetworksDeleted"))
@@ -411,10 +406,9 @@ def cmd_system_prune(ctx: Context, argv: list[str]) -> int:
     return 0
 
 
-def _print_list(ctx: Context, title: str, items) -> int:
+def _print_list(ctx: Context, title: str, items) -> None:
     if items:
         ctx.out(title)
         for item in items:
             ctx.out(item)
         ctx.out()
-    return 0

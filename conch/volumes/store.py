@@ -157,13 +157,22 @@ class VolumeStore:
         return out
 
     def size(self, name: str) -> int:
+        """Bytes in the volume as dockerd counts them (moby pkg/directory ``Size``): the
+        apparent size of everything but directories, each hardlinked inode once."""
         total = 0
+        seen: set[int] = set()
         for dirpath, dirnames, filenames in os.walk(self.data_dir(name)):
-            for n in filenames + dirnames:
+            # a symlink to a directory is listed (not followed) among dirnames; Go's Walk
+            # sees it as the link it is, and counts it
+            links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+            for n in filenames + links:
                 try:
-                    total += os.lstat(os.path.join(dirpath, n)).st_blocks * 512
+                    st = os.lstat(os.path.join(dirpath, n))
                 except OSError:
-                    pass
+                    continue
+                if st.st_size and st.st_ino not in seen:
+                    seen.add(st.st_ino)
+                    total += st.st_size
         return total
 
     def remove(self, name: str, *, force: bool = False, in_use: InUse = _nobody) -> None:

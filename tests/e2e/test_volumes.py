@@ -230,3 +230,15 @@ def test_docker_cli_volumes(d):
     assert "Local Volumes" in d.docker("system", "df", check=True).stdout
     assert d.docker("volume", "rm", "dockvol1", check=True).stdout.strip() == "dockvol1"
     assert "dockvol1" not in d.docker("volume", "ls", "-q", check=True).stdout.split()
+
+
+def test_volume_size_counts_bytes_as_dockerd(d):
+    """dockerd sums apparent file sizes (hardlinks once; directories not at all), not disk
+    blocks: 3 bytes + a hardlink to them + a 4-byte symlink is 7, not 8 KiB."""
+    d.conch("run", "--rm", "-v", "sizevol:/v", "busybox", "sh", "-c",
+            "printf abc > /v/f && ln /v/f /v/hard && ln -s /v/f /v/link && mkdir /v/dir",
+            check=True)
+    df = d.api.get("/system/df")
+    (vol,) = [v for v in df["Volumes"] if v["Name"] == "sizevol"]
+    assert vol["UsageData"]["Size"] == 3 + len("/v/f")
+    d.conch("volume", "rm", "sizevol", check=True)

@@ -64,7 +64,10 @@ def plan(src_root: Path, patterns: list[str], excluded: Callable[[str], bool] | 
         for rel in matches:
             if excluded is not None and rel and excluded(rel):
                 continue
-            host = secure_join(str(src_root), "/" + rel) if not context else os.path.join(src_root, rel)
+            # symlinks resolve inside the source root, the context's too (docker's
+            # FollowSymlinkInScope): a context holding `etc -> /etc` must not hand the
+            # host's /etc/shadow to `COPY etc/shadow /`
+            host = secure_join(str(src_root), "/" + rel)
             try:
                 st = os.lstat(host)
             except FileNotFoundError:
@@ -85,7 +88,7 @@ def _glob(root: Path, pattern: str) -> list[str]:
     for part in parts:
         nxt = []
         for base in found:
-            d = os.path.join(root, base)
+            d = secure_join(str(root), "/" + base)
             if not _WILD & set(part):
                 if os.path.lexists(os.path.join(d, part)):
                     nxt.append(posixpath.join(base, part))

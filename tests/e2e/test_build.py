@@ -333,3 +333,19 @@ def test_system_prune_and_builder_prune(daemon, images, tmp_path):
         assert "Total reclaimed space" in out
         assert daemon.conch("inspect", "b-prune-stopped2").returncode != 0
     assert inspect(daemon, "b-prune")["Id"]
+
+
+def test_copy_never_follows_a_context_symlink_out_of_the_context(daemon, images, tmp_path):
+    """conchd runs as root: a context whose symlink points at the host's /etc must not
+    let COPY read the host's files (symlinks resolve inside the context, as docker's
+    FollowSymlinkInScope); a symlink inside the context still works."""
+    ctx = context(tmp_path, "FROM busybox\nCOPY hostetc/hostname /got\n", {"inside.txt": "in\n"})
+    (ctx / "hostetc").symlink_to("/etc")
+    p = daemon.conch("build", "-t", "b-escape", str(ctx))
+    assert p.returncode != 0 and "file not found in build context" in p.stderr + p.stdout
+    assert daemon.conch("image", "inspect", "b-escape").returncode != 0
+    (ctx / "alias.txt").symlink_to("inside.txt")
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY alias.txt /got\n")
+    images.append("b-escape:latest")
+    ok(daemon.conch("build", "-t", "b-escape", str(ctx)))
+    assert ok(daemon.conch("run", "--rm", "b-escape", "cat", "/got")) == "in\n"

@@ -12,6 +12,7 @@ Layer semantics (OCI image-spec, "Applying Changesets" and "Whiteouts"):
 - ``.wh.<name>`` hides ``<name>`` of lower layers. ``whiteout_format="overlay"`` (``dest``
   is an empty overlay upper dir): a 0/0 character device at ``<name>``.
   ``"plain"`` (``dest`` is a flat tree holding the lower layers): ``<name>`` is deleted.
+  ``"none"`` (a plain tar, not a layer: a build context): ``.wh.`` names are files.
 - ``.wh..wh..opq`` makes its directory opaque. overlay: xattr ``trusted.overlay.opaque=y``;
   plain: every child not written by this layer is deleted. Other ``.wh..wh.`` names (aufs
   bookkeeping) are skipped, as Docker does.
@@ -78,15 +79,18 @@ class ApplyResult:
 
 
 def apply_layer(
-    stream: BinaryIO, dest: Path, *, whiteout_format: Literal["overlay", "plain"] = "overlay"
+    stream: BinaryIO, dest: Path, *,
+    whiteout_format: Literal["overlay", "plain", "none"] = "overlay"
 ) -> ApplyResult:
     """Unpack the layer ``stream`` into the existing directory ``dest``."""
-    if whiteout_format not in ("overlay", "plain"):
-        raise InvalidArgument(f"whiteout format must be 'overlay' or 'plain', not {whiteout_format!r}")
+    if whiteout_format not in ("overlay", "plain", "none"):
+        raise InvalidArgument(f"whiteout format must be 'overlay', 'plain' or 'none', "
+                              f"not {whiteout_format!r}")
     reader, _ = decompressed(stream)
     hashed = _HashingReader(reader)
     with _Root(Path(dest)) as root:
-        _Applier(root, overlay=whiteout_format == "overlay").run(hashed)
+        _Applier(root, overlay=whiteout_format == "overlay",
+                 whiteouts=whiteout_format != "none").run(hashed)
     hashed.drain()  # end-of-archive blocks and record padding are part of the diff_id
     return ApplyResult(diff_id=f"sha256:{hashed.sha.hexdigest()}", size=hashed.size)
 
@@ -253,9 +257,10 @@ class _Root:
 
 
 class _Applier:
-    def __init__(self, root: _Root, *, overlay: bool):
+    def __init__(self, root: _Root, *, overlay: bool, whiteouts: bool = True):
         self.root = root
         self.overlay = overlay
+        self.whiteouts = whiteouts
         self.privileged = os.geteuid() == 0
         self.written: set[tuple[str, ...]] = set()  # paths this layer created
         self.dir_times: list[tuple[tuple[str, ...], int, int]] = []
@@ -286,7 +291,7 @@ class _Applier:
             if "\x00" in m.linkname:
                 raise InvalidArgument(f"layer entry {m.name!r} has a NUL byte in its link target")
         try:
-            if parts and parts[-1].startswith(WHITEOUT_PREFIX):
+            if self.whiteouts and parts and parts[-1].startswith(WHITEOUT_PREFIX):
                 self._whiteout(m.name, parts)
                 return
             if not parts:

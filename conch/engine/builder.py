@@ -139,7 +139,7 @@ class Builder:
 
         d = tempfile.mkdtemp(dir=self.images.tmp_dir(), prefix="build-context-")
         try:
-            apply_layer(stream, Path(d), whiteout_format="plain")
+            apply_layer(stream, Path(d), whiteout_format="none")  # a tar, not a layer
         except BaseException:
             shutil.rmtree(d, ignore_errors=True)
             raise

@@ -349,3 +349,9 @@ def test_copy_never_follows_a_context_symlink_out_of_the_context(daemon, images,
     images.append("b-escape:latest")
     ok(daemon.conch("build", "-t", "b-escape", str(ctx)))
     assert ok(daemon.conch("run", "--rm", "b-escape", "cat", "/got")) == "in\n"
+    # the context is a tar, not a layer: a .wh. file in it is a file (no whiteout), which
+    # COPY then refuses by name, since in a layer it would hide its namesake
+    (ctx / ".wh.inside.txt").write_text("x\n")
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY .wh.inside.txt inside.txt /got/\n")
+    p = daemon.conch("build", "-t", "b-escape", str(ctx))
+    assert p.returncode != 0 and "cannot copy a file named .wh." in p.stderr

@@ -284,12 +284,7 @@ class _Scan:
             null_is_unset = True
             ch = self.next()
             chs += ch
-        try:
-            word, _ = self.stop_on("}", ch in ("#", "%"))
-        except ShellExpansionError:
-            if self.peek() == "":
-                raise ShellExpansionError("syntax error: missing '}'") from None
-            raise
+        word = self._until("}", ch in ("#", "%"), "syntax error: missing '}'")
         value, found = self.getenv(name)
         if self.lex.skip_unset_env and not found:
             return "${%s%s%s}" % (name, chs, word)
@@ -313,22 +308,22 @@ class _Scan:
             return _trim_prefix(word, value, greedy)
         raise ShellExpansionError(f"unsupported modifier ({chs}) in substitution")
 
+    def _until(self, stop: str, raw: bool, missing: str) -> str:
+        """:meth:`stop_on`, with ``missing`` as the error when the input ends first."""
+        try:
+            word, _ = self.stop_on(stop, raw)
+        except ShellExpansionError:
+            if self.peek() == "":
+                raise ShellExpansionError(missing) from None
+            raise
+        return word
+
     def _replace(self, name: str) -> str:
         replace_all = self.peek() == "/"
         if replace_all:
             self.next()
-        try:
-            pattern, _ = self.stop_on("/", True)
-        except ShellExpansionError:
-            if self.peek() == "":
-                raise ShellExpansionError("syntax error: missing '/' in ${}") from None
-            raise
-        try:
-            replacement, _ = self.stop_on("}", True)
-        except ShellExpansionError:
-            if self.peek() == "":
-                raise ShellExpansionError("syntax error: missing '}'") from None
-            raise
+        pattern = self._until("/", True, "syntax error: missing '/' in ${}")
+        replacement = self._until("}", True, "syntax error: missing '}'")
         value, found = self.getenv(name)
         if self.lex.skip_unset_env and not found:
             return "${%s/%s/%s}" % (name, pattern, replacement)

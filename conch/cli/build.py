@@ -142,12 +142,19 @@ def _tar_of(files: dict[str, bytes]) -> io.BytesIO:
 
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
+        _add_files(tar, files)
     buf.seek(0)
     return buf
+
+
+def _add_files(tar, files: dict[str, bytes]) -> None:
+    """In-memory files (a Dockerfile from stdin or outside the context), 0644, root's."""
+    import tarfile
+
+    for name, data in files.items():
+        info = tarfile.TarInfo(name)
+        info.size, info.mode = len(data), 0o644
+        tar.addfile(info, io.BytesIO(data))
 
 
 def _ignore(path: str):
@@ -195,10 +202,7 @@ def _tar_dir(path: str, dockerfile: str, extra: dict[str, bytes]) -> io.BytesIO:
                         tar.addfile(info, f)
                 else:
                     tar.addfile(info)
-        for name, data in extra.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
+        _add_files(tar, extra)
     buf.seek(0)
     return buf
 

@@ -199,8 +199,7 @@ def _links(svc, c, state: dict) -> list:
     network this container shares with it (docker writes these into /etc/hosts)."""
     out = []
     for link in c.spec.links:
-        name, _, alias = link.lstrip("/").partition(":")
-        alias = alias.lstrip("/").rpartition("/")[2] or name
+        name, alias = _link_parts(link)
         target = svc.containers.get(name)
         with svc._lock:
             other = svc.sandboxes.get(target.id)
@@ -214,6 +213,12 @@ def _links(svc, c, state: dict) -> list:
     return out
 
 
+def _link_parts(link: str) -> tuple[str, str]:
+    """``--link name[:alias]`` (docker also takes ``/name:/parent/alias``): (name, alias)."""
+    name, _, alias = link.lstrip("/").partition(":")
+    return name, alias.lstrip("/").rpartition("/")[2] or name
+
+
 def link_env(svc, c) -> list[str]:
     """docker's legacy link variables for each ``--link`` of running ``c`` (moby
     daemon/links/links.go ``ToEnv``): ``DB_NAME=/web/db``, ``DB_PORT=tcp://IP:80`` for the
@@ -223,9 +228,8 @@ def link_env(svc, c) -> list[str]:
     with svc._lock:
         state = svc.sandboxes.get(c.id) or {}
     env: list[str] = []
-    for (ip, names), link in zip(state.get("links") or (), c.spec.links):
-        name, _, alias = link.lstrip("/").partition(":")
-        alias = alias.lstrip("/").rpartition("/")[2] or name
+    for (ip, _names), link in zip(state.get("links") or (), c.spec.links):
+        name, alias = _link_parts(link)
         try:
             target = svc.containers.get(name)
         except NotFound:

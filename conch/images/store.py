@@ -467,7 +467,7 @@ class ImageService:
         for image in images:
             if (dangling_only and not image.dangling) or list(in_use(str(image.id))):
                 continue
-            if image.id in intermediate and image.dangling:
+            if image.id in intermediate:
                 continue  # a build step under another image: it goes with that one
             try:
                 if image.dangling:

@@ -257,7 +257,7 @@ class Conch(Engine):
         stop_daemon(self.proc)
 
     def _waiting(self) -> list[int]:
-        """Warm shims not yet given a container (conch.engine.warmpool): their child is
+        """Warm shims not yet given a container (conch.engine.containers.warmpool): their child is
         the waiting `conch-runtime warm 3`. A warm shim that took a container keeps its
         command line but parents the container instead."""
         return [p for p in super().shim_pids()

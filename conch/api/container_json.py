@@ -153,7 +153,7 @@ def _ports(c: Container, live: dict | None) -> dict[str, Any]:
 
 def network_settings(c: Container, live: dict | None) -> dict[str, Any]:
     """NetworkSettings as docker inspect shows it; ``live`` is the running container's
-    sandbox state (conch.engine.sandbox), None when it does not run."""
+    sandbox state (conch.engine.network.sandbox), None when it does not run."""
     eps = (live or {}).get("endpoints", {})
     networks = {name: _endpoint_json(cfg, eps.get(cfg.get("id"))) for name, cfg in c.networks.items()}
     if not networks and network_mode(c) in ("host", "none"):
@@ -190,7 +190,7 @@ def _config(c: Container, image_exec: Any = None) -> dict[str, Any]:
     (``image_exec``, an ``ExecutionConfig``) as dockerd merges them at create (moby
     ``daemon.merge``): Env, Cmd/Entrypoint, User, WorkingDir, ExposedPorts, Volumes,
     Labels, StopSignal and Healthcheck the request left unset come from the image."""
-    from conch.engine.filesystem import container_exec_config
+    from conch.engine.containers.filesystem import container_exec_config
     from conch.images.store import container_config
 
     given = dict(c.api_config.get("Config") or {})
@@ -309,7 +309,7 @@ def inspect(c: Container, *, log_path: str = "", rootfs: str = "",
 
 
 def _status_text(c: Container, now_ns: int) -> str:
-    from conch.engine.logs import rfc3339_to_ns
+    from conch.engine.containers.logs import rfc3339_to_ns
 
     st = c.state
     if st.status in (Status.RUNNING, Status.PAUSED):
@@ -356,7 +356,7 @@ def human_duration(ns: int) -> str:
 
 
 def summary(c: Container, now_ns: int, net: dict | None = None) -> dict[str, Any]:
-    from conch.engine.logs import rfc3339_to_ns
+    from conch.engine.containers.logs import rfc3339_to_ns
 
     command = " ".join([c.path, *c.args])
     network = network_mode(c)

@@ -1,7 +1,7 @@
 """A container's filesystem: /containers/{id}/archive (HEAD stat, GET tar, PUT extract),
 /containers/{id}/export, /containers/{id}/changes and /commit.
 
-Each handler parses, calls one method of ``conch.engine.filesystem.ContainerFilesystem``
+Each handler parses, calls one method of ``conch.engine.containers.filesystem.ContainerFilesystem``
 and serialises. Tars out are written by the engine to an anonymous temp file first, then
 streamed: the container's root is unmounted (and its lock released) before a slow client
 has read the body. The stat of a path travels as dockerd sends it: the header
@@ -22,7 +22,7 @@ from aiohttp import web
 from conch.api.params import engine_of, json_response, parse_bool
 from conch.api.streams import stream_bytes
 from conch.archive.diff import ChangeKind
-from conch.engine.filesystem import ContainerFilesystem, PathStat
+from conch.engine.containers.filesystem import ContainerFilesystem, PathStat
 from conch.errors import InvalidArgument, NotFound
 from conch.oci.image import ExecutionConfig
 

@@ -1,4 +1,4 @@
-"""``POST /build``: docker's classic builder over the API (``conch.engine.builder``).
+"""``POST /build``: docker's classic builder over the API (``conch.engine.build.builder``).
 
 Query (Engine API v1.45 ``ImageBuild``): ``t`` (repeatable), ``dockerfile``,
 ``buildargs`` and ``labels`` (JSON objects of strings; a null build arg is skipped),
@@ -42,7 +42,7 @@ async def prune(request: web.Request) -> web.StreamResponse:
     builds' intermediate images and go with the images built on them."""
     import asyncio
 
-    from conch.engine.build_images import StepCache
+    from conch.engine.build.step_images import StepCache
 
     engine = engine_of(request)
     cache = StepCache(engine.containers.paths.data_root, engine.images)
@@ -64,7 +64,7 @@ def _json_map(query, name: str) -> dict[str, str]:
 
 
 def build_options(query):
-    from conch.engine.builder import BuildOptions
+    from conch.engine.build.builder import BuildOptions
 
     if query.get("remote"):
         raise InvalidArgument("remote build contexts are not supported: send the context as the body")
@@ -87,7 +87,7 @@ def _message(msg) -> dict:
 
 
 async def build(request: web.Request) -> web.StreamResponse:
-    from conch.engine.builder import Builder, StepFailed
+    from conch.engine.build.builder import Builder, StepFailed
 
     opts = build_options(request.query)
     response = None

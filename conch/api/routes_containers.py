@@ -21,7 +21,7 @@ from conch.api.hijack import hijack
 from conch.api.params import (api_version, call_engine, engine_of, json_response,
                               parse_bool, parse_filters, parse_int, parse_timestamp)
 from conch.api.streams import MULTIPLEXED_STREAM, RAW_STREAM, stdcopy_frame
-from conch.engine.containers import NotModified
+from conch.engine.containers.service import NotModified
 from conch.errors import ConchError, InvalidArgument
 
 _LIST_FILTERS = {"id", "name", "status", "label", "exited", "ancestor", "before", "since",
@@ -221,7 +221,7 @@ async def wait(request: web.Request) -> web.StreamResponse:
 
 
 async def logs(request: web.Request) -> web.StreamResponse:
-    from conch.engine import logs as clogs
+    from conch.engine.containers import logs as clogs
 
     svc = _svc(request)
     c = await call_engine(svc.get, request.match_info["id"])

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from conch.api.hijack import hijack
 from conch.api.params import call_engine, engine_of, json_response
-from conch.engine.execs import ExecConfig
+from conch.engine.containers.execs import ExecConfig
 from conch.errors import InvalidArgument
 
 

@@ -4,8 +4,8 @@ Engine calls (one per route): ``engine.networks.list(filters)``, ``.get(ref)``,
 ``.endpoints(id)``, ``.create(name, driver=, internal=, attachable=, ipam_body=,
 options=, labels=, check_duplicate=)``, ``.remove(ref)``, ``.prune(filters)``,
 ``.connect(net, container, aliases=, ipv4=)``, ``.disconnect(net, container, force=)``
-(``conch.engine.networks.NetworkService``). Records are
-``conch.engine.network_records.Network``; the JSON is docker's (api/types/network).
+(``conch.engine.network.service.NetworkService``). Records are
+``conch.engine.network.records.Network``; the JSON is docker's (api/types/network).
 """
 
 from __future__ import annotations

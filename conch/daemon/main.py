@@ -102,7 +102,7 @@ def build_engine(args, tasks):
     from pathlib import Path
 
     from conch.content.store import ContentStore
-    from conch.engine.containers import Paths
+    from conch.engine.containers.service import Paths
     from conch.engine.engine import Engine
     from conch.images.store import ImageService
     from conch.metadata.db import Database
@@ -126,7 +126,7 @@ def build_engine(args, tasks):
 def build_networks(args):
     """The network service: nftables table, port reservations, socket-level publishing
     for host processes (eBPF, falls back to nft alone), embedded DNS."""
-    from conch.engine.networks import NetworkService
+    from conch.engine.network.service import NetworkService
     from conch.network.dns import DnsServer
     from conch.network.firewall import Firewall
     from conch.network.ports import PortReservation
@@ -140,7 +140,7 @@ def build_networks(args):
 
 
 def _remove_cgroup_parent() -> None:
-    """Containers' cgroups live under /conch (conch.engine.ociconfig): the daemon owns
+    """Containers' cgroups live under /conch (conch.engine.containers.ociconfig): the daemon owns
     that parent and removes it when no container (of any conchd) is left in it."""
     from conch.cgroups import remove_empty
     from conch.errors import ConchError
@@ -154,7 +154,7 @@ def _remove_cgroup_parent() -> None:
 def _sweep_snapshots(engine, exec_root: str) -> None:
     """What a crash left in the snapshotter: a build step's scratch root and snapshot,
     and directories no snapshot row names (a layer extraction's scratch directory)."""
-    from conch.engine.build_images import sweep_leftovers
+    from conch.engine.build.step_images import sweep_leftovers
 
     sweep_leftovers(engine.containers.snapshotter, exec_root)
     engine.containers.snapshotter.cleanup()

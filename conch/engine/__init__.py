@@ -24,11 +24,11 @@ and under ``--exec-root`` (default /run/conch)::
 
     runtime/                         conch-runtime's --root
     shims/<id>.sock                  the shim's attach socket
-    netns/<id>                       a container's network namespace (conch.engine.networks)
+    netns/<id>                       a container's network namespace (conch.engine.network.service)
 
-Modules: ``containers`` (lifecycle), ``mounts`` (binds, volumes, copy-up), ``warmpool``
-(pre-started shims), ``execs``, ``health``, ``logs``, ``events``, ``filesystem`` (cp,
-export, diff, commit), ``networks``/``netsetup``/``sandbox``/``network_records``,
-``distribution``/``pull``/``push`` (registries), ``disk_usage``, ``ociconfig`` (Docker
-config -> OCI runtime spec), ``model`` (records), ``engine`` (the facade the API holds).
+Packages (each ``__init__`` states its contract): ``containers`` (lifecycle, exec,
+health, logs, filesystem, OCI config), ``network`` (networks and container sandboxes),
+``distribution`` (pull, push, login), ``build`` (the classic builder). Shared modules:
+``engine`` (the facade the API holds: the one seam), ``model`` (records), ``events``,
+``durable`` (atomic writes), ``disk_usage``.
 """

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
-from conch.engine import logs
+from conch.engine.containers import logs
 from conch.errors import ConchError
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def _layer_sizes(images_service, image) -> list[int]:
 
 
 def _container(service, c, image_sizes: dict[str, int]) -> dict:
-    from conch.engine.logs import rfc3339_to_ns
+    from conch.engine.containers.logs import rfc3339_to_ns
 
     try:
         size_rw = service.snapshotter.usage(c.id).size

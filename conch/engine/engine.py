@@ -14,9 +14,9 @@ import socket
 import time
 from dataclasses import dataclass
 
-from conch.engine.containers import ContainerService
+from conch.engine.containers.service import ContainerService
 from conch.engine.events import EventBus
-from conch.engine.execs import ExecService
+from conch.engine.containers.execs import ExecService
 from conch.engine.model import Status
 
 VERSION = "0.1.0"
@@ -28,14 +28,14 @@ class ImagesFacade:
 
     def __init__(self, service, containers: ContainerService, events: EventBus,
                  registries=None):
-        from conch.engine.distribution import Distribution
+        from conch.engine.distribution.service import Distribution
 
         self.service = service
         self.containers = containers
         self.events = events
         self.distribution = Distribution(service, events, registries)
 
-    # pull/push/login/inspect_distribution: conch.engine.distribution (async generators
+    # pull/push/login/inspect_distribution: conch.engine.distribution.service (async generators
     # of Progress for pull and push)
     def pull(self, ref: str, *, platform=None, all_tags: bool = False, credentials=None):
         return self.distribution.pull(ref, platform=platform, all_tags=all_tags,
@@ -194,7 +194,7 @@ class Engine:
                                            runtime=runtime, shim=shim, init=init,
                                            runtime_inproc=runtime_name == "conch", tasks=tasks,
                                            volumes=volumes, networks=networks)
-        # conch.engine.networks.NetworkService (None: containers get no network sandbox)
+        # conch.engine.network.service.NetworkService (None: containers get no network sandbox)
         self.networks = networks
         if networks is not None:
             networks.events = self.events
@@ -202,7 +202,7 @@ class Engine:
         self.volumes = VolumesFacade(volumes, self.containers, self.events) if volumes is not None else None
         self.images = ImagesFacade(images, self.containers, self.events, registries)
         self.execs = ExecService(self.containers, runtime, paths.runtime_root, tasks=tasks)
-        from conch.engine.filesystem import ContainerFilesystem
+        from conch.engine.containers.filesystem import ContainerFilesystem
 
         self.filesystem = ContainerFilesystem(self.containers)
         self.runtime = runtime

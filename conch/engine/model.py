@@ -160,7 +160,7 @@ class Container:
     shim_start: int = 0
     mounts: tuple[dict, ...] = ()  # {type, source, destination, mode, rw, propagation, name?}
     # the networks it is attached to (config, kept while stopped; the live endpoint —
-    # address, MAC, veth — is conch.engine.networks' state): name -> {"id", "aliases",
+    # address, MAC, veth — is conch.engine.network.service' state): name -> {"id", "aliases",
     # "ipv4"} in attach order, the first one is NetworkMode's
     networks: dict = field(default_factory=dict)
 

@@ -16,7 +16,7 @@ Command line::
                [--no-start] [--runtime-arg ARG]... [--debug-log FILE]
 
 Warm mode (conch-runtime only; :class:`conch.shim.client.WarmShim`, used by
-:mod:`conch.engine.warmpool`)::
+:mod:`conch.engine.containers.warmpool`)::
 
     conch-shim --warm --runtime PATH --runtime-root DIR     (stdout: a SOCK_SEQPACKET socket)
 

@@ -345,7 +345,7 @@ def free_subnet(low: int = 150, high: int = 199) -> str:
     import ipaddress
     import random
 
-    from conch.engine.network_records import host_routes
+    from conch.engine.network.records import host_routes
 
     routes = [ipaddress.ip_network(r) for r in host_routes() if not r.endswith("/0")]
     for _ in range(200):
@@ -384,7 +384,7 @@ def scoped_report(daemon: Daemon, before: HostSnapshot) -> LeakReport:
         links=[n for n in r.links if _our_link(daemon, n)],  # others' veths come and go
         nft_tables=[t for t in r.nft_tables if t == f"ip {daemon.nft_table}"],
         # a conchd restarted by the test itself is not a leak while it runs, nor are
-        # its warm shims (conch.engine.warmpool) and their waiting runtimes
+        # its warm shims (conch.engine.containers.warmpool) and their waiting runtimes
         processes=[p for p in r.processes if not _daemon_own(daemon, p, r.processes)],
         files=r.files)
 

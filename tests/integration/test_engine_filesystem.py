@@ -1,4 +1,4 @@
-"""conch.engine.filesystem on real trees: ``docker cp`` (stat, archive, extract) against
+"""conch.engine.containers.filesystem on real trees: ``docker cp`` (stat, archive, extract) against
 a plain directory (hostile tars included), then on real overlay mounts: which root
 ``rootfs_of`` gives a stopped and a running container, ``diff`` hiding the runtime's
 mount points, and ``commit`` making an image whose new container sees the changes.
@@ -20,8 +20,8 @@ import pytest
 from conch.api.routes_archive import stat_header
 from conch.archive import write_tar
 from conch.content.store import ContentStore
-from conch.engine import filesystem as fs
-from conch.engine.containers import Paths
+from conch.engine.containers import filesystem as fs
+from conch.engine.containers.service import Paths
 from conch.engine.events import EventBus
 from conch.engine.model import Container, CreateSpec
 from conch.errors import InvalidArgument
@@ -258,7 +258,7 @@ overlay = pytest.mark.skipif(not _overlay_available(), reason="needs root and ov
 
 
 class _Service:
-    """The part of ContainerService that conch.engine.filesystem uses."""
+    """The part of ContainerService that conch.engine.containers.filesystem uses."""
 
     def __init__(self, tmp: Path, images: ImageService, snapshotter):
         self.paths = Paths(str(tmp / "data"), str(tmp / "exec"))

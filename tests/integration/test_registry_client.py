@@ -199,7 +199,7 @@ def test_push_gzips_a_plain_layer_while_uploading_it(tmp_path):
     the layer."""
     import gzip
 
-    from conch.engine.push_stream import push_compressing
+    from conch.engine.distribution.push_stream import push_compressing
 
     images, layer, raw = _plain_layer(tmp_path, 20 << 20)
 
@@ -220,7 +220,7 @@ def test_push_failing_half_way_leaves_nothing(tmp_path):
     compressing thread stops and removes its ingest, no gzip blob is kept."""
     import threading
 
-    from conch.engine.push_stream import push_compressing
+    from conch.engine.distribution.push_stream import push_compressing
     from conch.errors import ConchError
 
     images, layer, _ = _plain_layer(tmp_path, 20 << 20)

@@ -431,7 +431,7 @@ def test_shim_sigkill_leaves_container_running(shim_factory, runtime_by_name):
         client.status(shim.socket)  # the socket file is left, nobody listens
 
 
-# -- warm mode (conch.engine.warmpool): the runtime starts before the container is known --
+# -- warm mode (conch.engine.containers.warmpool): the runtime starts before the container is known --
 
 def _warm_pids(marker: str) -> list[int]:
     """The warm shim named by ``marker`` (its --runtime-root) and its children."""

@@ -1,4 +1,4 @@
-"""Pure parts of conch.engine.network_records and conch.engine.sandbox: filters,
+"""Pure parts of conch.engine.network.records and conch.engine.network.sandbox: filters,
 ``until`` parsing, port requests, exposed keys, /etc/hosts and resolv.conf text, and the
 ``--network container:`` conflicts. No kernel, no root."""
 
@@ -8,8 +8,8 @@ import types
 
 import pytest
 
-from conch.engine import sandbox
-from conch.engine.network_records import Network, created_before, matches, parse_until
+from conch.engine.network import sandbox
+from conch.engine.network.records import Network, created_before, matches, parse_until
 from conch.errors import InvalidArgument
 
 

@@ -14,5 +14,5 @@ Modules:
   (HEAD, cross-repo mount, monolithic or chunked), manifest PUT.
 
 Orchestration (which layers, in what order, unpacking, progress, naming the image) is
-the engine's: ``conch.engine.distribution``.
+the engine's: ``conch.engine.distribution.service``.
 """

@@ -4,7 +4,7 @@ Per tag:
 
 1. the image's layers as they will travel: a layer stored uncompressed (``…tar``, e.g.
    from ``load`` of a docker-save tar) is gzip-compressed with ISA-L (level 1) into the
-   content store *while it uploads* (``conch.engine.push_stream``), unless an earlier
+   content store *while it uploads* (``conch.engine.distribution.push_stream``), unless an earlier
    push left its gzip form; the manifest is rewritten to name the compressed blobs (its
    digest changes; the new manifest is stored too);
 2. per layer, ``MAX_UPLOADS`` (docker's 5) at a time: ``HEAD`` -> "Layer already
@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from conch.engine.push_stream import compressed_forms, push_compressing
+from conch.engine.distribution.push_stream import compressed_forms, push_compressing
 from conch.errors import NotFound
 from conch.oci import mediatype as mt
 from conch.oci.descriptor import Descriptor
@@ -35,7 +35,7 @@ MAX_UPLOADS = 5
 
 
 def _progress(**kw):
-    from conch.engine.distribution import Progress
+    from conch.engine.distribution.service import Progress
 
     return Progress(**kw)
 

@@ -619,7 +619,7 @@ class ContainerFilesystem:
         async with rootfs_of(self.service, c.id) as root:
             owner = None
             if copy_uid_gid and c.spec.user:
-                from conch.engine.ociconfig import resolve_user
+                from conch.engine.containers.ociconfig import resolve_user
 
                 uid, gid, _ = await asyncio.to_thread(resolve_user, c.spec.user, str(root))
                 owner = (uid, gid)

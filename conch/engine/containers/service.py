@@ -20,14 +20,14 @@ import os
 import secrets
 import shutil
 
-from conch.engine import health
-from conch.engine import mounts as cmounts
-from conch.engine import names as cnames
-from conch.engine import ociconfig
+from conch.engine.containers import health
+from conch.engine.containers import mounts as cmounts
+from conch.engine.containers import names as cnames
+from conch.engine.containers import ociconfig
 from conch.engine.durable import write_json
 from conch.engine.events import EventBus
-from conch.engine.runtime_client import RuntimeClient
-from conch.engine.warmpool import WarmPool
+from conch.engine.containers.runtime_client import RuntimeClient
+from conch.engine.containers.warmpool import WarmPool
 from conch.runtime.prearm import Armer
 from conch.engine.model import (Container, CreateSpec, Health, Status, container_from_dict,
                                 now_rfc3339, to_dict)
@@ -90,7 +90,7 @@ class ContainerService:
                      if runtime_inproc else None)
         self.tasks = tasks
         self.volumes = volumes  # conch.volumes.VolumeStore (None: volumes are refused)
-        self.networks = networks  # conch.engine.networks.NetworkService (None: no networking)
+        self.networks = networks  # conch.engine.network.service.NetworkService (None: no networking)
         self._locks: dict[str, asyncio.Lock] = {}
         self._exited: dict[str, asyncio.Event] = {}  # set on each exit, replaced at start
         self._waiters: dict[str, list[asyncio.Future]] = {}

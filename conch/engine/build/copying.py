@@ -19,7 +19,7 @@ Contract (docker's classic ``COPY``/``ADD``, moby ``builder/dockerfile/copy.go``
 :func:`plan` resolves the sources; :func:`source_hash` is the cache key's content part
 (names, modes, link targets and file bytes; not mtimes: touching a file keeps the cache,
 as docker's content hash does); :func:`write_tar` writes the tar that
-:func:`conch.engine.filesystem.put_archive` applies under the mounted root
+:func:`conch.engine.containers.filesystem.put_archive` applies under the mounted root
 (:func:`write_sources`, with :func:`chown_ids` for ``--chown`` and :class:`source_root`
 for where ``--from`` reads). Plain synchronous code, run in a worker thread.
 """
@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-from conch.engine import build_images
+from conch.engine.build import step_images
 from conch.errors import InvalidArgument, NotFound
 from conch.runtime.rootfs import secure_join
 
@@ -224,7 +224,7 @@ class source_root:
     def __enter__(self) -> Path:
         if not self.from_flag:
             return self.ctx
-        self._cm = build_images.scratch_root(self.b.images, self.b.snapshotter,
+        self._cm = step_images.scratch_root(self.b.images, self.b.snapshotter,
                                              self.b.paths.exec_root, self.image)
         return self._cm.__enter__()[1]
 
@@ -235,7 +235,7 @@ class source_root:
 
 
 def chown_ids(spec: str, root: Path) -> tuple[int, int]:
-    from conch.engine.ociconfig import resolve_user
+    from conch.engine.containers.ociconfig import resolve_user
 
     if not spec:
         return 0, 0
@@ -251,7 +251,7 @@ def chown_ids(spec: str, root: Path) -> tuple[int, int]:
 
 def write_sources(root: Path, plain, archives, dest_abs: str, dest_dir: bool,
                    owner: tuple[int, int], excluded) -> None:
-    from conch.engine.filesystem import put_archive
+    from conch.engine.containers.filesystem import put_archive
 
     if plain:
         with tempfile.TemporaryFile(prefix="conch-build-copy-") as tar:

@@ -1,7 +1,7 @@
 """One container's network sandbox: its netns file, a veth per network, its published
 ports, and the text of its /etc/hosts and /etc/resolv.conf.
 
-The kernel side (used by :mod:`conch.engine.networks`, which holds the records and the
+The kernel side (used by :mod:`conch.engine.network.service`, which holds the records and the
 lock):
 
 - :func:`plug`: a veth pair whose host end (``v<id:12><n:02x>``, so that a leak check can

@@ -1,4 +1,4 @@
-"""The steps behind :class:`conch.engine.networks.NetworkService`'s container hooks:
+"""The steps behind :class:`conch.engine.network.service.NetworkService`'s container hooks:
 set up and tear down a container's sandbox, write its /etc files, and connect or
 disconnect a network while it runs.
 
@@ -23,8 +23,8 @@ import dataclasses
 import logging
 import os
 
-from conch.engine import sandbox
-from conch.engine.networks import network_event
+from conch.engine.network import sandbox
+from conch.engine.network.service import network_event
 from conch.errors import ConchError, Conflict, InvalidArgument, NotFound, PermissionDenied
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ def _networks_of(svc, c) -> list:
 
 
 def setup(svc, c, image=None) -> str:
-    from conch.engine.networks import effective_mode
+    from conch.engine.network.service import effective_mode
     from conch.network import netns
 
     mode = effective_mode(c.spec)
@@ -88,7 +88,7 @@ def setup(svc, c, image=None) -> str:
 
 def _join(svc, ref: str) -> str:
     """``--network container:<ref>``: the running target's namespace, nothing made."""
-    from conch.engine.networks import effective_mode
+    from conch.engine.network.service import effective_mode
 
     target = svc.containers.get(ref)
     if not target.state.running or not target.state.pid:
@@ -329,7 +329,7 @@ def _drop_endpoint(svc, nid: str, ep: dict, *, unplug: bool = True) -> None:
 def etc_files(svc, c, hostname: str) -> tuple[str, str]:
     """(/etc/hosts, /etc/resolv.conf) text for ``c`` as set up now; a ``container:``
     joiner gets its target's (docker shares the files with the stack)."""
-    from conch.engine.networks import effective_mode
+    from conch.engine.network.service import effective_mode
 
     mode = effective_mode(c.spec)
     if mode.startswith("container:"):
@@ -371,7 +371,7 @@ def _rewrite_etc(svc, c) -> None:
 # -- connect / disconnect -----------------------------------------------------------------
 
 async def connect(svc, net_ref: str, container_ref: str, *, aliases=(), ipv4: str = "") -> None:
-    from conch.engine.networks import effective_mode
+    from conch.engine.network.service import effective_mode
 
     cs = svc.containers
     net = svc.get(net_ref)

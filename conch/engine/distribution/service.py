@@ -62,7 +62,7 @@ class Distribution:
 
     async def pull(self, ref: str, *, platform: str | None = None, all_tags: bool = False,
                    credentials: Credentials = ANONYMOUS) -> AsyncIterator[Progress]:
-        from conch.engine.pull import pull_one
+        from conch.engine.distribution.pull import pull_one
         from conch.registry.client.resolve import list_tags
 
         named = Reference.parse(ref, default_tag=not all_tags)
@@ -81,7 +81,7 @@ class Distribution:
 
     async def push(self, name: str, tag: str = "", *,
                    credentials: Credentials = ANONYMOUS) -> AsyncIterator[Progress]:
-        from conch.engine.push import push_tag, tags_to_push
+        from conch.engine.distribution.push import push_tag, tags_to_push
 
         named = Reference.parse(name, default_tag=False)
         if named.digest is not None:

@@ -3,7 +3,7 @@
 ``-v /path`` and the image's VOLUME paths; docker's copy-up of a new volume from the
 image; the mounting of option-backed volumes (``volume create -o``) around a task.
 
-Functions of the :class:`conch.engine.containers.ContainerService` they serve (``svc``:
+Functions of the :class:`conch.engine.containers.service.ContainerService` they serve (``svc``:
 its ``volumes`` store, ``get`` and ``list``); the mount records are the dicts kept in
 ``Container.mounts`` (``type, source, destination, mode, rw, propagation`` and, for
 volumes, ``name, driver, anonymous, copy_up``).

@@ -1,13 +1,13 @@
 """Network records: docker's ``bridge``, ``host`` and ``null`` networks as stored, their
 IPAM pools, and the pure rules around them (names, overlaps, filters, defaults).
-The service using them is :mod:`conch.engine.networks`.
+The service using them is :mod:`conch.engine.network.service`.
 
 Kernel work is done by :mod:`conch.network` (bridges and veths over netlink, netns
 files, IPAM pools), :mod:`conch.network.firewall` (one nftables table per daemon: NAT,
 isolation, published ports, all in the kernel) and :mod:`conch.network.dns` (one
 listener per user-defined network on its gateway, port 53). The daemon never enters a
 namespace. What happens to one container (netns, veths, ports, /etc/hosts) is
-:mod:`conch.engine.sandbox`'s job; this module owns the networks.
+:mod:`conch.engine.network.sandbox`'s job; this module owns the networks.
 
 On disk (crash-safe: temp file, fsync, ``os.replace``)::
 

@@ -17,13 +17,13 @@ Order of a build:
    (:func:`conch.build.parser.parse`); ARGs before the first FROM are the meta args
    FROM lines expand with. With ``target`` the stages after it are dropped.
 3. Every instruction is a step and every step leaves an image (dangling, as docker's
-   intermediate images): config-only steps (:mod:`conch.engine.build_steps`) an image
+   intermediate images): config-only steps (:mod:`conch.engine.build.steps`) an image
    with an ``empty_layer`` history entry; RUN a real container (create, start, its
    output streamed from the json log, wait; ``--network none``) whose snapshot diff is
    committed as ``docker commit`` does; COPY/ADD/WORKDIR a snapshot of the parent
-   mounted privately, written into, and committed (:mod:`conch.engine.build_images`,
-   :mod:`conch.engine.build_copy`).
-4. Before each step the step cache (:class:`build_images.StepCache`) is asked for an
+   mounted privately, written into, and committed (:mod:`conch.engine.build.step_images`,
+   :mod:`conch.engine.build.copying`).
+4. Before each step the step cache (:class:`step_images.StepCache`) is asked for an
    image made from the same parent by the same instruction (`` ---> Using cache``);
    ``no_cache`` skips the lookup.
 5. ``labels`` are applied as a last LABEL step (as docker appends one); the final image
@@ -49,9 +49,10 @@ from typing import AsyncIterator, BinaryIO, Mapping
 from conch.build.dockerignore import DockerIgnore
 from conch.build.parser import parse
 from conch.build.shell import Lexer
-from conch.engine import build_copy, build_images
-from conch.engine import logs as clogs
-from conch.engine.build_steps import (CONFIG_STEPS, PREDEFINED_ARGS, StageState,
+from conch.engine.build import copying
+from conch.engine.build import step_images
+from conch.engine.containers import logs as clogs
+from conch.engine.build.steps import (CONFIG_STEPS, PREDEFINED_ARGS, StageState,
                                       apply_config_step, exec_form, expand_words, flag_values,
                                       validate, workdir_path)
 from conch.engine.model import CreateSpec
@@ -109,7 +110,7 @@ class Builder:
         self.images = engine.images
         self.snapshotter = engine.containers.snapshotter
         self.paths = engine.containers.paths
-        self.cache = build_images.StepCache(self.paths.data_root, engine.images)
+        self.cache = step_images.StepCache(self.paths.data_root, engine.images)
 
     async def build(self, context: BinaryIO, opts: BuildOptions) -> AsyncIterator[BuildMessage]:
         ctx_dir = await asyncio.to_thread(self._unpack_context, context)
@@ -189,7 +190,7 @@ class _Build:
             self.stages.append(state)
         final = self.stages[-1]
         if not final.image_id:  # FROM scratch and nothing else: docker makes an empty image
-            await self._commit(final, build_images.nop_created_by("FROM scratch"))
+            await self._commit(final, step_images.nop_created_by("FROM scratch"))
         unused = sorted(set(self.opts.build_args) - {a for s in self.stages for a in s.used_args}
                         - self.used_meta - PREDEFINED_ARGS)
         if unused:
@@ -329,12 +330,12 @@ class _Build:
         parent = await asyncio.to_thread(self.b.images.get, state.image_id) if state.image_id else None
         parent_id = state.image_id
         state.image_id = await asyncio.to_thread(
-            build_images.commit_step, self.b.images, parent, state.config, created_by,
+            step_images.commit_step, self.b.images, parent, state.config, created_by,
             layer=layer, author=state.author)
         await asyncio.to_thread(self.b.cache.put, parent_id, key or created_by, state.image_id)
 
     async def _config_commit(self, state: StageState, comment: str) -> AsyncIterator[BuildMessage]:
-        created_by = build_images.nop_created_by(comment)
+        created_by = step_images.nop_created_by(comment)
         if await self._cached(state, created_by):
             yield _out(" ---> Using cache\n")
             return
@@ -369,9 +370,9 @@ class _Build:
                 raise StepFailed(f"The command '{' '.join(cmd)}' returned a non-zero code: {code}", code)
             parent = await asyncio.to_thread(self.b.images.get, state.image_id)
             async with svc._lock(c.id):  # noqa: SLF001 - the exit cleanup (unmount) runs under it
-                layer = await asyncio.to_thread(build_images.snapshot_layer, self.b.images,
+                layer = await asyncio.to_thread(step_images.snapshot_layer, self.b.images,
                                                 self.b.snapshotter, c.id,
-                                                build_images.layer_media_type(parent))
+                                                step_images.layer_media_type(parent))
             await self._commit(state, created_by, layer)
             ok = True
         finally:
@@ -391,7 +392,7 @@ class _Build:
         srcs, dest = words[:-1], words[-1]
         if add and any(s.startswith(("http://", "https://")) for s in srcs):
             raise InvalidArgument("ADD from a URL is not supported by conch: use RUN wget")
-        dest_abs, dest_dir = build_copy.destination(dest, state.config.working_dir)
+        dest_abs, dest_dir = copying.destination(dest, state.config.working_dir)
         if len(srcs) > 1 and not dest_dir:
             raise InvalidArgument(f"When using {ins.name.upper()} with more than one source file, "
                                   "the destination must be a directory and end with a /")
@@ -420,25 +421,25 @@ class _Build:
                    chown, add) -> str:
         """Worker thread: resolve, hash, look in the cache, else write and commit."""
         b = self.b
-        with build_copy.source_root(b, self.ctx, source_image, from_flag) as src_root:
+        with copying.source_root(b, self.ctx, source_image, from_flag) as src_root:
             excluded = None if from_flag else self._excluded
-            sources = build_copy.plan(src_root, srcs, excluded, context=not from_flag)
-            digest = build_copy.source_hash(sources, excluded)
-            created_by = f"{build_images.SHELL_PREFIX}#(nop) {'ADD' if add else 'COPY'} {digest} in {dest} "
+            sources = copying.plan(src_root, srcs, excluded, context=not from_flag)
+            digest = copying.source_hash(sources, excluded)
+            created_by = f"{step_images.SHELL_PREFIX}#(nop) {'ADD' if add else 'COPY'} {digest} in {dest} "
             key = created_by + (f"\0chown={chown}" if chown else "")
             if not self.opts.no_cache and (hit := b.cache.get(state.image_id, key)):
                 state.image_id = hit
                 return "cached"
-            with build_images.scratch_root(b.images, b.snapshotter, self.b.paths.exec_root,
+            with step_images.scratch_root(b.images, b.snapshotter, self.b.paths.exec_root,
                                            parent) as (snap, root):
-                owner = build_copy.chown_ids(chown, root)
-                archives = [s for s in sources if add and not s.is_dir and build_copy.is_archive(s.path)]
+                owner = copying.chown_ids(chown, root)
+                archives = [s for s in sources if add and not s.is_dir and copying.is_archive(s.path)]
                 plain = [s for s in sources if s not in archives]
-                build_copy.write_sources(root, plain, archives, dest_abs, dest_dir, owner, excluded)
-                layer = build_images.snapshot_layer(b.images, b.snapshotter, snap,
-                                                    build_images.layer_media_type(parent))
+                copying.write_sources(root, plain, archives, dest_abs, dest_dir, owner, excluded)
+                layer = step_images.snapshot_layer(b.images, b.snapshotter, snap,
+                                                    step_images.layer_media_type(parent))
             parent_id = state.image_id
-            state.image_id = build_images.commit_step(b.images, parent, state.config, created_by,
+            state.image_id = step_images.commit_step(b.images, parent, state.config, created_by,
                                                       layer=layer, author=state.author)
             b.cache.put(parent_id, key, state.image_id)
         return "built"
@@ -446,7 +447,7 @@ class _Build:
     async def _workdir(self, state: StageState, ins) -> AsyncIterator[BuildMessage]:
         path = workdir_path(state, self.lexer, tuple(ins.args))
         state.config = replace(state.config, working_dir=path)
-        created_by = f"{build_images.SHELL_PREFIX}#(nop) WORKDIR {path}"
+        created_by = f"{step_images.SHELL_PREFIX}#(nop) WORKDIR {path}"
         if await self._cached(state, created_by):
             yield _out(" ---> Using cache\n")
             return
@@ -458,13 +459,13 @@ class _Build:
         from conch.runtime.rootfs import secure_join
 
         b = self.b
-        with build_images.scratch_root(b.images, b.snapshotter, b.paths.exec_root, parent) as (snap, root):
+        with step_images.scratch_root(b.images, b.snapshotter, b.paths.exec_root, parent) as (snap, root):
             target = secure_join(str(root), path)
             if os.path.isdir(target):
                 return None
             os.makedirs(target, mode=0o755, exist_ok=True)
-            return build_images.snapshot_layer(b.images, b.snapshotter, snap,
-                                               build_images.layer_media_type(parent))
+            return step_images.snapshot_layer(b.images, b.snapshotter, snap,
+                                               step_images.layer_media_type(parent))
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -197,7 +197,7 @@ class ExecService:
     def _process_json(self, c, cfg: ExecConfig) -> dict:
         """The OCI process for the exec: the container's own process spec (caps,
         rlimits, no_new_privs, apparmor...) with the exec's args, env, cwd and user."""
-        from conch.engine import ociconfig
+        from conch.engine.containers import ociconfig
 
         bundle_cfg = os.path.join(self.containers.paths.bundle(c.id), "config.json")
         with open(bundle_cfg) as f:

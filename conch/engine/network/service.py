@@ -2,9 +2,9 @@
 ``host`` and ``none``, user-defined bridges with name resolution, published ports,
 connect/disconnect of running containers — and the hooks the container lifecycle calls.
 
-Records and pure rules live in :mod:`conch.engine.network_records`; what is done to one
+Records and pure rules live in :mod:`conch.engine.network.records`; what is done to one
 container (veths, hosts/resolv text, ports, live-state files) in
-:mod:`conch.engine.sandbox`. Injected (conchd's composition root makes them): a
+:mod:`conch.engine.network.sandbox`. Injected (conchd's composition root makes them): a
 ``Firewall`` (one nftables table: NAT, isolation between networks, published ports), a
 ``PortReservation`` (holds each published host port so nothing else binds it), an
 optional ``SocketLB`` (host processes' connects to published ports rewritten straight to
@@ -36,8 +36,8 @@ import logging
 import os
 import re
 
-from conch.engine import sandbox
-from conch.engine.network_records import (PREDEFINED, Network, NetworkStore, created_before,
+from conch.engine.network import sandbox
+from conch.engine.network.records import (PREDEFINED, Network, NetworkStore, created_before,
                                           matches, parse_ipam, parse_until, predefined,
                                           user_network)
 from conch.errors import ConchError, Conflict, InvalidArgument, NotFound, PermissionDenied
@@ -360,23 +360,23 @@ class NetworkService:
         return {"id": net.id, "aliases": aliases, "ipv4": ipv4}
 
     def setup(self, c, image=None) -> str:
-        from conch.engine import netsetup
+        from conch.engine.network import netsetup
 
         return netsetup.setup(self, c, image)
 
     def link_env(self, c) -> list[str]:
         """The ``--link`` variables of ``c``, after :meth:`setup` (see netsetup)."""
-        from conch.engine import netsetup
+        from conch.engine.network import netsetup
 
         return netsetup.link_env(self, c)
 
     def teardown(self, cid: str) -> None:
-        from conch.engine import netsetup
+        from conch.engine.network import netsetup
 
         netsetup.teardown(self, cid)
 
     def etc_files(self, c, hostname: str) -> tuple[str, str]:
-        from conch.engine import netsetup
+        from conch.engine.network import netsetup
 
         return netsetup.etc_files(self, c, hostname)
 
@@ -388,12 +388,12 @@ class NetworkService:
 
     # -- connect / disconnect -----------------------------------------------------------
     async def connect(self, net_ref: str, container_ref: str, *, aliases=(), ipv4: str = "") -> None:
-        from conch.engine import netsetup
+        from conch.engine.network import netsetup
 
         await netsetup.connect(self, net_ref, container_ref, aliases=aliases, ipv4=ipv4)
 
     async def disconnect(self, net_ref: str, container_ref: str, *, force: bool = False) -> None:
-        from conch.engine import netsetup
+        from conch.engine.network import netsetup
 
         await netsetup.disconnect(self, net_ref, container_ref, force=force)
 

@@ -28,7 +28,9 @@ SYSTEM_PACKAGES := busybox-static gcc libc6-dev nftables
 # openssl: the registry server's TLS test makes a throwaway certificate with it.
 # docker-registry (CNCF distribution): tests/e2e/test_registry.py pushes to and pulls from
 # its own instance on 127.0.0.1 (apache2-utils: htpasswd, for trying auth by hand).
-TEST_DEP_PACKAGES := runc crun podman conmon skopeo uidmap openssl docker-registry apache2-utils
+# containerd: Debian's 1.6 with its runc v2 shim; tests/compat/test_containerd.py runs a
+# private one (conch.testing.containerd) driving conch-runtime as its runc binary.
+TEST_DEP_PACKAGES := runc crun podman conmon skopeo uidmap openssl docker-registry apache2-utils containerd
 # What bench/daemon_bench.py compares conch with (never a conch dependency). dockerd is
 # started by the bench itself with private roots; the package's own service must not start.
 # docker-registry (CNCF distribution) and curl: bench/registry_bench.py's anchor and client;

@@ -1,11 +1,12 @@
 """Registry routes: pull (``POST /images/create?fromImage=``, dispatched here by
 ``routes_images``), ``POST /images/{name}/push``, ``POST /auth``,
-``GET /distribution/{name}/json``.
+``GET /distribution/{name}/json``, ``GET /images/search``.
 
 Engine calls (``engine.images``): ``pull(ref, *, platform, all_tags, credentials)`` and
 ``push(name, tag, *, credentials)`` return async iterators of Progress records
 (``status``, ``id``, ``current``, ``total``, ``aux``); ``login(server, credentials)`` ->
-status text; ``inspect_distribution(ref, *, credentials)`` -> (descriptor, platforms).
+status text; ``inspect_distribution(ref, *, credentials)`` -> (descriptor, platforms);
+``search(term, *, limit, filters, credentials)`` -> [SearchResult dicts].
 
 Streams are docker's jsonmessage lines. As dockerd, an error before the first message
 (unknown manifest, refused credentials, image not found locally) is an ordinary HTTP
@@ -26,7 +27,7 @@ from typing import Any, AsyncIterator
 
 from aiohttp import web
 
-from conch.api.params import call_engine, engine_of, field, json_response
+from conch.api.params import call_engine, engine_of, field, json_response, parse_filters
 from conch.api.streams import stream_json_lines
 from conch.errors import InvalidArgument
 from conch.registry.client.auth import Credentials
@@ -38,6 +39,7 @@ def register(add) -> None:
     add("POST", "/images/{name:.+}/push", push_image)
     add("POST", "/auth", auth)
     add("GET", "/distribution/{name:.+}/json", distribution_inspect)
+    add("GET", "/images/search", search_images)
 
 
 # --- X-Registry-Auth -------------------------------------------------------------------
@@ -190,3 +192,24 @@ async def distribution_inspect(request: web.Request) -> web.StreamResponse:
                        "size": desc.size},
         "Platforms": [p.to_dict() for p in platforms],
     })
+
+
+async def search_images(request: web.Request) -> web.StreamResponse:
+    # moby getImagesSearch: a bad limit is "invalid limit specified" (400); a search
+    # ignores an invalid X-Registry-Auth rather than failing
+    raw = request.query.get("limit", "")
+    try:
+        limit = int(raw) if raw else 0
+    except ValueError as exc:
+        raise InvalidArgument(f'invalid limit specified: strconv.Atoi: parsing "{raw}": '
+                              "invalid syntax") from exc
+    if limit < 0:
+        raise InvalidArgument("invalid limit specified")
+    filters = parse_filters(request.query)
+    try:
+        credentials = _credentials(request)
+    except InvalidArgument:
+        credentials = Credentials()
+    results = await call_engine(engine_of(request).images.search, request.query.get("term", ""),
+                                limit=limit, filters=filters, credentials=credentials)
+    return json_response(list(results))

@@ -27,8 +27,8 @@ from typing import Any, BinaryIO
 
 from aiohttp import web
 
-from conch.api.params import (call_engine, engine_of, field, json_response, parse_bool,
-                              parse_filters)
+from conch.api.params import (api_version, call_engine, engine_of, field, json_response,
+                              parse_bool, parse_filters)
 from conch.api.streams import stream_bytes, stream_json_lines
 from conch.errors import InvalidArgument, NotFound
 from conch.oci.reference import Reference
@@ -228,12 +228,45 @@ async def list_images(request: web.Request) -> web.StreamResponse:
     out = [image_summary(i) for i in select_images(images, filters)]
     if filters.get("reference"):
         out = [_only_matching_names(s, filters["reference"]) for s in out]
+    if api_version(request) < (1, 43):
+        # moby getImagesJSON: before 1.43 an untagged image shows "<none>" placeholders
+        for s in out:
+            if not s["RepoTags"] and not s["RepoDigests"]:
+                s["RepoTags"], s["RepoDigests"] = ["<none>:<none>"], ["<none>@<none>"]
     return json_response(out)
 
 
 async def inspect_image(request: web.Request) -> web.StreamResponse:
     image = await call_engine(_images(request).get, request.match_info["name"])
-    return json_response(image_inspect(image))
+    return json_response(inspect_for_version(image_inspect(image), image, api_version(request)))
+
+
+#: Docker's zero ``container.Config`` (omitempty fields left out), what dockerd shows as
+#: ``ContainerConfig`` for an image whose config carries none.
+EMPTY_CONTAINER_CONFIG: dict[str, Any] = {
+    "Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False,
+    "AttachStderr": False, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": None,
+    "Cmd": None, "Image": "", "Volumes": None, "WorkingDir": "", "Entrypoint": None,
+    "OnBuild": None, "Labels": None,
+}
+
+
+def inspect_for_version(out: dict[str, Any], image: Any, version: tuple[int, int]) -> dict[str, Any]:
+    """moby's version gates on image inspect (router/image getImagesByName): below 1.44
+    ``VirtualSize`` (= Size); below 1.45 ``Container`` and ``ContainerConfig`` (the
+    config's legacy ``container``/``container_config``, else empty: docker-compose 1.29
+    reads ``ContainerConfig["Volumes"]`` when it recreates a container); from 1.52 the
+    empty legacy fields are omitted (we speak 1.50, so they stay)."""
+    if version < (1, 44):
+        out["VirtualSize"] = out.get("Size", 0)
+    if version < (1, 45):
+        extra = field(field(image, "config"), "extra", {}) or {}
+        legacy = extra.get("container_config")
+        container = extra.get("container")
+        out["Container"] = container if isinstance(container, str) else ""
+        out["ContainerConfig"] = ({**EMPTY_CONTAINER_CONFIG, **legacy} if isinstance(legacy, dict)
+                                  else dict(EMPTY_CONTAINER_CONFIG))
+    return out
 
 
 async def image_history(request: web.Request) -> web.StreamResponse:

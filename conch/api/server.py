@@ -27,7 +27,7 @@ from typing import Any
 
 from aiohttp import web
 
-from conch.api import routes_distribution, routes_images, routes_system
+from conch.api import routes_distribution, routes_images, routes_swarm, routes_system
 from conch.api.errors import error_response, http_exception_response
 from conch.api.params import (API_VERSION, API_VERSION_KEY, ENGINE, MIN_API_VERSION,
                               docker_headers)
@@ -42,7 +42,7 @@ AddRoute = Callable[[str, str, Handler], None]
 
 #: Each module's ``register(add)`` adds its routes. Container and exec routes are added
 #: here by their modules' authors, one line each.
-ROUTE_MODULES = (routes_system, routes_images, routes_distribution)
+ROUTE_MODULES = (routes_system, routes_images, routes_distribution, routes_swarm)
 
 def _version_tuple(text: str) -> tuple[int, ...]:
     try:

@@ -50,6 +50,12 @@ class ImagesFacade:
     async def inspect_distribution(self, ref: str, *, credentials=None):
         return await self.distribution.inspect(ref, **_creds(credentials))
 
+    async def search(self, term: str, *, limit: int = 0, filters=None, credentials=None):
+        from conch.engine.distribution.search import search
+
+        return await search(self.distribution.registries, term, limit=limit, filters=filters,
+                            **_creds(credentials))
+
     def __getattr__(self, name):
         return getattr(self.service, name)
 

@@ -107,7 +107,38 @@ def create_spec(body: dict) -> CreateSpec:
         links=tuple(host.get("Links") or ()),
         volumes_from=tuple(host.get("VolumesFrom") or ()),
         endpoints=_endpoints(body.get("NetworkingConfig")),
+        cgroupns_mode=_cgroupns(host.get("CgroupnsMode")),
+        memory_swappiness=_swappiness(host.get("MemorySwappiness")),
+        masked_paths=_paths(host.get("MaskedPaths"), "MaskedPaths"),
+        readonly_paths=_paths(host.get("ReadonlyPaths"), "ReadonlyPaths"),
+        group_add=tuple(str(g) for g in host.get("GroupAdd") or ()),
+        runtime=host.get("Runtime") or "",
     )
+
+
+def _cgroupns(mode) -> str:
+    """moby CgroupnsMode.Valid: "", "host" or "private"."""
+    if mode in (None, "", "host", "private"):
+        return mode or ""
+    raise InvalidArgument(f"invalid cgroup namespace mode: {mode}")
+
+
+def _swappiness(value) -> int | None:
+    """-1 (what the docker CLI sends by default) and null mean "not set", shown as null
+    (moby verifyPlatformContainerResources); otherwise 0-100."""
+    if value is None or value == -1:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 100:
+        raise InvalidArgument(f"Invalid value: {value}, valid memory swappiness range is 0-100")
+    return value
+
+
+def _paths(value, what: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+        raise InvalidArgument(f"{what}: expected a list of paths")
+    return tuple(value)
 
 
 def _endpoints(networking) -> dict:
@@ -214,7 +245,9 @@ def _config(c: Container, image_exec: Any = None) -> dict[str, Any]:
     return given
 
 
-def _host_config(c: Container) -> dict[str, Any]:
+def _host_config(c: Container, default_runtime: str = "conch") -> dict[str, Any]:
+    from conch.engine.containers import ociconfig
+
     s = c.spec
     given = dict(c.api_config.get("HostConfig") or {})
     given.update({
@@ -237,9 +270,16 @@ def _host_config(c: Container) -> dict[str, Any]:
         "Ulimits": [{"Name": n, "Soft": so, "Hard": h} for n, so, h in s.ulimits] or None,
         "Dns": list(s.dns), "DnsSearch": list(s.dns_search), "DnsOptions": list(s.dns_options),
         "ExtraHosts": list(s.extra_hosts) or None, "OomScoreAdj": s.oom_score_adj,
-        "PortBindings": dict(s.port_bindings), "Runtime": "conch",
+        "PortBindings": dict(s.port_bindings),
         "PidMode": s.pid_mode, "IpcMode": s.ipc_mode or "private", "UTSMode": s.uts_mode,
+        "CgroupnsMode": ociconfig.cgroupns_mode(s),
+        "MemorySwappiness": s.memory_swappiness,
+        "MaskedPaths": ociconfig.masked_paths(s), "ReadonlyPaths": ociconfig.readonly_paths(s),
+        "GroupAdd": list(s.group_add) or None,
     })
+    given["Runtime"] = s.runtime or given.get("Runtime") or default_runtime
+    if not s.tmpfs:
+        given.pop("Tmpfs", None)  # omitempty in moby's HostConfig
     return given
 
 

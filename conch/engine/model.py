@@ -117,6 +117,13 @@ class CreateSpec:
     volumes_from: tuple[str, ...] = ()  # "container[:ro|:rw]" (HostConfig.VolumesFrom)
     # NetworkingConfig.EndpointsConfig: network name -> {"aliases": [...], "ipv4": ""}
     endpoints: dict = field(default_factory=dict)
+    # as the request gave them; ociconfig derives what is applied (and inspect shows)
+    cgroupns_mode: str = ""   # "host" | "private"
+    memory_swappiness: int | None = None  # None: the kernel's (docker shows null)
+    masked_paths: tuple[str, ...] | None = None  # None: docker's defaults (none when privileged)
+    readonly_paths: tuple[str, ...] | None = None
+    group_add: tuple[str, ...] = ()  # supplementary groups: names (the container's /etc/group) or gids
+    runtime: str = ""  # "" = the daemon's default runtime
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -148,6 +148,49 @@ def _user_mounts(container: Container) -> tuple[list[dict], dict]:
     return mounts, tmpfs
 
 
+# -- HostConfig fields dockerd settles at create (daemon/create.go, daemon_unix.go) ---------
+
+def default_cgroupns_mode() -> str:
+    """dockerd's default CgroupnsMode: "private" on a cgroup v2 (unified) host, "host" on
+    v1 and hybrid hosts such as this one (daemon_unix.go adaptContainerSettings)."""
+    return "private" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "host"
+
+
+def cgroupns_mode(spec: CreateSpec) -> str:
+    return spec.cgroupns_mode or default_cgroupns_mode()
+
+
+def masked_paths(spec: CreateSpec) -> list[str] | None:
+    """What the runtime masks: the request's list, else docker's defaults; privileged
+    containers mask nothing and show null (moby WithMaskedPaths, createContainerOSSpecificSettings)."""
+    if spec.privileged:
+        return None
+    return list(spec.masked_paths) if spec.masked_paths is not None else list(presets.MASKED_PATHS)
+
+
+def readonly_paths(spec: CreateSpec) -> list[str] | None:
+    if spec.privileged:
+        return None
+    return list(spec.readonly_paths) if spec.readonly_paths is not None else list(presets.READONLY_PATHS)
+
+
+def group_ids(groups, rootfs: str) -> list[int]:
+    """HostConfig.GroupAdd: each a gid or a group name looked up in the container's own
+    /etc/group (moby getAdditionalGroups); an unknown name fails the start as docker's."""
+    if not groups:
+        return []
+    entries = _read_db(os.path.join(rootfs, "etc/group"))
+    out = []
+    for g in groups:
+        gid = next((int(e[2]) for e in entries if len(e) >= 3 and e[0] == g and e[2].isdigit()), None)
+        if gid is None:
+            if not g.isdigit():
+                raise InvalidArgument(f"Unable to find group {g}: no matching entries in group file")
+            gid = int(g)
+        out.append(gid)
+    return out
+
+
 def _security(spec: CreateSpec):
     seccomp: object = "default"
     nnp = False
@@ -198,6 +241,8 @@ def runtime_spec(container: Container, image_config, *, rootfs: str, files: dict
         namespaces.append("pid")
     if spec.ipc_mode != "host":
         namespaces.append("ipc")
+    if cgroupns_mode(spec) == "private":
+        namespaces.append("cgroup")
     share_uts = "uts" not in namespaces
     mounts = [{"destination": dst, "type": "bind", "source": src, "options": ["rbind", "rprivate"]}
               for dst, src in files.items()]
@@ -237,6 +282,17 @@ def runtime_spec(container: Container, image_config, *, rootfs: str, files: dict
         out.pop("hostname", None)
     if spec.memory_reservation:
         out["linux"]["resources"].setdefault("memory", {})["reservation"] = spec.memory_reservation
+    if spec.memory_swappiness is not None:
+        out["linux"]["resources"].setdefault("memory", {})["swappiness"] = spec.memory_swappiness
+    # what inspect lists is what is applied (privileged: the presets' none)
+    if not spec.privileged:
+        out["linux"]["maskedPaths"] = masked_paths(spec)
+        out["linux"]["readonlyPaths"] = readonly_paths(spec)
+    if spec.group_add:
+        uid, gid, extra = user
+        gids = [g for g in dict.fromkeys([*extra, *group_ids(spec.group_add, rootfs)]) if g != gid]
+        if gids:
+            out["process"]["user"]["additionalGids"] = gids
     return out
 
 

@@ -1,0 +1,240 @@
+"""Issue 10 (Docker API fidelity), the engine-side items, through real clients: docker-py
+(``docker`` from the venv) and the docker CLI, against a private conchd.
+
+Items covered here: 11 (inspect shapes), 12 (anonymous volumes, prune's space), 10
+(image load errors, imported Config, GraphDriver data), 9 (archive sees mounts), 5
+(applied HostConfig fields). Each test names the item it proves.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import time
+
+import pytest
+
+from conch.runtime.presets import MASKED_PATHS, READONLY_PATHS
+from conch.testing.daemon import DOCKER, clean_after, daemon_fixture, ok
+
+docker = pytest.importorskip("docker", reason="docker-py is not installed in this venv")
+
+daemon = daemon_fixture("module")
+
+
+@pytest.fixture
+def d(daemon):
+    yield from clean_after(daemon)
+
+
+@pytest.fixture
+def client(d):
+    c = docker.DockerClient(base_url=d.host, timeout=60)
+    yield c
+    c.close()
+
+
+def _cli(d, *args, **kw):
+    if not DOCKER:
+        pytest.skip("the docker CLI is not installed")
+    return d.docker(*args, **kw)
+
+
+def _tar(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _untar(stream) -> dict[str, bytes]:
+    data = b"".join(stream)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+
+
+# -- item 11: inspect shapes ------------------------------------------------------------
+
+def test_inspect_host_config_defaults_cli(d):
+    """11: CgroupnsMode set (what conch applies: the host's on this cgroup v1 machine, as
+    dockerd's default there), MemorySwappiness null (the CLI sends -1), MaskedPaths and
+    ReadonlyPaths as applied, Tmpfs absent when empty."""
+    cid = ok(_cli(d, "create", "busybox", "true")).strip()
+    hc = json.loads(ok(_cli(d, "inspect", cid)))[0]["HostConfig"]
+    assert hc["CgroupnsMode"] in ("host", "private")
+    assert hc["MemorySwappiness"] is None
+    assert hc["MaskedPaths"] == list(MASKED_PATHS)
+    assert hc["ReadonlyPaths"] == list(READONLY_PATHS)
+    assert "Tmpfs" not in hc
+    # the CLI's --format reads them as docker's own templates do
+    out = ok(_cli(d, "inspect", "-f", "{{.HostConfig.CgroupnsMode}} {{.HostConfig.MemorySwappiness}}", cid))
+    assert out.split() in (["host", "<nil>"], ["private", "<nil>"])
+
+
+def test_inspect_host_config_when_set(client):
+    """11: a set MemorySwappiness is shown; Tmpfs when given; privileged: no masked or
+    read-only paths (none are applied); CgroupnsMode private gives the container its own
+    cgroup namespace."""
+    c = client.containers.create("busybox", "true", mem_swappiness=10, tmpfs={"/scratch": "size=1m"})
+    hc = client.api.inspect_container(c.id)["HostConfig"]
+    assert hc["MemorySwappiness"] == 10
+    assert hc["Tmpfs"] == {"/scratch": "size=1m"}
+    p = client.containers.create("busybox", "true", privileged=True)
+    hc = client.api.inspect_container(p.id)["HostConfig"]
+    assert hc["MaskedPaths"] is None and hc["ReadonlyPaths"] is None
+    with pytest.raises(docker.errors.APIError) as exc:
+        client.containers.create("busybox", "true", mem_swappiness=101)
+    assert exc.value.status_code == 400
+    assert "valid memory swappiness range is 0-100" in str(exc.value)
+
+
+def test_cgroupns_modes_applied(client):
+    """11: CgroupnsMode host shares the host's cgroup namespace, private makes one."""
+    host_ns = os.readlink("/proc/self/ns/cgroup")
+    out = client.containers.run("busybox", "readlink /proc/self/ns/cgroup", remove=True,
+                                cgroupns="host")
+    assert out.decode().strip() == host_ns
+    c = client.containers.run("busybox", "readlink /proc/self/ns/cgroup", detach=True,
+                              cgroupns="private")
+    assert c.wait(timeout=30)["StatusCode"] == 0
+    assert c.logs().decode().strip() != host_ns
+    assert client.api.inspect_container(c.id)["HostConfig"]["CgroupnsMode"] == "private"
+    c.remove()
+    with pytest.raises(docker.errors.APIError) as exc:
+        client.containers.create("busybox", "true", cgroupns="weird")
+    assert exc.value.status_code == 400
+
+
+def test_masked_paths_as_applied(client):
+    """11: MaskedPaths given in the API body are what the runtime masks (and nothing else)."""
+    cmd = ["sh", "-c", "head -c 10 /proc/timer_list | wc -c; head -c 10 /proc/interrupts | wc -c"]
+    c = client.api.create_container("busybox", cmd, host_config={
+        "MaskedPaths": ["/proc/timer_list"], "ReadonlyPaths": []})
+    hc = client.api.inspect_container(c["Id"])["HostConfig"]
+    assert hc["MaskedPaths"] == ["/proc/timer_list"] and hc["ReadonlyPaths"] == []
+    client.api.start(c["Id"])
+    assert client.api.wait(c["Id"], timeout=30)["StatusCode"] == 0
+    # masked: an empty file; /proc/interrupts is masked by default but not here
+    assert client.api.logs(c["Id"]).decode().split() == ["0", "10"]
+    client.api.remove_container(c["Id"])
+    default = client.containers.run("busybox", cmd, detach=True)
+    assert default.wait(timeout=30)["StatusCode"] == 0
+    assert default.logs().decode().split() == ["0", "0"]
+    default.remove()
+
+
+# -- item 12: volumes and prune -----------------------------------------------------------
+
+def test_volume_without_name_is_anonymous_and_pruned(client, d):
+    """12: POST /volumes/create without a name makes an anonymous volume (labelled
+    com.docker.volume.anonymous), which the default prune removes; a named one stays."""
+    anon = client.volumes.create()
+    named = client.volumes.create("h10-named")
+    try:
+        assert anon.attrs["Labels"] == {"com.docker.volume.anonymous": ""}
+        assert len(anon.name) == 64
+        assert not named.attrs.get("Labels")
+        cli_anon = ok(_cli(d, "volume", "create")).strip()
+        labels = json.loads(ok(_cli(d, "volume", "inspect", cli_anon)))[0]["Labels"]
+        assert labels == {"com.docker.volume.anonymous": ""}
+        result = client.volumes.prune()
+        assert set(result["VolumesDeleted"]) >= {anon.name, cli_anon}
+        assert named.name not in result["VolumesDeleted"]
+        names = [v.name for v in client.volumes.list()]
+        assert named.name in names and anon.name not in names
+    finally:
+        named.remove(force=True)
+
+
+def test_container_prune_space_reclaimed(client, d):
+    """12: container prune reports the bytes of the removed containers' writable layers."""
+    c = client.containers.run("busybox", "dd if=/dev/zero of=/big bs=1024 count=2048",
+                              detach=True, labels={"h10": "prune"})
+    assert c.wait(timeout=30)["StatusCode"] == 0
+    result = client.containers.prune(filters={"label": "h10=prune"})
+    assert result["ContainersDeleted"] == [c.id]
+    assert 2 * 1024 * 1024 <= result["SpaceReclaimed"] < 3 * 1024 * 1024
+    c2 = ok(_cli(d, "run", "-d", "--label", "h10=prune2", "busybox",
+                 "dd", "if=/dev/zero", "of=/big", "bs=1024", "count=1024")).strip()
+    ok(_cli(d, "wait", c2))
+    out = ok(_cli(d, "container", "prune", "-f", "--filter", "label=h10=prune2"))
+    assert c2 in out and "Total reclaimed space: 1.0" in out, out
+
+
+# -- item 10: images -----------------------------------------------------------------
+
+def test_load_bad_tar_is_an_in_stream_error(client, d, tmp_path):
+    """10: POST /images/load with a bad tar answers 200 with errorDetail in the stream:
+    docker-py raises ImageLoadError, the CLI exits 1 with the message."""
+    resp = client.api._post(client.api._url("/images/load"), data=b"this is not a tar" * 100,
+                            headers={"Content-Type": "application/x-tar"})
+    assert resp.status_code == 200
+    lines = [json.loads(x) for x in resp.text.splitlines() if x.strip()]
+    assert lines and "errorDetail" in lines[-1] and lines[-1]["error"]
+    with pytest.raises(docker.errors.ImageLoadError):
+        client.images.load(b"garbage" * 300)
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(_tar({"hello.txt": b"no manifest here"}))
+    p = _cli(d, "load", "-i", str(bad))
+    assert p.returncode == 1 and p.stderr.strip(), (p.stdout, p.stderr)
+
+
+def test_imported_image_config_is_an_object(client, d, tmp_path):
+    """10: an image made by import (no --change) has Config as an object."""
+    src = tmp_path / "root.tar"
+    src.write_bytes(_tar({"etc/h10": b"x\n"}))
+    ok(_cli(d, "import", str(src), "h10-imported:1"))
+    try:
+        info = client.api.inspect_image("h10-imported:1")
+        cfg = info["Config"]
+        assert isinstance(cfg, dict)
+        assert cfg["Cmd"] is None and cfg["Env"] is None and cfg["Entrypoint"] is None
+        assert cfg["Hostname"] == "" and cfg["WorkingDir"] == ""
+        assert client.images.get("h10-imported:1").attrs["Config"]["Labels"] is None
+    finally:
+        client.images.remove("h10-imported:1", force=True)
+
+
+def test_graphdriver_overlay2_data(client):
+    """10: GraphDriver reports overlay2's LowerDir, UpperDir, MergedDir, WorkDir, as
+    real directories of the snapshotter (container) and the image's top layer."""
+    img = client.api.inspect_image("busybox")["GraphDriver"]
+    assert img["Name"] == "overlay2"
+    assert {"UpperDir", "MergedDir", "WorkDir"} <= set(img["Data"])
+    assert os.path.isdir(img["Data"]["UpperDir"])
+    c = client.containers.create("busybox", "true")
+    gd = client.api.inspect_container(c.id)["GraphDriver"]
+    assert gd["Name"] == "overlay2"
+    data = gd["Data"]
+    assert set(data) == {"LowerDir", "UpperDir", "MergedDir", "WorkDir"}
+    for lower in data["LowerDir"].split(":"):
+        assert os.path.isdir(lower), lower
+    assert os.path.isdir(data["UpperDir"]) and os.path.isdir(data["WorkDir"])
+    assert data["MergedDir"].endswith("rootfs") or data["MergedDir"].endswith("merged")
+    assert img["Data"]["UpperDir"] in data["LowerDir"].split(":")
+    c.remove()
+
+
+# -- item 5: applied, not only recorded ---------------------------------------------------
+
+def test_group_add_applied(client, d):
+    """5: GroupAdd gives supplementary groups; names resolve in the container's /etc/group;
+    an unknown name fails the start with docker's message."""
+    # the test image's /etc/group: tty:x:5, conchextra:x:1001
+    out = client.containers.run("busybox", "id -G", group_add=["tty", "1234"], user="1000:1000",
+                                detach=True)
+    assert out.wait(timeout=30)["StatusCode"] == 0
+    gids = out.logs().decode().split()  # the kernel sorts them; 1001: uid 1000 is a member
+    assert gids[0] == "1000" and sorted(gids[1:]) == ["1001", "1234", "5"]
+    assert client.api.inspect_container(out.id)["HostConfig"]["GroupAdd"] == ["tty", "1234"]
+    out.remove()
+    cli = ok(_cli(d, "run", "--rm", "--group-add", "conchextra", "-u", "0", "busybox", "id", "-G"))
+    assert cli.split() == ["0", "1001"]
+    p = _cli(d, "run", "--rm", "--group-add", "nosuchgroup", "busybox", "true")
+    assert p.returncode != 0 and "Unable to find group nosuchgroup" in p.stderr, p.stderr

@@ -115,6 +115,10 @@ class VolumeStore:
         if driver != "local":
             raise InvalidArgument(f"create {name or ''}: error looking up volume plugin {driver}: "
                                   "plugin not found")
+        if not name:
+            # a volume made without a name is anonymous, whoever asks (moby
+            # volume/service.Create): the default prune removes it
+            labels = {**(labels or {}), ANONYMOUS_LABEL: ""}
         name = validate_name(name) if name else secrets.token_hex(32)
         options = localopts.validate(name, options)
         with self._lock:

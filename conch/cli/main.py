@@ -62,6 +62,7 @@ VERBS: dict[str, tuple[str, str, str]] = {
     "version": ("system", "cmd_version", "Show the conch version information"),
     "info": ("system", "cmd_info", "Display system-wide information"),
     "events": ("system", "cmd_events", "Get real time events from the server"),
+    "compose": ("compose", "cmd_compose", "Define and run multi-container applications (docker compose v2)"),
 }
 
 # `conch container VERB`, `conch image VERB`, `conch system VERB`: sub-verb -> entry.

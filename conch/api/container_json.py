@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from conch.engine.model import Container, CreateSpec, HealthConfig, RestartPolicy, Status
-from conch.errors import InvalidArgument
+from conch.errors import ConchError, InvalidArgument
 
 _ZERO_TIME = "0001-01-01T00:00:00Z"
 
@@ -318,8 +318,25 @@ def _mounts(c: Container) -> list[dict[str, Any]]:
     return out
 
 
+def graph_driver_data(snapshotter, cid: str, merged: str) -> dict[str, str]:
+    """overlay2's ``GraphDriver.Data`` for a container: its snapshot's parents (LowerDir,
+    top first), its own upper and work dirs, and its mounted root (MergedDir)."""
+    layer_dirs = getattr(snapshotter, "layer_dirs", None)
+    if layer_dirs is None:
+        return {"MergedDir": merged}
+    try:
+        own, lowers = layer_dirs(cid)
+    except ConchError:  # the snapshot is gone (a container being removed)
+        return {"MergedDir": merged}
+    data = {"MergedDir": merged, "UpperDir": str(own / "fs"), "WorkDir": str(own / "work")}
+    if lowers:
+        data = {"LowerDir": ":".join(map(str, lowers)), **data}
+    return data
+
+
 def inspect(c: Container, *, log_path: str = "", rootfs: str = "",
-            net: dict | None = None, image_exec: Any = None) -> dict[str, Any]:
+            net: dict | None = None, image_exec: Any = None,
+            graph_data: dict | None = None) -> dict[str, Any]:
     """``GET /containers/{id}/json``; ``image_exec`` is the image's ``ExecutionConfig``
     (None when the image is gone), merged under the container's Config."""
     d = os.path.dirname(log_path) if log_path else ""
@@ -341,7 +358,7 @@ def inspect(c: Container, *, log_path: str = "", rootfs: str = "",
         "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "",
         "ExecIDs": None,
         "HostConfig": _host_config(c),
-        "GraphDriver": {"Name": "overlay2", "Data": {"MergedDir": rootfs}},
+        "GraphDriver": {"Name": "overlay2", "Data": graph_data or {"MergedDir": rootfs}},
         "Mounts": _mounts(c),
         "Config": _config(c, image_exec),
         "NetworkSettings": network_settings(c, net),

@@ -29,8 +29,8 @@ from aiohttp import web
 
 from conch.api.params import (api_version, call_engine, engine_of, field, json_response,
                               parse_bool, parse_filters)
-from conch.api.streams import stream_bytes, stream_json_lines
-from conch.errors import InvalidArgument, NotFound
+from conch.api.streams import progress_error, stream_bytes, stream_json_lines
+from conch.errors import ConchError, InvalidArgument, NotFound
 from conch.oci.reference import Reference
 
 LIST_FILTERS = {"dangling", "reference", "label", "before", "since", "until"}
@@ -237,8 +237,12 @@ async def list_images(request: web.Request) -> web.StreamResponse:
 
 
 async def inspect_image(request: web.Request) -> web.StreamResponse:
-    image = await call_engine(_images(request).get, request.match_info["name"])
-    return json_response(inspect_for_version(image_inspect(image), image, api_version(request)))
+    images = _images(request)
+    image = await call_engine(images.get, request.match_info["name"])
+    out = image_inspect(image)
+    if hasattr(images, "graph_driver_data"):
+        out["GraphDriver"]["Data"] = await call_engine(images.graph_driver_data, image)
+    return json_response(inspect_for_version(out, image, api_version(request)))
 
 
 #: Docker's zero ``container.Config`` (omitempty fields left out), what dockerd shows as
@@ -339,7 +343,12 @@ async def load_images(request: web.Request) -> web.StreamResponse:
     """``docker load``: one ``{"stream": "Loaded image: <name>\\n"}`` line per name."""
     quiet = parse_bool(request.query, "quiet")
     async with _spooled_body(request) as body:
-        loaded = await call_engine(_images(request).load, body)
+        try:
+            loaded = await call_engine(_images(request).load, body)
+        except ConchError as exc:
+            # moby postImagesLoad: a failed load is a 200 whose stream ends in an error
+            # message (docker-py raises ImageLoadError, the CLI prints it and exits 1)
+            return await stream_json_lines(request, [progress_error(str(exc))])
     lines = [{"stream": f"Loaded image{'' if ':' in n else ' ID'}: {n}\n"} for n in loaded]
     del quiet  # the CLI shows the lines either way; dockerd only drops progress bars
     return await stream_json_lines(request, lines, progress=True)

@@ -73,7 +73,9 @@ def import_image(service: ImageService, stream: BinaryIO, ref: str | None, *,
     if isinstance(platform, str):
         platform = Platform.parse(platform)
     platform = platform or service.platform
-    exec_config = apply_changes(None, changes)
+    # an imported image always has a config object (moby image_import: BuildFromConfig
+    # over an empty container.Config), so inspect shows "Config": {...}, never null
+    exec_config = apply_changes(None, changes) or ExecutionConfig()
 
     layer, diff_id = _write_layer(service, stream)
     created = rfc3339_nano(time.time_ns())

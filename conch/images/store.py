@@ -533,6 +533,24 @@ class ImageService:
                 sizes.append(layer.size)
         return sizes
 
+    def graph_driver_data(self, image: Image) -> dict[str, str] | None:
+        """Docker's overlay2 ``GraphDriver.Data`` for the image's top layer (LowerDir only
+        when it has parents); None when it is not unpacked (or the snapshotter has no
+        directories to name)."""
+        chain_ids = image.chain_ids()
+        layer_dirs = getattr(self.snapshotter, "layer_dirs", None)
+        if not chain_ids or layer_dirs is None:
+            return None
+        try:
+            own, lowers = layer_dirs(str(chain_ids[-1]))
+        except NotFound:
+            return None
+        data = {"MergedDir": str(own / "merged"), "UpperDir": str(own / "fs"),
+                "WorkDir": str(own / "work")}
+        if lowers:
+            data = {"LowerDir": ":".join(map(str, lowers)), **data}
+        return data
+
     def inspect_dict(self, image: Image) -> dict[str, Any]:
         """Docker's ``GET /images/{name}/json`` body (API 1.45)."""
         cfg = image.config
@@ -549,7 +567,7 @@ class ImageService:
             "Architecture": cfg.architecture,
             "Os": cfg.os,
             "Size": image.size,
-            "GraphDriver": {"Name": "overlay", "Data": None},
+            "GraphDriver": {"Name": "overlay2", "Data": self.graph_driver_data(image)},
             "RootFS": {"Type": cfg.rootfs.type, "Layers": [str(x) for x in cfg.rootfs.diff_ids]},
             "Metadata": {"LastTagTime": _go_time(image.last_tag_time)},
         }

@@ -177,6 +177,15 @@ class OverlaySnapshotter:
         for row in rows:
             yield _info(row)
 
+    def layer_dirs(self, key: str) -> tuple[Path, list[Path]]:
+        """The snapshot's own directory (its ``fs`` and ``work`` live there) and its
+        parents' ``fs`` directories, nearest first, whatever its kind: what Docker's
+        overlay2 GraphDriver.Data names (LowerDir, UpperDir, WorkDir)."""
+        with self._lock:
+            row = self._row(self._db, key)
+            chain = self._chain(self._db, row["parent"])
+        return self._dir(row["id"]), [self._dir(i) / "fs" for i in chain]
+
     def usage(self, key: str) -> Usage:
         with self._lock:
             row = self._row(self._db, key)

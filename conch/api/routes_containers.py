@@ -119,10 +119,12 @@ def _live_net(request: web.Request, c) -> dict | None:
 async def inspect(request: web.Request) -> web.StreamResponse:
     svc = _svc(request)
     c = await call_engine(svc.get, request.match_info["id"])
-    return json_response(container_json.inspect(c, log_path=svc.paths.log(c.id),
-                                                 rootfs=svc.paths.rootfs(c.id),
+    rootfs = svc.paths.rootfs(c.id)
+    graph = await call_engine(container_json.graph_driver_data, svc.snapshotter, c.id, rootfs)
+    return json_response(container_json.inspect(c, log_path=svc.paths.log(c.id), rootfs=rootfs,
                                                  net=_live_net(request, c),
-                                                 image_exec=await _image_exec(svc, c)))
+                                                 image_exec=await _image_exec(svc, c),
+                                                 graph_data=graph))
 
 
 async def _image_exec(svc, c):

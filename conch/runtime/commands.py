@@ -9,7 +9,6 @@ from conch.oci import fastjson
 import os
 import select
 import _signal as signal  # the C module: "signal" imports enum (~3 ms)
-import sys
 import time
 
 from conch.errors import Conflict, FailedPrecondition, InvalidArgument
@@ -57,8 +56,8 @@ def start(state: State) -> None:
         raise FailedPrecondition(f"cannot start container {state.id!r}: it is {status}, not created")
     fd = os.open(state.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        # The init opens the fifo for writing as soon as a reader exists, writes one byte
-        # and execs; poll so that an init that died meanwhile does not hang us forever.
+        # The init opens the fifo for writing as soon as a reader exists and writes one
+        # byte; poll so that an init that died meanwhile does not hang us forever.
         while True:
             ready, _, _ = select.select([fd], [], [], 0.1)
             if ready:
@@ -67,19 +66,31 @@ def start(state: State) -> None:
                     break
             if not state.alive():
                 raise FailedPrecondition(f"container {state.id!r} init process exited before start")
+        os.unlink(state.fifo)
+        state.status = "running"
+        state.save()
+        hooks = _hooks(state).get("poststart")
+        if hooks:
+            # It keeps the write end open (close-on-exec) until its execve: EOF says
+            # the user process runs, and only then may poststart hooks run (spec order).
+            _wait_eof(fd)
     finally:
         os.close(fd)
-    os.unlink(state.fifo)
-    state.status = "running"
-    state.save()
-    hooks = _hooks(state).get("poststart")
     if hooks:
         from conch.runtime import hooks as rhooks
 
+        # runtime-spec: a failing poststart hook is a warning, and the rest still run
+        rhooks.run_warn("poststart", hooks, state.oci("running"))
+
+
+def _wait_eof(fd: int) -> None:
+    while True:
+        select.select([fd], [], [])
         try:
-            rhooks.run("poststart", hooks, state.oci("running"))
-        except Exception as exc:  # noqa: BLE001 - runtime-spec: poststart failures only warn
-            print(f"conch-runtime: warning: {exc}", file=sys.stderr)
+            if not os.read(fd, 64):
+                return
+        except BlockingIOError:
+            continue
 
 
 def _hooks(state: State) -> dict:
@@ -315,10 +326,8 @@ def delete(state: State, force: bool) -> None:
         if hooks:
             from conch.runtime import hooks as rhooks
 
-            try:
-                rhooks.run("poststop", hooks, state.oci("stopped"))
-            except Exception as exc:  # noqa: BLE001 - runtime-spec: poststop failures only warn
-                print(f"conch-runtime: warning: {exc}", file=sys.stderr)
+            # runtime-spec: a failing poststop hook is a warning, and the rest still run
+            rhooks.run_warn("poststop", hooks, state.oci("stopped"))
     remove_state_dir(state.dir)
 
 

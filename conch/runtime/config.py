@@ -78,6 +78,11 @@ def validate(spec: dict, bundle: str) -> None:
     if "user" in types and not any(ns.get("path") for ns in linux["namespaces"] if ns["type"] == "user"):
         if not linux.get("uidMappings") or not linux.get("gidMappings"):
             raise InvalidArgument("config.json: a new user namespace needs uidMappings and gidMappings")
+    # runc's validator, same words: the host's hostname and /proc are not the container's
+    if (spec.get("hostname") or spec.get("domainname")) and "uts" not in types:
+        raise InvalidArgument("config.json: unable to set hostname without a private UTS namespace")
+    if (linux.get("maskedPaths") or linux.get("readonlyPaths")) and "mount" not in types:
+        raise InvalidArgument("config.json: unable to restrict sys entries without a private MNT namespace")
     for m in spec.get("mounts") or ():
         if not str(m.get("destination", "")).startswith("/"):
             raise InvalidArgument(f"config.json: mount destination {m.get('destination')!r} must be absolute")

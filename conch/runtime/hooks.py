@@ -3,7 +3,7 @@
 posix_spawn with a dup2 file action keeps ``subprocess`` (and its threading/selectors
 imports) off the hot path. A hook that fails, or outlives its ``timeout``, fails the
 operation that ran it (runtime-spec: "if a hook fails, the runtime MUST generate an
-error"), except poststart/poststop whose failures are only logged by the caller.
+error"), except poststart/poststop whose failures are warnings (:func:`run_warn`).
 """
 
 from conch.oci import fastjson as json  # no json module (re) on the hot path
@@ -21,6 +21,18 @@ class HookFailed(ConchError):
 def run(kind: str, hooks, state: dict) -> None:
     for hook in hooks or ():
         run_one(kind, hook, state)
+
+
+def run_warn(kind: str, hooks, state: dict) -> None:
+    """For poststart and poststop, whose failures the runtime-spec makes warnings: every
+    hook runs, a failed one is reported on stderr and the next one still runs."""
+    import sys
+
+    for hook in hooks or ():
+        try:
+            run_one(kind, hook, state)
+        except Exception as exc:  # noqa: BLE001 - a warning, whatever went wrong
+            sys.stderr.write(f"conch-runtime: warning: {exc}\n")
 
 
 def run_one(kind: str, hook: dict, state: dict) -> None:

@@ -118,14 +118,18 @@ def run_init(plan: Plan) -> None:
         if "mount" in ns:
             step = "prepare rootfs"
             rrootfs.prepare_root(plan.rootfs, linux.get("rootfsPropagation", ""))
-            for m in spec.get("mounts") or ():
-                step = f"mount {m.get('destination')}"
-                if m.get("type") == "cgroup" and not in_cgroup:
-                    in_cgroup = _wait_cgroup(ch, ns, plan.state_json)
-                rrootfs.mount_one(m, plan.rootfs, plan.cgroup_mounts, in_userns)
-            if rrootfs.dev_is_mounted(spec):
-                step = "create devices"
-                rrootfs.create_devices(spec, plan.rootfs, in_userns)
+        # Without a mount namespace of its own the container shares the runtime's, and
+        # its mounts are made there, under the rootfs, as runc does (the spec allows a
+        # container without one; its /proc is what the steps after chroot read). Only
+        # the propagation of "/" is left alone then: it is the caller's, not ours.
+        for m in spec.get("mounts") or ():
+            step = f"mount {m.get('destination')}"
+            if m.get("type") == "cgroup" and not in_cgroup:
+                in_cgroup = _wait_cgroup(ch, ns, plan.state_json)
+            rrootfs.mount_one(m, plan.rootfs, plan.cgroup_mounts, in_userns)
+        if rrootfs.dev_is_mounted(spec):
+            step = "create devices"
+            rrootfs.create_devices(spec, plan.rootfs, in_userns)
         if not in_cgroup:
             step = "join cgroup"
             in_cgroup = _wait_cgroup(ch, ns, plan.state_json)
@@ -181,9 +185,11 @@ def run_init(plan: Plan) -> None:
         os._exit(1)
     # -- after this point create has returned: wait for start, then become the process
     try:
+        # The write end stays open, close-on-exec, until execve: ``start`` reads the
+        # byte and then waits for EOF, so poststart hooks run only once the user
+        # process has been exec'd (runtime-spec lifecycle, step 9) — or G has died.
         fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
         os.write(fd, b"0")
-        os.close(fd)
         os.close(fifo_fd)
         hooks = (spec.get("hooks") or {}).get("startContainer")
         if hooks:
@@ -291,12 +297,10 @@ def _setgroups_allowed() -> bool:
 
 
 def _set_names(spec: dict, ns: dict) -> None:
+    """Set in the container's UTS namespace, new or joined by path (runc sets it in a
+    joined one too; config.validate refused a container that has none of its own)."""
     hostname = spec.get("hostname")
     domainname = spec.get("domainname")
-    if (hostname or domainname) and ns.get("uts") != "":
-        from conch.errors import InvalidArgument
-
-        raise InvalidArgument("hostname/domainname need a new uts namespace in linux.namespaces")
     from conch.kernel.libc import check, libc
 
     # through libc rather than socket.sethostname: the socket module costs ~3 ms to import

@@ -105,8 +105,9 @@ def mount_one(m: dict, rootfs: str, cgroup_mounts, in_userns: bool) -> None:
     flags, propagation, data = km.parse_options(options)
     is_bind = mtype == "bind" or flags & km.MS_BIND
     if is_bind:
-        if data:
-            raise InvalidArgument(f"bind mount {m['destination']}: unknown option(s) {', '.join(data)}")
+        # Data words (mode=755, size=1k, ...) next to bind/rbind are dropped, as runc
+        # does: mount(2) ignores the data argument of an MS_BIND mount, so they could
+        # never apply, and configs written for other mount types carry them along.
         if not source or not os.path.exists(source):
             raise InvalidArgument(f"bind mount source {source!r} for {m['destination']} does not exist")
         _make_target(dest, is_dir=os.path.isdir(source))

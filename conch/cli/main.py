@@ -109,6 +109,10 @@ NOUNS: dict[str, dict[str, tuple[str, str, str]]] = {
         "connect": ("networks", "cmd_connect", "Connect a container to a network"),
         "disconnect": ("networks", "cmd_disconnect", "Disconnect a container from a network"),
     },
+    "kube": {
+        "generate": ("kube", "cmd_generate", "Generate Kubernetes YAML from containers, pods or compose projects"),
+        "play": ("kube", "cmd_play", "Run Kubernetes Pods, Deployments and Services from YAML"),
+    },
     "registry": {
         "serve": ("registry", "cmd_serve", "Serve an OCI distribution registry from a directory"),
         "gc": ("registry", "cmd_gc", "Delete unreferenced blobs and stale uploads of a registry"),
@@ -268,7 +272,8 @@ def _print_help(out) -> None:
               "  -v, --version       Print version information and quit\n\n")
     out.write("Management Commands:\n")
     for noun, desc in (("container", "Manage containers"), ("image", "Manage images"),
-                       ("volume", "Manage volumes"), ("network", "Manage networks"), ("registry", "Run a registry"),
+                       ("volume", "Manage volumes"), ("network", "Manage networks"), ("kube", "Play and generate Kubernetes YAML"),
+                       ("registry", "Run a registry"),
                        ("system", "Manage conch")):
         out.write(f"  {noun:<10}  {desc}\n")
     out.write("\nCommands:\n")
@@ -279,7 +284,8 @@ def _print_help(out) -> None:
 
 def _print_noun_help(out, noun: str) -> None:
     # "Manage images", "Manage registries"; docker says "Manage Docker" for `system`
-    plural = {"registry": "registries", "system": "conch"}.get(noun, f"{noun}s")
+    plural = {"registry": "registries", "system": "conch",
+              "kube": "Kubernetes YAML"}.get(noun, f"{noun}s")
     out.write(f"Usage:  conch {noun} COMMAND\n\nManage {plural}\n\nCommands:\n")
     for verb, (_, _, summary) in NOUNS[noun].items():
         out.write(f"  {verb:<10}  {summary}\n")

@@ -9,6 +9,7 @@ lower never imports higher, and the CLI reaches the daemon only through the clie
     5  daemon
     cli -> client (+ errors, oci, compose for `conch compose`);  client -> errors, oci;
     compose -> client, errors, oci (+ the pure .dockerignore matcher);  testing: anything
+    cli -> kube (for `conch kube`, lazily);  kube -> client, errors, oci
 """
 
 import ast
@@ -22,8 +23,9 @@ LAYER = {
     "images": 2, "registry": 2, "network": 2, "volumes": 2, "build": 2,
     "engine": 3, "api": 4, "daemon": 5,
 }
-CLI_ALLOWED = {"cli", "client", "errors", "oci", "compose"}
+CLI_ALLOWED = {"cli", "client", "errors", "oci", "compose", "kube"}
 COMPOSE_ALLOWED = {"compose", "client", "errors", "oci"}  # like the CLI: only the API
+KUBE_ALLOWED = {"kube", "client", "errors", "oci"}  # conch kube: likewise
 CLI_BUILD_MATCHER = "conch.build.dockerignore"  # pure: `conch build` filters its context
 CLIENT_ALLOWED = {"client", "errors", "oci"}  # oci: pure codecs (its fastjson)
 
@@ -60,6 +62,9 @@ def violations():
             elif pkg == "compose":
                 if target not in COMPOSE_ALLOWED and name != CLI_BUILD_MATCHER:
                     out.append(where + " (conch compose talks to conchd only through conch.client)")
+            elif pkg == "kube":
+                if target not in KUBE_ALLOWED:
+                    out.append(where + " (conch kube talks to conchd only through conch.client)")
             elif pkg == "client":
                 if target not in CLIENT_ALLOWED:
                     out.append(where + " (the client knows only the API)")
@@ -76,5 +81,5 @@ def test_lower_layers_never_import_higher_ones():
 
 def test_every_package_has_a_layer():
     packages = {p.name for p in ROOT.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
-    unknown = packages - set(LAYER) - {"cli", "client", "compose", "testing"}
+    unknown = packages - set(LAYER) - {"cli", "client", "compose", "kube", "testing"}
     assert not unknown, f"give these packages a layer in this test and DESIGN.md: {unknown}"

@@ -20,9 +20,11 @@ from typing import BinaryIO, Iterable
 from aiohttp import web
 
 from conch.api.params import engine_of, json_response, parse_bool
+from conch.api.body import COMMIT_CONFIG, check, parse_json
 from conch.api.streams import stream_bytes
 from conch.archive.diff import ChangeKind
-from conch.engine.containers.filesystem import ContainerFilesystem, PathStat
+from conch.engine.containers.filesystem import ContainerFilesystem
+from conch.engine.containers.rootfs_tar import PathStat
 from conch.errors import InvalidArgument, NotFound
 from conch.oci.image import ExecutionConfig
 
@@ -119,13 +121,12 @@ async def commit(request: web.Request) -> web.StreamResponse:
     raw = await request.read()
     config = None
     if raw.strip():
-        try:
-            body = json.loads(raw)
-        except ValueError as exc:
-            raise InvalidArgument(f"invalid JSON body: {exc}") from exc
+        body = parse_json(raw)
         if body is not None:
             if not isinstance(body, dict):
-                raise InvalidArgument("the commit config must be a JSON object")
+                raise InvalidArgument("invalid JSON: json: cannot unmarshal "
+                                      f"{type(body).__name__} into Go value of type container.Config")
+            check(body, COMMIT_CONFIG, "Config")
             config = ExecutionConfig.from_dict(body)
             config = ExecutionConfig(**{f: getattr(config, f) for f in _EXEC_ATTRS})  # drop legacy keys
     repo, tag = q.get("repo", ""), q.get("tag", "")

@@ -27,6 +27,7 @@ from typing import Any, AsyncIterator
 
 from aiohttp import web
 
+from conch.api.body import AUTH_CONFIG, decode
 from conch.api.params import call_engine, engine_of, field, json_response, parse_filters
 from conch.api.streams import stream_json_lines
 from conch.errors import InvalidArgument
@@ -171,12 +172,7 @@ async def push_image(request: web.Request) -> web.StreamResponse:
 
 
 async def auth(request: web.Request) -> web.StreamResponse:
-    try:
-        body = await request.json()
-    except ValueError as exc:
-        raise InvalidArgument(f"invalid auth configuration: {exc}") from exc
-    if not isinstance(body, dict):
-        raise InvalidArgument("invalid auth configuration: not a JSON object")
+    body = decode(await request.read(), AUTH_CONFIG)
     config = {k: v for k, v in body.items() if isinstance(v, str)}
     status = await call_engine(engine_of(request).images.login, config.get("serveraddress", ""),
                                credentials_of(config))

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 
 from aiohttp import web
 
 from conch.api.hijack import hijack
 from conch.api.params import call_engine, engine_of, json_response
+from conch.api.body import EXEC_CONFIG, EXEC_START, decode
 from conch.engine.containers.execs import ExecConfig
 from conch.errors import InvalidArgument
 
@@ -21,16 +21,13 @@ def register(add) -> None:
     add("POST", "/exec/{id}/resize", resize)
 
 
-async def _body(request) -> dict:
-    raw = await request.read()
-    try:
-        return json.loads(raw) if raw.strip() else {}
-    except ValueError as exc:
-        raise InvalidArgument(f"invalid JSON body: {exc}") from exc
+async def _body(request, schema) -> dict:
+    # typed as dockerd decodes it: a wrong type is a 400 in Go's words (conch.api.body)
+    return decode(await request.read(), schema, empty={})
 
 
 async def create(request: web.Request) -> web.StreamResponse:
-    body = await _body(request)
+    body = await _body(request, EXEC_CONFIG)
     cmd = body.get("Cmd") or []
     if isinstance(cmd, str):
         cmd = [cmd]
@@ -46,7 +43,7 @@ async def create(request: web.Request) -> web.StreamResponse:
 
 async def start(request: web.Request) -> web.StreamResponse:
     execs = engine_of(request).execs
-    body = await _body(request)
+    body = await _body(request, EXEC_START)
     ex = execs.get(request.match_info["id"])
     if body.get("Detach"):
         proc = await execs.start(ex.id)

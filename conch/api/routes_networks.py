@@ -10,12 +10,12 @@ options=, labels=, check_duplicate=)``, ``.remove(ref)``, ``.prune(filters)``,
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
 from conch.api.params import call_engine, engine_of, json_response, parse_filters
+from conch.api.body import NETWORK_CONNECT, NETWORK_CREATE, NETWORK_DISCONNECT, decode
 from conch.errors import InvalidArgument, Unavailable
 
 FILTERS = {"name", "id", "driver", "label", "type", "dangling", "scope"}
@@ -38,15 +38,9 @@ def _svc(request):
     return networks
 
 
-async def _body(request: web.Request) -> dict:
-    raw = await request.read()
-    try:
-        body = json.loads(raw) if raw.strip() else {}
-    except ValueError as exc:
-        raise InvalidArgument(f"invalid JSON body: {exc}") from exc
-    if not isinstance(body, dict):
-        raise InvalidArgument("the request body must be a JSON object")
-    return body
+async def _body(request: web.Request, schema) -> dict:
+    # typed as dockerd decodes it: a wrong type is a 400 in Go's words (conch.api.body)
+    return decode(await request.read(), schema, empty={})
 
 
 def network_json(net: Any, endpoints: dict[str, dict] | None) -> dict[str, Any]:
@@ -95,7 +89,7 @@ async def inspect(request: web.Request) -> web.StreamResponse:
 
 
 async def create(request: web.Request) -> web.StreamResponse:
-    body = await _body(request)
+    body = await _body(request, NETWORK_CREATE)
     name = body.get("Name") or ""
     if not name:
         raise InvalidArgument("network name is required" if "Name" not in body else
@@ -123,7 +117,7 @@ async def prune(request: web.Request) -> web.StreamResponse:
 
 
 async def connect(request: web.Request) -> web.StreamResponse:
-    body = await _body(request)
+    body = await _body(request, NETWORK_CONNECT)
     container = body.get("Container") or ""
     if not container:
         raise InvalidArgument("no container specified")
@@ -135,7 +129,7 @@ async def connect(request: web.Request) -> web.StreamResponse:
 
 
 async def disconnect(request: web.Request) -> web.StreamResponse:
-    body = await _body(request)
+    body = await _body(request, NETWORK_DISCONNECT)
     container = body.get("Container") or ""
     if not container:
         raise InvalidArgument("no container specified")

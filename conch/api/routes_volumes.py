@@ -8,11 +8,11 @@ driver, mountpoint, created_at, labels, options, scope.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
+from conch.api.body import VOLUME_CREATE, decode
 from conch.api.params import (call_engine, engine_of, field, json_response, parse_bool,
                               parse_filters)
 from conch.errors import InvalidArgument, Unavailable
@@ -55,13 +55,7 @@ async def list_volumes(request: web.Request) -> web.StreamResponse:
 
 
 async def create(request: web.Request) -> web.StreamResponse:
-    raw = await request.read()
-    try:
-        body = json.loads(raw) if raw.strip() else {}
-    except ValueError as exc:
-        raise InvalidArgument(f"invalid JSON body: {exc}") from exc
-    if not isinstance(body, dict):
-        raise InvalidArgument("the volume create body must be a JSON object")
+    body = decode(await request.read(), VOLUME_CREATE, empty={})
     v = await call_engine(_svc(request).create, body.get("Name") or None,
                           driver=body.get("Driver") or "local",
                           labels=dict(body.get("Labels") or {}),

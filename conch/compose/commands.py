@@ -110,10 +110,11 @@ def _scale_args(items: list[str]) -> dict[str, int]:
 
 def _cmd_up(ctx, g, args, run_verb) -> int:
     p = _sub("up")
-    for flag in ("-d", "--detach", "--build", "--no-build", "--force-recreate", "--no-recreate",
+    p.add_argument("-d", "--detach", action="store_true")
+    p.add_argument("-V", "--renew-anon-volumes", action="store_true")
+    for flag in ("--build", "--no-build", "--force-recreate", "--no-recreate",
                  "--no-deps", "--remove-orphans", "--wait", "--no-start", "--quiet-pull",
-                 "--always-recreate-deps", "-V", "--renew-anon-volumes", "--no-color",
-                 "--abort-on-container-exit"):
+                 "--always-recreate-deps", "--no-color", "--abort-on-container-exit"):
         p.add_argument(flag, action="store_true")
     p.add_argument("--scale", action="append", default=[])
     p.add_argument("-t", "--timeout", type=int)
@@ -352,8 +353,6 @@ def _follow_logs(ctx, c, services, *, follow: bool, timestamps: bool, tail: str,
     one thread per container (the streams are independent sockets)."""
     import threading
 
-    from conch.client.hijack import demux
-
     targets = [x for x in c.containers() if not services or
                x["Labels"].get("com.docker.compose.service") in services]
     width = max((len(x["Names"][0]) - 1 for x in targets), default=0)
@@ -365,7 +364,7 @@ def _follow_logs(ctx, c, services, *, follow: bool, timestamps: bool, tail: str,
                   "tail": tail}
         chunks = c.api.c.stream_raw("GET", f"/containers/{x['Id']}/logs", params=params)
         info = c.api.inspect(x["Id"])
-        stream = demux(chunks) if not info["Config"].get("Tty") else ((1, b) for b in chunks)
+        stream = _frames(chunks) if not info["Config"].get("Tty") else ((1, b) for b in chunks)
         pending = b""
         for _, payload in stream:
             pending += payload
@@ -391,6 +390,20 @@ def _follow_logs(ctx, c, services, *, follow: bool, timestamps: bool, tail: str,
         while t.is_alive():
             t.join(0.5)
     return 0
+
+
+def _frames(chunks):
+    """docker's stdcopy frames (8-byte header: stream, 0, 0, 0, big-endian size) from a
+    chunk iterator: (stream, payload)."""
+    buf = b""
+    for chunk in chunks:
+        buf += chunk
+        while len(buf) >= 8:
+            size = int.from_bytes(buf[4:8], "big")
+            if len(buf) < 8 + size:
+                break
+            yield buf[0], buf[8:8 + size]
+            buf = buf[8 + size:]
 
 
 def _cmd_exec(ctx, g, args, run_verb) -> int:

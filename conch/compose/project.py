@@ -219,6 +219,9 @@ class Compose:
                  start: bool = True, timeout: int | None = None) -> None:
         svc = self.p.services[service]
         want_hash = convert.config_hash(svc)
+        # a rebuilt or re-pulled image is a change too (compose v2 compares image IDs)
+        image = self.api.image(self.image_of(service))
+        image_id = image["Id"] if image else None
         current = self.containers(service)
         by_num = {}
         for c in current:
@@ -234,7 +237,8 @@ class Compose:
             self._remove(by_num.pop(n), timeout=timeout)
         for n in sorted(by_num):
             c = by_num[n]
-            stale = c["Labels"].get(_HASH) != want_hash or force_recreate
+            stale = (c["Labels"].get(_HASH) != want_hash or force_recreate
+                     or (image_id is not None and c.get("ImageID") not in (None, image_id)))
             if stale and not no_recreate:
                 self.say(f"Container {c['Names'][0].lstrip('/')}", "Recreate")
                 self._remove(c, timeout=timeout)

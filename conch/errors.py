@@ -25,6 +25,12 @@ class Conflict(ConchError):
     http_status = 409
 
 
+class NotModified(ConchError):
+    """Docker answers 304 when starting a running (or stopping a stopped) container."""
+
+    http_status = 304
+
+
 class InvalidArgument(ConchError):
     http_status = 400
 

@@ -21,8 +21,7 @@ from conch.api.hijack import hijack
 from conch.api.params import (api_version, call_engine, engine_of, json_response,
                               parse_bool, parse_filters, parse_int, parse_timestamp)
 from conch.api.streams import MULTIPLEXED_STREAM, RAW_STREAM, stdcopy_frame
-from conch.engine.containers.service import NotModified
-from conch.errors import ConchError, InvalidArgument
+from conch.errors import ConchError, InvalidArgument, NotModified
 
 _LIST_FILTERS = {"id", "name", "status", "label", "exited", "ancestor", "before", "since",
                  "health", "network", "volume", "is-task", "publish", "expose"}

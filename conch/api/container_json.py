@@ -221,7 +221,7 @@ def _config(c: Container, image_exec: Any = None) -> dict[str, Any]:
     (``image_exec``, an ``ExecutionConfig``) as dockerd merges them at create (moby
     ``daemon.merge``): Env, Cmd/Entrypoint, User, WorkingDir, ExposedPorts, Volumes,
     Labels, StopSignal and Healthcheck the request left unset come from the image."""
-    from conch.engine.containers.filesystem import container_exec_config
+    from conch.engine.containers.changes import container_exec_config
     from conch.images.store import container_config
 
     given = dict(c.api_config.get("Config") or {})

@@ -20,6 +20,7 @@ import pytest
 from conch.api.routes_archive import stat_header
 from conch.archive import write_tar
 from conch.content.store import ContentStore
+from conch.engine.containers import changes, rootfs_tar
 from conch.engine.containers import filesystem as fs
 from conch.engine.containers.service import Paths
 from conch.engine.events import EventBus
@@ -92,41 +93,41 @@ def tree(tmp_path):
     ("//a//b", "/a/b"), ("/a/../..", "/"), (".", "/."), ("a/..", "/"),
 ])
 def test_abs_path_keeps_trailing_dot_or_slash(given, expected):
-    assert fs._abs_path(given) == expected
+    assert rootfs_tar._abs_path(given) == expected
 
 
 def test_go_mode_bits():
     import stat as st
 
-    assert fs.go_mode(st.S_IFDIR | 0o755) == (1 << 31) | 0o755
-    assert fs.go_mode(st.S_IFLNK | 0o777) == (1 << 27) | 0o777
-    assert fs.go_mode(st.S_IFCHR | 0o600) == (1 << 26) | (1 << 21) | 0o600
-    assert fs.go_mode(st.S_IFREG | st.S_ISUID | 0o755) == (1 << 23) | 0o755
-    assert fs.go_mode(st.S_IFDIR | st.S_ISVTX | 0o777) == (1 << 31) | (1 << 20) | 0o777
+    assert rootfs_tar.go_mode(st.S_IFDIR | 0o755) == (1 << 31) | 0o755
+    assert rootfs_tar.go_mode(st.S_IFLNK | 0o777) == (1 << 27) | 0o777
+    assert rootfs_tar.go_mode(st.S_IFCHR | 0o600) == (1 << 26) | (1 << 21) | 0o600
+    assert rootfs_tar.go_mode(st.S_IFREG | st.S_ISUID | 0o755) == (1 << 23) | 0o755
+    assert rootfs_tar.go_mode(st.S_IFDIR | st.S_ISVTX | 0o777) == (1 << 31) | (1 << 20) | 0o777
 
 
 def test_stat_file_dir_and_symlinks(tree):
     root, _ = tree
     os.chmod(root / "d/a", 0o640)
-    f = fs.stat_path(root, "/d/a")
+    f = rootfs_tar.stat_path(root, "/d/a")
     assert (f.name, f.size, f.mode, f.link_target) == ("a", 1, 0o640, "")
     assert f.mtime.endswith("Z") and f.mtime[:4].isdigit()
-    d = fs.stat_path(root, "/d/")
+    d = rootfs_tar.stat_path(root, "/d/")
     assert d.name == "d" and d.mode & (1 << 31)
-    link = fs.stat_path(root, "/abs")
+    link = rootfs_tar.stat_path(root, "/abs")
     assert link.mode & (1 << 27) and link.link_target == "/etc"
-    assert fs.stat_path(root, "/up").link_target == "/"
-    assert fs.stat_path(root, "/dlink/").mode & (1 << 31)  # a trailing slash follows it
-    assert fs.stat_path(root, "/").name == "/"
+    assert rootfs_tar.stat_path(root, "/up").link_target == "/"
+    assert rootfs_tar.stat_path(root, "/dlink/").mode & (1 << 31)  # a trailing slash follows it
+    assert rootfs_tar.stat_path(root, "/").name == "/"
     with pytest.raises(FileNotFoundError):
-        fs.stat_path(root, "/nope")
+        rootfs_tar.stat_path(root, "/nope")
     with pytest.raises(FileNotFoundError):
-        fs.stat_path(root, "/d/a/below-a-file")
+        rootfs_tar.stat_path(root, "/d/a/below-a-file")
 
 
 def test_stat_header_is_dockers_base64_json(tree):
     root, _ = tree
-    body = json.loads(base64.b64decode(stat_header(fs.stat_path(root, "/abs"))))
+    body = json.loads(base64.b64decode(stat_header(rootfs_tar.stat_path(root, "/abs"))))
     assert set(body) == {"name", "size", "mode", "mtime", "linkTarget"}
     assert body["name"] == "abs" and body["linkTarget"] == "/etc"
 
@@ -136,10 +137,10 @@ def test_stat_header_is_dockers_base64_json(tree):
 def test_archive_of_a_file_and_of_a_directory(tree):
     root, _ = tree
     out = io.BytesIO()
-    fs.get_archive(root, "/etc/hostname", out)
+    rootfs_tar.get_archive(root, "/etc/hostname", out)
     assert names(out.getvalue()) == ["hostname"]
     out = io.BytesIO()
-    fs.get_archive(root, "/d", out)
+    rootfs_tar.get_archive(root, "/d", out)
     assert names(out.getvalue()) == ["d", "d/a", "d/a-hard", "d/sub", "d/sub/b"]
     with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
         assert tar.getmember("d/a-hard").islnk() and tar.getmember("d/a-hard").linkname == "d/a"
@@ -149,13 +150,13 @@ def test_archive_of_a_file_and_of_a_directory(tree):
 def test_archive_contents_only_and_symlink_rebase(tree):
     root, _ = tree
     out = io.BytesIO()
-    fs.get_archive(root, "/d/.", out)
+    rootfs_tar.get_archive(root, "/d/.", out)
     assert names(out.getvalue())[:2] == [".", "./a"]
     out = io.BytesIO()
-    fs.get_archive(root, "/dlink/", out)  # followed, but named as asked
+    rootfs_tar.get_archive(root, "/dlink/", out)  # followed, but named as asked
     assert names(out.getvalue())[:2] == ["dlink", "dlink/a"]
     out = io.BytesIO()
-    fs.get_archive(root, "/dlink", out)  # not followed: the link itself
+    rootfs_tar.get_archive(root, "/dlink", out)  # not followed: the link itself
     with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
         [m] = tar.getmembers()
         assert m.issym() and m.linkname == "d"
@@ -164,38 +165,38 @@ def test_archive_contents_only_and_symlink_rebase(tree):
 def test_archive_never_leaves_the_root(tree):
     root, host = tree
     out = io.BytesIO()
-    fs.get_archive(root, "/up/etc/hostname", out)  # ../../.. stops at the container root
+    rootfs_tar.get_archive(root, "/up/etc/hostname", out)  # ../../.. stops at the container root
     with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tar:
         assert tar.extractfile("hostname").read() == b"box\n"
     (root / "hostlink").symlink_to(str(host))
     with pytest.raises(FileNotFoundError):
-        fs.get_archive(root, "/hostlink/secret", io.BytesIO())
+        rootfs_tar.get_archive(root, "/hostlink/secret", io.BytesIO())
 
 
 # -- extract (cp in) ---------------------------------------------------------------------
 
 def test_extract_into_a_directory_and_through_a_symlink(tree):
     root, _ = tree
-    fs.put_archive(root, "/d", tar_of(("new", "dir", None), ("new/f", "file", b"x")))
+    rootfs_tar.put_archive(root, "/d", tar_of(("new", "dir", None), ("new/f", "file", b"x")))
     assert (root / "d/new/f").read_bytes() == b"x"
-    fs.put_archive(root, "/abs", tar_of(("passwd", "file", b"root")))  # /abs -> /etc
+    rootfs_tar.put_archive(root, "/abs", tar_of(("passwd", "file", b"root")))  # /abs -> /etc
     assert (root / "etc/passwd").read_text() == "root"
-    fs.put_archive(root, "/", tar_of(("./", "dir", None), ("top", "file", b"t")))
+    rootfs_tar.put_archive(root, "/", tar_of(("./", "dir", None), ("top", "file", b"t")))
     assert (root / "top").read_bytes() == b"t"
 
 
 def test_extract_errors_as_docker(tree):
     root, _ = tree
     with pytest.raises(FileNotFoundError):
-        fs.put_archive(root, "/missing", tar_of(("f", "file", b"")))
+        rootfs_tar.put_archive(root, "/missing", tar_of(("f", "file", b"")))
     with pytest.raises(InvalidArgument, match="not a directory"):
-        fs.put_archive(root, "/d/a", tar_of(("f", "file", b"")))
+        rootfs_tar.put_archive(root, "/d/a", tar_of(("f", "file", b"")))
     with pytest.raises(InvalidArgument, match="cannot overwrite directory"):
-        fs.put_archive(root, "/", tar_of(("d", "file", b"")), no_overwrite_dir_non_dir=True)
+        rootfs_tar.put_archive(root, "/", tar_of(("d", "file", b"")), no_overwrite_dir_non_dir=True)
     with pytest.raises(InvalidArgument, match="cannot overwrite non-directory"):
-        fs.put_archive(root, "/d", tar_of(("a", "dir", None)), no_overwrite_dir_non_dir=True)
+        rootfs_tar.put_archive(root, "/d", tar_of(("a", "dir", None)), no_overwrite_dir_non_dir=True)
     assert (root / "d/sub/b").exists() and (root / "d/a").is_file()
-    fs.put_archive(root, "/d", tar_of(("a", "dir", None)))  # allowed without the flag
+    rootfs_tar.put_archive(root, "/d", tar_of(("a", "dir", None)))  # allowed without the flag
     assert (root / "d/a").is_dir()
 
 
@@ -203,13 +204,13 @@ def test_extract_hostile_tars_stay_inside(tree, tmp_path):
     root, host = tree
     before = sorted(p.name for p in tmp_path.iterdir())
     with pytest.raises(InvalidArgument):
-        fs.put_archive(root, "/d", tar_of(("../../host/pwned", "file", b"x")))
+        rootfs_tar.put_archive(root, "/d", tar_of(("../../host/pwned", "file", b"x")))
     with pytest.raises(InvalidArgument):
-        fs.put_archive(root, "/d", tar_of(("a.txt", "file", b""), ("h", "link", "../../../host/secret")))
+        rootfs_tar.put_archive(root, "/d", tar_of(("a.txt", "file", b""), ("h", "link", "../../../host/secret")))
     # a symlink in the tar, then a file through it: resolved in the container's scope
-    fs.put_archive(root, "/d", tar_of(("esc", "sym", "/"), ("esc/pwned", "file", b"x")))
-    fs.put_archive(root, "/d", tar_of(("esc2", "sym", str(host)), ("esc2/pwned", "file", b"x")))
-    fs.put_archive(root, "/", tar_of(("up/pwned2", "file", b"x")))  # up -> ../../../..
+    rootfs_tar.put_archive(root, "/d", tar_of(("esc", "sym", "/"), ("esc/pwned", "file", b"x")))
+    rootfs_tar.put_archive(root, "/d", tar_of(("esc2", "sym", str(host)), ("esc2/pwned", "file", b"x")))
+    rootfs_tar.put_archive(root, "/", tar_of(("up/pwned2", "file", b"x")))  # up -> ../../../..
     assert (root / "pwned").read_bytes() == b"x"
     assert (root / str(host).lstrip("/") / "pwned").read_bytes() == b"x"
     assert (root / "pwned2").exists()
@@ -220,10 +221,10 @@ def test_extract_hostile_tars_stay_inside(tree, tmp_path):
 def test_extract_refuses_whiteout_names_and_sets_owner(tree):
     root, _ = tree
     with pytest.raises(InvalidArgument, match="wh"):
-        fs.put_archive(root, "/d", tar_of((".wh.a", "file", b"")))
+        rootfs_tar.put_archive(root, "/d", tar_of((".wh.a", "file", b"")))
     assert (root / "d/a").exists()
     if os.geteuid() == 0:
-        fs.put_archive(root, "/d", tar_of(("owned", "file", b"")), owner=(1000, 1001))
+        rootfs_tar.put_archive(root, "/d", tar_of(("owned", "file", b"")), owner=(1000, 1001))
         st = os.lstat(root / "d/owned")
         assert (st.st_uid, st.st_gid) == (1000, 1001)
 
@@ -231,7 +232,7 @@ def test_extract_refuses_whiteout_names_and_sets_owner(tree):
 def test_export_is_the_whole_tree(tree):
     root, _ = tree
     out = io.BytesIO()
-    fs.export(root, out)
+    rootfs_tar.export(root, out)
     got = names(out.getvalue())
     assert {"etc/hostname", "d/sub/b", "abs", "up"} <= set(got)
 
@@ -240,11 +241,11 @@ def test_merge_config_is_mobys():
     user = ExecutionConfig(env=("A=1",), labels={"x": "1"})
     base = ExecutionConfig(env=("A=0", "PATH=/bin"), cmd=("sh",), entrypoint=("/init",),
                            working_dir="/w", labels={"y": "2"}, user="u")
-    m = fs.merge_config(user, base)
+    m = changes.merge_config(user, base)
     assert m.env == ("A=1", "PATH=/bin") and m.cmd == ("sh",) and m.entrypoint == ("/init",)
     assert m.labels == {"x": "1", "y": "2"} and m.working_dir == "/w" and m.user == "u"
     # an entrypoint of the user's own: the base's cmd is not inherited
-    m = fs.merge_config(ExecutionConfig(entrypoint=("/e",)), base)
+    m = changes.merge_config(ExecutionConfig(entrypoint=("/e",)), base)
     assert m.entrypoint == ("/e",) and m.cmd is None
 
 
@@ -327,7 +328,7 @@ def test_rootfs_of_a_stopped_container_mounts_its_snapshot(svc):
         async with fs.rootfs_of(service, cid) as root:
             assert service._lock(cid).locked()  # no start meanwhile
             assert os.path.ismount(root) and (root / "bin/busybox").is_file()
-            await asyncio.to_thread(fs.put_archive, root, "/", tar_of(("new", "file", b"n")))
+            await asyncio.to_thread(rootfs_tar.put_archive, root, "/", tar_of(("new", "file", b"n")))
             kept = root
         assert not service._lock(cid).locked()
         assert not kept.exists()
@@ -346,7 +347,7 @@ def test_rootfs_of_a_running_container_binds_the_live_mount(svc):
             async with fs.rootfs_of(service, cid) as root:
                 assert not service._lock(cid).locked()  # an exit must not wait for a copy
                 assert root != live and os.path.ismount(root)
-                await asyncio.to_thread(fs.put_archive, root, "/bin", tar_of(("hi", "file", b"1")))
+                await asyncio.to_thread(rootfs_tar.put_archive, root, "/bin", tar_of(("hi", "file", b"1")))
                 assert (live / "bin/hi").read_bytes() == b"1"  # seen inside at once
 
         asyncio.run(run())

@@ -19,7 +19,7 @@ Contract (docker's classic ``COPY``/``ADD``, moby ``builder/dockerfile/copy.go``
 :func:`plan` resolves the sources; :func:`source_hash` is the cache key's content part
 (names, modes, link targets and file bytes; not mtimes: touching a file keeps the cache,
 as docker's content hash does); :func:`write_tar` writes the tar that
-:func:`conch.engine.containers.filesystem.put_archive` applies under the mounted root
+:func:`conch.engine.containers.rootfs_tar.put_archive` applies under the mounted root
 (:func:`write_sources`, with :func:`chown_ids` for ``--chown`` and :class:`source_root`
 for where ``--from`` reads). Plain synchronous code, run in a worker thread.
 """
@@ -251,7 +251,7 @@ def chown_ids(spec: str, root: Path) -> tuple[int, int]:
 
 def write_sources(root: Path, plain, archives, dest_abs: str, dest_dir: bool,
                    owner: tuple[int, int], excluded) -> None:
-    from conch.engine.containers.filesystem import put_archive
+    from conch.engine.containers.rootfs_tar import put_archive
 
     if plain:
         with tempfile.TemporaryFile(prefix="conch-build-copy-") as tar:

@@ -9,7 +9,7 @@ Contract:
   The image is registered without a name (docker's intermediate images) and its ID
   returned.
 * :func:`snapshot_layer` is ``docker commit``'s layer writer
-  (:func:`conch.engine.containers.filesystem.write_commit_layer`) over a snapshot's upper dir:
+  (:func:`conch.engine.containers.changes.write_commit_layer`) over a snapshot's upper dir:
   (descriptor, diff_id), or None when the step changed nothing.
 * :func:`scratch_root` prepares a writable snapshot of an image and mounts it on a
   private directory under ``<exec-root>/build`` for the block (COPY writes into it,
@@ -89,13 +89,13 @@ def commit_step(images, parent, config: ExecutionConfig, created_by: str, *,
 
 def snapshot_layer(images, snapshotter, key: str, media_type: str):
     """The snapshot ``key``'s changes as a layer blob: (descriptor, diff_id) or None."""
-    from conch.engine.containers import filesystem
+    from conch.engine.containers import changes
 
     mounts = snapshotter.mounts(key)
     try:
-        return filesystem.write_commit_layer(images, lower_dirs(mounts), writable_dir(mounts),
+        return changes.write_commit_layer(images, lower_dirs(mounts), writable_dir(mounts),
                                              media_type)
-    except filesystem.NoChanges:
+    except changes.NoChanges:
         return None
 
 

@@ -12,7 +12,7 @@ import _signal as signal  # the C module: "signal" imports enum (~3 ms)
 import time
 
 from conch.errors import Conflict, FailedPrecondition, InvalidArgument
-from conch.runtime.state import State, list_ids, process_start
+from conch.runtime.state import State, list_ids, process_start, remove_state_dir
 
 
 def _frozen_probe(state: State):
@@ -329,23 +329,6 @@ def delete(state: State, force: bool) -> None:
             # runtime-spec: a failing poststop hook is a warning, and the rest still run
             rhooks.run_warn("poststop", hooks, state.oci("stopped"))
     remove_state_dir(state.dir)
-
-
-def remove_state_dir(path: str) -> None:
-    """The state dir holds only plain files; shutil would import zlib, bz2 and lzma."""
-    try:
-        names = os.listdir(path)
-    except FileNotFoundError:
-        return
-    for name in names:
-        try:
-            os.unlink(os.path.join(path, name))
-        except FileNotFoundError:
-            pass
-    try:
-        os.rmdir(path)
-    except FileNotFoundError:
-        pass
 
 
 def _wait_gone(state: State, timeout: float = 10.0) -> None:

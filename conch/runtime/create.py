@@ -20,7 +20,7 @@ from conch.errors import InvalidArgument
 from conch.runtime import config as rconfig
 from conch.runtime import init as rinit
 from conch.runtime import process as rproc
-from conch.runtime.state import State, process_start
+from conch.runtime.state import State, process_start, remove_state_dir
 from conch.runtime.sync import Channel
 
 
@@ -219,8 +219,6 @@ def _reap(pids) -> None:
 
 
 def _cleanup_failed(state: State, cgroup) -> None:
-    from conch.runtime.commands import remove_state_dir
-
     try:
         cgroup.kill_all(signal.SIGKILL)
     except Exception:  # noqa: BLE001 - best effort, the destroy below reports

@@ -228,7 +228,13 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) == 2 and argv[0] == "warm":  # conch-shim's pre-started runtime
         from conch.runtime import warm
 
-        return warm.serve(int(argv[1]))
+        try:
+            request = warm.wait_request(int(argv[1]))
+        except OSError:
+            return 1
+        if request is None:
+            return 0  # discarded: the shim runs a cold one if it needs a runtime
+        argv = request
     try:
         o = parse(argv)
     except UsageError as exc:

@@ -145,3 +145,20 @@ def list_ids(root: str) -> list[str]:
         return sorted(e for e in os.listdir(root) if os.path.isdir(os.path.join(root, e)))
     except FileNotFoundError:
         return []
+
+
+def remove_state_dir(path: str) -> None:
+    """The state dir holds only plain files; shutil would import zlib, bz2 and lzma."""
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        return
+    for name in names:
+        try:
+            os.unlink(os.path.join(path, name))
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass

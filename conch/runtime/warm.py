@@ -6,32 +6,32 @@ Docker's default seccomp profile, are paid while no container waits. Then, on ``
 SOCK_SEQPACKET socket), one message arrives: the runtime's argv, NUL-separated
 (``--root R create --bundle B --pid-file P ID``), with the container's stdin, stdout and
 stderr as SCM_RIGHTS. They become fds 0-2 (blocking, as the container expects), and
-``main(argv)`` runs as if just exec'd. An empty read means the shim was discarded: exit
-quietly.
+:func:`wait_request` returns the argv for ``main`` to run as if just exec'd (this module
+never imports ``main``: it sits below it). An empty read means the shim was discarded:
+``None``, and the process exits quietly.
 """
 
 import os
 
 
-def serve(fd: int) -> int:
+def wait_request(fd: int) -> list[str] | None:
+    """Import what a create needs, then wait on ``fd`` for the request; its argv, with
+    fds 0-2 in place, or None when there is nothing to run."""
     # what a cold `create` imports after exec (conch.runtime.main imports them lazily)
-    from conch.runtime import (commands, config, create, init, main, prearm,  # noqa: F401
+    from conch.runtime import (commands, config, create, init, prearm,  # noqa: F401
                                process, rootfs, seccomp, sync)
     from conch.cgroups import resources, v1, v2  # noqa: F401
 
     _precompile_default_seccomp()
-    try:
-        msg, fds = _recv_fds(fd, 65536, 3)
-    except OSError:
-        return 1
+    msg, fds = _recv_fds(fd, 65536, 3)  # OSError: the caller exits 1
     if not msg or len(fds) != 3:
-        return 0
+        return None
     for target, received in enumerate(fds):
         os.dup2(received, target)  # dup2 leaves the new fd inheritable
         os.set_blocking(target, True)
         if received > 2:
             os.close(received)
-    return main.main(msg.rstrip(b"\0").decode().split("\0"))
+    return msg.rstrip(b"\0").decode().split("\0")
 
 
 def _recv_fds(fd: int, bufsize: int, maxfds: int) -> tuple[bytes, list[int]]:

@@ -8,6 +8,20 @@ import sys
 from conch.cli.main import Context, UsageError
 
 
+def _venv_packages() -> None:
+    """The ``conch`` launcher runs Python with ``-IS`` (no site, for start-up cost: see
+    tools/lean_launcher.py), so PyYAML is not on sys.path: add the venv's site-packages,
+    found from the interpreter's own path (without ``site``, sys.prefix is the base
+    Python's), as conch.cli.compose does."""
+    import os
+
+    venv = os.path.dirname(os.path.dirname(sys.executable))
+    lib = os.path.join(venv, "lib", f"python{sys.version_info[0]}.{sys.version_info[1]}",
+                       "site-packages")
+    if os.path.isdir(lib) and lib not in sys.path:
+        sys.path.append(lib)
+
+
 def cmd_generate(ctx: Context, argv: list[str]) -> int:
     p = ctx.parser("[OPTIONS] CONTAINER|POD|COMPOSE-PROJECT [...]",
                    "Generate Kubernetes YAML for containers, pods or compose projects")
@@ -23,6 +37,7 @@ def cmd_generate(ctx: Context, argv: list[str]) -> int:
         raise UsageError(f'"{ctx.prog}" requires at least 1 argument.')
     if ns.replicas is not None and ns.replicas < 0:
         raise UsageError(f"invalid replicas {ns.replicas}")
+    _venv_packages()
     from conch.kube import generate
 
     text = generate.dump(generate.generate(ctx.client, ns.names, service=ns.service,
@@ -54,6 +69,7 @@ def cmd_play(ctx: Context, argv: list[str]) -> int:
                 text = f.read()
         except OSError as exc:
             raise UsageError(f"open {ns.file}: {exc.strerror}") from None
+    _venv_packages()
     from conch.kube import play
 
     if ns.down:

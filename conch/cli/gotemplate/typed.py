@@ -1,0 +1,388 @@
+"""``typed_inspect``: inspect JSON as the docker CLI's Go structs see it, and Go's JSON.
+
+The docker CLI decodes an inspect response into its API structs and runs the template on
+them first; on an execution error it runs it again on the raw JSON (``map[string]interface
+{}``, numbers as ``json.Number``, ``missingkey=error``) and reports that second error
+(docker/cli cli/command/inspect/inspector.go). :func:`typed` builds the first view from
+:data:`SCHEMAS` (field order and Go types of docker 28's api/types); a nested object with
+no schema is a struct of the fields it has. :func:`raw` builds the second.
+"""
+
+from __future__ import annotations
+
+from conch.cli.gotemplate.values import (NOVALUE, GoFloat, GoInt, GoMap, GoSlice, GoStr, NilPtr,
+                                         Struct)
+
+# Go type -> "Field[=jsonKey]:type ..." in declaration order (embedded structs flattened).
+_SPEC = {
+    "container.InspectResponse": "Id:string Created:string Path:string Args:[]string "
+        "State:*container.State Image:string ResolvConfPath:string HostnamePath:string "
+        "HostsPath:string LogPath:string Node:*container.ContainerNode Name:string "
+        "RestartCount:int Driver:string Platform:string MountLabel:string ProcessLabel:string "
+        "AppArmorProfile:string ExecIDs:[]string HostConfig:*container.HostConfig "
+        "GraphDriver:storage.DriverData SizeRw:*int64 SizeRootFs:*int64 "
+        "Mounts:[]container.MountPoint Config:*container.Config "
+        "NetworkSettings:*container.NetworkSettings ImageManifestDescriptor:*v1.Descriptor",
+    "container.State": "Status:string Running:bool Paused:bool Restarting:bool OOMKilled:bool "
+        "Dead:bool Pid:int ExitCode:int Error:string StartedAt:string FinishedAt:string "
+        "Health:*container.Health",
+    "container.Health": "Status:string FailingStreak:int Log:[]*container.HealthcheckResult",
+    "container.Config": "Hostname:string Domainname:string User:string AttachStdin:bool "
+        "AttachStdout:bool AttachStderr:bool ExposedPorts:nat.PortSet Tty:bool OpenStdin:bool "
+        "StdinOnce:bool Env:[]string Cmd:strslice.StrSlice Healthcheck:*container.HealthConfig "
+        "ArgsEscaped:bool Image:string Volumes:map[string]struct {} WorkingDir:string "
+        "Entrypoint:strslice.StrSlice NetworkDisabled:bool MacAddress:string OnBuild:[]string "
+        "Labels:map[string]string StopSignal:string StopTimeout:*int Shell:strslice.StrSlice",
+    "container.NetworkSettings": "Bridge:string SandboxID:string SandboxKey:string "
+        "Ports:nat.PortMap HairpinMode:bool LinkLocalIPv6Address:string "
+        "LinkLocalIPv6PrefixLen:int SecondaryIPAddresses:[]network.Address "
+        "SecondaryIPv6Addresses:[]network.Address EndpointID:string Gateway:string "
+        "GlobalIPv6Address:string GlobalIPv6PrefixLen:int IPAddress:string IPPrefixLen:int "
+        "IPv6Gateway:string MacAddress:string Networks:map[string]*network.EndpointSettings",
+    "network.EndpointSettings": "IPAMConfig:*network.EndpointIPAMConfig Links:[]string "
+        "Aliases:[]string MacAddress:string DriverOpts:map[string]string GwPriority:int "
+        "NetworkID:string EndpointID:string Gateway:string IPAddress:string IPPrefixLen:int "
+        "IPv6Gateway:string GlobalIPv6Address:string GlobalIPv6PrefixLen:int DNSNames:[]string",
+    "nat.PortBinding": "HostIP=HostIp:string HostPort:string",
+    "container.MountPoint": "Type:mount.Type Name:string Source:string Destination:string "
+        "Driver:string Mode:string RW:bool Propagation:mount.Propagation",
+    "storage.DriverData": "Data:map[string]string Name:string",
+    "image.InspectResponse": "ID=Id:string RepoTags:[]string RepoDigests:[]string "
+        "Parent:string Comment:string Created:string Container:string "
+        "ContainerConfig:*container.Config DockerVersion:string Author:string "
+        "Config:*dockerspec.DockerOCIImageConfig Architecture:string Variant:string Os:string "
+        "OsVersion:string Size:int64 VirtualSize:int64 GraphDriver:storage.DriverData "
+        "RootFS:image.RootFS Metadata:image.Metadata Descriptor:*v1.Descriptor "
+        "Manifests:[]image.ManifestSummary",
+    "dockerspec.DockerOCIImageConfig": "User:string ExposedPorts:map[string]struct {} "
+        "Env:[]string Entrypoint:[]string Cmd:[]string Volumes:map[string]struct {} "
+        "WorkingDir:string Labels:map[string]string StopSignal:string ArgsEscaped:bool "
+        "Healthcheck:*dockerspec.HealthcheckConfig OnBuild:[]string Shell:[]string",
+    "image.RootFS": "Type:string Layers:[]string",
+    "image.Metadata": "LastTagTime:time.Time",
+    "network.Inspect": "Name:string ID=Id:string Created:time.Time Scope:string "
+        "Driver:string EnableIPv4:bool EnableIPv6:bool IPAM:network.IPAM Internal:bool "
+        "Attachable:bool Ingress:bool ConfigFrom:network.ConfigReference ConfigOnly:bool "
+        "Containers:map[string]network.EndpointResource Options:map[string]string "
+        "Labels:map[string]string Peers:[]network.PeerInfo Services:map[string]network.ServiceInfo",
+    "network.IPAM": "Driver:string Options:map[string]string Config:[]network.IPAMConfig",
+    "network.IPAMConfig": "Subnet:string IPRange:string Gateway:string "
+        "AuxAddress=AuxiliaryAddresses:map[string]string",
+    "network.ConfigReference": "Network:string",
+    "network.EndpointResource": "Name:string EndpointID:string MacAddress:string "
+        "IPv4Address:string IPv6Address:string",
+    "volume.Volume": "ClusterVolume:*volume.ClusterVolume CreatedAt:string Driver:string "
+        "Labels:map[string]string Mountpoint:string Name:string Options:map[string]string "
+        "Scope:string Status:map[string]interface {} UsageData:*volume.UsageData",
+    "volume.UsageData": "RefCount:int64 Size:int64",
+}
+
+# named types -> their underlying type
+_NAMED = {"strslice.StrSlice": "[]string", "nat.PortSet": "map[nat.Port]struct {}",
+          "nat.PortMap": "map[nat.Port][]nat.PortBinding"}
+_STRINGS = {"string", "nat.Port", "mount.Type", "mount.Propagation"}
+_INTS = {"int", "int64", "uint64", "int32", "uint32", "uint16", "uint8", "int8", "int16", "uint"}
+
+_schemas: dict | None = None
+
+# the top-level type of each inspect kind
+KINDS = {"container": "container.InspectResponse", "image": "image.InspectResponse",
+         "network": "network.Inspect", "volume": "volume.Volume"}
+
+
+def _schema(t: str):
+    global _schemas
+    if _schemas is None:
+        _schemas = {}
+        for name, spec in _SPEC.items():
+            fields = []
+            for word in spec.split():
+                fj, _, ft = word.partition(":")
+                f, _, j = fj.partition("=")
+                fields.append((f, j or f, ft))
+            _schemas[name] = fields
+    return _schemas.get(t)
+
+
+def _split_map(t: str) -> tuple[str, str]:
+    depth = 0
+    for i, c in enumerate(t):
+        if c == "[":
+            depth += 1
+        elif c == "]":
+            depth -= 1
+            if depth == 0:
+                return t[4:i], t[i + 1:]
+    return "string", "interface {}"
+
+
+def zero(t: str):
+    u = _NAMED.get(t, t)
+    if t in _STRINGS:
+        return "" if t == "string" else GoStr("", t)
+    if t in _INTS:
+        return GoInt(0, t)
+    if t == "bool":
+        return False
+    if t in ("float64", "float32"):
+        return GoFloat(0.0, t)
+    if t == "time.Time":
+        return GoStr("0001-01-01 00:00:00 +0000 UTC", t)
+    if u.startswith("[]"):
+        return GoSlice((), t, nil=True)
+    if u.startswith("map["):
+        return GoMap((), t, nil=True, zero=zero(_split_map(u)[1]))
+    if t.startswith("*"):
+        s = _schema(t[1:])
+        return NilPtr(t, tuple(f for f, _, _ in s) if s else ())
+    if t == "struct {}":
+        return Struct(t, {})
+    if t == "interface {}":
+        return None
+    s = _schema(t)
+    if s is not None:
+        return Struct(t, {f: zero(ft) for f, _, ft in s}, raw={})
+    return Struct(t, {}, raw={})
+
+
+def typed(v, t: str):
+    """``v`` (decoded JSON) as a value of Go type ``t``."""
+    if v is None:
+        return zero(t)
+    u = _NAMED.get(t, t)
+    if t == "interface {}":
+        return _iface(v)
+    if t in _STRINGS:
+        return str(v) if t == "string" else GoStr(str(v), t)
+    if t in _INTS:
+        return GoInt(int(v), t) if isinstance(v, (int, float)) and not isinstance(v, bool) else zero(t)
+    if t == "bool":
+        return bool(v)
+    if t in ("float64", "float32"):
+        return GoFloat(float(v), t)
+    if t == "time.Time":
+        return GoStr(go_time(str(v)), t)
+    if u.startswith("[]"):
+        if not isinstance(v, list):
+            return zero(t)
+        return GoSlice((typed(x, u[2:]) for x in v), t)
+    if u.startswith("map["):
+        if not isinstance(v, dict):
+            return zero(t)
+        vt = _split_map(u)[1]
+        return GoMap(((k, typed(x, vt)) for k, x in v.items()), t, zero=zero(vt))
+    if t.startswith("*"):
+        if t[1:] in _INTS:
+            return GoInt(int(v), t) if isinstance(v, int) else zero(t)
+        s = typed(v, t[1:])
+        if isinstance(s, Struct):
+            s.ptr = True
+        return s
+    if t == "struct {}":
+        return Struct(t, {})
+    if not isinstance(v, dict):
+        return zero(t)
+    s = _schema(t)
+    if s is None:  # a struct we hold no schema for: the fields it has
+        return Struct(t, {k: _infer(x) for k, x in v.items()}, raw=v)
+    return Struct(t, {f: typed(v.get(j), ft) for f, j, ft in s}, raw=v)
+
+
+def _infer(v):
+    if isinstance(v, dict):
+        if v and all(k[:1].isupper() for k in v):
+            return Struct("struct", {k: _infer(x) for k, x in v.items()}, raw=v)
+        return GoMap(((k, _iface(x)) for k, x in v.items()), "map[string]string"
+                     if all(isinstance(x, str) for x in v.values()) else "map[string]interface {}")
+    if isinstance(v, list):
+        if all(isinstance(x, str) for x in v):
+            return GoSlice(v, "[]string")
+        return GoSlice((_infer(x) for x in v), "[]interface {}")
+    if isinstance(v, bool) or v is None or isinstance(v, str):
+        return v
+    if isinstance(v, int):
+        return GoInt(v, "int64")
+    if isinstance(v, float):
+        return GoFloat(v)
+    return v
+
+
+def _iface(v):
+    """JSON decoded into interface{} by encoding/json: numbers are float64."""
+    if isinstance(v, bool) or v is None or isinstance(v, str):
+        return v
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, list):
+        return [_iface(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _iface(x) for k, x in v.items()}
+    return v
+
+
+def raw(v):
+    """JSON as docker's fallback decodes it (``dec.UseNumber()``): numbers are json.Number."""
+    if isinstance(v, bool) or v is None or isinstance(v, str):
+        return v
+    if isinstance(v, (int, float)):
+        from conch.cli.gotemplate.gofmt import fmt_float_g
+
+        return GoStr(str(v) if isinstance(v, int) else _json_number(v), "json.Number")
+    if isinstance(v, list):
+        return [raw(x) for x in v]
+    if isinstance(v, dict):
+        return {k: raw(x) for k, x in v.items()}
+    return v
+
+
+def _json_number(f: float) -> str:
+    return str(int(f)) if f.is_integer() and abs(f) < 1e21 else repr(f)
+
+
+def go_time(s: str) -> str:
+    """RFC 3339 (as the API sends times) to Go's ``Time.String()``."""
+    if "T" not in s:
+        return s
+    date, _, rest = s.partition("T")
+    if rest.endswith("Z"):
+        clock, zone = rest[:-1], "+0000 UTC"
+    else:
+        k = max(rest.rfind("+"), rest.rfind("-"))
+        clock, off = rest[:k], rest[k:].replace(":", "")
+        zone = f"{off} {off}"
+    hms, _, frac = clock.partition(".")
+    frac = frac.rstrip("0")
+    return f"{date} {hms}{'.' + frac if frac else ''} {zone}"
+
+
+# -- json -------------------------------------------------------------------------------
+
+
+def to_json_value(v):
+    """The data ``json.Marshal`` sees."""
+    if v is NOVALUE or v is None or isinstance(v, NilPtr):
+        return None
+    if isinstance(v, Struct):
+        # a struct keeps its field order (the API's key order); Go drops keys it has no
+        # field for, and writes nested maps sorted
+        out = _Ordered()
+        sch = _schema(v.gotype)
+        if sch is None:
+            for k, x in v.fields.items():
+                out[k] = to_json_value(x)
+            return out
+        byjson = {j: f for f, j, _ in sch}
+        for k in (v.raw or {}):
+            if k in byjson:
+                out[k] = to_json_value(v.fields[byjson[k]])
+        return out
+    if isinstance(v, GoSlice) and v.nil:
+        return None
+    if isinstance(v, GoMap) and v.nil:
+        return None
+    if hasattr(v, "go_json"):
+        return v.go_json()
+    if isinstance(v, GoStr) and v.gotype == "json.Number":
+        return _Number(v)
+    if isinstance(v, dict):
+        return {k: to_json_value(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [to_json_value(x) for x in v]
+    if isinstance(v, GoInt):
+        return int(v)
+    if isinstance(v, GoStr):
+        return str(v)
+    return v
+
+
+class _Number(str):
+    pass
+
+
+def marshal(v) -> str:
+    """docker's ``json`` template function: Go's json.Marshal (HTML characters escaped,
+    map keys sorted, floats as Go writes them)."""
+    out: list[str] = []
+    _enc(to_json_value(v), out)
+    return "".join(out)
+
+
+def _enc(v, out):
+    if v is None:
+        out.append("null")
+    elif v is True:
+        out.append("true")
+    elif v is False:
+        out.append("false")
+    elif isinstance(v, _Number):
+        out.append(str(v))
+    elif isinstance(v, str):
+        out.append(_json_str(v))
+    elif isinstance(v, int):
+        out.append(str(int(v)))
+    elif isinstance(v, float):
+        out.append(_json_float(v))
+    elif isinstance(v, dict):
+        out.append("{")
+        first = True
+        keys = list(v) if type(v) is _Ordered else sorted(v)
+        for k in keys:
+            if not first:
+                out.append(",")
+            first = False
+            out.append(_json_str(str(k)))
+            out.append(":")
+            _enc(v[k], out)
+        out.append("}")
+    elif isinstance(v, (list, tuple)):
+        out.append("[")
+        for i, x in enumerate(v):
+            if i:
+                out.append(",")
+            _enc(x, out)
+        out.append("]")
+    else:
+        out.append(_json_str(str(v)))
+
+
+class _Ordered(dict):
+    """A struct's fields for json: written in order (a Go map is written sorted)."""
+
+
+def _json_str(s: str) -> str:
+    out = ['"']
+    for c in s:
+        o = ord(c)
+        if c == '"':
+            out.append('\\"')
+        elif c == "\\":
+            out.append("\\\\")
+        elif c == "\n":
+            out.append("\\n")
+        elif c == "\r":
+            out.append("\\r")
+        elif c == "\t":
+            out.append("\\t")
+        elif o < 0x20 or c in "<>&" or o in (0x2028, 0x2029):
+            out.append(f"\\u{o:04x}")
+        elif 0xDC80 <= o <= 0xDCFF:
+            out.append("\\ufffd")
+        else:
+            out.append(c)
+    out.append('"')
+    return "".join(out)
+
+
+def _json_float(f: float) -> str:
+    # encoding/json: 'f' format unless the exponent is < -6 or >= 21, then 'e' (e-07)
+    if f != f or f in (float("inf"), float("-inf")):
+        return "null"
+    if f.is_integer() and abs(f) < 1e21:
+        return str(int(f))
+    a = abs(f)
+    if a < 1e-6 or a >= 1e21:
+        s = repr(f)
+        mant, _, exp = s.partition("e")
+        e = int(exp)
+        return f"{mant}e{'-' if e < 0 else '+'}{abs(e):02d}"
+    return repr(f)

@@ -222,7 +222,7 @@ def _config(c: Container, image_exec: Any = None) -> dict[str, Any]:
     ``daemon.merge``): Env, Cmd/Entrypoint, User, WorkingDir, ExposedPorts, Volumes,
     Labels, StopSignal and Healthcheck the request left unset come from the image."""
     from conch.engine.containers.changes import container_exec_config
-    from conch.images.store import container_config
+    from conch.images.presentation import container_config
 
     given = dict(c.api_config.get("Config") or {})
     s = c.spec

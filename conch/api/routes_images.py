@@ -1,8 +1,8 @@
 """Image routes: list, inspect, history, tag, remove, import (create), load, save, prune.
 
-Engine calls: ``engine.images`` is :class:`conch.images.store.ImageService` or a facade
+Engine calls: ``engine.images`` is :class:`conch.images.records.ImageService` or a facade
 with the same methods (the engine adds container users for remove/prune); see
-``conch.api`` for the list. Records are ``conch.images.store.Image`` /
+``conch.api`` for the list. Records are ``conch.images.records.Image`` /
 ``HistoryEntry`` / ``PruneResult``; ``remove`` and ``prune`` return Docker's
 ``[{"Untagged": …}, {"Deleted": …}]`` items, passed through unchanged.
 
@@ -92,7 +92,7 @@ def image_summary(image: Any) -> dict[str, Any]:
 
 def image_inspect(image: Any) -> dict[str, Any]:
     """Docker's ImageInspect from an image record."""
-    from conch.images.store import container_config  # the image's config in Docker's shape
+    from conch.images.presentation import container_config  # the image's config in Docker's shape
 
     cfg = field(image, "config")
     exec_config = field(cfg, "config")

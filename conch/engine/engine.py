@@ -60,7 +60,7 @@ class ImagesFacade:
         return getattr(self.service, name)
 
     def _users(self, image_id: str):
-        from conch.images.store import ImageUser
+        from conch.images.records import ImageUser
 
         return [ImageUser(container_id=c.id, running=c.state.running)
                 for c in self.containers.list() if c.image_id == image_id]

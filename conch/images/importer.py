@@ -47,7 +47,8 @@ from typing import BinaryIO, Iterable
 
 from conch.archive.compression import decompressed
 from conch.errors import InvalidArgument, NotFound
-from conch.images.store import Image, ImageService
+from conch.images.records import Image
+from conch.images.store import ImageService
 from conch.oci import mediatype as mt
 from conch.oci.descriptor import Descriptor
 from conch.oci.digest import Digest, Digester

@@ -2,7 +2,7 @@
 
 It offers exactly the seam ``conch.api`` documents: ``version()``, ``info()``,
 ``disk_usage()``, ``events.subscribe(...)`` and ``images`` (the ``ImageService`` methods the
-image routes call), returning the real record types (``conch.images.store.Image``,
+image routes call), returning the real record types (``conch.images.records.Image``,
 ``HistoryEntry``, ``PruneResult``), so the API's serialisers are tested against the shapes
 the daemon will really hand them. Errors are the real kinds with Docker's messages.
 
@@ -24,7 +24,7 @@ from typing import Any, BinaryIO, Iterable
 
 from conch.engine.events import Event, EventBus
 from conch.errors import Conflict, InvalidArgument, NotFound
-from conch.images.store import HistoryEntry, Image, PruneResult
+from conch.images.records import HistoryEntry, Image, PruneResult
 from conch.oci import mediatype as mt
 from conch.oci.descriptor import Descriptor
 from conch.oci.digest import Digest

@@ -13,7 +13,8 @@ import pytest
 from conch.content.store import ContentStore
 from conch.errors import Conflict, InvalidArgument, NotFound
 from conch.images.importer import import_image
-from conch.images.store import ImageService, ImageUser
+from conch.images.records import ImageUser
+from conch.images.store import ImageService
 from conch.metadata.db import Database
 from conch.snapshots import Kind
 from conch.snapshots.overlay import OverlaySnapshotter

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 
-from conch.cli.main import Context, UsageError
+from conch.cli.main import CommandError, Context, UsageError
 
 
 def _venv_packages() -> None:
@@ -20,6 +20,22 @@ def _venv_packages() -> None:
                        "site-packages")
     if os.path.isdir(lib) and lib not in sys.path:
         sys.path.append(lib)
+
+
+class _own_errors:
+    """conch.kube's own refusals (a bad manifest, nothing to generate from) are printed
+    as ``Error: ...``; an error the daemon answered (it carries the HTTP ``status`` the
+    client set) keeps docker's ``Error response from daemon: ...``."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        from conch import errors
+
+        if isinstance(exc, errors.ConchError) and not hasattr(exc, "status"):
+            raise CommandError(f"Error: {exc}") from exc
+        return False
 
 
 def cmd_generate(ctx: Context, argv: list[str]) -> int:
@@ -40,8 +56,9 @@ def cmd_generate(ctx: Context, argv: list[str]) -> int:
     _venv_packages()
     from conch.kube import generate
 
-    text = generate.dump(generate.generate(ctx.client, ns.names, service=ns.service,
-                                           replicas=ns.replicas, kind=ns.type))
+    with _own_errors():
+        text = generate.dump(generate.generate(ctx.client, ns.names, service=ns.service,
+                                               replicas=ns.replicas, kind=ns.type))
     if ns.filename:
         with open(ns.filename, "w") as f:
             f.write(text)
@@ -72,8 +89,9 @@ def cmd_play(ctx: Context, argv: list[str]) -> int:
     _venv_packages()
     from conch.kube import play
 
-    if ns.down:
-        play.down(ctx.client, text, out=ctx.out)
-    else:
-        play.play(ctx.client, text, replace=ns.replace, out=ctx.out)
+    with _own_errors():
+        if ns.down:
+            play.down(ctx.client, text, out=ctx.out)
+        else:
+            play.play(ctx.client, text, replace=ns.replace, out=ctx.out)
     return 0

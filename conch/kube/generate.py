@@ -511,9 +511,19 @@ def service_doc(wl: Workload, containers: list[dict]) -> Doc | None:
 def dump(docs: list[Doc]) -> str:
     import yaml
 
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper, value: str):
+        # file contents (ConfigMaps) read best as literal blocks
+        style = "|" if "\n" in value and value.isprintable() is False and "\r" not in value else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    Dumper.add_representer(str, text)
     out = []
     for d in docs:
         head = "".join(f"# {line}\n" for line in d.notes)
-        out.append("---\n" + head + yaml.safe_dump(d.obj, sort_keys=False, default_flow_style=False,
-                                                   width=1000, allow_unicode=True))
+        out.append("---\n" + head + yaml.dump(d.obj, Dumper=Dumper, sort_keys=False,
+                                               default_flow_style=False, width=1000,
+                                               allow_unicode=True))
     return "".join(out)

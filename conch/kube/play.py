@@ -469,39 +469,50 @@ def _copy_config_files(client, p: Plan, cid: str, c: dict, volumes: dict) -> Non
                 if one is None:
                     raise errors.InvalidArgument(f"volume {vm['name']!r}: subPath {vm['subPath']!r} "
                                                  f"is not a key of {kind} {src.get(ref_key)!r}")
-                _put_files(client, cid, posixpath.dirname(vm["mountPath"]) or "/",
-                           {posixpath.basename(vm["mountPath"]): one}, make_dirs=[])
+                target = vm["mountPath"].rstrip("/")
+                _put_files(client, cid, posixpath.dirname(target) or "/",
+                           {posixpath.basename(target): one})
             else:
-                _put_files(client, cid, "/", {posixpath.join(vm["mountPath"].lstrip("/"), k): v
-                                              for k, v in files.items()},
-                           make_dirs=[vm["mountPath"].lstrip("/")])
+                _put_files(client, cid, vm["mountPath"], files)
 
 
-def _put_files(client, cid: str, path: str, files: dict, make_dirs: list[str]) -> None:
+def _put_files(client, cid: str, directory: str, files: dict) -> None:
+    """Copy ``files`` (relative path -> (bytes, mode)) into ``directory`` of the created
+    container. The archive goes to the deepest directory that exists already (the API
+    wants an existing destination), carrying the missing ones; existing directories get
+    no tar entry, so their owner and mode (say /tmp's 1777) stay as the image has them."""
+    directory = "/" + directory.strip("/")
+    base, missing = directory, []
+    while base != "/" and not _exists(client, cid, base):
+        missing.insert(0, posixpath.basename(base))
+        base = posixpath.dirname(base)
+    prefix = "/".join(missing)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        done = set()
-        for d in make_dirs:
-            parts = d.strip("/").split("/")
-            for i in range(1, len(parts) + 1):
-                sub = "/".join(parts[:i])
-                if sub and sub not in done:
-                    done.add(sub)
-                    info = tarfile.TarInfo(sub)
-                    info.type, info.mode = tarfile.DIRTYPE, 0o755
-                    tar.addfile(info)
+        dirs = set()
+        for i in range(1, len(missing) + 1):
+            dirs.add("/".join(missing[:i]))
+        for name in files:
+            parts = posixpath.join(prefix, name).split("/")[:-1]
+            dirs.update("/".join(parts[:i]) for i in range(len(missing) + 1, len(parts) + 1))
+        for d in sorted(dirs):
+            info = tarfile.TarInfo(d)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            tar.addfile(info)
         for name, (data, mode) in sorted(files.items()):
-            parent = posixpath.dirname(name)
-            if parent and parent not in done and make_dirs:
-                done.add(parent)
-                info = tarfile.TarInfo(parent)
-                info.type, info.mode = tarfile.DIRTYPE, 0o755
-                tar.addfile(info)
-            info = tarfile.TarInfo(name)
+            info = tarfile.TarInfo(posixpath.join(prefix, name))
             info.size, info.mode = len(data), int(mode)
             tar.addfile(info, io.BytesIO(data))
-    client.request("PUT", f"/containers/{cid}/archive", params={"path": path},
+    client.request("PUT", f"/containers/{cid}/archive", params={"path": base},
                    body=buf.getvalue(), headers={"Content-Type": "application/x-tar"}).read()
+
+
+def _exists(client, cid: str, path: str) -> bool:
+    try:
+        client.request("HEAD", f"/containers/{cid}/archive", params={"path": path}).close()
+        return True
+    except errors.NotFound:
+        return False
 
 
 # -- --down ----------------------------------------------------------------------------------------

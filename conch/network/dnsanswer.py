@@ -9,6 +9,7 @@ query is not ours and must be forwarded upstream. The rules are stated in
 from __future__ import annotations
 
 import logging
+import random
 from typing import Callable
 
 __all__ = ["answer", "TTL"]
@@ -73,6 +74,11 @@ def answer(data: bytes, *, network_id: str, client_ip: str, domain: str | None,
         if ips is None:
             return request, None
         if q.qtype in (QTYPE.A, QTYPE.ANY):
+            # several addresses (a service's replicas share its name as an alias):
+            # shuffled per answer, as docker's resolver does, so that clients taking the
+            # first address spread over the replicas
+            ips = list(ips)
+            random.shuffle(ips)
             for ip in ips:
                 reply.add_answer(RR(q.qname, QTYPE.A, rdata=A(ip), ttl=TTL))
         return request, reply.pack()

@@ -17,6 +17,17 @@ maps below, so adding or removing one is a single ``nft -f -`` transaction (one 
     set hairpin  ifname . ipv4_addr        bridge . subnet (bookkeeping: subnet of a bridge)
     map ports_any   proto . port        : container_ip . port   (host_ip 0.0.0.0)
     map ports_addr  proto . ip . port   : container_ip . port   (a given host_ip)
+    map shared_any  proto . port        : goto sp_<proto>_<ip>_<port>  (shared ports)
+    map shared_addr proto . ip . port   : goto sp_<proto>_<ip>_<port>
+
+A *shared* port (replicas of one service behind one host port, :meth:`Firewall.set_backends`)
+is a chain of its own holding one rule, ``dnat ip to numgen random mod N map { 0 : ip .
+port, ... }``: each new connection picks one of the N backends at random (conntrack
+keeps the choice for the connection's life, so removing a backend drains it: its open
+connections finish, new ones go elsewhere). The chain is rewritten whole, in one
+transaction, whenever the backends change; with none it is empty and the port refuses.
+It is reached from ``publish`` before the one-container maps, so host-originated
+(``output``) and container/outside (``prerouting``) traffic both take it.
 
 forward (filter): intra-bridge accepted (with br_netfilter loaded, bridged frames also
 cross this hook), internal bridges dropped both ways, DNAT'ed connections accepted,
@@ -80,6 +91,8 @@ add set ip {t} masq {{ type ipv4_addr; flags interval; }}
 add set ip {t} hairpin {{ type ifname . ipv4_addr; flags interval; }}
 add map ip {t} ports_any {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}
 add map ip {t} ports_addr {{ type inet_proto . ipv4_addr . inet_service : ipv4_addr . inet_service; }}
+add map ip {t} shared_any {{ type inet_proto . inet_service : verdict; }}
+add map ip {t} shared_addr {{ type inet_proto . ipv4_addr . inet_service : verdict; }}
 add chain ip {t} guard {{ type filter hook prerouting priority raw; policy accept; }}
 add chain ip {t} forward {{ type filter hook forward priority filter; policy accept; }}
 add chain ip {t} publish
@@ -101,6 +114,8 @@ add rule ip {t} forward iifname @bridges oifname @bridges drop
 add rule ip {t} forward iifname @bridges accept
 add rule ip {t} forward oifname @bridges ct state established,related accept
 add rule ip {t} forward oifname @bridges drop
+add rule ip {t} publish meta l4proto . ip daddr . th dport vmap @shared_addr
+add rule ip {t} publish meta l4proto . th dport vmap @shared_any
 add rule ip {t} publish dnat ip to meta l4proto . ip daddr . th dport map @ports_addr
 add rule ip {t} publish dnat ip to meta l4proto . th dport map @ports_any
 add rule ip {t} prerouting ip daddr != 127.0.0.0/8 fib daddr type local jump publish
@@ -168,6 +183,7 @@ class Firewall:
         self._lock = threading.Lock()
         self._nets: dict[str, _Network] | None = None  # None: not read from the kernel yet
         self._ports: dict[tuple[str, str, int], PortRule] = {}
+        self._shared: dict[tuple[str, str, int], list[tuple[str, int]]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -191,7 +207,7 @@ class Firewall:
             self._run(f"add table ip {self.table}\ndelete table ip {self.table}\n")
             for net in (self._nets or {}).values():
                 _set_route_localnet(net.bridge, False)
-            self._nets, self._ports = None, {}
+            self._nets, self._ports, self._shared = None, {}, {}
 
     # -- networks ----------------------------------------------------------------------
 
@@ -267,6 +283,9 @@ class Firewall:
             new: dict[tuple[str, str, int], PortRule] = {}
             for port in ports:
                 rule = _port_rule(net, **port)
+                if rule.key in self._shared:
+                    raise Conflict(f"host port {rule.host_ip}:{rule.host_port}/{rule.proto} is "
+                                   "shared by a service's replicas")
                 self._check_free(rule, {**self._ports, **new})
                 if rule.key not in self._ports:
                     new[rule.key] = rule
@@ -299,6 +318,99 @@ class Firewall:
         with self._lock:
             self._model()
             return [asdict(self._ports[k]) for k in sorted(self._ports)]
+
+    # -- shared ports (replicas behind one host port) ----------------------------------
+
+    @staticmethod
+    def shared_chain(proto: str, host_ip: str, host_port: int) -> str:
+        return f"sp_{proto}_{host_ip.replace('.', '_')}_{host_port}"
+
+    def set_backends(self, *, proto: str, host_ip: str, host_port: int,
+                     backends: list[tuple[str, int]]) -> None:
+        """Make ``host_ip:host_port/proto`` a shared port spreading new connections over
+        ``backends`` (``(container_ip, container_port)``, any order; empty: refuse new
+        connections). Idempotent; one atomic transaction."""
+        host_ip = check_port_args(proto, host_ip, host_port, allow_zero=False)
+        for ip, port in backends:
+            ipaddress.IPv4Address(ip)
+            if not 1 <= int(port) <= 65535:
+                raise InvalidArgument(f"invalid container port {port!r}")
+        backends = sorted(set((str(ip), int(port)) for ip, port in backends))
+        chain = self.shared_chain(proto, host_ip, host_port)
+        name, key = self._shared_key(proto, host_ip, host_port)
+        script = [f"add chain ip {self.table} {chain}", f"flush chain ip {self.table} {chain}"]
+        if backends:
+            items = ", ".join(f"{i} : {ip} . {port}" for i, (ip, port) in enumerate(backends))
+            script.append(f"add rule ip {self.table} {chain} meta l4proto {proto} dnat ip to "
+                          f"numgen random mod {len(backends)} map {{ {items} }}")
+        script.append(f"add element ip {self.table} {name} {{ {key} : goto {chain} }}")
+        with self._lock:
+            self._model()
+            if (proto, host_ip, host_port) in self._ports:
+                raise Conflict(f"host port {host_ip}:{host_port}/{proto} is already published "
+                               "to one container")
+            self._run("\n".join(script) + "\n")
+            self._shared[(proto, host_ip, host_port)] = backends
+
+    def remove_shared(self, *, proto: str, host_ip: str, host_port: int) -> None:
+        """Undo :meth:`set_backends`; unknown: no-op."""
+        host_ip = check_port_args(proto, host_ip, host_port, allow_zero=False)
+        chain = self.shared_chain(proto, host_ip, host_port)
+        name, key = self._shared_key(proto, host_ip, host_port)
+        with self._lock:
+            self._run("\n".join([
+                f"add chain ip {self.table} {chain}",
+                f"add element ip {self.table} {name} {{ {key} : goto {chain} }}",
+                f"delete element ip {self.table} {name} {{ {key} }}",
+                f"delete chain ip {self.table} {chain}"]) + "\n")
+            self._shared.pop((proto, host_ip, host_port), None)
+
+    def add_backend(self, *, proto: str, host_ip: str, host_port: int, container_ip: str,
+                    container_port: int) -> None:
+        """One more backend for a shared port (made shared when it was not)."""
+        host_ip = check_port_args(proto, host_ip, host_port, allow_zero=False)
+        with self._lock:
+            current = list(self._shared.get((proto, host_ip, host_port), []))
+        if (container_ip, container_port) not in current:
+            current.append((container_ip, container_port))
+        self.set_backends(proto=proto, host_ip=host_ip, host_port=host_port, backends=current)
+
+    def remove_backend(self, *, proto: str, host_ip: str, host_port: int, container_ip: str,
+                       container_port: int) -> None:
+        """A backend leaves a shared port: new connections stop going to it at once (its
+        open ones finish). The port stays shared (possibly with no backend)."""
+        host_ip = check_port_args(proto, host_ip, host_port, allow_zero=False)
+        with self._lock:
+            current = list(self._shared.get((proto, host_ip, host_port), []))
+        if (container_ip, container_port) in current:
+            current.remove((container_ip, container_port))
+            self.set_backends(proto=proto, host_ip=host_ip, host_port=host_port, backends=current)
+
+    def shared(self) -> dict[tuple[str, str, int], list[tuple[str, int]]]:
+        """Shared ports set since start (or since :meth:`prune_shared`) and their backends."""
+        with self._lock:
+            return {k: list(v) for k, v in sorted(self._shared.items())}
+
+    def prune_shared(self, keep: set[tuple[str, str, int]]) -> None:
+        """Delete every shared-port chain in the kernel not in ``keep`` (after a daemon
+        restart the kernel may hold chains of replicas that went away meanwhile)."""
+        listing = self._list() or {}
+        keep_chains = {self.shared_chain(*k) for k in keep}
+        for obj in listing.get("nftables", []):
+            chain = (obj.get("chain") or {}).get("name", "")
+            if chain.startswith("sp_") and chain not in keep_chains:
+                proto, rest = chain[3:].split("_", 1)
+                *ip, port = rest.split("_")
+                try:
+                    self.remove_shared(proto=proto, host_ip=".".join(ip), host_port=int(port))
+                except (ConchError, ValueError) as exc:
+                    log.warning("removing stale shared port chain %s: %s", chain, exc)
+
+    @staticmethod
+    def _shared_key(proto: str, host_ip: str, host_port: int) -> tuple[str, str]:
+        if host_ip == "0.0.0.0":
+            return "shared_any", f"{proto} . {host_port}"
+        return "shared_addr", f"{proto} . {host_ip} . {host_port}"
 
     # -- internals ---------------------------------------------------------------------
 

@@ -297,3 +297,45 @@ def test_state_survives_a_restart_and_removal_leaves_nothing(topo):
     again.destroy()  # absent: no error
     r = subprocess.run(["nft", "list", "table", "ip", again.table], capture_output=True)
     assert r.returncode != 0
+
+
+def test_shared_port_spreads_over_backends_and_drains(topo):
+    """Replicas behind one host port (issue 12): new connections spread at random over
+    the backends, from the host (output) and from a container on another bridge
+    (prerouting); a removed backend gets no new connection; none left: refused."""
+    pa, pb = topo.pool(0), topo.pool(1)
+    bra, brb = topo.bridge(0, pa), topo.bridge(1, pb)
+    topo.fw.add_network(bridge=bra, subnet=str(pa.subnet))
+    topo.fw.add_network(bridge=brb, subnet=str(pb.subnet))
+    backends = []
+    for n, name in enumerate(("r1", "r2", "r3"), 1):
+        ns, ip = topo.attach(n, bra, pa)
+        topo.serve(ns, name, 8000)
+        backends.append((ip, 8000))
+    client_ns, _ = topo.attach(9, brb, pb)
+    ports = PortReservation()
+    try:
+        hp = ports.reserve(proto="tcp", host_ip="0.0.0.0", host_port=0)
+        key = dict(proto="tcp", host_ip="0.0.0.0", host_port=hp)
+        topo.fw.set_backends(**key, backends=backends)
+        seen = {host_ask("127.0.0.1", hp).split()[0] for _ in range(30)}
+        assert len(seen) >= 2 and seen <= {"r1", "r2", "r3"}, seen
+        assert ns_ask(client_ns, str(pb.gateway), hp).split()[0] in {"r1", "r2", "r3"}
+        with pytest.raises(Conflict):  # a one-container publish cannot take it over
+            topo.fw.publish(bridge=bra, **key, container_ip=backends[0][0], container_port=8000)
+        topo.fw.remove_backend(**key, container_ip=backends[0][0], container_port=8000)
+        topo.fw.remove_backend(**key, container_ip=backends[1][0], container_port=8000)
+        assert {host_ask("127.0.0.1", hp).split()[0] for _ in range(10)} == {"r3"}
+        topo.fw.add_backend(**key, container_ip=backends[0][0], container_port=8000)
+        assert topo.fw.shared()[("tcp", "0.0.0.0", hp)] == sorted([backends[0], backends[2]])
+        topo.fw.set_backends(**key, backends=[])
+        assert host_ask("127.0.0.1", hp).startswith("ERR")
+        # a restarted daemon's firewall prunes chains it no longer wants
+        again = Firewall(topo.fw.table)
+        again.ensure()
+        again.prune_shared(keep=set())
+        listing = subprocess.run(["nft", "list", "table", "ip", topo.fw.table],
+                                 capture_output=True, text=True, check=True).stdout
+        assert "sp_tcp" not in listing
+    finally:
+        ports.close()

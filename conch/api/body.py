@@ -20,6 +20,7 @@ here; meaning (a restart policy's name, a port's syntax) stays with the route.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -291,3 +292,55 @@ AUTH_CONFIG = Struct("AuthConfig", {k: _S for k in ("username", "password", "aut
                                                     "registrytoken")})
 
 COMMIT_CONFIG = Struct("Config", dict(CONFIG_FIELDS))
+
+
+# --- dockerd's checks of decoded resources (daemon_unix.go verifyPlatformContainerResources)
+
+_MIN_MEMORY = 6 * 1024 * 1024
+_PID_MAX_LIMIT = 4 * 1024 * 1024  # the kernel's PID_MAX_LIMIT: pids.max refuses more
+
+
+def verify_resources(r: dict, *, update: bool = False) -> None:
+    """Refuse (400, moby's words) what the kernel would refuse later as a 500."""
+    memory = r.get("Memory") or 0
+    swap = r.get("MemorySwap") or 0
+    reservation = r.get("MemoryReservation") or 0
+    if memory and memory < _MIN_MEMORY:
+        raise InvalidArgument("Minimum memory limit allowed is 6MB")
+    if swap > 0 and memory > 0 and swap < memory:
+        raise InvalidArgument("Minimum memoryswap limit should be larger than memory limit, "
+                              "see usage")
+    if swap > 0 and memory == 0 and not update:
+        raise InvalidArgument("You should always set the Memory limit when using Memoryswap "
+                              "limit, see usage")
+    swappiness = r.get("MemorySwappiness")
+    if swappiness is not None and swappiness != -1 and not 0 <= swappiness <= 100:
+        raise InvalidArgument(f"Invalid value: {swappiness}, valid memory swappiness range is 0-100")
+    if reservation and reservation < _MIN_MEMORY:
+        raise InvalidArgument("Minimum memory reservation allowed is 6MB")
+    if memory > 0 and reservation > 0 and memory < reservation:
+        raise InvalidArgument("Minimum memory limit can not be less than memory reservation "
+                              "limit, see usage")
+    nano = r.get("NanoCpus") or 0
+    period, quota = r.get("CpuPeriod") or 0, r.get("CpuQuota") or 0
+    if nano > 0 and period > 0:
+        raise InvalidArgument("Conflicting options: Nano CPUs and CPU Period cannot both be set")
+    if nano > 0 and quota > 0:
+        raise InvalidArgument("Conflicting options: Nano CPUs and CPU Quota cannot both be set")
+    ncpu = os.cpu_count() or 1
+    if nano < 0 or nano > ncpu * 10**9:
+        raise InvalidArgument(f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only "
+                              f"{ncpu} CPUs available")
+    if period and not 1000 <= period <= 1_000_000:
+        raise InvalidArgument("CPU cfs period can not be less than 1ms (i.e. 1000) or larger "
+                              "than 1s (i.e. 1000000)")
+    if 0 < quota < 1000:
+        raise InvalidArgument("CPU cfs quota can not be less than 1ms (i.e. 1000)")
+    if (r.get("CpuShares") or 0) < 0:
+        raise InvalidArgument(f"invalid CPU shares ({r['CpuShares']}): value must be a "
+                              "positive integer")
+    if (r.get("PidsLimit") or 0) > _PID_MAX_LIMIT:
+        raise InvalidArgument(f"invalid PIDs limit {r['PidsLimit']}: the kernel allows at most "
+                              f"{_PID_MAX_LIMIT}")
+    if (r.get("BlkioWeight") or 0) and not 10 <= r["BlkioWeight"] <= 1000:
+        raise InvalidArgument("Range of blkio weight is from 10 to 1000")

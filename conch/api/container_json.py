@@ -45,7 +45,9 @@ def create_spec(body: dict) -> CreateSpec:
     log_config = host.get("LogConfig") or {}
     if log_config.get("Type") not in (None, "", "json-file"):
         raise InvalidArgument(f"logging driver {log_config.get('Type')!r} is not supported: use json-file")
-    ulimits = tuple((u["Name"], int(u["Soft"]), int(u["Hard"])) for u in host.get("Ulimits") or ())
+    # Go's zero values for what a Ulimit leaves out (conch.api.body checked the types)
+    ulimits = tuple((u.get("Name") or "", int(u.get("Soft") or 0), int(u.get("Hard") or 0))
+                    for u in host.get("Ulimits") or () if u is not None)
     network = host.get("NetworkMode") or ""
     return CreateSpec(
         image=image,

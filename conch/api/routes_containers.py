@@ -17,11 +17,12 @@ from typing import Any
 from aiohttp import web
 
 from conch.api import container_json
+from conch.api.body import CREATE_REQUEST, UPDATE_CONFIG, decode, verify_resources
 from conch.api.hijack import hijack
 from conch.api.params import (api_version, call_engine, engine_of, json_response,
                               parse_bool, parse_filters, parse_int, parse_timestamp)
 from conch.api.streams import MULTIPLEXED_STREAM, RAW_STREAM, stdcopy_frame
-from conch.errors import ConchError, InvalidArgument, NotModified
+from conch.errors import ConchError, InvalidArgument, NotModified, SystemCallError
 
 _LIST_FILTERS = {"id", "name", "status", "label", "exited", "ancestor", "before", "since",
                  "health", "network", "volume", "is-task", "publish", "expose"}
@@ -53,16 +54,14 @@ def _svc(request):
     return engine_of(request).containers
 
 
-async def _json(request) -> Any:
-    try:
-        raw = await request.read()
-        return json.loads(raw) if raw.strip() else {}
-    except ValueError as exc:
-        raise InvalidArgument(f"invalid JSON body: {exc}") from exc
+async def _json(request, schema, *, empty=None) -> Any:
+    # typed as dockerd decodes it: a wrong type is a 400 in Go's words (conch.api.body)
+    return decode(await request.read(), schema, empty=empty)
 
 
 async def create(request: web.Request) -> web.StreamResponse:
-    body = await _json(request)
+    body = await _json(request, CREATE_REQUEST)
+    verify_resources(body.get("HostConfig") or {})
     spec = container_json.create_spec(body)
     name = request.query.get("name") or None
     config = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
@@ -243,8 +242,12 @@ async def logs(request: web.Request) -> web.StreamResponse:
         raise InvalidArgument("Bad parameters: you must choose at least one stream")
     follow = parse_bool(q, "follow")
     timestamps = parse_bool(q, "timestamps")
-    tail_raw = q.get("tail", "all")
-    tail = -1 if tail_raw in ("", "all") else int(tail_raw)
+    # moby daemon/logs.go: a tail that is not a number ("all", "abc") is every line
+    try:
+        tail = int(q.get("tail", "all"))
+    except ValueError:
+        tail = -1
+    tail = max(tail, -1)
     since = parse_timestamp(q, "since") or 0
     until = parse_timestamp(q, "until") or 0
     path = svc.paths.log(c.id)
@@ -299,13 +302,19 @@ _UPDATE_FIELDS = {"Memory": "memory", "MemorySwap": "memory_swap",
 async def update(request: web.Request) -> web.StreamResponse:
     from conch.engine.model import RestartPolicy
 
-    body = await _json(request)
+    body = await _json(request, UPDATE_CONFIG, empty={})
+    verify_resources(body, update=True)
     changes = {attr: body[key] for key, attr in _UPDATE_FIELDS.items() if body.get(key)}
     policy = body.get("RestartPolicy") or {}
     if policy.get("Name"):
         changes["restart_policy"] = RestartPolicy(name=policy["Name"],
                                                   max_retry=int(policy.get("MaximumRetryCount") or 0))
-    await _svc(request).update(request.match_info["id"], **changes)
+    try:
+        await _svc(request).update(request.match_info["id"], **changes)
+    except SystemCallError as exc:
+        # the kernel refused a value the client sent (a cgroup write): the client's
+        # error, in moby's words (daemon/update.go errCannotUpdate)
+        raise InvalidArgument(f"Cannot update container {request.match_info['id']}: {exc}") from exc
     return json_response({"Warnings": []})
 
 

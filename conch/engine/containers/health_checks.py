@@ -50,6 +50,8 @@ class HealthChecks:
                                         loop.time() - started < start_period)
                     self._save(c.with_state(health=new))
                 if new.status != before:
+                    if self.networks is not None:  # shared ports: healthy replicas only
+                        await asyncio.to_thread(self.networks.health_changed, cid, new.status)
                     self.events.publish("container", f"health_status: {new.status}", cid,
                                         name=c.name, image=c.image)
         except asyncio.CancelledError:

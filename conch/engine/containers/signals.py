@@ -36,6 +36,8 @@ class Signals:
         sig = signal or c.spec.stop_signal or image_stop_signal(self.images, c) or "SIGTERM"
         wait = timeout if timeout is not None else (c.spec.stop_timeout if c.spec.stop_timeout is not None else 10)
         exited = self._exited.get(c.id) or asyncio.Event()
+        if self.networks is not None:  # a replica leaves its shared port first (drain)
+            await self.networks.drain(c.id, c.state.pid, min(wait, 10) if wait > 0 else 0)
         try:
             await self._runtime("kill", c.id, signal_name(sig))
         except ConchError:

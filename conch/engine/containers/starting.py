@@ -82,6 +82,9 @@ class Starting:
         self.refill_warm()
         if hc is not None:
             self._start_health(c.id, hc)
+        if self.networks is not None:  # a replica joins its shared port once it listens
+            create = self.tasks.create_task if self.tasks is not None else asyncio.get_running_loop().create_task
+            create(self.networks.started(c.id, info["pid"], has_health=hc is not None))
         self.events.publish("container", "start", c.id, name=c.name, image=c.image)
         return c
 

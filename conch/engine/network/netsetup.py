@@ -10,7 +10,8 @@ after a crash — finds and undoes everything made so far):
 2. per network, in attach order: an address from its pool (persisted), a veth pair,
    the host end on the bridge, ``eth<n>`` configured inside (default route: first one);
 3. published ports: reserve the host port (a taken one is a Conflict naming it), then
-   the kernel rule to the first network's address;
+   the kernel rule to the first network's address (a service replica's fixed port joins
+   its service's shared port instead: :mod:`conch.engine.network.shared_ports`);
 4. ``--link`` targets resolved to their addresses (for /etc/hosts);
 5. the DNS index rebuilt: the container's name, aliases and short id now resolve on
    its user-defined networks.
@@ -23,7 +24,7 @@ import dataclasses
 import logging
 import os
 
-from conch.engine.network import sandbox
+from conch.engine.network import sandbox, shared_ports
 from conch.engine.network.service import network_event
 from conch.errors import ConchError, Conflict, InvalidArgument, NotFound, PermissionDenied
 
@@ -139,6 +140,9 @@ def _publish(svc, c, state: dict, image) -> None:
     nid, ep = next(iter(state["endpoints"].items()))
     net = svc.store.networks[nid]
     for r in requests:
+        if shared_ports.is_shared(c, r):  # a replica: joins its service's shared port
+            shared_ports.reserve(svc, c, r, ep, net, state)
+            continue
         # The owner check, the reservation and the claim in our live state are one step:
         # PortReservation.reserve is idempotent for this daemon, so two starts racing for
         # a port must see each other's claim, or the loser's cleanup would release the
@@ -298,6 +302,9 @@ def teardown(svc, cid: str) -> None:
 
 
 def _unpublish(svc, p: dict) -> None:
+    if p.get("group"):
+        shared_ports.leave(svc, p)
+        return
     if svc.socklb is not None:  # first: new connects take the nft path until it goes too
         svc.socklb.unpublish([p])
     try:

@@ -36,7 +36,7 @@ import logging
 import os
 import re
 
-from conch.engine.network import sandbox
+from conch.engine.network import sandbox, shared_ports
 from conch.engine.network.records import (PREDEFINED, Network, NetworkStore, created_before,
                                           matches, parse_ipam, parse_until, predefined,
                                           user_network)
@@ -145,13 +145,16 @@ class NetworkService:
                         log.warning("port %s/%s of %s not re-reserved: %s", p["host_port"], p["proto"],
                                     state["id"][:12], exc)
             self._reindex()
+            shared_ports.resync(self)
             self._sync_socklb()
 
     def _sync_socklb(self) -> None:
-        """The socket LB's map from the live published ports (it starts empty)."""
+        """The socket LB's map from the live published ports (it starts empty); shared
+        ports stay on the nft balancer (the socket LB would pin one replica)."""
         if self.socklb is not None:
             with self._lock:
-                ports = [p for s in self.sandboxes.values() for p in s.get("ports", ())]
+                ports = [p for s in self.sandboxes.values() for p in s.get("ports", ())
+                         if not p.get("group")]
             self.socklb.sync(ports)
 
     def _ensure_kernel(self, net: Network) -> None:
@@ -374,6 +377,23 @@ class NetworkService:
         from conch.engine.network import netsetup
 
         netsetup.teardown(self, cid)
+
+    # -- shared ports (replicas behind one host port; see shared_ports) -------------------
+    async def started(self, cid: str, pid: int, *, has_health: bool) -> None:
+        """After a start: a replica without a healthcheck joins its shared ports once it
+        listens (one background wait per replica, owned by the caller's task group)."""
+        if not has_health and shared_ports.has_shared(self, cid):
+            await asyncio.to_thread(shared_ports.wait_listening, self, cid, pid)
+
+    def health_changed(self, cid: str, status: str) -> None:
+        """healthy: in the balancer; unhealthy: out of it."""
+        if status in ("healthy", "unhealthy"):
+            shared_ports.set_ready(self, cid, status == "healthy")
+
+    async def drain(self, cid: str, pid: int | None, timeout: float) -> None:
+        """Before a stop: out of the balancer, open connections finished (bounded)."""
+        if shared_ports.has_shared(self, cid):
+            await asyncio.to_thread(shared_ports.drain, self, cid, pid, timeout)
 
     def etc_files(self, c, hostname: str) -> tuple[str, str]:
         from conch.engine.network import netsetup

@@ -238,3 +238,125 @@ def test_group_add_applied(client, d):
     assert cli.split() == ["0", "1001"]
     p = _cli(d, "run", "--rm", "--group-add", "nosuchgroup", "busybox", "true")
     assert p.returncode != 0 and "Unable to find group nosuchgroup" in p.stderr, p.stderr
+
+
+# -- item 9: archive and cp see the container's mounts ---------------------------------
+
+def test_archive_sees_volumes_binds_and_etc_files(client, d, tmp_path):
+    """9: GET/PUT/HEAD /containers/{id}/archive go through the container's volumes and
+    binds (before start, while running, after exit) and show the /etc files conch wrote;
+    a PUT into a read-only mount is docker's 400."""
+    bind = tmp_path / "bind"
+    bind.mkdir()
+    (bind / "host.txt").write_bytes(b"from-host\n")
+    vol = client.volumes.create("h10-cpvol")
+    try:
+        script = ("while [ ! -f /data/stop ]; do sleep 0.1; done; "
+                  "cat /data/in.txt /data/run.txt; cat /b/host.txt")
+        c = client.containers.create("busybox", ["sh", "-c", script], name="h10-cp",
+                                     volumes={"h10-cpvol": {"bind": "/data", "mode": "rw"},
+                                              str(bind): {"bind": "/b", "mode": "ro"}})
+        # before start
+        assert c.put_archive("/data", _tar({"in.txt": b"from-cp\n"}))
+        assert (open(os.path.join(vol.attrs["Mountpoint"], "in.txt"), "rb").read() == b"from-cp\n")
+        stream, st = c.get_archive("/b/host.txt")
+        assert _untar(stream) == {"host.txt": b"from-host\n"} and st["name"] == "host.txt"
+        assert client.api.head(client.api._url("/containers/{0}/archive", c.id),
+                               params={"path": "/data/in.txt"}).status_code == 200
+        with pytest.raises(docker.errors.APIError) as exc:
+            c.put_archive("/b", _tar({"x": b"x"}))
+        assert exc.value.status_code == 400 and "mounted volume is marked read-only" in str(exc.value)
+        assert not (bind / "x").exists()
+        # while running
+        c.start()
+        hostname = c.id[:12]
+        stream, _ = c.get_archive("/etc/hostname")
+        assert _untar(stream) == {"hostname": f"{hostname}\n".encode()}
+        stream, _ = c.get_archive("/etc/hosts")
+        assert hostname.encode() in _untar(stream)["hosts"]
+        assert c.put_archive("/data", _tar({"run.txt": b"while-running\n"}))
+        assert c.put_archive("/data", _tar({"stop": b""}))
+        assert c.wait(timeout=30)["StatusCode"] == 0
+        assert c.logs() == b"from-cp\nwhile-running\nfrom-host\n"
+        # after exit
+        stream, _ = c.get_archive("/data/run.txt")
+        assert _untar(stream) == {"run.txt": b"while-running\n"}
+        stream, _ = c.get_archive("/etc/hostname")
+        assert _untar(stream) == {"hostname": f"{hostname}\n".encode()}
+        (tmp_path / "cli.txt").write_bytes(b"by-cli\n")
+        ok(_cli(d, "cp", str(tmp_path / "cli.txt"), "h10-cp:/data/cli.txt"))
+        assert open(os.path.join(vol.attrs["Mountpoint"], "cli.txt"), "rb").read() == b"by-cli\n"
+        out = _cli(d, "cp", "h10-cp:/b/host.txt", "-", text=False)
+        assert out.returncode == 0 and _untar([out.stdout]) == {"host.txt": b"from-host\n"}
+    finally:
+        for ctr in client.containers.list(all=True, filters={"name": "h10-cp"}):
+            ctr.remove(force=True)
+        vol.remove(force=True)
+
+
+@pytest.fixture
+def host_mounts(tmp_path):
+    """``mount(name, *flags)`` -> a fresh tmpfs under tmp_path with that propagation;
+    all unmounted (deepest first) after the test."""
+    import subprocess
+
+    made = []
+
+    def mount(name: str, *make: str):
+        path = tmp_path / name
+        path.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "h10", str(path)], check=True)
+        made.append(path)
+        for flag in make:
+            subprocess.run(["mount", flag, str(path)], check=True)
+        return path
+
+    yield mount
+    for path in reversed(made):
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def test_bind_propagation_applied(client, d, host_mounts):
+    """5: -v src:dst:rshared is applied (a mount made on the host later shows inside),
+    shown in Mounts; a source on a private mount gets docker's error."""
+    shared = host_mounts("shared", "--make-shared")
+    script = "while [ ! -f /s/inner/marker ]; do sleep 0.1; done; echo seen"
+    cid = ok(_cli(d, "run", "-d", "-v", f"{shared}:/s:rshared", "busybox", "sh", "-c", script)).strip()
+    mounts = json.loads(ok(_cli(d, "inspect", cid)))[0]["Mounts"]
+    assert [(m["Destination"], m["Mode"], m["Propagation"]) for m in mounts] == [("/s", "rshared", "rshared")]
+    inner = host_mounts("shared/inner")  # made after the container started
+    (inner / "marker").write_text("x")
+    assert client.containers.get(cid).wait(timeout=30)["StatusCode"] == 0
+    assert ok(_cli(d, "logs", cid)) == "seen\n"
+    ok(_cli(d, "rm", cid))
+    private = host_mounts("private", "--make-private")
+    (private / "src").mkdir()
+    p = _cli(d, "run", "--rm", "-v", f"{private}/src:/x:rshared", "busybox", "true")
+    assert p.returncode == 125, p
+    assert f"path {private}/src is mounted on {private} but it is not a shared mount" in p.stderr
+    p = _cli(d, "run", "--rm", "-v", f"{private}/src:/x:rslave", "busybox", "true")
+    assert p.returncode == 125 and "but it is not a shared or slave mount" in p.stderr, p
+
+
+def test_volume_subpath(client):
+    """5: VolumeOptions.Subpath mounts the volume's sub-directory."""
+    from docker.types import Mount
+
+    vol = client.volumes.create("h10-subvol")
+    try:
+        client.containers.run("busybox", "sh -c 'mkdir -p /v/sub && echo inside > /v/sub/f'",
+                              remove=True, volumes={"h10-subvol": {"bind": "/v"}})
+        m = Mount("/only", "h10-subvol", type="volume")
+        m["VolumeOptions"] = {"Subpath": "sub"}
+        c = client.containers.run("busybox", "ls /only", detach=True, mounts=[m])
+        assert c.wait(timeout=30)["StatusCode"] == 0
+        assert c.logs() == b"f\n"
+        c.remove()
+        m["VolumeOptions"] = {"Subpath": "nope"}
+        with pytest.raises(docker.errors.APIError) as exc:
+            client.containers.run("busybox", "true", mounts=[m], remove=True)
+        assert "nope" in str(exc.value)
+        for c in client.containers.list(all=True, filters={"volume": "h10-subvol"}):
+            c.remove(force=True)
+    finally:
+        vol.remove(force=True)

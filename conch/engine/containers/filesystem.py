@@ -20,10 +20,10 @@ exit cannot change it meanwhile:
 The temporary directory lives under the exec root, never under the container's
 directory: ``rm`` deletes that one recursively and must never walk into a mount.
 
-Known gap: the runtime's bind mounts (``/etc/hosts``, ``/etc/hostname``,
-``/etc/resolv.conf``, ``-v`` binds) exist only in the container's mount namespace, so
-``cp`` sees (and writes) what lies under them in the overlay, where dockerd mounts the
-volumes for the copy.
+For cp (stat, archive, extract) the container's volumes, binds and /etc files are bound
+over that root too (:mod:`~conch.engine.containers.cp_mounts`, as dockerd's
+MountVolumes), so cp sees what the container sees; export, diff and commit see the
+container's own filesystem only, as in Docker.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import AsyncIterator, BinaryIO, Iterable
 
 from conch.archive.diff import Change
+from conch.engine.containers import cp_mounts
 from conch.engine.containers.changes import commit_image, container_changes
 from conch.engine.containers.rootfs_tar import PathStat, export, get_archive, put_archive, stat_path
 from conch.engine.model import Status
@@ -54,9 +55,10 @@ log = logging.getLogger(__name__)
 # -- which root ----------------------------------------------------------------------
 
 @contextlib.asynccontextmanager
-async def rootfs_of(service, cid: str) -> AsyncIterator[Path]:
+async def rootfs_of(service, cid: str, *, with_mounts: bool = False) -> AsyncIterator[Path]:
     """The container's root directory for the duration of the block (see the module
-    docstring for which one and what is locked)."""
+    docstring for which one and what is locked); ``with_mounts``: its volumes, binds
+    and /etc files bound over it (cp)."""
     lock = service._lock(cid)
     await lock.acquire()
     held = True
@@ -70,12 +72,17 @@ async def rootfs_of(service, cid: str) -> AsyncIterator[Path]:
             else:
                 mounts = await asyncio.to_thread(service.snapshotter.mounts, cid)
             await asyncio.to_thread(mount_all, mounts, target)
+            extra: list[str] = []
             try:
+                if with_mounts:
+                    extra = await asyncio.to_thread(cp_mounts.mount_all, service.get(cid), target,
+                                                    service.paths.dir(cid))
                 if running:
                     lock.release()
                     held = False
                 yield target
             finally:
+                await asyncio.to_thread(cp_mounts.unmount_all, extra)
                 await asyncio.to_thread(_unmount, target)
         finally:
             with contextlib.suppress(OSError):
@@ -119,7 +126,7 @@ class ContainerFilesystem:
 
     async def stat(self, ref: str, path: str) -> PathStat:
         c = self.service.get(ref)
-        async with rootfs_of(self.service, c.id) as root:
+        async with rootfs_of(self.service, c.id, with_mounts=True) as root:
             try:
                 return await asyncio.to_thread(stat_path, root, path)
             except FileNotFoundError as exc:
@@ -127,7 +134,7 @@ class ContainerFilesystem:
 
     async def archive(self, ref: str, path: str, out: BinaryIO) -> PathStat:
         c = self.service.get(ref)
-        async with rootfs_of(self.service, c.id) as root:
+        async with rootfs_of(self.service, c.id, with_mounts=True) as root:
             try:
                 info = await asyncio.to_thread(get_archive, root, path, out)
             except FileNotFoundError as exc:
@@ -139,9 +146,14 @@ class ContainerFilesystem:
     async def extract(self, ref: str, path: str, stream: BinaryIO, *,
                       no_overwrite_dir_non_dir: bool = False, copy_uid_gid: bool = False) -> None:
         c = self.service.get(ref)
-        if c.spec.read_only:
-            raise PermissionDenied("container rootfs is marked read-only")
-        async with rootfs_of(self.service, c.id) as root:
+        # moby extractToDir: a read-only volume or bind refuses, a read-only rootfs
+        # refuses unless the path is in a writable volume (both 400s)
+        rw = cp_mounts.mount_rw(c, path)
+        if rw is False:
+            raise InvalidArgument("mounted volume is marked read-only")
+        if rw is None and c.spec.read_only:
+            raise InvalidArgument("container rootfs is marked read-only")
+        async with rootfs_of(self.service, c.id, with_mounts=True) as root:
             owner = None
             if copy_uid_gid and c.spec.user:
                 from conch.engine.containers.ociconfig import resolve_user

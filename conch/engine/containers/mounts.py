@@ -21,6 +21,8 @@ from conch.errors import ConchError, InvalidArgument, NotFound
 
 log = logging.getLogger(__name__)
 
+_PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
+
 
 def make_mounts(svc, spec: CreateSpec, image) -> tuple[tuple[dict, ...], list[str]]:
     """The container's mounts, as docker resolves them at create: ``-v /host:/ctr``
@@ -47,7 +49,7 @@ def make_mounts(svc, spec: CreateSpec, image) -> tuple[tuple[dict, ...], list[st
         out.append(m)
 
     def volume(name: str | None, dst: str, *, mode: str, rw: bool, labels=None,
-               driver: str = "local", copy: bool = True) -> None:
+               driver: str = "local", copy: bool = True, subpath: str = "") -> None:
         if svc.volumes is None:
             raise InvalidArgument("volumes are not available in this engine")
         from conch.volumes import ANONYMOUS_LABEL
@@ -61,7 +63,8 @@ def make_mounts(svc, spec: CreateSpec, image) -> tuple[tuple[dict, ...], list[st
             created.append(v.name)
         add({"type": "volume", "name": v.name, "source": v.mountpoint, "destination": dst,
              "driver": v.driver, "mode": mode, "rw": rw, "propagation": "",
-             "anonymous": anonymous, "copy_up": new and copy})
+             "anonymous": anonymous, "copy_up": new and copy,
+             **({"subpath": subpath} if subpath else {})})
 
     try:
         for bind in spec.binds:
@@ -72,8 +75,9 @@ def make_mounts(svc, spec: CreateSpec, image) -> tuple[tuple[dict, ...], list[st
             mode = parts[2] if len(parts) > 2 else ""
             rw = "ro" not in mode.split(",")
             if src.startswith("/"):
+                props = [p for p in mode.split(",") if p in _PROPAGATIONS]
                 add({"type": "bind", "source": src, "destination": dst, "mode": mode,
-                     "rw": rw, "propagation": "rprivate"})
+                     "rw": rw, "propagation": props[-1] if props else "rprivate"})
             else:
                 volume(src, dst, mode=mode or "z", rw=rw,
                        copy="nocopy" not in mode.split(","))
@@ -94,8 +98,13 @@ def make_mounts(svc, spec: CreateSpec, image) -> tuple[tuple[dict, ...], list[st
             elif kind == "volume":
                 opts = m.get("VolumeOptions") or {}
                 driver = (opts.get("DriverConfig") or {}).get("Name") or "local"
+                subpath = opts.get("Subpath") or ""
+                if subpath and (subpath.startswith("/") or ".." in subpath.split("/")):
+                    raise InvalidArgument(f"invalid mount config for type \"volume\": subpath must be "
+                                          f"a relative path within the volume: {subpath}")
                 volume(src or None, dst, mode="z", rw=rw, labels=opts.get("Labels"),
-                       driver=driver, copy=not opts.get("NoCopy"))
+                       driver=driver, copy=not opts.get("NoCopy") and not subpath,
+                       subpath=subpath)
             elif kind == "tmpfs":
                 if src:
                     raise InvalidArgument("invalid mount config for type \"tmpfs\": Source must not be specified")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+from conch.engine.containers import propagation
 from conch.engine.model import Container, CreateSpec
 from conch.errors import InvalidArgument
 from conch.runtime import presets
@@ -134,7 +135,10 @@ def _user_mounts(container: Container) -> tuple[list[dict], dict]:
         if kind == "tmpfs":
             tmpfs[dst] = ",".join(m.get("options") or ())
         elif kind == "volume":
-            mounts.append({"destination": dst, "type": "bind", "source": m["source"],
+            src = m["source"]
+            if m.get("subpath"):
+                src = _volume_subpath(src, m["subpath"])
+            mounts.append({"destination": dst, "type": "bind", "source": src,
                            "options": ["rbind", rw, "rprivate"]})
         else:
             src = m["source"]
@@ -143,6 +147,7 @@ def _user_mounts(container: Container) -> tuple[list[dict], dict]:
                     raise InvalidArgument(f"invalid mount config for type \"bind\": bind source path does not exist: {src}")
                 os.makedirs(src, exist_ok=True)  # docker creates a missing -v host directory
             prop = m.get("propagation") or "rprivate"
+            propagation.check(src, prop)
             mounts.append({"destination": dst, "type": "bind", "source": src,
                            "options": ["rbind", rw, prop]})
     return mounts, tmpfs
@@ -189,6 +194,17 @@ def group_ids(groups, rootfs: str) -> list[int]:
             gid = int(g)
         out.append(gid)
     return out
+
+
+def _volume_subpath(source: str, subpath: str) -> str:
+    """VolumeOptions.Subpath: the volume's sub-directory, which must exist and stay
+    inside the volume (moby volume/mounts: "cannot access path ...")."""
+    from conch.runtime.rootfs import secure_join
+
+    path = secure_join(source, subpath)
+    if not os.path.exists(path):
+        raise InvalidArgument(f"cannot access path {path}: no such file or directory")
+    return path
 
 
 def _security(spec: CreateSpec):
@@ -282,6 +298,10 @@ def runtime_spec(container: Container, image_config, *, rootfs: str, files: dict
         out.pop("hostname", None)
     if spec.memory_reservation:
         out["linux"]["resources"].setdefault("memory", {})["reservation"] = spec.memory_reservation
+    root_prop = propagation.root_propagation(
+        m.get("propagation") or "" for m in container.mounts if m.get("type") == "bind")
+    if root_prop:
+        out["linux"]["rootfsPropagation"] = root_prop
     if spec.memory_swappiness is not None:
         out["linux"]["resources"].setdefault("memory", {})["swappiness"] = spec.memory_swappiness
     # what inspect lists is what is applied (privileged: the presets' none)

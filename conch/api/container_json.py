@@ -289,7 +289,8 @@ def _state(c: Container) -> dict[str, Any]:
     st = c.state
     out = {
         "Status": st.status.value,
-        "Running": st.status in (Status.RUNNING, Status.PAUSED),
+        # moby State.SetRestarting: Running stays true through the restart back-off
+        "Running": st.status in (Status.RUNNING, Status.PAUSED, Status.RESTARTING),
         "Paused": st.status == Status.PAUSED,
         "Restarting": st.status == Status.RESTARTING,
         "OOMKilled": st.oom_killed,

@@ -49,7 +49,10 @@ class Exits:
             oom = await asyncio.to_thread(self._oom_killed, cid)
             code = int(result.get("exit_code", 137 if not result else 0))
             error = "" if result else "the container's shim died: exit status unknown"
-            c = c.with_state(status=Status.EXITED, pid=0, exit_code=code, oom_killed=oom,
+            # a policy that restarts it shows "restarting" through the back-off, as docker
+            # (State.Restarting and Running true, the exit code kept); rm refuses it then
+            status = Status.RESTARTING if self._will_restart(c, code) else Status.EXITED
+            c = c.with_state(status=status, pid=0, exit_code=code, oom_killed=oom,
                              finished_at=result.get("exited_at") or now_rfc3339(), error=error)
             self._save(c)
             # waiters learn the exit now; the task's cleanup (runtime delete, unmount)
@@ -104,35 +107,69 @@ class Exits:
         if os.path.ismount(rootfs):
             unmount(rootfs)
 
-    async def _after_exit(self, c: Container) -> None:
+    @staticmethod
+    def _will_restart(c: Container, code: int) -> bool:
         policy = c.spec.restart_policy
-        restart = False
-        if not c.manually_stopped:
-            if policy.name == "always" or policy.name == "unless-stopped":
-                restart = True
-            elif policy.name == "on-failure" and c.state.exit_code != 0:
-                restart = not policy.max_retry or c.restart_count < policy.max_retry
-        if restart:
-            delay = min(0.1 * (2 ** min(c.restart_count, 10)), 60.0)
-            await asyncio.sleep(delay)
+        if c.manually_stopped or c.spec.auto_remove:
+            return False
+        if policy.name in ("always", "unless-stopped"):
+            return True
+        if policy.name == "on-failure" and code != 0:
+            return not policy.max_retry or c.restart_count < policy.max_retry
+        return False
+
+    def _backoff(self, c: Container) -> float:
+        """moby restartmanager: 100 ms, doubling at each restart, at most a minute; a run
+        of 10 s or more starts the count again."""
+        delays = self.__dict__.setdefault("_restart_delays", {})
+        ran = _seconds_between(c.state.started_at, c.state.finished_at)
+        previous = delays.get(c.id)
+        delay = 0.1 if previous is None or ran >= 10 else min(previous * 2, 60.0)
+        delays[c.id] = delay
+        return delay
+
+    async def _after_exit(self, c: Container) -> None:
+        if c.state.status == Status.RESTARTING:
+            await asyncio.sleep(self._backoff(c))
             async with self._lock(c.id):
                 try:
                     cur = self.get(c.id)
                 except NotFound:
                     return
-                if cur.state.status != Status.EXITED or cur.manually_stopped:
+                # stop/kill/rm -f in the back-off cancel the restart (and say EXITED)
+                if cur.state.status != Status.RESTARTING:
+                    return
+                if cur.manually_stopped:
+                    self._save(cur.with_state(status=Status.EXITED))
                     return
                 cur = self._save(dataclasses.replace(cur, restart_count=cur.restart_count + 1))
                 try:
                     await self._start_locked(cur)
                 except ConchError as exc:
                     log.warning("restarting %s failed: %s", c.id[:12], exc)
+                    self._save(self.get(c.id).with_state(status=Status.EXITED, error=str(exc)))
             return
+        getattr(self, "_restart_delays", {}).pop(c.id, None)
         if c.spec.auto_remove:  # docker run --rm also removes the anonymous volumes
             try:
                 await self.remove(c.id, force=True, volumes=True)
             except NotFound:
                 pass
+
+
+def _seconds_between(start: str, end: str) -> float:
+    """Seconds from one RFC 3339 time (nanoseconds allowed) to another; 0 if unreadable."""
+    import datetime as dt
+    import re
+
+    def parse(text: str) -> dt.datetime:
+        text = re.sub(r"(\.\d{6})\d+", r"\1", text).replace("Z", "+00:00")
+        return dt.datetime.fromisoformat(text)
+
+    try:
+        return (parse(end) - parse(start)).total_seconds()
+    except (ValueError, TypeError, AttributeError):
+        return 0.0
 
 
 def start_time(pid: int) -> int:

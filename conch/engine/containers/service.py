@@ -179,6 +179,9 @@ class ContainerService(Starting, Exits, Signals, Attaching, Resources, HealthChe
 
     async def remove(self, ref: str, *, force: bool = False, volumes: bool = False) -> None:
         c = self.get(ref)
+        if c.state.status == Status.RESTARTING and not force:
+            raise Conflict(f"You cannot remove a restarting container {c.id}. Stop the "
+                           "container before attempting removal or force remove")
         if force:  # first: waits out a restart in progress, cancels one in its back-off
             c = await self._mark_stopped_by_hand(c.id)
         if c.state.running:

@@ -162,87 +162,56 @@ def _go_inner(value: Any) -> str:
 
 
 # -- templates --------------------------------------------------------------------------
+#
+# A template made only of plain {{.Field}} actions (every built-in default, most --format
+# strings) is rendered here without the engine; anything else, and any plain template
+# that meets a value the fast path does not print as Go would, goes to conch.cli.gotemplate
+# (imported then, and only then: `conch ps` never pays for it).
+
+from conch.cli.main import CommandError  # noqa: E402  (main is loaded before any verb)
 
 
-class TemplateError(ValueError):
-    pass
+class TemplateError(CommandError):
+    """A template that does not parse or execute: docker's message and exit status."""
 
 
 class Row(dict):
-    """A dict whose missing keys can be computed: a formatter context (ps, images, ...).
+    """A formatter context (docker's ``*formatter.ContainerContext`` and friends): a dict
+    of its methods' results (strings), plus ``methods`` that take arguments, such as
+    ``.Label "k"``. ``go_type_name`` is the Go type docker names in an error."""
 
-    ``methods`` holds template functions called with arguments, such as ``.Label "k"``.
-    """
+    go_type_name = "*formatter.ContainerContext"
 
     def __init__(self, *args, methods: dict[str, Callable] | None = None, **kw):
         super().__init__(*args, **kw)
         self.methods = methods or {}
 
+    def go_method(self, name: str):
+        from conch.cli.gotemplate import Func
 
-def _upper(v):
-    return go_print(v).upper()
+        fn = self.methods.get(name)
+        if fn is not None:
+            return Func(fn, ("string",) * fn.__code__.co_argcount)
+        if name in self:
+            value = self[name]
+            return Func(lambda: value, ())
+        return None
 
-
-def _lower(v):
-    return go_print(v).lower()
-
-
-def _title(v):
-    return go_print(v).title()
-
-
-def _join(v, sep):
-    return sep.join(go_print(x) for x in (v or []))
+    def go_json(self):
+        return dict(self)
 
 
-def _index(v, *keys):
-    for k in keys:
-        if isinstance(v, dict):
-            v = v.get(k)
-        elif isinstance(v, list):
-            v = v[int(k)]
-        else:
-            return None
-    return v
-
-
-def _split(v, sep):
-    return go_print(v).split(sep)
-
-
-def _truncate(v, n):
-    s = go_print(v)
-    return s[: int(n)]
-
-
-FUNCS: dict[str, Callable] = {
-    "json": lambda v: go_json(v),
-    "upper": _upper,
-    "lower": _lower,
-    "title": _title,
-    "join": _join,
-    "index": _index,
-    "split": _split,
-    "truncate": _truncate,
-    "pad": lambda v, a, b: " " * int(a) + go_print(v) + " " * int(b),
-    "println": lambda *a: " ".join(go_print(x) for x in a) + "\n",
-    "print": lambda *a: "".join(go_print(x) for x in a),
-    "len": lambda v: len(v or []),
-}
-
-_TOKEN = r'\s*(?:("(?:[^"\\]|\\.)*")|(`[^`]*`)|(\|)|(-?\d+)|(\.[\w.]*)|([A-Za-z_]\w*))'
-_ACTION = r"{{-?\s*(.*?)\s*-?}}"
 _FIELD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.")
 
 
 def _simple_field(body: str) -> bool:
-    """``.Name`` or ``.A.B`` (ASCII, no spaces): what _TOKEN reads as one field token."""
-    return body[:1] == "." and all(c in _FIELD_CHARS for c in body)
+    """``.Name`` or ``.A.B`` (ASCII, no spaces, no empty part)."""
+    return body[:1] == "." and len(body) > 1 and all(c in _FIELD_CHARS for c in body) \
+        and ".." not in body and not body.endswith(".") and not body[1:2].isdigit()
 
 
 def _split_simple(text: str) -> list[tuple[bool, str]] | None:
-    """The parts _ACTION would cut ``text`` into, when every action is a plain field;
-    None when any is not (then the regexes decide)."""
+    """The text and plain-field parts of ``text``, or None when any action is more."""
     parts: list[tuple[bool, str]] = []
     pos = 0
     while (start := text.find("{{", pos)) >= 0:
@@ -251,146 +220,89 @@ def _split_simple(text: str) -> list[tuple[bool, str]] | None:
             return None
         if start > pos:
             parts.append((False, text[pos:start]))
-        parts.append((True, text[start + 2:end]))
+        parts.append((True, text[start + 3:end]))
         pos = end + 2
+    if "}}" in text[pos:]:
+        return None
     if pos < len(text):
         parts.append((False, text[pos:]))
     return parts
 
 
-def _tokenize(expr: str) -> list[tuple[str, str]]:
-    if _simple_field(expr):
-        return [("field", expr)]
-    import re
-
-    token = re.compile(_TOKEN)
-    toks = []
-    pos = 0
-    expr = expr.strip()
-    while pos < len(expr):
-        m = token.match(expr, pos)
-        if not m or m.end() == pos:
-            raise TemplateError(f"template: unexpected {expr[pos:]!r} in command")
-        pos = m.end()
-        if m.group(1):
-            toks.append(("str", lean.loads(m.group(1))))
-        elif m.group(2):
-            toks.append(("str", m.group(2)[1:-1]))
-        elif m.group(3):
-            toks.append(("pipe", "|"))
-        elif m.group(4):
-            toks.append(("num", m.group(4)))
-        elif m.group(5):
-            toks.append(("field", m.group(5)))
-        else:
-            toks.append(("ident", m.group(6)))
-    return toks
-
-
-def _lookup(dot: Any, path: str, args: list | None = None) -> Any:
-    if isinstance(dot, _HeaderDot):
-        return dot.title_for(path)
-    value = dot
-    parts = [p for p in path.split(".") if p]
-    for i, name in enumerate(parts):
-        last = i == len(parts) - 1
-        if isinstance(value, Row) and name in value.methods:
-            fn = value.methods[name]
-            value = fn(*(args or [])) if last else fn()
-            if last:
-                return value
-            continue
-        if isinstance(value, dict):
-            if name not in value:
-                if isinstance(value, Row):
-                    raise TemplateError(
-                        f'template: :1: executing "" at <.{name}>: can\'t evaluate field {name}'
-                    )
+def _simple_value(dot: Any, path: str) -> str | None:
+    """A plain field's text when it is a string found on the way; None to ask the engine."""
+    v = dot
+    for name in path.split("."):
+        if type(v) is Row or type(v) is dict:
+            if name not in v or (type(v) is Row and name in v.methods):
                 return None
-            value = value[name]
-        elif value is None:
+            v = v[name]
+        else:
             return None
-        else:
-            raise TemplateError(f"template: can't evaluate field {name} in type {type(value).__name__}")
-    return value
-
-
-def _eval_command(toks: list[tuple[str, str]], dot: Any, piped: list) -> Any:
-    if not toks:
-        raise TemplateError("template: missing value for command")
-    kind, val = toks[0]
-    rest = [_eval_arg(t, dot) for t in toks[1:]]
-    if kind == "ident":
-        if val not in FUNCS:
-            raise TemplateError(f'template: :1: function "{val}" not defined')
-        if isinstance(dot, _HeaderDot):  # a header cell is the column title, unformatted
-            return next((a for a in [*rest, *piped] if isinstance(a, str)), "")
-        return FUNCS[val](*rest, *piped)
-    if kind == "field":
-        return _lookup(dot, val, rest + piped) if val != "." else dot
-    if rest or piped:
-        raise TemplateError(f"template: can't give argument to non-function {val}")
-    return _eval_arg(toks[0], dot)
-
-
-def _eval_arg(tok: tuple[str, str], dot: Any) -> Any:
-    kind, val = tok
-    if kind == "str":
-        return val
-    if kind == "num":
-        return int(val)
-    if kind == "field":
-        return dot if val == "." else _lookup(dot, val)
-    if kind == "ident" and val in FUNCS:
-        return FUNCS[val]()
-    raise TemplateError(f"template: unexpected {val!r}")
-
-
-def _eval_action(expr: str, dot: Any) -> str:
-    toks = _tokenize(expr)
-    commands: list[list] = [[]]
-    for t in toks:
-        if t[0] == "pipe":
-            commands.append([])
-        else:
-            commands[-1].append(t)
-    piped: list = []
-    value = None
-    for cmd in commands:
-        value = _eval_command(cmd, dot, piped)
-        piped = [value]
-    return value if isinstance(value, str) else go_print(value)
+    return v if type(v) is str else None
 
 
 class Template:
-    """A parsed ``--format`` string (``table`` prefix already removed)."""
+    """A parsed ``--format`` string (``table`` prefix already removed).
 
-    def __init__(self, text: str):
+    ``name`` is the template's name in Go's messages (``version`` for docker version);
+    ``parse_prefix``/``exec_prefix`` and ``parse_status`` are how the verb reports a bad
+    template (docker's wording differs between verbs)."""
+
+    def __init__(self, text: str, *, name: str = "",
+                 parse_prefix: str = "template parsing error: ",
+                 exec_prefix: str = "template parsing error: ", parse_status: int = 1):
         self.text = text
-        simple = _split_simple(text)
-        if simple is not None:
-            self.parts = simple
-            return
-        import re
+        self.name = name
+        self.parse_prefix = parse_prefix
+        self.exec_prefix = exec_prefix
+        self.parse_status = parse_status
+        self._go = None
+        self.parts = _split_simple(text)
+        if self.parts is None:
+            self._compile()
 
-        self.parts = []
-        pos = 0
-        for m in re.finditer(_ACTION, text, re.S):
-            if m.start() > pos:
-                self.parts.append((False, text[pos : m.start()]))
-            self.parts.append((True, m.group(1)))
-            pos = m.end()
-        if pos < len(text):
-            self.parts.append((False, text[pos:]))
-        for is_action, body in self.parts:
-            if is_action:
-                _tokenize(body)  # syntax errors now, not halfway through the output
+    def _compile(self):
+        from conch.cli import gotemplate
+
+        try:
+            self._go = gotemplate.Template(self.text, self.name)
+        except gotemplate.ParseError as exc:
+            raise TemplateError(f"{self.parse_prefix}{exc}", self.parse_status) from None
+        except RecursionError:
+            raise TemplateError(f"{self.parse_prefix}template: {self.name}: too deeply nested",
+                                self.parse_status) from None
+
+    def execute(self, dot: Any, missingkey: str = "default") -> str:
+        """Render, raising :class:`conch.cli.gotemplate.ExecError` (unprefixed)."""
+        if self.parts is not None and missingkey == "default":
+            out = []
+            for is_field, body in self.parts:
+                if not is_field:
+                    out.append(body)
+                    continue
+                v = _simple_value(dot, body)
+                if v is None:
+                    break
+                out.append(v)
+            else:
+                return "".join(out)
+        if self._go is None:
+            self._compile()
+        return self._go.execute(dot, missingkey)
 
     def render(self, dot: Any) -> str:
-        out = []
-        for is_action, body in self.parts:
-            out.append(_eval_action(body, dot) if is_action else body)
-        return "".join(out)
+        try:
+            return self.execute(dot)
+        except Exception as exc:
+            from conch.cli import gotemplate
+
+            if isinstance(exc, gotemplate.ExecError):
+                raise TemplateError(f"{self.exec_prefix}{exc}") from None
+            if isinstance(exc, RecursionError):
+                raise TemplateError(f"{self.exec_prefix}template: {self.name}: exceeded "
+                                    "maximum template depth (100000)") from None
+            raise
 
 
 def unescape(fmt: str) -> str:
@@ -401,32 +313,77 @@ def is_table(fmt: str) -> bool:
     return fmt.startswith("table")
 
 
-def render(fmt: str, rows: Iterable[Any], headers: dict[str, str] | None = None) -> str:
-    """Render ``rows`` with a docker ``--format`` string; ``table`` gets headers and tabs.
-
-    ``headers`` maps a field name (``ID``) to its column title (``CONTAINER ID``).
+def render(fmt: str, rows: Iterable[Any], headers: dict[str, str] | None = None,
+           type_name: str | None = None, parse_prefix: str = "template parsing error: ",
+           exec_prefix: str = "template parsing error: ") -> str:
+    """Render ``rows`` as docker's formatter.Context does: ``table`` gets a header row and
+    tabwriter columns, ``json`` is ``{{json .}}``; ``\\t``/``\\n`` typed on the command
+    line are a tab and a newline. ``headers`` maps a field name (``ID``) to its column title
+    (``CONTAINER ID``); ``type_name`` is the Go type named in a "can't evaluate field" error.
     """
-    fmt = unescape(fmt)
     table = is_table(fmt)
     if table:
-        fmt = fmt[len("table") :].strip()
-    if fmt == "json" or fmt == "{{json .}}":
+        fmt = fmt[len("table"):]
+    elif fmt == "json":
         fmt = "{{json .}}"
-    tmpl = Template(fmt)
-    lines = [tmpl.render(r) for r in rows]
+    fmt = unescape(fmt.strip(" "))
+    tmpl = Template(fmt, parse_prefix=parse_prefix, exec_prefix=exec_prefix)
+    rows = list(rows)
+    if type_name:
+        for r in rows:
+            if isinstance(r, Row):
+                r.go_type_name = type_name
+    out = [tmpl.render(r) for r in rows]
     if not table:
-        return "".join(line + "\n" for line in lines)
-    header = Template(fmt).render(_HeaderDot(headers or {}))
-    return tabwrite_text("\n".join([header, *lines]) + "\n")
+        return "".join(line + "\n" for line in out)
+    header = tmpl.render(dict(headers or {}))
+    return tabwrite_text("\n".join([header, *out]) + "\n")
 
 
-class _HeaderDot(Row):
-    """Renders each ``{{.Field}}`` as its column title, as docker's header context does."""
+# -- inspect, version, info: docker's typed structs ---------------------------------------------
 
-    def __init__(self, headers: dict[str, str]):
-        super().__init__()
-        self.headers = headers
 
-    def title_for(self, path: str) -> str:
-        first = ([p for p in path.split(".") if p] or [""])[0]
-        return self.headers.get(first, first.upper())
+def typed_value(obj: Any, gotype: str) -> Any:
+    """``obj`` (decoded JSON) as the Go struct the docker CLI decodes it into."""
+    from conch.cli.gotemplate import typed
+
+    return typed.typed(obj, gotype)
+
+
+def render_inspect(tmpl: Template, obj: Any, kind: str) -> str:
+    """docker/cli inspect.TemplateInspector: the template on the typed object; on an
+    execution error, again on the raw JSON with ``missingkey=error``, whose error is the
+    one reported ("template parsing error: ...", exit 1)."""
+    from conch.cli.gotemplate import ExecError, typed
+
+    try:
+        return tmpl.execute(typed.typed(obj, typed.KINDS[kind]))
+    except ExecError:
+        pass
+    except RecursionError:
+        pass
+    try:
+        return tmpl.execute(typed.raw(obj), missingkey="error")
+    except ExecError as exc:
+        raise TemplateError(f"template parsing error: {exc}") from None
+    except RecursionError:
+        raise TemplateError("template parsing error: template: : exceeded maximum template "
+                            "depth (100000)") from None
+
+
+def render_plain(ctx: Any, fmt: str, obj: Any, gotype: str, name: str = "",
+                 tmpl: Template | None = None) -> None:
+    """docker version/info --format: the template on the typed value, written as far as
+    it got, then a newline; an execution error follows unprefixed (exit 1), a parse error
+    is "template parsing error: ..." (exit 64)."""
+    from conch.cli.gotemplate import ExecError
+
+    if tmpl is None:
+        tmpl = Template(unescape("{{json .}}" if fmt == "json" else fmt), name=name,
+                        parse_status=64)
+    try:
+        out = tmpl.execute(typed_value(obj, gotype))
+    except ExecError as exc:
+        ctx.out(exc.partial)
+        raise TemplateError(str(exc)) from None
+    ctx.out(out)

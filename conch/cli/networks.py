@@ -93,7 +93,8 @@ def cmd_ls(ctx: Context, argv: list[str]) -> int:
     if ns.quiet and not ns.format:
         ctx.stdout.write("".join(r["ID"] + "\n" for r in rows))
         return 0
-    ctx.stdout.write(fmt.render(ns.format or LS_DEFAULT, rows, LS_HEADERS))
+    ctx.stdout.write(fmt.render(ns.format or LS_DEFAULT, rows, LS_HEADERS,
+                                type_name="*network.networkContext"))
     return 0
 
 

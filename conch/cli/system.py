@@ -41,9 +41,13 @@ def _fetch(ctx: Context, kind: str, name: str, size: bool) -> dict[str, Any]:
 def inspect_objects(ctx: Context, names: list[str], kinds: list[str], fmt_str: str | None,
                     size: bool = False) -> int:
     """docker inspect: try each kind in order; print JSON (or the template per object)."""
-    found: list[dict[str, Any]] = []
+    found: list[tuple[str, dict[str, Any]]] = []
     status = 0
     missing = []
+    tmpl = None
+    if fmt_str and fmt_str != "json":
+        # parsed before any request: a bad template is a usage error (docker: 64)
+        tmpl = fmt.Template(fmt.unescape(fmt_str), parse_status=64)
     for name in names:
         obj = None
         for kind in kinds:
@@ -63,19 +67,23 @@ def inspect_objects(ctx: Context, names: list[str], kinds: list[str], fmt_str: s
             missing.append(name)
             status = 1
             continue
-        found.append(obj)
-    if fmt_str:
-        tmpl = fmt.Template(fmt.unescape(fmt_str))
-        for obj in found:
+        found.append((kind, obj))
+    failures = []
+    if tmpl is not None:
+        for kind, obj in found:
             try:
-                ctx.out(tmpl.render(obj))
+                ctx.out(fmt.render_inspect(tmpl, obj, kind))
             except fmt.TemplateError as exc:
-                raise CommandError(f"{exc}") from exc
+                failures.append(str(exc))
+                status = 1
     else:
-        ctx.out(fmt.go_json(found, indent=4) if found else "[]")
+        objs = [obj for _, obj in found]
+        ctx.out(fmt.go_json(objs, indent=4) if objs else "[]")
     what = {"container": "container", "image": "image", "volume": "volume"}.get(kinds[0]) if len(kinds) == 1 else None
     for name in missing:
         ctx.err(f"Error: No such {what or 'object'}: {name}")
+    for msg in failures:
+        ctx.err(msg)
     return status
 
 
@@ -139,7 +147,8 @@ def cmd_version(ctx: Context, argv: list[str]) -> int:
     except errors.ConchError as exc:
         server_error = describe_error(exc, ctx.host)
     if ns.format:
-        ctx.out(fmt.Template(fmt.unescape(ns.format)).render({"Client": client, "Server": server}))
+        fmt.render_plain(ctx, ns.format, {"Client": client, "Server": server}, "system.versionInfo",
+                         name="version")
     else:
         ctx.out("Client:")
         ctx.out(f" Version:           {client['Version']}")
@@ -174,9 +183,11 @@ def cmd_info(ctx: Context, argv: list[str]) -> int:
     p = ctx.parser("[OPTIONS]", "Display system-wide information")
     p.add_argument("-f", "--format", help="Format output using a custom template")
     ns = p.parse(argv)
+    tmpl = fmt.Template(fmt.unescape("{{json .}}" if ns.format == "json" else ns.format),
+                        parse_status=64) if ns.format else None
     info = ctx.client.get("/info")
-    if ns.format:
-        ctx.out(fmt.Template(fmt.unescape(ns.format)).render(info))
+    if tmpl is not None:
+        fmt.render_plain(ctx, ns.format, info, "system.dockerInfo", tmpl=tmpl)
         return 0
     o = ctx.out
     o("Client:")
@@ -261,9 +272,9 @@ def cmd_events(ctx: Context, argv: list[str]) -> int:
     tmpl = None
     if ns.format:
         f = "{{json .}}" if ns.format == "json" else fmt.unescape(ns.format)
-        tmpl = fmt.Template(f)
+        tmpl = fmt.Template(f, parse_status=64)
     for ev in ctx.client.stream_json("GET", "/events", params=params):
-        ctx.out(tmpl.render(ev) if tmpl else event_line(ev))
+        ctx.out(tmpl.render(fmt.typed_value(ev, "events.Message")) if tmpl else event_line(ev))
         ctx.stdout.flush()
     return 0
 
@@ -330,7 +341,8 @@ def cmd_df(ctx: Context, argv: list[str]) -> int:
     p.add_argument("-v", "--verbose", action="store_true", help="Show detailed information on space usage")
     ns = p.parse(argv)
     df = ctx.client.get("/system/df")
-    ctx.stdout.write(fmt.render(ns.format or DF_DEFAULT, df_rows(df), DF_HEADERS))
+    ctx.stdout.write(fmt.render(ns.format or DF_DEFAULT, df_rows(df), DF_HEADERS,
+                                type_name="*formatter.diskUsageImagesContext"))
     if ns.verbose:
         from conch.cli.images import IMAGES_HEADERS, image_rows
 

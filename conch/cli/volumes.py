@@ -74,7 +74,8 @@ def cmd_ls(ctx: Context, argv: list[str]) -> int:
     if ns.quiet and not ns.format:
         ctx.stdout.write("".join(v.get("Name", "") + "\n" for v in volumes))
         return 0
-    ctx.stdout.write(fmt.render(ns.format or LS_DEFAULT, [_row(v) for v in volumes], LS_HEADERS))
+    ctx.stdout.write(fmt.render(ns.format or LS_DEFAULT, [_row(v) for v in volumes], LS_HEADERS,
+                                type_name="*formatter.volumeContext"))
     return 0
 
 

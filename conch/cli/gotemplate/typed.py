@@ -77,6 +77,9 @@ _SPEC = {
     "volume.UsageData": "RefCount:int64 Size:int64",
 }
 
+# structs whose every field is `json:",omitempty"` (the OCI image config)
+_OMITEMPTY = {"dockerspec.DockerOCIImageConfig"}
+
 # named types -> their underlying type
 _NAMED = {"strslice.StrSlice": "[]string", "nat.PortSet": "map[nat.Port]struct {}",
           "nat.PortMap": "map[nat.Port][]nat.PortBinding"}
@@ -161,7 +164,9 @@ def typed(v, t: str):
     if t in ("float64", "float32"):
         return GoFloat(float(v), t)
     if t == "time.Time":
-        return GoStr(go_time(str(v)), t)
+        g = GoStr(go_time(str(v)), t)
+        g.rfc3339 = str(v)  # what json.Marshal writes back
+        return g
     if u.startswith("[]"):
         if not isinstance(v, list):
             return zero(t)
@@ -271,10 +276,14 @@ def to_json_value(v):
             for k, x in v.fields.items():
                 out[k] = to_json_value(x)
             return out
-        byjson = {j: f for f, j, _ in sch}
-        for k in (v.raw or {}):
-            if k in byjson:
-                out[k] = to_json_value(v.fields[byjson[k]])
+        raw = v.raw or {}
+        every_omitempty = v.gotype in _OMITEMPTY
+        for f, j, _ in sch:  # the struct's order; a field the API left out is omitempty
+            if j in raw:
+                x = to_json_value(v.fields[f])
+                if every_omitempty and x in (None, "", 0, False, [], {}):
+                    continue
+                out[j] = x
         return out
     if isinstance(v, GoSlice) and v.nil:
         return None
@@ -282,6 +291,8 @@ def to_json_value(v):
         return None
     if hasattr(v, "go_json"):
         return v.go_json()
+    if isinstance(v, GoStr) and v.gotype == "time.Time":
+        return getattr(v, "rfc3339", "0001-01-01T00:00:00Z")
     if isinstance(v, GoStr) and v.gotype == "json.Number":
         return _Number(v)
     if isinstance(v, dict):

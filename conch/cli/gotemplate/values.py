@@ -44,8 +44,6 @@ class GoFloat(float):
 class GoStr(str):
     """A named string type (``json.Number``, ``container.HealthStatus``...)."""
 
-    __slots__ = ("gotype",)
-
     def __new__(cls, value, gotype="string"):
         self = super().__new__(cls, value)
         self.gotype = gotype

@@ -1,0 +1,184 @@
+"""Issue 17 proof: ``--format`` templates rendered by ``conch`` and by the real docker CLI
+(``/usr/local/bin/docker``, which renders client-side) against the same conchd give
+byte-identical stdout and stderr and the same exit code.
+
+Every action (if/else if/else, range/else with $k,$v, with/else, break/continue, variables,
+assignment, parentheses, define/template/block, comments, trim markers) and every function
+(Go's builtins and the docker CLI's json/join/split/lower/upper/title/pad/truncate) is run on
+containers, images, networks and volumes (inspect and ls), plus docker's errors for bad
+templates (parse and execution) and the typed-then-raw fallback of inspect.
+One daemon for the module; the objects are made once."""
+
+from __future__ import annotations
+
+import pytest
+
+from conch.testing.daemon import DOCKER, daemon_fixture
+
+pytestmark = pytest.mark.skipif(DOCKER is None, reason="the docker CLI is not installed at /usr/local/bin/docker")
+
+daemon = daemon_fixture("module")
+
+C, I, N, V = "fmt-web", "busybox", "fmt-net", "fmt-vol"
+
+
+@pytest.fixture(scope="module")
+def d(daemon):
+    daemon.conch("volume", "create", "--label", "tier=db", "--label", "a.b=c d", V, check=True)
+    daemon.conch("network", "create", "--label", "env=test", N, check=True)
+    daemon.conch("run", "-d", "--name", C, "-l", "app=web", "-l", "b.c=x y", "-e", "FOO=bar",
+                 "-e", "EMPTY=", "-p", "127.0.0.1::80", "-v", f"{V}:/data", "--network", N,
+                 "busybox", "sleep", "1000", check=True)
+    daemon.conch("create", "--name", "fmt-stopped", "busybox", "true", check=True)
+    yield daemon
+    daemon.conch("rm", "-f", C, "fmt-stopped")
+    daemon.conch("network", "rm", N)
+    daemon.conch("volume", "rm", V)
+
+
+INSPECT = [
+    # fields, maps, slices, pointers, typed values
+    "{{.Name}}", "{{.Id}}", "{{.State.Status}}", "{{.State.Running}}", "{{.State.Pid}}",
+    "{{.State.ExitCode}}", "{{.State}}", "{{.State.Health}}", "{{.Config.Env}}",
+    "{{.Config.Cmd}}", "{{.Config.Labels}}", "{{.Config.Labels.app}}", "{{.Config.Labels.nope}}",
+    "{{.Config.Image}}", "{{.Config.Entrypoint}}", "{{.Config.ExposedPorts}}", "{{.RestartCount}}",
+    "{{.Path}} {{.Args}}", "{{.HostConfig.NetworkMode}}", "{{.NetworkSettings.Ports}}",
+    "{{.Mounts}}", "{{len .Mounts}}", "{{(index .Mounts 0).Name}}", "{{(index .Mounts 0).RW}}",
+    "{{range .Mounts}}{{.Type}} {{.Name}} {{.Destination}} {{.RW}}{{end}}",
+    "{{.Nope}}", "{{.State.Nope}}", "{{.State.Health.Status}}", "{{.Config.Labels.app.x}}",
+    # range / variables
+    "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+    "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}:{{$v.IPPrefixLen}} {{end}}",
+    "{{range $k, $v := .Config.Labels}}{{$k}}={{$v}};{{end}}",
+    "{{range $i, $e := .Config.Env}}{{$i}}={{$e}} {{end}}",
+    "{{range .Config.Env}}[{{.}}]{{else}}none{{end}}",
+    "{{range .Config.Volumes}}x{{else}}no volumes{{end}}",
+    "{{range $p, $b := .NetworkSettings.Ports}}{{$p}} -> {{(index $b 0).HostIP}}{{end}}",
+    "{{range .Config.Env}}{{if eq . \"EMPTY=\"}}{{break}}{{end}}{{.}},{{end}}",
+    "{{range .Config.Env}}{{if eq . \"FOO=bar\"}}{{continue}}{{end}}{{.}},{{end}}",
+    "{{range 3}}{{.}}{{end}}", "{{range $i := 2}}<{{$i}}>{{end}}",
+    "{{$n := .Name}}{{$n}}", "{{$x := 1}}{{range .Config.Env}}{{$x = .}}{{end}}{{$x}}",
+    "{{$}}{{with $.State}}{{$.Name}}{{end}}", "{{range .Config.Env}}{{$.Name}}{{end}}",
+    # if / with / else
+    "{{if .State.Running}}up{{else}}down{{end}}", "{{if .State.Paused}}p{{else if .State.Running}}r{{else}}x{{end}}",
+    "{{if .Config.Labels}}has labels{{end}}", "{{if .Config.Volumes}}v{{else}}nov{{end}}",
+    "{{if not .State.Dead}}alive{{end}}", "{{if and .State.Running (not .State.Paused)}}ok{{end}}",
+    "{{if or .State.Paused .State.Restarting}}busy{{else}}calm{{end}}",
+    "{{with .State}}{{.Status}}/{{.Pid}}{{end}}", "{{with .State.Health}}h{{else}}no health{{end}}",
+    "{{with $s := .State.Status}}{{$s}}{{end}}", "{{with .Config.Labels.nope}}x{{else with .Config.Labels.app}}{{.}}{{end}}",
+    "{{if .Config.Labels.nope}}x{{else}}missing{{end}}",
+    # comparisons
+    "{{eq .State.Status \"running\"}}", "{{ne .State.Status \"running\"}}", "{{eq .State.ExitCode 0}}",
+    "{{lt .State.Pid 1}} {{le 1 1}} {{gt 2 1}} {{ge 1 2}}", "{{eq .Name \"/x\" \"/fmt-web\"}}",
+    "{{lt \"a\" \"b\"}}", "{{eq .State.Pid \"x\"}}", "{{lt .State.Running true}}", "{{eq .Config.Labels.nope \"\"}}",
+    # functions
+    "{{len .Config.Env}}", "{{len .Config.Labels}}", "{{len .Name}}", "{{len .State.Pid}}",
+    "{{index .Config.Labels \"app\"}}", "{{index .Config.Labels \"nope\"}}|", "{{index .Config.Env 0}}",
+    "{{index .Config.Env 5}}", "{{index .Config.Env 2}}", "{{index .Config.Labels 1}}",
+    "{{slice .Name 1}}", "{{slice .Name 1 4}}", "{{slice .Config.Env 1}}", "{{slice .Name 9 1}}",
+    "{{print .Name 1 2 \"a\" true}}", "{{println .Name .State.Pid}}", "{{print}}",
+    "{{printf \"%s|%v|%d|%t\" .Name .Config.Env .State.ExitCode .State.Running}}",
+    "{{printf \"%q\" .Name}}", "{{printf \"%10s|%-10s|\" .State.Status .State.Status}}",
+    "{{printf \"%x %X %o %b\" 255 255 8 5}}", "{{printf \"%05d|%+d|%x\" 42 42 \"hi\"}}",
+    "{{printf \"%T %T %T %T %T\" .Name .State.Pid .Config.Env .Config.Labels .State}}",
+    "{{printf \"%T %T\" .Config.Cmd .NetworkSettings.Ports}}", "{{printf \"%v\" .Config.Labels}}",
+    "{{printf \"%d\" .Name}}", "{{printf \"%s\"}}", "{{printf \"%s\" 1 2}}", "{{printf \"%z\" 1}}",
+    "{{printf \"%q\" .Config.Env}}", "{{printf \"%.3s\" .Name}}", "{{printf \"%6.2f\" 3.14159}}",
+    "{{printf \"%v %v\" 1.5 100000000.0}}", "{{printf \"%t\" .State.Running}}", "{{printf \"%%\"}}",
+    "{{.Name | printf \"%q\"}}", "{{.State.Status | upper}}", "{{.State.Status | printf \"%s!\" | upper}}",
+    "{{html \"<a href='x'>&\"}}", "{{js \"it's <b>\"}}", "{{urlquery \"a b&c=d\"}}",
+    "{{.Name | html}}", "{{not 0}} {{not \"\"}} {{not .Config.Env}}", "{{and 1 2 3}} {{or 0 \"\" 5}}",
+    "{{and .Config.Volumes .Name}}|{{or .Config.Volumes .Name}}",
+    # docker's functions
+    "{{json .State}}", "{{json .Config}}", "{{json .Config.Labels}}", "{{json .Config.Env}}",
+    "{{json .Mounts}}", "{{json .NetworkSettings.Ports}}", "{{json .Name}}", "{{json .Config.Volumes}}",
+    "{{json .State.Health}}", "{{json .Config.Labels.nope}}",
+    "{{join .Config.Env \",\"}}", "{{join .Config.Cmd \" \"}}", "{{split .Name \"-\"}}",
+    "{{join (split .Name \"-\") \"+\"}}", "{{lower \"ABC\"}} {{upper .Name}}", "{{title .State.Status}}",
+    "{{title \"hello wORLD-foo bar_baz\"}}", "{{pad .State.Status 2 3}}|", "{{truncate .Id 12}}",
+    "{{truncate .Name 100}}", "{{upper .State.Pid}}", "{{join .Config.Env 1}}", "{{split .Name}}",
+    "{{json}}", "{{len}}",
+    # grammar: parentheses, chains, trim, comments, define/template/block, literals
+    "{{(index .NetworkSettings.Networks \"fmt-net\").IPPrefixLen}}", "{{(.State).Status}}",
+    "{{(print .Name)}}", "{{- .Name -}}  \n  x", "a  {{- .Name}}", "{{.Name -}}   b",
+    "{{/* a comment */}}c", "{{- /* trimmed */ -}}  d", "{{define \"T\"}}[{{.}}]{{end}}{{template \"T\" .Name}}",
+    "{{block \"B\" .State.Status}}<{{.}}>{{end}}", "{{template \"none\"}}",
+    "{{\"q\"}} {{`raw`}} {{1}} {{1.5}} {{true}} {{'a'}} {{0x1F}} {{1e3}}", "{{nil}}",
+    "x\\ty\\nz", "{{.Name}}\\t{{.State.Status}}",
+    # parse errors
+    "{{x}}", "{{range}}", "{{if .Name}}", "{{end}}", "{{else}}", "{{.Name", "{{\"unterminated}}",
+    "{{.Name | 1}}", "{{$nope}}", "{{(.Name}}", "{{.Name)}}", "{{range $a, $b, $c := .Config.Env}}{{end}}",
+    "{{with}}{{end}}", "{{if}}{{end}}", "{{.Name .State}}", "{{1 2}}", "{{template}}", "{{`x}}",
+    "{{/* open", "{{break}}", "{{:=}}", "{{.Name!}}", "{{3x}}", "{{.Name | }}", "{{|}}",
+    "{{range .Config.Env}}{{else}}{{else}}{{end}}", "{{$x := 1}}{{$x := }}",
+    # execution errors
+    "{{.Name.Foo}}", "{{index .Name 1 2}}", "{{index nil 1}}", "{{.State.Pid.X}}",
+    "{{range .State}}{{end}}", "{{range .Name}}{{end}}", "{{range $i, $e := 3}}{{end}}",
+    "{{nil.X}}", "{{.Name 1}}", "{{call .Name}}", "{{template \"T\"}}",
+]
+
+IMAGE = ["{{.Id}}", "{{.ID}}", "{{.RepoTags}}", "{{index .RepoTags 0}}", "{{.Os}}/{{.Architecture}}",
+         "{{.Size}}", "{{printf \"%T\" .Size}}", "{{.Config.Cmd}}", "{{json .Config}}", "{{json .RootFS}}",
+         "{{len .RootFS.Layers}}", "{{range .RootFS.Layers}}{{truncate . 19}} {{end}}", "{{.Nope}}",
+         "{{.GraphDriver.Name}}", "{{json .}}", "{{if .Config.Env}}env{{else}}noenv{{end}}",
+         "{{.Metadata}}", "{{.Config.Labels}}", "{{with .Config}}{{.Cmd}}{{end}}"]
+
+NETWORK = ["{{.Name}}", "{{.Id}}", "{{.ID}}", "{{.Driver}} {{.Scope}}", "{{.Labels}}", "{{.Labels.env}}",
+           "{{.IPAM.Driver}}", "{{range .IPAM.Config}}{{.Subnet}} via {{.Gateway}}{{end}}",
+           "{{json .IPAM}}", "{{.Internal}} {{.Attachable}}", "{{json .Labels}}", "{{.Created}}",
+           "{{printf \"%T\" .Created}}", "{{len .Containers}}", "{{range .Containers}}{{.Name}}{{end}}",
+           "{{.Nope}}", "{{json .}}", "{{.Options}}", "{{.EnableIPv6}}"]
+
+VOLUME = ["{{.Name}}", "{{.Driver}}", "{{.Mountpoint}}", "{{.Labels}}", "{{.Labels.tier}}",
+          "{{index .Labels \"a.b\"}}", "{{.Scope}}", "{{json .}}", "{{json .Labels}}", "{{.Options}}",
+          "{{.Nope}}", "{{.UsageData}}", "{{.Status}}", "{{range $k, $v := .Labels}}{{$k}}={{$v}},{{end}}"]
+
+LS = [
+    (["images"], "{{.Repository}}:{{.Tag}} {{.Size}}"), (["images"], "{{json .}}"),
+    (["images"], "table {{.Repository}}\t{{.Tag}}"), (["images"], "{{.Nope}}"), (["images"], "{{range}}"),
+    (["images"], "{{upper .Repository}}"), (["images"], "json"),
+    (["network", "ls", "-f", f"name={N}"], "{{.Name}} {{.Driver}} {{.Labels}}"),
+    (["network", "ls", "-f", f"name={N}"], "{{.Label \"env\"}}"),
+    (["network", "ls", "-f", f"name={N}"], "table {{.Name}}\t{{.Driver}}"),
+    (["network", "ls", "-f", f"name={N}"], "{{.Nope}}"), (["network", "ls"], "{{x}}"),
+    (["volume", "ls", "-f", f"name={V}"], "{{.Name}} {{.Driver}} {{.Labels}}"),
+    (["volume", "ls", "-f", f"name={V}"], "{{.Label \"tier\"}}"),
+    (["volume", "ls", "-f", f"name={V}"], "table {{.Name}}\t{{.Driver}}"),
+    (["volume", "ls", "-f", f"name={V}"], "{{.Nope}}"), (["volume", "ls", "-f", f"name={V}"], "json"),
+    (["ps", "-f", f"name={C}"], "{{.Names}} {{.Image}} {{.Command}} {{.State}}"),
+    (["ps", "-f", f"name={C}"], "{{.Label \"app\"}}|{{.Labels}}"),
+    (["ps", "-f", f"name={C}"], "table {{.Names}}\t{{.Image}}"),
+    (["ps", "-f", f"name={C}"], "{{.Mounts}} {{.Networks}} {{.LocalVolumes}}"),
+    (["ps", "-a", "-f", "name=fmt-stopped"], "{{.Names}} {{.State}}"),
+    (["ps", "-f", f"name={C}"], "{{if eq .State \"running\"}}{{.Names}} is up{{end}}"),
+    (["ps", "-f", f"name={C}"], "{{range split .Labels \",\"}}<{{.}}>{{end}}"),
+    (["history", "--no-trunc", I], "{{.CreatedBy}}"), (["history", I], "{{.Size}} {{.Comment}}"),
+    (["version"], "{{.Server.Version}} {{.Server.ApiVersion}}"), (["version"], "{{.Nope}}"),
+    (["version"], "{{x}}"), (["info"], "{{.Name}} {{.Driver}}"), (["info"], "{{.Nope}}"),
+    (["info"], "{{range}}"), (["info"], "{{json .Swarm}}"),
+]
+
+CASES = ([("inspect", "-f", t, C) for t in INSPECT]
+         + [("image", "inspect", "-f", t, I) for t in IMAGE]
+         + [("network", "inspect", "-f", t, N) for t in NETWORK]
+         + [("volume", "inspect", "-f", t, V) for t in VOLUME]
+         + [(*argv, "--format", t) for argv, t in LS]
+         + [("inspect", "-f", "{{.Name}}", C, V, "nope-nothing"),
+            ("inspect", "-f", "{{.Nope}}", C, I),
+            ("container", "inspect", "--format", "{{.State.Status}}", C, "fmt-stopped")])
+
+
+def _run(d, cli, argv):
+    p = getattr(d, cli)(*argv, timeout=60)
+    return p.returncode, p.stdout, p.stderr.replace("conch", "docker")
+
+
+def test_enough_cases():
+    assert len(CASES) >= 250
+
+
+@pytest.mark.parametrize("argv", CASES, ids=lambda a: " ".join(a)[:80])
+def test_same_output_as_docker(d, argv):
+    want = _run(d, "docker", argv)
+    got = _run(d, "conch", argv)
+    assert got == want

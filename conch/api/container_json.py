@@ -43,8 +43,6 @@ def create_spec(body: dict) -> CreateSpec:
     if policy != "on-failure" and restart.get("MaximumRetryCount"):
         raise InvalidArgument(f"invalid restart policy: maximum retry count can only be used with 'on-failure'")
     log_config = host.get("LogConfig") or {}
-    if log_config.get("Type") not in (None, "", "json-file"):
-        raise InvalidArgument(f"logging driver {log_config.get('Type')!r} is not supported: use json-file")
     # Go's zero values for what a Ulimit leaves out (conch.api.body checked the types)
     ulimits = tuple((u.get("Name") or "", int(u.get("Soft") or 0), int(u.get("Hard") or 0))
                     for u in host.get("Ulimits") or () if u is not None)
@@ -102,6 +100,7 @@ def create_spec(body: dict) -> CreateSpec:
         extra_hosts=tuple(host.get("ExtraHosts") or ()),
         sysctls=dict(host.get("Sysctls") or {}),
         oom_score_adj=int(host.get("OomScoreAdj") or 0),
+        log_driver=log_config.get("Type") or "json-file",
         log_opts=dict(log_config.get("Config") or {}),
         port_bindings=dict(host.get("PortBindings") or {}),
         mounts=tuple(host.get("Mounts") or ()),
@@ -261,7 +260,7 @@ def _host_config(c: Container, default_runtime: str = "conch") -> dict[str, Any]
                   f"{(ln.partition(':')[2] or ln.partition(':')[0]).lstrip('/')}" for ln in s.links] or None,
         "RestartPolicy": {"Name": s.restart_policy.name, "MaximumRetryCount": s.restart_policy.max_retry},
         "AutoRemove": s.auto_remove,
-        "LogConfig": {"Type": "json-file", "Config": dict(s.log_opts)},
+        "LogConfig": {"Type": s.log_driver, "Config": dict(s.log_opts)},
         "Memory": s.memory, "MemorySwap": s.memory_swap, "MemoryReservation": s.memory_reservation,
         "NanoCpus": s.nano_cpus, "CpuShares": s.cpu_shares, "CpuQuota": s.cpu_quota,
         "CpuPeriod": s.cpu_period, "CpusetCpus": s.cpuset_cpus, "CpusetMems": s.cpuset_mems,
@@ -353,7 +352,7 @@ def inspect(c: Container, *, log_path: str = "", rootfs: str = "",
         "ResolvConfPath": os.path.join(d, "resolv.conf") if d else "",
         "HostnamePath": os.path.join(d, "hostname") if d else "",
         "HostsPath": os.path.join(d, "hosts") if d else "",
-        "LogPath": log_path,
+        "LogPath": log_path if c.spec.log_driver in ("", "json-file") else "",  # file drivers' own
         "Name": "/" + c.name,
         "RestartCount": c.restart_count,
         "Driver": "overlay2",

@@ -236,6 +236,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
 
     svc = _svc(request)
     c = await call_engine(svc.get, request.match_info["id"])
+    clogs.check_readable(c)
     q = request.query
     want = {"stdout": parse_bool(q, "stdout"), "stderr": parse_bool(q, "stderr")}
     if not (want["stdout"] or want["stderr"]):

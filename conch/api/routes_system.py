@@ -92,7 +92,7 @@ def info_json(i: Any) -> dict[str, Any]:
         "Driver": f("driver", "overlay2"),
         "DriverStatus": [list(p) for p in (f("driver_status", ()) or ())],
         "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"],
-                    "Authorization": None, "Log": ["json-file"]},
+                    "Authorization": None, "Log": ["json-file", "local", "none"]},
         "MemoryLimit": f("memory_limit", True),
         "SwapLimit": f("swap_limit", True),
         "CpuCfsPeriod": f("cpu_cfs_period", True),

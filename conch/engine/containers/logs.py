@@ -121,3 +121,10 @@ def size(log_path: str) -> int:
         return os.stat(log_path).st_size
     except FileNotFoundError:
         return 0
+
+
+def check_readable(c) -> None:
+    """Refuse reading the logs of a container whose driver keeps none (dockerd's 501)."""
+    from conch.engine.containers.log_drivers import check_readable as driver_readable
+
+    driver_readable(c.spec.log_driver)

@@ -22,6 +22,7 @@ import secrets
 import shutil
 
 from conch.engine.containers import health
+from conch.engine.containers import log_drivers
 from conch.engine.containers import mounts as cmounts
 from conch.engine.containers import names as cnames
 from conch.engine.containers import ociconfig
@@ -129,6 +130,7 @@ class ContainerService(Starting, Exits, Signals, Attaching, Resources, HealthChe
             name = cnames.random_name(lambda n: self.db.container_with_name(n) is not None)
         cid = secrets.token_hex(32)
         path, args = ociconfig.command(spec, image.config)
+        log_drivers.validate(spec.log_driver, spec.log_opts)
         spec = dataclasses.replace(spec, log_opts=spec.log_opts or {})
         networks = self.networks.plan(spec) if self.networks is not None else {}
         mounts, new_volumes = await asyncio.to_thread(self._make_mounts, spec, image)

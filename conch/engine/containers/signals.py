@@ -13,12 +13,41 @@ from conch.errors import ConchError, Conflict, FailedPrecondition, InvalidArgume
 
 class Signals:
     async def kill(self, ref: str, signal: str = "KILL") -> None:
+        """moby daemon/kill.go: any kill marks the container stopped by hand (its restart
+        policy will not bring it back); a restarting one just has its restart cancelled;
+        SIGKILL returns only once the container is dead (exited, 137), so an ``rm``
+        right after works."""
         c = self.get(ref)
         if not c.state.running:
             raise Conflict(f"Cannot kill container: {ref}: Container {c.id} is not running")
+        number = signal_number(signal)
+        c = await self._mark_stopped_by_hand(c.id)
+        if await self._cancel_restart(c.id):
+            self.events.publish("container", "kill", c.id, name=c.name, image=c.image, signal=number)
+            return
+        exited = self._exited.get(c.id) or asyncio.Event()
         await self._runtime("kill", c.id, signal_name(signal))
-        self.events.publish("container", "kill", c.id, name=c.name, image=c.image,
-                            signal=signal_number(signal))
+        if c.state.status == Status.PAUSED and number == 9:
+            try:  # a frozen task takes its SIGKILL only once thawed
+                await self._runtime("resume", c.id)
+            except ConchError:
+                pass
+        self.events.publish("container", "kill", c.id, name=c.name, image=c.image, signal=number)
+        if number == 9:
+            try:
+                await asyncio.wait_for(exited.wait(), timeout=30)
+            except asyncio.TimeoutError as exc:
+                raise FailedPrecondition(f"container {c.id[:12]} did not exit after SIGKILL") from exc
+
+    async def _cancel_restart(self, cid: str) -> bool:
+        """A container in its restart back-off becomes exited now (True), as docker's
+        stop/kill of a restarting container; the back-off then finds nothing to do."""
+        async with self._lock(cid):
+            c = self.get(cid)
+            if c.state.status != Status.RESTARTING:
+                return False
+            self._save(c.with_state(status=Status.EXITED))
+            return True
 
     async def _mark_stopped_by_hand(self, cid: str) -> Container:
         """Under the lock, so that a restart (policy) in progress finishes first and one
@@ -31,6 +60,9 @@ class Signals:
         c = await self._mark_stopped_by_hand(self.get(ref).id)
         if not c.state.running:
             raise NotModified("container already stopped")
+        if await self._cancel_restart(c.id):
+            self.events.publish("container", "stop", c.id, name=c.name, image=c.image)
+            return
         if c.state.status == Status.PAUSED:
             await self._runtime("resume", c.id)
         sig = signal or c.spec.stop_signal or image_stop_signal(self.images, c) or "SIGTERM"

@@ -17,6 +17,7 @@ import logging
 import os
 
 from conch.engine.containers import health
+from conch.engine.containers import log_drivers
 from conch.engine.containers import mounts as cmounts
 from conch.engine.containers import ociconfig
 from conch.engine.containers.exits import start_time
@@ -147,13 +148,17 @@ class Starting:
     def _spawn_shim_raw(self, c: Container) -> dict:
         from conch.shim import client as shim
 
+        opts = log_drivers.effective_opts(c.spec.log_driver, c.spec.log_opts)
         args = dict(
             binary=self.shim, id=c.id, bundle=self.paths.bundle(c.id), runtime=self.runtime,
             runtime_root=self.paths.runtime_root, exit_file=self.paths.exit_file(c.id),
             socket_path=self.paths.socket(c.id), log_path=self.paths.log(c.id),
-            log_max_size=parse_size(c.spec.log_opts.get("max-size", "10m")),
-            log_max_files=int(c.spec.log_opts.get("max-file", "3")),
+            log_max_size=parse_size(opts.get("max-size", "10m")),
+            log_max_files=int(opts.get("max-file", "3")),
             tty=c.spec.tty, stdin=c.spec.open_stdin, no_start=True)
+        if not log_drivers.keeps_logs(c.spec.log_driver):
+            # --log-driver none: the shim's writes go nowhere (no rotation of /dev/null)
+            args.update(log_path="/dev/null", log_max_size=0)
         warm = self.warm.take() if self.warm is not None else None
         info = None
         if warm is not None:

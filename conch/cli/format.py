@@ -358,8 +358,9 @@ def render_inspect(tmpl: Template, obj: Any, kind: str) -> str:
 
     try:
         return tmpl.execute(typed.typed(obj, typed.KINDS[kind]))
-    except ExecError:
-        pass
+    except ExecError as exc:
+        if kind == "volume":  # volume inspect hands no raw JSON: no second try
+            raise TemplateError(f"template parsing error: {exc}") from None
     except RecursionError:
         pass
     try:
@@ -379,7 +380,7 @@ def render_plain(ctx: Any, fmt: str, obj: Any, gotype: str, name: str = "",
     from conch.cli.gotemplate import ExecError
 
     if tmpl is None:
-        tmpl = Template(unescape("{{json .}}" if fmt == "json" else fmt), name=name,
+        tmpl = Template("{{json .}}" if fmt == "json" else fmt, name=name,
                         parse_status=64)
     try:
         out = tmpl.execute(typed_value(obj, gotype))

@@ -75,11 +75,12 @@ def _row(n: dict[str, Any], trunc: bool) -> fmt.Row:
                    IPv6=str(bool(n.get("EnableIPv6"))).lower(),
                    Internal=str(bool(n.get("Internal"))).lower(),
                    Labels=",".join(f"{k}={v}" for k, v in labels.items()),
-                   CreatedAt=n.get("Created", ""))
+                   CreatedAt=n.get("Created", ""),
+                   methods={"Label": lambda key: labels.get(key, "")})
 
 
 def cmd_ls(ctx: Context, argv: list[str]) -> int:
-    from conch.cli.containers import filters_json
+    from conch.cli.verb_common import filters_json
 
     p = ctx.parser("[OPTIONS]", "List networks")
     p.add_argument("-f", "--filter", action="append", default=[], help='Provide filter values (e.g. "driver=bridge")')
@@ -132,7 +133,7 @@ def cmd_rm(ctx: Context, argv: list[str]) -> int:
 
 
 def cmd_prune(ctx: Context, argv: list[str]) -> int:
-    from conch.cli.containers import confirm, filters_json
+    from conch.cli.verb_common import confirm, filters_json
 
     p = ctx.parser("[OPTIONS]", "Remove all unused networks")
     p.add_argument("--filter", action="append", default=[], help='Provide filter values (e.g. "until=<timestamp>")')

@@ -47,7 +47,7 @@ def inspect_objects(ctx: Context, names: list[str], kinds: list[str], fmt_str: s
     tmpl = None
     if fmt_str and fmt_str != "json":
         # parsed before any request: a bad template is a usage error (docker: 64)
-        tmpl = fmt.Template(fmt.unescape(fmt_str), parse_status=64)
+        tmpl = fmt.Template(fmt_str, parse_status=64)  # inspect keeps \\t as typed
     for name in names:
         obj = None
         for kind in kinds:
@@ -79,6 +79,8 @@ def inspect_objects(ctx: Context, names: list[str], kinds: list[str], fmt_str: s
     else:
         objs = [obj for _, obj in found]
         ctx.out(fmt.go_json(objs, indent=4) if objs else "[]")
+    if tmpl is not None and len(failures) == len(found):
+        ctx.out("")  # docker's TemplateInspector.Flush: a newline when nothing was written
     what = {"container": "container", "image": "image", "volume": "volume"}.get(kinds[0]) if len(kinds) == 1 else None
     for name in missing:
         ctx.err(f"Error: No such {what or 'object'}: {name}")
@@ -183,7 +185,7 @@ def cmd_info(ctx: Context, argv: list[str]) -> int:
     p = ctx.parser("[OPTIONS]", "Display system-wide information")
     p.add_argument("-f", "--format", help="Format output using a custom template")
     ns = p.parse(argv)
-    tmpl = fmt.Template(fmt.unescape("{{json .}}" if ns.format == "json" else ns.format),
+    tmpl = fmt.Template("{{json .}}" if ns.format == "json" else ns.format,
                         parse_status=64) if ns.format else None
     info = ctx.client.get("/info")
     if tmpl is not None:
@@ -254,7 +256,7 @@ def event_line(ev: dict[str, Any]) -> str:
 
 
 def cmd_events(ctx: Context, argv: list[str]) -> int:
-    from conch.cli.containers import filters_json, timestamp_param
+    from conch.cli.verb_common import filters_json, timestamp_param
 
     p = ctx.parser("[OPTIONS]", "Get real time events from the server")
     p.add_argument("-f", "--filter", action="append", default=[], help="Filter output based on conditions provided")
@@ -356,7 +358,7 @@ def cmd_df(ctx: Context, argv: list[str]) -> int:
 
 # -- prune: system and builder ----------------------------------------------------------------
 def cmd_builder_prune(ctx: Context, argv: list[str]) -> int:
-    from conch.cli.containers import confirm
+    from conch.cli.verb_common import confirm
 
     p = ctx.parser("[OPTIONS]", "Remove build cache")
     p.add_argument("-a", "--all", action="store_true", help="Remove all unused build cache, not just dangling ones")
@@ -378,7 +380,7 @@ def cmd_system_prune(ctx: Context, argv: list[str]) -> int:
     """docker system prune: stopped containers, unused networks, dangling (-a: unused)
     images, (--volumes) unused anonymous volumes, build cache -- one endpoint each, in
     docker's order, with docker's warning and report."""
-    from conch.cli.containers import confirm, filters_json
+    from conch.cli.verb_common import confirm, filters_json
 
     p = ctx.parser("[OPTIONS]", "Remove unused data")
     p.add_argument("-a", "--all", action="store_true", help="Remove all unused images not just dangling ones")

@@ -55,11 +55,12 @@ def _row(v: dict[str, Any]) -> fmt.Row:
     return fmt.Row(Driver=v.get("Driver", ""), Name=v.get("Name", ""), Scope=v.get("Scope", "local"),
                    Mountpoint=v.get("Mountpoint", ""), CreatedAt=v.get("CreatedAt", ""),
                    Labels=",".join(f"{k}={val}" for k, val in labels.items()),
-                   Links="N/A", Size="N/A")
+                   Links="N/A", Size="N/A",
+                   methods={"Label": lambda key: labels.get(key, "")})
 
 
 def cmd_ls(ctx: Context, argv: list[str]) -> int:
-    from conch.cli.containers import filters_json
+    from conch.cli.verb_common import filters_json
 
     p = ctx.parser("[OPTIONS]", "List volumes")
     p.add_argument("-f", "--filter", action="append", default=[], help="Provide filter values (e.g. \"dangling=true\")")
@@ -108,7 +109,7 @@ def cmd_rm(ctx: Context, argv: list[str]) -> int:
 
 
 def cmd_prune(ctx: Context, argv: list[str]) -> int:
-    from conch.cli.containers import confirm, filters_json
+    from conch.cli.verb_common import confirm, filters_json
 
     p = ctx.parser("[OPTIONS]", "Remove unused local volumes")
     p.add_argument("-a", "--all", action="store_true", help="Remove all unused volumes, not just anonymous ones")

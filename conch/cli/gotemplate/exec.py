@@ -46,6 +46,9 @@ class Func:
         self.fn, self.params, self.variadic, self.raw = fn, tuple(params), variadic, raw
 
 
+_UNDERLYING = {"strslice.StrSlice": "[]string"}
+
+
 def _plain(v) -> bool:
     """A container decoded into interface{} (its elements' static type is interface {})."""
     return (type(v) is dict) or (type(v) is list)
@@ -205,7 +208,7 @@ class State:
         self.at(node)
         lst = self.tree.defined.get(node.name)
         if lst is None:
-            self.errorf(f"no such template {go_quote(node.name)}")
+            self.errorf(f"template {go_quote(node.name)} not defined")
         newdot = self.eval_pipeline(dot, node.pipe) if node.pipe else NOVALUE
         saved = self.vars
         self.vars = [["$", newdot]]
@@ -238,7 +241,7 @@ class State:
         return value
 
     def not_a_function(self, args, has_final):
-        if len(args) > 1 or has_final:
+        if (args is not None and len(args) > 1) or has_final:
             self.errorf(f"can't give argument to non-function {args[0]}")
 
     def eval_command(self, dot, cmd, final, has_final):
@@ -382,7 +385,7 @@ class State:
                 return GoSlice((), typ, nil=True) if typ.startswith("[]") else None
             self.errorf(f"invalid value; expected {typ}")
         got = go_type(value)
-        if got != typ:
+        if got != typ and _UNDERLYING.get(got) != typ:  # a named type's underlying one is assignable
             if typ == "[]string" and isinstance(value, list) and got == "[]interface {}":
                 pass
             self.errorf(f"wrong type for value; expected {typ}; got {got}")
@@ -449,4 +452,8 @@ def execute(tree: P.Tree, text: str, data, funcs: dict, missingkey: str = "defau
     except RecursionError:
         raise ExecError(f"template: {tree.name}: exceeded maximum template depth (100000)",
                         "".join(s.out)) from None
+    except (ExecError, FuncError):
+        raise
+    except Exception as exc:  # a bug of ours: still Go's shape of message, not a traceback
+        s.errorf(f"internal error: {type(exc).__name__}: {exc}")
     return "".join(s.out)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from conch.cli.gotemplate.exec import FuncError, Func
 from conch.cli.gotemplate.gofmt import sprint, sprintf, sprintln, sprint_value
-from conch.cli.gotemplate.values import (NOVALUE, GoMap, GoSlice, NilPtr, Struct, go_type,
+from conch.cli.gotemplate.values import (NOVALUE, GoInt, GoMap, GoSlice, NilPtr, Struct, go_type,
                                          truth)
 
 
@@ -47,7 +47,7 @@ def _index(item, *indexes):
             if x == len(item):
                 raise FuncError("reflect: slice index out of range" if not isinstance(item, str)
                                 else "reflect: string index out of range")
-            item = item[x] if not isinstance(item, str) else item.encode()[x]
+            item = item[x] if not isinstance(item, str) else GoInt(item.encode()[x], "uint8")
         elif isinstance(item, dict) and not hasattr(item, "go_type_name"):
             kt = _key_type(item)
             if index is NOVALUE or index is None:

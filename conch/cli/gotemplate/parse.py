@@ -249,16 +249,17 @@ class _Parser:
 
     # -- items
     def next(self):
-        it = self.items[self.i]
-        if it.typ not in (L.EOF_, L.ERROR) or self.i + 1 < len(self.items):
-            self.i += 1
+        # past the end, EOF (or the lexer's error) again: the index still moves, so a
+        # backup() after it lands where it should
+        it = self.items[min(self.i, len(self.items) - 1)]
+        self.i += 1
         return it
 
     def backup(self, n=1):
         self.i -= n
 
     def peek(self):
-        return self.items[self.i]
+        return self.items[min(self.i, len(self.items) - 1)]
 
     def next_non_space(self):
         while True:

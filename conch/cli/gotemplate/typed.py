@@ -75,6 +75,12 @@ _SPEC = {
         "Labels:map[string]string Mountpoint:string Name:string Options:map[string]string "
         "Scope:string Status:map[string]interface {} UsageData:*volume.UsageData",
     "volume.UsageData": "RefCount:int64 Size:int64",
+    "system.versionInfo": "Client:system.clientVersion Server:*types.Version",
+    "types.Version": "Platform:types.PlatformName Components:[]types.ComponentVersion "
+        "Version:string APIVersion=ApiVersion:string MinAPIVersion:string GitCommit:string "
+        "GoVersion:string Os:string Arch:string KernelVersion:string Experimental:bool "
+        "BuildTime:string",
+    "types.PlatformName": "Name:string",
 }
 
 # structs whose every field is `json:",omitempty"` (the OCI image config)
@@ -244,6 +250,18 @@ def _json_number(f: float) -> str:
     return str(int(f)) if f.is_integer() and abs(f) < 1e21 else repr(f)
 
 
+def _rfc3339nano(s: str) -> str:
+    """time.Time's MarshalJSON: RFC 3339 with the fraction's trailing zeros dropped."""
+    if "." not in s:
+        return s
+    head, _, rest = s.partition(".")
+    k = 0
+    while k < len(rest) and rest[k].isdigit():
+        k += 1
+    frac = rest[:k].rstrip("0")
+    return head + ("." + frac if frac else "") + rest[k:]
+
+
 def go_time(s: str) -> str:
     """RFC 3339 (as the API sends times) to Go's ``Time.String()``."""
     if "T" not in s:
@@ -292,7 +310,7 @@ def to_json_value(v):
     if hasattr(v, "go_json"):
         return v.go_json()
     if isinstance(v, GoStr) and v.gotype == "time.Time":
-        return getattr(v, "rfc3339", "0001-01-01T00:00:00Z")
+        return _rfc3339nano(getattr(v, "rfc3339", "0001-01-01T00:00:00Z"))
     if isinstance(v, GoStr) and v.gotype == "json.Number":
         return _Number(v)
     if isinstance(v, dict):

@@ -16,6 +16,8 @@ scaling down loses no request (see ``conch.engine.network.shared_ports``).
 
 from __future__ import annotations
 
+from itertools import groupby
+
 from conch import errors
 from conch.compose import convert
 from conch.compose.engine_ops import Api
@@ -65,11 +67,15 @@ class Compose:
         self.api = Api(client)
         self.err = err
         self.out = out
+        import threading
+
+        self._say_lock = threading.Lock()
 
     def say(self, what: str, status: str) -> None:
         if self.err is not None:
-            self.err.write(f" {what}  {status}\n")
-            self.err.flush()
+            with self._say_lock:  # replicas are handled by parallel threads
+                self.err.write(f" {what}  {status}\n")
+                self.err.flush()
 
     # -- names --------------------------------------------------------------------------
 
@@ -230,34 +236,39 @@ class Compose:
                 self._remove(c, timeout=timeout)
                 continue
             by_num[n] = c
-        # surplus first, highest numbers first (conchd drains each before it stops it)
+        # surplus first, highest numbers first (conchd drains each before it stops it);
+        # replicas are independent, so they are removed/created in parallel as compose does
+        surplus = []
         for n in sorted(by_num, reverse=True):
             if len(by_num) <= replicas:
                 break
-            self._remove(by_num.pop(n), timeout=timeout)
+            surplus.append(by_num.pop(n))
+        _parallel([lambda c=c: self._remove(c, timeout=timeout) for c in surplus])
+        jobs = []
         for n in sorted(by_num):
             c = by_num[n]
             stale = (c["Labels"].get(_HASH) != want_hash or force_recreate
                      or (image_id is not None and c.get("ImageID") not in (None, image_id)))
             if stale and not no_recreate:
                 self.say(f"Container {c['Names'][0].lstrip('/')}", "Recreate")
-                self._remove(c, timeout=timeout)
-                cid = self._create(service, n, names)
-                if start:
-                    self._start(cid, convert.container_name(self.p.name, service, n, svc))
+                jobs.append(lambda c=c, n=n: (self._remove(c, timeout=timeout),
+                                              self._create_start(service, n, names, start)))
             elif start and c.get("State") != "running":
-                self._start(c["Id"], c["Names"][0].lstrip("/"))
+                jobs.append(lambda c=c: self._start(c["Id"], c["Names"][0].lstrip("/")))
             else:
                 self.say(f"Container {c['Names'][0].lstrip('/')}", "Running")
         free = (n for n in range(1, 1 << 20) if n not in by_num)
+        if svc.get("container_name") and replicas > 1:
+            raise errors.InvalidArgument(f"service {service!r}: container_name "
+                                         f"{svc['container_name']!r} cannot be scaled")
         for _ in range(replicas - len(by_num)):
-            n = next(free)
-            if svc.get("container_name") and replicas > 1:
-                raise errors.InvalidArgument(f"service {service!r}: container_name "
-                                             f"{svc['container_name']!r} cannot be scaled")
-            cid = self._create(service, n, names)
-            if start:
-                self._start(cid, convert.container_name(self.p.name, service, n, svc))
+            jobs.append(lambda n=next(free): self._create_start(service, n, names, start))
+        _parallel(jobs)
+
+    def _create_start(self, service: str, n: int, names: dict[str, str], start: bool) -> None:
+        cid = self._create(service, n, names)
+        if start:
+            self._start(cid, convert.container_name(self.p.name, service, n, self.p.services[service]))
 
     def desired_replicas(self, service: str, scale: dict[str, int]) -> int:
         if service in scale:
@@ -332,10 +343,10 @@ class Compose:
         order = {s: i for i, s in enumerate(service_order(self.p))}
         # dependents stop first: reverse dependency order
         items.sort(key=lambda c: -order.get(c["Labels"].get(_SVC), -1))
-        for c in items:
-            if c["Labels"].get(_SVC) in known or remove_orphans or \
-                    c["Labels"].get(convert.LABEL["oneoff"]) == "True":
-                self._remove(c, timeout=timeout)
+        items = [c for c in items if c["Labels"].get(_SVC) in known or remove_orphans
+                 or c["Labels"].get(convert.LABEL["oneoff"]) == "True"]
+        for _, group in groupby(items, key=lambda c: c["Labels"].get(_SVC)):
+            _parallel([lambda c=c: self._remove(c, timeout=timeout) for c in group])
         names = self.net_names()
         for key in sorted(names):
             if self.p.networks.get(key, {}).get("external"):
@@ -384,6 +395,21 @@ class Compose:
             if _num(c) == index:
                 return c
         raise errors.NotFound(f"service \"{service}\" is not running container #{index}")
+
+
+def _parallel(jobs: list, workers: int = 8) -> None:
+    """Run independent container jobs at once (compose's parallelism); the first error
+    is raised after all have finished."""
+    if len(jobs) <= 1:
+        for job in jobs:
+            job()
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+        futures = [pool.submit(job) for job in jobs]
+    for f in futures:
+        f.result()
 
 
 def _healthy(info: dict) -> bool:

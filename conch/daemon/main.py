@@ -200,6 +200,10 @@ async def serve(args) -> None:
     from conch.daemon.memory import trim_when_idle
 
     tasks.create_task(trim_when_idle())
+    from conch.engine.scaling.autoscaler import Autoscaler  # x-autoscale services (issue 12)
+
+    tasks.create_task(Autoscaler(engine.containers, engine.events,
+                                 os.path.join(args.data_root, "scaling")).run())
     app = create_app(engine, modules=ROUTE_MODULES + (routes_containers, routes_exec, routes_archive,
                                                           routes_volumes, routes_networks,
                                                           routes_build))

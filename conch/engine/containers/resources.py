@@ -73,6 +73,16 @@ class Resources:
             self._save(dataclasses.replace(c, spec=spec))
         self.events.publish("container", "update", c.id, name=c.name, image=c.image)
 
+    async def set_labels(self, ref: str, labels: dict[str, str]) -> None:
+        """Merge ``labels`` into the record (conch's own state labels, such as the
+        autoscaler's ``io.conch.autoscale.desired``: docker's labels are fixed at create,
+        these are conch's to keep current)."""
+        c = self.get(ref)
+        async with self._lock(c.id):
+            c = self.get(c.id)
+            spec = dataclasses.replace(c.spec, labels={**c.spec.labels, **labels})
+            self._save(dataclasses.replace(c, spec=spec))
+
 
 def apply_resources(cid: str, spec: CreateSpec) -> None:
     from conch.cgroups import open_manager

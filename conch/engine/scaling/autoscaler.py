@@ -1,0 +1,241 @@
+"""conchd's autoscaler: the control loop over services that carry an ``x-autoscale``
+policy (``io.conch.autoscale.*`` labels on their replicas; see :mod:`.policy`).
+
+Every second it looks for such services (replicas grouped by
+``com.docker.compose.project`` + ``.service``, one-offs excluded); a service is synced
+once per its ``sync_period``: each running replica's CPU counter (its cgroup's
+``usage_ns``) is read, the delta since the previous sync against its CPU limit gives the
+utilisation, the policy gives a recommendation, the stabilisation windows the count to go
+to. Scaling up clones the lowest-numbered replica's record (its create config, labels,
+networks and aliases, a new ``container-number`` and name) and starts it; scaling down
+stops the highest-numbered running replicas (which drains their shared ports first:
+``conch.engine.network.shared_ports``) and removes them. Each change publishes a
+``service`` / ``scale`` event (name ``<project>/<service>``, ``replicas_from``,
+``replicas_to``, ``cpu_percent``, ``target``) and writes the state into every replica's
+record as labels (``io.conch.autoscale.desired``, ``.cpu_percent``, ``.last_scale``), so
+``docker inspect`` and ``conch compose ps`` show it.
+
+Durable state: the recommendations still inside the windows, per service, in
+``<data-root>/scaling/<project>__<service>.json`` (atomic writes), so a restarted conchd
+keeps its stabilisation history; the policy itself is in the records. Only services with
+at least one running replica are touched: ``compose stop`` is never undone.
+
+Ownership: :meth:`Autoscaler.run` is one task in conchd's TaskOwner (cancelled at
+shutdown); a sync never overlaps another of the same service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import os
+import re
+import time
+
+from conch.engine.durable import write_json
+from conch.engine.scaling.policy import (PREFIX, Policy, cpu_limit, raw_desired, stabilised,
+                                         trim, utilisation)
+from conch.errors import ConchError
+
+__all__ = ["Autoscaler"]
+
+log = logging.getLogger(__name__)
+
+PROJECT, SERVICE, NUMBER, ONEOFF = ("com.docker.compose.project", "com.docker.compose.service",
+                                    "com.docker.compose.container-number",
+                                    "com.docker.compose.oneoff")
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def _number(c) -> int:
+    try:
+        return int(c.spec.labels.get(NUMBER, "0"))
+    except ValueError:
+        return 0
+
+
+class Autoscaler:
+    def __init__(self, containers, events, state_dir: str, *, tick: float = 1.0) -> None:
+        self.containers = containers
+        self.events = events
+        self.state_dir = state_dir
+        self.tick_seconds = tick
+        self._samples: dict[str, tuple[float, int]] = {}  # cid -> (monotonic, usage ns)
+        self._next: dict[tuple[str, str], float] = {}  # service -> next sync (monotonic)
+        self._bad: set[tuple[str, str]] = set()  # services whose policy was logged bad
+
+    # -- the loop ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the loop must outlive one bad sync
+                log.exception("autoscaler tick")
+            await asyncio.sleep(self.tick_seconds)
+
+    def groups(self) -> dict[tuple[str, str], list]:
+        out: dict[tuple[str, str], list] = {}
+        for c in self.containers.list():
+            labels = c.spec.labels or {}
+            if PREFIX + "max_replicas" in labels and labels.get(PROJECT) and \
+                    labels.get(SERVICE) and labels.get(ONEOFF, "False") != "True":
+                out.setdefault((labels[PROJECT], labels[SERVICE]), []).append(c)
+        return out
+
+    async def tick(self) -> None:
+        groups = self.groups()
+        live = {c.id for members in groups.values() for c in members}
+        for cid in [k for k in self._samples if k not in live]:
+            del self._samples[cid]
+        now = time.monotonic()
+        for key, members in groups.items():
+            members.sort(key=_number)
+            try:
+                policy = Policy.from_labels(members[0].spec.labels)
+            except (ConchError, ValueError) as exc:
+                if key not in self._bad:
+                    log.warning("autoscale policy of %s/%s ignored: %s", *key, exc)
+                    self._bad.add(key)
+                continue
+            if policy is None or now < self._next.get(key, 0.0):
+                continue
+            self._next[key] = now + policy.sync_period
+            await self.sync(key, members, policy)
+
+    # -- one service -------------------------------------------------------------------
+
+    async def _usage(self, cid: str) -> int | None:
+        try:
+            stats = await asyncio.to_thread(self.containers.stats, cid)
+        except (ConchError, OSError):
+            return None
+        usage = (stats.get("cpu") or {}).get("usage_ns")
+        return int(usage) if usage is not None else None
+
+    async def sync(self, key: tuple[str, str], members: list, policy: Policy) -> None:
+        running = [c for c in members if c.state.running]
+        if not running:
+            return  # stopped by hand (compose stop): not ours to undo
+        samples = []
+        for c in running:
+            usage = await self._usage(c.id)
+            mono = time.monotonic()
+            prev = self._samples.get(c.id)
+            if usage is None:
+                continue
+            self._samples[c.id] = (mono, usage)
+            if prev is not None and mono - prev[0] > 0.2 and usage >= prev[1]:
+                s = c.spec
+                samples.append((usage - prev[1], mono - prev[0],
+                                cpu_limit(s.nano_cpus, s.cpu_quota, s.cpu_period)))
+        current = len(running)
+        util = utilisation(samples)
+        wall = time.time()
+        state = self._load(key)
+        history = [(float(t), int(r)) for t, r in state.get("history", [])]
+        if util is None:
+            if policy.min_replicas <= current <= policy.max_replicas:
+                return  # nothing measured yet (new replicas): wait for the next period
+            rec = max(policy.min_replicas, min(policy.max_replicas, current))
+        else:
+            rec = raw_desired(current, util, policy)
+        history = trim(history + [(wall, rec)], wall, policy)
+        target = stabilised(current, wall, history, policy)
+        state["history"] = history
+        state["cpu_percent"] = None if util is None else round(util, 1)
+        if target != current:
+            log.info("autoscale %s/%s: %d -> %d (cpu %s%% of limit, target %s%%)", *key,
+                     current, target, state["cpu_percent"], policy.target_cpu_percent)
+            state.update(desired=target, last_scale=wall, replicas_from=current)
+            self._save(key, state)
+            if target > current:
+                await self._scale_up(members, target - current)
+            else:
+                await self._scale_down(running, current - target)
+            self.events.publish("service", "scale", f"{key[0]}/{key[1]}", name=f"{key[0]}/{key[1]}",
+                                project=key[0], service=key[1], replicas_from=current,
+                                replicas_to=target, cpu_percent=state["cpu_percent"],
+                                target=policy.target_cpu_percent)
+            await self._label_state(key, state)
+        else:
+            self._save(key, state)
+
+    async def _scale_up(self, members: list, n: int) -> None:
+        template = next((c for c in members if c.state.running), members[0])
+        used = {_number(c) for c in members}
+        numbers = [i for i in range(1, len(used) + n + 2) if i not in used][:n]
+        await asyncio.gather(*(self._clone(template, i) for i in numbers), return_exceptions=False)
+
+    async def _clone(self, template, number: int) -> None:
+        labels = {**template.spec.labels, NUMBER: str(number)}
+        name = _replica_name(template.name, _number(template), number)
+        endpoints = {net: {"aliases": list(cfg.get("aliases") or ()), "ipv4": ""}
+                     for net, cfg in (template.networks or {}).items()}
+        spec = dataclasses.replace(template.spec, labels=labels,
+                                   endpoints=endpoints or template.spec.endpoints)
+        api_config = json.loads(json.dumps(template.api_config or {}))
+        if isinstance(api_config.get("Config"), dict):
+            api_config["Config"]["Labels"] = labels
+        elif "Labels" in api_config:
+            api_config["Labels"] = labels
+        try:
+            c = await self.containers.create(spec, name, api_config=api_config)
+            await self.containers.start(c.id)
+        except ConchError as exc:
+            log.warning("autoscale: replica %s not started: %s", name, exc)
+
+    async def _scale_down(self, running: list, n: int) -> None:
+        victims = sorted(running, key=_number, reverse=True)[:n]
+
+        async def retire(c) -> None:
+            try:
+                await self.containers.stop(c.id, c.spec.stop_timeout)
+            except ConchError:
+                pass  # exited meanwhile
+            try:
+                await self.containers.remove(c.id, force=True)
+            except ConchError as exc:
+                log.warning("autoscale: removing %s: %s", c.name, exc)
+
+        await asyncio.gather(*(retire(c) for c in victims))
+
+    async def _label_state(self, key: tuple[str, str], state: dict) -> None:
+        """The state as labels on every replica's record (docker inspect shows them)."""
+        extra = {PREFIX + "desired": str(state["desired"]),
+                 PREFIX + "cpu_percent": "" if state["cpu_percent"] is None else str(state["cpu_percent"]),
+                 PREFIX + "last_scale": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state["last_scale"]))}
+        for c in self.groups().get(key, []):
+            try:
+                await self.containers.set_labels(c.id, extra)
+            except (ConchError, AttributeError) as exc:
+                log.debug("autoscale labels of %s: %s", c.name, exc)
+
+    # -- durable state -----------------------------------------------------------------
+
+    def _path(self, key: tuple[str, str]) -> str:
+        return os.path.join(self.state_dir, _SAFE.sub("_", f"{key[0]}__{key[1]}") + ".json")
+
+    def _load(self, key: tuple[str, str]) -> dict:
+        try:
+            with open(self._path(key)) as f:
+                return json.load(f)
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def _save(self, key: tuple[str, str], state: dict) -> None:
+        os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+        write_json(self._path(key), state)
+
+
+def _replica_name(template: str, old: int, new: int) -> str:
+    """``proj-web-1`` -> ``proj-web-3`` (compose v2), ``proj_web_1`` -> ``proj_web_3`` (v1)."""
+    for sep in ("-", "_"):
+        suffix = f"{sep}{old}"
+        if old and template.endswith(suffix):
+            return template[: -len(suffix)] + f"{sep}{new}"
+    return f"{template}-{new}"

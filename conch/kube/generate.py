@@ -1,7 +1,8 @@
 """``conch kube generate``: Kubernetes objects for what runs here, read through the API.
 
 A name given on the command line is, in this order: a container; the containers of a pod
-that ``conch kube play`` made (label ``io.conch.kube.pod``); the containers of a compose
+that ``conch kube play`` made (label ``io.conch.kube.pod``); a Deployment play made (label
+``io.conch.kube.owner``: its first pod, one replica per pod); the containers of a compose
 project (``com.docker.compose.project``, one workload per ``com.docker.compose.service``,
 as many replicas as that service has containers). Each workload becomes a Deployment (or
 a Pod with ``--type pod``) and, as needed:
@@ -27,6 +28,8 @@ from conch import errors
 from conch.kube import names, quantity
 
 POD_LABEL = "io.conch.kube.pod"
+OWNER_LABEL = "io.conch.kube.owner"
+PLAY_NETWORK = "conch-kube"  # play's pod network: the cluster network's stand-in
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 NUMBER_LABEL = "com.docker.compose.container-number"
@@ -64,6 +67,14 @@ def resolve(client, ref: str) -> list[Workload]:
         # the first container created holds the pod's network namespace
         pod.sort(key=lambda c: c.get("Created", 0))
         return [Workload(names.dns_label(ref), [_inspect(client, c) for c in pod], 1, f"pod {ref}")]
+    played = _listed(client, f"{OWNER_LABEL}=Deployment/{ref}")
+    if played:  # a Deployment that play made: its first pod, as many replicas as pods
+        pods: dict[str, list[dict]] = {}
+        for c in sorted(played, key=lambda c: c.get("Created", 0)):
+            pods.setdefault(c["Labels"].get(POD_LABEL, ""), []).append(c)
+        first = pods[sorted(pods)[0]]
+        return [Workload(names.dns_label(ref), [_inspect(client, c) for c in first], len(pods),
+                         f"deployment {ref}")]
     project = _listed(client, f"{PROJECT_LABEL}={ref}")
     if not project:
         raise errors.NotFound(f"no container, pod or compose project named {ref!r}")
@@ -106,12 +117,23 @@ def translate(client, wl: Workload, *, service: bool, kind: str) -> list[Doc]:
     containers = []
     for c in wl.containers:
         image = _image_config(client, c["Config"].get("Image") or c.get("Image", ""))
-        cname = names.dns_label(c["Name"].lstrip("/").removeprefix(wl.name + "-") or wl.name)
-        if len(wl.containers) == 1:
+        played = (c["Config"].get("Labels") or {}).get("io.conch.kube.container")
+        if played:
+            cname = names.dns_label(played)
+        elif len(wl.containers) == 1:
             cname = wl.name
+        else:
+            cname = names.dns_label(c["Name"].lstrip("/").removeprefix(wl.name + "-") or wl.name)
         spec = container_spec(c, image, cname, notes)
         spec_mounts(c, cname, wl, spec, volumes, extra, notes)
         containers.append(spec)
+    if kind != "pod" and wl.replicas > 1 and not service:
+        for spec in containers:  # one host port cannot go to every replica
+            for p in spec.get("ports") or []:
+                if p.pop("hostPort", None) is not None:
+                    p.pop("hostIP", None)
+                    notes.append(f"{spec['name']}: host port of {p['containerPort']}/{p['protocol']} "
+                                 f"with {wl.replicas} replicas (use --service)")
     first = wl.containers[0]
     pod_spec = {"containers": containers}
     pod_spec.update(pod_level(first, kind, notes))
@@ -431,10 +453,10 @@ def pod_level(c: dict, kind: str, notes: list[str]) -> dict:
     mode = host.get("NetworkMode") or "default"
     if mode == "host":
         out["hostNetwork"] = True
-    elif mode not in _DEFAULTS["NetworkMode"] and not mode.startswith("container:"):
+    elif mode not in (*_DEFAULTS["NetworkMode"], PLAY_NETWORK) and not mode.startswith("container:"):
         notes.append(f"network {mode!r} (a pod has one flat cluster network)")
     extra_nets = [n for n in ((c.get("NetworkSettings") or {}).get("Networks") or {})
-                  if n not in ("bridge", "host", "none", mode)]
+                  if n not in ("bridge", "host", "none", mode, PLAY_NETWORK)]
     for n in sorted(extra_nets):
         notes.append(f"network {n!r}")
     policy = (host.get("RestartPolicy") or {}).get("Name") or "no"
@@ -459,7 +481,8 @@ def pod_level(c: dict, kind: str, notes: list[str]) -> dict:
         out["securityContext"] = {"sysctls": [{"name": k, "value": str(v)}
                                               for k, v in sorted(sysctls.items())]}
     hostname = c["Config"].get("Hostname") or ""
-    if hostname and not c["Id"].startswith(hostname) and mode != "host":
+    played_pod = (c["Config"].get("Labels") or {}).get(POD_LABEL)
+    if hostname and not c["Id"].startswith(hostname) and mode != "host" and hostname != played_pod:
         out["hostname"] = names.dns_label(hostname)
     for key, defaults in _DEFAULTS.items():
         if key != "NetworkMode" and (host.get(key) or "") not in defaults:

@@ -292,6 +292,16 @@ def test_play_deployment_with_service_answers_on_host_then_down(d, tmp_path):
         assert any(m["Type"] == "volume" and m["Name"] == claim for m in inspect["Mounts"])
         p = d.conch("exec", "kweb-0-httpd", "wget", "-q", "-O", "-", "http://kweb-1:8080/who")
         assert p.returncode == 0 and "hello from configmap" in p.stdout, p.stderr
+        # generate reads the played Deployment back: one template, 2 replicas, valid
+        gen = ok(d.conch("kube", "generate", "--service", "kweb"))
+        (tmp_path / "back.yaml").write_text(gen)
+        v = _validate(tmp_path / "back.yaml")
+        assert v.returncode == 0, f"{v.stdout}\n{v.stderr}\n{gen}"
+        back = {doc["kind"]: doc for doc in _docs(gen)}
+        assert back["Deployment"]["spec"]["replicas"] == 2
+        assert back["Deployment"]["spec"]["template"]["spec"]["containers"][0]["name"] == "httpd"
+        assert back["Service"]["spec"]["ports"][0]["targetPort"] == 8080
+        assert back["PersistentVolumeClaim"]["metadata"]["name"] == claim
         # a second play of the same file is refused; --replace makes it anew
         again = d.conch("kube", "play", path)
         assert again.returncode == 1 and "exists already" in again.stderr, again.stderr
@@ -392,3 +402,34 @@ def test_play_refuses_unsupported_kinds_and_fields_by_name(d, tmp_path, doc, mes
     p = d.conch("kube", "play", path)
     assert p.returncode == 1 and message in p.stderr, p.stderr
     assert d.container_ids() == before
+
+
+def test_round_trip_container_to_pod_yaml_and_back(d, tmp_path):
+    """run -> generate --type pod -> rm -> play: the same service answers again, on the
+    same host port, with the named volume's data (the PVC is the volume)."""
+    port = free_port()
+    vol = f"krt-{port}"
+    ok(d.conch("volume", "create", vol))
+    ok(d.conch("run", "--rm", "-v", f"{vol}:/www", "busybox", "sh", "-c",
+               "echo kept in the volume > /www/index.html"))
+    ok(d.conch("run", "-d", "--name", "krt", "-p", f"127.0.0.1:{port}:8080", "-v", f"{vol}:/www",
+               "-e", "WHO=round-trip", "--restart", "always", "busybox",
+               "sh", "-c", "echo $WHO > /www/who; exec httpd -f -p 8080 -h /www"))
+    path = tmp_path / "krt.yaml"
+    try:
+        assert "kept in the volume" in _http_get(port)
+        gen = ok(d.conch("kube", "generate", "--type", "pod", "krt"))
+        path.write_text(gen)
+        v = _validate(path)
+        assert v.returncode == 0, f"{v.stdout}\n{v.stderr}\n{gen}"
+        ok(d.conch("rm", "-f", "krt"))
+        out = ok(d.conch("kube", "play", path, timeout=120))
+        assert "pod/krt: 1 pod" in out, out
+        assert "kept in the volume" in _http_get(port)
+        assert _http_get(port, "/who").split("\r\n\r\n", 1)[1] == "round-trip\n"
+        ok(d.conch("kube", "play", "--down", path, timeout=120))
+        assert _ours(d, "Pod/krt") == []
+    finally:
+        d.conch("rm", "-f", "krt")
+        d.conch("kube", "play", "--down", path, timeout=120)
+        d.conch("volume", "rm", vol)

@@ -77,7 +77,23 @@ def build_options(query):
         build_args=_json_map(query, "buildargs"), target=query.get("target", ""),
         no_cache=parse_bool(query, "nocache"), quiet=parse_bool(query, "q"),
         remove=parse_bool(query, "rm", True), force_remove=parse_bool(query, "forcerm"),
-        labels=_json_map(query, "labels"), pull=parse_bool(query, "pull"))
+        labels=_json_map(query, "labels"), pull=parse_bool(query, "pull"),
+        network_mode=query.get("networkmode", ""),
+        extra_hosts=tuple(h for v in query.getall("extrahosts", []) for h in v.split(",") if h),
+        cache_from=_json_list(query, "cachefrom"))
+
+
+def _json_list(query, name: str) -> tuple[str, ...]:
+    raw = query.get(name, "")
+    if not raw:
+        return ()
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidArgument(f"invalid {name} JSON: {exc}") from exc
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidArgument(f"{name} must be a JSON array of strings")
+    return tuple(value)
 
 
 def _message(msg) -> dict:

@@ -208,6 +208,13 @@ class DockerIgnore:
         files, so a context walker cannot simply prune it."""
         return any(p.exclusion for p in self._patterns)
 
+    def may_reinclude_below(self, directory: str) -> bool:
+        """Can a "!" line bring back something under the excluded ``directory``? Then a
+        walker must go into it (moby archive.TarWithOptions: an exception pattern that
+        starts with "<dir>/" keeps the directory walked; the directory itself stays out)."""
+        prefix = go_clean(directory).lstrip("/") + "/"
+        return any(p.exclusion and (p.text + "/").startswith(prefix) for p in self._patterns)
+
     def excluded(self, path: str) -> bool:
         path = go_clean(path).lstrip("/") or "."
         if path == ".":

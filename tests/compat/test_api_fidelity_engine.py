@@ -360,3 +360,96 @@ def test_volume_subpath(client):
             c.remove(force=True)
     finally:
         vol.remove(force=True)
+
+
+# -- item 13: POST /build ------------------------------------------------------------------
+
+def _build(client, files: dict[str, bytes], **kw) -> tuple[list[dict], str | None]:
+    """docker-py's low-level build of a raw context tar (the daemon applies .dockerignore);
+    (every JSON line, the image ID or None)."""
+    lines = list(client.api.build(fileobj=io.BytesIO(_tar(files)), custom_context=True,
+                                  decode=True, rm=True, **kw))
+    errors = [x for x in lines if "errorDetail" in x]
+    assert not errors, errors
+    image = next((x["aux"]["ID"] for x in lines if "aux" in x), None)
+    return lines, image
+
+
+def _stream(lines) -> str:
+    return "".join(x.get("stream", "") for x in lines)
+
+
+def test_build_run_stderr_framed_as_classic_builder(client):
+    """13: RUN's stderr comes as the classic builder's red-wrapped stream lines."""
+    lines, image = _build(client, {"Dockerfile": b"FROM busybox\nRUN echo to-out; echo to-err >&2\n"})
+    try:
+        assert {"stream": "to-out\n"} in lines
+        assert {"stream": "\x1b[91mto-err\n\x1b[0m"} in lines
+    finally:
+        client.images.remove(image, force=True)
+
+
+def test_build_network_and_extra_hosts(client, d):
+    """13: RUN is on the default bridge (an eth0 and a default route), --network none
+    leaves it only lo, extrahosts reach RUN's /etc/hosts."""
+    df = (b"FROM busybox\nRUN echo IFACES $(ls /sys/class/net | tr '\\n' ' '); "
+          b"echo ROUTE $(ip route | grep -c default); grep h10host /etc/hosts || true\n")
+    made = []
+    try:
+        lines, image = _build(client, {"Dockerfile": df}, nocache=True,
+                              extra_hosts={"h10host": "10.9.8.7"})
+        made.append(image)
+        out = _stream(lines)
+        assert "IFACES eth0 lo" in out and "ROUTE 1" in out, out
+        assert "10.9.8.7\th10host" in out, out
+        lines, image = _build(client, {"Dockerfile": df}, nocache=True, network_mode="none")
+        made.append(image)
+        out = _stream(lines)
+        assert "IFACES lo" in out and "ROUTE 0" in out, out
+    finally:
+        for image in made:
+            client.images.remove(image, force=True)
+
+
+def test_build_dockerignore_reinclude_under_excluded_dir(client):
+    """13: on the daemon side, "!dir/keep" brings a file back from an excluded folder
+    (the folder walked, its other files left out); COPY of the folder works too."""
+    files = {"Dockerfile": b"FROM busybox\nCOPY . /ctx\nCOPY dir /only\n",
+             ".dockerignore": b"dir\n!dir/keep\n",
+             "dir/keep": b"kept\n", "dir/drop": b"dropped\n", "dir/sub/deep": b"no\n",
+             "top": b"top\n"}
+    _, image = _build(client, files)
+    try:
+        out = client.containers.run(image, "find /ctx /only", remove=True).decode().split()
+        assert sorted(out) == ["/ctx", "/ctx/.dockerignore", "/ctx/Dockerfile", "/ctx/dir",
+                               "/ctx/dir/keep", "/ctx/top", "/only", "/only/keep"]
+    finally:
+        client.images.remove(image, force=True)
+
+
+def test_build_cache_from(client, d):
+    """13: cachefrom: after the step cache is gone (builder prune), a build naming an
+    earlier image reuses its steps (same image); without it, the steps run again."""
+    df = {"Dockerfile": b"FROM busybox\nENV H10=1\nRUN echo cached-run > /f\nCOPY Dockerfile /df\n"}
+    _, first = _build(client, df, tag="h10-cachefrom:1")
+    try:
+        client.api.prune_builds()
+        lines, again = _build(client, df, cache_from=["h10-cachefrom:1"])
+        assert again == first
+        assert _stream(lines).count("Using cache") == 3, _stream(lines)
+        client.api.prune_builds()
+        env = dict(d.env, DOCKER_BUILDKIT="0")
+        import subprocess
+
+        if DOCKER:
+            proc = subprocess.run([DOCKER, "build", "--cache-from", "h10-cachefrom:1", "-"],
+                                  input=df["Dockerfile"], env=env, capture_output=True, timeout=120)
+            assert proc.returncode == 0, proc.stderr
+            out = proc.stdout.decode()  # the CLI sends a stdin Dockerfile as the context
+            assert out.count("Using cache") == 3 and f"Successfully built {first[7:19]}" in out, out
+        client.api.prune_builds()
+        lines, fresh = _build(client, df)
+        assert "Using cache" not in _stream(lines) and fresh != first
+        client.images.remove(fresh, force=True)
+    finally:
+        client.images.remove("h10-cachefrom:1", force=True)

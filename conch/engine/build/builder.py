@@ -19,7 +19,8 @@ Order of a build:
 3. Every instruction is a step and every step leaves an image (dangling, as docker's
    intermediate images): config-only steps (:mod:`conch.engine.build.steps`) an image
    with an ``empty_layer`` history entry; RUN a real container (create, start, its
-   output streamed from the json log, wait; ``--network none``) whose snapshot diff is
+   output streamed from the json log, stderr in red as docker's; on the default
+   bridge unless ``networkmode`` says otherwise) whose snapshot diff is
    committed as ``docker commit`` does; COPY/ADD/WORKDIR a snapshot of the parent
    mounted privately, written into, and committed (:mod:`conch.engine.build.step_images`,
    :mod:`conch.engine.build.copying`).
@@ -77,6 +78,9 @@ class BuildOptions:
     force_remove: bool = False
     labels: Mapping[str, str] = field(default_factory=dict)
     pull: bool = False
+    network_mode: str = ""  # RUN's network: "" / "default" (the default bridge), none, host, a name
+    extra_hosts: tuple[str, ...] = ()  # RUN's /etc/hosts additions, "host:ip"
+    cache_from: tuple[str, ...] = ()  # images whose history may stand in for steps (cachefrom)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +165,7 @@ class _Build:
         self.total = 0
         self.final_id = ""
         self.ignore = self._dockerignore()
+        self._sources: list | None = None  # the cachefrom images, resolved on first use
 
     # -- the whole build ---------------------------------------------------------------
     async def steps(self) -> AsyncIterator[BuildMessage]:
@@ -321,10 +326,31 @@ class _Build:
         if self.opts.no_cache:
             return False
         hit = await asyncio.to_thread(self.b.cache.get, state.image_id, key)
+        if hit is None and self.opts.cache_from:
+            hit = await asyncio.to_thread(self._from_sources, state, key)
         if hit is None:
             return False
         state.image_id = hit
         return True
+
+    def _from_sources(self, state: StageState, created_by: str) -> str | None:
+        """A step's image from the ``cachefrom`` images (worker thread); remembered in
+        the step cache as a local hit would be."""
+        if self._sources is None:
+            self._sources = []
+            for ref in self.opts.cache_from:
+                try:
+                    self._sources.append(self.b.images.get(ref))
+                except ConchError:
+                    log.info("cache-from image %s not found: ignored", ref)
+        if not self._sources:
+            return None
+        parent = self.b.images.get(state.image_id) if state.image_id else None
+        hit = step_images.from_sources(self.b.images, parent, state.config, created_by,
+                                       self._sources, author=state.author)
+        if hit is not None:
+            self.b.cache.put(state.image_id, created_by, hit)
+        return hit
 
     async def _commit(self, state: StageState, created_by: str, layer=None, key: str | None = None) -> None:
         parent = await asyncio.to_thread(self.b.images.get, state.image_id) if state.image_id else None
@@ -357,14 +383,18 @@ class _Build:
         spec = CreateSpec(image=state.image_id, cmd=cmd, entrypoint=("",),
                           env=tuple(state.config.env or ()) + tuple(run_args),
                           working_dir=state.config.working_dir, user=state.config.user,
-                          network_mode="none")
+                          network_mode=_run_network(self.opts.network_mode),
+                          extra_hosts=tuple(self.opts.extra_hosts))
         c = await svc.create(spec)
         yield _out(f" ---> Running in {c.id[:12]}\n")
         ok = False
         try:
             await svc.start(c.id)
             async for entry in clogs.follow(svc.paths.log(c.id), 0, svc.exited_event(c.id)):
-                yield _out(entry.data.decode("utf-8", "replace"))
+                text = entry.data.decode("utf-8", "replace")
+                # the classic builder's stderr writer (moby streamformatter.NewStderrWriter)
+                # wraps each chunk in bright red
+                yield _out(f"\033[91m{text}\033[0m" if entry.stream == "stderr" else text)
             code = await svc.wait(c.id, "not-running")
             if code:
                 raise StepFailed(f"The command '{' '.join(cmd)}' returned a non-zero code: {code}", code)
@@ -422,12 +452,14 @@ class _Build:
         """Worker thread: resolve, hash, look in the cache, else write and commit."""
         b = self.b
         with copying.source_root(b, self.ctx, source_image, from_flag) as src_root:
-            excluded = None if from_flag else self._excluded
+            excluded = None if from_flag or self.ignore is None else copying.ContextFilter(self.ignore)
             sources = copying.plan(src_root, srcs, excluded, context=not from_flag)
             digest = copying.source_hash(sources, excluded)
             created_by = f"{step_images.SHELL_PREFIX}#(nop) {'ADD' if add else 'COPY'} {digest} in {dest} "
             key = created_by + (f"\0chown={chown}" if chown else "")
-            if not self.opts.no_cache and (hit := b.cache.get(state.image_id, key)):
+            if not self.opts.no_cache and (hit := b.cache.get(state.image_id, key)
+                                           or (not chown and self.opts.cache_from
+                                               and self._from_sources(state, created_by))):
                 state.image_id = hit
                 return "cached"
             with step_images.scratch_root(b.images, b.snapshotter, self.b.paths.exec_root,
@@ -469,6 +501,12 @@ class _Build:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+def _run_network(mode: str) -> str:
+    """``networkmode`` for RUN containers: docker's classic builder gives them the
+    default bridge unless asked otherwise ("default" is that bridge too)."""
+    return "" if mode in ("", "default") else mode
+
 
 def _out(text: str) -> BuildMessage:
     return BuildMessage(stream=text)

@@ -62,7 +62,7 @@ def plan(src_root: Path, patterns: list[str], excluded: Callable[[str], bool] | 
         matches = _glob(src_root, clean) if _WILD & set(clean) else [clean]
         found = []
         for rel in matches:
-            if excluded is not None and rel and excluded(rel):
+            if excluded is not None and rel and excluded(rel) and _prunes(excluded, rel):
                 continue
             # symlinks resolve inside the source root, the context's too (docker's
             # FollowSymlinkInScope): a context holding `etc -> /etc` must not hand the
@@ -108,17 +108,50 @@ def _walk(src: Source, excluded: Callable[[str], bool] | None):
     yield src.path, ""
     if not src.is_dir:
         return
+    # excluded directories walked for a "!" exception below them: each is yielded only
+    # when something under it is (docker's context has it then as a parent, else not)
+    pending: dict[str, str] = {}
     for dirpath, dirnames, filenames in os.walk(src.path):
         dirnames.sort()
         rel_dir = os.path.relpath(dirpath, src.path)
         for name in sorted(dirnames + filenames):
             rel = name if rel_dir == "." else f"{rel_dir}/{name}"
             full_rel = posixpath.join(src.rel, rel) if src.rel else rel
+            host = os.path.join(dirpath, name)
             if excluded is not None and excluded(full_rel):
                 if name in dirnames:
-                    dirnames.remove(name)
+                    if _prunes(excluded, full_rel):
+                        dirnames.remove(name)
+                    else:
+                        pending[rel] = host
                 continue
-            yield os.path.join(dirpath, name), rel
+            parts = rel.split("/")
+            for k in range(1, len(parts)):
+                above = "/".join(parts[:k])
+                if above in pending:
+                    yield pending.pop(above), above
+            yield host, rel
+
+
+class ContextFilter:
+    """The build context's .dockerignore as the walkers here use it: called with a path,
+    is it left out; ``may_reinclude_below(dir)``: must an excluded directory be walked."""
+
+    def __init__(self, ignore):
+        self.ignore = ignore
+
+    def __call__(self, rel: str) -> bool:
+        return self.ignore.excluded(rel)
+
+    def may_reinclude_below(self, rel: str) -> bool:
+        return self.ignore.may_reinclude_below(rel)
+
+
+def _prunes(excluded, rel: str) -> bool:
+    """May a walker skip everything under the excluded directory ``rel``? Not when the
+    filter (``excluded.may_reinclude_below``, .dockerignore's "!" lines) says otherwise."""
+    below = getattr(excluded, "may_reinclude_below", None)
+    return below is None or not below(rel)
 
 
 def source_hash(sources: list[Source], excluded) -> str:

@@ -58,9 +58,10 @@ def layer_media_type(parent) -> str:
 
 
 def commit_step(images, parent, config: ExecutionConfig, created_by: str, *,
-                layer=None, author: str = "") -> str:
-    """Register the step's image over ``parent`` (an Image, or None for scratch)."""
-    created = rfc3339_nano(time.time_ns())
+                layer=None, author: str = "", history: History | None = None) -> str:
+    """Register the step's image over ``parent`` (an Image, or None for scratch);
+    ``history``: the entry to record (a cache-from image's, kept as it was)."""
+    created = history.created if history is not None else rfc3339_nano(time.time_ns())
     if parent is None:
         p = images.platform
         base = ImageConfig(architecture=p.architecture, os=p.os, variant=p.variant,
@@ -68,7 +69,8 @@ def commit_step(images, parent, config: ExecutionConfig, created_by: str, *,
         layers: tuple[Descriptor, ...] = ()
     else:
         base, layers = parent.config, parent.manifest.layers
-    history = History(created=created, created_by=created_by, empty_layer=layer is None)
+    if history is None:
+        history = History(created=created, created_by=created_by, empty_layer=layer is None)
     extra = {k: v for k, v in base.extra.items()
              if k not in ("comment", "container", "container_config")}
     cfg = replace(base, created=created, author=author or base.author, config=config,
@@ -85,6 +87,37 @@ def commit_step(images, parent, config: ExecutionConfig, created_by: str, *,
     images.content.put(manifest_bytes)
     image = images.register(Descriptor.of(manifest_bytes, manifest.media_type), None)
     return str(image.id)
+
+
+def from_sources(images, parent, config: ExecutionConfig, created_by: str, sources,
+                 author: str = "") -> str | None:
+    """``cachefrom`` (moby image/cache ImageCache.GetCache over its sources): an image
+    among ``sources`` whose history and layers begin with ``parent``'s and whose next
+    history entry is this step (``created_by``) stands in for the step. When that entry
+    is the source's last, the source itself is the step's image; otherwise the step's
+    image is rebuilt from ``parent`` plus that entry and its layer (restoreCachedImage),
+    history entry kept as it was so the following steps match too. None: no source fits."""
+    base_history = tuple(parent.config.history) if parent is not None else ()
+    base_layers = tuple(parent.config.rootfs.diff_ids) if parent is not None else ()
+    n = len(base_history)
+    for target in sources:
+        history = tuple(target.config.history)
+        diff_ids = tuple(target.config.rootfs.diff_ids)
+        if len(history) <= n or history[:n] != base_history or diff_ids[:len(base_layers)] != base_layers:
+            continue
+        if history[n].created_by != created_by:
+            continue
+        if len(history) - 1 == n:
+            return str(target.id)
+        layer = None
+        if not history[n].empty_layer:
+            index = sum(1 for h in history[:n] if not h.empty_layer)
+            if index >= len(target.manifest.layers):
+                continue
+            layer = (target.manifest.layers[index], diff_ids[index])
+        return commit_step(images, parent, config, created_by, layer=layer,
+                           author=author, history=history[n])
+    return None
 
 
 def snapshot_layer(images, snapshotter, key: str, media_type: str):

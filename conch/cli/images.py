@@ -95,7 +95,7 @@ def image_rows(images: list[dict[str, Any]], *, trunc: bool = True, digests: boo
 
 
 def cmd_images(ctx: Context, argv: list[str]) -> int:
-    from conch.cli.containers import filters_json
+    from conch.cli.verb_common import filters_json
 
     p = ctx.parser("[OPTIONS] [REPOSITORY[:TAG]]", "List images")
     p.add_argument("-a", "--all", action="store_true", help="Show all images (default hides intermediate images)")
@@ -325,7 +325,7 @@ def cmd_load(ctx: Context, argv: list[str]) -> int:
 
 
 def cmd_prune(ctx: Context, argv: list[str]) -> int:
-    from conch.cli.containers import confirm, filters_json
+    from conch.cli.verb_common import confirm, filters_json
 
     p = ctx.parser("[OPTIONS]", "Remove unused images")
     p.add_argument("-a", "--all", action="store_true", help="Remove all unused images, not just dangling ones")

@@ -4,7 +4,7 @@ Contract: the CLI talks to conchd only through ``conch.client`` (the Engine API 
 socket), so whatever ``conch`` can do, the real ``docker`` CLI can do against conchd too.
 
 Start-up cost matters more than elegance here: this module imports nothing but the
-standard library basics; the verb's module (containers/images/system) is imported when the
+standard library basics; the verb's module (container_run/images/system...) is imported when the
 verb is known, the client when the first request is made, and ``tty``/``termios`` only by
 verbs that attach a terminal.
 
@@ -23,29 +23,29 @@ LOG_PATH = "/var/log/conch/conchd.log"
 
 # verb -> (module, function, summary). The module is imported only when the verb runs.
 VERBS: dict[str, tuple[str, str, str]] = {
-    "run": ("containers", "cmd_run", "Create and run a new container from an image"),
-    "exec": ("containers", "cmd_exec", "Execute a command in a running container"),
-    "ps": ("containers", "cmd_ps", "List containers"),
-    "create": ("containers", "cmd_create", "Create a new container"),
-    "start": ("containers", "cmd_start", "Start one or more stopped containers"),
-    "stop": ("containers", "cmd_stop", "Stop one or more running containers"),
-    "restart": ("containers", "cmd_restart", "Restart one or more containers"),
-    "kill": ("containers", "cmd_kill", "Kill one or more running containers"),
-    "rm": ("containers", "cmd_rm", "Remove one or more containers"),
-    "logs": ("containers", "cmd_logs", "Fetch the logs of a container"),
-    "attach": ("containers", "cmd_attach", "Attach local standard input, output, and error streams to a running container"),
-    "wait": ("containers", "cmd_wait", "Block until one or more containers stop, then print their exit codes"),
-    "top": ("containers", "cmd_top", "Display the running processes of a container"),
-    "stats": ("containers", "cmd_stats", "Display a live stream of container(s) resource usage statistics"),
-    "rename": ("containers", "cmd_rename", "Rename a container"),
-    "pause": ("containers", "cmd_pause", "Pause all processes within one or more containers"),
-    "unpause": ("containers", "cmd_unpause", "Unpause all processes within one or more containers"),
-    "port": ("containers", "cmd_port", "List port mappings or a specific mapping for the container"),
-    "cp": ("containers", "cmd_cp", "Copy files/folders between a container and the local filesystem"),
-    "diff": ("containers", "cmd_diff", "Inspect changes to files or directories on a container's filesystem"),
-    "export": ("containers", "cmd_export", "Export a container's filesystem as a tar archive"),
-    "commit": ("containers", "cmd_commit", "Create a new image from a container's changes"),
-    "update": ("containers", "cmd_update", "Update configuration of one or more containers"),
+    "run": ("container_run", "cmd_run", "Create and run a new container from an image"),
+    "exec": ("container_run", "cmd_exec", "Execute a command in a running container"),
+    "ps": ("container_views", "cmd_ps", "List containers"),
+    "create": ("container_run", "cmd_create", "Create a new container"),
+    "start": ("container_run", "cmd_start", "Start one or more stopped containers"),
+    "stop": ("container_lifecycle", "cmd_stop", "Stop one or more running containers"),
+    "restart": ("container_lifecycle", "cmd_restart", "Restart one or more containers"),
+    "kill": ("container_lifecycle", "cmd_kill", "Kill one or more running containers"),
+    "rm": ("container_lifecycle", "cmd_rm", "Remove one or more containers"),
+    "logs": ("container_views", "cmd_logs", "Fetch the logs of a container"),
+    "attach": ("container_run", "cmd_attach", "Attach local standard input, output, and error streams to a running container"),
+    "wait": ("container_lifecycle", "cmd_wait", "Block until one or more containers stop, then print their exit codes"),
+    "top": ("container_views", "cmd_top", "Display the running processes of a container"),
+    "stats": ("container_views", "cmd_stats", "Display a live stream of container(s) resource usage statistics"),
+    "rename": ("container_lifecycle", "cmd_rename", "Rename a container"),
+    "pause": ("container_lifecycle", "cmd_pause", "Pause all processes within one or more containers"),
+    "unpause": ("container_lifecycle", "cmd_unpause", "Unpause all processes within one or more containers"),
+    "port": ("container_views", "cmd_port", "List port mappings or a specific mapping for the container"),
+    "cp": ("container_fs", "cmd_cp", "Copy files/folders between a container and the local filesystem"),
+    "diff": ("container_views", "cmd_diff", "Inspect changes to files or directories on a container's filesystem"),
+    "export": ("container_fs", "cmd_export", "Export a container's filesystem as a tar archive"),
+    "commit": ("container_fs", "cmd_commit", "Create a new image from a container's changes"),
+    "update": ("container_lifecycle", "cmd_update", "Update configuration of one or more containers"),
     "build": ("build", "cmd_build", "Build an image from a Dockerfile"),
     "images": ("images", "cmd_images", "List images"),
     "pull": ("registry_cmds", "cmd_pull", "Download an image from a registry"),
@@ -80,7 +80,7 @@ NOUNS: dict[str, dict[str, tuple[str, str, str]]] = {
         "ls": VERBS["ps"], "list": VERBS["ps"], "ps": VERBS["ps"],
         "rm": VERBS["rm"], "remove": VERBS["rm"],
         "inspect": ("system", "cmd_container_inspect", "Display detailed information on one or more containers"),
-        "prune": ("containers", "cmd_prune", "Remove all stopped containers"),
+        "prune": ("container_lifecycle", "cmd_prune", "Remove all stopped containers"),
     },
     "image": {
         "ls": VERBS["images"], "list": VERBS["images"],

@@ -10,7 +10,7 @@ import pytest
 
 from conch import errors
 from conch.cli import main as cli
-from conch.cli.containers import start_error_status
+from conch.cli.container_run import start_error_status
 
 NOW = time.time()
 CID = "3f4e" + "a" * 60

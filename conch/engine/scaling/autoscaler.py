@@ -65,6 +65,7 @@ class Autoscaler:
         self._samples: dict[str, tuple[float, int]] = {}  # cid -> (monotonic, usage ns)
         self._next: dict[tuple[str, str], float] = {}  # service -> next sync (monotonic)
         self._bad: set[tuple[str, str]] = set()  # services whose policy was logged bad
+        self._first_tick = True
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -92,6 +93,8 @@ class Autoscaler:
         live = {c.id for members in groups.values() for c in members}
         for cid in [k for k in self._samples if k not in live]:
             del self._samples[cid]
+        for key in [k for k in self._known_keys() if k not in groups]:
+            self._forget(key)  # the service is gone (compose down): so is its state
         now = time.monotonic()
         for key, members in groups.items():
             members.sort(key=_number)
@@ -226,6 +229,25 @@ class Autoscaler:
                 return json.load(f)
         except (FileNotFoundError, ValueError):
             return {}
+
+    def _known_keys(self) -> list[tuple[str, str]]:
+        if self._first_tick:  # after a restart: state files of services gone meanwhile
+            self._first_tick = False
+            try:
+                for name in os.listdir(self.state_dir):
+                    project, sep, service = name.removesuffix(".json").partition("__")
+                    if sep and name.endswith(".json"):
+                        self._next.setdefault((project, service), 0.0)
+            except FileNotFoundError:
+                pass
+        return list(self._next)
+
+    def _forget(self, key: tuple[str, str]) -> None:
+        self._next.pop(key, None)
+        try:
+            os.unlink(self._path(key))
+        except FileNotFoundError:
+            pass
 
     def _save(self, key: tuple[str, str], state: dict) -> None:
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)

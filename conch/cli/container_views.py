@@ -137,7 +137,9 @@ def cmd_ps(ctx: Context, argv: list[str]) -> int:
         template += "\t{{.Size}}"
     now = time.time()
     rows = [ps_row(c, trunc=not ns.no_trunc, now=now) for c in containers]
-    ctx.stdout.write(fmt.render(template, rows, PS_HEADERS))
+    ctx.stdout.write(fmt.render(template, rows, PS_HEADERS,  # docker ps words its errors so
+                                parse_prefix="failed to parse template: ",
+                                exec_prefix="failed to execute template: "))
     return 0
 
 
@@ -317,7 +319,7 @@ def cmd_stats(ctx: Context, argv: list[str]) -> int:
             missing = len(ns.containers) - len(rows)
             if missing and not rows:
                 raise CommandError(f"Error response from daemon: No such container: {ns.containers[0]}")
-        text = fmt.render(template, rows, STATS_HEADERS)
+        text = fmt.render(template, rows, STATS_HEADERS, type_name="*container.statsContext")
         if ns.no_stream:
             ctx.stdout.write(text)
             return 0

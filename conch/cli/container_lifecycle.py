@@ -96,7 +96,7 @@ def cmd_rename(ctx: Context, argv: list[str]) -> int:
 
 
 def cmd_update(ctx: Context, argv: list[str]) -> int:
-    from conch.cli import runopts
+    from conch.cli import flag_values
 
     p = _names_parser(ctx, "Update configuration of one or more containers")
     p.add_argument("--blkio-weight", type=int, help="Block IO (relative weight), between 10 and 1000, or 0 to disable")
@@ -120,15 +120,15 @@ def cmd_update(ctx: Context, argv: list[str]) -> int:
         if getattr(ns, attr) is not None:
             body[key] = getattr(ns, attr)
     if ns.cpus is not None:
-        body["NanoCpus"] = runopts.nano_cpus(ns.cpus)
+        body["NanoCpus"] = flag_values.nano_cpus(ns.cpus)
     if ns.memory is not None:
-        body["Memory"] = runopts.ram_in_bytes(ns.memory)
+        body["Memory"] = flag_values.ram_in_bytes(ns.memory)
     if ns.memory_reservation is not None:
-        body["MemoryReservation"] = runopts.ram_in_bytes(ns.memory_reservation)
+        body["MemoryReservation"] = flag_values.ram_in_bytes(ns.memory_reservation)
     if ns.memory_swap is not None:
-        body["MemorySwap"] = runopts.memory_swap(ns.memory_swap)
+        body["MemorySwap"] = flag_values.memory_swap(ns.memory_swap)
     if ns.restart is not None:
-        body["RestartPolicy"] = runopts.restart_policy(ns.restart)
+        body["RestartPolicy"] = flag_values.restart_policy(ns.restart)
     if not body:
         raise CommandError("you must provide one or more flags when using this command")
 

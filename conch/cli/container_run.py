@@ -32,11 +32,11 @@ def start_error_status(message: str) -> int:
 
 
 def _create_parser(ctx: Context, run: bool):
-    from conch.cli import runopts
+    from conch.cli import run_flags
 
     summary = "Create and run a new container from an image" if run else "Create a new container"
     p = ctx.parser("[OPTIONS] IMAGE [COMMAND] [ARG...]", summary, add_help=False)
-    runopts.add_flags(p, run=run)
+    run_flags.add_flags(p, run=run)
     return p
 
 
@@ -110,10 +110,10 @@ def _engine_failure(ctx: Context, exc: BaseException, status: int = 125) -> int:
 
 
 def cmd_create(ctx: Context, argv: list[str]) -> int:
-    from conch.cli import runopts
+    from conch.cli import create_body
 
     ns = _create_parser(ctx, run=False).parse(argv, stop_after=1)
-    req = runopts.build(ns, ns.rest, run=False)
+    req = create_body.build(ns, ns.rest, run=False)
     try:
         ctx.out(create_container(ctx, req, ns.quiet))
     except errors.ConchError as exc:
@@ -170,10 +170,10 @@ def _resize(ctx: Context, path: str):
 
 
 def cmd_run(ctx: Context, argv: list[str]) -> int:
-    from conch.cli import runopts
+    from conch.cli import create_body
 
     ns = _create_parser(ctx, run=True).parse(argv, stop_after=1)
-    req = runopts.build(ns, ns.rest, run=True)
+    req = create_body.build(ns, ns.rest, run=True)
     body = req.body
     if not ns.detach and ns.tty and ns.interactive:
         from conch.cli.tty import stdin_is_tty
@@ -329,7 +329,7 @@ def cmd_attach(ctx: Context, argv: list[str]) -> int:
 
 
 def cmd_exec(ctx: Context, argv: list[str]) -> int:
-    from conch.cli import runopts
+    from conch.cli import flag_values
 
     p = ctx.parser("[OPTIONS] CONTAINER COMMAND [ARG...]", "Execute a command in a running container")
     p.add_argument("-d", "--detach", action="store_true", help="Detached mode: run command in the background")
@@ -350,7 +350,7 @@ def cmd_exec(ctx: Context, argv: list[str]) -> int:
 
         if not stdin_is_tty():
             raise CommandError("the input device is not a TTY", status=1)
-    env = runopts.env_list([line for f in ns.env_file for line in runopts.read_kv_file(f)] + ns.env)
+    env = flag_values.env_list([line for f in ns.env_file for line in flag_values.read_kv_file(f)] + ns.env)
     body: dict[str, Any] = {
         "AttachStdin": ns.interactive and not ns.detach,
         "AttachStdout": not ns.detach,

@@ -76,7 +76,7 @@ def timestamp_param(value: str, now: float | None = None) -> str:
     if re.fullmatch(r"\d+(\.\d+)?", value):
         return value
     if re.fullmatch(r"(\d+(\.\d*)?(ns|us|µs|ms|s|m|h))+", value):
-        from conch.cli.runopts import go_duration
+        from conch.cli.flag_values import go_duration
 
         return f"{now - go_duration(value) / 1e9:.9f}"
     text = value.replace("Z", "+00:00")

@@ -493,13 +493,13 @@ def test_help_lists_verbs():
     assert rc == 0 and "  ls " in out
 
 
-def test_ps_does_not_import_tty_or_runopts():
+def test_ps_does_not_import_tty_or_run_options():
     import subprocess
     import sys
 
     code = ("import sys; from conch.cli import main; "
             "main.main(['ps', '--help']) ; "
-            "bad = [m for m in ('termios', 'tty', 'conch.cli.tty', 'conch.cli.runopts', 'tarfile') if m in sys.modules]; "
+            "bad = [m for m in ('termios', 'tty', 'conch.cli.tty', 'conch.cli.run_flags', 'conch.cli.flag_values', 'conch.cli.create_body', 'tarfile') if m in sys.modules]; "
             "print('BAD', bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
     assert "BAD []" in out

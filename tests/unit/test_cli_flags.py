@@ -130,9 +130,9 @@ def test_the_hot_path_does_not_import_argparse():
     repo = conch.__path__[0].rsplit("/", 1)[0]
     code = (f"import sys; sys.path.insert(0, {repo!r})\n"
             "from conch.cli.main import Context\n"
-            "from conch.cli import runopts\n"
+            "from conch.cli import run_flags\n"
             "p = Context(None, False, 'conch run').parser('x', 'y', add_help=False)\n"
-            "runopts.add_flags(p, run=True)\n"
+            "run_flags.add_flags(p, run=True)\n"
             "ns = p.parse(['--rm', '-it', '-e', 'A=1', 'busybox', 'true'], stop_after=1)\n"
             "assert ns.rm and ns.tty and ns.env == ['A=1'], ns\n"
             "print('argparse' in sys.modules)\n")

@@ -2,16 +2,16 @@
 
 import pytest
 
-from conch.cli import runopts
+from conch.cli import create_body, flag_values, run_flags
 from conch.cli.main import Context, UsageError
 
 
 def build(argv, run=True):
     ctx = Context(None, False, "conch run")
     p = ctx.parser("[OPTIONS] IMAGE [COMMAND] [ARG...]", "x", add_help=False)
-    runopts.add_flags(p, run=run)
+    run_flags.add_flags(p, run=run)
     ns = p.parse(argv, stop_after=1)
-    return runopts.build(ns, ns.rest, run=run)
+    return create_body.build(ns, ns.rest, run=run)
 
 
 def dig(body, path):
@@ -131,18 +131,18 @@ def test_env_file_and_passthrough(tmp_path, monkeypatch):
     ("1g", 1 << 30), ("1.5g", int(1.5 * (1 << 30))), ("2 MiB", 2 << 20),
 ])
 def test_ram_in_bytes(text, expect):
-    assert runopts.ram_in_bytes(text) == expect
+    assert flag_values.ram_in_bytes(text) == expect
 
 
 @pytest.mark.parametrize("text", ["", "abc", "1x", "-1", "1.2.3.4q"])
 def test_ram_in_bytes_errors(text):
     with pytest.raises(UsageError):
-        runopts.ram_in_bytes(text)
+        flag_values.ram_in_bytes(text)
 
 
 @pytest.mark.parametrize("text,expect", [("1", 10**9), ("0.5", 5 * 10**8), ("2.25", 2_250_000_000)])
 def test_nano_cpus(text, expect):
-    assert runopts.nano_cpus(text) == expect
+    assert flag_values.nano_cpus(text) == expect
 
 
 @pytest.mark.parametrize("text,expect", [
@@ -150,25 +150,25 @@ def test_nano_cpus(text, expect):
     ("1.5s", 1_500_000_000),
 ])
 def test_go_duration(text, expect):
-    assert runopts.go_duration(text) == expect
+    assert flag_values.go_duration(text) == expect
 
 
 @pytest.mark.parametrize("spec", ["nofile", "bogus=1", "nofile=2:1", "nofile=a"])
 def test_ulimit_errors(spec):
     with pytest.raises(UsageError):
-        runopts.ulimit(spec)
+        flag_values.ulimit(spec)
 
 
 def test_publish_ranges_and_ipv6():
-    exposed, bindings = runopts.publish("8000-8001:80-81")
+    exposed, bindings = flag_values.publish("8000-8001:80-81")
     assert bindings == {"80/tcp": [{"HostIp": "", "HostPort": "8000"}],
                         "81/tcp": [{"HostIp": "", "HostPort": "8001"}]}
-    _, bindings = runopts.publish("[::1]:8080:80")
+    _, bindings = flag_values.publish("[::1]:8080:80")
     assert bindings == {"80/tcp": [{"HostIp": "::1", "HostPort": "8080"}]}
-    _, bindings = runopts.publish("8000-8010:80")
+    _, bindings = flag_values.publish("8000-8010:80")
     assert bindings == {"80/tcp": [{"HostIp": "", "HostPort": "8000-8010"}]}
     with pytest.raises(UsageError):
-        runopts.publish("80:99999")
+        flag_values.publish("80:99999")
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -1,0 +1,103 @@
+"""The ``run``/``create`` flag set: docker's flags registered on the verb's parser (their
+values are parsed by :mod:`conch.cli.create_body`).
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False  # not `from typing import`: typing costs ms of CLI start-up
+if TYPE_CHECKING:
+    import argparse
+
+# -- the flag set --------------------------------------------------------------------------
+
+
+def add_flags(p: argparse.ArgumentParser, *, run: bool) -> None:
+    """Register docker's run/create flags on ``p``."""
+    A = p.add_argument
+    L = dict(action="append", default=[])
+    if run:
+        A("-d", "--detach", action="store_true", help="Run container in background and print container ID")
+        A("--sig-proxy", action="store_true", default=True, help="Proxy received signals to the process (default true)")
+        A("--rm", action="store_true", help="Automatically remove the container when it exits")
+    else:
+        A("--rm", action="store_true", help="Automatically remove the container when it exits")
+    A("--detach-keys", help="Override the key sequence for detaching a container")
+    A("-a", "--attach", **L, help="Attach to STDIN, STDOUT or STDERR")
+    A("-i", "--interactive", action="store_true", help="Keep STDIN open even if not attached")
+    A("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
+    A("--name", help="Assign a name to the container")
+    A("-e", "--env", **L, help="Set environment variables")
+    A("--env-file", **L, help="Read in a file of environment variables")
+    A("-w", "--workdir", help="Working directory inside the container")
+    A("-u", "--user", help="Username or UID (format: <name|uid>[:<group|gid>])")
+    A("--group-add", **L, help="Add additional groups to join")
+    A("--entrypoint", help="Overwrite the default ENTRYPOINT of the image")
+    A("-h", "--hostname", help="Container host name")
+    A("--domainname", help="Container NIS domain name")
+    A("--help", action="help", help="Print usage")
+    A("--restart", default="no", help="Restart policy to apply when a container exits (default \"no\")")
+    A("-m", "--memory", help="Memory limit")
+    A("--memory-swap", help="Swap limit equal to memory plus swap: '-1' to enable unlimited swap")
+    A("--memory-reservation", help="Memory soft limit")
+    A("--memory-swappiness", type=int, help="Tune container memory swappiness (0 to 100)")
+    A("--oom-kill-disable", action="store_true", help="Disable OOM Killer")
+    A("--oom-score-adj", type=int, help="Tune host's OOM preferences (-1000 to 1000)")
+    A("--cpus", help="Number of CPUs")
+    A("-c", "--cpu-shares", type=int, help="CPU shares (relative weight)")
+    A("--cpu-period", type=int, help="Limit CPU CFS (Completely Fair Scheduler) period")
+    A("--cpu-quota", type=int, help="Limit CPU CFS (Completely Fair Scheduler) quota")
+    A("--cpuset-cpus", help="CPUs in which to allow execution (0-3, 0,1)")
+    A("--cpuset-mems", help="MEMs in which to allow execution (0-3, 0,1)")
+    A("--pids-limit", type=int, help="Tune container pids limit (set -1 for unlimited)")
+    A("--init", action="store_true", help="Run an init inside the container that forwards signals and reaps processes")
+    A("--read-only", action="store_true", help="Mount the container's root filesystem as read only")
+    A("--cap-add", **L, help="Add Linux capabilities")
+    A("--cap-drop", **L, help="Drop Linux capabilities")
+    A("--privileged", action="store_true", help="Give extended privileges to this container")
+    A("--security-opt", **L, help="Security Options")
+    A("--tmpfs", **L, help="Mount a tmpfs directory")
+    A("--shm-size", help="Size of /dev/shm")
+    A("-l", "--label", **L, help="Set meta data on a container")
+    A("--label-file", **L, help="Read in a line delimited file of labels")
+    A("--stop-signal", help="Signal to stop the container")
+    A("--stop-timeout", type=int, help="Timeout (in seconds) to stop a container")
+    A("--ulimit", **L, help="Ulimit options")
+    A("--health-cmd", help="Command to run to check health")
+    A("--health-interval", help="Time between running the check (ms|s|m|h) (default 0s)")
+    A("--health-timeout", help="Maximum time to allow one check to run (ms|s|m|h) (default 0s)")
+    A("--health-retries", type=int, help="Consecutive failures needed to report unhealthy")
+    A("--health-start-period", help="Start period for the container to initialize before starting health-retries countdown (ms|s|m|h) (default 0s)")
+    A("--health-start-interval", help="Time between running the check during the start period (ms|s|m|h) (default 0s)")
+    A("--no-healthcheck", action="store_true", help="Disable any container-specified HEALTHCHECK")
+    A("--network", "--net", help="Connect a container to a network")
+    A("--network-alias", "--net-alias", **L, help="Add network-scoped alias for the container")
+    A("--ip", help="IPv4 address (e.g., 172.30.100.104)")
+    A("--ip6", help="IPv6 address (e.g., 2001:db8::33)")
+    A("--mac-address", help="Container MAC address (e.g., 92:d0:c6:0a:29:33)")
+    A("-p", "--publish", **L, help="Publish a container's port(s) to the host")
+    A("-P", "--publish-all", action="store_true", help="Publish all exposed ports to random ports")
+    A("--expose", **L, help="Expose a port or a range of ports")
+    A("--add-host", **L, help="Add a custom host-to-IP mapping (host:ip)")
+    A("--dns", **L, help="Set custom DNS servers")
+    A("--dns-search", **L, help="Set custom DNS search domains")
+    A("--dns-option", **L, help="Set DNS options")
+    A("-v", "--volume", **L, help="Bind mount a volume")
+    A("--mount", **L, help="Attach a filesystem mount to the container")
+    A("--volumes-from", **L, help="Mount volumes from the specified container(s)")
+    A("--link", **L, help="Add link to another container")
+    A("--log-driver", help="Logging driver for the container")
+    A("--log-opt", **L, help="Log driver options")
+    A("--platform", help="Set platform if server is multi-platform capable")
+    A("--pull", default="missing", choices=("always", "missing", "never"),
+      help='Pull image before running ("always", "missing", "never") (default "missing")')
+    A("-q", "--quiet", action="store_true", help="Suppress the pull output")
+    A("--sysctl", **L, help="Sysctl options")
+    A("--device", **L, help="Add a host device to the container")
+    A("--ipc", help="IPC mode to use")
+    A("--pid", help="PID namespace to use")
+    A("--uts", help="UTS namespace to use")
+    A("--userns", help="User namespace to use")
+    A("--cgroupns", help='Cgroup namespace to use (host|private)')
+    A("--cgroup-parent", help="Optional parent cgroup for the container")
+    A("--runtime", help="Runtime to use for this container")
+    A("image", metavar="IMAGE")

@@ -175,6 +175,71 @@ def test_generate_compose_project_by_labels(d, tmp_path):
         d.conch("rm", "-f", "kshop-web-1", "kshop-web-2", "kshop-cache-1")
 
 
+COMPOSE = """\
+services:
+  web:
+    image: busybox
+    command: ["sh", "-c", "exec httpd -f -p 8080 -h /"]
+    deploy:
+      replicas: 2
+    environment:
+      MODE: compose
+    configs:
+      - source: app_conf
+        target: /etc/app.conf
+    secrets:
+      - token
+  cache:
+    image: busybox
+    command: ["sleep", "600"]
+    volumes:
+      - cachedata:/data
+configs:
+  app_conf:
+    file: ./app.conf
+secrets:
+  token:
+    file: ./token.txt
+volumes:
+  cachedata: {}
+"""
+
+
+def test_generate_from_a_real_compose_project(d, tmp_path):
+    """conch compose up (conch.compose, labels as docker compose v2) -> kube generate
+    PROJECT: a Deployment per service (replicas from the project), the file configs and
+    secrets as ConfigMap and Secret, the named volume as a PVC; all valid."""
+    if d.conch("compose", "version").returncode != 0:
+        pytest.skip("conch compose is not available in this tree")
+    (tmp_path / "compose.yaml").write_text(COMPOSE)
+    (tmp_path / "app.conf").write_text("mode = compose\n")
+    (tmp_path / "token.txt").write_text("t0ken")
+    project = "kproj"
+    base = ("compose", "-f", tmp_path / "compose.yaml", "-p", project)
+    try:
+        ok(d.conch(*base, "up", "-d", timeout=120))
+        out = ok(d.conch("kube", "generate", project))
+        path = tmp_path / "gen.yaml"
+        path.write_text(out)
+        v = _validate(path)
+        assert v.returncode == 0, f"{v.stdout}\n{v.stderr}\n{out}"
+        docs = _docs(out)
+        deps = {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == "Deployment"}
+        assert set(deps) == {"web", "cache"}, out
+        assert deps["web"]["spec"]["replicas"] == 2 and deps["cache"]["spec"]["replicas"] == 1
+        web = deps["web"]["spec"]["template"]["spec"]["containers"][0]
+        assert {"name": "MODE", "value": "compose"} in web["env"]
+        cms = [doc for doc in docs if doc["kind"] == "ConfigMap"]
+        secrets = [doc for doc in docs if doc["kind"] == "Secret"]
+        assert [list(cm["data"].values()) for cm in cms] == [["mode = compose\n"]]
+        assert [list(sec["data"].values()) for sec in secrets] == [["dDBrZW4="]]
+        mounts = {m["mountPath"] for m in web["volumeMounts"]}
+        assert {"/etc/app.conf", "/run/secrets/token"} <= mounts
+        assert any(doc["kind"] == "PersistentVolumeClaim" for doc in docs)
+    finally:
+        d.conch(*base, "down", "-v", "-t", "0", timeout=120)
+
+
 # -- play -----------------------------------------------------------------------------------------
 
 PLAY = """\

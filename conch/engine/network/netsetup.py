@@ -25,7 +25,7 @@ import logging
 import os
 
 from conch.engine.network import sandbox, shared_ports
-from conch.engine.network.service import network_event
+from conch.engine.network.records import effective_mode, network_event
 from conch.errors import ConchError, Conflict, InvalidArgument, NotFound, PermissionDenied
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,6 @@ def _networks_of(svc, c) -> list:
 
 
 def setup(svc, c, image=None) -> str:
-    from conch.engine.network.service import effective_mode
     from conch.network import netns
 
     mode = effective_mode(c.spec)
@@ -89,8 +88,6 @@ def setup(svc, c, image=None) -> str:
 
 def _join(svc, ref: str) -> str:
     """``--network container:<ref>``: the running target's namespace, nothing made."""
-    from conch.engine.network.service import effective_mode
-
     target = svc.containers.get(ref)
     if not target.state.running or not target.state.pid:
         raise Conflict(f"cannot join network namespace of a non running container: {target.id}")
@@ -336,8 +333,6 @@ def _drop_endpoint(svc, nid: str, ep: dict, *, unplug: bool = True) -> None:
 def etc_files(svc, c, hostname: str) -> tuple[str, str]:
     """(/etc/hosts, /etc/resolv.conf) text for ``c`` as set up now; a ``container:``
     joiner gets its target's (docker shares the files with the stack)."""
-    from conch.engine.network.service import effective_mode
-
     mode = effective_mode(c.spec)
     if mode.startswith("container:"):
         d = svc.containers.paths.dir(svc.containers.get(mode.partition(":")[2]).id)
@@ -378,8 +373,6 @@ def _rewrite_etc(svc, c) -> None:
 # -- connect / disconnect -----------------------------------------------------------------
 
 async def connect(svc, net_ref: str, container_ref: str, *, aliases=(), ipv4: str = "") -> None:
-    from conch.engine.network.service import effective_mode
-
     cs = svc.containers
     net = svc.get(net_ref)
     c = cs.get(container_ref)

@@ -1,6 +1,8 @@
 """Network records: docker's ``bridge``, ``host`` and ``null`` networks as stored, their
 IPAM pools, and the pure rules around them (names, overlaps, filters, defaults).
-The service using them is :mod:`conch.engine.network.service`.
+The service using them is :mod:`conch.engine.network.service`; it and
+:mod:`~conch.engine.network.netsetup` share from here :func:`effective_mode` and
+:func:`network_event` (docker's network events).
 
 Kernel work is done by :mod:`conch.network` (bridges and veths over netlink, netns
 files, IPAM pools), :mod:`conch.network.firewall` (one nftables table per daemon: NAT,
@@ -322,6 +324,24 @@ def created_before(net: Network, until: float) -> bool:
     return created.timestamp() < until
 
 
+def network_event(events, action: str, net: Network, **attrs) -> None:
+    """Docker's network event: actor attributes name, type (the driver), container.
+    Call it on the event loop's thread (the bus is not thread-safe); from a worker
+    thread use :meth:`NetworkService.emit`."""
+    import time
+
+    from conch.engine.events import Event
+
+    attributes = {"name": net.name, "type": net.driver, **attrs}
+    events.publish_event(Event(type="network", action=action, actor_id=net.id,
+                               attributes=attributes, time_nano=time.time_ns()))
+
+
+def effective_mode(spec) -> str:
+    mode = spec.network_mode or "default"
+    return "bridge" if mode == "default" else mode
+
+
 __all__ = ["Network", "NetworkStore", "DRIVERS", "PREDEFINED", "user_network", "predefined",
            "matches", "parse_ipam", "check_overlap", "host_routes", "validate_name", "parse_until",
-           "created_before"]
+           "created_before", "network_event", "effective_mode"]

@@ -38,31 +38,13 @@ import re
 
 from conch.engine.network import sandbox, shared_ports
 from conch.engine.network.records import (PREDEFINED, Network, NetworkStore, created_before,
-                                          matches, parse_ipam, parse_until, predefined,
-                                          user_network)
+                                          effective_mode, matches, network_event, parse_ipam,
+                                          parse_until, predefined, user_network)
 from conch.errors import ConchError, Conflict, InvalidArgument, NotFound, PermissionDenied
 
 log = logging.getLogger(__name__)
 
 _OUR_VETH = re.compile(r"^v[0-9a-f]{14}$")
-
-
-def network_event(events, action: str, net: Network, **attrs) -> None:
-    """Docker's network event: actor attributes name, type (the driver), container.
-    Call it on the event loop's thread (the bus is not thread-safe); from a worker
-    thread use :meth:`NetworkService.emit`."""
-    import time
-
-    from conch.engine.events import Event
-
-    attributes = {"name": net.name, "type": net.driver, **attrs}
-    events.publish_event(Event(type="network", action=action, actor_id=net.id,
-                               attributes=attributes, time_nano=time.time_ns()))
-
-
-def effective_mode(spec) -> str:
-    mode = spec.network_mode or "default"
-    return "bridge" if mode == "default" else mode
 
 
 class NetworkService:

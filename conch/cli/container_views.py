@@ -129,6 +129,9 @@ def cmd_ps(ctx: Context, argv: list[str]) -> int:
     f = filters_json(ns.filter)
     if f:
         params["filters"] = f
+    if ns.format and not ns.size:  # docker/cli buildContainerListOptions: .Size asks for sizes
+        if "Size" in fmt.preflight(ns.format, ps_row({"State": ""}, trunc=True, now=time.time())):
+            params["size"] = 1
     containers = ctx.client.get("/containers/json", **params) or []
     template = ns.format or PS_DEFAULT
     if ns.quiet:

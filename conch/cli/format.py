@@ -340,6 +340,35 @@ def render(fmt: str, rows: Iterable[Any], headers: dict[str, str] | None = None,
     return tabwrite_text("\n".join([header, *out]) + "\n")
 
 
+def preflight(text: str, empty_row: Row) -> set[str]:
+    """docker ps runs the template once on an empty context before the request, to see
+    whether it uses ``.Size`` (then sizes are asked for); a bad template fails there, as
+    "failed to parse template: ..." or "failed to execute template: ..." (exit 1).
+    Returns the fields the template used."""
+    from conch.cli import gotemplate
+
+    try:
+        tmpl = gotemplate.Template(text)
+    except gotemplate.ParseError as exc:
+        raise TemplateError(f"failed to parse template: {exc}") from None
+    row = _FieldRecorder(empty_row, methods=empty_row.methods)
+    try:
+        tmpl.execute(row)
+    except gotemplate.ExecError as exc:
+        raise TemplateError(f"failed to execute template: {exc}") from None
+    return row.used
+
+
+class _FieldRecorder(Row):
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.used: set[str] = set()
+
+    def go_method(self, name: str):
+        self.used.add(name)
+        return super().go_method(name)
+
+
 # -- inspect, version, info: docker's typed structs ---------------------------------------------
 
 

@@ -35,6 +35,10 @@ def parse(argv) -> argparse.Namespace:
     p.add_argument("--exec-root", default=DEFAULT_EXEC_ROOT)
     p.add_argument("-H", "--host", default=DEFAULT_HOST)
     p.add_argument("--runtime", default="conch", help="conch, runc, crun, or a path")
+    p.add_argument("--add-runtime", action="append", default=[], metavar="NAME=PATH",
+                   help="another OCI runtime containers may ask for (HostConfig.Runtime, "
+                        "docker run --runtime NAME); repeatable. conch, runc and crun are "
+                        "offered when installed")
     p.add_argument("--shim", default="", help="path of conch-shim (default: next to python)")
     p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]|CIDR",
                    help="registry reached over plain HTTP when HTTPS fails (repeatable); "
@@ -120,7 +124,25 @@ def build_engine(args, tasks):
                   runtime=find_runtime(args.runtime), shim=find_shim(args.shim), init=find_init(),
                   runtime_name=args.runtime if "/" not in args.runtime else "custom", tasks=tasks,
                   volumes=VolumeStore(root / "volumes"),
-                  registries=Registries(args.insecure_registry), networks=build_networks(args))
+                  registries=Registries(args.insecure_registry), networks=build_networks(args),
+                  runtimes=runtimes(args.add_runtime))
+
+
+def runtimes(added) -> dict[str, str]:
+    """The runtimes a container may name (besides the default): conch-runtime, runc and
+    crun where installed, then ``--add-runtime NAME=PATH``."""
+    out = {}
+    for name in ("conch", "runc", "crun"):
+        try:
+            out[name] = find_runtime(name)
+        except SystemExit:
+            pass
+    for item in added:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise SystemExit(f"conchd: --add-runtime {item!r}: want NAME=PATH")
+        out[name] = find_runtime(path if "/" in path else path)
+    return out
 
 
 def build_networks(args):

@@ -192,14 +192,15 @@ class VersionInfo:
 class Engine:
     def __init__(self, *, paths, db, images, snapshotter, runtime: str, shim: str,
                  init: str = "", runtime_name: str = "conch", tasks=None, volumes=None,
-                 registries=None, networks=None):
+                 registries=None, networks=None, runtimes: dict[str, str] | None = None):
         self.paths = paths
         self.events = EventBus()
         self.containers = ContainerService(paths=paths, db=db, images=images,
                                            snapshotter=snapshotter, events=self.events,
                                            runtime=runtime, shim=shim, init=init,
                                            runtime_inproc=runtime_name == "conch", tasks=tasks,
-                                           volumes=volumes, networks=networks)
+                                           volumes=volumes, networks=networks,
+                                           runtime_name=runtime_name, runtimes=runtimes)
         # conch.engine.network.service.NetworkService (None: containers get no network sandbox)
         self.networks = networks
         if networks is not None:
@@ -251,7 +252,7 @@ class Engine:
             "architecture": uname.machine, "ncpu": os.cpu_count() or 1,
             "mem_total": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
             "root_dir": self.paths.data_root, "labels": [], "server_version": VERSION,
-            "runtimes": {self.runtime_name: self.runtime}, "default_runtime": self.runtime_name,
+            "runtimes": dict(self.containers.runtimes), "default_runtime": self.runtime_name,
             "live_restore": True, "security_options": ["name=seccomp,profile=builtin"],
             "warnings": [],
         }

@@ -453,3 +453,30 @@ def test_build_cache_from(client, d):
         client.images.remove(fresh, force=True)
     finally:
         client.images.remove("h10-cachefrom:1", force=True)
+
+
+def test_runtime_per_container(client, d):
+    """5: HostConfig.Runtime: /info lists the runtimes; a container asking for runc is
+    run (and exec'd, stopped) by runc; an unknown name is docker's error."""
+    import shutil
+    import subprocess
+
+    runtimes = client.info()["Runtimes"]
+    assert "conch" in runtimes
+    p = _cli(d, "run", "--rm", "--runtime", "nope", "busybox", "true")
+    assert p.returncode == 125 and "unknown or invalid runtime name: nope" in p.stderr, p
+    runc = shutil.which("runc")
+    if runc is None or "runc" not in runtimes:
+        pytest.skip("runc is not installed (make test-deps)")
+    c = client.containers.run("busybox", "sleep 60", detach=True, runtime="runc")
+    try:
+        assert client.api.inspect_container(c.id)["HostConfig"]["Runtime"] == "runc"
+        state = subprocess.run([runc, "--root", str(d.exec_root / "runtime"), "state", c.id],
+                               capture_output=True, text=True, timeout=30)
+        assert state.returncode == 0 and json.loads(state.stdout)["status"] == "running", state
+        assert c.exec_run("echo via-runc").output == b"via-runc\n"
+        c.stop(timeout=2)
+        assert c.wait(timeout=30)["StatusCode"] == 137
+    finally:
+        c.remove(force=True)
+    assert _cli(d, "run", "--rm", "--runtime", "conch", "busybox", "echo", "ok").stdout == "ok\n"

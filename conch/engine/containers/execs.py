@@ -55,6 +55,11 @@ class ExecService:
         self._ptys: dict[str, int] = {}  # exec id -> pty master (tty execs while running)
         self._sizes: dict[str, tuple[int, int]] = {}  # sizes asked before the pty existed
 
+    def _binary(self, cid: str) -> str:
+        """The container's runtime (HostConfig.Runtime), which must run its execs too."""
+        rt_for = getattr(self.containers, "rt_for", None)
+        return rt_for(cid).binary if rt_for is not None else self.runtime
+
     def create(self, container_ref: str, config: ExecConfig) -> Exec:
         c = self.containers.get(container_ref)
         if c.state.status.value == "paused":
@@ -94,7 +99,7 @@ class ExecService:
             proc = await self._start_tty(exec_id, c.id, path)
         else:
             proc = await asyncio.create_subprocess_exec(
-                self.runtime, "--root", self.runtime_root, "exec", "--process", path, c.id,
+                self._binary(c.id), "--root", self.runtime_root, "exec", "--process", path, c.id,
                 stdin=pipe if cfg.attach_stdin else null,
                 stdout=pipe if cfg.attach_stdout else null,
                 stderr=pipe if cfg.attach_stderr else null)
@@ -119,7 +124,7 @@ class ExecService:
             listener.listen(1)
             listener.setblocking(False)
             proc = await asyncio.create_subprocess_exec(
-                self.runtime, "--root", self.runtime_root, "exec", "--console-socket", path,
+                self._binary(cid), "--root", self.runtime_root, "exec", "--console-socket", path,
                 "--process", process_path, cid, stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
             loop = asyncio.get_running_loop()

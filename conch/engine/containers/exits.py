@@ -85,7 +85,7 @@ class Exits:
 
     def _runtime_delete(self, cid: str) -> None:
         try:
-            self.rt.delete(cid)
+            self.rt_for(cid).delete(cid)
         except ConchError as exc:
             log.warning("runtime delete %s: %s", cid[:12], exc)
 

@@ -36,7 +36,7 @@ class HealthChecks:
             while True:
                 await asyncio.sleep(interval)
                 begin = now_rfc3339()
-                code, output = await health.probe(self.runtime, self.paths.runtime_root,
+                code, output = await health.probe(self.rt_for(cid).binary, self.paths.runtime_root,
                                                   self.paths.bundle(cid), cid, args, timeout)
                 async with self._lock(cid):
                     try:

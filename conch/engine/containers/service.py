@@ -72,7 +72,8 @@ class Paths:
 class ContainerService(Starting, Exits, Signals, Attaching, Resources, HealthChecks):
     def __init__(self, *, paths: Paths, db, images, snapshotter, events: EventBus,
                  runtime: str, shim: str, init: str = "", runtime_inproc: bool = False,
-                 tasks=None, volumes=None, networks=None):
+                 tasks=None, volumes=None, networks=None, runtime_name: str = "",
+                 runtimes: dict[str, str] | None = None):
         self.paths = paths
         self.db = db
         self.images = images
@@ -82,6 +83,12 @@ class ContainerService(Starting, Exits, Signals, Attaching, Resources, HealthChe
         self.shim = shim
         self.init = init
         self.rt = RuntimeClient(runtime, paths.runtime_root, inproc=runtime_inproc)
+        # HostConfig.Runtime: name -> binary; every runtime keeps its state under the
+        # same --root (one directory per container id, so they never meet)
+        self.runtime_name = runtime_name or "conch"
+        self.runtimes = {**(runtimes or {}), self.runtime_name: runtime}
+        self._rts: dict[str, RuntimeClient] = {self.runtime_name: self.rt}
+        self._task_runtime: dict[str, str] = {}  # container id -> runtime name, once known
         # cgroup migrations wait for an RCU grace period unless one ran lately: start
         # that clock at create (conch.runtime.prearm), not in the runtime at start
         self.prearm = Armer()
@@ -100,6 +107,33 @@ class ContainerService(Starting, Exits, Signals, Attaching, Resources, HealthChe
         self._health_tasks: dict[str, asyncio.Task] = {}
         for d in (paths.containers, paths.runtime_root, paths.shims):
             os.makedirs(d, mode=0o711, exist_ok=True)
+
+    def check_runtime(self, name: str) -> str:
+        """HostConfig.Runtime: "" is the daemon's default; an unknown one is moby's 400."""
+        if not name:
+            return self.runtime_name
+        if name not in self.runtimes:
+            raise InvalidArgument(f"unknown or invalid runtime name: {name}")
+        return name
+
+    def rt_for(self, cid: str) -> RuntimeClient:
+        """The runtime client of container ``cid`` (its HostConfig.Runtime); the
+        default one when its record is gone and it was never seen."""
+        name = self._task_runtime.get(cid)
+        if name is None:
+            try:
+                name = self.get(cid).spec.runtime or self.runtime_name
+            except NotFound:
+                name = self.runtime_name
+            self._task_runtime[cid] = name
+        client = self._rts.get(name)
+        if client is None:
+            binary = self.runtimes.get(name)
+            if binary is None:  # configured once, gone from the daemon's flags since
+                raise InvalidArgument(f"unknown or invalid runtime name: {name}")
+            client = self._rts[name] = RuntimeClient(binary, self.paths.runtime_root,
+                                                     inproc=False)
+        return client
 
     def _lock(self, cid: str) -> asyncio.Lock:
         return self._locks.setdefault(cid, asyncio.Lock())
@@ -131,7 +165,8 @@ class ContainerService(Starting, Exits, Signals, Attaching, Resources, HealthChe
         cid = secrets.token_hex(32)
         path, args = ociconfig.command(spec, image.config)
         log_drivers.validate(spec.log_driver, spec.log_opts)
-        spec = dataclasses.replace(spec, log_opts=spec.log_opts or {})
+        spec = dataclasses.replace(spec, log_opts=spec.log_opts or {},
+                                   runtime=self.check_runtime(spec.runtime))
         networks = self.networks.plan(spec) if self.networks is not None else {}
         mounts, new_volumes = await asyncio.to_thread(self._make_mounts, spec, image)
         c = Container(id=cid, name=name, created=now_rfc3339(), image=spec.image,

@@ -115,7 +115,9 @@ class Signals:
         self.events.publish("container", "unpause", c.id, name=c.name, image=c.image)
 
     async def _runtime(self, *args: str) -> str:
-        return await self.rt.run(*args)
+        # the container id is the verb's last argument (kill <id> <sig>: the first)
+        cid = next((a for a in args if len(a) == 64), None)
+        return await (self.rt_for(cid) if cid else self.rt).run(*args)
 
 
 def image_stop_signal(images, c: Container) -> str:

@@ -149,8 +149,9 @@ class Starting:
         from conch.shim import client as shim
 
         opts = log_drivers.effective_opts(c.spec.log_driver, c.spec.log_opts)
+        rt = self.rt_for(c.id)
         args = dict(
-            binary=self.shim, id=c.id, bundle=self.paths.bundle(c.id), runtime=self.runtime,
+            binary=self.shim, id=c.id, bundle=self.paths.bundle(c.id), runtime=rt.binary,
             runtime_root=self.paths.runtime_root, exit_file=self.paths.exit_file(c.id),
             socket_path=self.paths.socket(c.id), log_path=self.paths.log(c.id),
             log_max_size=parse_size(opts.get("max-size", "10m")),
@@ -159,7 +160,8 @@ class Starting:
         if not log_drivers.keeps_logs(c.spec.log_driver):
             # --log-driver none: the shim's writes go nowhere (no rotation of /dev/null)
             args.update(log_path="/dev/null", log_max_size=0)
-        warm = self.warm.take() if self.warm is not None else None
+        # a warm shim waits with the default runtime: other runtimes start cold
+        warm = self.warm.take() if self.warm is not None and rt is self.rt else None
         info = None
         if warm is not None:
             try:

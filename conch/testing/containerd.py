@@ -14,8 +14,8 @@ containerd with nothing shared with a system one:
     /tmp/ctd-XXXX/containerd.log
 
 :meth:`close` (the teardown) deletes every task and container left in its namespace,
-SIGKILLs the shims it started (found by their ``-address`` argument) and containerd,
-lazily unmounts whatever is still mounted under its dir (the task rootfs mounts and
+SIGKILLs the shims it started (found by their ``-address`` argument), anything still in
+a ``/conchtest/<id>`` cgroup, and containerd, lazily unmounts whatever is still mounted under its dir (the task rootfs mounts and
 overlay snapshots) and removes the dir. The shims' own sockets live in
 ``/run/containerd/s/`` (1.6 puts them there whatever the state dir): the ones ours made
 are removed too.
@@ -137,7 +137,8 @@ class Containerd:
                 self._remove_all()
         finally:
             for pid in self.shim_pids():
-                _kill_group(pid)
+                _kill(pid)
+            _kill_namespace_cgroups()
             if self.proc is not None:
                 if self.proc.poll() is None:
                     self.proc.send_signal(signal.SIGKILL)
@@ -174,14 +175,37 @@ def _shim_sockets() -> set[str]:
         return set()
 
 
-def _kill_group(pid: int) -> None:
-    # A shim is its own process-group leader (setsid); its container's processes are in
-    # the container's pid namespace, which dies with its init when the shim's runtime
-    # was told to kill it. SIGKILL to the shim alone is enough for what is left.
+def _kill(pid: int) -> None:
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def _kill_namespace_cgroups(timeout: float = 10) -> None:
+    """SIGKILL whatever still runs in a ``/conchtest/<id>`` cgroup (a container whose
+    shim or containerd died before deleting it), then remove those cgroups. Tasks
+    deleted the normal way have none left."""
+    from conch.testing.leaks import cgroup_mountpoints, read_mounts
+
+    leaves = [leaf for mp in cgroup_mountpoints(read_mounts().values())
+              for leaf in sorted(Path(mp, NAMESPACE).glob("*")) if leaf.is_dir()]
+    deadline = time.monotonic() + timeout
+    for leaf in leaves:
+        while True:
+            try:
+                pids = [int(x) for x in (leaf / "cgroup.procs").read_text().split()]
+            except OSError:
+                break
+            if not pids or time.monotonic() > deadline:
+                break
+            for pid in pids:
+                _kill(pid)
+            time.sleep(0.05)
+        try:
+            leaf.rmdir()
+        except OSError:
+            pass  # reported by the test's leak check
 
 
 def oci_image_tar(rootfs: Path, dest: Path, name: str) -> Path:

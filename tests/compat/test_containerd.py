@@ -67,7 +67,7 @@ def containerd(tmp_path_factory):
             ours = [m for m in report.mounts if m.mountpoint.startswith(str(ctd.dir))]
             ours += [c for c in report.cgroups if f"/{NAMESPACE}" in c]
             ours += [p for p in report.processes
-                     if str(ctd.dir) in p.cmdline or "containerd" in p.cmdline]
+                     if str(ctd.dir) in p.cmdline or any(f"/{NAMESPACE}/" in c for c in p.cgroups)]
             if not ours or time.monotonic() > deadline:
                 break
             time.sleep(0.2)

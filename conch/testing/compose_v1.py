@@ -33,7 +33,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["VERSION", "PINS", "ComposeUnavailable", "compose_v1_binary", "compose_v1_or_skip", "cache_root"]
+__all__ = ["VERSION", "PINS", "ENV", "ComposeUnavailable", "compose_v1_binary", "compose_v1_or_skip",
+           "cache_root"]
 
 VERSION = "1.29.2"
 
@@ -52,6 +53,14 @@ PINS = (
     "distro==1.9.0",
 )
 _BUILD_PINS = ("cython<3", "wheel", "setuptools")
+
+#: The environment to run it with. docker-py 5 and later talk the daemon's newest API
+#: version unless told otherwise, and from API 1.45 on image inspect no longer carries
+#: ``ContainerConfig``, which compose 1.29 reads when it recreates a container: against
+#: dockerd 25+ it then dies with ``KeyError: 'ContainerConfig'`` (conchd, answering as
+#: dockerd does, too). ``COMPOSE_API_VERSION`` is compose's own knob for the version it
+#: speaks; 1.41 is docker-py's DEFAULT_DOCKER_API_VERSION, the API of compose 1.29's day.
+ENV = {"COMPOSE_API_VERSION": "1.41"}
 _PYYAML = "pyyaml==5.4.1"
 
 

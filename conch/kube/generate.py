@@ -490,6 +490,15 @@ def pod_level(c: dict, kind: str, notes: list[str]) -> dict:
     for key, what in _LIST_FIELDS.items():
         if host.get(key):
             notes.append(f"{what} {host[key]!r}")
+    if c["Config"].get("StopTimeout") is not None:
+        out["terminationGracePeriodSeconds"] = int(c["Config"]["StopTimeout"])
+    for key, what in (("AutoRemove", "--rm"), ("OomKillDisable", "--oom-kill-disable"),
+                      ("OomScoreAdj", "--oom-score-adj"), ("PublishAllPorts", "-P")):
+        if host.get(key):
+            notes.append(f"{what} {host[key]!r}")
+    for key, what in (("Domainname", "domain name"), ("MacAddress", "MAC address")):
+        if c["Config"].get(key):
+            notes.append(f"{what} {c['Config'][key]!r}")
     if host.get("Init"):
         notes.append("--init (Kubernetes runs no init process for you)")
     log = (host.get("LogConfig") or {}).get("Type")

@@ -171,12 +171,12 @@ def test_generate_from_inspect_json_is_valid_and_names_the_rest(tmp_path):
     c = _container("shop_web", Env=["PATH=/bin", "A=1"], Cmd=["httpd", "-f"],
                    ExposedPorts={"80/tcp": {}}, Labels={"tier": "front"},
                    Healthcheck={"Test": ["CMD", "true"], "Interval": 2_500_000_000},
-                   User="nobody", mounts=[
+                   User="nobody", StopTimeout=3, mounts=[
                        {"Type": "volume", "Name": "shop_data", "Destination": "/data", "RW": True},
                        {"Type": "bind", "Source": str(conf), "Destination": "/etc/nginx.conf", "RW": False}],
                    host={"PortBindings": {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "30080"}]},
                          "Memory": 256 << 20, "NanoCpus": 1_500_000_000, "Devices": [{"PathOnHost": "/dev/fuse"}],
-                         "Ulimits": [{"Name": "nofile", "Soft": 1, "Hard": 1}]})
+                         "Ulimits": [{"Name": "nofile", "Soft": 1, "Hard": 1}], "AutoRemove": True})
     client = FakeClient({"shop_web": c}, {"busybox": {"Cmd": ["sh"], "Env": ["PATH=/bin"]}})
     docs = generate.generate(client, ["shop_web"], service=True)
     for d in docs:
@@ -192,6 +192,8 @@ def test_generate_from_inspect_json_is_valid_and_names_the_rest(tmp_path):
     assert by_kind["Service"].obj["spec"]["ports"][0]["nodePort"] == 30080
     notes = "\n".join(dep.notes)
     assert "user 'nobody'" in notes and "devices" in notes and "ulimits" in notes
+    assert "--rm" in notes
+    assert dep.obj["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 3
     text = generate.dump(docs)
     assert [d["kind"] for d in yaml.safe_load_all(text)] == [d.obj["kind"] for d in docs]
     assert "# not translated: shop-web: user 'nobody'" in text

@@ -12,7 +12,8 @@ import pytest
 from conch.api.routes_distribution import (credentials_of, decode_auth_config, human_size,
                                            progress_bar, progress_json, pull_reference)
 from conch.cli import registry_cmds as cli
-from conch.engine.distribution.service import Progress, registry_domain
+from conch.engine.distribution.progress import Progress
+from conch.engine.distribution.service import registry_domain
 from conch.errors import InvalidArgument, NotFound
 from conch.oci import mediatype as mt
 from conch.oci.descriptor import Descriptor

@@ -16,7 +16,7 @@ Order (each step's failure leaves no name and no ingest behind):
    then extracts, one by one;
 5. the manifest into content, then the names (tag, and ``repo@digest``).
 
-Progress items are :class:`conch.engine.distribution.service.Progress` (docker's jsonmessage
+Progress items are :class:`conch.engine.distribution.progress.Progress` (docker's jsonmessage
 statuses: ``Pulling fs layer``, ``Waiting``, ``Downloading``, ``Verifying Checksum``,
 ``Download complete``, ``Extracting``, ``Pull complete``, ``Already exists``).
 """
@@ -28,6 +28,7 @@ import contextlib
 import time
 from typing import AsyncIterator
 
+from conch.engine.distribution.progress import Progress
 from conch.errors import FailedPrecondition, InvalidArgument, NotFound
 from conch.images.unpack import EXTRACTORS
 from conch.oci.descriptor import Descriptor
@@ -43,8 +44,6 @@ _DONE = object()
 
 
 def _progress(**kw):
-    from conch.engine.distribution.service import Progress
-
     return Progress(**kw)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
+from conch.engine.distribution.progress import Progress
 from conch.engine.distribution.push_stream import compressed_forms, push_compressing
 from conch.errors import NotFound
 from conch.oci import mediatype as mt
@@ -35,8 +36,6 @@ MAX_UPLOADS = 5
 
 
 def _progress(**kw):
-    from conch.engine.distribution.service import Progress
-
     return Progress(**kw)
 
 

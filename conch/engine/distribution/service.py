@@ -3,7 +3,7 @@
 Contract: :class:`Distribution` is built once by the engine with the ImageService, the
 event bus and a :class:`conch.registry.client.transport.Registries` (the daemon's
 ``--insecure-registry`` list). ``pull``/``push`` are async generators of
-:class:`Progress` (docker's jsonmessage statuses; the API adds the progress bar text);
+a :class:`~conch.engine.distribution.progress.Progress` (docker's jsonmessage statuses; the API adds the progress bar text);
 an error raised before the first item means nothing was started (the API answers it
 with an HTTP status), one raised later ends the stream. Each operation has its own
 aiohttp session, closed when the generator ends (or is closed by a client going away).
@@ -16,9 +16,9 @@ Events: ``image pull`` / ``image push`` with the familiar reference, as dockerd.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
+from conch.engine.distribution.progress import Progress
 from conch.errors import InvalidArgument
 from conch.oci import mediatype as mt
 from conch.oci.image import ImageConfig, ImageIndex, ImageManifest
@@ -29,15 +29,6 @@ from conch.registry.client.resolve import fetch_manifest, platforms_of
 from conch.registry.client.transport import Registries, raise_for
 
 INDEX_SERVER = "https://index.docker.io/v1/"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Progress:
-    status: str = ""
-    id: str = ""
-    current: int | None = None
-    total: int | None = None
-    aux: dict[str, Any] | None = None
 
 
 def registry_domain(server: str) -> str:

@@ -20,9 +20,7 @@ Modules:
 The runtime spec (``config.json``) is not here yet; it belongs in ``oci/runtime.py``.
 """
 
-from __future__ import annotations
-
-import importlib
+import sys
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing
 
@@ -69,6 +67,9 @@ def __getattr__(name: str) -> object:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'conch.oci' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"conch.oci.{module}"), name)
+    # __import__, not importlib.import_module: importlib (and the warnings module it
+    # imports) would cost every conch-runtime start ~0.5 ms for this rare path
+    __import__(f"conch.oci.{module}")
+    value = getattr(sys.modules[f"conch.oci.{module}"], name)
     globals()[name] = value
     return value

@@ -132,6 +132,9 @@ def cmd_run(o) -> int:
     forward = _forward_signals(state.pid, tty=master is not None)
     try:
         start(state)
+        import gc
+
+        gc.enable()  # off for the start (see main.run); the wait may be long
         if master is not None:
             from conch.runtime import console
 

@@ -150,6 +150,9 @@ def cmd_exec(o) -> int:
         master = console.recv_fd(peer.fileno())
         peer.close()
     _forward_signals(exec_pid, tty=master is not None)
+    import gc
+
+    gc.enable()  # off for the start (see main.run); the wait may be long
     if master is not None:
         from conch.runtime import console
 

@@ -213,7 +213,15 @@ def run() -> None:
     """The ``conch-runtime`` executable: :func:`main`, then out without the interpreter's
     teardown, which costs ~2 ms after a create (every imported module freed) while the
     shim waits for this process to end to learn the create's result. Logs are written
-    with open/close and state with os.write: only stdout and stderr need flushing."""
+    with open/close and state with os.write: only stdout and stderr need flushing.
+
+    The cyclic garbage collector is off for the whole (short) life of the process: the
+    imports alone set off a dozen collections (~1 ms), and a collection in a forked
+    child (C, G) walks objects it shares with the parent, copying their pages. Nothing
+    here makes much cyclic garbage; the long foreground waits turn it back on."""
+    import gc
+
+    gc.disable()
     code = main()
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -23,6 +23,9 @@ def wait_request(fd: int) -> list[str] | None:
     from conch.cgroups import resources, v1, v2  # noqa: F401
 
     _precompile_default_seccomp()
+    import gc
+
+    gc.collect()  # the imports' garbage (main.run turned collection off), then wait
     msg, fds = _recv_fds(fd, 65536, 3)  # OSError: the caller exits 1
     if not msg or len(fds) != 3:
         return None

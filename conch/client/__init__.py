@@ -14,5 +14,6 @@ small HTTP/1.1 reader instead of ``http.client`` (whose ``email`` imports alone 
 ~20 ms); ``import conch.client`` stays under ~15 ms (tests/unit/test_client_import_cost.py).
 """
 
-from conch.client.http import DEFAULT_HOST, Client, Response  # noqa: F401
+from conch.client.http import DEFAULT_HOST, Client  # noqa: F401
+from conch.client.wire import Response  # noqa: F401
 from conch.client.hijack import HijackedSocket, demux  # noqa: F401

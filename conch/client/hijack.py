@@ -17,6 +17,7 @@ from _struct import Struct
 
 from conch import errors
 from conch.client import lean as json
+from conch.client.wire import Reader, Response, error_for, error_message, read_head
 
 TYPE_CHECKING = False  # not `from typing import`: typing costs ~2 ms of CLI start-up
 if TYPE_CHECKING:
@@ -98,8 +99,6 @@ def demux(recv: Callable[[int], bytes]) -> Iterator[tuple[int, bytes]]:
 
 def open_hijacked(client: Any, method: str, path: str, body: Any = None, *,
                   params: Mapping[str, Any] | None = None) -> HijackedSocket:
-    from conch.client.http import _Reader, _message, _read_head, error_for
-
     payload = None if body is None else json.dumps(body).encode()
     headers = {"Connection": "Upgrade", "Upgrade": "tcp"}
     if payload is not None:
@@ -107,13 +106,11 @@ def open_hijacked(client: Any, method: str, path: str, body: Any = None, *,
     sock = client.connect()
     try:
         client._send(sock, method, client.url(path, params), payload, headers)
-        reader = _Reader(sock)
-        status, _reason, resp_headers = _read_head(reader)
+        reader = Reader(sock)
+        status, _reason, resp_headers = read_head(reader)
         if status >= 400:
-            from conch.client.http import Response
-
             resp = Response(sock, reader, status, _reason, resp_headers, method)
-            raise error_for(status, _message(resp.read(), status))
+            raise error_for(status, error_message(resp.read(), status))
         if status not in (101, 200):
             raise errors.ConchError(f"unexpected status {status} to a hijack request")
     except BaseException:

@@ -1,9 +1,8 @@
-"""HTTP/1.1 over a unix socket: requests, JSON, streams and error kinds.
+"""HTTP/1.1 over a unix socket: requests, JSON and streams.
 
 One connection per request (connecting to a unix socket costs microseconds, and a
-streaming response owns its connection anyway). Responses are read with a small parser:
-status line, headers, then a body delimited by Content-Length, chunked encoding or the
-connection closing (RFC 9112 section 6.3, in that order).
+streaming response owns its connection anyway). Responses are read by
+:mod:`conch.client.wire` (the parser and the error kind of each status).
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from _socket import AF_UNIX, SOCK_STREAM, socket
 from conch import errors
 from conch.client import lean as json
 from conch.client.lean import quote, urlencode
+from conch.client.wire import CHUNK, Reader, Response, error_for, error_message, read_head
 
 TYPE_CHECKING = False  # not `from typing import`: typing costs ~2 ms of CLI start-up
 if TYPE_CHECKING:
@@ -26,146 +26,6 @@ if TYPE_CHECKING:
 
 DEFAULT_HOST = "unix:///run/conch/conch.sock"
 API_VERSION = "1.50"
-_KINDS = {400: errors.InvalidArgument, 403: errors.PermissionDenied, 404: errors.NotFound,
-          409: errors.Conflict, 412: errors.FailedPrecondition, 503: errors.Unavailable}
-_CHUNK = 65536
-
-
-def error_for(status: int, message: str) -> errors.ConchError:
-    """The ``conch.errors`` kind for an HTTP error status (the reverse of api/errors)."""
-    exc = _KINDS.get(status, errors.ConchError)(message)
-    exc.status = status  # type: ignore[attr-defined]
-    return exc
-
-
-def _message(body: bytes, status: int) -> str:
-    try:
-        return str(json.loads(body)["message"])
-    except (ValueError, KeyError, TypeError):
-        text = body.decode(errors="replace").strip()
-        return text or f"HTTP {status}"
-
-
-class _Reader:
-    """Buffered reads from a socket (lines, exact sizes, up to EOF)."""
-
-    def __init__(self, sock: socket, buffered: bytes = b"") -> None:
-        self.sock = sock
-        self.buf = bytearray(buffered)
-        self.eof = False
-
-    def _fill(self) -> bool:
-        if self.eof:
-            return False
-        data = self.sock.recv(_CHUNK)
-        if not data:
-            self.eof = True
-            return False
-        self.buf += data
-        return True
-
-    def readline(self) -> bytes:
-        while (i := self.buf.find(b"\n")) < 0:
-            if not self._fill():
-                line, self.buf = bytes(self.buf), bytearray()
-                return line
-        line = bytes(self.buf[: i + 1])
-        del self.buf[: i + 1]
-        return line
-
-    def read_exact(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            if not self._fill():
-                raise errors.Unavailable("connection closed by the daemon mid-response")
-        data = bytes(self.buf[:n])
-        del self.buf[:n]
-        return data
-
-    def read_some(self) -> bytes:
-        if not self.buf:
-            self._fill()
-        data, self.buf = bytes(self.buf), bytearray()
-        return data
-
-    def take_buffer(self) -> bytes:
-        data, self.buf = bytes(self.buf), bytearray()
-        return data
-
-
-class Response:
-    """A response whose head has been read; the body is read on demand."""
-
-    def __init__(self, sock: socket, reader: _Reader, status: int, reason: str,
-                 headers: dict[str, str], method: str) -> None:
-        self.sock = sock
-        self._reader = reader
-        self.status = status
-        self.reason = reason
-        self.headers = headers  # lower-case names
-        self._method = method
-
-    def iter_chunks(self) -> Iterator[bytes]:
-        """The body as it arrives; the connection is closed at its end."""
-        try:
-            if self._method == "HEAD" or self.status in (204, 304) or 100 <= self.status < 200:
-                return
-            if "chunked" in self.headers.get("transfer-encoding", "").lower():
-                while True:
-                    size = int(self._reader.readline().split(b";")[0].strip() or b"0", 16)
-                    if size == 0:
-                        while self._reader.readline() not in (b"\r\n", b"\n", b""):
-                            pass  # trailers
-                        return
-                    yield self._reader.read_exact(size)
-                    self._reader.read_exact(2)
-            elif "content-length" in self.headers:
-                left = int(self.headers["content-length"])
-                while left > 0:
-                    data = self._reader.read_some()
-                    if not data:
-                        raise errors.Unavailable("connection closed by the daemon mid-response")
-                    data, extra = data[:left], data[left:]
-                    self._reader.buf[:0] = extra
-                    left -= len(data)
-                    yield data
-            else:
-                while data := self._reader.read_some():
-                    yield data
-        finally:
-            self.close()
-
-    def read(self) -> bytes:
-        return b"".join(self.iter_chunks())
-
-    def iter_lines(self) -> Iterator[bytes]:
-        pending = b""
-        for chunk in self.iter_chunks():
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            yield from (line for line in lines if line.strip())
-        if pending.strip():
-            yield pending
-
-    def json(self) -> Any:
-        body = self.read()
-        return json.loads(body) if body.strip() else None
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def _read_head(reader: _Reader) -> tuple[int, str, dict[str, str]]:
-    line = reader.readline()
-    if not line:
-        raise errors.Unavailable("the daemon closed the connection without answering")
-    parts = line.decode("latin-1").rstrip("\r\n").split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/"):
-        raise errors.Unavailable(f"malformed response from the daemon: {line[:80]!r}")
-    headers: dict[str, str] = {}
-    while (h := reader.readline()) not in (b"\r\n", b"\n", b""):
-        name, _, value = h.decode("latin-1").partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return int(parts[1]), parts[2] if len(parts) > 2 else "", headers
 
 
 class Pending:
@@ -174,7 +34,7 @@ class Pending:
     def __init__(self, client: Client, sock: socket, method: str) -> None:
         self.client = client
         self.sock = sock
-        self._reader = _Reader(sock)
+        self._reader = Reader(sock)
         self._method = method
 
     def wait(self, timeout: float) -> bool:
@@ -196,13 +56,13 @@ class Pending:
     def response(self, check: bool = True) -> Response:
         """The response with its head read; with ``check`` an error status raises."""
         try:
-            status, reason, resp_headers = _read_head(self._reader)
+            status, reason, resp_headers = read_head(self._reader)
         except BaseException:
             self.sock.close()
             raise
         resp = Response(self.sock, self._reader, status, reason, resp_headers, self._method)
         if check and status >= 400:
-            raise error_for(status, _message(resp.read(), status))
+            raise error_for(status, error_message(resp.read(), status))
         return resp
 
     def close(self) -> None:
@@ -295,17 +155,17 @@ class Client:
         try:
             hdrs = {"Transfer-Encoding": "chunked", **(headers or {})}
             self._send(sock, method, self.url(path, params), None, hdrs)
-            while chunk := fileobj.read(_CHUNK):
+            while chunk := fileobj.read(CHUNK):
                 sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             sock.sendall(b"0\r\n\r\n")
-            reader = _Reader(sock)
-            status, reason, resp_headers = _read_head(reader)
+            reader = Reader(sock)
+            status, reason, resp_headers = read_head(reader)
         except BaseException:
             sock.close()
             raise
         resp = Response(sock, reader, status, reason, resp_headers, method)
         if status >= 400:
-            raise error_for(status, _message(resp.read(), status))
+            raise error_for(status, error_message(resp.read(), status))
         return resp
 
     # --- JSON verbs ---

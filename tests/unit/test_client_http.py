@@ -13,7 +13,7 @@ import pytest
 
 from conch.api.server import create_app
 from conch.client import Client, demux
-from conch.client.http import error_for
+from conch.client.wire import error_for
 from conch import errors
 from conch.testing.fake_engine import FakeEngine, ServerThread
 

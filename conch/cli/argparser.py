@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from conch.cli.main import UsageError, parse_bool
+from conch.cli.errors import UsageError
 
 
 class Parser(argparse.ArgumentParser):
@@ -87,3 +87,12 @@ class Parser(argparse.ArgumentParser):
             setattr(ns, dest, value)
         ns.rest = rest
         return ns
+
+
+def parse_bool(text: str) -> bool:
+    """Go's ``strconv.ParseBool``, which docker uses for ``--flag=value``."""
+    if text in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if text in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    raise UsageError(f'invalid argument "{text}": strconv.ParseBool: parsing "{text}": invalid syntax')

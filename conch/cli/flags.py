@@ -23,7 +23,7 @@ goes to ``ns.rest`` verbatim (``run IMAGE CMD...``).
 
 from __future__ import annotations
 
-# Go's strconv.ParseBool spellings (main.parse_bool); anything else goes to argparse,
+# Go's strconv.ParseBool spellings (argparser.parse_bool); anything else goes to argparse,
 # which reports it as docker does.
 _BOOLS = {"1": True, "t": True, "T": True, "TRUE": True, "true": True, "True": True,
           "0": False, "f": False, "F": False, "FALSE": False, "false": False, "False": False}

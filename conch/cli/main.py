@@ -18,6 +18,8 @@ from __future__ import annotations
 import os
 import sys
 
+from conch.cli.errors import CommandError, UsageError
+
 DEFAULT_HOST = "unix:///run/conch/conch.sock"
 LOG_PATH = "/var/log/conch/conchd.log"
 
@@ -124,31 +126,6 @@ NOUNS: dict[str, dict[str, tuple[str, str, str]]] = {
         "events": VERBS["events"],
     },
 }
-
-
-class UsageError(Exception):
-    """A bad command line: printed with a pointer to ``--help``; exit 125 by default."""
-
-    def __init__(self, message: str, status: int = 125):
-        super().__init__(message)
-        self.status = status
-
-
-class CommandError(Exception):
-    """A verb failed; the message is printed as is and the command exits with ``status``."""
-
-    def __init__(self, message: str, status: int = 1):
-        super().__init__(message)
-        self.status = status
-
-
-def parse_bool(text: str) -> bool:
-    """Go's ``strconv.ParseBool``, which docker uses for ``--flag=value``."""
-    if text in ("1", "t", "T", "TRUE", "true", "True"):
-        return True
-    if text in ("0", "f", "F", "FALSE", "false", "False"):
-        return False
-    raise UsageError(f'invalid argument "{text}": strconv.ParseBool: parsing "{text}": invalid syntax')
 
 
 def __getattr__(name: str):

@@ -191,6 +191,15 @@ class Autoscaler:
             await self.containers.start(c.id)
         except ConchError as exc:
             log.warning("autoscale: replica %s not started: %s", name, exc)
+            return
+        try:  # the service was taken down meanwhile (compose down): no orphan replica
+            self.containers.get(template.id)
+        except ConchError:
+            log.info("autoscale: %s's service went away while it started: removed", name)
+            try:
+                await self.containers.remove(c.id, force=True)
+            except ConchError:
+                pass
 
     async def _scale_down(self, running: list, n: int) -> None:
         victims = sorted(running, key=_number, reverse=True)[:n]

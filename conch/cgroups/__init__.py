@@ -59,8 +59,22 @@ from __future__ import annotations
 import errno
 import os
 import posixpath
-import time
 
+# The shared pieces live below the package (v1, v2 and resources import them, never the
+# package), and are re-exported here, where callers have always found them.
+from conch.cgroups.fs import (  # noqa: F401 - re-exports
+    Write,
+    make_dirs,
+    read_keyed,
+    read_value,
+    remove_created_parents,
+    remove_dir,
+    run_plan,
+    tree_procs,
+    wait_until,
+    write_value,
+)
+from conch.cgroups.record import _Record
 from conch.errors import FailedPrecondition, InvalidArgument, SystemCallError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
@@ -81,57 +95,6 @@ def __getattr__(name: str):
         globals()["Manager"] = Manager
         return Manager
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-class _Record:
-    """An immutable value with keyword-only fields: what ``@dataclass(frozen=True,
-    slots=True, kw_only=True)`` gave, without importing dataclasses.
-
-    A subclass lists its fields in ``__slots__`` and sets them in a keyword-only
-    ``__init__`` through :meth:`_set`. Equality, hashing and repr go field by field, in
-    ``__slots__`` order.
-    """
-
-    __slots__ = ()
-
-    def _set(self, **fields) -> None:
-        for name, value in fields.items():
-            object.__setattr__(self, name, value)
-
-    def __setattr__(self, name: str, value) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable; use .replace({name}=...)")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable")
-
-    def _fields(self) -> tuple:
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-    def replace(self, **changes):
-        """A copy with ``changes`` applied (``dataclasses.replace``); unknown names are a TypeError."""
-        fields = {name: getattr(self, name) for name in self.__slots__}
-        fields.update(changes)
-        return type(self)(**fields)
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._fields() == other._fields()  # type: ignore[attr-defined]
-
-    def __hash__(self) -> int:
-        return hash((self.__class__, self._fields()))
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
-        return f"{type(self).__name__}({fields})"
-
-    def __reduce__(self):
-        # Pickle/copy through __init__ (slots without __dict__ and a blocking __setattr__).
-        return _rebuild, (type(self), {name: getattr(self, name) for name in self.__slots__})
-
-
-def _rebuild(cls, fields):
-    return cls(**fields)
 
 
 class Mount(_Record):
@@ -322,104 +285,6 @@ def load_manager(saved: dict) -> Manager:
     raise InvalidArgument(f"saved cgroup manager has unknown version {version!r}")
 
 
-# ---- cgroupfs file access shared by v1 and v2 ------------------------------------------
-
-
-class Write(_Record):
-    """One planned write; ``apply`` checks every file exists before writing any."""
-
-    __slots__ = ("dir", "name", "value", "tolerate")
-    dir: str
-    name: str
-    value: str
-    tolerate: int  # an errno to ignore (a write that is retried later in the plan)
-
-    def __init__(self, *, dir: str, name: str, value: str, tolerate: int = 0) -> None:
-        self._set(dir=dir, name=name, value=value, tolerate=tolerate)
-
-
-def read_value(dir: str, name: str) -> str:
-    path = os.path.join(dir, name)
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except FileNotFoundError as exc:
-        raise FailedPrecondition(f"cgroup file {path} is missing (controller not available?)") from exc
-    except OSError as exc:
-        raise SystemCallError("read", exc.errno or errno.EIO, path) from exc
-
-
-def read_keyed(dir: str, name: str) -> dict[str, int]:
-    """A flat-keyed file ("key value" per line: memory.stat, cpu.stat, *.events)."""
-    values = {}
-    for line in read_value(dir, name).splitlines():
-        key, _, value = line.partition(" ")
-        try:
-            values[key] = int(value)
-        except ValueError:
-            continue
-    return values
-
-
-def write_value(dir: str, name: str, value: str) -> None:
-    path = os.path.join(dir, name)
-    try:
-        # No O_CREAT: cgroupfs files exist or the feature is absent.
-        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
-    except FileNotFoundError as exc:
-        raise FailedPrecondition(f"cgroup file {path} is missing (controller not available?)") from exc
-    except OSError as exc:
-        raise SystemCallError("open", exc.errno or errno.EIO, path) from exc
-    try:
-        os.write(fd, value.encode())
-    except OSError as exc:
-        raise SystemCallError("write", exc.errno or errno.EIO, path, detail=f"value {value!r}") from exc
-    finally:
-        os.close(fd)
-
-
-def run_plan(plan: list[Write]) -> None:
-    """Write a plan in order, after checking every file exists (no half-applied limits)."""
-    missing = sorted({os.path.join(w.dir, w.name) for w in plan if not os.path.exists(os.path.join(w.dir, w.name))})
-    if missing:
-        raise FailedPrecondition("this host's cgroups lack " + ", ".join(missing))
-    for write in plan:
-        try:
-            write_value(write.dir, write.name, write.value)
-        except SystemCallError as exc:
-            if not write.tolerate or exc.errno != write.tolerate:
-                raise
-
-
-def make_dirs(dir: str) -> list[str]:
-    """mkdir -p; returns the directories created here, top-down."""
-    missing = []
-    probe = dir
-    while not os.path.isdir(probe):
-        missing.append(probe)
-        parent = os.path.dirname(probe)
-        if parent == probe:
-            break
-        probe = parent
-    created = []
-    for path in reversed(missing):
-        for attempt in range(5):
-            try:
-                os.mkdir(path, 0o755)
-                created.append(path)
-                break
-            except FileExistsError:
-                break  # a concurrent create made it; it is not ours to remove
-            except FileNotFoundError:
-                # a shared parent was removed meanwhile as empty (remove_empty): remake it
-                if attempt == 4:
-                    raise SystemCallError("mkdir", errno.ENOENT, path) from None
-                created.extend(make_dirs(os.path.dirname(path)))
-            except OSError as exc:
-                raise SystemCallError("mkdir", exc.errno or errno.EIO, path) from exc
-    return created
-
-
 def remove_empty(subpath: str, *, root: str = DEFAULT_ROOT) -> None:
     """rmdir the cgroup ``subpath`` (e.g. "/conch") in every hierarchy if it is empty.
 
@@ -441,69 +306,3 @@ def remove_empty(subpath: str, *, root: str = DEFAULT_ROOT) -> None:
         except OSError as exc:
             if exc.errno not in (errno.ENOENT, errno.ENOTEMPTY, errno.EBUSY):
                 raise SystemCallError("rmdir", exc.errno or errno.EIO, path) from exc
-
-
-def tree_procs(dir: str) -> list[int]:
-    """Every pid in cgroup.procs of ``dir`` and its descendants."""
-    pids: list[int] = []
-    for current, _subdirs, _files in os.walk(dir):
-        try:
-            with open(os.path.join(current, "cgroup.procs")) as f:
-                pids.extend(int(line) for line in f if line.strip())
-        except FileNotFoundError:
-            continue  # removed while walking
-    return pids
-
-
-def remove_dir(path: str, *, timeout: float = 2.0) -> None:
-    """rmdir a cgroup and its descendants, deepest first, retrying EBUSY while tasks exit."""
-    if not os.path.isdir(path):
-        return
-    for current, subdirs, _files in os.walk(path, topdown=False):
-        for sub in subdirs:
-            _rmdir_retry(os.path.join(current, sub), timeout)
-    _rmdir_retry(path, timeout)
-
-
-def _rmdir_retry(path: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    delay = 0.005
-    while True:
-        try:
-            os.rmdir(path)
-            return
-        except FileNotFoundError:
-            return
-        except OSError as exc:
-            if exc.errno != errno.EBUSY or time.monotonic() >= deadline:
-                raise SystemCallError("rmdir", exc.errno or errno.EIO, path, detail="processes still in the cgroup?") from exc
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
-
-
-def remove_created_parents(created: list[str], leaf: str) -> None:
-    """rmdir the parents of ``leaf`` that we created, bottom-up; stop at one in use."""
-    ancestors = (p for p in created if leaf.startswith(p.rstrip("/") + "/"))
-    for path in sorted(ancestors, key=len, reverse=True):
-        try:
-            os.rmdir(path)
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            # EBUSY/ENOTEMPTY: another container's cgroup lives here too; it stays.
-            if exc.errno in (errno.EBUSY, errno.ENOTEMPTY):
-                return
-            raise SystemCallError("rmdir", exc.errno or errno.EIO, path) from exc
-
-
-def wait_until(predicate, *, timeout: float) -> bool:
-    """Poll ``predicate`` with backoff; True when it held before ``timeout``."""
-    deadline = time.monotonic() + timeout
-    delay = 0.001
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)

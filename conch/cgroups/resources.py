@@ -20,7 +20,7 @@ Conventions kept from the spec and runc:
 from __future__ import annotations
 
 # Records are _Record subclasses, not dataclasses: see the import-cost note in __init__.py.
-from conch.cgroups import _Record
+from conch.cgroups.record import _Record
 from conch.errors import InvalidArgument
 
 UNLIMITED = -1

@@ -16,7 +16,7 @@ from __future__ import annotations
 import errno
 import os
 
-from conch.cgroups import (
+from conch.cgroups.fs import (
     Write,
     make_dirs,
     read_keyed,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import sys
 
-from conch.cgroups import (
+from conch.cgroups.fs import (
     Write,
     make_dirs,
     read_keyed,

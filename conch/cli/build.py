@@ -196,7 +196,10 @@ def _tar_dir(path: str, dockerfile: str, extra: dict[str, bytes]) -> io.BytesIO:
                 full = os.path.join(dirpath, name)
                 if name in dirnames and os.path.islink(full):
                     dirnames.remove(name)  # a symlink to a directory is sent as the link
-                info = reset(tar.gettarinfo(full, arcname=rel))
+                info = tar.gettarinfo(full, arcname=rel)
+                if info is None:
+                    continue  # a socket or a fifo: tar has no entry for it (docker skips them too)
+                info = reset(info)
                 if info.isreg():
                     with open(full, "rb") as f:
                         tar.addfile(info, f)

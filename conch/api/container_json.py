@@ -107,7 +107,7 @@ def create_spec(body: dict) -> CreateSpec:
         publish_all=bool(host.get("PublishAllPorts")),
         links=tuple(host.get("Links") or ()),
         volumes_from=tuple(host.get("VolumesFrom") or ()),
-        endpoints=_endpoints(body.get("NetworkingConfig")),
+        endpoints=_endpoints(body.get("NetworkingConfig"), network, body.get("MacAddress") or ""),
         cgroupns_mode=_cgroupns(host.get("CgroupnsMode")),
         memory_swappiness=_swappiness(host.get("MemorySwappiness")),
         masked_paths=_paths(host.get("MaskedPaths"), "MaskedPaths"),
@@ -142,13 +142,30 @@ def _paths(value, what: str) -> tuple[str, ...] | None:
     return tuple(value)
 
 
-def _endpoints(networking) -> dict:
-    """NetworkingConfig.EndpointsConfig -> network name -> {aliases, ipv4}."""
-    out = {}
-    for name, ep in ((networking or {}).get("EndpointsConfig") or {}).items():
-        ep = ep or {}
-        out[name] = {"aliases": list(ep.get("Aliases") or ()),
-                     "ipv4": (ep.get("IPAMConfig") or {}).get("IPv4Address") or ""}
+def endpoint_settings(ep: dict | None) -> dict:
+    """One EndpointSettings (create's EndpointsConfig entry, connect's EndpointConfig) ->
+    the engine's endpoint config: what docker keeps and shows in inspect."""
+    ep = ep or {}
+    ipam = ep.get("IPAMConfig") or {}
+    return {"aliases": list(ep.get("Aliases") or ()), "ipv4": ipam.get("IPv4Address") or "",
+            "ipv6": ipam.get("IPv6Address") or "",
+            "link_local_ips": list(ipam.get("LinkLocalIPs") or ()),
+            "mac": ep.get("MacAddress") or "", "links": list(ep.get("Links") or ()),
+            "driver_opts": dict(ep.get("DriverOpts") or {})}
+
+
+def _endpoints(networking, network_mode: str = "", mac: str = "") -> dict:
+    """NetworkingConfig.EndpointsConfig -> network name -> endpoint config; the
+    deprecated Config.MacAddress goes to NetworkMode's endpoint when that one names
+    none (moby: API < 1.44 clients, and the CLI still sends both)."""
+    out = {name: endpoint_settings(ep)
+           for name, ep in ((networking or {}).get("EndpointsConfig") or {}).items()}
+    if mac:
+        key = network_mode or "default"
+        if key == "default" and "bridge" in out:
+            key = "bridge"
+        ep = out.setdefault(key, endpoint_settings(None))
+        ep["mac"] = ep["mac"] or mac
     return out
 
 
@@ -159,10 +176,14 @@ def network_mode(c: Container) -> str:
 
 def _endpoint_json(cfg: dict, ep: dict | None) -> dict[str, Any]:
     ep = ep or {}
+    ipam = {k: v for k, v in (("IPv4Address", cfg.get("ipv4")), ("IPv6Address", cfg.get("ipv6")),
+                              ("LinkLocalIPs", list(cfg.get("link_local_ips") or ()))) if v}
     return {
-        "IPAMConfig": {"IPv4Address": cfg["ipv4"]} if cfg.get("ipv4") else None,
-        "Links": None, "Aliases": list(cfg.get("aliases") or ()) or None,
-        "MacAddress": ep.get("mac", ""), "DriverOpts": None,
+        "IPAMConfig": ipam or None,
+        "Links": list(cfg.get("links") or ()) or None,
+        "Aliases": list(cfg.get("aliases") or ()) or None,
+        "MacAddress": ep.get("mac") or cfg.get("mac") or "",
+        "DriverOpts": dict(cfg.get("driver_opts") or {}) or None,
         "NetworkID": cfg.get("id", ""), "EndpointID": ep.get("endpoint_id", ""),
         "Gateway": ep.get("gateway", ""), "IPAddress": ep.get("ip", ""),
         "IPPrefixLen": ep.get("prefixlen", 0), "IPv6Gateway": "", "GlobalIPv6Address": "",

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from conch.api.params import call_engine, engine_of, json_response, parse_filters
 from conch.api.body import NETWORK_CONNECT, NETWORK_CREATE, NETWORK_DISCONNECT, decode
+from conch.api.container_json import endpoint_settings
 from conch.errors import InvalidArgument, Unavailable
 
 FILTERS = {"name", "id", "driver", "label", "type", "dangling", "scope"}
@@ -121,10 +122,9 @@ async def connect(request: web.Request) -> web.StreamResponse:
     container = body.get("Container") or ""
     if not container:
         raise InvalidArgument("no container specified")
-    ep = body.get("EndpointConfig") or {}
+    settings = endpoint_settings(body.get("EndpointConfig"))
     await call_engine(_svc(request).connect, request.match_info["id"], container,
-                      aliases=list(ep.get("Aliases") or ()),
-                      ipv4=(ep.get("IPAMConfig") or {}).get("IPv4Address") or "")
+                      aliases=settings["aliases"], ipv4=settings["ipv4"], settings=settings)
     return web.Response(status=200)
 
 

@@ -480,3 +480,57 @@ def test_runtime_per_container(client, d):
     finally:
         c.remove(force=True)
     assert _cli(d, "run", "--rm", "--runtime", "conch", "busybox", "echo", "ok").stdout == "ok\n"
+
+
+# -- item 6 (and 5's MacAddress): networks --------------------------------------------
+
+def test_endpoint_settings_kept_and_mac_applied(client, d):
+    """5/6: endpoint settings given at create and at connect are kept and shown
+    (Aliases, Links, DriverOpts, IPAMConfig, MacAddress); MacAddress (the endpoint's and
+    the deprecated Config.MacAddress) is the interface's address."""
+    from conch.testing.daemon import free_subnet
+    import ipaddress
+
+    subnet = ipaddress.ip_network(free_subnet())
+    net = client.networks.create("h10-eps", ipam=docker.types.IPAMConfig(
+        pool_configs=[docker.types.IPAMPool(subnet=str(subnet))]))
+    try:
+        ip = str(subnet.network_address + 10)
+        cfg = client.api.create_networking_config({"h10-eps": client.api.create_endpoint_config(
+            aliases=["al1"], links={"other": "ln"}, ipv4_address=ip, link_local_ips=["169.254.9.9"],
+            mac_address="02:aa:bb:cc:dd:01", driver_opt={"k": "v"})})
+        c = client.api.create_container("busybox", "cat /sys/class/net/eth0/address",
+                                        networking_config=cfg,
+                                        host_config=client.api.create_host_config(network_mode="h10-eps"))
+        ep = client.api.inspect_container(c["Id"])["NetworkSettings"]["Networks"]["h10-eps"]
+        assert ep["Aliases"] == ["al1"] and ep["Links"] == ["other:ln"]
+        assert ep["IPAMConfig"] == {"IPv4Address": ip, "LinkLocalIPs": ["169.254.9.9"]}
+        assert ep["MacAddress"] == "02:aa:bb:cc:dd:01" and ep["DriverOpts"] == {"k": "v"}
+        client.api.start(c["Id"])
+        assert client.api.wait(c["Id"], timeout=30)["StatusCode"] == 0
+        assert client.api.logs(c["Id"]) == b"02:aa:bb:cc:dd:01\n"
+        client.api.remove_container(c["Id"])
+        # the CLI's --mac-address on the default bridge
+        out = ok(_cli(d, "run", "--rm", "--mac-address", "02:aa:bb:cc:dd:02", "busybox",
+                      "cat", "/sys/class/net/eth0/address"))
+        assert out == "02:aa:bb:cc:dd:02\n"
+        # connect keeps its EndpointConfig too
+        c2 = client.containers.create("busybox", "sleep 60")
+        net.connect(c2, aliases=["al2"], links={"x": "y"}, ipv4_address=str(subnet.network_address + 11),
+                    driver_opt={"a": "b"}, mac_address="02:aa:bb:cc:dd:03")
+        ep = client.api.inspect_container(c2.id)["NetworkSettings"]["Networks"]["h10-eps"]
+        assert ep["Aliases"] == ["al2"] and ep["Links"] == ["x:y"] and ep["DriverOpts"] == {"a": "b"}
+        assert ep["IPAMConfig"] == {"IPv4Address": str(subnet.network_address + 11)}
+        assert ep["MacAddress"] == "02:aa:bb:cc:dd:03"
+        c2.start()
+        assert c2.exec_run("cat /sys/class/net/eth1/address").output == b"02:aa:bb:cc:dd:03\n"
+        c2.remove(force=True)
+        with pytest.raises(docker.errors.APIError) as exc:
+            client.api.create_container("busybox", "true", networking_config=client.api.create_networking_config(
+                {"h10-eps": client.api.create_endpoint_config(mac_address="nope")}),
+                host_config=client.api.create_host_config(network_mode="h10-eps"))
+        assert exc.value.status_code == 400 and "invalid MAC address nope" in str(exc.value)
+    finally:
+        for ctr in client.containers.list(all=True, filters={"network": "h10-eps"}):
+            ctr.remove(force=True)
+        net.remove()

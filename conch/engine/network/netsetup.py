@@ -107,7 +107,8 @@ def _add_endpoint(svc, c, state: dict, net, cfg: dict, index: int, *, default_ro
         ip = pool.allocate(cfg.get("ipv4") or None)
         svc.store.save_pool(net.id)
         names = [c.name, *aliases, c.id[:12]] if net.dns else []
-        ep = sandbox.new_endpoint(net, cid=c.id, ip=ip, index=index, aliases=aliases, dns_names=names)
+        ep = sandbox.new_endpoint(net, cid=c.id, ip=ip, index=index, aliases=aliases, dns_names=names,
+                                  mac=cfg.get("mac") or "")
         state["endpoints"][net.id] = ep
         sandbox.save(svc.state_root, state)
     try:
@@ -372,7 +373,8 @@ def _rewrite_etc(svc, c) -> None:
 
 # -- connect / disconnect -----------------------------------------------------------------
 
-async def connect(svc, net_ref: str, container_ref: str, *, aliases=(), ipv4: str = "") -> None:
+async def connect(svc, net_ref: str, container_ref: str, *, aliases=(), ipv4: str = "",
+                  settings: dict | None = None) -> None:
     cs = svc.containers
     net = svc.get(net_ref)
     c = cs.get(container_ref)
@@ -388,7 +390,8 @@ async def connect(svc, net_ref: str, container_ref: str, *, aliases=(), ipv4: st
         networks = dict(c.networks)
         if net.name in networks:
             raise PermissionDenied(f"endpoint with name {c.name} already exists in network {net.name}")
-        cfg = svc._endpoint_config(net, {"aliases": list(aliases or ()), "ipv4": ipv4})
+        cfg = svc._endpoint_config(net, settings if settings is not None else
+                                   {"aliases": list(aliases or ()), "ipv4": ipv4})
         if c.state.running:
             await asyncio.to_thread(_attach_live, svc, c, net, cfg)
         networks[net.name] = cfg

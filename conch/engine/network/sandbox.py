@@ -60,10 +60,12 @@ def veth_name(cid: str, index: int) -> str:
     return f"v{cid[:12]}{index:02x}"
 
 
-def new_endpoint(net, *, cid: str, ip: str, index: int, aliases, dns_names, links=()) -> dict:
+def new_endpoint(net, *, cid: str, ip: str, index: int, aliases, dns_names, links=(),
+                 mac: str = "") -> dict:
+    """``mac``: the endpoint's MacAddress (docker's own ``02:42:<ip>`` when "")."""
     return {"network_id": net.id, "name": net.name, "endpoint_id": secrets.token_hex(32),
             "ip": ip, "prefixlen": ipaddress_prefix(net.subnet), "gateway": net.gateway,
-            "mac": netlink.mac_for_ip(ip), "ifname": f"eth{index}", "veth": veth_name(cid, index),
+            "mac": mac.replace("-", ":").lower() if mac else netlink.mac_for_ip(ip), "ifname": f"eth{index}", "veth": veth_name(cid, index),
             "aliases": list(aliases), "dns_names": list(dns_names), "links": list(links)}
 
 

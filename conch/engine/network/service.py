@@ -45,6 +45,7 @@ from conch.errors import ConchError, Conflict, InvalidArgument, NotFound, Permis
 log = logging.getLogger(__name__)
 
 _OUR_VETH = re.compile(r"^v[0-9a-f]{14}$")
+_MAC = re.compile(r"[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(?:\1[0-9A-Fa-f]{2}){4}")  # Go's ParseMAC, 6 bytes
 
 
 class NetworkService:
@@ -342,7 +343,15 @@ class NetworkService:
             raise InvalidArgument("network-scoped alias is supported only for containers in user defined networks")
         if net.predefined and ipv4:
             raise InvalidArgument("user specified IP address is supported on user defined networks only")
-        return {"id": net.id, "aliases": aliases, "ipv4": ipv4}
+        mac = cfg.get("mac") or ""
+        if mac and not _MAC.fullmatch(mac):
+            raise InvalidArgument(f"invalid MAC address {mac}")  # moby validateEndpointSettings
+        out = {"id": net.id, "aliases": aliases, "ipv4": ipv4}
+        # kept as given and shown in inspect (docker's EndpointSettings)
+        for key in ("ipv6", "link_local_ips", "mac", "links", "driver_opts"):
+            if cfg.get(key):
+                out[key] = cfg[key]
+        return out
 
     def setup(self, c, image=None) -> str:
         from conch.engine.network import netsetup
@@ -389,10 +398,14 @@ class NetworkService:
             return None if state is None else dict(state)
 
     # -- connect / disconnect -----------------------------------------------------------
-    async def connect(self, net_ref: str, container_ref: str, *, aliases=(), ipv4: str = "") -> None:
+    async def connect(self, net_ref: str, container_ref: str, *, aliases=(), ipv4: str = "",
+                      settings: dict | None = None) -> None:
+        """``settings``: the whole endpoint config (aliases, ipv4, mac, links, …), else
+        just ``aliases`` and ``ipv4``."""
         from conch.engine.network import netsetup
 
-        await netsetup.connect(self, net_ref, container_ref, aliases=aliases, ipv4=ipv4)
+        await netsetup.connect(self, net_ref, container_ref, aliases=aliases, ipv4=ipv4,
+                               settings=settings)
 
     async def disconnect(self, net_ref: str, container_ref: str, *, force: bool = False) -> None:
         from conch.engine.network import netsetup

@@ -82,6 +82,24 @@ def runc_args(containerd):
     return ["--runc-binary", str(binary), "--runc-root", str(containerd.runc_root)]
 
 
+def _cgroup_value(pid: int, controller: str, v1_file: str, v2_file: str) -> str:
+    """A cgroup file of ``pid``'s cgroup: the v1 ``controller`` hierarchy when mounted,
+    else the unified one."""
+    mounts = {m.mountpoint: m for m in read_mounts().values()}
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(","):
+            for mp, m in mounts.items():
+                if m.fstype == "cgroup" and (Path(mp + path) / v1_file).exists():
+                    return (Path(mp + path) / v1_file).read_text().strip()
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        if line.startswith("0::"):
+            for mp, m in mounts.items():
+                if m.fstype == "cgroup2" and (Path(mp + line[3:]) / v2_file).exists():
+                    return (Path(mp + line[3:]) / v2_file).read_text().strip()
+    raise AssertionError(f"no {controller} cgroup for pid {pid}")
+
+
 def _wait_status(ctd: Containerd, cid: str, status: str, timeout: float = 30) -> str:
     deadline = time.monotonic() + timeout
     seen = ""
@@ -114,9 +132,18 @@ def test_run_to_completion_with_default_devices(containerd, runc_args):
 
 def test_detached_exec_kill_delete(containerd, runc_args):
     ctd = containerd
-    ctd.ctr("run", "-d", *runc_args, IMAGE, "svc", "sh", "-c", "echo up > /tmp/up; exec sleep 600",
-            check=True)
+    ctd.ctr("run", "-d", *runc_args, "--memory-limit", str(64 << 20), "--cpus", "0.5", IMAGE, "svc",
+            "sh", "-c", "echo up > /tmp/up; exec sleep 600", check=True)
     try:
+        _wait_status(ctd, "svc", "RUNNING")
+        # the limits a pod's resources become reach the task's cgroup (as runc sets them)
+        pid = int(ctd.ctr("task", "ls").stdout.split("svc", 1)[1].split()[0])
+        assert _cgroup_value(pid, "memory", "memory.limit_in_bytes", "memory.max") == str(64 << 20)
+        assert _cgroup_value(pid, "cpu", "cpu.cfs_quota_us", "cpu.max").split()[0] == "50000"
+        # pause/resume through the freezer
+        ctd.ctr("task", "pause", "svc", check=True)
+        _wait_status(ctd, "svc", "PAUSED")
+        ctd.ctr("task", "resume", "svc", check=True)
         _wait_status(ctd, "svc", "RUNNING")
         # exec into it: same filesystem (the file the task wrote), same cgroup
         deadline = time.monotonic() + 20

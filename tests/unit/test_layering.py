@@ -1,5 +1,7 @@
 """DESIGN.md's layering, kept true by walking every module's imports with ``ast``:
-lower never imports higher, and the CLI reaches the daemon only through the client.
+lower never imports higher, the CLI reaches the daemon only through the client, and no
+modules import each other (directly or round a longer loop, at module level or inside a
+function): ``test_no_import_cycles``.
 
     0  errors, oci, kernel, metadata
     1  content, snapshots, archive, cgroups, runtime, shim
@@ -83,3 +85,125 @@ def test_every_package_has_a_layer():
     packages = {p.name for p in ROOT.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
     unknown = packages - set(LAYER) - {"cli", "client", "compose", "kube", "testing"}
     assert not unknown, f"give these packages a layer in this test and DESIGN.md: {unknown}"
+
+
+# -- no import cycles ----------------------------------------------------------------------
+#
+# A module graph over every conch module: an edge for each import statement, wherever it
+# stands (a cycle hidden in a function is still a cycle: break it by moving the shared
+# piece down, as DESIGN.md says). `from P import n` is an edge to P.n when that is a
+# module, else to P. Imports under `if TYPE_CHECKING:` never run and are left out.
+
+
+def _module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def import_graph(root: Path = ROOT) -> dict[str, dict[str, int]]:
+    """module -> {imported module: first line}, for the package at ``root``."""
+    top = root.name
+    modules = {_module_name(p, root): p for p in root.rglob("*.py")}
+    graph: dict[str, dict[str, int]] = {m: {} for m in modules}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text(), filename=str(path))
+        skipped = {id(n) for node in ast.walk(tree)
+                   if isinstance(node, ast.If) and isinstance(node.test, ast.Name)
+                   and node.test.id == "TYPE_CHECKING" for n in ast.walk(node)}
+        for node in ast.walk(tree):
+            if id(node) in skipped:
+                continue
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules
+                           else node.module for a in node.names]
+            for target in targets:
+                if target != top and not target.startswith(top + "."):
+                    continue
+                while target not in modules and "." in target:
+                    target = target.rsplit(".", 1)[0]
+                if target in modules and target != name:
+                    graph[name].setdefault(target, node.lineno)
+    return graph
+
+
+def import_cycles(graph: dict[str, dict[str, int]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+    for start in sorted(graph):
+        if start in index:
+            continue
+        work = [(start, iter(sorted(graph[start])))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            v, edges = work[-1]
+            for w in edges:
+                if w not in index:
+                    index[w] = low[w] = len(index)
+                    stack.append(w)
+                    on_stack.add(w)
+                    work.append((w, iter(sorted(graph[w]))))
+                    break
+                if w in on_stack:
+                    low[v] = min(low[v], index[w])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[v])
+                if low[v] == index[v]:
+                    comp = []
+                    while True:
+                        w = stack.pop()
+                        on_stack.discard(w)
+                        comp.append(w)
+                        if w == v:
+                            break
+                    if len(comp) > 1:
+                        out.append(sorted(comp))
+    return sorted(out)
+
+
+def _describe(graph: dict[str, dict[str, int]], cycles: list[list[str]]) -> str:
+    lines = []
+    for comp in cycles:
+        lines.append("cycle: " + " <-> ".join(comp))
+        for a in comp:
+            for b, line in sorted(graph[a].items()):
+                if b in comp:
+                    lines.append(f"    {a.replace('.', '/')}.py:{line} imports {b}")
+    return "\n".join(lines)
+
+
+def test_no_import_cycles():
+    graph = import_graph()
+    cycles = import_cycles(graph)
+    assert not cycles, ("modules importing each other (move the shared piece down to a "
+                        "module both may import):\n" + _describe(graph, cycles))
+
+
+def test_cycle_finder_finds_a_deliberate_cycle(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from pkg.sub import b\n")
+    # the way back hides in a function: still a cycle
+    (pkg / "sub" / "b.py").write_text("def f():\n    from pkg import c\n")
+    (pkg / "c.py").write_text("import pkg.a\nimport os\n")
+    # guarded by TYPE_CHECKING (never runs) and one-way: no cycle
+    (pkg / "d.py").write_text("TYPE_CHECKING = False\nif TYPE_CHECKING:\n    from pkg import e\n")
+    (pkg / "e.py").write_text("from pkg.d import TYPE_CHECKING\n")
+    graph = import_graph(pkg)
+    assert graph["pkg.sub.b"] == {"pkg.c": 2}
+    assert import_cycles(graph) == [["pkg.a", "pkg.c", "pkg.sub.b"]]
+    assert "pkg/sub/b.py:2 imports pkg.c" in _describe(graph, import_cycles(graph))

@@ -45,8 +45,11 @@ def cmd_build(ctx: Context, argv: list[str]) -> int:
                               "rm": ns.rm, "forcerm": ns.force_rm,
                               "pull": ns.pull, "target": ns.target or None,
                               "platform": ns.platform or None}
-    if ns.build_arg:
-        params["buildargs"] = _pairs(ns.build_arg, from_env=True)
+    build_args = _pairs(ns.build_arg, from_env=True) if ns.build_arg else {}
+    if os.environ.get("SOURCE_DATE_EPOCH") and "SOURCE_DATE_EPOCH" not in build_args:
+        build_args["SOURCE_DATE_EPOCH"] = os.environ["SOURCE_DATE_EPOCH"]  # as buildx: reproducible
+    if build_args:
+        params["buildargs"] = build_args
     if ns.label:
         params["labels"] = _pairs(ns.label, from_env=False)
     context, dockerfile = _context(ctx, ns.path, ns.file)

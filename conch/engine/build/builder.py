@@ -166,6 +166,9 @@ class _Build:
         self.final_id = ""
         self.ignore = self._dockerignore()
         self._sources: list | None = None  # the cachefrom images, resolved on first use
+        self.epoch = source_date_epoch(opts.build_args)
+        if self.epoch is not None:  # a step's image then depends on it too
+            builder.cache = builder.cache.salted(f"SOURCE_DATE_EPOCH={self.epoch}")
 
     # -- the whole build ---------------------------------------------------------------
     async def steps(self) -> AsyncIterator[BuildMessage]:
@@ -357,7 +360,7 @@ class _Build:
         parent_id = state.image_id
         state.image_id = await asyncio.to_thread(
             step_images.commit_step, self.b.images, parent, state.config, created_by,
-            layer=layer, author=state.author)
+            layer=layer, author=state.author, epoch=self.epoch)
         await asyncio.to_thread(self.b.cache.put, parent_id, key or created_by, state.image_id)
 
     async def _config_commit(self, state: StageState, comment: str) -> AsyncIterator[BuildMessage]:
@@ -402,7 +405,7 @@ class _Build:
             async with svc._lock(c.id):  # noqa: SLF001 - the exit cleanup (unmount) runs under it
                 layer = await asyncio.to_thread(step_images.snapshot_layer, self.b.images,
                                                 self.b.snapshotter, c.id,
-                                                step_images.layer_media_type(parent))
+                                                step_images.layer_media_type(parent), self.epoch)
             await self._commit(state, created_by, layer)
             ok = True
         finally:
@@ -469,10 +472,11 @@ class _Build:
                 plain = [s for s in sources if s not in archives]
                 copying.write_sources(root, plain, archives, dest_abs, dest_dir, owner, excluded)
                 layer = step_images.snapshot_layer(b.images, b.snapshotter, snap,
-                                                    step_images.layer_media_type(parent))
+                                                    step_images.layer_media_type(parent), self.epoch)
             parent_id = state.image_id
             state.image_id = step_images.commit_step(b.images, parent, state.config, created_by,
-                                                      layer=layer, author=state.author)
+                                                      layer=layer, author=state.author,
+                                                      epoch=self.epoch)
             b.cache.put(parent_id, key, state.image_id)
         return "built"
 
@@ -497,10 +501,25 @@ class _Build:
                 return None
             os.makedirs(target, mode=0o755, exist_ok=True)
             return step_images.snapshot_layer(b.images, b.snapshotter, snap,
-                                               step_images.layer_media_type(parent))
+                                               step_images.layer_media_type(parent), self.epoch)
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+def source_date_epoch(build_args: Mapping[str, str]) -> int | None:
+    """SOURCE_DATE_EPOCH (a build arg; the CLI passes its environment's as one, as
+    buildx): image, history and layer times are clamped to it (reproducible builds)."""
+    text = (build_args.get("SOURCE_DATE_EPOCH") or "").strip()
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise InvalidArgument(f"invalid SOURCE_DATE_EPOCH: {text!r}") from None
+    if value < 0:
+        raise InvalidArgument(f"invalid SOURCE_DATE_EPOCH: {text!r}")
+    return value
+
 
 def _run_network(mode: str) -> str:
     """``networkmode`` for RUN containers: docker's classic builder gives them the

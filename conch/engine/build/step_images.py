@@ -58,10 +58,18 @@ def layer_media_type(parent) -> str:
 
 
 def commit_step(images, parent, config: ExecutionConfig, created_by: str, *,
-                layer=None, author: str = "", history: History | None = None) -> str:
+                layer=None, author: str = "", history: History | None = None,
+                epoch: int | None = None) -> str:
     """Register the step's image over ``parent`` (an Image, or None for scratch);
-    ``history``: the entry to record (a cache-from image's, kept as it was)."""
-    created = history.created if history is not None else rfc3339_nano(time.time_ns())
+    ``history``: the entry to record (a cache-from image's, kept as it was); ``epoch``
+    (SOURCE_DATE_EPOCH): the time written for the image and its new history entry
+    (the base image's entries are inputs: kept, as BuildKit does)."""
+    if history is not None:
+        created = history.created
+    elif epoch is not None:
+        created = rfc3339_nano(epoch * 1_000_000_000)
+    else:
+        created = rfc3339_nano(time.time_ns())
     if parent is None:
         p = images.platform
         base = ImageConfig(architecture=p.architecture, os=p.os, variant=p.variant,
@@ -120,14 +128,15 @@ def from_sources(images, parent, config: ExecutionConfig, created_by: str, sourc
     return None
 
 
-def snapshot_layer(images, snapshotter, key: str, media_type: str):
-    """The snapshot ``key``'s changes as a layer blob: (descriptor, diff_id) or None."""
+def snapshot_layer(images, snapshotter, key: str, media_type: str, epoch: int | None = None):
+    """The snapshot ``key``'s changes as a layer blob: (descriptor, diff_id) or None;
+    mtimes clamped to ``epoch`` when given."""
     from conch.engine.containers import changes
 
     mounts = snapshotter.mounts(key)
     try:
         return changes.write_commit_layer(images, lower_dirs(mounts), writable_dir(mounts),
-                                             media_type)
+                                          media_type, clamp_mtime=epoch)
     except changes.NoChanges:
         return None
 
@@ -180,12 +189,17 @@ def sweep_leftovers(snapshotter, exec_root: str) -> None:
 class StepCache:
     """sha256(parent, created_by) -> image ID, one small file per entry."""
 
-    def __init__(self, root: str | os.PathLike, images):
+    def __init__(self, root: str | os.PathLike, images, salt: str = ""):
         self.dir = Path(root) / "build-cache"
         self.images = images
+        self.salt = salt  # what else the step's result depends on (SOURCE_DATE_EPOCH)
+
+    def salted(self, salt: str) -> "StepCache":
+        return StepCache(self.dir.parent, self.images, salt)
 
     def _path(self, parent_id: str, created_by: str) -> Path:
-        key = hashlib.sha256(f"{parent_id}\n{created_by}".encode("utf-8", "surrogateescape"))
+        text = f"{parent_id}\n{created_by}" + (f"\n{self.salt}" if self.salt else "")
+        key = hashlib.sha256(text.encode("utf-8", "surrogateescape"))
         return self.dir / key.hexdigest()
 
     def get(self, parent_id: str, created_by: str) -> str | None:

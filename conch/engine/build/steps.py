@@ -27,7 +27,7 @@ DEFAULT_SHELL = ("/bin/sh", "-c")
 # docker's predefined args: usable with --build-arg without an ARG line, never in history
 PREDEFINED_ARGS = frozenset(
     k for base in ("HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY")
-    for k in (base, base.lower()))
+    for k in (base, base.lower())) | {"SOURCE_DATE_EPOCH"}  # BuildKit's: reproducibility
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
        "m": 60_000_000_000, "h": 3_600_000_000_000}

@@ -151,9 +151,12 @@ class _LayerSink:
         self.writer.write(self.gzip.flush())
 
 
-def write_commit_layer(images, lowers: list[Path], upper: Path, media_type: str):
+def write_commit_layer(images, lowers: list[Path], upper: Path, media_type: str, *,
+                       clamp_mtime: int | None = None):
     """The upper dir as a gzip layer blob; (descriptor, diff_id), or None when it holds
-    no change (dockerd then adds an empty-layer history entry and no layer)."""
+    no change (dockerd then adds an empty-layer history entry and no layer).
+    ``clamp_mtime`` (SOURCE_DATE_EPOCH): no entry's mtime is later than it, as
+    BuildKit's rewrite-timestamp (reproducible layers)."""
     drop = _init_leftovers(upper)
     ref = f"commit-{secrets.token_hex(8)}"
     with tempfile.TemporaryFile(dir=images.tmp_dir(), prefix="conch-commit-") as raw:
@@ -172,6 +175,8 @@ def write_commit_layer(images, lowers: list[Path], upper: Path, media_type: str)
                         if m.name.rstrip("/") in drop:
                             continue
                         kept += 1
+                        if clamp_mtime is not None and m.mtime > clamp_mtime:
+                            m.mtime = clamp_mtime
                         dst.addfile(m, src.extractfile(m) if m.isreg() else None)
                 if not kept:
                     raise NoChanges()

@@ -1,0 +1,118 @@
+"""Reproducible builds (issue 14): with ``SOURCE_DATE_EPOCH`` (the CLI's environment or a
+build arg) two ``--no-cache`` builds of the same inputs a second apart give one image ID
+-- image, history and layer times clamped, files in a stable order, gzip without mtime.
+Without it the two builds differ (their times do), so the test can fail.
+
+One conchd for the module (conch.testing.daemon's; busybox imported); each test removes
+its images and checks that nothing is left.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conch.testing.daemon import clean_after, daemon_fixture, ok
+
+daemon = daemon_fixture("module")
+
+EPOCH = 1_600_000_000  # 2020-09-13T12:26:40Z
+DOCKERFILE = (
+    "FROM busybox\n"
+    "WORKDIR /app\n"
+    "COPY a.txt b.txt ./\n"
+    "RUN mkdir -p gen && for i in 3 1 2; do echo $i > gen/f$i; done && echo hi > /x\n"
+    "ENV K=v\n"
+    'CMD ["cat", "/x"]\n'
+)
+
+
+@pytest.fixture
+def images(daemon):
+    guard = clean_after(daemon)
+    next(guard)
+    names: list[str] = []
+    yield names
+    for name in names:
+        daemon.conch("rmi", "-f", name)
+    next(guard, None)
+
+
+def _context(tmp_path: Path) -> Path:
+    (tmp_path / "Dockerfile").write_text(DOCKERFILE)
+    (tmp_path / "a.txt").write_text("a\n")
+    (tmp_path / "b.txt").write_text("b\n")
+    return tmp_path
+
+
+def _build(daemon, ctx: Path, tag: str, *args: str, env: dict | None = None) -> str:
+    full = {k: v for k, v in daemon.env.items() if k != "SOURCE_DATE_EPOCH"}
+    proc = subprocess.run(
+        [_conch_bin(), "build", "-q", "--no-cache", "-t", tag, *args, str(ctx)],
+        env={**full, **(env or {})}, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def _conch_bin() -> str:
+    from conch.testing.daemon import BIN
+
+    return str(BIN / "conch")
+
+
+def _touch_all(ctx: Path) -> None:
+    """New mtimes on every context file: the second build's inputs differ only in time."""
+    now = time.time() + 5
+    for p in ctx.iterdir():
+        os.utime(p, (now, now))
+
+
+def test_source_date_epoch_env_gives_one_image_id(daemon, images, tmp_path):
+    ctx = _context(tmp_path)
+    images += ["repro-a:1", "repro-a:2"]
+    env = {"SOURCE_DATE_EPOCH": str(EPOCH)}
+    first = _build(daemon, ctx, "repro-a:1", env=env)
+    time.sleep(1.1)
+    _touch_all(ctx)
+    second = _build(daemon, ctx, "repro-a:2", env=env)
+    assert first.startswith("sha256:") and first == second
+    info = json.loads(ok(daemon.conch("image", "inspect", "repro-a:1")))[0]
+    assert info["Created"] == "2020-09-13T12:26:40Z"
+    history = json.loads(ok(daemon.conch("history", "--no-trunc", "--format", "{{json .}}",
+                                         "--human=false", "repro-a:1")).splitlines()[0])
+    assert history["CreatedAt"].startswith("2020-09-13 12:26:40")
+    # the layers: no mtime after the epoch, entries in name order
+    saved = subprocess.run([_conch_bin(), "save", "repro-a:1"], env=daemon.env,
+                           capture_output=True, timeout=120, check=True).stdout
+    outer = tarfile.open(fileobj=io.BytesIO(saved))
+    manifest = json.load(outer.extractfile("manifest.json"))[0]
+    own = manifest["Layers"][-2:]  # COPY's and RUN's (busybox's own layer is its own)
+    names_seen = []
+    for layer in own:
+        with tarfile.open(fileobj=outer.extractfile(layer)) as inner:
+            members = inner.getmembers()
+        assert members and all(m.mtime <= EPOCH for m in members), [(m.name, m.mtime) for m in members]
+        names_seen.append([m.name for m in members])
+    assert [n for n in names_seen[1] if n.startswith("app/gen/")] == ["app/gen/f1", "app/gen/f2", "app/gen/f3"]
+
+
+def test_source_date_epoch_build_arg_and_without(daemon, images, tmp_path):
+    ctx = _context(tmp_path)
+    images += ["repro-b:1", "repro-b:2", "repro-b:3", "repro-b:4"]
+    arg = ("--build-arg", f"SOURCE_DATE_EPOCH={EPOCH}")
+    first = _build(daemon, ctx, "repro-b:1", *arg)
+    time.sleep(1.1)
+    second = _build(daemon, ctx, "repro-b:2", *arg)
+    assert first == second
+    # without it the builds carry their own times: two IDs (the proof can fail)
+    plain1 = _build(daemon, ctx, "repro-b:3")
+    time.sleep(1.1)
+    plain2 = _build(daemon, ctx, "repro-b:4")
+    assert plain1 != plain2 and first not in (plain1, plain2)

@@ -94,13 +94,18 @@ def _inspect_parser(ctx: Context, summary: str, typed: bool):
     p.add_argument("-f", "--format", help="Format output using a custom template")
     p.add_argument("-s", "--size", action="store_true", help="Display total file sizes if the type is container")
     if typed:
-        p.add_argument("--type", choices=("container", "image", "network", "volume"), help="Return JSON for specified type")
+        p.add_argument("--type", help="Return JSON for specified type")
     p.add_argument("names", nargs="+", metavar="NAME|ID")
     return p
 
 
 def cmd_inspect(ctx: Context, argv: list[str]) -> int:
     ns = _inspect_parser(ctx, "Return low-level information on conch objects", True).parse(argv)
+    if ns.type and ns.type not in _KINDS:  # docker/cli inspect's words; checked before a request
+        if ns.type in ("config", "node", "plugin", "secret", "service", "task"):
+            raise CommandError(f"Error response from daemon: {ns.type} objects are not supported by conch")
+        raise CommandError(f'unknown type: "{ns.type}": must be one of "config", "container", "image", '
+                           '"network", "node", "plugin", "secret", "service", "task", "volume"')
     kinds = [ns.type] if ns.type else ["container", "image", "network", "volume"]
     return inspect_objects(ctx, ns.names, kinds, ns.format, ns.size)
 

@@ -155,9 +155,15 @@ class Client:
         try:
             hdrs = {"Transfer-Encoding": "chunked", **(headers or {})}
             self._send(sock, method, self.url(path, params), None, hdrs)
-            while chunk := fileobj.read(CHUNK):
-                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-            sock.sendall(b"0\r\n\r\n")
+            try:
+                while chunk := fileobj.read(CHUNK):
+                    sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                sock.sendall(b"0\r\n\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                # the daemon answered (an error) or went away before taking the whole
+                # body: its answer, or the lack of one, is what the caller must hear (a
+                # BrokenPipeError here read as a closed stdout: exit 0, no message)
+                pass
             reader = Reader(sock)
             status, reason, resp_headers = read_head(reader)
         except BaseException:

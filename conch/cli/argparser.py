@@ -53,6 +53,8 @@ class Parser(argparse.ArgumentParser):
             if tok.startswith("--"):
                 name, eq, value = tok.partition("=")
                 action = opts.get(name)
+                if action is None:  # pflag reports it before any missing argument
+                    raise UsageError(f"unknown flag: {name}")
                 if action is not None and action.nargs == 0 and eq and action.const in (True, False):
                     overrides[action.dest] = parse_bool(value) == action.const
                     continue
@@ -66,7 +68,7 @@ class Parser(argparse.ArgumentParser):
                 for j, ch in enumerate(tok[1:], start=1):
                     action = opts.get("-" + ch)
                     if action is None:
-                        break
+                        raise UsageError(f"unknown shorthand flag: '{ch}' in {tok}")
                     if action.nargs == 0 and tok[j + 1 : j + 2] == "=":
                         flags.pop()
                         overrides[action.dest] = parse_bool(tok[j + 2 :]) == action.const

@@ -369,6 +369,21 @@ class _FieldRecorder(Row):
         return super().go_method(name)
 
 
+def events_template(text: str) -> Template:
+    """docker events' makeTemplate: parsed, then run once on an empty ``*events.Message``
+    so a bad field fails before any event; either failure is "Error parsing format: ..."
+    with exit 64."""
+    from conch.cli import gotemplate
+
+    tmpl = Template("{{json .}}" if text == "json" else text,
+                    parse_prefix="Error parsing format: ", parse_status=64)
+    try:
+        tmpl.execute(typed_value({}, "*events.Message"))
+    except gotemplate.ExecError as exc:
+        raise TemplateError(f"Error parsing format: {exc}", 64) from None
+    return tmpl
+
+
 # -- inspect, version, info: docker's typed structs ---------------------------------------------
 
 

@@ -278,10 +278,9 @@ def cmd_events(ctx: Context, argv: list[str]) -> int:
         params["filters"] = filters_json(ns.filter)
     tmpl = None
     if ns.format:
-        f = "{{json .}}" if ns.format == "json" else fmt.unescape(ns.format)
-        tmpl = fmt.Template(f, parse_status=64)
+        tmpl = fmt.events_template(ns.format)
     for ev in ctx.client.stream_json("GET", "/events", params=params):
-        ctx.out(tmpl.render(fmt.typed_value(ev, "events.Message")) if tmpl else event_line(ev))
+        ctx.out(tmpl.render(fmt.typed_value(ev, "*events.Message")) if tmpl else event_line(ev))
         ctx.stdout.flush()
     return 0
 

@@ -81,6 +81,10 @@ _SPEC = {
         "GoVersion:string Os:string Arch:string KernelVersion:string Experimental:bool "
         "BuildTime:string",
     "types.PlatformName": "Name:string",
+    "events.Message": "Status=status:string ID=id:string From=from:string Type:events.Type "
+        "Action:events.Action Actor:events.Actor Scope=scope:string Time=time:int64 "
+        "TimeNano=timeNano:int64",
+    "events.Actor": "ID:string Attributes:map[string]string",
 }
 
 # structs whose every field is `json:",omitempty"` (the OCI image config)
@@ -89,7 +93,7 @@ _OMITEMPTY = {"dockerspec.DockerOCIImageConfig"}
 # named types -> their underlying type
 _NAMED = {"strslice.StrSlice": "[]string", "nat.PortSet": "map[nat.Port]struct {}",
           "nat.PortMap": "map[nat.Port][]nat.PortBinding"}
-_STRINGS = {"string", "nat.Port", "mount.Type", "mount.Propagation"}
+_STRINGS = {"string", "nat.Port", "mount.Type", "mount.Propagation", "events.Type", "events.Action"}
 _INTS = {"int", "int64", "uint64", "int32", "uint32", "uint16", "uint8", "int8", "int16", "uint"}
 
 _schemas: dict | None = None

@@ -37,6 +37,10 @@ def cmd_build(ctx: Context, argv: list[str]) -> int:
     p.add_argument("--force-rm", action="store_true", help="Always remove intermediate containers")
     p.add_argument("--pull", action="store_true", help="Always attempt to pull a newer version of the image")
     p.add_argument("--platform", help="Set platform if server is multi-platform capable")
+    p.add_argument("--network", help="Set the networking mode for the RUN instructions during build (default \"default\")")
+    p.add_argument("--add-host", action="append", default=[], help="Add a custom host-to-IP mapping (host:ip)")
+    p.add_argument("--cache-from", action="append", default=[], help="Images to consider as cache sources")
+    p.add_argument("--iidfile", help="Write the image ID to the file")
     p.add_argument("path", metavar="PATH | URL | -")
     ns = p.parse(argv)
     if ns.path.startswith(("http://", "https://", "git@", "github.com/")):
@@ -44,7 +48,13 @@ def cmd_build(ctx: Context, argv: list[str]) -> int:
     params: dict[str, Any] = {"t": ns.tag or None, "q": ns.quiet, "nocache": ns.no_cache,
                               "rm": ns.rm, "forcerm": ns.force_rm,
                               "pull": ns.pull, "target": ns.target or None,
-                              "platform": ns.platform or None}
+                              "platform": ns.platform or None,
+                              "networkmode": ns.network or None,
+                              "extrahosts": ",".join(ns.add_host) or None}
+    if ns.cache_from:
+        import json
+
+        params["cachefrom"] = json.dumps(ns.cache_from)
     build_args = _pairs(ns.build_arg, from_env=True) if ns.build_arg else {}
     if os.environ.get("SOURCE_DATE_EPOCH") and "SOURCE_DATE_EPOCH" not in build_args:
         build_args["SOURCE_DATE_EPOCH"] = os.environ["SOURCE_DATE_EPOCH"]  # as buildx: reproducible
@@ -59,7 +69,7 @@ def cmd_build(ctx: Context, argv: list[str]) -> int:
         ctx.out(f"Sending build context to conch daemon  {_size(len(context.getbuffer()))}")
     resp = ctx.client.send_file("POST", "/build", context, params=params,
                                 headers={"Content-Type": "application/x-tar"})
-    return _print_stream(ctx, resp, ns.quiet)
+    return _print_stream(ctx, resp, ns.quiet, ns.iidfile)
 
 
 def _pairs(items: list[str], *, from_env: bool) -> dict[str, str]:
@@ -80,7 +90,7 @@ def _pairs(items: list[str], *, from_env: bool) -> dict[str, str]:
     return out
 
 
-def _print_stream(ctx: Context, resp, quiet: bool) -> int:
+def _print_stream(ctx: Context, resp, quiet: bool, iidfile: str | None = None) -> int:
     import json
 
     image_id = ""
@@ -94,6 +104,9 @@ def _print_stream(ctx: Context, resp, quiet: bool) -> int:
             image_id = msg["aux"].get("ID", image_id)
         elif msg.get("stream") and not quiet:
             ctx.out(msg["stream"], end="")
+    if iidfile and image_id:
+        with open(iidfile, "w") as f:  # docker's --iidfile: the ID, no newline
+            f.write(image_id)
     if quiet:
         ctx.out(image_id)
     return 0

@@ -101,6 +101,7 @@ def create_spec(body: dict) -> CreateSpec:
         sysctls=dict(host.get("Sysctls") or {}),
         oom_score_adj=int(host.get("OomScoreAdj") or 0),
         log_driver=log_config.get("Type") or "json-file",
+        console_size=console_size(host.get("ConsoleSize")),
         log_opts=dict(log_config.get("Config") or {}),
         port_bindings=dict(host.get("PortBindings") or {}),
         mounts=tuple(host.get("Mounts") or ()),
@@ -115,6 +116,13 @@ def create_spec(body: dict) -> CreateSpec:
         group_add=tuple(str(g) for g in host.get("GroupAdd") or ()),
         runtime=host.get("Runtime") or "",
     )
+
+
+def console_size(value) -> tuple[int, int] | None:
+    """``ConsoleSize`` ([height, width], as the CLI sends it at create and exec start)."""
+    if not value or len(value) != 2 or not any(value):
+        return None
+    return int(value[0] or 0), int(value[1] or 0)
 
 
 def _cgroupns(mode) -> str:

@@ -17,6 +17,8 @@ from typing import Any
 from aiohttp import web
 
 from conch.api import container_json
+from conch.api.attach_ws import attach_ws, replay_logs
+from conch.engine.containers import detach_keys
 from conch.api.body import CREATE_REQUEST, UPDATE_CONFIG, decode, verify_resources
 from conch.api.hijack import hijack
 from conch.api.params import (api_version, call_engine, engine_of, json_response,
@@ -44,6 +46,7 @@ def register(add) -> None:
     add("DELETE", "/containers/{id}", remove)
     add("GET", "/containers/{id}/logs", logs)
     add("POST", "/containers/{id}/attach", attach)
+    add("GET", "/containers/{id}/attach/ws", attach_ws)
     add("POST", "/containers/{id}/resize", resize)
     add("GET", "/containers/{id}/top", top)
     add("GET", "/containers/{id}/stats", stats)
@@ -284,14 +287,19 @@ async def attach(request: web.Request) -> web.StreamResponse:
     q = request.query
     c = await call_engine(svc.get, request.match_info["id"])
     stdin, stdout, stderr = parse_bool(q, "stdin"), parse_bool(q, "stdout"), parse_bool(q, "stderr")
-    if parse_bool(q, "logs") and not parse_bool(q, "stream"):
-        raise InvalidArgument("attach with logs=1 and stream=0 is not supported: use the logs endpoint")
+    keys = detach_keys.parse(q.get("detachKeys", ""))  # 400 before the upgrade
+    logs, stream = parse_bool(q, "logs"), parse_bool(q, "stream")
     conn = await hijack(request, multiplexed=not c.spec.tty)
     try:
-        await svc.attach(c.id, conn, stdin=stdin, stdout=stdout, stderr=stderr)
+        if logs:  # moby ContainerAttach: the log first (stdout/stderr as asked), then live
+            await replay_logs(svc, c, conn, stdout=stdout, stderr=stderr)
+        if stream:
+            await svc.attach(c.id, conn, stdin=stdin, stdout=stdout, stderr=stderr,
+                             detach_keys=keys)
     finally:
         await conn.close()
     return conn.response
+
 
 
 _UPDATE_FIELDS = {"Memory": "memory", "MemorySwap": "memory_swap",

@@ -10,6 +10,8 @@ from aiohttp import web
 from conch.api.hijack import hijack
 from conch.api.params import call_engine, engine_of, json_response
 from conch.api.body import EXEC_CONFIG, EXEC_START, decode
+from conch.api.container_json import console_size
+from conch.engine.containers import detach_keys
 from conch.engine.containers.execs import ExecConfig
 from conch.errors import InvalidArgument
 
@@ -36,7 +38,10 @@ async def create(request: web.Request) -> web.StreamResponse:
                         attach_stdin=bool(body.get("AttachStdin")),
                         attach_stdout=bool(body.get("AttachStdout", True)),
                         attach_stderr=bool(body.get("AttachStderr", True)),
-                        privileged=bool(body.get("Privileged")))
+                        privileged=bool(body.get("Privileged")),
+                        console_size=console_size(body.get("ConsoleSize")),
+                        detach_keys=body.get("DetachKeys") or "")
+    detach_keys.parse(config.detach_keys)  # moby: "Invalid detach keys (…) provided" (400)
     ex = await call_engine(engine_of(request).execs.create, request.match_info["id"], config)
     return json_response({"Id": ex.id}, status=201)
 
@@ -45,27 +50,31 @@ async def start(request: web.Request) -> web.StreamResponse:
     execs = engine_of(request).execs
     body = await _body(request, EXEC_START)
     ex = execs.get(request.match_info["id"])
+    size = console_size(body.get("ConsoleSize"))
     if body.get("Detach"):
-        proc = await execs.start(ex.id)
+        proc = await execs.start(ex.id, console_size=size)
         for stream in (proc.stdin, proc.stdout, proc.stderr):
             if stream is not None and hasattr(stream, "close"):
                 stream.close()
         return web.Response(status=200)
-    tty = ex.config.tty or bool(body.get("Tty"))
-    proc = await execs.start(ex.id)
+    # moby postContainerExecStart: the framing follows the start request's Tty: an exec
+    # made with a tty but started with Tty false is multiplexed (its pty output as stdout)
+    tty = bool(body.get("Tty"))
+    keys = detach_keys.parse(ex.config.detach_keys)
+    proc = await execs.start(ex.id, console_size=size)
     conn = await hijack(request, multiplexed=not tty)
     master = execs.pty(ex.id) if ex.config.tty else None
     try:
         if master is not None:
-            await _pump_pty(conn, proc, master, stdin=ex.config.attach_stdin)
+            await _pump_pty(conn, proc, master, stdin=ex.config.attach_stdin, keys=keys)
         else:
-            await _pump(conn, proc, tty)
+            await _pump(conn, proc, tty, keys=keys)
     finally:
         await conn.close()
     return conn.response
 
 
-async def _pump_pty(conn, proc, master: int, *, stdin: bool) -> None:
+async def _pump_pty(conn, proc, master: int, *, stdin: bool, keys: bytes = b"") -> None:
     """A tty exec: the pty master <-> the raw hijacked stream (and the runtime's own
     messages, if any, to the client too). ``master`` is ours to close."""
     loop = asyncio.get_running_loop()
@@ -74,6 +83,8 @@ async def _pump_pty(conn, proc, master: int, *, stdin: bool) -> None:
         lambda: asyncio.StreamReaderProtocol(reader),
         os.fdopen(master, "rb", buffering=0, closefd=True))
     writer_fd = os.dup(master)
+    detector = detach_keys.Detector(keys)
+    detached = asyncio.Event()
 
     async def out(r) -> None:
         while True:
@@ -89,6 +100,10 @@ async def _pump_pty(conn, proc, master: int, *, stdin: bool) -> None:
         while True:
             data = await conn.reader.read(65536)
             if not data:
+                return
+            data, detach = detector.feed(data)
+            if detach:  # the session ends; the exec keeps running
+                detached.set()
                 return
             view = memoryview(data)
             while view:
@@ -106,26 +121,31 @@ async def _pump_pty(conn, proc, master: int, *, stdin: bool) -> None:
         outputs.append(asyncio.ensure_future(out(proc.stdout)))
     feeder = asyncio.ensure_future(into()) if stdin else None
     closed = asyncio.ensure_future(conn.wait_closed())
+    detaching = asyncio.ensure_future(detached.wait())
     try:
-        await asyncio.wait([asyncio.ensure_future(proc.wait()), closed],
+        await asyncio.wait([asyncio.ensure_future(proc.wait()), closed, detaching],
                            return_when=asyncio.FIRST_COMPLETED)
-        # what the process wrote last is still in the pty: read it out (EIO ends it)
-        await asyncio.wait(outputs + [closed], timeout=2, return_when=asyncio.ALL_COMPLETED)
+        if not detached.is_set():
+            # what the process wrote last is still in the pty: read it out (EIO ends it)
+            await asyncio.wait(outputs + [closed], timeout=2, return_when=asyncio.ALL_COMPLETED)
     finally:
-        for task in outputs + [closed] + ([feeder] if feeder else []):
+        for task in outputs + [closed, detaching] + ([feeder] if feeder else []):
             task.cancel()
         os.close(writer_fd)
         # the read side holds a master fd too: a process that outlives the client (the
         # runtime killed below, its child still on the pty) would otherwise keep it open
         transport.close()
-        if proc.returncode is None and conn.closed:
+        if proc.returncode is None and conn.closed and not detached.is_set():
             try:
                 proc.kill()
             except ProcessLookupError:
                 pass
 
 
-async def _pump(conn, proc, tty: bool) -> None:
+async def _pump(conn, proc, tty: bool, *, keys: bytes = b"") -> None:
+    detector = detach_keys.Detector(keys)
+    detached = asyncio.Event()
+
     async def out(reader, stream: int) -> None:
         while True:
             data = await reader.read(65536)
@@ -139,6 +159,10 @@ async def _pump(conn, proc, tty: bool) -> None:
             if not data:
                 proc.stdin.close()
                 return
+            data, detach = detector.feed(data)
+            if detach:  # the session ends; the exec keeps running, its stdin open
+                detached.set()
+                return
             proc.stdin.write(data)
             await proc.stdin.drain()
 
@@ -147,16 +171,18 @@ async def _pump(conn, proc, tty: bool) -> None:
         outputs.append(asyncio.ensure_future(out(proc.stderr, 2)))
     feeder = asyncio.ensure_future(into()) if proc.stdin is not None else None
     closed = asyncio.ensure_future(conn.wait_closed())
+    detaching = asyncio.ensure_future(detached.wait())
     try:
         if outputs:
-            done, _ = await asyncio.wait([asyncio.gather(*outputs), closed],
+            done, _ = await asyncio.wait([asyncio.gather(*outputs), closed, detaching],
                                          return_when=asyncio.FIRST_COMPLETED)
-        await asyncio.wait([asyncio.ensure_future(proc.wait()), closed],
-                           return_when=asyncio.FIRST_COMPLETED)
+        if not detached.is_set():
+            await asyncio.wait([asyncio.ensure_future(proc.wait()), closed, detaching],
+                               return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in outputs + [closed] + ([feeder] if feeder else []):
+        for task in outputs + [closed, detaching] + ([feeder] if feeder else []):
             task.cancel()
-        if proc.returncode is None and conn.closed:
+        if proc.returncode is None and conn.closed and not detached.is_set():
             try:
                 proc.kill()
             except ProcessLookupError:

@@ -109,6 +109,7 @@ class CreateSpec:
     extra_hosts: tuple[str, ...] = ()
     sysctls: dict = field(default_factory=dict)
     oom_score_adj: int = 0
+    console_size: tuple[int, int] | None = None  # HostConfig.ConsoleSize (height, width)
     log_driver: str = "json-file"  # json-file | local | none (engine.containers.log_drivers)
     log_opts: dict = field(default_factory=dict)  # json-file: max-size, max-file
     port_bindings: dict = field(default_factory=dict)

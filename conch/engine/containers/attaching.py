@@ -20,7 +20,8 @@ class Attaching:
             ev.set()
         return ev
 
-    async def attach(self, ref: str, conn, *, stdin: bool, stdout: bool, stderr: bool) -> None:
+    async def attach(self, ref: str, conn, *, stdin: bool, stdout: bool, stderr: bool,
+                     detach_keys: bytes = b"\x10\x11") -> None:
         """Pipe a hijacked connection to the container's shim until the container exits
         or the client goes away. Attaching to a container that is not running waits for
         its next start and is wired up before its process runs (``docker run``,
@@ -35,7 +36,7 @@ class Attaching:
                 return  # the start failed: its caller reports why; the stream just ends
         else:
             shim_conn = await self._connect_shim(c, stdin, stdout, stderr)
-        await pipe(conn, *shim_conn, stdin=stdin)
+        await pipe(conn, *shim_conn, stdin=stdin, detach_keys=detach_keys)
 
     async def _connect_shim(self, c: Container, stdin: bool, stdout: bool, stderr: bool):
         reader, writer = await asyncio.open_unix_connection(self.paths.socket(c.id))
@@ -75,9 +76,14 @@ class Attaching:
         shim.resize(self.paths.socket(c.id), height, width)
 
 
-async def pipe(conn, reader, writer, *, stdin: bool) -> None:
+async def pipe(conn, reader, writer, *, stdin: bool, detach_keys: bytes = b"") -> None:
     """shim → client (already stdcopy-framed by the shim when there is no TTY) and
-    client → shim (stdin, half-closed when the client half-closes)."""
+    client → shim (stdin, half-closed when the client half-closes). The detach keys on
+    stdin end the session (the container keeps running), as dockerd's attach."""
+    from conch.engine.containers.detach_keys import Detector
+
+    detector = Detector(detach_keys)
+    detached = asyncio.Event()
 
     async def out() -> None:
         while True:
@@ -93,15 +99,22 @@ async def pipe(conn, reader, writer, *, stdin: bool) -> None:
                 if writer.can_write_eof():
                     writer.write_eof()
                 return
-            writer.write(data)
-            await writer.drain()
+            data, detach = detector.feed(data)
+            if detach:
+                detached.set()
+                return
+            if data:
+                writer.write(data)
+                await writer.drain()
 
     tasks = [asyncio.ensure_future(out())]
     if stdin:
         tasks.append(asyncio.ensure_future(into()))
     closed = asyncio.ensure_future(conn.wait_closed())
+    detaching = asyncio.ensure_future(detached.wait())
+    tasks.append(detaching)
     try:
-        await asyncio.wait([tasks[0], closed], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([tasks[0], closed, detaching], return_when=asyncio.FIRST_COMPLETED)
     except Exception:  # noqa: BLE001
         pass
     finally:

@@ -32,6 +32,8 @@ class ExecConfig:
     attach_stdout: bool = True
     attach_stderr: bool = True
     privileged: bool = False
+    console_size: tuple[int, int] | None = None  # ConsoleSize at create ([h, w])
+    detach_keys: str = ""  # DetachKeys at create ("" = the default ctrl-p,ctrl-q)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,7 +80,8 @@ class ExecService:
             raise NotFound(f"No such exec instance: {exec_id}")
         return ex
 
-    async def start(self, exec_id: str) -> asyncio.subprocess.Process:
+    async def start(self, exec_id: str, *, console_size: tuple[int, int] | None = None
+                    ) -> asyncio.subprocess.Process:
         """Start the exec; the caller owns the returned process's stdin/stdout/stderr
         pipes (which are None when not attached). With a tty, ``proc.stdout`` carries the
         runtime's own messages (an exec that fails to start) and :meth:`pty` the pty
@@ -89,7 +92,7 @@ class ExecService:
         c = self.containers.get(ex.container_id)
         if not c.state.running:
             raise Conflict(f"Container {c.id} is not running")
-        process = self._process_json(c, ex.config)
+        process = self._process_json(c, ex.config, console_size or ex.config.console_size)
         fd, path = tempfile.mkstemp(prefix="exec-", suffix=".json")
         with os.fdopen(fd, "w") as f:
             json.dump(process, f)
@@ -199,7 +202,7 @@ class ExecService:
         for eid in [e for e, x in self._execs.items() if x.container_id == container_id]:
             self._execs.pop(eid, None)
 
-    def _process_json(self, c, cfg: ExecConfig) -> dict:
+    def _process_json(self, c, cfg: ExecConfig, console_size=None) -> dict:
         """The OCI process for the exec: the container's own process spec (caps,
         rlimits, no_new_privs, apparmor...) with the exec's args, env, cwd and user."""
         from conch.engine.containers import ociconfig
@@ -210,10 +213,19 @@ class ExecService:
         proc = dict(base)
         proc["args"] = list(cfg.cmd)
         env = {e.partition("=")[0]: e for e in base.get("env") or ()}
+        # moby CreateDaemonEnvironment(execConfig.Tty): TERM=xterm follows the exec's tty,
+        # not the container's (unless the container's own Env sets TERM)
+        own_term = any(e.partition("=")[0] == "TERM" for e in c.spec.env)
+        if cfg.tty:
+            env.setdefault("TERM", "TERM=xterm")
+        elif not own_term and env.get("TERM") == "TERM=xterm":
+            env.pop("TERM")
         for e in cfg.env:
             env[e.partition("=")[0]] = e
         proc["env"] = list(env.values())
         proc["terminal"] = bool(cfg.tty)
+        if cfg.tty and console_size:  # sized before the process runs
+            proc["consoleSize"] = {"height": console_size[0], "width": console_size[1]}
         if cfg.working_dir:
             proc["cwd"] = cfg.working_dir
         if cfg.user:

@@ -128,3 +128,9 @@ def check_readable(c) -> None:
     from conch.engine.containers.log_drivers import check_readable as driver_readable
 
     driver_readable(c.spec.log_driver)
+
+
+def keeps_logs(c) -> bool:
+    from conch.engine.containers.log_drivers import keeps_logs as driver_keeps
+
+    return driver_keeps(c.spec.log_driver)

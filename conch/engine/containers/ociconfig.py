@@ -292,6 +292,9 @@ def runtime_spec(container: Container, image_config, *, rootfs: str, files: dict
         oom_score_adj=spec.oom_score_adj, cgroups_path=f"/conch/{container.id}",
         netns_path=netns_path or None,
     )
+    if spec.tty and spec.console_size:
+        # the runtime sizes the pty before the process runs (`docker run -it … stty size`)
+        out["process"]["consoleSize"] = {"height": spec.console_size[0], "width": spec.console_size[1]}
     if spec.domainname:
         out["domainname"] = spec.domainname
     if share_uts:

@@ -50,6 +50,8 @@ def network_json(net: Any, endpoints: dict[str, dict] | None) -> dict[str, Any]:
         item = {"Subnet": net.subnet, "Gateway": net.gateway}
         if net.ip_range:
             item["IPRange"] = net.ip_range
+        if getattr(net, "aux_addresses", None):
+            item["AuxiliaryAddresses"] = dict(net.aux_addresses)
         config.append(item)
     containers = {}
     for cid, info in (endpoints or {}).items():
@@ -60,9 +62,10 @@ def network_json(net: Any, endpoints: dict[str, dict] | None) -> dict[str, Any]:
     return {
         "Name": net.name, "Id": net.id, "Created": net.created, "Scope": "local",
         "Driver": net.driver, "EnableIPv4": True, "EnableIPv6": False,
-        # dockerd: {} for networks users made, null for the ones it made itself
+        # dockerd: IPAM.Options as the create request gave them (the docker CLI sends
+        # {}, docker-py none: null), null for the networks it made itself
         "IPAM": {"Driver": "default",
-                 "Options": dict(net.ipam_options) or (None if net.predefined else {}),
+                 "Options": None if net.ipam_options is None else dict(net.ipam_options),
                  "Config": config},
         "Internal": net.internal, "Attachable": net.attachable, "Ingress": False,
         "ConfigFrom": {"Network": ""}, "ConfigOnly": False,

@@ -534,3 +534,38 @@ def test_endpoint_settings_kept_and_mac_applied(client, d):
         for ctr in client.containers.list(all=True, filters={"network": "h10-eps"}):
             ctr.remove(force=True)
         net.remove()
+
+
+def test_network_names_and_ipam_shapes(client, d):
+    """6: a network name with spaces works as Docker's; IPAM.Options is null unless
+    given (docker-py sends none, the CLI {}); AuxiliaryAddresses are shown and never
+    given to a container."""
+    from conch.testing.daemon import free_subnet
+    import ipaddress
+
+    subnet = ipaddress.ip_network(free_subnet())
+    aux = str(subnet.network_address + 2)
+    made = []
+    try:
+        pool = docker.types.IPAMPool(subnet=str(subnet), aux_addresses={"router": aux})
+        net = client.networks.create("h10 spaced net", ipam=docker.types.IPAMConfig(pool_configs=[pool]))
+        made.append(net)
+        ipam = client.api.inspect_network(net.id)["IPAM"]
+        assert ipam["Options"] is None
+        assert ipam["Config"] == [{"Subnet": str(subnet), "Gateway": str(subnet.network_address + 1),
+                                   "AuxiliaryAddresses": {"router": aux}}]
+        out = ok(_cli(d, "run", "--rm", "--network", "h10 spaced net", "busybox",
+                      "ip", "-o", "-4", "addr", "show", "eth0"))
+        assert f"{subnet.network_address + 3}/" in out, out  # .2 is the router's
+        assert client.networks.get("h10 spaced net").name == "h10 spaced net"
+        ok(_cli(d, "network", "create", "h10-cli-net"))
+        made.append(client.networks.get("h10-cli-net"))
+        assert client.api.inspect_network("h10-cli-net")["IPAM"]["Options"] == {}
+        bridge = client.api.inspect_network("bridge")["IPAM"]
+        assert bridge["Options"] is None
+        with pytest.raises(docker.errors.APIError) as exc:
+            client.networks.create("   ")
+        assert exc.value.status_code == 400
+    finally:
+        for net in made:
+            net.remove()

@@ -49,7 +49,6 @@ DRIVERS = ("bridge", "host", "null")
 PREDEFINED = ("bridge", "host", "none")
 BRIDGE_NAME_OPTION = "com.docker.network.bridge.name"
 MASQUERADE_OPTION = "com.docker.network.bridge.enable_ip_masquerade"
-_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,7 +66,8 @@ class Network:
     predefined: bool = False     # bridge, host, none: made by the daemon, never removed
     options: dict = field(default_factory=dict)
     labels: dict = field(default_factory=dict)
-    ipam_options: dict = field(default_factory=dict)
+    ipam_options: dict | None = None  # IPAM.Options as given (None: not given, shown null)
+    aux_addresses: dict = field(default_factory=dict)  # IPAM.Config's AuxiliaryAddresses (reserved)
 
     @property
     def dns(self) -> bool:
@@ -165,13 +165,15 @@ class NetworkStore:
 
 
 def validate_name(name: str) -> str:
-    if not name or not _NAME.match(name):
-        raise InvalidArgument(f'invalid network name "{name}": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed')
+    """libnetwork's rule: any name but an empty or all-blank one (spaces included)."""
+    if not name or not name.strip():
+        raise InvalidArgument(f'invalid name: "{name}"')
     return name
 
 
-def parse_ipam(ipam_body: dict | None) -> tuple[str, str, str, dict]:
-    """POST /networks/create's IPAM -> (subnet, gateway, ip_range, options); IPv4 only."""
+def parse_ipam(ipam_body: dict | None) -> tuple[str, str, str, dict | None, dict]:
+    """POST /networks/create's IPAM -> (subnet, gateway, ip_range, options or None when not
+    given, auxiliary addresses); IPv4 only."""
     ipam_body = ipam_body or {}
     driver = ipam_body.get("Driver") or "default"
     if driver != "default":
@@ -186,7 +188,11 @@ def parse_ipam(ipam_body: dict | None) -> tuple[str, str, str, dict]:
     subnet, gateway, ip_range = cfg.get("Subnet") or "", cfg.get("Gateway") or "", cfg.get("IPRange") or ""
     if (gateway or ip_range) and not subnet:
         raise InvalidArgument("a gateway or ip range needs a subnet (--subnet)")
-    return subnet, gateway, ip_range, dict(ipam_body.get("Options") or {})
+    aux = dict(cfg.get("AuxiliaryAddresses") or {})
+    if aux and not subnet:
+        raise InvalidArgument("auxiliary addresses need a subnet (--subnet)")
+    options = ipam_body.get("Options")
+    return subnet, gateway, ip_range, (dict(options) if options is not None else None), aux
 
 
 def check_overlap(subnet: str, others) -> None:
@@ -203,8 +209,8 @@ def new_id() -> str:
 
 
 def user_network(name: str, driver: str, *, internal: bool, attachable: bool, options: dict,
-                 labels: dict, subnet: str, gateway: str, ip_range: str, ipam_options: dict,
-                 existing) -> tuple[Network, ipam.Pool | None]:
+                 labels: dict, subnet: str, gateway: str, ip_range: str, ipam_options: dict | None,
+                 existing, aux_addresses: dict | None = None) -> tuple[Network, ipam.Pool | None]:
     """A new record (and pool) for ``network create``, validated against ``existing``."""
     validate_name(name)
     if driver not in DRIVERS:
@@ -223,10 +229,17 @@ def user_network(name: str, driver: str, *, internal: bool, attachable: bool, op
         subnet = ipam.default_subnet_for([n.subnet for n in existing if n.subnet] + host_routes())
     check_overlap(subnet, existing)
     pool = ipam.Pool(subnet, gateway or None, ip_range or None)
+    for host, addr in (aux_addresses or {}).items():
+        # libnetwork reserves them: no container is given one
+        if ipaddress.ip_address(addr) not in pool.subnet:
+            raise InvalidArgument(f"auxiliary address: ({host}:{addr}) must belong to the "
+                                  f"master pool: {pool.subnet}")
+        pool.allocate(addr)
     net = Network(id=nid, name=name, driver=driver, created=now_rfc3339(), subnet=str(pool.subnet),
                   gateway=str(pool.gateway), ip_range=ip_range, bridge=bridge, internal=internal,
                   attachable=attachable, options=dict(options), labels=dict(labels),
-                  ipam_options=dict(ipam_options))
+                  ipam_options=dict(ipam_options) if ipam_options is not None else None,
+                  aux_addresses=dict(aux_addresses or {}))
     return net, pool
 
 

@@ -243,7 +243,7 @@ class NetworkService:
                      attachable: bool = False, ipam_body: dict | None = None,
                      options: dict | None = None, labels: dict | None = None,
                      check_duplicate: bool = True) -> Network:
-        subnet, gateway, ip_range, ipam_options = parse_ipam(ipam_body)
+        subnet, gateway, ip_range, ipam_options, aux = parse_ipam(ipam_body)
         async with self._alock:  # creates and removes one at a time (kernel work awaited)
             with self._lock:
                 existing = list(self.store.networks.values())
@@ -256,6 +256,7 @@ class NetworkService:
                                          attachable=attachable, options=options or {},
                                          labels=labels or {}, subnet=subnet, gateway=gateway,
                                          ip_range=ip_range, ipam_options=ipam_options,
+                                         aux_addresses=aux,
                                          existing=existing)
             try:
                 await asyncio.to_thread(self._ensure_kernel, net)

@@ -7,7 +7,8 @@ assignment, parentheses, define/template/block, comments, trim markers) and ever
 (Go's builtins and the docker CLI's json/join/split/lower/upper/title/pad/truncate) is run on
 containers, images, networks and volumes (inspect and ls), plus docker's errors for bad
 templates (parse and execution) and the typed-then-raw fallback of inspect.
-One daemon for the module; the objects are made once."""
+One daemon for the module; the objects are made once. Nothing here prints a Go map docker
+iterates unsorted (ps/ls ``.Labels`` with two labels): its order is random in docker."""
 
 from __future__ import annotations
 
@@ -22,14 +23,22 @@ daemon = daemon_fixture("module")
 C, I, N, V = "fmt-web", "busybox", "fmt-net", "fmt-vol"
 
 
+WINDOW: list[str] = []  # --since/--until around the fixture's events (filled by d)
+
+
 @pytest.fixture(scope="module")
 def d(daemon):
+    import time
+
+    t0 = int(time.time()) - 1
     daemon.conch("volume", "create", "--label", "tier=db", "--label", "a.b=c d", V, check=True)
     daemon.conch("network", "create", "--label", "env=test", N, check=True)
     daemon.conch("run", "-d", "--name", C, "-l", "app=web", "-l", "b.c=x y", "-e", "FOO=bar",
                  "-e", "EMPTY=", "-p", "127.0.0.1::80", "-v", f"{V}:/data", "--network", N,
                  "busybox", "sleep", "1000", check=True)
     daemon.conch("create", "--name", "fmt-stopped", "busybox", "true", check=True)
+    time.sleep(1.1)  # the window's end is a whole second after the last event
+    WINDOW[:] = ["--since", str(t0), "--until", str(int(time.time()))]
     yield daemon
     daemon.conch("rm", "-f", C, "fmt-stopped")
     daemon.conch("network", "rm", N)
@@ -146,12 +155,12 @@ LS = [
     (["volume", "ls", "-f", f"name={V}"], "table {{.Name}}\t{{.Driver}}"),
     (["volume", "ls", "-f", f"name={V}"], "{{.Nope}}"),
     (["ps", "-f", f"name={C}"], "{{.Names}} {{.Image}} {{.Command}} {{.State}}"),
-    (["ps", "-f", f"name={C}"], "{{.Label \"app\"}}|{{.Labels}}"),
+    (["ps", "-f", f"name={C}"], "{{.Label \"app\"}}|{{.Label \"b.c\"}}|{{.Label \"no\"}}"),
     (["ps", "-f", f"name={C}"], "table {{.Names}}\t{{.Image}}"),
     (["ps", "-f", f"name={C}"], "{{.Mounts}} {{.Networks}} {{.LocalVolumes}}"),
     (["ps", "-a", "-f", "name=fmt-stopped"], "{{.Names}} {{.State}}"),
     (["ps", "-f", f"name={C}"], "{{if eq .State \"running\"}}{{.Names}} is up{{end}}"),
-    (["ps", "-f", f"name={C}"], "{{range split .Labels \",\"}}<{{.}}>{{end}}"),
+    (["ps", "-f", f"name={C}"], "{{range split .Image \"y\"}}<{{.}}>{{end}}"),
     (["history", "--no-trunc", I], "{{.CreatedBy}}"), (["history", I], "{{.Size}} {{.Comment}}"),
     (["ps", "-f", f"name={C}"], "{{x}}"), (["ps", "-f", f"name={C}"], "{{.Nope}}"),
     (["ps", "-f", f"name={C}"], "{{.Label}}"), (["ps", "-f", f"name={C}"], "{{.Names 1}}"),
@@ -168,6 +177,10 @@ LS = [
     (["info"], "{{range}}"), (["info"], "{{json .Swarm}}"),
 ]
 
+EVENTS = ["{{.Type}} {{.Action}} {{.Actor.Attributes.name}}", "{{json .Actor.Attributes}}",
+          "{{if eq .Type \"container\"}}{{.Action}}{{end}}", "{{.Nope}}", "{{x}}", "{{.Actor.Nope}}",
+          "{{printf \"%T %T %T\" .Time .Type .Actor}}", "{{.Status}}|{{.ID}}|{{.From}}", "{{range}}"]
+
 CASES = ([("inspect", "-f", t, C) for t in INSPECT]
          + [("image", "inspect", "-f", t, I) for t in IMAGE]
          + [("network", "inspect", "-f", t, N) for t in NETWORK]
@@ -175,10 +188,13 @@ CASES = ([("inspect", "-f", t, C) for t in INSPECT]
          + [(*argv, "--format", t) for argv, t in LS]
          + [("inspect", "-f", "{{.Name}}", C, V, "nope-nothing"),
             ("inspect", "-f", "{{.Nope}}", C, I),
-            ("container", "inspect", "--format", "{{.State.Status}}", C, "fmt-stopped")])
+            ("container", "inspect", "--format", "{{.State.Status}}", C, "fmt-stopped")]
+         + [("events", "--filter", f"container={C}", "--format", t) for t in EVENTS])
 
 
 def _run(d, cli, argv):
+    if argv[0] == "events":
+        argv = ("events", *WINDOW, *argv[1:])
     p = getattr(d, cli)(*argv, timeout=60)
     return p.returncode, p.stdout, p.stderr.replace("conch", "docker")
 

@@ -226,10 +226,14 @@ def play(client, text: str, *, replace: bool = False, out=print) -> None:
         out(f"{wl.kind.lower()}/{wl.name}: {len(pods)} pod{'s' if len(pods) != 1 else ''}"
             + (f" ({', '.join(pods)})" if pods else ""))
         for host, ip, cport, proto, svc in wl.publish:
-            if pods:
+            if pods and wl.template["spec"].get("hostNetwork"):
+                out(f"service/{svc}: {pods[0]} uses the host's network: port {cport}/{proto} "
+                    f"is its own (port {host} not published)")
+            elif pods:
                 out(f"service/{svc}: {ip or '0.0.0.0'}:{host} -> {pods[0]}:{cport}/{proto}")
-    for kind_name in p.config:
-        out(f"{kind_name.lower()}: used by the containers it is referenced from")
+    for kind_name, data in p.config.items():
+        out(f"{kind_name.lower()}: {len(data)} key{'s' if len(data) != 1 else ''} "
+            "(copied into the containers that use it)")
     for claim in p.claims:
         out(f"persistentvolumeclaim/{claim}: volume {claim}")
 
@@ -286,12 +290,13 @@ def _run_pod(client, p: Plan, wl: Workload, pod: str, *, publish: bool) -> None:
                     body["Hostname"] = spec["hostname"]
                 else:
                     body["Hostname"] = pod
-            if publish:
-                _publish(body, wl.publish)
-            _publish(body, [(pt["hostPort"], pt.get("hostIP", ""), pt["containerPort"],
-                             pt.get("protocol", "TCP").lower(), "")
-                            for ct in spec["containers"] for pt in ct.get("ports") or []
-                            if pt.get("hostPort")])
+            if not spec.get("hostNetwork"):  # on the host's network, its ports are the host's
+                if publish:
+                    _publish(body, wl.publish)
+                _publish(body, [(pt["hostPort"], pt.get("hostIP", ""), pt["containerPort"],
+                                 pt.get("protocol", "TCP").lower(), "")
+                                for ct in spec["containers"] for pt in ct.get("ports") or []
+                                if pt.get("hostPort")])
         else:
             body["HostConfig"]["NetworkMode"] = f"container:{first_id}"
         created = client.post("/containers/create", body, name=f"{pod}-{c['name']}")

@@ -218,3 +218,16 @@ def test_a_broken_manifest_is_caught_by_the_validator():
     with pytest.raises(kubernetes_validate.ValidationError):
         validate({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass",
                   "metadata": {"name": "conch"}, "handler": "conch", "runtime": "x"})
+
+
+def test_plain_cli_commands_do_not_import_kube_or_yaml():
+    import subprocess
+    import sys
+
+    code = ("import io, sys, conch.cli.main, conch.cli.kube; "
+            "conch.cli.main.main(['--help'], stdout=io.StringIO()); "
+            "print(sorted(m for m in sys.modules if m == 'yaml' or m.startswith('conch.kube')))")
+    out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[2], timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -224,6 +224,7 @@ async def serve(args) -> None:
     tasks.create_task(trim_when_idle())
     from conch.engine.scaling.autoscaler import Autoscaler  # x-autoscale services (issue 12)
 
+    tasks.create_task(engine.networks.resume_shared())  # replicas not yet in their port's balancer
     tasks.create_task(Autoscaler(engine.containers, engine.events,
                                  os.path.join(args.data_root, "scaling")).run())
     app = create_app(engine, modules=ROUTE_MODULES + (routes_containers, routes_exec, routes_archive,

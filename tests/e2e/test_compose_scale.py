@@ -227,3 +227,39 @@ def _answers(url: str) -> bool:
         return True
     except OSError:
         return False
+
+
+IDLE = """
+services:
+  web:
+    image: busybox
+    command: ["sh", "-c", "mkdir -p /www; echo $$HOSTNAME > /www/index.html; exec httpd -f -p 80 -h /www"]
+    stop_signal: SIGKILL
+    ports: ["127.0.0.1:%(port)d:80"]
+    deploy: {resources: {limits: {cpus: "0.25"}}}
+    x-autoscale: {min_replicas: 1, max_replicas: 3, target_cpu_percent: 30, sync_period: 1s,
+                  scale_up_window: 2s, scale_down_window: 3s}
+"""
+
+
+def test_shared_port_and_autoscaler_survive_a_conchd_crash(d, tmp_path):
+    """kill -9 of conchd: the shared port keeps serving while it is down (the rules are
+    in the kernel), and the restarted conchd's autoscaler, reading its policy from the
+    records, still scales the idle service from 3 down to its minimum of 1."""
+    project, port = f"ak{os.urandom(3).hex()}", free_port()
+    path = tmp_path / "compose.yaml"
+    path.write_text(IDLE % {"port": port})
+    r = compose(d, project, path, "up", "-d", "--scale", "web=3")
+    assert r.returncode == 0, r.stderr
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        wait_for(lambda: _answers(url), 20, "the service to answer")
+        d.kill9()
+        try:
+            assert _answers(url)  # conchd down: the kernel still balances
+        finally:
+            d.start()
+        wait_for(lambda: running(d, project) == 1, 60, "the restarted autoscaler to scale to 1")
+        wait_for(lambda: _answers(url), 20, "the last replica to answer")
+    finally:
+        compose(d, project, path, "down")

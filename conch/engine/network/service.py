@@ -377,6 +377,25 @@ class NetworkService:
         if not has_health and shared_ports.has_shared(self, cid):
             await asyncio.to_thread(shared_ports.wait_listening, self, cid, pid)
 
+    async def resume_shared(self) -> None:
+        """After a conchd start: replicas whose readiness was still pending when the old
+        conchd died (its wait died with it) are waited for again; health-gated ones take
+        their recorded health."""
+        waits = []
+        for cid in [c for c, s in list(self.sandboxes.items())
+                    if any(p.get("group") and not p.get("ready") for p in s.get("ports", ()))]:
+            try:
+                c = self.containers.get(cid)
+            except ConchError:
+                continue
+            if not c.state.running:
+                continue
+            if c.state.health is None:
+                waits.append(asyncio.to_thread(shared_ports.wait_listening, self, cid, c.state.pid))
+            else:
+                self.health_changed(cid, c.state.health.status)
+        await asyncio.gather(*waits)
+
     def health_changed(self, cid: str, status: str) -> None:
         """healthy: in the balancer; unhealthy: out of it."""
         if status in ("healthy", "unhealthy"):

@@ -51,6 +51,7 @@ def register(add) -> None:
     add("GET", "/containers/{id}/top", top)
     add("GET", "/containers/{id}/stats", stats)
     add("POST", "/containers/{id}/update", update)
+    add("DELETE", "/containers/{id}/{link}", remove_link)
 
 
 def _svc(request):
@@ -189,6 +190,21 @@ async def rename(request: web.Request) -> web.StreamResponse:
 async def remove(request: web.Request) -> web.StreamResponse:
     await _svc(request).remove(request.match_info["id"], force=parse_bool(request.query, "force"),
                                volumes=parse_bool(request.query, "v"))
+    return web.Response(status=204)
+
+
+async def remove_link(request: web.Request) -> web.StreamResponse:
+    """``DELETE /containers/<parent>/<alias>``: a legacy link's name (moby's route takes
+    ``{name:.*}``). ``link=1`` removes the link (``docker rm --link``); without it the
+    linked container itself is removed, as dockerd resolves the name."""
+    svc = _svc(request)
+    name = f"{request.match_info['id']}/{request.match_info['link']}"
+    if parse_bool(request.query, "link"):
+        await svc.remove_link(name)
+    else:
+        target = await call_engine(svc.linked, name)
+        await svc.remove(target.id, force=parse_bool(request.query, "force"),
+                         volumes=parse_bool(request.query, "v"))
     return web.Response(status=204)
 
 

@@ -569,3 +569,24 @@ def test_network_names_and_ipam_shapes(client, d):
     finally:
         for net in made:
             net.remove()
+
+
+def test_remove_legacy_link(client, d):
+    """6: DELETE /containers/{parent}/{alias}?link=1 (docker rm --link) removes the link:
+    inspect no longer lists it, the running parent's /etc/hosts loses the alias."""
+    db = client.containers.run("busybox", "sleep 60", detach=True, name="h10-db")
+    web = client.containers.run("busybox", "sleep 60", detach=True, name="h10-web",
+                                links={"h10-db": "dbalias"})
+    try:
+        assert client.api.inspect_container(web.id)["HostConfig"]["Links"] == ["/h10-db:/h10-web/dbalias"]
+        assert b"dbalias" in web.exec_run("cat /etc/hosts").output
+        ok(_cli(d, "rm", "--link", "/h10-web/dbalias"))
+        assert client.api.inspect_container(web.id)["HostConfig"]["Links"] is None
+        assert b"dbalias" not in web.exec_run("cat /etc/hosts").output
+        p = _cli(d, "rm", "--link", "/h10-web/dbalias")
+        assert p.returncode != 0 and "No such container: h10-web/dbalias" in p.stderr, p
+        db.reload()
+        assert db.status == "running"  # the link went, not the container
+    finally:
+        web.remove(force=True)
+        db.remove(force=True)

@@ -29,6 +29,7 @@ from conch.engine.containers import ociconfig
 from conch.engine.containers.attaching import Attaching
 from conch.engine.containers.exits import Exits, start_time
 from conch.engine.containers.health_checks import HealthChecks
+from conch.engine.containers.links import Links
 from conch.engine.containers.resources import Resources
 from conch.engine.containers.runtime_client import RuntimeClient
 from conch.engine.containers.signals import Signals
@@ -69,7 +70,7 @@ class Paths:
         return os.path.join(self.shims, f"{cid[:32]}.sock")
 
 
-class ContainerService(Starting, Exits, Signals, Attaching, Resources, HealthChecks):
+class ContainerService(Starting, Exits, Signals, Attaching, Resources, HealthChecks, Links):
     def __init__(self, *, paths: Paths, db, images, snapshotter, events: EventBus,
                  runtime: str, shim: str, init: str = "", runtime_inproc: bool = False,
                  tasks=None, volumes=None, networks=None, runtime_name: str = "",

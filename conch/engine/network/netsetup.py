@@ -371,6 +371,18 @@ def _rewrite_etc(svc, c) -> None:
                 f.write(text)
 
 
+def drop_link(svc, c, index: int) -> None:
+    """``docker rm --link``: running ``c`` (already without the link in its spec) loses
+    entry ``index`` of its sandbox's links, and its /etc/hosts is written again."""
+    with svc._lock:
+        state = svc.sandboxes.get(c.id)
+        if state is None or index >= len(state.get("links") or ()):
+            return
+        state["links"].pop(index)
+        sandbox.save(svc.state_root, state)
+    _rewrite_etc(svc, c)
+
+
 # -- connect / disconnect -----------------------------------------------------------------
 
 async def connect(svc, net_ref: str, container_ref: str, *, aliases=(), ipv4: str = "",

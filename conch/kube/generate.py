@@ -453,7 +453,10 @@ def pod_level(c: dict, kind: str, notes: list[str]) -> dict:
     mode = host.get("NetworkMode") or "default"
     if mode == "host":
         out["hostNetwork"] = True
-    elif mode not in (*_DEFAULTS["NetworkMode"], PLAY_NETWORK) and not mode.startswith("container:"):
+    elif mode.startswith("container:"):
+        notes.append(f"network {mode!r} (another container's namespace: containers that share "
+                     "one belong in one pod)")
+    elif mode not in (*_DEFAULTS["NetworkMode"], PLAY_NETWORK):
         notes.append(f"network {mode!r} (a pod has one flat cluster network)")
     extra_nets = [n for n in ((c.get("NetworkSettings") or {}).get("Networks") or {})
                   if n not in ("bridge", "host", "none", mode, PLAY_NETWORK)]

@@ -345,6 +345,11 @@ def preflight(text: str, empty_row: Row) -> set[str]:
     whether it uses ``.Size`` (then sizes are asked for); a bad template fails there, as
     "failed to parse template: ..." or "failed to execute template: ..." (exit 1).
     Returns the fields the template used."""
+    parts = _split_simple(text)
+    if parts is not None:  # plain fields (the common case) need no engine to check
+        fields = [body for is_field, body in parts if is_field]
+        if all("." not in f and f in empty_row and f not in empty_row.methods for f in fields):
+            return set(fields)
     from conch.cli import gotemplate
 
     try:

@@ -50,7 +50,7 @@ from typing import AsyncIterator, BinaryIO, Mapping
 from conch.build.dockerignore import DockerIgnore
 from conch.build.parser import parse
 from conch.build.shell import Lexer
-from conch.engine.build import copying
+from conch.engine.build import copying, layers
 from conch.engine.build import step_images
 from conch.engine.containers import logs as clogs
 from conch.engine.build.steps import (CONFIG_STEPS, PREDEFINED_ARGS, StageState,
@@ -403,9 +403,12 @@ class _Build:
                 raise StepFailed(f"The command '{' '.join(cmd)}' returned a non-zero code: {code}", code)
             parent = await asyncio.to_thread(self.b.images.get, state.image_id)
             async with svc._lock(c.id):  # noqa: SLF001 - the exit cleanup (unmount) runs under it
-                layer = await asyncio.to_thread(step_images.snapshot_layer, self.b.images,
-                                                self.b.snapshotter, c.id,
-                                                step_images.layer_media_type(parent), self.epoch)
+                # the container's snapshot becomes the layer's unpacked form when the
+                # container goes (rm): the next step mounts it instead of unpacking
+                layer, _ = await asyncio.to_thread(
+                    layers.commit_layer, self.b.images, self.b.snapshotter, c.id, parent,
+                    step_images.layer_media_type(parent), self.epoch,
+                    keep=self.opts.remove or self.opts.force_remove)
             await self._commit(state, created_by, layer)
             ok = True
         finally:
@@ -466,13 +469,12 @@ class _Build:
                 state.image_id = hit
                 return "cached"
             with step_images.scratch_root(b.images, b.snapshotter, self.b.paths.exec_root,
-                                           parent) as (snap, root):
+                                           parent, keep=True) as (snap, root):
                 owner = copying.chown_ids(chown, root)
                 archives = [s for s in sources if add and not s.is_dir and copying.is_archive(s.path)]
                 plain = [s for s in sources if s not in archives]
                 copying.write_sources(root, plain, archives, dest_abs, dest_dir, owner, excluded)
-                layer = step_images.snapshot_layer(b.images, b.snapshotter, snap,
-                                                    step_images.layer_media_type(parent), self.epoch)
+            layer = step_images.layer_of(b.images, b.snapshotter, snap, parent, self.epoch)
             parent_id = state.image_id
             state.image_id = step_images.commit_step(b.images, parent, state.config, created_by,
                                                       layer=layer, author=state.author,
@@ -495,13 +497,12 @@ class _Build:
         from conch.runtime.rootfs import secure_join
 
         b = self.b
-        with step_images.scratch_root(b.images, b.snapshotter, b.paths.exec_root, parent) as (snap, root):
+        with step_images.scratch_root(b.images, b.snapshotter, b.paths.exec_root, parent,
+                                       keep=True) as (snap, root):
             target = secure_join(str(root), path)
-            if os.path.isdir(target):
-                return None
-            os.makedirs(target, mode=0o755, exist_ok=True)
-            return step_images.snapshot_layer(b.images, b.snapshotter, snap,
-                                               step_images.layer_media_type(parent), self.epoch)
+            if not os.path.isdir(target):
+                os.makedirs(target, mode=0o755, exist_ok=True)
+        return step_images.layer_of(b.images, b.snapshotter, snap, parent, self.epoch)
 
 
 # -- helpers ---------------------------------------------------------------------------------

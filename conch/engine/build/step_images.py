@@ -8,9 +8,8 @@ Contract:
   gzip layer; manifest media types follow the parent (Docker schema 2 for ``scratch``).
   The image is registered without a name (docker's intermediate images) and its ID
   returned.
-* :func:`snapshot_layer` is ``docker commit``'s layer writer
-  (:func:`conch.engine.containers.changes.write_commit_layer`) over a snapshot's upper dir:
-  (descriptor, diff_id), or None when the step changed nothing.
+* :func:`layer_of` makes a step's layer from its snapshot (and keeps the snapshot as
+  the layer's unpacked form): :mod:`conch.engine.build.layers`.
 * :func:`scratch_root` prepares a writable snapshot of an image and mounts it on a
   private directory under ``<exec-root>/build`` for the block (COPY writes into it,
   COPY --from reads from it); the mount and, unless kept, the snapshot go at the end.
@@ -128,27 +127,17 @@ def from_sources(images, parent, config: ExecutionConfig, created_by: str, sourc
     return None
 
 
-def snapshot_layer(images, snapshotter, key: str, media_type: str, epoch: int | None = None):
-    """The snapshot ``key``'s changes as a layer blob: (descriptor, diff_id) or None;
-    mtimes clamped to ``epoch`` when given."""
-    from conch.engine.containers import changes
-
-    mounts = snapshotter.mounts(key)
-    try:
-        return changes.write_commit_layer(images, lower_dirs(mounts), writable_dir(mounts),
-                                          media_type, clamp_mtime=epoch)
-    except changes.NoChanges:
-        return None
-
-
 @contextlib.contextmanager
-def scratch_root(images, snapshotter, exec_root: str, image):
+def scratch_root(images, snapshotter, exec_root: str, image, *, keep: bool = False):
     """Mount a fresh writable snapshot of ``image`` (None: empty); yields (key, root).
-    The snapshot is removed afterwards; commit its layer inside the block."""
+    The snapshot is removed afterwards -- unless ``keep`` and the block succeeded: the
+    caller then makes the layer from it (unmounted: :func:`conch.engine.build.layers.
+    commit_layer`) and removes it when that did not keep it."""
     key = f"build-{secrets.token_hex(12)}"
     base = Path(exec_root) / "build"
     base.mkdir(mode=0o700, exist_ok=True)
     target = Path(tempfile.mkdtemp(dir=base, prefix="root-"))
+    ok = False
     try:
         if image is None:
             mounts = snapshotter.prepare(key, None)
@@ -158,14 +147,31 @@ def scratch_root(images, snapshotter, exec_root: str, image):
             mount_all(mounts, target)
             try:
                 yield key, target
+                ok = True
             finally:
                 unmount(target)
         finally:
-            with contextlib.suppress(NotFound):
-                snapshotter.remove(key)
+            if not (ok and keep):
+                with contextlib.suppress(NotFound):
+                    snapshotter.remove(key)
     finally:
         with contextlib.suppress(OSError):
             os.rmdir(target)
+
+
+def layer_of(images, snapshotter, key: str, parent, epoch: int | None):
+    """The step's layer from the (unmounted) snapshot ``key``; the snapshot is kept as
+    the layer's unpacked form or removed (:mod:`conch.engine.build.layers`)."""
+    from conch.engine.build.layers import commit_layer
+
+    kept = False
+    try:
+        layer, kept = commit_layer(images, snapshotter, key, parent, layer_media_type(parent), epoch)
+    finally:
+        if not kept:
+            with contextlib.suppress(NotFound):
+                snapshotter.remove(key)
+    return layer
 
 
 def sweep_leftovers(snapshotter, exec_root: str) -> None:

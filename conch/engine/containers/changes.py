@@ -151,12 +151,9 @@ class _LayerSink:
         self.writer.write(self.gzip.flush())
 
 
-def write_commit_layer(images, lowers: list[Path], upper: Path, media_type: str, *,
-                       clamp_mtime: int | None = None):
+def write_commit_layer(images, lowers: list[Path], upper: Path, media_type: str):
     """The upper dir as a gzip layer blob; (descriptor, diff_id), or None when it holds
-    no change (dockerd then adds an empty-layer history entry and no layer).
-    ``clamp_mtime`` (SOURCE_DATE_EPOCH): no entry's mtime is later than it, as
-    BuildKit's rewrite-timestamp (reproducible layers)."""
+    no change (dockerd then adds an empty-layer history entry and no layer)."""
     drop = _init_leftovers(upper)
     ref = f"commit-{secrets.token_hex(8)}"
     with tempfile.TemporaryFile(dir=images.tmp_dir(), prefix="conch-commit-") as raw:
@@ -175,8 +172,6 @@ def write_commit_layer(images, lowers: list[Path], upper: Path, media_type: str,
                         if m.name.rstrip("/") in drop:
                             continue
                         kept += 1
-                        if clamp_mtime is not None and m.mtime > clamp_mtime:
-                            m.mtime = clamp_mtime
                         dst.addfile(m, src.extractfile(m) if m.isreg() else None)
                 if not kept:
                     raise NoChanges()

@@ -64,13 +64,12 @@ def resolve(client, ref: str) -> list[Workload]:
         pass
     pod = _listed(client, f"{POD_LABEL}={ref}")
     if pod:
-        # the first container created holds the pod's network namespace
-        pod.sort(key=lambda c: c.get("Created", 0))
+        pod.sort(key=_pod_order)
         return [Workload(names.dns_label(ref), [_inspect(client, c) for c in pod], 1, f"pod {ref}")]
     played = _listed(client, f"{OWNER_LABEL}=Deployment/{ref}")
     if played:  # a Deployment that play made: its first pod, as many replicas as pods
         pods: dict[str, list[dict]] = {}
-        for c in sorted(played, key=lambda c: c.get("Created", 0)):
+        for c in sorted(played, key=_pod_order):
             pods.setdefault(c["Labels"].get(POD_LABEL, ""), []).append(c)
         first = pods[sorted(pods)[0]]
         return [Workload(names.dns_label(ref), [_inspect(client, c) for c in first], len(pods),
@@ -87,6 +86,12 @@ def resolve(client, ref: str) -> list[Workload]:
         out.append(Workload(names.dns_label(service), [_inspect(client, members[0])],
                             len(members), f"compose project {ref}, service {service}"))
     return out
+
+
+def _pod_order(c: dict) -> tuple:
+    # play's order (the first container holds the pod's network namespace), else creation
+    index = (c.get("Labels") or {}).get("io.conch.kube.index", "")
+    return (int(index) if index.isdigit() else 1 << 30, c.get("Created", 0))
 
 
 def _listed(client, label: str) -> list[dict]:
@@ -125,7 +130,7 @@ def translate(client, wl: Workload, *, service: bool, kind: str) -> list[Doc]:
         else:
             cname = names.dns_label(c["Name"].lstrip("/").removeprefix(wl.name + "-") or wl.name)
         spec = container_spec(c, image, cname, notes)
-        spec_mounts(c, cname, wl, spec, volumes, extra, notes)
+        spec_mounts(c, cname, wl, spec, volumes, extra, notes, _played_volumes(client, c))
         containers.append(spec)
     if kind != "pod" and wl.replicas > 1 and not service:
         for spec in containers:  # one host port cannot go to every replica
@@ -336,8 +341,25 @@ def security(cfg: dict, host: dict, cname: str, notes: list[str]) -> dict:
 
 # -- volumes -----------------------------------------------------------------------------------
 
+def _played_volumes(client, c: dict) -> dict[str, str]:
+    """Named volumes of ``c`` that ``conch kube play`` made for an emptyDir:
+    volume name -> the pod's volume name."""
+    out = {}
+    for m in c.get("Mounts") or []:
+        if m.get("Type") != "volume" or not m.get("Name"):
+            continue
+        try:
+            labels = (client.get(f"/volumes/{m['Name']}") or {}).get("Labels") or {}
+        except errors.NotFound:
+            continue
+        pod = labels.get(POD_LABEL)
+        if OWNER_LABEL in labels and pod and m["Name"].startswith(pod + "-"):
+            out[m["Name"]] = m["Name"][len(pod) + 1:]
+    return out
+
+
 def spec_mounts(c: dict, cname: str, wl: Workload, spec: dict, volumes: dict,
-                extra: list[Doc], notes: list[str]) -> None:
+                extra: list[Doc], notes: list[str], empty_dirs: dict[str, str] | None = None) -> None:
     mounts = []
     for m in c.get("Mounts") or []:
         vm = {"mountPath": m["Destination"]}
@@ -346,7 +368,10 @@ def spec_mounts(c: dict, cname: str, wl: Workload, spec: dict, volumes: dict,
         kind = m.get("Type")
         if kind == "volume":
             name = m.get("Name") or ""
-            if len(name) == 64 and all(ch in "0123456789abcdef" for ch in name):
+            if name in (empty_dirs or {}):  # play's emptyDir: one again
+                vname = names.dns_label(empty_dirs[name])
+                volumes.setdefault(vname, {"name": vname, "emptyDir": {}})
+            elif len(name) == 64 and all(ch in "0123456789abcdef" for ch in name):
                 vname = names.dns_label(f"anon-{name[:12]}")
                 volumes.setdefault(vname, {"name": vname, "emptyDir": {}})
                 notes.append(f"{cname}: anonymous volume at {m['Destination']} as an emptyDir "

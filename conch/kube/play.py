@@ -39,6 +39,7 @@ from conch.kube import quantity, schema
 
 OWNER = "io.conch.kube.owner"
 POD = "io.conch.kube.pod"
+INDEX = "io.conch.kube.index"  # the container's place in the pod spec (generate keeps it)
 NETWORK = "conch-kube"
 
 
@@ -277,8 +278,8 @@ def _run_pod(client, p: Plan, wl: Workload, pod: str, *, publish: bool) -> None:
         if "emptyDir" in v and (v["emptyDir"] or {}).get("medium") != "Memory":
             _ensure_volume(client, f"{pod}-{v['name']}", {OWNER: wl.owner, POD: pod})
     first_id = None
-    for c in spec["containers"]:
-        body = container_body(p, wl, pod, c, volumes, labels)
+    for index, c in enumerate(spec["containers"]):
+        body = container_body(p, wl, pod, c, volumes, dict(labels, **{INDEX: str(index)}))
         if first_id is None:
             if spec.get("hostNetwork"):
                 body["HostConfig"]["NetworkMode"] = "host"

@@ -442,6 +442,15 @@ spec:
         assert ok(d.conch("exec", "kpod-client", "sh", "-c", 'echo "$PASSWORD"; cat /etc/creds/password')) \
             == "hunter2\nhunter2"
         assert ok(d.conch("exec", "kpod-client", "cat", "/from-server/index.html")) == "pod-local\n"
+        # generate reads the played pod back: both containers, the emptyDir again
+        gen = ok(d.conch("kube", "generate", "--type", "pod", "kpod"))
+        (tmp_path / "back.yaml").write_text(gen)
+        v = _validate(tmp_path / "back.yaml")
+        assert v.returncode == 0, f"{v.stdout}\n{v.stderr}\n{gen}"
+        [back] = [doc for doc in _docs(gen) if doc["kind"] == "Pod"]
+        assert [c["name"] for c in back["spec"]["containers"]] == ["server", "client"]
+        assert {"name": "shared", "emptyDir": {}} in back["spec"]["volumes"], gen
+        assert back["spec"]["restartPolicy"] == "Never"
         ok(d.conch("kube", "play", "--down", path, timeout=120))
         assert _ours(d, "Pod/kpod") == []
         vols = {v["Name"] for v in d.api.get("/volumes")["Volumes"] or []}

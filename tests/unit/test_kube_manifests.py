@@ -150,6 +150,8 @@ class FakeClient:
             return [{"Id": c["Id"], "Names": [c["Name"]], "Labels": c["Config"]["Labels"],
                      "Created": 0} for c in self.containers.values()
                     if c["Config"]["Labels"].get(key) == value]
+        if path.startswith("/volumes/"):
+            return {"Name": path.split("/")[2], "Labels": {}}
         if path.startswith("/images/"):
             return {"Config": self.images.get(path.split("/")[2], {})}
         raise AssertionError(path)
@@ -224,10 +226,11 @@ def test_plain_cli_commands_do_not_import_kube_or_yaml():
     import subprocess
     import sys
 
-    code = ("import io, sys, conch.cli.main, conch.cli.kube; "
+    root = str(Path(__file__).resolve().parents[2])
+    code = (f"import io, sys; sys.path.insert(0, {root!r}); import conch.cli.main, conch.cli.kube; "
             "conch.cli.main.main(['--help'], stdout=io.StringIO()); "
             "print(sorted(m for m in sys.modules if m == 'yaml' or m.startswith('conch.kube')))")
     out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True,
-                         cwd=Path(__file__).resolve().parents[2], timeout=60)
+                         timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

@@ -74,11 +74,14 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str = "", console_sock
             has_runtime_hooks=bool(hooks.get("prestart") or hooks.get("createRuntime")),
             state_json=state.oci("creating"))
         rinit.preload(spec, proc)
-        pid = os.fork()
-        if pid == 0:
-            parent_ch.close()
-            rinit.run_intermediate(plan)  # never returns
-            os._exit(1)
+        if "user" in ns:  # through the intermediate C, which may change user namespace
+            pid = os.fork()
+            if pid == 0:
+                parent_ch.close()
+                rinit.run_intermediate(plan)  # never returns
+                os._exit(1)
+        else:
+            pid = rinit.fork_init(plan, parent_ch)  # G itself
         child_pids.append(pid)
         os.close(fifo_fd)
         os.close(child_ch.rfd)
@@ -116,9 +119,12 @@ def _drive(ch: Channel, pid: int, spec, ns, cgroup, state: State, plan, child_pi
         ch.expect("userns")
         _write_id_maps(pid, linux)
         ch.send(type="mapped")
-    init_pid = ch.expect("pid")["pid"]
-    child_pids.append(init_pid)
-    _reap([pid])
+    if plan.direct:
+        init_pid = pid
+    else:
+        init_pid = ch.expect("pid")["pid"]
+        child_pids.append(init_pid)
+        _reap([pid])
     # G builds its rootfs while we move it into its cgroup (see init.run_intermediate)
     cgroup.add(init_pid)
     from conch.runtime import prearm

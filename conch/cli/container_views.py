@@ -142,7 +142,7 @@ def cmd_ps(ctx: Context, argv: list[str]) -> int:
     rows = [ps_row(c, trunc=not ns.no_trunc, now=now) for c in containers]
     ctx.stdout.write(fmt.render(template, rows, PS_HEADERS,  # docker ps words its errors so
                                 parse_prefix="failed to parse template: ",
-                                exec_prefix="failed to execute template: "))
+                                exec_prefix="failed to execute template: ", default=PS_DEFAULT))
     return 0
 
 
@@ -322,7 +322,8 @@ def cmd_stats(ctx: Context, argv: list[str]) -> int:
             missing = len(ns.containers) - len(rows)
             if missing and not rows:
                 raise CommandError(f"Error response from daemon: No such container: {ns.containers[0]}")
-        text = fmt.render(template, rows, STATS_HEADERS, type_name="*container.statsContext")
+        text = fmt.render(template, rows, STATS_HEADERS, type_name="*container.statsContext",
+                          default=STATS_DEFAULT)
         if ns.no_stream:
             ctx.stdout.write(text)
             return 0

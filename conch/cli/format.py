@@ -229,11 +229,26 @@ def _split_simple(text: str) -> list[tuple[bool, str]] | None:
     return parts
 
 
+class Header(dict):
+    """docker's ``formatter.SubHeaderContext``: a map of field name to column title, whose
+    ``Label`` method titles a ``.Label "com.example.some-key"`` column "some key"."""
+
+    def go_method(self, name: str):
+        if name != "Label":
+            return None
+        from conch.cli.gotemplate import Func
+
+        def label(key: str) -> str:
+            return key.split(".")[-1].replace("-", " ").replace("_", " ")
+
+        return Func(label, ("string",))
+
+
 def _simple_value(dot: Any, path: str) -> str | None:
     """A plain field's text when it is a string found on the way; None to ask the engine."""
     v = dot
     for name in path.split("."):
-        if type(v) is Row or type(v) is dict:
+        if type(v) is Row or type(v) is dict or type(v) is Header:
             if name not in v or (type(v) is Row and name in v.methods):
                 return None
             v = v[name]
@@ -291,6 +306,19 @@ class Template:
             self._compile()
         return self._go.execute(dot, missingkey)
 
+    def render_header(self, headers: dict[str, str]) -> str:
+        """The table header: the template on the column titles with docker's
+        HeaderFunctions (json, upper, ... give the title back)."""
+        if self.parts is None:
+            from conch.cli import gotemplate
+            from conch.cli.gotemplate.funcs import HEADER_ALL
+
+            try:
+                return gotemplate.Template(self.text, self.name, HEADER_ALL).execute(Header(headers))
+            except (gotemplate.ParseError, gotemplate.ExecError) as exc:
+                raise TemplateError(f"{self.exec_prefix}{exc}") from None
+        return self.render(Header(headers))
+
     def render(self, dot: Any) -> str:
         try:
             return self.execute(dot)
@@ -315,12 +343,15 @@ def is_table(fmt: str) -> bool:
 
 def render(fmt: str, rows: Iterable[Any], headers: dict[str, str] | None = None,
            type_name: str | None = None, parse_prefix: str = "template parsing error: ",
-           exec_prefix: str = "template parsing error: ") -> str:
+           exec_prefix: str = "template parsing error: ", default: str | None = None) -> str:
     """Render ``rows`` as docker's formatter.Context does: ``table`` gets a header row and
     tabwriter columns, ``json`` is ``{{json .}}``; ``\\t``/``\\n`` typed on the command
     line are a tab and a newline. ``headers`` maps a field name (``ID``) to its column title
-    (``CONTAINER ID``); ``type_name`` is the Go type named in a "can't evaluate field" error.
+    (``CONTAINER ID``); ``type_name`` is the Go type named in a "can't evaluate field" error;
+    ``default`` is the verb's default table, which a bare ``table`` stands for.
     """
+    if fmt.strip(" ") == "table" and default:
+        fmt = default  # a bare `table` is the verb's default table
     table = is_table(fmt)
     if table:
         fmt = fmt[len("table"):]
@@ -336,7 +367,7 @@ def render(fmt: str, rows: Iterable[Any], headers: dict[str, str] | None = None,
     out = [tmpl.render(r) for r in rows]
     if not table:
         return "".join(line + "\n" for line in out)
-    header = tmpl.render(dict(headers or {}))
+    header = tmpl.render_header(headers or {})
     return tabwrite_text("\n".join([header, *out]) + "\n")
 
 

@@ -126,7 +126,8 @@ def cmd_images(ctx: Context, argv: list[str]) -> int:
         ctx.stdout.write("".join(i + "\n" for i in seen))
         return 0
     template = ns.format or (IMAGES_DIGESTS if ns.digests else IMAGES_DEFAULT)
-    ctx.stdout.write(fmt.render(template, rows, IMAGES_HEADERS, type_name="*formatter.imageContext"))
+    ctx.stdout.write(fmt.render(template, rows, IMAGES_HEADERS, type_name="*formatter.imageContext",
+                                default=IMAGES_DIGESTS if ns.digests else IMAGES_DEFAULT))
     return 0
 
 
@@ -261,7 +262,8 @@ def cmd_history(ctx: Context, argv: list[str]) -> int:
             Tags=", ".join(h.get("Tags") or []),
         ))
     template = "{{.ID}}" if ns.quiet else (ns.format or HISTORY_DEFAULT)
-    ctx.stdout.write(fmt.render(template, rows, HISTORY_HEADERS, type_name="*image.historyContext"))
+    ctx.stdout.write(fmt.render(template, rows, HISTORY_HEADERS, type_name="*image.historyContext",
+                                default=HISTORY_DEFAULT))
     return 0
 
 

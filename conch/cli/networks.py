@@ -95,7 +95,7 @@ def cmd_ls(ctx: Context, argv: list[str]) -> int:
         ctx.stdout.write("".join(r["ID"] + "\n" for r in rows))
         return 0
     ctx.stdout.write(fmt.render(ns.format or LS_DEFAULT, rows, LS_HEADERS,
-                                type_name="*network.networkContext"))
+                                type_name="*network.networkContext", default=LS_DEFAULT))
     return 0
 
 

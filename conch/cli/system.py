@@ -348,7 +348,7 @@ def cmd_df(ctx: Context, argv: list[str]) -> int:
     ns = p.parse(argv)
     df = ctx.client.get("/system/df")
     ctx.stdout.write(fmt.render(ns.format or DF_DEFAULT, df_rows(df), DF_HEADERS,
-                                type_name="*formatter.diskUsageImagesContext"))
+                                type_name="*formatter.diskUsageImagesContext", default=DF_DEFAULT))
     if ns.verbose:
         from conch.cli.images import IMAGES_HEADERS, image_rows
 

@@ -76,7 +76,7 @@ def cmd_ls(ctx: Context, argv: list[str]) -> int:
         ctx.stdout.write("".join(v.get("Name", "") + "\n" for v in volumes))
         return 0
     ctx.stdout.write(fmt.render(ns.format or LS_DEFAULT, [_row(v) for v in volumes], LS_HEADERS,
-                                type_name="*formatter.volumeContext"))
+                                type_name="*formatter.volumeContext", default=LS_DEFAULT))
     return 0
 
 

@@ -304,12 +304,14 @@ class State:
         if receiver is None:
             self.errorf(f"nil pointer evaluating {typ}.{name}")
         has_args = (args is not None and len(args) > 1) or has_final
-        tn = getattr(receiver, "go_type_name", None)
-        if tn is not None:  # a formatter context: its fields are methods
-            method = receiver.go_method(name)
+        gm = getattr(receiver, "go_method", None)
+        if gm is not None:  # a value with methods (a formatter context, a header map)
+            method = gm(name)
             if method is not None:
                 return self.call_method(dot, method, node, name, args, final, has_final)
-            self.errorf(f"can't evaluate field {name} in type {tn}")
+            tn = getattr(receiver, "go_type_name", None)
+            if tn is not None:  # a formatter context: its fields are its methods
+                self.errorf(f"can't evaluate field {name} in type {tn}")
         if isinstance(receiver, Struct):
             if name in receiver.fields:
                 if has_args:

@@ -279,3 +279,23 @@ DOCKER = {
 }
 
 ALL = {**BUILTINS, **DOCKER}
+
+
+def _first(v, *_):
+    return v
+
+
+# docker/cli templates.HeaderFunctions: a table's header row is the template run on the
+# column titles, where these return the title as it is
+HEADER = {
+    "json": Func(_first, ("string",)),
+    "split": Func(_first, ("string", "string")),
+    "join": Func(_first, ("string", "string")),
+    "title": Func(_first, ("string",)),
+    "lower": Func(_first, ("string",)),
+    "upper": Func(_first, ("string",)),
+    "pad": Func(_pad, ("string", "int", "int")),  # the one that acts on titles too
+    "truncate": Func(_first, ("string", "int")),
+}
+
+HEADER_ALL = {**BUILTINS, **HEADER}

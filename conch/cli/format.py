@@ -462,9 +462,11 @@ def render_plain(ctx: Any, fmt: str, obj: Any, gotype: str, name: str = "",
     if tmpl is None:
         tmpl = Template("{{json .}}" if fmt == "json" else fmt, name=name,
                         parse_status=64)
+    # docker version writes through tabwriter.NewWriter(out, 20, 1, 1, ' ', 0); info does not
+    tab = (lambda text: tabwrite_text(text + "\n", 20, 1)[:-1]) if name == "version" else str
     try:
         out = tmpl.execute(typed_value(obj, gotype))
     except ExecError as exc:
-        ctx.out(exc.partial)
+        ctx.out(tab(exc.partial))
         raise TemplateError(str(exc)) from None
-    ctx.out(out)
+    ctx.out(tab(out))

@@ -181,7 +181,13 @@ LS = [
     (["ps", "-a", "-f", f"name={C}"], "{{.Names}} {{.Size}}"),
     (["system", "df"], "{{.Nope}}"), (["system", "df"], "{{x}}"),
     (["version"], "{{.Server.Version}} {{.Server.ApiVersion}}"), (["version"], "{{.Nope}}"),
-    (["version"], "{{x}}"), (["info"], "{{.Name}} {{.Driver}}"), (["info"], "{{.Nope}}"),
+    (["version"], "{{x}}"), (["version"], "{{.Server.Version}}\t{{.Server.Os}}\n{{.Server.Arch}}\tx"),
+    (["version"], "{{json .Server}}"), (["version"], "{{.Server.Components}}"),
+    (["version"], "{{range .Server.Components}}{{.Name}}={{.Version}};{{end}}"),
+    (["version"], "{{.Server.Version}}\t{{.Nope}}"), (["version"], "{{.Server.Platform.Name}}"),
+    (["info"], "{{printf \"%T %T %T\" .NCPU .MemTotal .Containers}}"), (["info"], "{{.Plugins.Volume}}"),
+    (["info"], "{{.Containers}} {{.ContainersRunning}} {{.Images}} {{.NCPU}} {{.OSType}}"),
+    (["inspect", "-s", C], "{{printf \"%T %T\" .HostConfig.Memory .HostConfig.ShmSize}}"), (["info"], "{{.Name}} {{.Driver}}"), (["info"], "{{.Nope}}"),
     (["info"], "{{range}}"), (["info"], "{{json .Swarm}}"),
 ]
 

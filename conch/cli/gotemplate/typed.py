@@ -77,9 +77,10 @@ _SPEC = {
     "volume.UsageData": "RefCount:int64 Size:int64",
     "system.versionInfo": "Client:system.clientVersion Server:*types.Version",
     "types.Version": "Platform:types.PlatformName Components:[]types.ComponentVersion "
-        "Version:string APIVersion=ApiVersion:string MinAPIVersion:string GitCommit:string "
-        "GoVersion:string Os:string Arch:string KernelVersion:string Experimental:bool "
-        "BuildTime:string",
+        "Version:string APIVersion=ApiVersion:string MinAPIVersion?:string GitCommit:string "
+        "GoVersion:string Os:string Arch:string KernelVersion?:string Experimental?:bool "
+        "BuildTime?:string",
+    "types.ComponentVersion": "Name:string Version:string Details?:map[string]string",
     "types.PlatformName": "Name:string",
     "events.Message": "Status=status:string ID=id:string From=from:string Type:events.Type "
         "Action:events.Action Actor:events.Actor Scope=scope:string Time=time:int64 "
@@ -97,6 +98,7 @@ _STRINGS = {"string", "nat.Port", "mount.Type", "mount.Propagation", "events.Typ
 _INTS = {"int", "int64", "uint64", "int32", "uint32", "uint16", "uint8", "int8", "int16", "uint"}
 
 _schemas: dict | None = None
+_omitempty: set[tuple[str, str]] = set()  # (struct, field) written only when not empty
 
 # the top-level type of each inspect kind
 KINDS = {"container": "container.InspectResponse", "image": "image.InspectResponse",
@@ -111,6 +113,9 @@ def _schema(t: str):
             fields = []
             for word in spec.split():
                 fj, _, ft = word.partition(":")
+                if fj.endswith("?"):  # `json:",omitempty"`
+                    fj = fj[:-1]
+                    _omitempty.add((name, fj.partition("=")[0]))
                 f, _, j = fj.partition("=")
                 fields.append((f, j or f, ft))
             _schemas[name] = fields
@@ -199,14 +204,14 @@ def typed(v, t: str):
         return zero(t)
     s = _schema(t)
     if s is None:  # a struct we hold no schema for: the fields it has
-        return Struct(t, {k: _infer(x) for k, x in v.items()}, raw=v)
+        return Struct(t, {k: _infer(x, k) for k, x in v.items()}, raw=v)
     return Struct(t, {f: typed(v.get(j), ft) for f, j, ft in s}, raw=v)
 
 
-def _infer(v):
+def _infer(v, name: str = ""):
     if isinstance(v, dict):
         if v and all(k[:1].isupper() for k in v):
-            return Struct("struct", {k: _infer(x) for k, x in v.items()}, raw=v)
+            return Struct("struct", {k: _infer(x, k) for k, x in v.items()}, raw=v)
         return GoMap(((k, _iface(x)) for k, x in v.items()), "map[string]string"
                      if all(isinstance(x, str) for x in v.values()) else "map[string]interface {}")
     if isinstance(v, list):
@@ -216,10 +221,20 @@ def _infer(v):
     if isinstance(v, bool) or v is None or isinstance(v, str):
         return v
     if isinstance(v, int):
-        return GoInt(v, "int64")
+        return GoInt(v, _INT64.get(name, "int"))
     if isinstance(v, float):
         return GoFloat(v)
     return v
+
+
+# integer fields of the structs held no schema here that are not Go `int` (docker 28's
+# system.Info, container.HostConfig/Resources, image and volume sizes)
+_INT64 = {**dict.fromkeys((
+    "MemTotal", "Memory", "MemorySwap", "MemoryReservation", "NanoCpus", "CpuShares",
+    "CpuPeriod", "CpuQuota", "CpuRealtimePeriod", "CpuRealtimeRuntime", "CpuCount", "CpuPercent",
+    "ShmSize", "KernelMemory", "KernelMemoryTCP", "Size", "SizeRw", "SizeRootFs", "VirtualSize",
+    "SharedSize", "RefCount", "Created", "LayersSize", "PidsLimit", "time", "timeNano"), "int64"),
+    "BlkioWeight": "uint16", "IOMaximumIOps": "uint64", "IOMaximumBandwidth": "uint64"}
 
 
 def _iface(v):
@@ -303,7 +318,8 @@ def to_json_value(v):
         for f, j, _ in sch:  # the struct's order; a field the API left out is omitempty
             if j in raw:
                 x = to_json_value(v.fields[f])
-                if every_omitempty and x in (None, "", 0, False, [], {}):
+                if (every_omitempty or (v.gotype, f) in _omitempty) and \
+                        (x is None or x == "" or x is False or x == 0 or x == [] or x == {}):
                     continue
                 out[j] = x
         return out

@@ -178,24 +178,53 @@ class _Build:
             validate(ins)
         meta, stages = _split_stages(df.instructions)
         stages = self._up_to_target(stages)
+        for ins in meta:
+            self._meta_arg(ins)
+        needed = _needed_stages(stages, self.lexer, self.meta_args)
         extra = [_label_step(self.opts.labels)] if self.opts.labels else []
-        self.total = len(meta) + sum(1 + len(body) for _, body in stages) + len(extra)
+        self.total = len(meta) + sum(1 + len(stages[i][1]) for i in needed) + len(extra)
         for ins in meta:
             yield self._step_line(ins)
-            self._meta_arg(ins)
-        for index, (from_ins, body) in enumerate(stages):
-            yield self._step_line(from_ins)
-            state = await self._from(from_ins, index)
-            yield _out(f" ---> {_short(state.image_id)}\n")
-            for trigger in state.triggers:
-                async for msg in self._dispatch(state, trigger):
-                    yield msg
-            for ins in body + (extra if index == len(stages) - 1 else []):
-                yield self._step_line(ins)
-                async for msg in self._dispatch(state, ins):
-                    yield msg
-                yield _out(f" ---> {_short(state.image_id)}\n")
-            self.stages.append(state)
+        # The stage graph: every needed stage runs as its own task as soon as the
+        # stages it names are built (independent ones at once); stages the target does
+        # not need are never built. Output stays in stage order, as the classic builder
+        # prints it: each stage's lines are held until the stages before it are out.
+        first_step = {}
+        n = self.step
+        for i in needed:
+            first_step[i] = n
+            n += 1 + len(stages[i][1]) + (len(extra) if i == needed[-1] else 0)
+        self.stage_futures = {i: asyncio.get_running_loop().create_future() for i in needed}
+        self.stage_index = {_stage_alias(f).lower(): i for i, (f, _) in enumerate(stages) if _stage_alias(f)}
+        queues = {i: asyncio.Queue() for i in needed}
+        self.tasks = tasks = {i: asyncio.create_task(self._stage_task(i, stages[i], first_step[i],
+                                                         extra if i == needed[-1] else [], queues[i]))
+                 for i in needed}
+        failure: BaseException | None = None
+        try:
+            for i in needed:
+                while True:
+                    item = await queues[i].get()
+                    if item is None:
+                        break
+                    if isinstance(item, BaseException):
+                        failure = item
+                        break
+                    yield item
+                if failure is not None:
+                    raise failure
+        finally:
+            pending = [t for t in tasks.values() if not t.done()]
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+            for fut in self.stage_futures.values():
+                if not fut.done():
+                    fut.cancel()
+                elif not fut.cancelled():
+                    fut.exception()  # retrieved: no "never retrieved" warning
+        self.stages = [self.stage_futures[i].result() for i in needed]
         final = self.stages[-1]
         if not final.image_id:  # FROM scratch and nothing else: docker makes an empty image
             await self._commit(final, step_images.nop_created_by("FROM scratch"))
@@ -209,6 +238,51 @@ class _Build:
         for tag in self.opts.tags:
             await asyncio.to_thread(self.b.images.tag, final.image_id, tag)
             yield _out(f"Successfully tagged {Reference.parse(tag).familiar()}\n")
+
+    async def _stage_task(self, index: int, stage, first_step: int, extra, queue: asyncio.Queue) -> None:
+        """One stage, start to end: its messages into ``queue`` (None at the end, the
+        exception when it fails); its StageState into its future."""
+        from_ins, body = stage
+        step = first_step
+        fut = self.stage_futures[index]
+
+        def line(ins) -> BuildMessage:
+            nonlocal step
+            step += 1
+            return _out(f"Step {step}/{self.total} : {ins.original.strip()}\n")
+
+        try:
+            queue.put_nowait(line(from_ins))
+            state = await self._from(from_ins, index)
+            queue.put_nowait(_out(f" ---> {_short(state.image_id)}\n"))
+            for trigger in state.triggers:
+                async for msg in self._dispatch(state, trigger):
+                    queue.put_nowait(msg)
+            for ins in list(body) + list(extra):
+                queue.put_nowait(line(ins))
+                async for msg in self._dispatch(state, ins):
+                    queue.put_nowait(msg)
+                queue.put_nowait(_out(f" ---> {_short(state.image_id)}\n"))
+        except asyncio.CancelledError:
+            fut.cancel()
+            queue.put_nowait(None)
+            raise
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            if not fut.done():
+                fut.set_exception(exc)
+            queue.put_nowait(exc)
+            for other, task in self.tasks.items():  # the build has failed: stop the rest
+                if other != index and not task.done():
+                    task.cancel()
+            return
+        fut.set_result(state)
+        queue.put_nowait(None)
+
+    async def _stage_state(self, index: int) -> StageState:
+        fut = self.stage_futures.get(index)
+        if fut is None:
+            raise InvalidArgument(f"stage {index} is not part of this build")
+        return await asyncio.shield(fut)
 
     def _step_line(self, ins) -> BuildMessage:
         self.step += 1
@@ -261,11 +335,11 @@ class _Build:
         if len(words) not in (1, 3) or (len(words) == 3 and words[1].lower() != "as"):
             raise InvalidArgument("FROM requires either one or three arguments")
         name = words[0]
-        earlier = {s.name: s for s in self.stages}
+        earlier = self.stage_index.get(name.lower())
         if name.lower() == "scratch":
             image = None
-        elif name.lower() in earlier:
-            image_id = earlier[name.lower()].image_id
+        elif earlier is not None and earlier < index:
+            image_id = (await self._stage_state(earlier)).image_id
             image = await asyncio.to_thread(self.b.images.get, image_id) if image_id else None
         else:
             image = await self._base_image(name)
@@ -411,8 +485,12 @@ class _Build:
                     keep=self.opts.remove or self.opts.force_remove)
             await self._commit(state, created_by, layer)
             ok = True
+        except asyncio.CancelledError:  # another stage failed: this one's container goes
+            await asyncio.shield(svc.remove(c.id, force=True))
+            ok = None
+            raise
         finally:
-            if ok and self.opts.remove or self.opts.force_remove:
+            if ok is not None and (ok and self.opts.remove or self.opts.force_remove):
                 await svc.remove(c.id, force=True)
         if ok and self.opts.remove:
             yield _out(f" ---> Removed intermediate container {c.id[:12]}\n")
@@ -443,10 +521,10 @@ class _Build:
     async def _copy_source(self, ref: str):
         if not ref:
             return None
-        by_name = {s.name: s for s in self.stages}
-        stage = by_name.get(ref.lower())
-        if stage is None and ref.isdigit() and int(ref) < len(self.stages):
-            stage = self.stages[int(ref)]
+        index = self.stage_index.get(ref.lower())
+        if index is None and ref.isdigit() and int(ref) in self.stage_futures:
+            index = int(ref)
+        stage = await self._stage_state(index) if index is not None and index in self.stage_futures else None
         if stage is not None:
             if not stage.image_id:
                 raise InvalidArgument(f"stage {ref} has no filesystem (FROM scratch)")
@@ -539,6 +617,53 @@ def _short(image_id: str) -> str:
 def _stage_alias(from_ins) -> str:
     words = " ".join(from_ins.args).split()
     return words[2] if len(words) == 3 else ""
+
+
+def _needed_stages(stages, lexer, meta_args) -> list[int]:
+    """The stages the last one (the target) needs, in order: those named by a FROM or
+    a ``--from`` (COPY, RUN --mount) of a needed stage, transitively (BuildKit's graph;
+    a stage nobody needs is not built, so its failure cannot fail the build)."""
+    names = {}
+    for i, (from_ins, _) in enumerate(stages):
+        alias = _stage_alias(from_ins).lower()
+        if alias:
+            names.setdefault(alias, i)
+
+    def refs(i: int) -> set[int]:
+        from_ins, body = stages[i]
+        out = set()
+        try:
+            words = expand_words(lexer, tuple(from_ins.args), False, meta_args)
+        except ConchError:
+            words = list(from_ins.args)
+        candidates = [words[0]] if words else []
+        for ins in body:
+            for flag in ins.flags:
+                key, _, value = flag.lstrip("-").partition("=")
+                if key == "from":
+                    candidates.append(value)
+                elif key == "mount":
+                    for part in value.split(","):
+                        k, _, v = part.partition("=")
+                        if k == "from":
+                            candidates.append(v)
+        for c in candidates:
+            c = c.lower()
+            j = names.get(c)
+            if j is None and c.isdigit():
+                j = int(c)
+            if j is not None and j < i:
+                out.add(j)
+        return out
+
+    needed = {len(stages) - 1}
+    todo = [len(stages) - 1]
+    while todo:
+        for j in refs(todo.pop()):
+            if j not in needed:
+                needed.add(j)
+                todo.append(j)
+    return sorted(needed)
 
 
 def _split_stages(instructions):

@@ -119,7 +119,8 @@ INSPECT = [
     "{{.Name | 1}}", "{{$nope}}", "{{(.Name}}", "{{.Name)}}", "{{range $a, $b, $c := .Config.Env}}{{end}}",
     "{{with}}{{end}}", "{{if}}{{end}}", "{{.Name .State}}", "{{1 2}}", "{{template}}", "{{`x}}",
     "{{/* open", "{{break}}", "{{:=}}", "{{.Name!}}", "{{3x}}", "{{.Name | }}", "{{|}}",
-    "{{range .Config.Env}}{{else}}{{else}}{{end}}", "{{$x := 1}}{{$x := }}",
+    "{{range .Config.Env}}{{else}}{{else}}{{end}}", "{{$x := 1}}{{$x := }}", "{{.X..}}", "{{true.X}}",
+    "{{1.X}}", "{{..X}}", "{{json.Config}}", "{{(json).Config}}", "{{$x := 1}}{{$x.Config}}",
     # execution errors
     "{{.Name.Foo}}", "{{index .Name 1 2}}", "{{index nil 1}}", "{{.State.Pid.X}}",
     "{{range .State}}{{end}}", "{{range .Name}}{{end}}", "{{range $i, $e := 3}}{{end}}",

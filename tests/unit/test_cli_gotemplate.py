@@ -105,6 +105,8 @@ ERR = [
     ("{{/* open", "template: :1: unclosed comment"),
     ("a\n{{x}}", 'template: :2: function "x" not defined'),
     ("{{range $a, $b, $c := .L}}{{end}}", "template: :1: too many declarations in range"),
+    ("{{.X..}}", "template: :1: unexpected <.> in operand"), ("{{true.X}}", 'template: :1: unexpected . after term "true"'),
+    ("{{1.X}}", 'template: :1: bad number syntax: "1.X"'), ("{{..X}}", 'template: :1: unexpected . after term "."'),
     # execution errors: Go's text, with line:column and the node
     ("{{.Name.Foo}}", 'template: :1:7: executing "" at <.Name.Foo>: can\'t evaluate field Foo in type interface {}'),
     ("{{.Null.Foo}}", 'template: :1:7: executing "" at <.Null.Foo>: nil pointer evaluating interface {}.Foo'),

@@ -28,7 +28,7 @@ class Item:
             return "EOF"
         if self.typ == ERROR:
             return self.val
-        if self.typ == KEYWORD:
+        if self.typ in (KEYWORD, DOT, NIL):  # Go's keyword items (itemDot, itemNil among them)
             return f"<{self.val}>"
         if len(self.val) > 10:
             from conch.cli.gotemplate.gofmt import go_quote

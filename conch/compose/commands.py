@@ -263,6 +263,8 @@ def _cmd_ps(ctx, g, args, run_verb) -> int:
             auto = (f"autoscale {labels.get('io.conch.autoscale.min_replicas', '1')}-"
                     f"{labels['io.conch.autoscale.max_replicas']}@"
                     f"{labels.get('io.conch.autoscale.target_cpu_percent', '?')}%cpu")
+            if labels.get("io.conch.autoscale.cpu_percent"):  # conchd's last measure
+                auto += f" (at {labels['io.conch.autoscale.cpu_percent']}%)"
         row = {"Name": x["Names"][0].lstrip("/"), "Image": x["Image"], "Command": x.get("Command", ""),
                "Service": labels.get("com.docker.compose.service", ""), "Created": x.get("Created"),
                "State": x.get("State"), "Status": x.get("Status", ""), "Ports": ports,

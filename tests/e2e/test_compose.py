@@ -195,3 +195,54 @@ services:
     r = v1run("down")
     assert r.returncode == 0, r.stderr
     assert ids(d, project) == {}
+
+
+def test_run_logs_wait_secrets_profiles(d, tmp_path):
+    """The other verbs on a small project: up --wait (healthcheck), logs with the
+    service prefix, run --rm (a one-off with the command given, the project's network),
+    secrets from a file, a profile-only service left out until its profile is on,
+    stop/start/restart, and config's resolved output."""
+    project = f"cr{os.urandom(3).hex()}"
+    (tmp_path / "token.txt").write_text("s3cret\n")
+    path = tmp_path / "compose.yaml"
+    path.write_text("""
+services:
+  app:
+    image: busybox
+    command: ["sh", "-c", "echo started-$$NAME; cat /run/secrets/token; exec httpd -f -p 80 -h /"]
+    environment: {NAME: "${NAME:-app}"}
+    stop_signal: SIGKILL
+    secrets: [token]
+    healthcheck: {test: ["CMD", "true"], interval: 1s}
+  tools:
+    image: busybox
+    profiles: [debug]
+    command: ["sleep", "1"]
+secrets:
+  token: {file: ./token.txt}
+""")
+    try:
+        r = compose(d, project, path, "up", "-d", "--wait")
+        assert r.returncode == 0, r.stderr
+        assert ids(d, project, "tools") == {}
+        state = d.api.get(f"/containers/{project}-app-1/json")["State"]
+        assert state["Health"]["Status"] == "healthy"
+        logs = ok(compose(d, project, path, "logs", "app"))
+        assert f"{project}-app-1  | started-app" in logs and "| s3cret" in logs
+        out = ok(compose(d, project, path, "run", "--rm", "-T", "app", "sh", "-c",
+                         "cat /run/secrets/token; wget -qO- http://app/etc/hostname"))
+        assert "s3cret" in out
+        assert len([n for n in ids(d, project) if "-run-" in n]) == 0  # --rm
+        assert ok(compose(d, project, path, "config", "--services")).split() == ["app"]
+        assert ok(compose(d, project, path, "--profile", "debug", "config", "--services")).split() == ["app", "tools"]
+        cfg = ok(compose(d, project, path, "config"))
+        assert "NAME: app" in cfg and f"name: {project}" in cfg
+        assert compose(d, project, path, "stop").returncode == 0
+        assert d.api.get(f"/containers/{project}-app-1/json")["State"]["Running"] is False
+        assert compose(d, project, path, "start").returncode == 0
+        assert compose(d, project, path, "restart").returncode == 0
+        assert d.api.get(f"/containers/{project}-app-1/json")["State"]["Running"] is True
+        assert ok(compose(d, project, path, "top")).startswith(f"{project}-app-1")
+    finally:
+        compose(d, project, path, "down")
+    assert ids(d, project) == {}

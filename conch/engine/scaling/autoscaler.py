@@ -21,7 +21,9 @@ keeps its stabilisation history; the policy itself is in the records. Only servi
 at least one running replica are touched: ``compose stop`` is never undone.
 
 Ownership: :meth:`Autoscaler.run` is one task in conchd's TaskOwner (cancelled at
-shutdown); a sync never overlaps another of the same service.
+shutdown); a sync never overlaps another of the same service. While no service is
+autoscaled it sleeps until a container is created (at most 30 s), so an idle conchd
+does not read its records every second.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ PROJECT, SERVICE, NUMBER, ONEOFF = ("com.docker.compose.project", "com.docker.co
                                     "com.docker.compose.container-number",
                                     "com.docker.compose.oneoff")
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+IDLE_RECHECK = 30.0  # seconds between looks while no service is autoscaled
 
 
 def _number(c) -> int:
@@ -71,13 +74,29 @@ class Autoscaler:
 
     async def run(self) -> None:
         while True:
+            active = True
             try:
-                await self.tick()
+                active = await self.tick()
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the loop must outlive one bad sync
                 log.exception("autoscaler tick")
-            await asyncio.sleep(self.tick_seconds)
+            if active:
+                await asyncio.sleep(self.tick_seconds)
+            else:
+                await self._wait_for_candidates()
+
+    async def _wait_for_candidates(self, limit: float = IDLE_RECHECK) -> None:
+        """No autoscaled service: sleep until a container is created (a new replica may
+        carry a policy) instead of listing the records every second (an idle conchd
+        stays idle); re-checked every ``limit`` seconds all the same."""
+        events = self.events.subscribe(filters={"type": ["container"], "event": ["create"]})
+        try:
+            await asyncio.wait_for(anext(events), limit)
+        except (asyncio.TimeoutError, StopAsyncIteration):
+            pass
+        finally:
+            await events.aclose()
 
     def groups(self) -> dict[tuple[str, str], list]:
         out: dict[tuple[str, str], list] = {}
@@ -88,8 +107,9 @@ class Autoscaler:
                 out.setdefault((labels[PROJECT], labels[SERVICE]), []).append(c)
         return out
 
-    async def tick(self) -> None:
-        groups = self.groups()
+    async def tick(self) -> bool:
+        """One look at every autoscaled service; False when there is none."""
+        groups = await asyncio.to_thread(self.groups)
         live = {c.id for members in groups.values() for c in members}
         for cid in [k for k in self._samples if k not in live]:
             del self._samples[cid]
@@ -109,6 +129,7 @@ class Autoscaler:
                 continue
             self._next[key] = now + policy.sync_period
             await self.sync(key, members, policy)
+        return bool(groups)
 
     # -- one service -------------------------------------------------------------------
 
@@ -221,7 +242,7 @@ class Autoscaler:
         extra = {PREFIX + "desired": str(state["desired"]),
                  PREFIX + "cpu_percent": "" if state["cpu_percent"] is None else str(state["cpu_percent"]),
                  PREFIX + "last_scale": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(state["last_scale"]))}
-        for c in self.groups().get(key, []):
+        for c in (await asyncio.to_thread(self.groups)).get(key, []):
             try:
                 await self.containers.set_labels(c.id, extra)
             except (ConchError, AttributeError) as exc:

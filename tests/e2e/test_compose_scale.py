@@ -263,3 +263,48 @@ def test_shared_port_and_autoscaler_survive_a_conchd_crash(d, tmp_path):
         wait_for(lambda: _answers(url), 20, "the last replica to answer")
     finally:
         compose(d, project, path, "down")
+
+
+HEALTH = """
+services:
+  web:
+    image: busybox
+    command: ["sh", "-c", "mkdir -p /www; echo $$HOSTNAME > /www/index.html; touch /ok; exec httpd -f -p 80 -h /www"]
+    stop_signal: SIGKILL
+    ports: ["127.0.0.1:%(port)d:80"]
+    healthcheck: {test: ["CMD", "test", "-f", "/ok"], interval: 1s, retries: 1}
+    deploy: {replicas: 2}
+"""
+
+
+def test_only_healthy_replicas_get_connections(d, tmp_path):
+    """A replica with a healthcheck joins the shared port once healthy and leaves it
+    when it turns unhealthy (and comes back when healthy again)."""
+    project, port = f"hc{os.urandom(3).hex()}", free_port()
+    path = tmp_path / "compose.yaml"
+    path.write_text(HEALTH % {"port": port})
+    r = compose(d, project, path, "up", "-d", "--wait")
+    assert r.returncode == 0, r.stderr
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        host = {n: d.api.get(f"/containers/{project}-web-{n}/json")["Config"]["Hostname"]
+                for n in (1, 2)}
+
+        def answers(n=30):
+            out = set()
+            for _ in range(n):
+                try:
+                    out.add(get(url, 3))
+                except OSError:
+                    pass
+            return out
+
+        wait_for(lambda: answers() == set(host.values()), 20, "both healthy replicas to answer")
+        ok(d.conch("exec", f"{project}-web-2", "rm", "/ok"))
+        wait_for(lambda: d.api.get(f"/containers/{project}-web-2/json")["State"]["Health"]["Status"]
+                 == "unhealthy", 20, "web-2 to turn unhealthy")
+        assert answers() == {host[1]}
+        ok(d.conch("exec", f"{project}-web-2", "touch", "/ok"))
+        wait_for(lambda: answers() == set(host.values()), 20, "web-2 back in the balancer")
+    finally:
+        compose(d, project, path, "down")

@@ -35,7 +35,7 @@ SERVICE_LABEL = "com.docker.compose.service"
 NUMBER_LABEL = "com.docker.compose.container-number"
 SECRETS_DIR = "/run/secrets/"
 # labels conch (or compose) puts on containers for its own bookkeeping
-_OWN_LABELS = ("io.conch.kube.", "com.docker.compose.")
+_OWN_LABELS = ("io.conch.kube.", "io.conch.port-group", "com.docker.compose.")
 
 
 @dataclass

@@ -11,8 +11,10 @@ How each kind lands here:
 - Deployment: ``spec.replicas`` such pods, named ``<deployment>-<i>``.
 - Service: each port is published on the host: at ``nodePort`` when it has one, else at
   ``port``, to ``targetPort`` (a number or a container port's name) of the pods it
-  selects. A host port goes to one container, so a Service is published on the first
-  replica; every replica answers the Service's name on the ``conch-kube`` network.
+  selects. Every replica publishes it, in one port group (label ``io.conch.port-group``):
+  conchd balances new connections over the replicas that listen (or are healthy), drains
+  one before it stops (conch.engine.network.shared_ports). Every replica also answers the
+  Service's name on the ``conch-kube`` network.
 - ConfigMap, Secret: data for ``env`` (``valueFrom``, ``envFrom``) and for volumes, whose
   files are copied into each container before it starts (``PUT /containers/{id}/archive``:
   a directory of keys, or one key with ``subPath``).
@@ -39,6 +41,7 @@ from conch.kube import quantity, schema
 
 OWNER = "io.conch.kube.owner"
 POD = "io.conch.kube.pod"
+PORT_GROUP = "io.conch.port-group"  # conchd: members share a published port, balanced
 INDEX = "io.conch.kube.index"  # the container's place in the pod spec (generate keeps it)
 NETWORK = "conch-kube"
 
@@ -223,7 +226,7 @@ def play(client, text: str, *, replace: bool = False, out=print) -> None:
     for wl in p.workloads:
         pods = [wl.name] if wl.kind == "Pod" else [f"{wl.name}-{i}" for i in range(wl.replicas)]
         for i, pod in enumerate(pods):
-            _run_pod(client, p, wl, pod, publish=(i == 0))
+            _run_pod(client, p, wl, pod)
         out(f"{wl.kind.lower()}/{wl.name}: {len(pods)} pod{'s' if len(pods) != 1 else ''}"
             + (f" ({', '.join(pods)})" if pods else ""))
         for host, ip, cport, proto, svc in wl.publish:
@@ -231,7 +234,7 @@ def play(client, text: str, *, replace: bool = False, out=print) -> None:
                 out(f"service/{svc}: {pods[0]} uses the host's network: port {cport}/{proto} "
                     f"is its own (port {host} not published)")
             elif pods:
-                out(f"service/{svc}: {ip or '0.0.0.0'}:{host} -> {pods[0]}:{cport}/{proto}")
+                out(f"service/{svc}: {ip or '0.0.0.0'}:{host} -> {', '.join(pods)}:{cport}/{proto}")
     for kind_name, data in p.config.items():
         out(f"{kind_name.lower()}: {len(data)} key{'s' if len(data) != 1 else ''} "
             "(copied into the containers that use it)")
@@ -269,10 +272,12 @@ def _ensure_image(client, image: str, policy: str) -> None:
         pass
 
 
-def _run_pod(client, p: Plan, wl: Workload, pod: str, *, publish: bool) -> None:
+def _run_pod(client, p: Plan, wl: Workload, pod: str) -> None:
     spec = wl.template["spec"]
     labels = dict(((wl.template.get("metadata") or {}).get("labels") or {}))
     labels.update({OWNER: wl.owner, POD: pod})
+    if wl.publish and not spec.get("hostNetwork"):
+        labels[PORT_GROUP] = f"kube/{wl.owner}"  # the replicas share the Services' host ports
     volumes = {v["name"]: v for v in spec.get("volumes") or []}
     for v in volumes.values():
         if "emptyDir" in v and (v["emptyDir"] or {}).get("medium") != "Memory":
@@ -292,8 +297,7 @@ def _run_pod(client, p: Plan, wl: Workload, pod: str, *, publish: bool) -> None:
                 else:
                     body["Hostname"] = pod
             if not spec.get("hostNetwork"):  # on the host's network, its ports are the host's
-                if publish:
-                    _publish(body, wl.publish)
+                _publish(body, wl.publish)
                 _publish(body, [(pt["hostPort"], pt.get("hostIP", ""), pt["containerPort"],
                                  pt.get("protocol", "TCP").lower(), "")
                                 for ct in spec["containers"] for pt in ct.get("ports") or []

@@ -127,15 +127,30 @@ class Hijacked:
     our EOF; ``close`` ends the session. Usable as ``async with``."""
 
     def __init__(self, transport: asyncio.Transport, protocol: _HijackProtocol,
-                 reader: asyncio.StreamReader, *, multiplexed: bool, status: int) -> None:
+                 reader: asyncio.StreamReader, *, multiplexed: bool, status: int,
+                 head_settle: float = 0.0) -> None:
         self._transport = transport
         self._protocol = protocol
         self.reader = reader
         self.multiplexed = multiplexed
         self.response: web.StreamResponse = _DoneResponse(status=status)
+        # see _head_settle(): output before this time is held (the producer is not
+        # slowed: a pty must be read while its process runs) and sent at that time
+        self._held: bytearray | None = None
+        if head_settle > 0:
+            self._held = bytearray()
+            asyncio.get_running_loop().call_later(head_settle, self._release)
+
+    def _release(self) -> None:
+        held, self._held = self._held, None
+        if held and not self._transport.is_closing():
+            self._transport.write(bytes(held))
 
     async def write(self, data: bytes) -> None:
         """Raw bytes to the client, with back-pressure."""
+        if self._held is not None:
+            self._held += data
+            return
         if self._transport.is_closing():
             raise ConnectionResetError("hijacked connection is closed")
         if data:
@@ -164,6 +179,9 @@ class Hijacked:
 
     async def close(self) -> None:
         """End the session: buffered output is flushed, then the socket is closed."""
+        if self._held is not None:  # a session shorter than the settle time
+            await asyncio.sleep(DOCKER_PY_HEAD_SETTLE)
+            self._release()
         self._transport.close()
 
     async def __aenter__(self) -> "Hijacked":
@@ -171,6 +189,19 @@ class Hijacked:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+#: docker-py reads the 101 head through http.client's buffered reader and then reads the
+#: stream from the raw socket under it: output that reached the socket together with the
+#: head sits in that buffer and is lost (attach?logs=1, a fast `exec_run`). dockerd's
+#: output rarely follows its head that closely; for docker-py the first output waits
+#: this long after the head, so the client has read the head on its own first.
+DOCKER_PY_HEAD_SETTLE = 0.05
+
+
+def _head_settle(request: web.Request) -> float:
+    agent = request.headers.get("User-Agent", "")
+    return DOCKER_PY_HEAD_SETTLE if agent.startswith("docker-sdk-python") else 0.0
 
 
 def wants_upgrade(request: web.Request) -> bool:
@@ -218,4 +249,4 @@ async def hijack(request: web.Request, *, multiplexed: bool) -> Hijacked:
         content_type = RAW_STREAM
     transport.write(_head(request, content_type, upgrade))
     return Hijacked(transport, protocol, reader, multiplexed=multiplexed,
-                    status=101 if upgrade else 200)
+                    status=101 if upgrade else 200, head_settle=_head_settle(request))

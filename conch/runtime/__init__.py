@@ -4,12 +4,21 @@ Contract: it takes a bundle (``config.json`` + rootfs) and nothing else; it know
 of images, registries, networks or the Docker API. Its command line is runc's, so podman
 (``--runtime``), containerd, dockerd and conch's own shim can drive it.
 
-Process model of ``create`` (the same shape as runc's nsexec, in Python):
+Process model of ``create``. Without a user namespace, P forks the init itself (one fork
+per container): it unshares (or joins) the pid namespace just around the fork, which
+only its children feel, and G enters the other namespaces::
 
-    runtime (P)  ── fork ──►  intermediate (C)  ── fork ──►  init (G, pid 1 of the container)
-      cgroup, uid/gid maps,     setns/unshare into the        rootfs, pivot_root, devices,
-      hooks, state file         new namespaces, reports G     hostname, user, caps, seccomp,
-                                to P and exits                waits on exec.fifo, then execs
+    runtime (P)  ── fork ──►  init (G, pid 1 of the container)
+      cgroup, hooks,            setns/unshare the other namespaces, rootfs, pivot_root,
+      state file                devices, hostname, user, caps, seccomp, waits on
+                                exec.fifo, then execs
+
+With a user namespace (which a process with threads, such as P with its prearm thread,
+may not change) it is runc's nsexec shape, in Python::
+
+    runtime (P)  ── fork ──►  intermediate (C)  ── fork ──►  init (G)
+      uid/gid maps              setns/unshare into the new namespaces, reports G to P
+                                and exits
 
 P and its children talk over two pipes with one JSON object per line (``sync.py``); a
 failed step in C or G is sent back as ``{"type": "error", "step", "message", "errno"}`` and

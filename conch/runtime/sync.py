@@ -5,7 +5,8 @@ hot path. Messages:
 
     C -> P  {"type": "userns"}                  C unshared a user namespace: write its maps
     P -> C  {"type": "mapped"}
-    C -> P  {"type": "pid", "pid": N}           host pid of the container init (G)
+    C -> P  {"type": "pid", "pid": N}           host pid of the container init (G); only
+                                                with a user namespace (else P forked G)
     P -> G  {"type": "cgroup"}                  G is in its cgroup (resources applied)
     P -> C  {"type": "go"}                      (exec) C is in the cgroup: join and fork
     G -> P  {"type": "hooks"}                   G paused before pivot_root for prestart /

@@ -223,10 +223,17 @@ def play(client, text: str, *, replace: bool = False, out=print) -> None:
         for image, policy in {(c["image"], c.get("imagePullPolicy", "IfNotPresent"))
                               for c in wl.template["spec"]["containers"]}:
             _ensure_image(client, image, policy)
+    made = []
     for wl in p.workloads:
         pods = [wl.name] if wl.kind == "Pod" else [f"{wl.name}-{i}" for i in range(wl.replicas)]
-        for i, pod in enumerate(pods):
-            _run_pod(client, p, wl, pod)
+        made.append(wl)
+        try:
+            for pod in pods:
+                _run_pod(client, p, wl, pod)
+        except BaseException:
+            # all or nothing: what this play made so far goes (claims' volumes stay)
+            down_plan(client, Plan(made, p.config, [], p.services), out=lambda *_: None)
+            raise
         out(f"{wl.kind.lower()}/{wl.name}: {len(pods)} pod{'s' if len(pods) != 1 else ''}"
             + (f" ({', '.join(pods)})" if pods else ""))
         for host, ip, cport, proto, svc in wl.publish:

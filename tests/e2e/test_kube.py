@@ -513,3 +513,24 @@ def test_round_trip_container_to_pod_yaml_and_back(d, tmp_path):
         d.conch("rm", "-f", "krt")
         d.conch("kube", "play", "--down", path, timeout=120)
         d.conch("volume", "rm", vol)
+
+
+def test_play_is_all_or_nothing(d, tmp_path):
+    """The second pod cannot start (its hostPort is the first one's): play fails with the
+    daemon's error and removes what it made (the first pod, the network)."""
+    port = free_port()
+    pod = ("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  containers:\n"
+           "  - name: c\n    image: busybox\n    command: [sleep, '600']\n"
+           "    ports: [{{containerPort: 80, hostPort: {port}}}]\n")
+    path = tmp_path / "clash.yaml"
+    path.write_text(pod.format(name="kfirst", port=port) + "---\n" + pod.format(name="ksecond", port=port))
+    networks_before = {n["Name"] for n in d.api.get("/networks")}
+    before = d.container_ids()
+    try:
+        p = d.conch("kube", "play", path, timeout=120)
+        assert p.returncode == 1 and "Error response from daemon" in p.stderr, p.stderr
+        assert d.container_ids() == before
+        assert _ours(d, "Pod/kfirst") == [] and _ours(d, "Pod/ksecond") == []
+        assert {n["Name"] for n in d.api.get("/networks")} == networks_before
+    finally:
+        d.conch("kube", "play", "--down", path, timeout=120)

@@ -8,7 +8,8 @@ assignment, parentheses, define/template/block, comments, trim markers) and ever
 containers, images, networks and volumes (inspect and ls), plus docker's errors for bad
 templates (parse and execution) and the typed-then-raw fallback of inspect.
 One daemon for the module; the objects are made once. Nothing here prints a Go map docker
-iterates unsorted (ps/ls ``.Labels`` with two labels): its order is random in docker."""
+iterates unsorted (ps/ls ``.Labels`` with two labels): its order is random in docker; nor
+a relative time ("3 seconds ago"), which the two runs may see differently."""
 
 from __future__ import annotations
 
@@ -121,6 +122,18 @@ INSPECT = [
     "{{/* open", "{{break}}", "{{:=}}", "{{.Name!}}", "{{3x}}", "{{.Name | }}", "{{|}}",
     "{{range .Config.Env}}{{else}}{{else}}{{end}}", "{{$x := 1}}{{$x := }}", "{{.X..}}", "{{true.X}}",
     "{{1.X}}", "{{..X}}", "{{json.Config}}", "{{(json).Config}}", "{{$x := 1}}{{$x.Config}}",
+    "{{printf \"%d\" .State}}", "{{printf \"%#v %#v %#v %#v\" .Name 1 true nil}}", "{{printf \"%+v\" .State}}",
+    "{{index .NetworkSettings.Ports \"80/tcp\"}}", "{{index .Config.Labels \"nope\"}}|{{index .Config.ExposedPorts \"x\"}}",
+    "{{eq .State .State}}", "{{len nil}}", "{{len .Missing}}", "{{truncate .Name -1}}", "{{pad .Name -1 2}}",
+    "{{printf \"%v %s\" .State.Health .State.Health}}", "{{print .State.Health}}", "{{print .State}}",
+    "{{println .Config.Labels .Config.Env}}", "{{print nil}}", "{{print 1.0 2.5}}",
+    "{{printf \"%g %g %v %v %.0f\" 100000.0 1000000.0 1e21 123456789.0 2.5}}",
+    "{{printf \"%c|%U|%q\" 0x1F600 0x1F600 0x1F600}}", "{{printf \"%t %s\" 1 nil}}",
+    "{{(index (index .NetworkSettings.Ports \"80/tcp\") 0).HostPort}}", "{{range $k, $v := .Config.ExposedPorts}}{{$k}}={{$v}};{{end}}",
+    "{{js .Config.Env}}", "{{html .Config.Labels}}", "{{urlquery .Config.Env \"x\"}}", "{{json .HostConfig.PortBindings}}",
+    "{{json .GraphDriver}}", "{{split .Config.Labels.nope \",\"}}", "{{join .Config.Labels \",\"}}",
+    "{{.NetworkSettings.Networks.nope.IPAddress}}", "{{(index .NetworkSettings.Networks \"nope\").IPAddress}}",
+    "{{slice .Name 1 2 3}}", "{{index .Config.Cmd -1}}", "{{not}}", "{{and}}", "{{eq 1.0 1}}", "{{eq \"a\" 1}}",
     # execution errors
     "{{.Name.Foo}}", "{{index .Name 1 2}}", "{{index nil 1}}", "{{.State.Pid.X}}",
     "{{range .State}}{{end}}", "{{range .Name}}{{end}}", "{{range $i, $e := 3}}{{end}}",
@@ -168,7 +181,7 @@ LS = [
     (["ps", "-f", f"name={C}"], "table {{lower .Names}} {{pad .ID 1 1}} {{truncate .ID 3}} {{title .Names}}"),
     (["ps", "-f", f"name={C}"], "table {{join (split .Names \",\") \";\"}}|{{printf \"%s\" .Image}}"),
     (["ps", "-f", f"name={C}"], "table {{if eq .Names \"fmt-web\"}}yes{{end}}"),
-    (["images"], "table"), (["history", I], "table"),
+    (["network", "ls", "-f", f"name={N}"], "table"), (["volume", "ls", "-f", f"name={V}"], "table"),
     (["network", "ls", "-f", f"name={N}"], "table {{.Name}}\t{{.Label \"env\"}}"),
     (["volume", "ls", "-f", f"name={V}"], "table {{.Name}}\t{{.Label \"tier\"}}"),
     (["ps", "-f", f"name={C}"], "{{x}}"), (["ps", "-f", f"name={C}"], "{{.Nope}}"),

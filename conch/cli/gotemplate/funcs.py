@@ -10,9 +10,8 @@ from conch.cli.gotemplate.values import (NOVALUE, GoInt, GoMap, GoSlice, NilPtr,
 
 
 def _len(item):
-    if item is NOVALUE:
-        raise FuncError("len of nil pointer" if False else "len of type <nil>") if False else \
-            FuncError("len of nil pointer")
+    if item is NOVALUE or item is None:  # Go reaches reflect with a zero Value
+        raise FuncError("reflect: call of reflect.Value.Type on zero Value")
     if isinstance(item, NilPtr):
         raise FuncError("len of nil pointer")
     if isinstance(item, (str, list, tuple, dict)) and not hasattr(item, "go_type_name"):
@@ -32,8 +31,11 @@ def _index_arg(index, n):
 
 
 def _key_type(m) -> str:
+    from conch.cli.gotemplate.typed import _NAMED, _split_map
+
     t = go_type(m)
-    return t[4:t.index("]")] if t.startswith("map[") else "string"
+    t = _NAMED.get(t, t)  # nat.PortMap is a map[nat.Port]...: a string key is no nat.Port
+    return _split_map(t)[0] if t.startswith("map[") else "string"
 
 
 def _index(item, *indexes):
@@ -121,6 +123,8 @@ def _eq(a1, *rest):
         elif k1 is None:
             if a1 is NOVALUE and a is NOVALUE:
                 t = True  # never reached in Go: both invalid compare equal by kind
+            elif isinstance(a1, Struct) and a1.ptr and isinstance(a, Struct) and a.ptr:
+                t = a1 is a  # pointers: the same object
             elif isinstance(a1, (list, dict, Struct)) or isinstance(a, (list, dict, Struct)):
                 if (a1 is None or isinstance(a1, NilPtr)) or (a is None or isinstance(a, NilPtr)):
                     t = (a1 is None or isinstance(a1, NilPtr)) == (a is None or isinstance(a, NilPtr))
@@ -235,10 +239,14 @@ def _title(s):
 
 
 def _pad(s, prefix, suffix):
+    if prefix < 0 or suffix < 0:
+        raise FuncError("strings: negative Repeat count")
     return " " * prefix + s + " " * suffix
 
 
 def _truncate(s, length):
+    if length < 0:
+        raise FuncError(f"runtime error: slice bounds out of range [:{length}]")
     b = s.encode("utf-8", "surrogateescape")
     if len(b) < length:
         return s

@@ -269,6 +269,13 @@ def _fmt_one(verb: str, v, flags: str, width: int | None, prec: int | None) -> s
             return _pad(sprint_value(v, 0, "+" in flags) if not (isinstance(v, Struct) and v.ptr)
                         else "&" + sprint_value(Struct(v.gotype, v.fields), 0, "+" in flags),
                         flags, width)
+    if verb == "v" and "#" in flags:  # Go syntax, for the scalars a template meets
+        if isinstance(v, str) and not hasattr(v, "gotype"):
+            return _pad(go_quote(v), flags.replace("#", ""), width)
+        if v is None:
+            return _pad("<nil>", flags, width)
+    if isinstance(v, NilPtr) and verb in "dxXob":
+        return _pad(_fmt_int(0, verb, flags, prec), flags, width)  # a nil pointer's address
     if v is None or v is NOVALUE or isinstance(v, NilPtr):
         if verb == "v":
             return _pad("<nil>", flags, width)

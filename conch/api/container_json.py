@@ -194,8 +194,9 @@ def _endpoint_json(cfg: dict, ep: dict | None) -> dict[str, Any]:
         "DriverOpts": dict(cfg.get("driver_opts") or {}) or None,
         "NetworkID": cfg.get("id", ""), "EndpointID": ep.get("endpoint_id", ""),
         "Gateway": ep.get("gateway", ""), "IPAddress": ep.get("ip", ""),
-        "IPPrefixLen": ep.get("prefixlen", 0), "IPv6Gateway": "", "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0, "DNSNames": list(ep.get("dns_names") or ()) or None,
+        "IPPrefixLen": ep.get("prefixlen", 0), "IPv6Gateway": ep.get("gateway6", ""),
+        "GlobalIPv6Address": ep.get("ip6", ""), "GlobalIPv6PrefixLen": ep.get("prefixlen6", 0),
+        "DNSNames": list(ep.get("dns_names") or ()) or None,
     }
 
 
@@ -209,6 +210,8 @@ def _ports(c: Container, live: dict | None) -> dict[str, Any]:
     for p in live.get("ports", ()):
         key = f"{p['container_port']}/{p['proto']}"
         out[key] = (out.get(key) or []) + [{"HostIp": p["host_ip"], "HostPort": str(p["host_port"])}]
+        if p.get("container_ip6"):  # published on "::" too (docker 28)
+            out[key].append({"HostIp": "::", "HostPort": str(p["host_port"])})
     return out
 
 
@@ -227,9 +230,9 @@ def network_settings(c: Container, live: dict | None) -> dict[str, Any]:
         "Ports": _ports(c, live),
         "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
         "EndpointID": bridge.get("endpoint_id", ""), "Gateway": bridge.get("gateway", ""),
-        "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+        "GlobalIPv6Address": bridge.get("ip6", ""), "GlobalIPv6PrefixLen": bridge.get("prefixlen6", 0),
         "IPAddress": bridge.get("ip", ""), "IPPrefixLen": bridge.get("prefixlen", 0),
-        "IPv6Gateway": "", "MacAddress": bridge.get("mac", ""),
+        "IPv6Gateway": bridge.get("gateway6", ""), "MacAddress": bridge.get("mac", ""),
         "Networks": networks,
     }
 

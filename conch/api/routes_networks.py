@@ -53,15 +53,17 @@ def network_json(net: Any, endpoints: dict[str, dict] | None) -> dict[str, Any]:
         if getattr(net, "aux_addresses", None):
             item["AuxiliaryAddresses"] = dict(net.aux_addresses)
         config.append(item)
+    if getattr(net, "subnet6", ""):
+        config.append({"Subnet": net.subnet6, "Gateway": net.gateway6})
     containers = {}
     for cid, info in (endpoints or {}).items():
         ep = info["endpoint"]
         containers[cid] = {"Name": info["name"], "EndpointID": ep["endpoint_id"],
                            "MacAddress": ep["mac"], "IPv4Address": f"{ep['ip']}/{ep['prefixlen']}",
-                           "IPv6Address": ""}
+                           "IPv6Address": f"{ep['ip6']}/{ep['prefixlen6']}" if ep.get("ip6") else ""}
     return {
         "Name": net.name, "Id": net.id, "Created": net.created, "Scope": "local",
-        "Driver": net.driver, "EnableIPv4": True, "EnableIPv6": False,
+        "Driver": net.driver, "EnableIPv4": True, "EnableIPv6": bool(getattr(net, "enable_ipv6", False)),
         # dockerd: IPAM.Options as the create request gave them (the docker CLI sends
         # {}, docker-py none: null), null for the networks it made itself
         "IPAM": {"Driver": "default",
@@ -98,14 +100,13 @@ async def create(request: web.Request) -> web.StreamResponse:
     if not name:
         raise InvalidArgument("network name is required" if "Name" not in body else
                               'invalid network name "": only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed')
-    if body.get("EnableIPv6"):
-        raise InvalidArgument("IPv6 networks are not supported")
     net = await call_engine(_svc(request).create, name, driver=body.get("Driver") or "bridge",
                             internal=bool(body.get("Internal")),
                             attachable=bool(body.get("Attachable")), ipam_body=body.get("IPAM"),
                             options=dict(body.get("Options") or {}),
                             labels=dict(body.get("Labels") or {}),
-                            check_duplicate=body.get("CheckDuplicate", True) is not False)
+                            check_duplicate=body.get("CheckDuplicate", True) is not False,
+                            enable_ipv6=bool(body.get("EnableIPv6")))
     return json_response({"Id": net.id, "Warning": ""}, status=201)
 
 

@@ -184,6 +184,10 @@ class Firewall:
         self._nets: dict[str, _Network] | None = None  # None: not read from the kernel yet
         self._ports: dict[tuple[str, str, int], PortRule] = {}
         self._shared: dict[tuple[str, str, int], list[tuple[str, int]]] = {}
+        from conch.network.firewall6 import Firewall6, table_exists
+
+        # EnableIPv6 networks: the ip6 table of the same name (conch.network.firewall6)
+        self.v6 = Firewall6(table, self._run, lambda: table_exists(self._nft_path(), table))
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -205,6 +209,7 @@ class Firewall:
         """Delete the table and everything in it; no error when it is absent."""
         with self._lock:
             self._run(f"add table ip {self.table}\ndelete table ip {self.table}\n")
+            self.v6.destroy()
             for net in (self._nets or {}).values():
                 _set_route_localnet(net.bridge, False)
             self._nets, self._ports, self._shared = None, {}, {}
@@ -212,11 +217,14 @@ class Firewall:
     # -- networks ----------------------------------------------------------------------
 
     def add_network(self, *, bridge: str, subnet: str, internal: bool = False,
-                    masquerade: bool = True) -> None:
+                    masquerade: bool = True, subnet6: str = "") -> None:
         """Rules for a bridge network: isolation, forwarding, outbound NAT (unless
         ``internal`` or not ``masquerade``). Idempotent; new settings replace old ones
         (and then drop the ports published to the bridge)."""
         check_ifname(bridge)
+        if subnet6:  # idempotent, so before the unchanged-IPv4 shortcut below
+            self.v6.add_network(bridge=bridge, subnet6=subnet6, internal=internal,
+                                masquerade=masquerade)
         try:
             net4 = ipaddress.IPv4Network(subnet, strict=False)
         except ValueError as exc:
@@ -242,8 +250,9 @@ class Firewall:
             nets[bridge] = net
             self._ports = {k: r for k, r in self._ports.items() if r.bridge != bridge}
 
-    def remove_network(self, *, bridge: str) -> None:
+    def remove_network(self, *, bridge: str, subnet6: str = "") -> None:
         """Drop a network's rules and every port published to it; unknown: no-op."""
+        self.v6.remove_network(bridge=bridge, subnet6=subnet6)
         with self._lock:
             nets = self._model()
             net = nets.get(bridge)

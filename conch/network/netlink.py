@@ -272,7 +272,8 @@ def configure(netns_path: str, ifname: str, address_cidr: str, gateway: str | No
 
 def plug_veth(*, host_name: str, peer_name: str, bridge: str, netns_path: str,
               address_cidr: str, gateway: str | None, mac: str | None = None,
-              hairpin: bool = True, ns_socket: socket.socket | None = None) -> None:
+              hairpin: bool = True, ns_socket: socket.socket | None = None,
+              address6_cidr: str | None = None, gateway6: str | None = None) -> None:
     """One container endpoint in as few kernel round trips and processes as possible:
     the veth pair created with its host end already on ``bridge`` and up and its peer
     created inside the namespace as ``peer_name`` with ``mac``; then, over a netlink
@@ -312,11 +313,17 @@ def plug_veth(*, host_name: str, peer_name: str, bridge: str, netns_path: str,
             idx = _index(nl, peer_name, netns_path)
             with _op("addr add", peer_name):
                 nl.add_addr(idx, str(iface.ip), iface.network.prefixlen)
+                if address6_cidr:  # an EnableIPv6 network's address too
+                    iface6 = ipaddress.ip_interface(address6_cidr)
+                    nl.add_addr(idx, str(iface6.ip), iface6.network.prefixlen)
             with _op("link set", peer_name):
                 nl.set_link(idx, up=True)
             if gateway is not None:
                 with _op("route add", peer_name):
                     nl.add_default_route(gateway, idx)
+            if address6_cidr and gateway6 is not None:
+                with _op("route add", peer_name):
+                    nl.add_default_route(gateway6, idx)
     except BaseException:
         delete_link(host_name)
         raise

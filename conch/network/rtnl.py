@@ -162,11 +162,17 @@ def veth_peer(name: str, netns_fd: int | None = None, address: str | None = None
     return ifinfomsg() + b"".join(attrs)
 
 
+IFA_F_NODAD = 0x02
+
+
 def addr_msg(index: int, ip: str, prefixlen: int) -> bytes:
-    """RTM_NEWADDR body: IFA_ADDRESS and IFA_LOCAL both ``ip`` (as ``ip addr add``)."""
+    """RTM_NEWADDR body: IFA_ADDRESS and IFA_LOCAL both ``ip`` (as ``ip addr add``). An
+    IPv6 address skips duplicate address detection (``nodad``, as libnetwork adds them):
+    it is usable at once instead of "tentative" for a second or two."""
     family = socket.AF_INET6 if ":" in ip else socket.AF_INET
     packed = socket.inet_pton(family, ip)
-    return (_IFADDRMSG.pack(family, prefixlen, 0, RT_SCOPE_UNIVERSE, index)
+    flags = IFA_F_NODAD if family == socket.AF_INET6 else 0
+    return (_IFADDRMSG.pack(family, prefixlen, flags, RT_SCOPE_UNIVERSE, index)
             + nla(IFA_ADDRESS, packed) + nla(IFA_LOCAL, packed))
 
 

@@ -382,7 +382,7 @@ def scoped_report(daemon: Daemon, before: HostSnapshot) -> LeakReport:
         mounts=[m for m in r.mounts if not _foreign(daemon, m.mountpoint)],
         cgroups=[c for c in r.cgroups if not _foreign(daemon, c.partition(":")[2])],
         links=[n for n in r.links if _our_link(daemon, n)],  # others' veths come and go
-        nft_tables=[t for t in r.nft_tables if t == f"ip {daemon.nft_table}"],
+        nft_tables=[t for t in r.nft_tables if t in (f"ip {daemon.nft_table}", f"ip6 {daemon.nft_table}")],
         # a conchd restarted by the test itself is not a leak while it runs, nor are
         # its warm shims (conch.engine.containers.warmpool) and their waiting runtimes
         processes=[p for p in r.processes if not _daemon_own(daemon, p, r.processes)],

@@ -590,3 +590,87 @@ def test_remove_legacy_link(client, d):
     finally:
         web.remove(force=True)
         db.remove(force=True)
+
+
+def _ipv6_usable() -> str | None:
+    try:
+        with open("/proc/sys/net/ipv6/conf/all/disable_ipv6") as f:
+            if f.read().strip() != "0":
+                return "IPv6 is disabled on this host"
+    except OSError:
+        return "no IPv6 in this kernel"
+    return None
+
+
+def test_ipv6_network(client, d):
+    """6: EnableIPv6 with a v6 IPAM pool: containers get an IPv6 address (the pool's or
+    IPAMConfig.IPv6Address), a default v6 route and the inspect fields; two containers
+    talk over IPv6; a port published on every address answers on "::" too (DNAT to the
+    container's v6 address); the subnet is masqueraded (ip6 table)."""
+    import random
+    import socket
+    import subprocess
+
+    why = _ipv6_usable()
+    if why:
+        pytest.skip(why)
+    subnet = f"fd{random.randint(0x10, 0xff):02x}:{random.randint(0, 0xffff):x}:{random.randint(0, 0xffff):x}::/64"
+    prefix = subnet[:-3]  # "fdxx:y:z::"
+    pool = docker.types.IPAMPool(subnet=subnet)
+    net = client.networks.create("h10-v6", enable_ipv6=True,
+                                 ipam=docker.types.IPAMConfig(pool_configs=[pool]))
+    try:
+        info = client.api.inspect_network(net.id)
+        assert info["EnableIPv6"] is True
+        assert {"Subnet": subnet, "Gateway": prefix + "1"} in info["IPAM"]["Config"]
+        port = __import__("conch.testing.daemon", fromlist=["free_port"]).free_port()
+        srv = client.containers.run(
+            "busybox", ["sh", "-c", "echo v6-hello > /www/index.html 2>/dev/null || "
+                        "(mkdir -p /www && echo v6-hello > /www/index.html); httpd -f -p 80 -h /www"],
+            detach=True, network="h10-v6", ports={"80/tcp": port})
+        srv.reload()
+        ep = srv.attrs["NetworkSettings"]["Networks"]["h10-v6"]
+        assert ep["GlobalIPv6Address"].startswith(prefix) and ep["GlobalIPv6PrefixLen"] == 64
+        assert ep["IPv6Gateway"] == prefix + "1"
+        assert {"HostIp": "::", "HostPort": str(port)} in srv.attrs["NetworkSettings"]["Ports"]["80/tcp"]
+        members = client.api.inspect_network(net.id)["Containers"]
+        assert members[srv.id]["IPv6Address"] == ep["GlobalIPv6Address"] + "/64"
+        # a fixed address from the endpoint config, and v6 traffic between containers
+        cfg = client.api.create_networking_config({"h10-v6": client.api.create_endpoint_config(
+            ipv6_address=prefix + "99")})
+        cli = client.api.create_container(
+            "busybox", ["sh", "-c", f"ip -6 route | grep default; "
+                        f"wget -q -O - http://[{ep['GlobalIPv6Address']}]/"],
+            networking_config=cfg, host_config=client.api.create_host_config(network_mode="h10-v6"))
+        client.api.start(cli["Id"])
+        assert client.api.wait(cli["Id"], timeout=30)["StatusCode"] == 0
+        out = client.api.logs(cli["Id"]).decode()
+        assert f"default via {prefix}1" in out and "v6-hello" in out, out
+        ep2 = client.api.inspect_container(cli["Id"])["NetworkSettings"]["Networks"]["h10-v6"]
+        assert ep2["IPAMConfig"] == {"IPv6Address": prefix + "99"}
+        client.api.remove_container(cli["Id"])
+        # the host reaches the published port over IPv6 (its own address on the bridge)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection((prefix + "1", port), timeout=5) as s:
+                    s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                    body = b""
+                    while chunk := s.recv(4096):
+                        body += chunk
+                assert b"v6-hello" in body, body
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "no answer on the IPv6 published port"
+                time.sleep(0.2)
+        table = subprocess.run(["nft", "list", "table", "ip6", d.nft_table], capture_output=True,
+                               text=True, timeout=30).stdout
+        assert subnet in table and "masquerade" in table, table
+        srv.remove(force=True)
+    finally:
+        for ctr in client.containers.list(all=True, filters={"network": "h10-v6"}):
+            ctr.remove(force=True)
+        net.remove()
+    table = subprocess.run(["nft", "list", "table", "ip6", d.nft_table], capture_output=True,
+                           text=True, timeout=30).stdout
+    assert subnet not in table

@@ -92,9 +92,10 @@ def test_requests_match_pyroute2_bytes(what, ours, theirs):
 def test_ipv6_address_and_route_from_the_uapi_structs():
     ip = socket.inet_pton(socket.AF_INET6, "fd00::2")
     gw = socket.inet_pton(socket.AF_INET6, "fd00::1")
-    # struct ifaddrmsg {family, prefixlen, flags, scope; u32 index}, then two 20-byte attrs
+    # struct ifaddrmsg {family, prefixlen, flags, scope; u32 index}, then two 20-byte attrs;
+    # flags IFA_F_NODAD (0x02): a v6 address usable at once, as libnetwork adds them
     assert rtnl.addr_msg(7, "fd00::2", 64) == (
-        bytes([10, 64, 0, 0]) + struct.pack("=I", 7)
+        bytes([10, 64, 2, 0]) + struct.pack("=I", 7)
         + struct.pack("=HH", 20, 1) + ip + struct.pack("=HH", 20, 2) + ip)
     # struct rtmsg {family, dst_len, src_len, tos, table, protocol, scope, type; u32 flags}
     assert rtnl.default_route_msg("fd00::1", 7) == (

@@ -25,7 +25,7 @@ import logging
 import os
 
 from conch.engine.network import sandbox, shared_ports
-from conch.engine.network.records import effective_mode, network_event
+from conch.engine.network.records import effective_mode, network_event, pool6_key
 from conch.errors import ConchError, Conflict, InvalidArgument, NotFound, PermissionDenied
 
 log = logging.getLogger(__name__)
@@ -104,11 +104,22 @@ def _add_endpoint(svc, c, state: dict, net, cfg: dict, index: int, *, default_ro
     aliases = list(cfg.get("aliases") or ())
     with svc._lock:
         pool = svc.store.pools[net.id]
+        pool6 = svc.store.pools.get(pool6_key(net.id)) if getattr(net, "subnet6", "") else None
+        if cfg.get("ipv6") and pool6 is None:
+            raise InvalidArgument(f"invalid IPv6 address {cfg['ipv6']}: network {net.name} "
+                                  "has no IPv6 (EnableIPv6)")
         ip = pool.allocate(cfg.get("ipv4") or None)
+        try:
+            ip6 = pool6.allocate(cfg.get("ipv6") or None) if pool6 is not None else ""
+        except BaseException:
+            pool.release(ip)
+            raise
         svc.store.save_pool(net.id)
+        if pool6 is not None:
+            svc.store.save_pool(pool6_key(net.id))
         names = [c.name, *aliases, c.id[:12]] if net.dns else []
         ep = sandbox.new_endpoint(net, cid=c.id, ip=ip, index=index, aliases=aliases, dns_names=names,
-                                  mac=cfg.get("mac") or "")
+                                  mac=cfg.get("mac") or "", ip6=ip6)
         state["endpoints"][net.id] = ep
         sandbox.save(svc.state_root, state)
     try:
@@ -118,6 +129,9 @@ def _add_endpoint(svc, c, state: dict, net, cfg: dict, index: int, *, default_ro
             state["endpoints"].pop(net.id, None)
             pool.release(ip)
             svc.store.save_pool(net.id)
+            if ep.get("ip6"):
+                pool6.release(ep["ip6"])
+                svc.store.save_pool(pool6_key(net.id))
             sandbox.save(svc.state_root, state)
         raise
     return ep
@@ -150,11 +164,22 @@ def _publish(svc, c, state: dict, image) -> None:
             entry = {"proto": r["proto"], "host_ip": r["host_ip"], "host_port": port,
                      "container_port": r["container_port"], "container_ip": ep["ip"],
                      "bridge": net.bridge}
+            if ep.get("ip6") and r["host_ip"] in ("0.0.0.0", "::"):
+                # docker 28: a port on every address is on "::" too, to the IPv6 address
+                entry["container_ip6"] = ep["ip6"]
             state["ports"].append(entry)
         try:
             svc.firewall.publish(bridge=net.bridge, proto=r["proto"], host_ip=r["host_ip"],
                                  host_port=port, container_ip=ep["ip"],
                                  container_port=r["container_port"])
+            if entry.get("container_ip6"):
+                try:
+                    svc.firewall.v6.publish(proto=r["proto"], host_port=port,
+                                            container_ip6=ep["ip6"],
+                                            container_port=r["container_port"])
+                except BaseException:
+                    svc.firewall.unpublish(proto=r["proto"], host_ip=r["host_ip"], host_port=port)
+                    raise
         except BaseException:
             with svc._lock:
                 state["ports"].remove(entry)
@@ -307,6 +332,8 @@ def _unpublish(svc, p: dict) -> None:
         svc.socklb.unpublish([p])
     try:
         svc.firewall.unpublish(proto=p["proto"], host_ip=p["host_ip"], host_port=p["host_port"])
+        if p.get("container_ip6"):
+            svc.firewall.v6.unpublish(proto=p["proto"], host_port=p["host_port"])
     except ConchError as exc:
         log.warning("unpublishing %s:%s/%s: %s", p["host_ip"], p["host_port"], p["proto"], exc)
     try:
@@ -329,6 +356,13 @@ def _drop_endpoint(svc, nid: str, ep: dict, *, unplug: bool = True) -> None:
                 svc.store.save_pool(nid)
             except ConchError as exc:
                 log.warning("releasing %s: %s", ep.get("ip"), exc)
+        pool6 = svc.store.pools.get(pool6_key(nid))
+        if pool6 is not None and ep.get("ip6"):
+            try:
+                pool6.release(ep["ip6"])
+                svc.store.save_pool(pool6_key(nid))
+            except ConchError as exc:
+                log.warning("releasing %s: %s", ep.get("ip6"), exc)
 
 
 def etc_files(svc, c, hostname: str) -> tuple[str, str]:

@@ -36,11 +36,11 @@ import os
 import re
 import secrets
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from conch.engine.model import now_rfc3339
 from conch.engine.durable import write_atomic
-from conch.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
+from conch.errors import Conflict, InvalidArgument, NotFound, PermissionDenied, Unavailable
 from conch.network import ipam
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,9 @@ class Network:
     labels: dict = field(default_factory=dict)
     ipam_options: dict | None = None  # IPAM.Options as given (None: not given, shown null)
     aux_addresses: dict = field(default_factory=dict)  # IPAM.Config's AuxiliaryAddresses (reserved)
+    enable_ipv6: bool = False    # EnableIPv6: an IPv6 subnet too (its pool is pools[id + "/6"])
+    subnet6: str = ""
+    gateway6: str = ""
 
     @property
     def dns(self) -> bool:
@@ -123,16 +126,27 @@ class NetworkStore:
                     self.pools[net.id] = ipam.load_state(self._ipam(net.id))
                 except NotFound:
                     self.pools[net.id] = ipam.Pool(net.subnet, net.gateway, net.ip_range or None)
+            if net.subnet6:
+                try:
+                    self.pools[pool6_key(net.id)] = ipam.load_state(self._ipam(pool6_key(net.id)))
+                except NotFound:
+                    self.pools[pool6_key(net.id)] = ipam.Pool(net.subnet6, net.gateway6)
 
-    def _ipam(self, nid: str) -> str:
-        return os.path.join(self.root, nid, "ipam.json")
+    def _ipam(self, key: str) -> str:
+        """A pool's state file: ``<id>/ipam.json``, the IPv6 one ``<id>/ipam6.json``."""
+        nid, _, v6 = key.partition("/")
+        return os.path.join(self.root, nid, "ipam6.json" if v6 else "ipam.json")
 
-    def put(self, net: Network, pool: ipam.Pool | None = None) -> None:
+    def put(self, net: Network, pool: ipam.Pool | None = None,
+            pool6: ipam.Pool | None = None) -> None:
         d = os.path.join(self.root, net.id)
         os.makedirs(d, mode=0o700, exist_ok=True)
         if pool is not None:
             ipam.save_state(self._ipam(net.id), pool)
             self.pools[net.id] = pool
+        if pool6 is not None:
+            ipam.save_state(self._ipam(pool6_key(net.id)), pool6)
+            self.pools[pool6_key(net.id)] = pool6
         # the record last: a directory without it is a create that did not finish
         write_atomic(os.path.join(d, "network.json"), json.dumps(asdict(net)).encode())
         self.networks[net.id] = net
@@ -148,6 +162,7 @@ class NetworkStore:
         shutil.rmtree(os.path.join(self.root, nid), ignore_errors=True)
         self.networks.pop(nid, None)
         self.pools.pop(nid, None)
+        self.pools.pop(pool6_key(nid), None)
 
     def find(self, ref: str) -> Network:
         """docker's order: full id, exact name, then a unique id prefix."""
@@ -171,9 +186,40 @@ def validate_name(name: str) -> str:
     return name
 
 
+def pool6_key(nid: str) -> str:
+    """The key of a network's IPv6 pool in ``NetworkStore.pools``."""
+    return nid + "/6"
+
+
+def parse_ipam6(ipam_body: dict | None, enable_ipv6: bool) -> tuple[str, str]:
+    """The IPv6 entry of POST /networks/create's IPAM.Config: (subnet, gateway), "" when
+    none was given; one without EnableIPv6 is libnetwork's error."""
+    configs = [c for c in (ipam_body or {}).get("Config") or () if ":" in (c.get("Subnet") or "")]
+    if not configs:
+        return "", ""
+    if not enable_ipv6:
+        raise InvalidArgument("non-overlapping IPv6 address pools are only supported with "
+                              "EnableIPv6: add --ipv6")
+    if len(configs) > 1:
+        raise InvalidArgument("only one IPv6 subnet per network is supported")
+    return configs[0]["Subnet"], configs[0].get("Gateway") or ""
+
+
+def ula_subnet(nid: str, existing) -> str:
+    """An IPv6 /64 for a network given none: a unique-local prefix (fd00::/8) taken from
+    its ID, the next one when another network has it (docker 28 picks a ULA /64 too)."""
+    taken = {ipaddress.ip_network(n.subnet6) for n in existing if getattr(n, "subnet6", "")}
+    for i in range(0, len(nid) - 10, 2):
+        h = nid[i:i + 10]
+        net = ipaddress.ip_network(f"fd{h[0:2]}:{h[2:6]}:{h[6:10]}::/64")
+        if net not in taken:
+            return str(net)
+    raise Unavailable("no free IPv6 unique-local subnet")
+
+
 def parse_ipam(ipam_body: dict | None) -> tuple[str, str, str, dict | None, dict]:
     """POST /networks/create's IPAM -> (subnet, gateway, ip_range, options or None when not
-    given, auxiliary addresses); IPv4 only."""
+    given, auxiliary addresses) of its IPv4 entry (the IPv6 one: :func:`parse_ipam6`)."""
     ipam_body = ipam_body or {}
     driver = ipam_body.get("Driver") or "default"
     if driver != "default":
@@ -182,8 +228,6 @@ def parse_ipam(ipam_body: dict | None) -> tuple[str, str, str, dict | None, dict
     v4 = [c for c in configs if ":" not in (c.get("Subnet") or "")]
     if len(v4) > 1:
         raise InvalidArgument("only one IPv4 subnet per network is supported")
-    if len(v4) != len(configs):
-        raise InvalidArgument("IPv6 subnets are not supported")
     cfg = v4[0] if v4 else {}
     subnet, gateway, ip_range = cfg.get("Subnet") or "", cfg.get("Gateway") or "", cfg.get("IPRange") or ""
     if (gateway or ip_range) and not subnet:
@@ -210,7 +254,8 @@ def new_id() -> str:
 
 def user_network(name: str, driver: str, *, internal: bool, attachable: bool, options: dict,
                  labels: dict, subnet: str, gateway: str, ip_range: str, ipam_options: dict | None,
-                 existing, aux_addresses: dict | None = None) -> tuple[Network, ipam.Pool | None]:
+                 existing, aux_addresses: dict | None = None, enable_ipv6: bool = False,
+                 subnet6: str = "", gateway6: str = "") -> tuple[Network, ipam.Pool | None, ipam.Pool | None]:
     """A new record (and pool) for ``network create``, validated against ``existing``."""
     validate_name(name)
     if driver not in DRIVERS:
@@ -240,7 +285,18 @@ def user_network(name: str, driver: str, *, internal: bool, attachable: bool, op
                   attachable=attachable, options=dict(options), labels=dict(labels),
                   ipam_options=dict(ipam_options) if ipam_options is not None else None,
                   aux_addresses=dict(aux_addresses or {}))
-    return net, pool
+    pool6 = None
+    if enable_ipv6:
+        subnet6 = subnet6 or ula_subnet(nid, existing)
+        new6 = ipaddress.ip_network(subnet6, strict=False)
+        for other in existing:
+            if getattr(other, "subnet6", "") and new6.overlaps(ipaddress.ip_network(other.subnet6)):
+                raise PermissionDenied(f"invalid pool request: Pool overlaps with other one on this "
+                                       f"address space ({subnet6} overlaps {other.subnet6} of "
+                                       f"network {other.name})")
+        pool6 = ipam.Pool(subnet6, gateway6 or None)
+        net = replace(net, enable_ipv6=True, subnet6=str(pool6.subnet), gateway6=str(pool6.gateway))
+    return net, pool, pool6
 
 
 def predefined(existing: dict[str, Network], bridge_name: str, bridge_cidr: str
@@ -356,5 +412,5 @@ def effective_mode(spec) -> str:
 
 
 __all__ = ["Network", "NetworkStore", "DRIVERS", "PREDEFINED", "user_network", "predefined",
-           "matches", "parse_ipam", "check_overlap", "host_routes", "validate_name", "parse_until",
+           "matches", "parse_ipam", "parse_ipam6", "pool6_key", "check_overlap", "host_routes", "validate_name", "parse_until",
            "created_before", "network_event", "effective_mode"]

@@ -61,9 +61,12 @@ def veth_name(cid: str, index: int) -> str:
 
 
 def new_endpoint(net, *, cid: str, ip: str, index: int, aliases, dns_names, links=(),
-                 mac: str = "") -> dict:
-    """``mac``: the endpoint's MacAddress (docker's own ``02:42:<ip>`` when "")."""
-    return {"network_id": net.id, "name": net.name, "endpoint_id": secrets.token_hex(32),
+                 mac: str = "", ip6: str = "") -> dict:
+    """``mac``: the endpoint's MacAddress (docker's own ``02:42:<ip>`` when "");
+    ``ip6``: its IPv6 address on an EnableIPv6 network ("" otherwise)."""
+    v6 = {"ip6": ip6, "prefixlen6": ipaddress_prefix(net.subnet6), "gateway6": net.gateway6} \
+        if ip6 else {}
+    return {**v6, "network_id": net.id, "name": net.name, "endpoint_id": secrets.token_hex(32),
             "ip": ip, "prefixlen": ipaddress_prefix(net.subnet), "gateway": net.gateway,
             "mac": mac.replace("-", ":").lower() if mac else netlink.mac_for_ip(ip), "ifname": f"eth{index}", "veth": veth_name(cid, index),
             "aliases": list(aliases), "dns_names": list(dns_names), "links": list(links)}
@@ -81,6 +84,9 @@ def plug(netns_path: str, net, ep: dict, *, default_route: bool, ns_socket=None)
               netns_path=netns_path, address_cidr=f"{ep['ip']}/{ep['prefixlen']}",
               gateway=net.gateway if default_route and not net.internal else None,
               mac=ep["mac"], hairpin=True)  # hairpin: its own published ports
+    if ep.get("ip6"):
+        kw.update(address6_cidr=f"{ep['ip6']}/{ep['prefixlen6']}",
+                  gateway6=ep["gateway6"] if default_route and not net.internal else None)
     try:
         netlink.plug_veth(**kw, ns_socket=ns_socket)
     except AlreadyExists:

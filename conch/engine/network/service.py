@@ -39,7 +39,8 @@ import re
 from conch.engine.network import sandbox, shared_ports
 from conch.engine.network.records import (PREDEFINED, Network, NetworkStore, created_before,
                                           effective_mode, matches, network_event, parse_ipam,
-                                          parse_until, predefined, user_network)
+                                          parse_ipam6, parse_until, pool6_key, predefined,
+                                          user_network)
 from conch.errors import ConchError, Conflict, InvalidArgument, NotFound, PermissionDenied
 
 log = logging.getLogger(__name__)
@@ -144,8 +145,11 @@ class NetworkService:
         from conch.network import netlink
 
         netlink.ensure_bridge(net.bridge, f"{net.gateway}/{net.subnet.partition('/')[2]}")
+        if net.subnet6:
+            netlink.ensure_bridge(net.bridge, f"{net.gateway6}/{net.subnet6.partition('/')[2]}")
         self.firewall.add_network(bridge=net.bridge, subnet=net.subnet, internal=net.internal,
-                                  masquerade=net.masquerade and not net.internal)
+                                  masquerade=net.masquerade and not net.internal,
+                                  subnet6=net.subnet6)
         if self.socklb is not None:  # the bridge's gateway is a new host address
             self.socklb.refresh_addresses()
 
@@ -213,7 +217,7 @@ class NetworkService:
             for net in self.store.networks.values():
                 if net.driver == "bridge":
                     try:
-                        self.firewall.remove_network(bridge=net.bridge)
+                        self.firewall.remove_network(bridge=net.bridge, subnet6=net.subnet6)
                     except ConchError as exc:
                         log.warning("firewall rules of %s: %s", net.name, exc)
                     netlink.delete_link(net.bridge)
@@ -242,8 +246,9 @@ class NetworkService:
     async def create(self, name: str, *, driver: str = "bridge", internal: bool = False,
                      attachable: bool = False, ipam_body: dict | None = None,
                      options: dict | None = None, labels: dict | None = None,
-                     check_duplicate: bool = True) -> Network:
+                     check_duplicate: bool = True, enable_ipv6: bool = False) -> Network:
         subnet, gateway, ip_range, ipam_options, aux = parse_ipam(ipam_body)
+        subnet6, gateway6 = parse_ipam6(ipam_body, enable_ipv6)
         async with self._alock:  # creates and removes one at a time (kernel work awaited)
             with self._lock:
                 existing = list(self.store.networks.values())
@@ -252,16 +257,17 @@ class NetworkService:
                 if any(n.name == name for n in existing):
                     # docker refuses a duplicate name whatever CheckDuplicate says (API >= 1.44)
                     raise Conflict(f"network with name {name} already exists")
-                net, pool = user_network(name, driver or "bridge", internal=internal,
-                                         attachable=attachable, options=options or {},
-                                         labels=labels or {}, subnet=subnet, gateway=gateway,
-                                         ip_range=ip_range, ipam_options=ipam_options,
-                                         aux_addresses=aux,
-                                         existing=existing)
+                net, pool, pool6 = user_network(name, driver or "bridge", internal=internal,
+                                                attachable=attachable, options=options or {},
+                                                labels=labels or {}, subnet=subnet, gateway=gateway,
+                                                ip_range=ip_range, ipam_options=ipam_options,
+                                                aux_addresses=aux, existing=existing,
+                                                enable_ipv6=enable_ipv6, subnet6=subnet6,
+                                                gateway6=gateway6)
             try:
                 await asyncio.to_thread(self._ensure_kernel, net)
                 with self._lock:
-                    self.store.put(net, pool)
+                    self.store.put(net, pool, pool6)
             except BaseException:
                 await asyncio.to_thread(self._remove_kernel, net)
                 raise
@@ -274,7 +280,7 @@ class NetworkService:
         from conch.network import netlink
 
         try:
-            self.firewall.remove_network(bridge=net.bridge)
+            self.firewall.remove_network(bridge=net.bridge, subnet6=net.subnet6)
         except ConchError as exc:
             log.warning("firewall rules of %s: %s", net.name, exc)
         netlink.delete_link(net.bridge)

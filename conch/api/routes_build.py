@@ -4,7 +4,8 @@ Query (Engine API v1.45 ``ImageBuild``): ``t`` (repeatable), ``dockerfile``,
 ``buildargs`` and ``labels`` (JSON objects of strings; a null build arg is skipped),
 ``target``, ``nocache``, ``q``, ``rm`` (default true), ``forcerm``, ``pull``,
 ``platform`` (the host's only). ``remote`` (a URL or git context) is refused. The body is
-the context tar (plain or compressed).
+the context tar (plain or compressed). conch's header ``X-Conch-Build-Secrets`` carries
+``RUN --mount=type=secret`` values (see :data:`SECRETS_HEADER`).
 
 Answer: docker's jsonmessage lines -- ``{"stream": "Step 1/4 : FROM busybox\\n"}``,
 ``{"aux": {"ID": "sha256:…"}}`` once -- as the build goes. As dockerd, an error before
@@ -83,6 +84,24 @@ def build_options(query):
         cache_from=_json_list(query, "cachefrom"))
 
 
+# conch's own: RUN --mount=type=secret values (docker's BuildKit sends them over its
+# gRPC session, which the classic API does not have): base64 of a JSON object of
+# id -> base64 content. Never written to the context, a layer or the history.
+SECRETS_HEADER = "X-Conch-Build-Secrets"
+
+
+def _secrets(raw: str) -> dict[str, bytes]:
+    import base64
+
+    try:
+        value = json.loads(base64.b64decode(raw, validate=True))
+        if not isinstance(value, dict):
+            raise ValueError("not an object")
+        return {str(k): base64.b64decode(v, validate=True) for k, v in value.items()}
+    except (ValueError, TypeError) as exc:
+        raise InvalidArgument(f"invalid {SECRETS_HEADER} header: {exc}") from exc
+
+
 def _json_list(query, name: str) -> tuple[str, ...]:
     raw = query.get(name, "")
     if not raw:
@@ -106,6 +125,10 @@ async def build(request: web.Request) -> web.StreamResponse:
     from conch.engine.build.builder import Builder, StepFailed
 
     opts = build_options(request.query)
+    if request.headers.get(SECRETS_HEADER):
+        from dataclasses import replace
+
+        opts = replace(opts, secrets=_secrets(request.headers[SECRETS_HEADER]))
     response = None
     with tempfile.TemporaryFile(prefix="conch-build-") as body:
         async for chunk in request.content.iter_chunked(_CHUNK):

@@ -41,6 +41,7 @@ def cmd_build(ctx: Context, argv: list[str]) -> int:
     p.add_argument("--add-host", action="append", default=[], help="Add a custom host-to-IP mapping (host:ip)")
     p.add_argument("--cache-from", action="append", default=[], help="Images to consider as cache sources")
     p.add_argument("--iidfile", help="Write the image ID to the file")
+    p.add_argument("--secret", action="append", default=[], help="Secret to expose to the build (format: \"id=mysecret[,src=/local/secret]\")")
     p.add_argument("path", metavar="PATH | URL | -")
     ns = p.parse(argv)
     if ns.path.startswith(("http://", "https://", "git@", "github.com/")):
@@ -67,9 +68,39 @@ def cmd_build(ctx: Context, argv: list[str]) -> int:
         params["dockerfile"] = dockerfile
     if not ns.quiet:
         ctx.out(f"Sending build context to conch daemon  {_size(len(context.getbuffer()))}")
-    resp = ctx.client.send_file("POST", "/build", context, params=params,
-                                headers={"Content-Type": "application/x-tar"})
+    headers = {"Content-Type": "application/x-tar"}
+    if ns.secret:
+        headers["X-Conch-Build-Secrets"] = _secrets_header(ns.secret)
+    resp = ctx.client.send_file("POST", "/build", context, params=params, headers=headers)
     return _print_stream(ctx, resp, ns.quiet, ns.iidfile)
+
+
+def _secrets_header(specs: list[str]) -> str:
+    """``--secret id=x[,src=FILE|,env=VAR]`` (buildx's forms; the default source is
+    the env var named by the id, then the file of that name) as conch's header."""
+    import base64
+    import json
+
+    out = {}
+    for spec in specs:
+        fields = dict(part.partition("=")[::2] for part in spec.split(",") if part)
+        sid = fields.get("id") or ""
+        src = fields.get("src") or fields.get("source") or ""
+        env = fields.get("env") or ""
+        if not sid:
+            sid = os.path.basename(src) if src else env
+        if not sid:
+            raise UsageError(f"invalid secret {spec!r}: id= is required")
+        if env or (not src and sid in os.environ):
+            value = os.environ.get(env or sid, "").encode()
+        else:
+            try:
+                with open(src or sid, "rb") as f:
+                    value = f.read()
+            except OSError as exc:
+                raise CommandError(f"failed to read secret {sid}: {exc}") from exc
+        out[sid] = base64.b64encode(value).decode()
+    return base64.b64encode(json.dumps(out).encode()).decode()
 
 
 def _pairs(items: list[str], *, from_env: bool) -> dict[str, str]:

@@ -38,8 +38,10 @@ docker does. The context directory and every mount go whatever happens.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import posixpath
 import re
 import shutil
 import tempfile
@@ -50,6 +52,7 @@ from typing import AsyncIterator, BinaryIO, Mapping
 from conch.build.dockerignore import DockerIgnore
 from conch.build.parser import parse
 from conch.build.shell import Lexer
+from conch.engine.build import buildkit_syntax as bks
 from conch.engine.build import copying, layers
 from conch.engine.build import step_images
 from conch.engine.containers import logs as clogs
@@ -81,6 +84,7 @@ class BuildOptions:
     network_mode: str = ""  # RUN's network: "" / "default" (the default bridge), none, host, a name
     extra_hosts: tuple[str, ...] = ()  # RUN's /etc/hosts additions, "host:ip"
     cache_from: tuple[str, ...] = ()  # images whose history may stand in for steps (cachefrom)
+    secrets: Mapping[str, bytes] = field(default_factory=dict)  # RUN --mount=type=secret's, by id
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +178,9 @@ class _Build:
     async def steps(self) -> AsyncIterator[BuildMessage]:
         df = parse(await asyncio.to_thread(self._read_dockerfile))
         self.lexer = Lexer(df.escape)
+        if df.syntax:
+            yield _out(f"[note] # syntax={df.syntax}: the frontend is not fetched; conch's "
+                       "built-in Dockerfile frontend (BuildKit's syntax) is used\n")
         for ins in df.instructions:
             validate(ins)
         meta, stages = _split_stages(df.instructions)
@@ -330,7 +337,9 @@ class _Build:
 
     # -- FROM -----------------------------------------------------------------------------
     async def _from(self, ins, index: int) -> StageState:
-        flag_values(ins.flags, ("platform",), "FROM")
+        platform = flag_values(ins.flags, ("platform",), "FROM").get("platform", "")
+        if platform:
+            self._check_platform(platform)
         words = expand_words(self.lexer, tuple(ins.args), False, self.meta_args)
         if len(words) not in (1, 3) or (len(words) == 3 and words[1].lower() != "as"):
             raise InvalidArgument("FROM requires either one or three arguments")
@@ -354,6 +363,26 @@ class _Build:
         state.triggers = [_trigger(t) for t in triggers]
         return state
 
+    def _check_platform(self, text: str) -> None:
+        """``FROM --platform``: the host's platform only (no emulation here); the
+        BUILDPLATFORM/TARGETPLATFORM args (both the host's) expand in it."""
+        from conch.oci.platform import Platform, normalize
+
+        host = normalize(self.b.images.platform)
+        host_text = f"{host.os}/{host.architecture}" + (f"/{host.variant}" if host.variant else "")
+        value = self.lexer.process_word(text, {**self.meta_args, "BUILDPLATFORM": host_text,
+                                               "TARGETPLATFORM": host_text})
+        if not value:
+            return
+        try:
+            want = normalize(Platform.parse(value))
+        except ConchError as exc:
+            raise InvalidArgument(f"failed to parse platform {value}: {exc}") from exc
+        if (want.os, want.architecture) != (host.os, host.architecture) or (
+                want.variant and host.variant and want.variant != host.variant):
+            raise InvalidArgument(f"FROM --platform={value}: conch builds for the host's platform "
+                                  f"({host_text}) only")
+
     async def _base_image(self, name: str):
         try:
             if not self.opts.pull:
@@ -367,9 +396,6 @@ class _Build:
     # -- one instruction -------------------------------------------------------------------
     async def _dispatch(self, state: StageState, ins) -> AsyncIterator[BuildMessage]:
         name = ins.name
-        if getattr(ins, "heredocs", ()):
-            raise InvalidArgument(f"{name.upper()} with a heredoc requires BuildKit (the classic "
-                                  "builder has no heredocs)")
         if name == "run":
             async for msg in self._run(state, ins):
                 yield msg
@@ -446,75 +472,196 @@ class _Build:
 
     # -- RUN --------------------------------------------------------------------------------
     async def _run(self, state: StageState, ins) -> AsyncIterator[BuildMessage]:
-        cmd = exec_form(tuple(ins.args), ins.json_form, state.shell)
+        heredocs = getattr(ins, "heredocs", ())
+        if heredocs and not ins.json_form:
+            cmd = bks.heredoc_command(tuple(ins.args), heredocs, state.shell)
+        else:
+            cmd = exec_form(tuple(ins.args), ins.json_form, state.shell)
+        mount_flags, network = [], ""
+        for flag in ins.flags:
+            key, _, value = flag.lstrip("-").partition("=")
+            if key == "mount":
+                mount_flags.append(value)
+            elif key == "network":
+                if value not in ("default", "none", "host"):
+                    raise InvalidArgument(f"unsupported network mode {value!r}")
+                network = value
+            else:
+                raise InvalidArgument(f"Unknown flag: {key}")
+        mounts = bks.run_mounts(mount_flags, state.config.working_dir or "/")
         run_args = state.run_args()
         state.used_args |= {a.partition("=")[0] for a in run_args} & set(self.opts.build_args)
         prefix = f"|{len(run_args)} {' '.join(run_args)} " if run_args else ""
         created_by = prefix + " ".join(cmd)
-        if await self._cached(state, created_by):
+        key = created_by
+        if mounts or network:  # what else the step's result depends on
+            key += "\0" + "\0".join([f"network={network}"] + [await self._mount_key(m) for m in mounts])
+        if await self._cached(state, key):
             yield _out(" ---> Using cache\n")
             return
         if not state.image_id:
             raise InvalidArgument("RUN needs a base image: FROM scratch has no filesystem yet")
         svc = self.b.containers
-        spec = CreateSpec(image=state.image_id, cmd=cmd, entrypoint=("",),
-                          env=tuple(state.config.env or ()) + tuple(run_args),
-                          working_dir=state.config.working_dir, user=state.config.user,
-                          network_mode=_run_network(self.opts.network_mode),
-                          extra_hosts=tuple(self.opts.extra_hosts))
-        c = await svc.create(spec)
-        yield _out(f" ---> Running in {c.id[:12]}\n")
-        ok = False
-        try:
-            await svc.start(c.id)
-            async for entry in clogs.follow(svc.paths.log(c.id), 0, svc.exited_event(c.id)):
-                text = entry.data.decode("utf-8", "replace")
-                # the classic builder's stderr writer (moby streamformatter.NewStderrWriter)
-                # wraps each chunk in bright red
-                yield _out(f"\033[91m{text}\033[0m" if entry.stream == "stderr" else text)
-            code = await svc.wait(c.id, "not-running")
-            if code:
-                raise StepFailed(f"The command '{' '.join(cmd)}' returned a non-zero code: {code}", code)
-            parent = await asyncio.to_thread(self.b.images.get, state.image_id)
-            async with svc._lock(c.id):  # noqa: SLF001 - the exit cleanup (unmount) runs under it
-                # the container's snapshot becomes the layer's unpacked form when the
-                # container goes (rm): the next step mounts it instead of unpacking
-                layer, _ = await asyncio.to_thread(
-                    layers.commit_layer, self.b.images, self.b.snapshotter, c.id, parent,
-                    step_images.layer_media_type(parent), self.epoch,
-                    keep=self.opts.remove or self.opts.force_remove)
-            await self._commit(state, created_by, layer)
-            ok = True
-        except asyncio.CancelledError:  # another stage failed: this one's container goes
-            await asyncio.shield(svc.remove(c.id, force=True))
-            ok = None
-            raise
-        finally:
-            if ok is not None and (ok and self.opts.remove or self.opts.force_remove):
-                await svc.remove(c.id, force=True)
+        with contextlib.ExitStack() as held:
+            api_mounts = await self._run_mount_specs(mounts, held)
+            spec = CreateSpec(image=state.image_id, cmd=cmd, entrypoint=("",),
+                              env=tuple(state.config.env or ()) + tuple(run_args),
+                              working_dir=state.config.working_dir, user=state.config.user,
+                              network_mode=_run_network(network or self.opts.network_mode),
+                              extra_hosts=tuple(self.opts.extra_hosts), mounts=tuple(api_mounts))
+            c = await svc.create(spec)
+            yield _out(f" ---> Running in {c.id[:12]}\n")
+            ok = False
+            try:
+                await svc.start(c.id)
+                async for entry in clogs.follow(svc.paths.log(c.id), 0, svc.exited_event(c.id)):
+                    text = entry.data.decode("utf-8", "replace")
+                    # the classic builder's stderr writer (moby streamformatter.NewStderrWriter)
+                    # wraps each chunk in bright red
+                    yield _out(f"\033[91m{text}\033[0m" if entry.stream == "stderr" else text)
+                code = await svc.wait(c.id, "not-running")
+                if code:
+                    raise StepFailed(f"The command '{' '.join(cmd)}' returned a non-zero code: {code}", code)
+                parent = await asyncio.to_thread(self.b.images.get, state.image_id)
+                async with svc._lock(c.id):  # noqa: SLF001 - the exit cleanup (unmount) runs under it
+                    # the container's snapshot becomes the layer's unpacked form when the
+                    # container goes (rm): the next step mounts it instead of unpacking
+                    layer, _ = await asyncio.to_thread(
+                        layers.commit_layer, self.b.images, self.b.snapshotter, c.id, parent,
+                        step_images.layer_media_type(parent), self.epoch,
+                        keep=self.opts.remove or self.opts.force_remove,
+                        mount_targets=[m.target for m in mounts])
+                await self._commit(state, created_by, layer, key=key)
+                ok = True
+            except asyncio.CancelledError:  # another stage failed: this one's container goes
+                await asyncio.shield(svc.remove(c.id, force=True))
+                ok = None
+                raise
+            finally:
+                if ok is not None and (ok and self.opts.remove or self.opts.force_remove):
+                    await svc.remove(c.id, force=True)
+                await asyncio.to_thread(held.close)  # stage roots, secret files
         if ok and self.opts.remove:
             yield _out(f" ---> Removed intermediate container {c.id[:12]}\n")
+
+    async def _mount_key(self, m) -> str:
+        """A RUN mount in the step's cache key: a bind's source content (context) or
+        stage image; a secret by its id only (never its content, as BuildKit)."""
+        extra = ""
+        if m.type == "bind":
+            if m.from_:
+                image = await self._mount_source_image(m.from_)
+                extra = str(image.id) if image is not None else "scratch"
+            else:
+                extra = await asyncio.to_thread(self._context_hash, m.source or ".")
+        return m.key() + "," + extra
+
+    def _context_hash(self, rel: str) -> str:
+        excluded = None if self.ignore is None else copying.ContextFilter(self.ignore)
+        sources = copying.plan(self.ctx, [rel], excluded, context=True)
+        return copying.source_hash(sources, excluded)
+
+    async def _mount_source_image(self, ref: str):
+        index = self.stage_index.get(ref.lower())
+        if index is None and ref.isdigit() and int(ref) in self.stage_futures:
+            index = int(ref)
+        if index is not None and index in self.stage_futures:
+            image_id = (await self._stage_state(index)).image_id
+            return await asyncio.to_thread(self.b.images.get, image_id) if image_id else None
+        return await self._base_image(ref)
+
+    async def _run_mount_specs(self, mounts, held: contextlib.ExitStack) -> list[dict]:
+        """HostConfig.Mounts entries for a RUN's ``--mount`` flags; what they need open
+        (a stage's root, a secret's file) is held by ``held`` until the RUN is done."""
+        from conch.runtime.rootfs import secure_join
+
+        out = []
+        for m in mounts:
+            if m.type == "cache":
+                src = await asyncio.to_thread(bks.cache_dir, self.b.paths.data_root, m)
+                out.append({"Type": "bind", "Source": src, "Target": m.target, "ReadOnly": m.readonly})
+            elif m.type == "tmpfs":
+                out.append({"Type": "tmpfs", "Target": m.target,
+                            "TmpfsOptions": {"SizeBytes": m.size} if m.size else {}})
+            elif m.type == "bind":
+                if m.from_:
+                    image = await self._mount_source_image(m.from_)
+                    root = await asyncio.to_thread(held.enter_context, step_images.scratch_root(
+                        self.b.images, self.b.snapshotter, self.b.paths.exec_root, image))
+                    base = str(root[1])
+                else:
+                    base = str(self.ctx)
+                src = secure_join(base, "/" + (m.source or "."))
+                if not os.path.lexists(src):
+                    raise InvalidArgument(f"failed to compute cache key: \"/{(m.source or '.').lstrip('/')}\": not found")
+                out.append({"Type": "bind", "Source": src, "Target": m.target, "ReadOnly": m.readonly})
+            elif m.type == "secret":
+                sid = m.id or posixpath.basename(m.source or m.target)
+                if sid not in self.opts.secrets:
+                    if m.required:
+                        raise InvalidArgument(f"secret {sid}: not found")
+                    continue
+                path = await asyncio.to_thread(self._secret_file, sid, m, held)
+                out.append({"Type": "bind", "Source": path, "Target": m.target, "ReadOnly": True})
+        return out
+
+    def _secret_file(self, sid: str, m, held: contextlib.ExitStack) -> str:
+        """The secret in a private file for one RUN (never in the context, a layer or
+        the history); removed with ``held``."""
+        d = tempfile.mkdtemp(dir=self.b.images.tmp_dir(), prefix="build-secret-")
+        held.callback(shutil.rmtree, d, True)
+        path = os.path.join(d, "secret")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400 if m.mode is None else m.mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(self.opts.secrets[sid])
+        os.chown(path, m.uid or 0, m.gid or 0)
+        return path
 
     # -- COPY / ADD / WORKDIR ------------------------------------------------------------------
     async def _copy(self, state: StageState, ins) -> AsyncIterator[BuildMessage]:
         add = ins.name == "add"
-        flags = flag_values(tuple(ins.flags), ("chown",) if add else ("chown", "from"), ins.name.upper())
+        flags = flag_values(tuple(ins.flags), ("chown", "chmod", "link", "checksum") if add
+                            else ("chown", "from", "chmod", "link"), ins.name.upper())
+        chmod = bks.parse_chmod(flags.get("chmod", ""))
+        # --link: BuildKit makes the layer apart from its parent; conch's layer is the
+        # same files either way, so it is accepted as is
+        heredocs = getattr(ins, "heredocs", ())
         words = expand_words(self.lexer, tuple(ins.args), ins.json_form, state.env_map())
         if len(words) < 2:
             raise InvalidArgument(f"{ins.name.upper()} requires at least two arguments, but only "
                                   "one was provided. Destination could not be determined.")
         srcs, dest = words[:-1], words[-1]
-        if add and any(s.startswith(("http://", "https://")) for s in srcs):
-            raise InvalidArgument("ADD from a URL is not supported by conch: use RUN wget")
+        special = [s for s in srcs if bks.is_heredoc_source(s, heredocs)
+                   or (add and s.startswith(("http://", "https://")))]
+        if flags.get("checksum") and not all(s.startswith(("http://", "https://")) for s in srcs):
+            raise InvalidArgument("checksum can't be specified for non-HTTP(S) sources")
+        if special and len(special) != len(srcs):
+            raise InvalidArgument(f"{ins.name.upper()} cannot mix heredocs or URLs with other sources")
         dest_abs, dest_dir = copying.destination(dest, state.config.working_dir)
         if len(srcs) > 1 and not dest_dir:
             raise InvalidArgument(f"When using {ins.name.upper()} with more than one source file, "
                                   "the destination must be a directory and end with a /")
         source_image = await self._copy_source(flags.get("from", ""))
         parent = await asyncio.to_thread(self.b.images.get, state.image_id) if state.image_id else None
-        result = await asyncio.to_thread(
-            self._copy_sync, state, parent, source_image, "from" in flags, srcs, dest, dest_abs,
-            dest_dir, flags.get("chown", ""), add)
+        with contextlib.ExitStack() as held:
+            alt_root = None
+            if special:  # heredoc bodies and downloads: files in a private directory
+                alt_root = Path(tempfile.mkdtemp(dir=self.b.images.tmp_dir(), prefix="build-src-"))
+                held.callback(shutil.rmtree, alt_root, True)
+                names = []
+                for src in srcs:
+                    if (name := bks.is_heredoc_source(src, heredocs)) is not None:
+                        names.append(name)
+                    else:
+                        names.append(await asyncio.to_thread(bks.fetch_url, src, alt_root,
+                                                             flags.get("checksum", "")))
+                await asyncio.to_thread(bks.heredoc_files, alt_root,
+                                        [h for h in heredocs if h.name in names], state.env_map())
+                srcs = names
+            result = await asyncio.to_thread(
+                self._copy_sync, state, parent, source_image, "from" in flags, srcs, dest, dest_abs,
+                dest_dir, flags.get("chown", ""), add and alt_root is None, chmod, alt_root,
+                "ADD" if add else "COPY")
         if result == "cached":
             yield _out(" ---> Using cache\n")
 
@@ -532,17 +679,21 @@ class _Build:
         return await self._base_image(ref)
 
     def _copy_sync(self, state, parent, source_image, from_flag, srcs, dest, dest_abs, dest_dir,
-                   chown, add) -> str:
-        """Worker thread: resolve, hash, look in the cache, else write and commit."""
+                   chown, add, chmod=None, alt_root=None, verb="COPY") -> str:
+        """Worker thread: resolve, hash, look in the cache, else write and commit.
+        ``add``: local archives are unpacked; ``alt_root``: the sources' directory
+        instead of the context (heredocs, downloads)."""
         b = self.b
-        with copying.source_root(b, self.ctx, source_image, from_flag) as src_root:
-            excluded = None if from_flag or self.ignore is None else copying.ContextFilter(self.ignore)
-            sources = copying.plan(src_root, srcs, excluded, context=not from_flag)
+        with copying.source_root(b, self.ctx, source_image, from_flag, alt_root) as src_root:
+            excluded = (None if from_flag or alt_root is not None or self.ignore is None
+                        else copying.ContextFilter(self.ignore))
+            sources = copying.plan(src_root, srcs, excluded, context=not from_flag and alt_root is None)
             digest = copying.source_hash(sources, excluded)
-            created_by = f"{step_images.SHELL_PREFIX}#(nop) {'ADD' if add else 'COPY'} {digest} in {dest} "
-            key = created_by + (f"\0chown={chown}" if chown else "")
+            created_by = f"{step_images.SHELL_PREFIX}#(nop) {verb} {digest} in {dest} "
+            key = created_by + (f"\0chown={chown}" if chown else "") + (
+                f"\0chmod={chmod:o}" if chmod is not None else "")
             if not self.opts.no_cache and (hit := b.cache.get(state.image_id, key)
-                                           or (not chown and self.opts.cache_from
+                                           or (not chown and chmod is None and self.opts.cache_from
                                                and self._from_sources(state, created_by))):
                 state.image_id = hit
                 return "cached"
@@ -551,7 +702,8 @@ class _Build:
                 owner = copying.chown_ids(chown, root)
                 archives = [s for s in sources if add and not s.is_dir and copying.is_archive(s.path)]
                 plain = [s for s in sources if s not in archives]
-                copying.write_sources(root, plain, archives, dest_abs, dest_dir, owner, excluded)
+                copying.write_sources(root, plain, archives, dest_abs, dest_dir, owner, excluded,
+                                      chmod=chmod)
             layer = step_images.layer_of(b.images, b.snapshotter, snap, parent, self.epoch)
             parent_id = state.image_id
             state.image_id = step_images.commit_step(b.images, parent, state.config, created_by,

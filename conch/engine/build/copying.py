@@ -190,8 +190,10 @@ def is_archive(path: str) -> bool:
 
 
 def write_tar(out: BinaryIO, root: Path, sources: list[Source], dest: str, dest_is_dir: bool,
-              owner: tuple[int, int], excluded) -> None:
-    """The tar (names relative to the image root) that puts ``sources`` at ``dest``."""
+              owner: tuple[int, int], excluded, chmod: int | None = None) -> None:
+    """The tar (names relative to the image root) that puts ``sources`` at ``dest``;
+    ``chmod`` (BuildKit's ``--chmod``): the mode of every file and directory copied
+    (not of the parents made for them)."""
     root_s = str(root)
     into_dir = dest_is_dir or len(sources) > 1 or _is_dir_in(root_s, dest)
     uid, gid = owner
@@ -224,6 +226,8 @@ def write_tar(out: BinaryIO, root: Path, sources: list[Source], dest: str, dest_
                 parents(target)
                 info = tar.gettarinfo(host, arcname=target.lstrip("/"))
                 info.uid, info.gid, info.uname, info.gname = uid, gid, "", ""
+                if chmod is not None and (info.isreg() or info.isdir()):
+                    info.mode = chmod
                 if info.isreg():
                     with open(host, "rb") as f:
                         tar.addfile(info, f)
@@ -250,11 +254,14 @@ def _is_dir_in(root: str, path: str) -> bool:
 class source_root:
     """The root COPY reads from: the context, or a mounted snapshot of --from's image."""
 
-    def __init__(self, b, ctx: Path, image, from_flag: bool):
+    def __init__(self, b, ctx: Path, image, from_flag: bool, alt_root: Path | None = None):
         self.b, self.ctx, self.image, self.from_flag = b, ctx, image, from_flag
+        self.alt_root = alt_root  # heredoc bodies / downloads (BuildKit syntax)
         self._cm = None
 
     def __enter__(self) -> Path:
+        if self.alt_root is not None:
+            return self.alt_root
         if not self.from_flag:
             return self.ctx
         self._cm = step_images.scratch_root(self.b.images, self.b.snapshotter,
@@ -283,12 +290,12 @@ def chown_ids(spec: str, root: Path) -> tuple[int, int]:
 
 
 def write_sources(root: Path, plain, archives, dest_abs: str, dest_dir: bool,
-                   owner: tuple[int, int], excluded) -> None:
+                   owner: tuple[int, int], excluded, *, chmod: int | None = None) -> None:
     from conch.engine.containers.rootfs_tar import put_archive
 
     if plain:
         with tempfile.TemporaryFile(prefix="conch-build-copy-") as tar:
-            write_tar(tar, root, plain, dest_abs, dest_dir, owner, excluded)
+            write_tar(tar, root, plain, dest_abs, dest_dir, owner, excluded, chmod)
             tar.seek(0)
             put_archive(root, "/", tar)
     for src in archives:  # ADD: a local archive is unpacked into the destination

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import stat
 from pathlib import Path
 
 from conch.errors import AlreadyExists, NotFound
@@ -80,6 +81,32 @@ def drop_init_leftovers(upper: Path) -> None:
                 path.unlink()
 
 
+def drop_mount_stubs(upper: Path, lowers: list[Path], targets) -> None:
+    """What the runtime made in the upper dir only to mount RUN ``--mount`` targets on
+    (an empty directory or file, and the empty parents made for it), as BuildKit leaves
+    mount points out of the layer; anything the image already had stays."""
+    for target in targets:
+        rel = target.strip("/")
+        while rel:
+            path = upper / rel
+            if any(os.path.lexists(low / rel) for low in lowers):
+                break
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                break
+            try:
+                if stat.S_ISDIR(st.st_mode):
+                    os.rmdir(path)  # only when empty
+                elif stat.S_ISREG(st.st_mode) and st.st_size == 0:
+                    os.unlink(path)
+                else:
+                    break
+            except OSError:
+                break
+            rel = rel.rpartition("/")[0]
+
+
 def clamp_mtimes(upper: Path, epoch: int) -> None:
     """Step 2: no mtime later than ``epoch`` (deepest first, so setting a file's time
     never touches its directory's)."""
@@ -92,7 +119,7 @@ def clamp_mtimes(upper: Path, epoch: int) -> None:
 
 
 def commit_layer(images, snapshotter, key: str, parent, media_type: str,
-                 epoch: int | None = None, *, keep: bool = True):
+                 epoch: int | None = None, *, keep: bool = True, mount_targets=()):
     """See the module docstring; ``parent`` is the image the snapshot was made from
     (None: scratch); ``keep`` False: step 4 is skipped (a RUN container kept with
     ``--rm=false`` keeps its snapshot)."""
@@ -103,6 +130,7 @@ def commit_layer(images, snapshotter, key: str, parent, media_type: str,
     mounts = snapshotter.mounts(key)
     lowers, upper = lower_dirs(mounts), writable_dir(mounts)
     drop_init_leftovers(upper)
+    drop_mount_stubs(upper, lowers, mount_targets)
     if not os.listdir(upper):
         return None, False
     if epoch is not None:

@@ -187,7 +187,8 @@ class Firewall:
         from conch.network.firewall6 import Firewall6, table_exists
 
         # EnableIPv6 networks: the ip6 table of the same name (conch.network.firewall6)
-        self.v6 = Firewall6(table, self._run, lambda: table_exists(self._nft_path(), table))
+        self.v6 = Firewall6(table, self._run, lambda: table_exists(self._nft_path(), table),
+                            self._nft_path)
 
     # -- lifecycle ---------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ out, bridges are isolated from each other and from new connections from outside,
 port published on every address (``-p 8080:80``, "0.0.0.0" and "::") is DNAT'ed to the
 container's IPv6 address as well. This table (``ip6 <name>``, the same name as the
 daemon's ``ip`` table) holds exactly that, made on the first IPv6 network and deleted
-with the ``ip`` one::
+with the last one (and with the ``ip`` table)::
 
     set bridges  ifname                every bridge with an IPv6 subnet
     set internal ifname                those of --internal networks
@@ -67,9 +67,10 @@ add rule ip6 {t} postrouting ip6 saddr @masq oifname != @bridges masquerade
 class Firewall6:
     """The ``ip6`` table; ``run`` is the owning Firewall's ``nft -f -`` runner."""
 
-    def __init__(self, table: str, run, listing) -> None:
+    def __init__(self, table: str, run, listing, nft) -> None:
         self.table = table
         self._run = run
+        self._nft = nft  # () -> the nft binary
         self._listing = listing  # () -> bool: does the ip6 table exist
         self._lock = threading.Lock()
         self._ready = False
@@ -109,6 +110,10 @@ class Firewall6:
             self._delete([f"bridges {{ {bridge} }}", f"intra {{ {bridge} . {bridge} }}",
                           f"internal {{ {bridge} }}"]
                          + ([f"masq {{ {subnet6} }}"] if subnet6 else []), t)
+            if not self._nets and not self._has_bridges():
+                # the last IPv6 network went: so does the table (made again on the next)
+                self._run(f"add table ip6 {t}\ndelete table ip6 {t}\n")
+                self._ready = False
 
     def publish(self, *, proto: str, host_port: int, container_ip6: str, container_port: int) -> None:
         ipaddress.IPv6Address(container_ip6)
@@ -121,6 +126,11 @@ class Firewall6:
         with self._lock:
             if self._listing():
                 self._delete([f"ports_any {{ {proto} . {int(host_port)} }}"], self.table)
+
+    def _has_bridges(self) -> bool:
+        proc = subprocess.run([self._nft(), "-j", "list", "set", "ip6", self.table, "bridges"],
+                              capture_output=True, text=True, timeout=30)
+        return proc.returncode != 0 or '"elem"' in proc.stdout
 
     def destroy(self) -> None:
         with self._lock:

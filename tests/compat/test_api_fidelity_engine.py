@@ -639,13 +639,14 @@ def test_ipv6_network(client, d):
         cfg = client.api.create_networking_config({"h10-v6": client.api.create_endpoint_config(
             ipv6_address=prefix + "99")})
         cli = client.api.create_container(
-            "busybox", ["sh", "-c", f"ip -6 route | grep default; "
+            "busybox", ["sh", "-c", f"ip -6 route | grep default; grep {prefix}99 /etc/hosts; "
                         f"wget -q -O - http://[{ep['GlobalIPv6Address']}]/"],
             networking_config=cfg, host_config=client.api.create_host_config(network_mode="h10-v6"))
         client.api.start(cli["Id"])
         assert client.api.wait(cli["Id"], timeout=30)["StatusCode"] == 0
         out = client.api.logs(cli["Id"]).decode()
         assert f"default via {prefix}1" in out and "v6-hello" in out, out
+        assert f"{prefix}99\t{cli['Id'][:12]}" in out, out  # /etc/hosts names its v6 address
         ep2 = client.api.inspect_container(cli["Id"])["NetworkSettings"]["Networks"]["h10-v6"]
         assert ep2["IPAMConfig"] == {"IPv6Address": prefix + "99"}
         client.api.remove_container(cli["Id"])
@@ -667,6 +668,13 @@ def test_ipv6_network(client, d):
                                text=True, timeout=30).stdout
         assert subnet in table and "masquerade" in table, table
         srv.remove(force=True)
+        # no v6 pool given: a unique-local /64 of its own
+        auto = client.networks.create("h10-v6-auto", enable_ipv6=True)
+        try:
+            v6 = [c for c in client.api.inspect_network(auto.id)["IPAM"]["Config"] if ":" in c["Subnet"]]
+            assert len(v6) == 1 and v6[0]["Subnet"].startswith("fd") and v6[0]["Subnet"].endswith("::/64")
+        finally:
+            auto.remove()
     finally:
         for ctr in client.containers.list(all=True, filters={"network": "h10-v6"}):
             ctr.remove(force=True)

@@ -385,7 +385,8 @@ def etc_files(svc, c, hostname: str) -> tuple[str, str]:
     # a container once it joins one (connect included)
     dns_nets = [n for n in (svc.store.networks.get(ep["network_id"]) for ep in eps) if n and n.dns]
     hosts = sandbox.hosts_text(hostname=hostname, domainname=c.spec.domainname,
-                               own_ips=[ep["ip"] for ep in eps], extra_hosts=c.spec.extra_hosts,
+                               own_ips=[ip for ep in eps for ip in (ep["ip"], ep.get("ip6")) if ip],
+                               extra_hosts=c.spec.extra_hosts,
                                links=state.get("links", ()), gateway=eps[0]["gateway"] if eps else "")
     resolv = sandbox.resolv_text(dns=c.spec.dns, dns_search=c.spec.dns_search,
                                  dns_options=c.spec.dns_options,

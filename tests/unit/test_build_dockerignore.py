@@ -155,3 +155,17 @@ def test_patternmatcher_table(pattern, path, matches):
 ])
 def test_patternmatcher_multi_pattern_table(patterns, path, matches):
     assert DockerIgnore(patterns).excluded(path) is matches
+
+
+@pytest.mark.parametrize("patterns,directory,walk", [
+    (["dir", "!dir/keep"], "dir", True),          # an exception below: walk it
+    (["dir", "!dir/sub/keep"], "dir/sub", True),
+    (["dir", "!dir/keep"], "other", False),
+    (["dir"], "dir", False),                      # no exception at all
+    (["dir", "!dirty"], "dir", False),            # "dirty/" does not start with "dir/"
+    (["dir", "!**/keep"], "dir", False),          # moby's prefix test, quirk kept
+])
+def test_may_reinclude_below(patterns, directory, walk):
+    """moby archive.TarWithOptions: an excluded directory is still walked when an
+    exception pattern starts with "<dir>/"."""
+    assert DockerIgnore(patterns).may_reinclude_below(directory) is walk

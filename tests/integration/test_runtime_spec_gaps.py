@@ -243,3 +243,33 @@ def test_failing_poststart_and_poststop_hooks_warn_and_the_rest_run(runtime_by_n
     rt.created.remove(cid)
     assert "warning" in deleted.stderr and "poststop hook /bin/false" in deleted.stderr
     assert (marks / "poststop-after").exists()
+
+
+# --- the init forked straight from the runtime (no intermediate) joins a pid namespace ------
+
+
+@pytest.mark.parametrize("name", COMPARED)
+def test_pid_namespace_joined_by_path(name, runtime_by_name, bundle):
+    """Without a user namespace conch forks the init itself, joining the pid namespace
+    around the fork: the joined container's pid 1 must be the first container's."""
+    rt = runtime_by_name(name)
+    first = rt.new_id()
+    rt("run", "--detach", "--bundle", bundle(["sleep", "60"]), first, check=True)
+    pid = rt.state(first)["pid"]
+
+    def join_pid(spec):
+        for n in spec["linux"]["namespaces"]:
+            if n["type"] == "pid":
+                n["path"] = f"/proc/{pid}/ns/pid"
+
+    b = bundle(sh("cat /proc/1/cmdline | tr '\\0' ' '; echo; echo self=$$"), join_pid)
+    second = rt.new_id()
+    proc = rt.run(b, cid=second)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[0] == "sleep 60 "
+    assert proc.stdout.splitlines()[1] != "self=1"
+    rt.created.remove(second)
+    rt("kill", first, "KILL", check=True)
+    rt.wait_status(first, "stopped")
+    rt("delete", first, check=True)
+    rt.created.remove(first)

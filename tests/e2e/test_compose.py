@@ -198,7 +198,8 @@ services:
 
 
 def test_run_logs_wait_secrets_profiles(d, tmp_path):
-    """The other verbs on a small project: up --wait (healthcheck), logs with the
+    """The other verbs on a small project: up --wait (healthcheck), depends_on
+    service_completed_successfully, logs with the
     service prefix, run --rm (a one-off with the command given, the project's network),
     secrets from a file, a profile-only service left out until its profile is on,
     stop/start/restart, and config's resolved output."""
@@ -214,6 +215,11 @@ services:
     stop_signal: SIGKILL
     secrets: [token]
     healthcheck: {test: ["CMD", "true"], interval: 1s}
+    depends_on:
+      init: {condition: service_completed_successfully}
+  init:
+    image: busybox
+    command: ["sh", "-c", "sleep 1; echo init-done"]
   tools:
     image: busybox
     profiles: [debug]
@@ -225,6 +231,8 @@ secrets:
         r = compose(d, project, path, "up", "-d", "--wait")
         assert r.returncode == 0, r.stderr
         assert ids(d, project, "tools") == {}
+        err = r.stderr  # the one-shot dependency completed before app was created
+        assert err.index(f"Container {project}-init-1  Exited") < err.index(f"Container {project}-app-1  Created")
         state = d.api.get(f"/containers/{project}-app-1/json")["State"]
         assert state["Health"]["Status"] == "healthy"
         logs = ok(compose(d, project, path, "logs", "app"))
@@ -233,8 +241,8 @@ secrets:
                          "cat /run/secrets/token; wget -qO- http://app/etc/hostname"))
         assert "s3cret" in out
         assert len([n for n in ids(d, project) if "-run-" in n]) == 0  # --rm
-        assert ok(compose(d, project, path, "config", "--services")).split() == ["app"]
-        assert ok(compose(d, project, path, "--profile", "debug", "config", "--services")).split() == ["app", "tools"]
+        assert ok(compose(d, project, path, "config", "--services")).split() == ["app", "init"]
+        assert ok(compose(d, project, path, "--profile", "debug", "config", "--services")).split() == ["app", "init", "tools"]
         cfg = ok(compose(d, project, path, "config"))
         assert "NAME: app" in cfg and f"name: {project}" in cfg
         assert compose(d, project, path, "stop").returncode == 0

@@ -39,7 +39,10 @@ def cmd_build(ctx: Context, argv: list[str]) -> int:
     p.add_argument("--platform", help="Set platform if server is multi-platform capable")
     p.add_argument("--network", help="Set the networking mode for the RUN instructions during build (default \"default\")")
     p.add_argument("--add-host", action="append", default=[], help="Add a custom host-to-IP mapping (host:ip)")
-    p.add_argument("--cache-from", action="append", default=[], help="Images to consider as cache sources")
+    p.add_argument("--cache-from", action="append", default=[], help="Images to consider as cache sources (or \"type=registry,ref=NAME\")")
+    p.add_argument("--cache-to", action="append", default=[], help="Cache export destination (\"type=registry,ref=NAME\")")
+    p.add_argument("-o", "--output", action="append", default=[], help="Output destination (format: \"type=local,dest=path\"; tar, oci)")
+    p.add_argument("--progress", default="auto", help="Set type of progress output (\"auto\", \"plain\", \"tty\", \"quiet\")")
     p.add_argument("--iidfile", help="Write the image ID to the file")
     p.add_argument("--secret", action="append", default=[], help="Secret to expose to the build (format: \"id=mysecret[,src=/local/secret]\")")
     p.add_argument("path", metavar="PATH | URL | -")
@@ -52,10 +55,18 @@ def cmd_build(ctx: Context, argv: list[str]) -> int:
                               "platform": ns.platform or None,
                               "networkmode": ns.network or None,
                               "extrahosts": ",".join(ns.add_host) or None}
+    from conch.cli import build_outputs as bo
+
+    outputs = [bo.parse_output(o) for o in ns.output]
+    cache_to = [bo.cache_ref(c, to=True) for c in ns.cache_to]
+    if ns.progress not in ("auto", "plain", "tty", "quiet", "rawjson"):
+        raise UsageError(f"invalid progress mode {ns.progress!r}")
     if ns.cache_from:
         import json
 
-        params["cachefrom"] = json.dumps(ns.cache_from)
+        sources = [bo.cache_ref(c, to=False) for c in ns.cache_from]
+        bo.import_caches(ctx, [ref for c, ref in zip(ns.cache_from, sources) if "type=registry" in c])
+        params["cachefrom"] = json.dumps(sources)
     build_args = _pairs(ns.build_arg, from_env=True) if ns.build_arg else {}
     if os.environ.get("SOURCE_DATE_EPOCH") and "SOURCE_DATE_EPOCH" not in build_args:
         build_args["SOURCE_DATE_EPOCH"] = os.environ["SOURCE_DATE_EPOCH"]  # as buildx: reproducible
@@ -66,13 +77,19 @@ def cmd_build(ctx: Context, argv: list[str]) -> int:
     context, dockerfile = _context(ctx, ns.path, ns.file)
     if dockerfile:
         params["dockerfile"] = dockerfile
-    if not ns.quiet:
+    if not ns.quiet and ns.progress != "plain":
         ctx.out(f"Sending build context to conch daemon  {_size(len(context.getbuffer()))}")
     headers = {"Content-Type": "application/x-tar"}
     if ns.secret:
         headers["X-Conch-Build-Secrets"] = _secrets_header(ns.secret)
     resp = ctx.client.send_file("POST", "/build", context, params=params, headers=headers)
-    return _print_stream(ctx, resp, ns.quiet, ns.iidfile)
+    quiet = ns.quiet or ns.progress == "quiet"
+    image_id = _print_stream(ctx, resp, quiet, ns.iidfile, plain=ns.progress == "plain")
+    for kind, dest in outputs:
+        bo.write_output(ctx, image_id, kind, dest)
+    for ref in cache_to:
+        bo.export_cache(ctx, image_id, ref)
+    return 0
 
 
 def _secrets_header(specs: list[str]) -> str:
@@ -121,10 +138,16 @@ def _pairs(items: list[str], *, from_env: bool) -> dict[str, str]:
     return out
 
 
-def _print_stream(ctx: Context, resp, quiet: bool, iidfile: str | None = None) -> int:
+def _print_stream(ctx: Context, resp, quiet: bool, iidfile: str | None = None, *,
+                  plain: bool = False) -> str:
     import json
 
     image_id = ""
+    progress = None
+    if plain and not quiet:  # BuildKit's plain progress, on stderr as buildx prints it
+        from conch.cli.build_outputs import PlainProgress
+
+        progress = PlainProgress(ctx.err)
     for line in resp.iter_lines():
         msg = json.loads(line)
         if msg.get("error") or msg.get("errorDetail"):
@@ -133,14 +156,18 @@ def _print_stream(ctx: Context, resp, quiet: bool, iidfile: str | None = None) -
                                status=int(detail.get("code") or 1))
         if "aux" in msg and isinstance(msg["aux"], dict):
             image_id = msg["aux"].get("ID", image_id)
+        elif msg.get("stream") and progress is not None:
+            progress.feed(msg["stream"])
         elif msg.get("stream") and not quiet:
             ctx.out(msg["stream"], end="")
     if iidfile and image_id:
         with open(iidfile, "w") as f:  # docker's --iidfile: the ID, no newline
             f.write(image_id)
+    if progress is not None:
+        progress.finish()
     if quiet:
         ctx.out(image_id)
-    return 0
+    return image_id
 
 
 def _context(ctx: Context, path: str, dockerfile: str | None) -> tuple[io.BytesIO, str]:

@@ -134,6 +134,10 @@ INSPECT = [
     "{{json .GraphDriver}}", "{{split .Config.Labels.nope \",\"}}", "{{join .Config.Labels \",\"}}",
     "{{.NetworkSettings.Networks.nope.IPAddress}}", "{{(index .NetworkSettings.Networks \"nope\").IPAddress}}",
     "{{slice .Name 1 2 3}}", "{{index .Config.Cmd -1}}", "{{not}}", "{{and}}", "{{eq 1.0 1}}", "{{eq \"a\" 1}}",
+    "{{.Config}}", "{{printf \"%+v\" .Config}}", "{{.Node}}", "{{printf \"%T\" .Config.Volumes}}", "{{.Mounts}}",
+    "{{printf \"%+v\" .Mounts}}", "{{.GraphDriver}}", "{{.NetworkSettings.Ports}}", "{{.Config.Healthcheck}}",
+    "{{.ExecIDs}} {{.Args}}", "{{printf \"%T %T %T %T\" .Mounts .GraphDriver .ExecIDs .SizeRw}}",
+    "{{printf \"%T\" .NetworkSettings.Networks}}", "{{range .Mounts}}{{printf \"%T %T\" .Type .Propagation}}{{end}}",
     # execution errors
     "{{.Name.Foo}}", "{{index .Name 1 2}}", "{{index nil 1}}", "{{.State.Pid.X}}",
     "{{range .State}}{{end}}", "{{range .Name}}{{end}}", "{{range $i, $e := 3}}{{end}}",
@@ -144,17 +148,22 @@ IMAGE = ["{{.Id}}", "{{.ID}}", "{{.RepoTags}}", "{{index .RepoTags 0}}", "{{.Os}
          "{{.Size}}", "{{printf \"%T\" .Size}}", "{{.Config.Cmd}}", "{{json .Config}}", "{{json .RootFS}}",
          "{{len .RootFS.Layers}}", "{{range .RootFS.Layers}}{{truncate . 19}} {{end}}", "{{.Nope}}",
          "{{.GraphDriver.Name}}", "{{json .}}", "{{if .Config.Env}}env{{else}}noenv{{end}}",
-         "{{.Metadata}}", "{{.Config.Labels}}", "{{with .Config}}{{.Cmd}}{{end}}"]
+         "{{.Metadata}}", "{{.Config.Labels}}", "{{with .Config}}{{.Cmd}}{{end}}", "{{.Config}}",
+         "{{printf \"%+v\" .Config}}", "{{printf \"%T\" .Config}}", "{{.RootFS}}", "{{.RepoDigests}}",
+         "{{.Descriptor}}", "{{.Manifests}}", "{{printf \"%T %T\" .Size .Created}}"]
 
 NETWORK = ["{{.Name}}", "{{.Id}}", "{{.ID}}", "{{.Driver}} {{.Scope}}", "{{.Labels}}", "{{.Labels.env}}",
            "{{.IPAM.Driver}}", "{{range .IPAM.Config}}{{.Subnet}} via {{.Gateway}}{{end}}",
            "{{json .IPAM}}", "{{.Internal}} {{.Attachable}}", "{{json .Labels}}", "{{.Created}}",
            "{{printf \"%T\" .Created}}", "{{len .Containers}}", "{{range .Containers}}{{.Name}}{{end}}",
-           "{{.Nope}}", "{{json .}}", "{{.Options}}", "{{.EnableIPv6}}"]
+           "{{.Nope}}", "{{json .}}", "{{.Options}}", "{{.EnableIPv6}}", "{{.IPAM}}", "{{.ConfigFrom}}",
+           "{{.Containers}}", "{{.Peers}} {{.Services}}", "{{printf \"%T %T\" .IPAM.Config .Containers}}",
+           "{{range .Containers}}{{.}}{{end}}"]
 
 VOLUME = ["{{.Name}}", "{{.Driver}}", "{{.Mountpoint}}", "{{.Labels}}", "{{.Labels.tier}}",
           "{{index .Labels \"a.b\"}}", "{{.Scope}}", "{{json .}}", "{{json .Labels}}", "{{.Options}}",
-          "{{.Nope}}", "{{.UsageData}}", "{{.Status}}", "{{range $k, $v := .Labels}}{{$k}}={{$v}},{{end}}"]
+          "{{.Nope}}", "{{.UsageData}}", "{{.Status}}", "{{range $k, $v := .Labels}}{{$k}}={{$v}},{{end}}",
+          "{{.}}", "{{printf \"%+v\" .}}", "{{printf \"%T %T\" .Status .Labels}}", "{{.ClusterVolume}}", "{{.CreatedAt}}"]
 
 LS = [
     (["images"], "{{.Repository}}:{{.Tag}} {{.Size}}"),

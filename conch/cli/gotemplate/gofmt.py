@@ -149,8 +149,17 @@ def sprint_value(v, depth: int = 0, plus: bool = False) -> str:
     if isinstance(v, Struct):
         if v.ptr and depth > 0:
             return "0xc000010000"  # an address: Go prints nested pointers so
-        inner = " ".join((f"{k}:" if plus else "") + sprint_value(x, depth + 1, plus)
-                         for k, x in v.fields.items())
+        from conch.cli.gotemplate.typed import struct_groups
+
+        groups = struct_groups(v.gotype) or [(None, list(v.fields))]
+        parts = []
+        for gname, names in groups:
+            one = [(f"{k}:" if plus else "") + sprint_value(v.fields[k], depth + 1, plus) for k in names]
+            if gname is None:
+                parts.extend(one)
+            else:
+                parts.append((f"{gname}:" if plus else "") + "{" + " ".join(one) + "}")
+        inner = " ".join(parts)
         return ("&" if v.ptr and depth == 0 and False else "") + "{" + inner + "}"
     if isinstance(v, dict):
         if hasattr(v, "go_type_name"):

@@ -15,12 +15,12 @@ from conch.cli.gotemplate.values import (NOVALUE, GoFloat, GoInt, GoMap, GoSlice
 
 # Go type -> "Field[=jsonKey]:type ..." in declaration order (embedded structs flattened).
 _SPEC = {
-    "container.InspectResponse": "Id:string Created:string Path:string Args:[]string "
+    "container.InspectResponse": "[ContainerJSONBase Id:string Created:string Path:string Args:[]string "
         "State:*container.State Image:string ResolvConfPath:string HostnamePath:string "
-        "HostsPath:string LogPath:string Node:*container.ContainerNode Name:string "
+        "HostsPath:string LogPath:string Name:string "
         "RestartCount:int Driver:string Platform:string MountLabel:string ProcessLabel:string "
         "AppArmorProfile:string ExecIDs:[]string HostConfig:*container.HostConfig "
-        "GraphDriver:storage.DriverData SizeRw:*int64 SizeRootFs:*int64 "
+        "GraphDriver:storage.DriverData SizeRw:*int64 SizeRootFs:*int64 ] "
         "Mounts:[]container.MountPoint Config:*container.Config "
         "NetworkSettings:*container.NetworkSettings ImageManifestDescriptor:*v1.Descriptor",
     "container.State": "Status:string Running:bool Paused:bool Restarting:bool OOMKilled:bool "
@@ -30,15 +30,15 @@ _SPEC = {
     "container.Config": "Hostname:string Domainname:string User:string AttachStdin:bool "
         "AttachStdout:bool AttachStderr:bool ExposedPorts:nat.PortSet Tty:bool OpenStdin:bool "
         "StdinOnce:bool Env:[]string Cmd:strslice.StrSlice Healthcheck:*container.HealthConfig "
-        "ArgsEscaped:bool Image:string Volumes:map[string]struct {} WorkingDir:string "
+        "ArgsEscaped:bool Image:string Volumes:map[string]struct{} WorkingDir:string "
         "Entrypoint:strslice.StrSlice NetworkDisabled:bool MacAddress:string OnBuild:[]string "
         "Labels:map[string]string StopSignal:string StopTimeout:*int Shell:strslice.StrSlice",
-    "container.NetworkSettings": "Bridge:string SandboxID:string SandboxKey:string "
+    "container.NetworkSettings": "[NetworkSettingsBase Bridge:string SandboxID:string SandboxKey:string "
         "Ports:nat.PortMap HairpinMode:bool LinkLocalIPv6Address:string "
         "LinkLocalIPv6PrefixLen:int SecondaryIPAddresses:[]network.Address "
-        "SecondaryIPv6Addresses:[]network.Address EndpointID:string Gateway:string "
+        "SecondaryIPv6Addresses:[]network.Address ] [DefaultNetworkSettings EndpointID:string Gateway:string "
         "GlobalIPv6Address:string GlobalIPv6PrefixLen:int IPAddress:string IPPrefixLen:int "
-        "IPv6Gateway:string MacAddress:string Networks:map[string]*network.EndpointSettings",
+        "IPv6Gateway:string MacAddress:string ] Networks:map[string]*network.EndpointSettings",
     "network.EndpointSettings": "IPAMConfig:*network.EndpointIPAMConfig Links:[]string "
         "Aliases:[]string MacAddress:string DriverOpts:map[string]string GwPriority:int "
         "NetworkID:string EndpointID:string Gateway:string IPAddress:string IPPrefixLen:int "
@@ -50,14 +50,15 @@ _SPEC = {
     "image.InspectResponse": "ID=Id:string RepoTags:[]string RepoDigests:[]string "
         "Parent:string Comment:string Created:string Container:string "
         "ContainerConfig:*container.Config DockerVersion:string Author:string "
-        "Config:*dockerspec.DockerOCIImageConfig Architecture:string Variant:string Os:string "
+        "Config:*v1.DockerOCIImageConfig Architecture:string Variant:string Os:string "
         "OsVersion:string Size:int64 VirtualSize:int64 GraphDriver:storage.DriverData "
         "RootFS:image.RootFS Metadata:image.Metadata Descriptor:*v1.Descriptor "
         "Manifests:[]image.ManifestSummary",
-    "dockerspec.DockerOCIImageConfig": "User:string ExposedPorts:map[string]struct {} "
-        "Env:[]string Entrypoint:[]string Cmd:[]string Volumes:map[string]struct {} "
-        "WorkingDir:string Labels:map[string]string StopSignal:string ArgsEscaped:bool "
-        "Healthcheck:*dockerspec.HealthcheckConfig OnBuild:[]string Shell:[]string",
+    "v1.DockerOCIImageConfig": "[ImageConfig User:string ExposedPorts:map[string]struct{} "
+        "Env:[]string Entrypoint:[]string Cmd:[]string Volumes:map[string]struct{} "
+        "WorkingDir:string Labels:map[string]string StopSignal:string ArgsEscaped:bool ] "
+        "[DockerOCIImageConfigExt Healthcheck:*v1.HealthcheckConfig OnBuild:[]string "
+        "Shell:[]string ]",
     "image.RootFS": "Type:string Layers:[]string",
     "image.Metadata": "LastTagTime:time.Time",
     "network.Inspect": "Name:string ID=Id:string Created:time.Time Scope:string "
@@ -73,7 +74,7 @@ _SPEC = {
         "IPv4Address:string IPv6Address:string",
     "volume.Volume": "ClusterVolume:*volume.ClusterVolume CreatedAt:string Driver:string "
         "Labels:map[string]string Mountpoint:string Name:string Options:map[string]string "
-        "Scope:string Status:map[string]interface {} UsageData:*volume.UsageData",
+        "Scope:string Status:map[string]interface{} UsageData:*volume.UsageData",
     "volume.UsageData": "RefCount:int64 Size:int64",
     "system.versionInfo": "Client:system.clientVersion Server:*types.Version",
     "types.Version": "Platform:types.PlatformName Components:[]types.ComponentVersion "
@@ -89,7 +90,7 @@ _SPEC = {
 }
 
 # structs whose every field is `json:",omitempty"` (the OCI image config)
-_OMITEMPTY = {"dockerspec.DockerOCIImageConfig"}
+_OMITEMPTY = {"v1.DockerOCIImageConfig"}
 
 # named types -> their underlying type
 _NAMED = {"strslice.StrSlice": "[]string", "nat.PortSet": "map[nat.Port]struct {}",
@@ -99,6 +100,14 @@ _INTS = {"int", "int64", "uint64", "int32", "uint32", "uint16", "uint8", "int8",
 
 _schemas: dict | None = None
 _omitempty: set[tuple[str, str]] = set()  # (struct, field) written only when not empty
+_groups: dict[str, list[tuple[str | None, list[str]]]] = {}  # structs with embedded ones
+
+
+def struct_groups(t: str):
+    """[(embedded struct name or None, its field names)] for a struct that embeds others
+    (fmt prints each embedded one as a nested {...}); None for a flat one."""
+    _schema(t)
+    return _groups.get(t)
 
 # the top-level type of each inspect kind
 KINDS = {"container": "container.InspectResponse", "image": "image.InspectResponse",
@@ -111,14 +120,26 @@ def _schema(t: str):
         _schemas = {}
         for name, spec in _SPEC.items():
             fields = []
+            groups: list[tuple[str | None, list[str]]] = [(None, [])]
             for word in spec.split():
+                if word.startswith("["):  # an embedded struct's fields, printed as {...}
+                    groups.append((word[1:], []))
+                    continue
+                if word == "]":
+                    groups.append((None, []))
+                    continue
                 fj, _, ft = word.partition(":")
+                # the spec writes struct{} and interface{} without Go's space (split on spaces)
+                ft = ft.replace("struct{}", "struct {}").replace("interface{}", "interface {}")
+                groups[-1][1].append(fj.rstrip("?").partition("=")[0])
                 if fj.endswith("?"):  # `json:",omitempty"`
                     fj = fj[:-1]
                     _omitempty.add((name, fj.partition("=")[0]))
                 f, _, j = fj.partition("=")
                 fields.append((f, j or f, ft))
             _schemas[name] = fields
+            if any(g for g, _ in groups):
+                _groups[name] = [(g, fs) for g, fs in groups if fs]
     return _schemas.get(t)
 
 

@@ -62,6 +62,14 @@ def _help(out) -> int:
 
 
 def main(ctx, argv: list[str], run_verb=None) -> int:
+    try:
+        return _main(ctx, argv, run_verb)
+    except ProjectError as exc:
+        ctx.err(str(exc))
+        return 1
+
+
+def _main(ctx, argv: list[str], run_verb=None) -> int:
     g, rest = _global_parser().parse_known_args(argv)
     # globals may only come before the command (compose v2's rule); what follows is its own
     cmd_index = next((i for i, a in enumerate(argv) if a in COMMANDS), None)
@@ -80,12 +88,20 @@ def main(ctx, argv: list[str], run_verb=None) -> int:
     return globals()[f"_cmd_{command}"](ctx, g, args, run_verb)
 
 
+class ProjectError(Exception):
+    """A project that cannot be loaded (a bad file): printed as is, exit 1 — not an
+    "Error response from daemon" (compose v2 prints the file's problem plainly)."""
+
+
 def _load(ctx, g, services: list[str] | None = None):
     from conch.compose.loader import load_project
 
-    return load_project(files=g.file, project_name=g.project_name, profiles=g.profile,
-                        env_file=g.env_file, project_directory=g.project_directory,
-                        stdin=ctx.stdin, enable_services=services)
+    try:
+        return load_project(files=g.file, project_name=g.project_name, profiles=g.profile,
+                            env_file=g.env_file, project_directory=g.project_directory,
+                            stdin=ctx.stdin, enable_services=services)
+    except errors.ConchError as exc:
+        raise ProjectError(str(exc)) from exc
 
 
 def _compose(ctx, g, services=None):

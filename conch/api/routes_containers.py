@@ -123,10 +123,29 @@ async def inspect(request: web.Request) -> web.StreamResponse:
     c = await call_engine(svc.get, request.match_info["id"])
     rootfs = svc.paths.rootfs(c.id)
     graph = await call_engine(container_json.graph_driver_data, svc.snapshotter, c.id, rootfs)
-    return json_response(container_json.inspect(c, log_path=svc.paths.log(c.id), rootfs=rootfs,
-                                                 net=_live_net(request, c),
-                                                 image_exec=await _image_exec(svc, c),
-                                                 graph_data=graph))
+    out = container_json.inspect(c, log_path=svc.paths.log(c.id), rootfs=rootfs,
+                                 net=_live_net(request, c), image_exec=await _image_exec(svc, c),
+                                 graph_data=graph)
+    if api_version(request) < (1, 45):
+        _legacy_aliases(out)
+    return json_response(out)
+
+
+_BUILTIN_NETWORKS = {"bridge", "host", "none", "default"}
+
+
+def _legacy_aliases(out: dict) -> None:
+    """moby getContainersByName below API 1.45: a user-defined network's Aliases also
+    list the short container ID and the hostname (docker-compose 1.x looks for them)."""
+    short, hostname = out["Id"][:12], (out.get("Config") or {}).get("Hostname", "")
+    for name, ep in ((out.get("NetworkSettings") or {}).get("Networks") or {}).items():
+        if name in _BUILTIN_NETWORKS or name.startswith("container:") or ep is None:
+            continue
+        aliases = list(ep.get("Aliases") or [])
+        for extra in (short, hostname):
+            if extra and extra not in aliases:
+                aliases.append(extra)
+        ep["Aliases"] = aliases
 
 
 async def _image_exec(svc, c):

@@ -13,11 +13,13 @@ from typing import Any
 
 from aiohttp import web
 
-from conch.api.params import (API_VERSION, MIN_API_VERSION, call_engine, engine_of, field,
+from conch.api.params import (API_VERSION, MIN_API_VERSION, api_version, call_engine, engine_of,
+                              field,
                               json_response,
                               parse_filters, parse_timestamp)
 from conch.api.routes_images import image_summary
 from conch.api.streams import stream_json_lines
+from conch.errors import InvalidArgument
 
 EVENT_FILTERS = {"config", "container", "daemon", "event", "image", "label", "network", "node",
                  "plugin", "scope", "secret", "service", "type", "volume"}
@@ -117,8 +119,6 @@ def info_json(i: Any) -> dict[str, Any]:
         "Architecture": f("architecture", "x86_64"),
         "IndexServerAddress": "https://index.docker.io/v1/",
         "RegistryConfig": {
-            "AllowNondistributableArtifactsCIDRs": None,
-            "AllowNondistributableArtifactsHostnames": None,
             "InsecureRegistryCIDRs": ["127.0.0.0/8", "::1/128"],
             "IndexConfigs": {"docker.io": {"Name": "docker.io", "Mirrors": [], "Secure": True,
                                            "Official": True}},
@@ -145,6 +145,7 @@ def info_json(i: Any) -> dict[str, Any]:
         "ContainerdCommit": {"ID": ""},
         "RuncCommit": {"ID": ""},
         "InitCommit": {"ID": ""},
+        "FirewallBackend": {"Driver": "nftables"},
         "SecurityOptions": list(f("security_options", ("name=seccomp,profile=builtin",))),
         "CDISpecDirs": [],
         "Warnings": list(f("warnings", ()) or ()),
@@ -152,7 +153,25 @@ def info_json(i: Any) -> dict[str, Any]:
 
 
 async def info(request: web.Request) -> web.StreamResponse:
-    return json_response(info_json(await call_engine(engine_of(request).info)))
+    out = info_json(await call_engine(engine_of(request).info))
+    return json_response(info_for_version(out, api_version(request)))
+
+
+def info_for_version(out: dict[str, Any], version: tuple[int, int]) -> dict[str, Any]:
+    """moby getInfo's version gates: fields dropped in later versions come back for older
+    clients (always empty or false, as dockerd fills them)."""
+    if version < (1, 47):
+        out["RegistryConfig"] = {"AllowNondistributableArtifactsCIDRs": None,
+                                 "AllowNondistributableArtifactsHostnames": None,
+                                 **out["RegistryConfig"]}
+    if version < (1, 49):
+        out.pop("FirewallBackend", None)
+        for key in ("ContainerdCommit", "RuncCommit", "InitCommit"):
+            out[key] = {"ID": out[key]["ID"], "Expected": out[key]["ID"]}
+    if version < (1, 50):
+        out["BridgeNfIptables"] = False
+        out["BridgeNfIp6tables"] = False
+    return out
 
 
 def event_json(ev: Any) -> dict[str, Any]:
@@ -184,10 +203,21 @@ async def events(request: web.Request) -> web.StreamResponse:
     since = parse_timestamp(request.query, "since")
     until = parse_timestamp(request.query, "until")
     filters = parse_filters(request.query, allowed=EVENT_FILTERS)
+    if since is not None and until is not None and until < since:
+        raise InvalidArgument(f"`since` time ({request.query['since']}) cannot be after `until` "
+                              f"time ({request.query['until']})")
     # subscribe() returns an async iterator (no await): past events from ``since``, then
     # live ones, ending at ``until`` (or when the client goes away: handler cancellation).
     stream = engine_of(request).events.subscribe(since=since, until=until, filters=filters)
+    if api_version(request) < (1, 46):
+        stream = _without_image_create(stream)  # moby: image create events are 1.46's
     return await stream_json_lines(request, stream, serialise=event_json)
+
+
+async def _without_image_create(stream):
+    async for ev in stream:
+        if not (field(ev, "type") == "image" and field(ev, "action") == "create"):
+            yield ev
 
 
 def _container_usage(c: Any) -> dict[str, Any]:
@@ -236,12 +266,30 @@ def _image_usage(image: Any, du: Any) -> dict[str, Any]:
 async def disk_usage(request: web.Request) -> web.StreamResponse:
     """dockerd's ``/system/df``, plus ``LogsSize`` (conch's: bytes of container logs;
     docker has no such key and its CLI ignores unknown ones)."""
+    version = api_version(request)
+    wanted = set(_DF_TYPES)
+    types = request.query.getall("type", [])
+    if types and version >= (1, 42):  # moby getDiskUsage: ?type= selects the sections
+        for t in types:
+            if t not in _DF_TYPES:
+                raise InvalidArgument(f"unknown object type: {t}")
+        wanted = set(types)
     du = await call_engine(engine_of(request).disk_usage)
+    images = [_image_usage(img, du) for img in field(du, "images", ()) or ()]
+    if version < (1, 44):
+        for img in images:
+            img["VirtualSize"] = img["Size"]
     return json_response({
-        "LayersSize": int(field(du, "layers_size", 0) or 0),
-        "Images": [_image_usage(img, du) for img in field(du, "images", ()) or ()],
-        "Containers": [_container_usage(c) for c in field(du, "containers", ()) or ()],
-        "Volumes": [_volume_usage(v) for v in field(du, "volumes", ()) or ()],
-        "BuildCache": [],
+        "LayersSize": int(field(du, "layers_size", 0) or 0) if "image" in wanted else 0,
+        "Images": images if "image" in wanted else None,
+        "Containers": ([_container_usage(c) for c in field(du, "containers", ()) or ()]
+                       if "container" in wanted else None),
+        "Volumes": ([_volume_usage(v) for v in field(du, "volumes", ()) or ()]
+                    if "volume" in wanted else None),
+        "BuildCache": [] if "build-cache" in wanted else None,
+        "BuilderSize": 0,
         "LogsSize": int(field(du, "logs_size", 0) or 0),
     })
+
+
+_DF_TYPES = ("container", "image", "volume", "build-cache")

@@ -1,7 +1,7 @@
 """Issue 10: what real clients send gets what dockerd answers (docker-py, docker CLI, raw
 HTTP for the garbage sweep).
 
-The sweep (``test_no_5xx_for_garbage``) enumerates every route from the API router (the
+The sweep (``test_no_5xx_for_garbage_*``) enumerates every route from the API router (the
 same ``routes_*`` modules conchd serves), fills path parameters with live objects this
 module made (a running container, an exec, an image tag, a volume, a network), and sends
 garbage to each query parameter the route's module reads and to the JSON body (bad JSON,
@@ -175,6 +175,35 @@ def test_untagged_images_show_none_placeholders_before_1_43(d):
         d.docker("rmi", image_id)
 
 
+def test_other_version_gates(d, client):
+    """moby's gates beyond image inspect: /info, /system/df, /events, container inspect."""
+    new = json.loads(request(d, "GET", "/v1.50/info")[1])
+    old = json.loads(request(d, "GET", "/v1.43/info")[1])
+    assert "AllowNondistributableArtifactsCIDRs" not in new["RegistryConfig"]
+    assert old["RegistryConfig"]["AllowNondistributableArtifactsCIDRs"] is None
+    assert new["RuncCommit"] == {"ID": ""} and old["RuncCommit"] == {"ID": "", "Expected": ""}
+    assert "BridgeNfIptables" not in new and old["BridgeNfIptables"] is False
+    assert "FirewallBackend" in new and "FirewallBackend" not in old
+    df = json.loads(request(d, "GET", "/v1.50/system/df?type=volume")[1])
+    assert df["Images"] is None and df["Containers"] is None and isinstance(df["Volumes"], list)
+    status, body = request(d, "GET", "/v1.50/system/df?type=nope")
+    assert (status, json.loads(body)) == (400, {"message": "unknown object type: nope"})
+    images = json.loads(request(d, "GET", "/v1.43/system/df")[1])["Images"]
+    assert images and all(i["VirtualSize"] == i["Size"] for i in images)
+    status, body = request(d, "GET", "/v1.50/events?since=20&until=10")
+    assert status == 400 and "cannot be after `until`" in json.loads(body)["message"]
+    net = client.networks.create(f"gates-{int(time.time() * 1000) % 10**6}")
+    try:
+        c = client.containers.create("busybox", "true", hostname="h1", network=net.name)
+        for version, extra in (("1.44", [c.id[:12], "h1"]), ("1.45", [])):
+            doc = json.loads(request(d, "GET", f"/v{version}/containers/{c.id}/json")[1])
+            aliases = doc["NetworkSettings"]["Networks"][net.name]["Aliases"] or []
+            assert [a for a in aliases if a in (c.id[:12], "h1")] == extra, (version, aliases)
+        c.remove()
+    finally:
+        net.remove()
+
+
 # --- item 3: malformed parameters -------------------------------------------------------
 
 
@@ -256,7 +285,7 @@ def _wrong(t) -> list:
         return ["yes", 2]
     if t == "any":
         return []
-    return ["abc", 1.5, -1, 1 << 70, {"x": 1}]
+    return ["abc", 1.5, 1 << 70]
 
 
 def _garbage_bodies(schema) -> list[bytes]:
@@ -330,7 +359,8 @@ class _Objects:
         running = status == 200 and json.loads(body)["State"]["Running"]
         if not running:
             d.docker("rm", "-f", name)
-            proc = d.docker("run", "-d", "--name", name, "busybox", "sh", "-c",
+            # --init: a TERM that comes before the trap is set still ends it (not PID 1)
+            proc = d.docker("run", "-d", "--init", "--name", name, "busybox", "sh", "-c",
                             "trap 'exit 0' TERM; while :; do sleep 0.1; done")
             assert proc.returncode == 0, proc.stderr
         status, body = request(d, "GET", f"/containers/{name}/json")
@@ -394,24 +424,34 @@ def _remove_new(d, before) -> None:
         d.docker("network", "rm", net)
 
 
-def test_no_5xx_for_garbage(d):
+def test_no_5xx_for_garbage_parameters(d):
+    """Garbage in every query parameter of every route."""
+    _sweep(d, queries=True, bodies=False)
+
+
+def test_no_5xx_for_garbage_bodies(d):
+    """Garbage JSON bodies (and wrong types in every schema field) to every POST/PUT."""
+    _sweep(d, queries=False, bodies=True)
+
+
+def _sweep(d, *, queries: bool, bodies: bool) -> None:
     before = _inventory(d)
     objs_maker = _Objects(d)
     schemas = _schemas()
     failures: list[str] = []
     sent = 0
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 150
     try:
         for method, template, names, _module in _routes():
             objs = objs_maker.ensure()
             path = _fill(template, objs)
             base_query = {"container": objs["container"]} if template == "/commit" else {}
             attempts: list[tuple[dict, bytes | None]] = []
-            for name in sorted(names):
+            for name in sorted(names) if queries else ():
                 attempts.append(({**base_query, name: "abc{"}, None))
-            for value in GARBAGE_VALUES[1:]:
+            for value in GARBAGE_VALUES[1:] if queries else ():
                 attempts.append(({**base_query, **{n: value for n in names}}, None))
-            if method in ("POST", "PUT"):
+            if bodies and method in ("POST", "PUT"):
                 bodies = _garbage_bodies(schemas.get((method, template)))
                 if template == "/containers/create":
                     bodies += [json.dumps(b).encode() for b in _CREATE_SEMANTIC]
@@ -432,5 +472,5 @@ def test_no_5xx_for_garbage(d):
         for cid in d.container_ids():
             d.docker("rm", "-f", cid)
         _remove_new(d, before)
-    assert sent > 500
+    assert sent > 300
     assert not failures, f"{len(failures)} of {sent} requests got a 5xx:\n" + "\n".join(failures[:40])

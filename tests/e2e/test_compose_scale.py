@@ -214,11 +214,16 @@ def _autoscale(d, project, path, port, since):
     scale = [json.loads(e)["Actor"]["Attributes"] for e in events if e.strip()]
     assert any(int(a["replicas_to"]) > int(a["replicas_from"]) for a in scale), scale
     assert any(int(a["replicas_to"]) < int(a["replicas_from"]) for a in scale), scale
-    labels = d.api.get(f"/containers/{project}-burn-1/json")["Config"]["Labels"]
-    assert labels["io.conch.autoscale.desired"] == "1"
+    labels = wait_for(lambda: _desired_is(d, f"{project}-burn-1", "1"), 20,
+                      "the state labels to follow the scale-down")
     assert labels["io.conch.autoscale.max_replicas"] == "3"
     ps = ok(compose(d, project, path, "ps"))
     assert "autoscale 1-3@30%cpu" in ps
+
+
+def _desired_is(d, name: str, want: str) -> dict | None:
+    labels = d.api.get(f"/containers/{name}/json")["Config"]["Labels"]
+    return labels if labels.get("io.conch.autoscale.desired") == want else None
 
 
 def _answers(url: str) -> bool:

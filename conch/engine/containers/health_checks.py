@@ -48,10 +48,12 @@ class HealthChecks:
                     before = c.state.health.status
                     new = health.record(c.state.health, hc, code, output, begin,
                                         loop.time() - started < start_period)
+                    if new.status != before and self.networks is not None:
+                        # shared ports take healthy replicas only; changed before the
+                        # record, so whoever sees the new status sees the balancer follow
+                        await asyncio.to_thread(self.networks.health_changed, cid, new.status)
                     self._save(c.with_state(health=new))
                 if new.status != before:
-                    if self.networks is not None:  # shared ports: healthy replicas only
-                        await asyncio.to_thread(self.networks.health_changed, cid, new.status)
                     self.events.publish("container", f"health_status: {new.status}", cid,
                                         name=c.name, image=c.image)
         except asyncio.CancelledError:

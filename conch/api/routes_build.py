@@ -122,7 +122,8 @@ def _message(msg) -> dict:
 
 
 async def build(request: web.Request) -> web.StreamResponse:
-    from conch.engine.build.builder import Builder, StepFailed
+    from conch.engine.build.builder import Builder
+    from conch.engine.build.messages import StepFailed
 
     opts = build_options(request.query)
     if request.headers.get(SECRETS_HEADER):

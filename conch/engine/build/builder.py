@@ -21,9 +21,12 @@ Order of a build:
    with an ``empty_layer`` history entry; RUN a real container (create, start, its
    output streamed from the json log, stderr in red as docker's; on the default
    bridge unless ``networkmode`` says otherwise) whose snapshot diff is
-   committed as ``docker commit`` does; COPY/ADD/WORKDIR a snapshot of the parent
-   mounted privately, written into, and committed (:mod:`conch.engine.build.step_images`,
-   :mod:`conch.engine.build.copying`).
+   committed as ``docker commit`` does (:mod:`conch.engine.build.run_step`); COPY/ADD/WORKDIR
+   a snapshot of the parent mounted privately, written into, and committed
+   (:mod:`conch.engine.build.file_steps`, :mod:`conch.engine.build.copying`,
+   :mod:`conch.engine.build.step_images`). Stages form a graph
+   (:mod:`conch.engine.build.stages`); the stream's records are
+   :mod:`conch.engine.build.messages`'.
 4. Before each step the step cache (:class:`step_images.StepCache`) is asked for an
    image made from the same parent by the same instruction (`` ---> Using cache``);
    ``no_cache`` skips the lookup.
@@ -38,10 +41,8 @@ docker does. The context directory and every mount go whatever happens.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import posixpath
 import re
 import shutil
 import tempfile
@@ -52,14 +53,13 @@ from typing import AsyncIterator, BinaryIO, Mapping
 from conch.build.dockerignore import DockerIgnore
 from conch.build.parser import parse
 from conch.build.shell import Lexer
-from conch.engine.build import buildkit_syntax as bks
-from conch.engine.build import copying, layers
 from conch.engine.build import step_images
-from conch.engine.containers import logs as clogs
-from conch.engine.build.steps import (CONFIG_STEPS, PREDEFINED_ARGS, StageState,
-                                      apply_config_step, exec_form, expand_words, flag_values,
-                                      validate, workdir_path)
-from conch.engine.model import CreateSpec
+from conch.engine.build.file_steps import FileSteps
+from conch.engine.build.messages import BuildMessage, message, short_id
+from conch.engine.build.run_step import RunStep
+from conch.engine.build.stages import needed_stages, split_stages, stage_alias
+from conch.engine.build.steps import (CONFIG_STEPS, PREDEFINED_ARGS, StageState, apply_config_step,
+                                      expand_words, flag_values, validate)
 from conch.errors import ConchError, InvalidArgument, NotFound
 from conch.oci.image import ExecutionConfig
 from conch.oci.reference import Reference
@@ -85,20 +85,6 @@ class BuildOptions:
     extra_hosts: tuple[str, ...] = ()  # RUN's /etc/hosts additions, "host:ip"
     cache_from: tuple[str, ...] = ()  # images whose history may stand in for steps (cachefrom)
     secrets: Mapping[str, bytes] = field(default_factory=dict)  # RUN --mount=type=secret's, by id
-
-
-@dataclass(frozen=True, slots=True)
-class BuildMessage:
-    stream: str = ""
-    aux_id: str = ""
-
-
-class StepFailed(ConchError):
-    """A RUN step exited non-zero; ``code`` is its exit status (the CLI's exit code)."""
-
-    def __init__(self, message: str, code: int):
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +141,7 @@ class Builder:
         return d
 
 
-class _Build:
+class _Build(RunStep, FileSteps):
     """One build's working state (see the module docstring for the order)."""
 
     def __init__(self, builder: Builder, ctx: Path, opts: BuildOptions):
@@ -179,15 +165,15 @@ class _Build:
         df = parse(await asyncio.to_thread(self._read_dockerfile))
         self.lexer = Lexer(df.escape)
         if df.syntax:
-            yield _out(f"[note] # syntax={df.syntax}: the frontend is not fetched; conch's "
+            yield message(f"[note] # syntax={df.syntax}: the frontend is not fetched; conch's "
                        "built-in Dockerfile frontend (BuildKit's syntax) is used\n")
         for ins in df.instructions:
             validate(ins)
-        meta, stages = _split_stages(df.instructions)
+        meta, stages = split_stages(df.instructions)
         stages = self._up_to_target(stages)
         for ins in meta:
             self._meta_arg(ins)
-        needed = _needed_stages(stages, self.lexer, self.meta_args)
+        needed = needed_stages(stages, self.lexer, self.meta_args)
         extra = [_label_step(self.opts.labels)] if self.opts.labels else []
         self.total = len(meta) + sum(1 + len(stages[i][1]) for i in needed) + len(extra)
         for ins in meta:
@@ -202,7 +188,7 @@ class _Build:
             first_step[i] = n
             n += 1 + len(stages[i][1]) + (len(extra) if i == needed[-1] else 0)
         self.stage_futures = {i: asyncio.get_running_loop().create_future() for i in needed}
-        self.stage_index = {_stage_alias(f).lower(): i for i, (f, _) in enumerate(stages) if _stage_alias(f)}
+        self.stage_index = {stage_alias(f).lower(): i for i, (f, _) in enumerate(stages) if stage_alias(f)}
         queues = {i: asyncio.Queue() for i in needed}
         self.tasks = tasks = {i: asyncio.create_task(self._stage_task(i, stages[i], first_step[i],
                                                          extra if i == needed[-1] else [], queues[i]))
@@ -238,13 +224,13 @@ class _Build:
         unused = sorted(set(self.opts.build_args) - {a for s in self.stages for a in s.used_args}
                         - self.used_meta - PREDEFINED_ARGS)
         if unused:
-            yield _out(f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed\n")
+            yield message(f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed\n")
         self.final_id = final.image_id
         yield BuildMessage(aux_id=final.image_id)
-        yield _out(f"Successfully built {_short(final.image_id)}\n")
+        yield message(f"Successfully built {short_id(final.image_id)}\n")
         for tag in self.opts.tags:
             await asyncio.to_thread(self.b.images.tag, final.image_id, tag)
-            yield _out(f"Successfully tagged {Reference.parse(tag).familiar()}\n")
+            yield message(f"Successfully tagged {Reference.parse(tag).familiar()}\n")
 
     async def _stage_task(self, index: int, stage, first_step: int, extra, queue: asyncio.Queue) -> None:
         """One stage, start to end: its messages into ``queue`` (None at the end, the
@@ -256,12 +242,12 @@ class _Build:
         def line(ins) -> BuildMessage:
             nonlocal step
             step += 1
-            return _out(f"Step {step}/{self.total} : {ins.original.strip()}\n")
+            return message(f"Step {step}/{self.total} : {ins.original.strip()}\n")
 
         try:
             queue.put_nowait(line(from_ins))
             state = await self._from(from_ins, index)
-            queue.put_nowait(_out(f" ---> {_short(state.image_id)}\n"))
+            queue.put_nowait(message(f" ---> {short_id(state.image_id)}\n"))
             for trigger in state.triggers:
                 async for msg in self._dispatch(state, trigger):
                     queue.put_nowait(msg)
@@ -269,7 +255,7 @@ class _Build:
                 queue.put_nowait(line(ins))
                 async for msg in self._dispatch(state, ins):
                     queue.put_nowait(msg)
-                queue.put_nowait(_out(f" ---> {_short(state.image_id)}\n"))
+                queue.put_nowait(message(f" ---> {short_id(state.image_id)}\n"))
         except asyncio.CancelledError:
             fut.cancel()
             queue.put_nowait(None)
@@ -293,7 +279,7 @@ class _Build:
 
     def _step_line(self, ins) -> BuildMessage:
         self.step += 1
-        return _out(f"Step {self.step}/{self.total} : {ins.original.strip()}\n")
+        return message(f"Step {self.step}/{self.total} : {ins.original.strip()}\n")
 
     def _read_dockerfile(self) -> str:
         from conch.runtime.rootfs import secure_join
@@ -319,7 +305,7 @@ class _Build:
         if not self.opts.target:
             return stages
         for i, (from_ins, _) in enumerate(stages):
-            if _stage_alias(from_ins).lower() == self.opts.target.lower():
+            if stage_alias(from_ins).lower() == self.opts.target.lower():
                 return stages[:i + 1]
         raise InvalidArgument(f"failed to reach build target {self.opts.target} in Dockerfile")
 
@@ -421,7 +407,7 @@ class _Build:
             async for msg in self._config_commit(state, comment):
                 yield msg
         elif name == "from":
-            raise InvalidArgument("FROM inside a stage")  # _split_stages never lets one through
+            raise InvalidArgument("FROM inside a stage")  # split_stages never lets one through
         else:
             raise InvalidArgument(f"unknown instruction: {name.upper()}")
 
@@ -466,273 +452,9 @@ class _Build:
     async def _config_commit(self, state: StageState, comment: str) -> AsyncIterator[BuildMessage]:
         created_by = step_images.nop_created_by(comment)
         if await self._cached(state, created_by):
-            yield _out(" ---> Using cache\n")
+            yield message(" ---> Using cache\n")
             return
         await self._commit(state, created_by)
-
-    # -- RUN --------------------------------------------------------------------------------
-    async def _run(self, state: StageState, ins) -> AsyncIterator[BuildMessage]:
-        heredocs = getattr(ins, "heredocs", ())
-        if heredocs and not ins.json_form:
-            cmd = bks.heredoc_command(tuple(ins.args), heredocs, state.shell)
-        else:
-            cmd = exec_form(tuple(ins.args), ins.json_form, state.shell)
-        mount_flags, network = [], ""
-        for flag in ins.flags:
-            key, _, value = flag.lstrip("-").partition("=")
-            if key == "mount":
-                mount_flags.append(value)
-            elif key == "network":
-                if value not in ("default", "none", "host"):
-                    raise InvalidArgument(f"unsupported network mode {value!r}")
-                network = value
-            else:
-                raise InvalidArgument(f"Unknown flag: {key}")
-        mounts = bks.run_mounts(mount_flags, state.config.working_dir or "/")
-        run_args = state.run_args()
-        state.used_args |= {a.partition("=")[0] for a in run_args} & set(self.opts.build_args)
-        prefix = f"|{len(run_args)} {' '.join(run_args)} " if run_args else ""
-        created_by = prefix + " ".join(cmd)
-        key = created_by
-        if mounts or network:  # what else the step's result depends on
-            key += "\0" + "\0".join([f"network={network}"] + [await self._mount_key(m) for m in mounts])
-        if await self._cached(state, key):
-            yield _out(" ---> Using cache\n")
-            return
-        if not state.image_id:
-            raise InvalidArgument("RUN needs a base image: FROM scratch has no filesystem yet")
-        svc = self.b.containers
-        with contextlib.ExitStack() as held:
-            api_mounts = await self._run_mount_specs(mounts, held)
-            spec = CreateSpec(image=state.image_id, cmd=cmd, entrypoint=("",),
-                              env=tuple(state.config.env or ()) + tuple(run_args),
-                              working_dir=state.config.working_dir, user=state.config.user,
-                              network_mode=_run_network(network or self.opts.network_mode),
-                              extra_hosts=tuple(self.opts.extra_hosts), mounts=tuple(api_mounts))
-            c = await svc.create(spec)
-            yield _out(f" ---> Running in {c.id[:12]}\n")
-            ok = False
-            try:
-                await svc.start(c.id)
-                async for entry in clogs.follow(svc.paths.log(c.id), 0, svc.exited_event(c.id)):
-                    text = entry.data.decode("utf-8", "replace")
-                    # the classic builder's stderr writer (moby streamformatter.NewStderrWriter)
-                    # wraps each chunk in bright red
-                    yield _out(f"\033[91m{text}\033[0m" if entry.stream == "stderr" else text)
-                code = await svc.wait(c.id, "not-running")
-                if code:
-                    raise StepFailed(f"The command '{' '.join(cmd)}' returned a non-zero code: {code}", code)
-                parent = await asyncio.to_thread(self.b.images.get, state.image_id)
-                async with svc._lock(c.id):  # noqa: SLF001 - the exit cleanup (unmount) runs under it
-                    # the container's snapshot becomes the layer's unpacked form when the
-                    # container goes (rm): the next step mounts it instead of unpacking
-                    layer, _ = await asyncio.to_thread(
-                        layers.commit_layer, self.b.images, self.b.snapshotter, c.id, parent,
-                        step_images.layer_media_type(parent), self.epoch,
-                        keep=self.opts.remove or self.opts.force_remove,
-                        mount_targets=[m.target for m in mounts])
-                await self._commit(state, created_by, layer, key=key)
-                ok = True
-            except asyncio.CancelledError:  # another stage failed: this one's container goes
-                await asyncio.shield(svc.remove(c.id, force=True))
-                ok = None
-                raise
-            finally:
-                if ok is not None and (ok and self.opts.remove or self.opts.force_remove):
-                    await svc.remove(c.id, force=True)
-                await asyncio.to_thread(held.close)  # stage roots, secret files
-        if ok and self.opts.remove:
-            yield _out(f" ---> Removed intermediate container {c.id[:12]}\n")
-
-    async def _mount_key(self, m) -> str:
-        """A RUN mount in the step's cache key: a bind's source content (context) or
-        stage image; a secret by its id only (never its content, as BuildKit)."""
-        extra = ""
-        if m.type == "bind":
-            if m.from_:
-                image = await self._mount_source_image(m.from_)
-                extra = str(image.id) if image is not None else "scratch"
-            else:
-                extra = await asyncio.to_thread(self._context_hash, m.source or ".")
-        return m.key() + "," + extra
-
-    def _context_hash(self, rel: str) -> str:
-        excluded = None if self.ignore is None else copying.ContextFilter(self.ignore)
-        sources = copying.plan(self.ctx, [rel], excluded, context=True)
-        return copying.source_hash(sources, excluded)
-
-    async def _mount_source_image(self, ref: str):
-        index = self.stage_index.get(ref.lower())
-        if index is None and ref.isdigit() and int(ref) in self.stage_futures:
-            index = int(ref)
-        if index is not None and index in self.stage_futures:
-            image_id = (await self._stage_state(index)).image_id
-            return await asyncio.to_thread(self.b.images.get, image_id) if image_id else None
-        return await self._base_image(ref)
-
-    async def _run_mount_specs(self, mounts, held: contextlib.ExitStack) -> list[dict]:
-        """HostConfig.Mounts entries for a RUN's ``--mount`` flags; what they need open
-        (a stage's root, a secret's file) is held by ``held`` until the RUN is done."""
-        from conch.runtime.rootfs import secure_join
-
-        out = []
-        for m in mounts:
-            if m.type == "cache":
-                src = await asyncio.to_thread(bks.cache_dir, self.b.paths.data_root, m)
-                out.append({"Type": "bind", "Source": src, "Target": m.target, "ReadOnly": m.readonly})
-            elif m.type == "tmpfs":
-                out.append({"Type": "tmpfs", "Target": m.target,
-                            "TmpfsOptions": {"SizeBytes": m.size} if m.size else {}})
-            elif m.type == "bind":
-                if m.from_:
-                    image = await self._mount_source_image(m.from_)
-                    root = await asyncio.to_thread(held.enter_context, step_images.scratch_root(
-                        self.b.images, self.b.snapshotter, self.b.paths.exec_root, image))
-                    base = str(root[1])
-                else:
-                    base = str(self.ctx)
-                src = secure_join(base, "/" + (m.source or "."))
-                if not os.path.lexists(src):
-                    raise InvalidArgument(f"failed to compute cache key: \"/{(m.source or '.').lstrip('/')}\": not found")
-                out.append({"Type": "bind", "Source": src, "Target": m.target, "ReadOnly": m.readonly})
-            elif m.type == "secret":
-                sid = m.id or posixpath.basename(m.source or m.target)
-                if sid not in self.opts.secrets:
-                    if m.required:
-                        raise InvalidArgument(f"secret {sid}: not found")
-                    continue
-                path = await asyncio.to_thread(self._secret_file, sid, m, held)
-                out.append({"Type": "bind", "Source": path, "Target": m.target, "ReadOnly": True})
-        return out
-
-    def _secret_file(self, sid: str, m, held: contextlib.ExitStack) -> str:
-        """The secret in a private file for one RUN (never in the context, a layer or
-        the history); removed with ``held``."""
-        d = tempfile.mkdtemp(dir=self.b.images.tmp_dir(), prefix="build-secret-")
-        held.callback(shutil.rmtree, d, True)
-        path = os.path.join(d, "secret")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400 if m.mode is None else m.mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(self.opts.secrets[sid])
-        os.chown(path, m.uid or 0, m.gid or 0)
-        return path
-
-    # -- COPY / ADD / WORKDIR ------------------------------------------------------------------
-    async def _copy(self, state: StageState, ins) -> AsyncIterator[BuildMessage]:
-        add = ins.name == "add"
-        flags = flag_values(tuple(ins.flags), ("chown", "chmod", "link", "checksum") if add
-                            else ("chown", "from", "chmod", "link"), ins.name.upper())
-        chmod = bks.parse_chmod(flags.get("chmod", ""))
-        # --link: BuildKit makes the layer apart from its parent; conch's layer is the
-        # same files either way, so it is accepted as is
-        heredocs = getattr(ins, "heredocs", ())
-        words = expand_words(self.lexer, tuple(ins.args), ins.json_form, state.env_map())
-        if len(words) < 2:
-            raise InvalidArgument(f"{ins.name.upper()} requires at least two arguments, but only "
-                                  "one was provided. Destination could not be determined.")
-        srcs, dest = words[:-1], words[-1]
-        special = [s for s in srcs if bks.is_heredoc_source(s, heredocs)
-                   or (add and s.startswith(("http://", "https://")))]
-        if flags.get("checksum") and not all(s.startswith(("http://", "https://")) for s in srcs):
-            raise InvalidArgument("checksum can't be specified for non-HTTP(S) sources")
-        if special and len(special) != len(srcs):
-            raise InvalidArgument(f"{ins.name.upper()} cannot mix heredocs or URLs with other sources")
-        dest_abs, dest_dir = copying.destination(dest, state.config.working_dir)
-        if len(srcs) > 1 and not dest_dir:
-            raise InvalidArgument(f"When using {ins.name.upper()} with more than one source file, "
-                                  "the destination must be a directory and end with a /")
-        source_image = await self._copy_source(flags.get("from", ""))
-        parent = await asyncio.to_thread(self.b.images.get, state.image_id) if state.image_id else None
-        with contextlib.ExitStack() as held:
-            alt_root = None
-            if special:  # heredoc bodies and downloads: files in a private directory
-                alt_root = Path(tempfile.mkdtemp(dir=self.b.images.tmp_dir(), prefix="build-src-"))
-                held.callback(shutil.rmtree, alt_root, True)
-                names = []
-                for src in srcs:
-                    if (name := bks.is_heredoc_source(src, heredocs)) is not None:
-                        names.append(name)
-                    else:
-                        names.append(await asyncio.to_thread(bks.fetch_url, src, alt_root,
-                                                             flags.get("checksum", "")))
-                await asyncio.to_thread(bks.heredoc_files, alt_root,
-                                        [h for h in heredocs if h.name in names], state.env_map())
-                srcs = names
-            result = await asyncio.to_thread(
-                self._copy_sync, state, parent, source_image, "from" in flags, srcs, dest, dest_abs,
-                dest_dir, flags.get("chown", ""), add and alt_root is None, chmod, alt_root,
-                "ADD" if add else "COPY")
-        if result == "cached":
-            yield _out(" ---> Using cache\n")
-
-    async def _copy_source(self, ref: str):
-        if not ref:
-            return None
-        index = self.stage_index.get(ref.lower())
-        if index is None and ref.isdigit() and int(ref) in self.stage_futures:
-            index = int(ref)
-        stage = await self._stage_state(index) if index is not None and index in self.stage_futures else None
-        if stage is not None:
-            if not stage.image_id:
-                raise InvalidArgument(f"stage {ref} has no filesystem (FROM scratch)")
-            return await asyncio.to_thread(self.b.images.get, stage.image_id)
-        return await self._base_image(ref)
-
-    def _copy_sync(self, state, parent, source_image, from_flag, srcs, dest, dest_abs, dest_dir,
-                   chown, add, chmod=None, alt_root=None, verb="COPY") -> str:
-        """Worker thread: resolve, hash, look in the cache, else write and commit.
-        ``add``: local archives are unpacked; ``alt_root``: the sources' directory
-        instead of the context (heredocs, downloads)."""
-        b = self.b
-        with copying.source_root(b, self.ctx, source_image, from_flag, alt_root) as src_root:
-            excluded = (None if from_flag or alt_root is not None or self.ignore is None
-                        else copying.ContextFilter(self.ignore))
-            sources = copying.plan(src_root, srcs, excluded, context=not from_flag and alt_root is None)
-            digest = copying.source_hash(sources, excluded)
-            created_by = f"{step_images.SHELL_PREFIX}#(nop) {verb} {digest} in {dest} "
-            key = created_by + (f"\0chown={chown}" if chown else "") + (
-                f"\0chmod={chmod:o}" if chmod is not None else "")
-            if not self.opts.no_cache and (hit := b.cache.get(state.image_id, key)
-                                           or (not chown and chmod is None and self.opts.cache_from
-                                               and self._from_sources(state, created_by))):
-                state.image_id = hit
-                return "cached"
-            with step_images.scratch_root(b.images, b.snapshotter, self.b.paths.exec_root,
-                                           parent, keep=True) as (snap, root):
-                owner = copying.chown_ids(chown, root)
-                archives = [s for s in sources if add and not s.is_dir and copying.is_archive(s.path)]
-                plain = [s for s in sources if s not in archives]
-                copying.write_sources(root, plain, archives, dest_abs, dest_dir, owner, excluded,
-                                      chmod=chmod)
-            layer = step_images.layer_of(b.images, b.snapshotter, snap, parent, self.epoch)
-            parent_id = state.image_id
-            state.image_id = step_images.commit_step(b.images, parent, state.config, created_by,
-                                                      layer=layer, author=state.author,
-                                                      epoch=self.epoch)
-            b.cache.put(parent_id, key, state.image_id)
-        return "built"
-
-    async def _workdir(self, state: StageState, ins) -> AsyncIterator[BuildMessage]:
-        path = workdir_path(state, self.lexer, tuple(ins.args))
-        state.config = replace(state.config, working_dir=path)
-        created_by = f"{step_images.SHELL_PREFIX}#(nop) WORKDIR {path}"
-        if await self._cached(state, created_by):
-            yield _out(" ---> Using cache\n")
-            return
-        parent = await asyncio.to_thread(self.b.images.get, state.image_id) if state.image_id else None
-        layer = await asyncio.to_thread(self._mkdir_layer, parent, path)
-        await self._commit(state, created_by, layer)
-
-    def _mkdir_layer(self, parent, path: str):
-        from conch.runtime.rootfs import secure_join
-
-        b = self.b
-        with step_images.scratch_root(b.images, b.snapshotter, b.paths.exec_root, parent,
-                                       keep=True) as (snap, root):
-            target = secure_join(str(root), path)
-            if not os.path.isdir(target):
-                os.makedirs(target, mode=0o755, exist_ok=True)
-        return step_images.layer_of(b.images, b.snapshotter, snap, parent, self.epoch)
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -750,87 +472,6 @@ def source_date_epoch(build_args: Mapping[str, str]) -> int | None:
     if value < 0:
         raise InvalidArgument(f"invalid SOURCE_DATE_EPOCH: {text!r}")
     return value
-
-
-def _run_network(mode: str) -> str:
-    """``networkmode`` for RUN containers: docker's classic builder gives them the
-    default bridge unless asked otherwise ("default" is that bridge too)."""
-    return "" if mode in ("", "default") else mode
-
-
-def _out(text: str) -> BuildMessage:
-    return BuildMessage(stream=text)
-
-
-def _short(image_id: str) -> str:
-    return image_id.removeprefix("sha256:")[:12]
-
-
-def _stage_alias(from_ins) -> str:
-    words = " ".join(from_ins.args).split()
-    return words[2] if len(words) == 3 else ""
-
-
-def _needed_stages(stages, lexer, meta_args) -> list[int]:
-    """The stages the last one (the target) needs, in order: those named by a FROM or
-    a ``--from`` (COPY, RUN --mount) of a needed stage, transitively (BuildKit's graph;
-    a stage nobody needs is not built, so its failure cannot fail the build)."""
-    names = {}
-    for i, (from_ins, _) in enumerate(stages):
-        alias = _stage_alias(from_ins).lower()
-        if alias:
-            names.setdefault(alias, i)
-
-    def refs(i: int) -> set[int]:
-        from_ins, body = stages[i]
-        out = set()
-        try:
-            words = expand_words(lexer, tuple(from_ins.args), False, meta_args)
-        except ConchError:
-            words = list(from_ins.args)
-        candidates = [words[0]] if words else []
-        for ins in body:
-            for flag in ins.flags:
-                key, _, value = flag.lstrip("-").partition("=")
-                if key == "from":
-                    candidates.append(value)
-                elif key == "mount":
-                    for part in value.split(","):
-                        k, _, v = part.partition("=")
-                        if k == "from":
-                            candidates.append(v)
-        for c in candidates:
-            c = c.lower()
-            j = names.get(c)
-            if j is None and c.isdigit():
-                j = int(c)
-            if j is not None and j < i:
-                out.add(j)
-        return out
-
-    needed = {len(stages) - 1}
-    todo = [len(stages) - 1]
-    while todo:
-        for j in refs(todo.pop()):
-            if j not in needed:
-                needed.add(j)
-                todo.append(j)
-    return sorted(needed)
-
-
-def _split_stages(instructions):
-    """(meta ARGs before the first FROM, [(FROM, [instructions…])…])."""
-    meta, stages = [], []
-    for ins in instructions:
-        if ins.name == "from":
-            stages.append((ins, []))
-        elif not stages:
-            meta.append(ins)
-        else:
-            stages[-1][1].append(ins)
-    if not stages:
-        raise InvalidArgument("no build stage in current context")
-    return meta, stages
 
 
 def _label_step(labels: Mapping[str, str]) -> _Synthetic:

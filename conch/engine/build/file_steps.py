@@ -1,0 +1,144 @@
+"""The steps that write files: COPY/ADD (sources from the context, a stage or an image,
+:mod:`conch.engine.build.copying`) and WORKDIR (the directory made in a layer), each on a
+private mount of the parent's snapshot, committed as the step's layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import AsyncIterator
+
+from conch.engine.build import buildkit_syntax as bks
+from conch.engine.build import copying
+from conch.engine.build import step_images
+from conch.engine.build.messages import BuildMessage, message
+from conch.engine.build.steps import StageState, expand_words, flag_values, workdir_path
+from conch.errors import InvalidArgument
+
+
+class FileSteps:
+    """COPY/ADD and WORKDIR: the parent's snapshot mounted privately, written into and
+    committed (a mixin of the builder's ``_Build``)."""
+
+    # -- COPY / ADD / WORKDIR ------------------------------------------------------------------
+    async def _copy(self, state: StageState, ins) -> AsyncIterator[BuildMessage]:
+        add = ins.name == "add"
+        flags = flag_values(tuple(ins.flags), ("chown", "chmod", "link", "checksum") if add
+                            else ("chown", "from", "chmod", "link"), ins.name.upper())
+        chmod = bks.parse_chmod(flags.get("chmod", ""))
+        # --link: BuildKit makes the layer apart from its parent; conch's layer is the
+        # same files either way, so it is accepted as is
+        heredocs = getattr(ins, "heredocs", ())
+        words = expand_words(self.lexer, tuple(ins.args), ins.json_form, state.env_map())
+        if len(words) < 2:
+            raise InvalidArgument(f"{ins.name.upper()} requires at least two arguments, but only "
+                                  "one was provided. Destination could not be determined.")
+        srcs, dest = words[:-1], words[-1]
+        special = [s for s in srcs if bks.is_heredoc_source(s, heredocs)
+                   or (add and s.startswith(("http://", "https://")))]
+        if flags.get("checksum") and not all(s.startswith(("http://", "https://")) for s in srcs):
+            raise InvalidArgument("checksum can't be specified for non-HTTP(S) sources")
+        if special and len(special) != len(srcs):
+            raise InvalidArgument(f"{ins.name.upper()} cannot mix heredocs or URLs with other sources")
+        dest_abs, dest_dir = copying.destination(dest, state.config.working_dir)
+        if len(srcs) > 1 and not dest_dir:
+            raise InvalidArgument(f"When using {ins.name.upper()} with more than one source file, "
+                                  "the destination must be a directory and end with a /")
+        source_image = await self._copy_source(flags.get("from", ""))
+        parent = await asyncio.to_thread(self.b.images.get, state.image_id) if state.image_id else None
+        with contextlib.ExitStack() as held:
+            alt_root = None
+            if special:  # heredoc bodies and downloads: files in a private directory
+                alt_root = Path(tempfile.mkdtemp(dir=self.b.images.tmp_dir(), prefix="build-src-"))
+                held.callback(shutil.rmtree, alt_root, True)
+                names = []
+                for src in srcs:
+                    if (name := bks.is_heredoc_source(src, heredocs)) is not None:
+                        names.append(name)
+                    else:
+                        names.append(await asyncio.to_thread(bks.fetch_url, src, alt_root,
+                                                             flags.get("checksum", "")))
+                await asyncio.to_thread(bks.heredoc_files, alt_root,
+                                        [h for h in heredocs if h.name in names], state.env_map())
+                srcs = names
+            result = await asyncio.to_thread(
+                self._copy_sync, state, parent, source_image, "from" in flags, srcs, dest, dest_abs,
+                dest_dir, flags.get("chown", ""), add and alt_root is None, chmod, alt_root,
+                "ADD" if add else "COPY")
+        if result == "cached":
+            yield message(" ---> Using cache\n")
+
+    async def _copy_source(self, ref: str):
+        if not ref:
+            return None
+        index = self.stage_index.get(ref.lower())
+        if index is None and ref.isdigit() and int(ref) in self.stage_futures:
+            index = int(ref)
+        stage = await self._stage_state(index) if index is not None and index in self.stage_futures else None
+        if stage is not None:
+            if not stage.image_id:
+                raise InvalidArgument(f"stage {ref} has no filesystem (FROM scratch)")
+            return await asyncio.to_thread(self.b.images.get, stage.image_id)
+        return await self._base_image(ref)
+
+    def _copy_sync(self, state, parent, source_image, from_flag, srcs, dest, dest_abs, dest_dir,
+                   chown, add, chmod=None, alt_root=None, verb="COPY") -> str:
+        """Worker thread: resolve, hash, look in the cache, else write and commit.
+        ``add``: local archives are unpacked; ``alt_root``: the sources' directory
+        instead of the context (heredocs, downloads)."""
+        b = self.b
+        with copying.source_root(b, self.ctx, source_image, from_flag, alt_root) as src_root:
+            excluded = (None if from_flag or alt_root is not None or self.ignore is None
+                        else copying.ContextFilter(self.ignore))
+            sources = copying.plan(src_root, srcs, excluded, context=not from_flag and alt_root is None)
+            digest = copying.source_hash(sources, excluded)
+            created_by = f"{step_images.SHELL_PREFIX}#(nop) {verb} {digest} in {dest} "
+            key = created_by + (f"\0chown={chown}" if chown else "") + (
+                f"\0chmod={chmod:o}" if chmod is not None else "")
+            if not self.opts.no_cache and (hit := b.cache.get(state.image_id, key)
+                                           or (not chown and chmod is None and self.opts.cache_from
+                                               and self._from_sources(state, created_by))):
+                state.image_id = hit
+                return "cached"
+            with step_images.scratch_root(b.images, b.snapshotter, self.b.paths.exec_root,
+                                           parent, keep=True) as (snap, root):
+                owner = copying.chown_ids(chown, root)
+                archives = [s for s in sources if add and not s.is_dir and copying.is_archive(s.path)]
+                plain = [s for s in sources if s not in archives]
+                copying.write_sources(root, plain, archives, dest_abs, dest_dir, owner, excluded,
+                                      chmod=chmod)
+            layer = step_images.layer_of(b.images, b.snapshotter, snap, parent, self.epoch)
+            parent_id = state.image_id
+            state.image_id = step_images.commit_step(b.images, parent, state.config, created_by,
+                                                      layer=layer, author=state.author,
+                                                      epoch=self.epoch)
+            b.cache.put(parent_id, key, state.image_id)
+        return "built"
+
+    async def _workdir(self, state: StageState, ins) -> AsyncIterator[BuildMessage]:
+        path = workdir_path(state, self.lexer, tuple(ins.args))
+        state.config = replace(state.config, working_dir=path)
+        created_by = f"{step_images.SHELL_PREFIX}#(nop) WORKDIR {path}"
+        if await self._cached(state, created_by):
+            yield message(" ---> Using cache\n")
+            return
+        parent = await asyncio.to_thread(self.b.images.get, state.image_id) if state.image_id else None
+        layer = await asyncio.to_thread(self._mkdir_layer, parent, path)
+        await self._commit(state, created_by, layer)
+
+    def _mkdir_layer(self, parent, path: str):
+        from conch.runtime.rootfs import secure_join
+
+        b = self.b
+        with step_images.scratch_root(b.images, b.snapshotter, b.paths.exec_root, parent,
+                                       keep=True) as (snap, root):
+            target = secure_join(str(root), path)
+            if not os.path.isdir(target):
+                os.makedirs(target, mode=0o755, exist_ok=True)
+        return step_images.layer_of(b.images, b.snapshotter, snap, parent, self.epoch)

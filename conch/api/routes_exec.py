@@ -199,7 +199,7 @@ async def inspect(request: web.Request) -> web.StreamResponse:
                           "user": cfg.user},
         "OpenStdin": cfg.attach_stdin, "OpenStderr": cfg.attach_stderr,
         "OpenStdout": cfg.attach_stdout, "CanRemove": False, "ContainerID": ex.container_id,
-        "DetachKeys": "", "Pid": ex.pid,
+        "DetachKeys": cfg.detach_keys, "Pid": ex.pid,
     })
 
 

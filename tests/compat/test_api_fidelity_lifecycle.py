@@ -78,14 +78,34 @@ def test_restarting_state_backoff_and_rm_conflict(d, client):
     _poll(restarting, what="four restarts")  # so three have started and exited again
     state = c.attrs["State"]
     assert (state["Status"], state["Running"], state["ExitCode"]) == ("restarting", True, 3)
-    with pytest.raises(docker.errors.APIError) as exc:
-        c.remove()
-    assert exc.value.status_code == 409
-    assert f"You cannot remove a restarting container {c.id}" in str(exc.value)
-    proc = d.docker("rm", c.id)
-    assert proc.returncode == 1 and "You cannot remove a restarting container" in proc.stderr
-    ps = d.docker("ps", "--filter", f"id={c.id}", "--format", "{{.Status}}").stdout
-    assert ps.startswith("Restarting (3)"), ps
+
+    # each check below is made while it is restarting: a restart may come in between
+    # (the back-off windows are short), so a check that met a running one is made again
+    def while_restarting(check, what):
+        for _ in range(50):
+            _poll(lambda: (c.reload(), c.attrs["State"]["Restarting"])[1], what=what)
+            if check():
+                return
+        raise AssertionError(f"{what}: never seen while restarting")
+
+    def api_rm_conflict():
+        with pytest.raises(docker.errors.APIError) as exc:
+            c.remove()
+        assert exc.value.status_code == 409
+        return f"You cannot remove a restarting container {c.id}" in str(exc.value)
+
+    def cli_rm_conflict():
+        proc = d.docker("rm", c.id)
+        assert proc.returncode == 1, proc.stdout
+        return "You cannot remove a restarting container" in proc.stderr
+
+    def ps_restarting():
+        ps = d.docker("ps", "--filter", f"id={c.id}", "--format", "{{.Status}}").stdout
+        return ps.startswith("Restarting (3)")
+
+    while_restarting(api_rm_conflict, "docker-py rm's 409")
+    while_restarting(cli_rm_conflict, "docker rm's 409")
+    while_restarting(ps_restarting, "docker ps's Restarting (3)")
     # docker's back-off: 100 ms, doubling: each gap between starts at least the last delay
     out = d.docker("events", "--since", str(since), "--until", str(time.time()), "--filter",
                    f"container={c.id}", "--filter", "event=start", "--format", "{{.TimeNano}}")

@@ -102,7 +102,19 @@ class Signals:
         c = self.get(ref)
         if c.state.status != Status.RUNNING:
             raise Conflict(f"Container {c.id} is not running")
-        await self._runtime("pause", c.id)
+        # a container whose start just returned may still be "created" to the runtime
+        # for a moment (runc records "running" after the fifo handshake): `commit
+        # --pause` right after `run -d` must not fail with 412, so retry briefly
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 2.0
+        while True:
+            try:
+                await self._runtime("pause", c.id)
+                break
+            except FailedPrecondition:
+                if loop.time() > deadline or not self.get(c.id).state.status == Status.RUNNING:
+                    raise
+                await asyncio.sleep(0.05)
         self._save(c.with_state(status=Status.PAUSED))
         self.events.publish("container", "pause", c.id, name=c.name, image=c.image)
 

@@ -138,6 +138,11 @@ INSPECT = [
     "{{printf \"%+v\" .Mounts}}", "{{.GraphDriver}}", "{{.NetworkSettings.Ports}}", "{{.Config.Healthcheck}}",
     "{{.ExecIDs}} {{.Args}}", "{{printf \"%T %T %T %T\" .Mounts .GraphDriver .ExecIDs .SizeRw}}",
     "{{printf \"%T\" .NetworkSettings.Networks}}", "{{range .Mounts}}{{printf \"%T %T\" .Type .Propagation}}{{end}}",
+    "{{json .}}", "{{json .HostConfig}}", "{{json .NetworkSettings}}", "{{json .GraphDriver}}",
+    "{{printf \"%T %T %T %T %T %T\" .HostConfig.NetworkMode .HostConfig.ConsoleSize .HostConfig.IpcMode .HostConfig.Isolation .HostConfig.LogConfig .HostConfig.RestartPolicy}}",
+    "{{.HostConfig.Dns}} {{.HostConfig.DNS}} {{.HostConfig.ConsoleSize}} {{.HostConfig.RestartPolicy}}",
+    "{{.HostConfig.LogConfig.Type}} {{.HostConfig.Memory}} {{.HostConfig.CpuShares}} {{.HostConfig.CPUShares}}",
+    "{{.HostConfig.PortBindings}}", "{{printf \"%+v\" .HostConfig.RestartPolicy}}",
     # execution errors
     "{{.Name.Foo}}", "{{index .Name 1 2}}", "{{index nil 1}}", "{{.State.Pid.X}}",
     "{{range .State}}{{end}}", "{{range .Name}}{{end}}", "{{range $i, $e := 3}}{{end}}",

@@ -20,12 +20,37 @@ _SPEC = {
         "HostsPath:string LogPath:string Name:string "
         "RestartCount:int Driver:string Platform:string MountLabel:string ProcessLabel:string "
         "AppArmorProfile:string ExecIDs:[]string HostConfig:*container.HostConfig "
-        "GraphDriver:storage.DriverData SizeRw:*int64 SizeRootFs:*int64 ] "
+        "GraphDriver:storage.DriverData SizeRw?:*int64 SizeRootFs?:*int64 ] "
         "Mounts:[]container.MountPoint Config:*container.Config "
         "NetworkSettings:*container.NetworkSettings ImageManifestDescriptor:*v1.Descriptor",
+    "container.HostConfig": "Binds:[]string ContainerIDFile:string LogConfig:container.LogConfig "
+        "NetworkMode:container.NetworkMode PortBindings:nat.PortMap "
+        "RestartPolicy:container.RestartPolicy AutoRemove:bool VolumeDriver:string "
+        "VolumesFrom:[]string ConsoleSize:[2]uint Annotations?:map[string]string "
+        "CapAdd:strslice.StrSlice CapDrop:strslice.StrSlice CgroupnsMode:container.CgroupnsMode "
+        "DNS=Dns:[]string DNSOptions=DnsOptions:[]string DNSSearch=DnsSearch:[]string "
+        "ExtraHosts:[]string GroupAdd:[]string IpcMode:container.IpcMode Cgroup:container.CgroupSpec "
+        "Links:[]string OomScoreAdj:int PidMode:container.PidMode Privileged:bool "
+        "PublishAllPorts:bool ReadonlyRootfs:bool SecurityOpt:[]string StorageOpt?:map[string]string "
+        "Tmpfs?:map[string]string UTSMode:container.UTSMode UsernsMode:container.UsernsMode "
+        "ShmSize:int64 Sysctls?:map[string]string Runtime?:string Isolation:container.Isolation "
+        "[Resources CPUShares=CpuShares:int64 Memory:int64 NanoCPUs=NanoCpus:int64 CgroupParent:string "
+        "BlkioWeight:uint16 BlkioWeightDevice:[]*blkiodev.WeightDevice "
+        "BlkioDeviceReadBps:[]*blkiodev.ThrottleDevice BlkioDeviceWriteBps:[]*blkiodev.ThrottleDevice "
+        "BlkioDeviceReadIOps:[]*blkiodev.ThrottleDevice BlkioDeviceWriteIOps:[]*blkiodev.ThrottleDevice "
+        "CPUPeriod=CpuPeriod:int64 CPUQuota=CpuQuota:int64 CPURealtimePeriod=CpuRealtimePeriod:int64 "
+        "CPURealtimeRuntime=CpuRealtimeRuntime:int64 CpusetCpus:string CpusetMems:string "
+        "Devices:[]container.DeviceMapping DeviceCgroupRules:[]string "
+        "DeviceRequests:[]container.DeviceRequest KernelMemory?:int64 KernelMemoryTCP?:int64 "
+        "MemoryReservation:int64 MemorySwap:int64 MemorySwappiness:*int64 OomKillDisable:*bool "
+        "PidsLimit:*int64 Ulimits:[]*units.Ulimit CPUCount=CpuCount:int64 CPUPercent=CpuPercent:int64 "
+        "IOMaximumIOps:uint64 IOMaximumBandwidth:uint64 ] Mounts?:[]mount.Mount MaskedPaths:[]string "
+        "ReadonlyPaths:[]string Init?:*bool",
+    "container.LogConfig": "Type:string Config:map[string]string",
+    "container.RestartPolicy": "Name:container.RestartPolicyMode MaximumRetryCount:int",
     "container.State": "Status:string Running:bool Paused:bool Restarting:bool OOMKilled:bool "
         "Dead:bool Pid:int ExitCode:int Error:string StartedAt:string FinishedAt:string "
-        "Health:*container.Health",
+        "Health?:*container.Health",
     "container.Health": "Status:string FailingStreak:int Log:[]*container.HealthcheckResult",
     "container.Config": "Hostname:string Domainname:string User:string AttachStdin:bool "
         "AttachStdout:bool AttachStderr:bool ExposedPorts:nat.PortSet Tty:bool OpenStdin:bool "
@@ -44,8 +69,8 @@ _SPEC = {
         "NetworkID:string EndpointID:string Gateway:string IPAddress:string IPPrefixLen:int "
         "IPv6Gateway:string GlobalIPv6Address:string GlobalIPv6PrefixLen:int DNSNames:[]string",
     "nat.PortBinding": "HostIP=HostIp:string HostPort:string",
-    "container.MountPoint": "Type:mount.Type Name:string Source:string Destination:string "
-        "Driver:string Mode:string RW:bool Propagation:mount.Propagation",
+    "container.MountPoint": "Type?:mount.Type Name?:string Source:string Destination:string "
+        "Driver?:string Mode:string RW:bool Propagation:mount.Propagation",
     "storage.DriverData": "Data:map[string]string Name:string",
     "image.InspectResponse": "ID=Id:string RepoTags:[]string RepoDigests:[]string "
         "Parent:string Comment:string Created:string Container:string "
@@ -67,8 +92,8 @@ _SPEC = {
         "Containers:map[string]network.EndpointResource Options:map[string]string "
         "Labels:map[string]string Peers:[]network.PeerInfo Services:map[string]network.ServiceInfo",
     "network.IPAM": "Driver:string Options:map[string]string Config:[]network.IPAMConfig",
-    "network.IPAMConfig": "Subnet:string IPRange:string Gateway:string "
-        "AuxAddress=AuxiliaryAddresses:map[string]string",
+    "network.IPAMConfig": "Subnet?:string IPRange?:string Gateway?:string "
+        "AuxAddress=AuxiliaryAddresses?:map[string]string",
     "network.ConfigReference": "Network:string",
     "network.EndpointResource": "Name:string EndpointID:string MacAddress:string "
         "IPv4Address:string IPv6Address:string",
@@ -92,10 +117,18 @@ _SPEC = {
 # structs whose every field is `json:",omitempty"` (the OCI image config)
 _OMITEMPTY = {"v1.DockerOCIImageConfig"}
 
+# structs whose schema here is every field docker 28 has: json writes the ones the API
+# left out too (as Go writes a struct: all but the omitempty ones)
+_COMPLETE = {"network.EndpointSettings", "container.State", "container.MountPoint",
+             "nat.PortBinding", "network.IPAMConfig", "network.EndpointResource"}
+
 # named types -> their underlying type
 _NAMED = {"strslice.StrSlice": "[]string", "nat.PortSet": "map[nat.Port]struct {}",
           "nat.PortMap": "map[nat.Port][]nat.PortBinding"}
-_STRINGS = {"string", "nat.Port", "mount.Type", "mount.Propagation", "events.Type", "events.Action"}
+_STRINGS = {"string", "nat.Port", "mount.Type", "mount.Propagation", "events.Type", "events.Action",
+            "container.NetworkMode", "container.CgroupnsMode", "container.IpcMode", "container.CgroupSpec",
+            "container.PidMode", "container.UTSMode", "container.UsernsMode", "container.Isolation",
+            "container.RestartPolicyMode"}
 _INTS = {"int", "int64", "uint64", "int32", "uint32", "uint16", "uint8", "int8", "int16", "uint"}
 
 _schemas: dict | None = None
@@ -167,6 +200,8 @@ def zero(t: str):
         return GoFloat(0.0, t)
     if t == "time.Time":
         return GoStr("0001-01-01 00:00:00 +0000 UTC", t)
+    if u.startswith("[2]"):  # a Go array: never nil
+        return GoSlice((zero(u[3:]), zero(u[3:])), t)
     if u.startswith("[]"):
         return GoSlice((), t, nil=True)
     if u.startswith("map["):
@@ -203,6 +238,8 @@ def typed(v, t: str):
         g = GoStr(go_time(str(v)), t)
         g.rfc3339 = str(v)  # what json.Marshal writes back
         return g
+    if u.startswith("[2]"):
+        return GoSlice((typed(x, u[3:]) for x in v), t) if isinstance(v, list) and len(v) == 2 else zero(t)
     if u.startswith("[]"):
         if not isinstance(v, list):
             return zero(t)
@@ -336,12 +373,13 @@ def to_json_value(v):
             return out
         raw = v.raw or {}
         every_omitempty = v.gotype in _OMITEMPTY
-        for f, j, _ in sch:  # the struct's order; a field the API left out is omitempty
-            if j in raw:
+        complete = v.gotype in _COMPLETE
+        for f, j, ft in sch:  # the struct's order; a field the API left out is omitempty
+            if j in raw or (complete and (v.gotype, f) not in _omitempty):
                 x = to_json_value(v.fields[f])
-                if (every_omitempty or (v.gotype, f) in _omitempty) and \
-                        (x is None or x == "" or x is False or x == 0 or x == [] or x == {}):
-                    continue
+                if (every_omitempty or (v.gotype, f) in _omitempty) and (x is None or (
+                        not ft.startswith("*") and (x == "" or x is False or x == 0 or x == [] or x == {}))):
+                    continue  # omitempty: a pointer only when nil, a value when zero or empty
                 out[j] = x
         return out
     if isinstance(v, GoSlice) and v.nil:

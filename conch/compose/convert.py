@@ -85,7 +85,8 @@ def autoscale_labels(svc: dict, where: str) -> dict[str, str]:
     if lo < 1 or hi < lo:
         raise InvalidArgument(f"{where}.x-autoscale: need 1 <= min_replicas <= max_replicas")
     if "target_cpu_percent" not in spec and "target_requests_per_second" not in spec:
-        raise InvalidArgument(f"{where}.x-autoscale: target_cpu_percent is required")
+        raise InvalidArgument(f"{where}.x-autoscale: target_cpu_percent (or "
+                              "target_requests_per_second) is required")
     out = {}
     for key in _AUTOSCALE_KEYS:
         if key in spec:

@@ -226,7 +226,8 @@ async def serve(args) -> None:
 
     tasks.create_task(engine.networks.resume_shared())  # replicas not yet in their port's balancer
     tasks.create_task(Autoscaler(engine.containers, engine.events,
-                                 os.path.join(args.data_root, "scaling")).run())
+                                 os.path.join(args.data_root, "scaling"),
+                                 networks=engine.networks).run())
     app = create_app(engine, modules=ROUTE_MODULES + (routes_containers, routes_exec, routes_archive,
                                                           routes_volumes, routes_networks,
                                                           routes_build))

@@ -348,11 +348,14 @@ class Firewall:
         backends = sorted(set((str(ip), int(port)) for ip, port in backends))
         chain = self.shared_chain(proto, host_ip, host_port)
         name, key = self._shared_key(proto, host_ip, host_port)
-        script = [f"add chain ip {self.table} {chain}", f"flush chain ip {self.table} {chain}"]
+        script = [f"add chain ip {self.table} {chain}", f"flush chain ip {self.table} {chain}",
+                  f"add counter ip {self.table} c{chain}"]
         if backends:
+            # a nat chain sees a connection's first packet only: the named counter counts
+            # new connections, and outlives the rule's rewrites (the autoscaler's rate)
             items = ", ".join(f"{i} : {ip} . {port}" for i, (ip, port) in enumerate(backends))
-            script.append(f"add rule ip {self.table} {chain} meta l4proto {proto} dnat ip to "
-                          f"numgen random mod {len(backends)} map {{ {items} }}")
+            script.append(f"add rule ip {self.table} {chain} meta l4proto {proto} counter name "
+                          f"c{chain} dnat ip to numgen random mod {len(backends)} map {{ {items} }}")
         script.append(f"add element ip {self.table} {name} {{ {key} : goto {chain} }}")
         with self._lock:
             self._model()
@@ -370,9 +373,12 @@ class Firewall:
         with self._lock:
             self._run("\n".join([
                 f"add chain ip {self.table} {chain}",
+                f"add counter ip {self.table} c{chain}",
                 f"add element ip {self.table} {name} {{ {key} : goto {chain} }}",
                 f"delete element ip {self.table} {name} {{ {key} }}",
-                f"delete chain ip {self.table} {chain}"]) + "\n")
+                f"flush chain ip {self.table} {chain}",
+                f"delete chain ip {self.table} {chain}",
+                f"delete counter ip {self.table} c{chain}"]) + "\n")
             self._shared.pop((proto, host_ip, host_port), None)
 
     def add_backend(self, *, proto: str, host_ip: str, host_port: int, container_ip: str,
@@ -395,6 +401,20 @@ class Firewall:
         if (container_ip, container_port) in current:
             current.remove((container_ip, container_port))
             self.set_backends(proto=proto, host_ip=host_ip, host_port=host_port, backends=current)
+
+    def shared_connections(self, *, proto: str, host_ip: str, host_port: int) -> int | None:
+        """New connections a shared port has balanced since it was made (its named
+        counter); None when it is not a shared port."""
+        host_ip = check_port_args(proto, host_ip, host_port, allow_zero=False)
+        proc = subprocess.run([self._nft_path(), "-j", "list", "counter", "ip", self.table,
+                               "c" + self.shared_chain(proto, host_ip, host_port)],
+                              capture_output=True, text=True, timeout=30)
+        if proc.returncode != 0:
+            return None
+        for obj in json.loads(proc.stdout).get("nftables", []):
+            if "counter" in obj:
+                return int(obj["counter"].get("packets", 0))
+        return None
 
     def shared(self) -> dict[tuple[str, str, int], list[tuple[str, int]]]:
         """Shared ports set since start (or since :meth:`prune_shared`) and their backends."""

@@ -313,3 +313,34 @@ def test_only_healthy_replicas_get_connections(d, tmp_path):
         wait_for(lambda: answers() == set(host.values()), 20, "web-2 back in the balancer")
     finally:
         compose(d, project, path, "down")
+
+
+RPS = """
+services:
+  web:
+    image: busybox
+    command: ["sh", "-c", "mkdir -p /www; echo $$HOSTNAME > /www/index.html; exec httpd -f -p 80 -h /www"]
+    stop_signal: SIGKILL
+    ports: ["127.0.0.1:%(port)d:80"]
+    x-autoscale: {min_replicas: 1, max_replicas: 3, target_requests_per_second: 20,
+                  sync_period: 1s, scale_up_window: 2s, scale_down_window: 3s}
+"""
+
+
+def test_autoscale_on_requests_per_second(d, tmp_path):
+    """``target_requests_per_second``: the shared port's nft connection counter drives
+    the count: a request loop far above 20/s per replica adds replicas, none removes them."""
+    project, port = f"rq{os.urandom(3).hex()}", free_port()
+    path = tmp_path / "compose.yaml"
+    path.write_text(RPS % {"port": port})
+    r = compose(d, project, path, "up", "-d")
+    assert r.returncode == 0, r.stderr
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        wait_for(lambda: _answers(url), 20, "the service to answer")
+        with Load(url, n=2, limit=40) as load:
+            wait_for(lambda: running(d, project) >= 2, 30, "a replica added for the request rate")
+        assert load.failures == [], load.failures[:5]
+        wait_for(lambda: running(d, project) == 1, 60, "back to 1 without requests")
+    finally:
+        compose(d, project, path, "down")

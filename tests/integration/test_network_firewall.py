@@ -320,6 +320,7 @@ def test_shared_port_spreads_over_backends_and_drains(topo):
         topo.fw.set_backends(**key, backends=backends)
         seen = {host_ask("127.0.0.1", hp).split()[0] for _ in range(30)}
         assert len(seen) >= 2 and seen <= {"r1", "r2", "r3"}, seen
+        assert topo.fw.shared_connections(**key) == 30  # one count per new connection
         assert ns_ask(client_ns, str(pb.gateway), hp).split()[0] in {"r1", "r2", "r3"}
         with pytest.raises(Conflict):  # a one-container publish cannot take it over
             topo.fw.publish(bridge=bra, **key, container_ip=backends[0][0], container_port=8000)
@@ -336,6 +337,7 @@ def test_shared_port_spreads_over_backends_and_drains(topo):
         again.prune_shared(keep=set())
         listing = subprocess.run(["nft", "list", "table", "ip", topo.fw.table],
                                  capture_output=True, text=True, check=True).stdout
-        assert "sp_tcp" not in listing
+        assert "sp_tcp" not in listing and "csp_tcp" not in listing
+        assert topo.fw.shared_connections(**key) is None
     finally:
         ports.close()

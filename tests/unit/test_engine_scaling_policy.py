@@ -75,3 +75,18 @@ def test_policy_from_labels_and_validation():
         Policy(min_replicas=3, max_replicas=2, target_cpu_percent=50)
     with pytest.raises(InvalidArgument):
         Policy(min_replicas=1, max_replicas=2, target_cpu_percent=0)
+
+
+def test_requests_per_second_target_uses_the_same_formula():
+    from conch.engine.scaling.policy import raw_desired_ratio
+
+    p = Policy(min_replicas=1, max_replicas=8, target_requests_per_second=100)
+    assert p.target_cpu_percent == 0
+    # 2 replicas serving 450 req/s in all: 225 each against 100 -> ceil(2 * 2.25) = 5
+    assert raw_desired_ratio(2, 450 / 2 / 100, p) == 5
+    assert raw_desired_ratio(2, 1.05, p) == 2  # within tolerance
+    assert Policy.from_labels({"io.conch.autoscale.max_replicas": "3",
+                               "io.conch.autoscale.target_requests_per_second": "50"}
+                              ).target_requests_per_second == 50
+    with pytest.raises(InvalidArgument):
+        Policy(min_replicas=1, max_replicas=2)  # no target at all

@@ -402,6 +402,18 @@ class NetworkService:
                 self.health_changed(cid, c.state.health.status)
         await asyncio.gather(*waits)
 
+    def group_connections(self, group: str) -> int | None:
+        """New connections balanced so far over a port group's shared ports (their nft
+        counters, summed); None when the group shares no port."""
+        with self._lock:
+            keys = {(p["proto"], p["host_ip"], int(p["host_port"]))
+                    for s in self.sandboxes.values() for p in s.get("ports", ())
+                    if p.get("group") == group}
+        counts = [self.firewall.shared_connections(proto=k[0], host_ip=k[1], host_port=k[2])
+                  for k in keys]
+        counts = [n for n in counts if n is not None]
+        return sum(counts) if counts else None
+
     def health_changed(self, cid: str, status: str) -> None:
         """healthy: in the balancer; unhealthy: out of it."""
         if status in ("healthy", "unhealthy"):

@@ -5,7 +5,8 @@ Every second it looks for such services (replicas grouped by
 ``com.docker.compose.project`` + ``.service``, one-offs excluded); a service is synced
 once per its ``sync_period``: each running replica's CPU counter (its cgroup's
 ``usage_ns``) is read, the delta since the previous sync against its CPU limit gives the
-utilisation, the policy gives a recommendation, the stabilisation windows the count to go
+utilisation (and, with ``target_requests_per_second``, the shared port's nft connection
+counter gives the request rate), the policy gives a recommendation, the stabilisation windows the count to go
 to. Scaling up clones the lowest-numbered replica's record (its create config, labels,
 networks and aliases, a new ``container-number`` and name) and starts it; scaling down
 stops the highest-numbered running replicas (which drains their shared ports first:
@@ -37,8 +38,8 @@ import re
 import time
 
 from conch.engine.durable import write_json
-from conch.engine.scaling.policy import (PREFIX, Policy, cpu_limit, raw_desired, stabilised,
-                                         trim, utilisation)
+from conch.engine.scaling.policy import (PREFIX, Policy, cpu_limit, raw_desired,
+                                         raw_desired_ratio, stabilised, trim, utilisation)
 from conch.errors import ConchError
 
 __all__ = ["Autoscaler"]
@@ -60,8 +61,11 @@ def _number(c) -> int:
 
 
 class Autoscaler:
-    def __init__(self, containers, events, state_dir: str, *, tick: float = 1.0) -> None:
+    def __init__(self, containers, events, state_dir: str, *, tick: float = 1.0,
+                 networks=None) -> None:
         self.containers = containers
+        self.networks = networks  # NetworkService: shared ports' connection counters
+        self._conns: dict[tuple[str, str], tuple[float, int]] = {}
         self.events = events
         self.state_dir = state_dir
         self.tick_seconds = tick
@@ -158,23 +162,31 @@ class Autoscaler:
                 samples.append((usage - prev[1], mono - prev[0],
                                 cpu_limit(s.nano_cpus, s.cpu_quota, s.cpu_period)))
         current = len(running)
-        util = utilisation(samples)
+        util = utilisation(samples) if policy.target_cpu_percent else None
+        rps = await self._request_rate(key) if policy.target_requests_per_second else None
         wall = time.time()
         state = self._load(key)
         history = [(float(t), int(r)) for t, r in state.get("history", [])]
-        if util is None:
+        recs = []
+        if util is not None:
+            recs.append(raw_desired(current, util, policy))
+        if rps is not None:  # per replica against its target, the same formula
+            recs.append(raw_desired_ratio(current, rps / current / policy.target_requests_per_second,
+                                          policy))
+        if not recs:
             if policy.min_replicas <= current <= policy.max_replicas:
                 return  # nothing measured yet (new replicas): wait for the next period
-            rec = max(policy.min_replicas, min(policy.max_replicas, current))
-        else:
-            rec = raw_desired(current, util, policy)
+            recs.append(max(policy.min_replicas, min(policy.max_replicas, current)))
+        rec = max(recs)  # several metrics: the largest count (HPA)
         history = trim(history + [(wall, rec)], wall, policy)
         target = stabilised(current, wall, history, policy)
         state["history"] = history
         state["cpu_percent"] = None if util is None else round(util, 1)
+        state["requests_per_second"] = None if rps is None else round(rps, 1)
         if target != current:
-            log.info("autoscale %s/%s: %d -> %d (cpu %s%% of limit, target %s%%)", *key,
-                     current, target, state["cpu_percent"], policy.target_cpu_percent)
+            log.info("autoscale %s/%s: %d -> %d (cpu %s%% of limit, target %s%%; %s req/s)", *key,
+                     current, target, state["cpu_percent"], policy.target_cpu_percent,
+                     state["requests_per_second"])
             state.update(desired=target, last_scale=wall, replicas_from=current)
             self._save(key, state)
             if target > current:
@@ -184,10 +196,28 @@ class Autoscaler:
             self.events.publish("service", "scale", f"{key[0]}/{key[1]}", name=f"{key[0]}/{key[1]}",
                                 project=key[0], service=key[1], replicas_from=current,
                                 replicas_to=target, cpu_percent=state["cpu_percent"],
-                                target=policy.target_cpu_percent)
+                                target=policy.target_cpu_percent or None,
+                                requests_per_second=state["requests_per_second"],
+                                target_requests_per_second=policy.target_requests_per_second or None)
             await self._label_state(key, state)
         else:
             self._save(key, state)
+
+    async def _request_rate(self, key: tuple[str, str]) -> float | None:
+        """New connections per second to the service's shared ports since the last sync
+        (their nft counters); None without a shared port or a previous reading."""
+        if self.networks is None:
+            return None
+        total = await asyncio.to_thread(self.networks.group_connections, f"{key[0]}/{key[1]}")
+        mono = time.monotonic()
+        prev = self._conns.get(key)
+        if total is None:
+            self._conns.pop(key, None)
+            return None
+        self._conns[key] = (mono, total)
+        if prev is None or mono - prev[0] < 0.2 or total < prev[1]:
+            return None
+        return (total - prev[1]) / (mono - prev[0])
 
     async def _scale_up(self, members: list, n: int) -> None:
         template = next((c for c in members if c.state.running), members[0])

@@ -13,6 +13,10 @@ A service opts in with compose's ``x-autoscale`` (conch compose writes it as
   HPA measures against requests, compose's nearest is the limit a replica may use);
 - desired = ceil(current × utilisation / target), left at ``current`` while
   |utilisation / target − 1| ≤ tolerance (HPA's rule, so noise does not flap);
+- optionally ``target_requests_per_second`` (per replica, for a service that publishes a
+  port): the shared port's new connections per second (its nft counter) over the
+  replicas, through the same formula; with both targets the larger count wins (HPA's rule
+  for several metrics);
 - stabilisation: each period's desired count is a *recommendation*; a scale-up takes the
   lowest recommendation of the last ``scale_up_window`` (the rise must hold that long), a
   scale-down the highest of the last ``scale_down_window`` (HPA's behaviour fields);
@@ -35,7 +39,8 @@ from dataclasses import dataclass
 
 from conch.errors import InvalidArgument
 
-__all__ = ["Policy", "PREFIX", "raw_desired", "stabilised", "utilisation", "cpu_limit"]
+__all__ = ["Policy", "PREFIX", "raw_desired", "raw_desired_ratio", "stabilised", "utilisation",
+           "cpu_limit"]
 
 PREFIX = "io.conch.autoscale."
 DEFAULT_TOLERANCE = 0.1
@@ -48,7 +53,8 @@ DEFAULT_SCALE_DOWN_WINDOW = 60.0
 class Policy:
     min_replicas: int
     max_replicas: int
-    target_cpu_percent: float
+    target_cpu_percent: float = 0.0  # 0: not a target
+    target_requests_per_second: float = 0.0  # per replica; 0: not a target
     tolerance: float = DEFAULT_TOLERANCE
     sync_period: float = DEFAULT_SYNC_PERIOD
     scale_up_window: float = DEFAULT_SCALE_UP_WINDOW
@@ -57,8 +63,10 @@ class Policy:
     def __post_init__(self) -> None:
         if not 1 <= self.min_replicas <= self.max_replicas:
             raise InvalidArgument("autoscale: need 1 <= min_replicas <= max_replicas")
-        if self.target_cpu_percent <= 0:
-            raise InvalidArgument("autoscale: target_cpu_percent must be positive")
+        if self.target_cpu_percent < 0 or self.target_requests_per_second < 0 or not (
+                self.target_cpu_percent or self.target_requests_per_second):
+            raise InvalidArgument("autoscale: target_cpu_percent (or "
+                                  "target_requests_per_second) must be positive")
         if self.tolerance < 0 or self.sync_period <= 0:
             raise InvalidArgument("autoscale: tolerance >= 0 and sync_period > 0")
         if self.scale_up_window < 0 or self.scale_down_window < 0:
@@ -78,6 +86,7 @@ class Policy:
         return cls(min_replicas=num("min_replicas", 1, int),
                    max_replicas=num("max_replicas", 1, int),
                    target_cpu_percent=num("target_cpu_percent", 0.0),
+                   target_requests_per_second=num("target_requests_per_second", 0.0),
                    tolerance=num("tolerance", DEFAULT_TOLERANCE),
                    sync_period=num("sync_period", DEFAULT_SYNC_PERIOD),
                    scale_up_window=num("scale_up_window", DEFAULT_SCALE_UP_WINDOW),
@@ -105,10 +114,14 @@ def utilisation(samples: list[tuple[int, float, float]]) -> float | None:
 
 
 def raw_desired(current: int, usage_percent: float, policy: Policy) -> int:
-    """HPA's formula with its tolerance, clamped to the policy's bounds."""
+    """HPA's formula with its tolerance, clamped to the policy's bounds (CPU)."""
+    return raw_desired_ratio(current, usage_percent / policy.target_cpu_percent, policy)
+
+
+def raw_desired_ratio(current: int, ratio: float, policy: Policy) -> int:
+    """HPA's formula for any metric: ``ratio`` is its value over its target."""
     if current <= 0:
         return policy.min_replicas
-    ratio = usage_percent / policy.target_cpu_percent
     if abs(ratio - 1.0) <= policy.tolerance:
         want = current
     else:

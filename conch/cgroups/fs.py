@@ -125,8 +125,16 @@ def tree_procs(dir: str) -> list[int]:
 
 def remove_dir(path: str, *, timeout: float = 2.0) -> None:
     """rmdir a cgroup and its descendants, deepest first, retrying EBUSY while tasks exit."""
-    if not os.path.isdir(path):
+    try:
+        os.rmdir(path)  # the common case, tried first: no child cgroups, no tasks left
         return
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.EBUSY, errno.ENOTEMPTY):
+            raise SystemCallError("rmdir", exc.errno or errno.EIO, path) from exc
+    # children to remove first, or tasks still exiting: walk (scandir of every control
+    # file in every directory: ~25 us a directory, 12 hierarchies on v1) and retry
     for current, subdirs, _files in os.walk(path, topdown=False):
         for sub in subdirs:
             _rmdir_retry(os.path.join(current, sub), timeout)

@@ -119,7 +119,7 @@ _OMITEMPTY = {"v1.DockerOCIImageConfig"}
 
 # structs whose schema here is every field docker 28 has: json writes the ones the API
 # left out too (as Go writes a struct: all but the omitempty ones)
-_COMPLETE = {"network.EndpointSettings", "container.State", "container.MountPoint",
+_COMPLETE = {"network.EndpointSettings", "container.State", "container.MountPoint", "container.HostConfig",
              "nat.PortBinding", "network.IPAMConfig", "network.EndpointResource"}
 
 # named types -> their underlying type

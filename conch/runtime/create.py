@@ -125,12 +125,16 @@ def _drive(ch: Channel, pid: int, spec, ns, cgroup, state: State, plan, child_pi
         init_pid = ch.expect("pid")["pid"]
         child_pids.append(init_pid)
         _reap([pid])
+    # The limits go on before G joins: v1 device rules are a "deny a" and then one allow
+    # per rule, and G creates /dev (mknod) meanwhile; inside the cgroup it could mknod
+    # between the two and fail with EPERM (seen under containerd). Joining a cgroup
+    # whose rules are complete has no such window.
+    cgroup.apply(_with_default_devices(linux.get("resources") or {}))
     # G builds its rootfs while we move it into its cgroup (see init.run_intermediate)
     cgroup.add(init_pid)
     from conch.runtime import prearm
 
     prearm.stop()
-    cgroup.apply(_with_default_devices(linux.get("resources") or {}))
     try:
         ch.send(type="cgroup", pid=init_pid)
     except BrokenPipeError:

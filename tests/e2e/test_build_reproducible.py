@@ -116,3 +116,23 @@ def test_source_date_epoch_build_arg_and_without(daemon, images, tmp_path):
     time.sleep(1.1)
     plain2 = _build(daemon, ctx, "repro-b:4")
     assert plain1 != plain2 and first not in (plain1, plain2)
+
+
+def test_steps_keyed_by_content_not_parent_id(daemon, images, tmp_path):
+    """A parent made by another instruction to the same files and config (reproducible
+    layers) finds the same next step: the cache keys the parent by its content."""
+    x, y = tmp_path / "x", tmp_path / "y"
+    x.mkdir()
+    y.mkdir()
+    (x / "Dockerfile").write_text("FROM busybox\nRUN echo a > /a\nRUN echo b > /b\n")
+    (y / "Dockerfile").write_text("FROM busybox\nRUN echo a >/a\nRUN echo b > /b\n")
+    images += ["repro-c:x", "repro-c:y"]
+    env = {"SOURCE_DATE_EPOCH": str(EPOCH)}
+    _build(daemon, x, "repro-c:x", env=env)
+    full = {k: v for k, v in daemon.env.items() if k != "SOURCE_DATE_EPOCH"}
+    proc = subprocess.run([_conch_bin(), "build", "-t", "repro-c:y", str(y)], env={**full, **env},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    steps = proc.stdout.split("Step ")
+    assert "Using cache" not in steps[2]  # `echo a >/a` is another instruction: it runs
+    assert "Using cache" in steps[3], proc.stdout  # same parent content: `echo b` is cached

@@ -13,7 +13,7 @@ Contract:
 * :func:`scratch_root` prepares a writable snapshot of an image and mounts it on a
   private directory under ``<exec-root>/build`` for the block (COPY writes into it,
   COPY --from reads from it); the mount and, unless kept, the snapshot go at the end.
-* :class:`StepCache` maps sha256(parent image ID, ``created_by``) to the image a step
+* :class:`StepCache` maps sha256(parent image's content, ``created_by``) to the image a step
   made: ``<data-root>/build-cache/<key>`` holds the image ID (written atomically). A hit
   whose image was removed since is a miss. COPY/ADD put their sources' content hash in
   ``created_by`` (``COPY file:<hex> in /dst``), so changed files miss.
@@ -193,7 +193,7 @@ def sweep_leftovers(snapshotter, exec_root: str) -> None:
 
 
 class StepCache:
-    """sha256(parent, created_by) -> image ID, one small file per entry."""
+    """sha256(parent's content, created_by) -> image ID, one small file per entry."""
 
     def __init__(self, root: str | os.PathLike, images, salt: str = ""):
         self.dir = Path(root) / "build-cache"
@@ -203,8 +203,22 @@ class StepCache:
     def salted(self, salt: str) -> "StepCache":
         return StepCache(self.dir.parent, self.images, salt)
 
+    def _content_key(self, parent_id: str) -> str:
+        """The parent by its content -- layers, execution config, platform -- not by its
+        ID: a parent rebuilt to the same files and config (other times in its history)
+        finds the same next steps (BuildKit keys steps by their inputs' content)."""
+        if not parent_id:
+            return ""
+        try:
+            cfg = self.images.get(parent_id).config
+        except NotFound:
+            return parent_id
+        same = replace(cfg, created="", history=(), extra={})
+        return "content:" + hashlib.sha256(same.to_bytes()).hexdigest()
+
     def _path(self, parent_id: str, created_by: str) -> Path:
-        text = f"{parent_id}\n{created_by}" + (f"\n{self.salt}" if self.salt else "")
+        parent = self._content_key(parent_id)
+        text = f"{parent}\n{created_by}" + (f"\n{self.salt}" if self.salt else "")
         key = hashlib.sha256(text.encode("utf-8", "surrogateescape"))
         return self.dir / key.hexdigest()
 

@@ -22,7 +22,7 @@ _SPEC = {
         "AppArmorProfile:string ExecIDs:[]string HostConfig:*container.HostConfig "
         "GraphDriver:storage.DriverData SizeRw?:*int64 SizeRootFs?:*int64 ] "
         "Mounts:[]container.MountPoint Config:*container.Config "
-        "NetworkSettings:*container.NetworkSettings ImageManifestDescriptor:*v1.Descriptor",
+        "NetworkSettings:*container.NetworkSettings ImageManifestDescriptor?:*v1.Descriptor",
     "container.HostConfig": "Binds:[]string ContainerIDFile:string LogConfig:container.LogConfig "
         "NetworkMode:container.NetworkMode PortBindings:nat.PortMap "
         "RestartPolicy:container.RestartPolicy AutoRemove:bool VolumeDriver:string "
@@ -53,11 +53,11 @@ _SPEC = {
         "Health?:*container.Health",
     "container.Health": "Status:string FailingStreak:int Log:[]*container.HealthcheckResult",
     "container.Config": "Hostname:string Domainname:string User:string AttachStdin:bool "
-        "AttachStdout:bool AttachStderr:bool ExposedPorts:nat.PortSet Tty:bool OpenStdin:bool "
-        "StdinOnce:bool Env:[]string Cmd:strslice.StrSlice Healthcheck:*container.HealthConfig "
-        "ArgsEscaped:bool Image:string Volumes:map[string]struct{} WorkingDir:string "
-        "Entrypoint:strslice.StrSlice NetworkDisabled:bool MacAddress:string OnBuild:[]string "
-        "Labels:map[string]string StopSignal:string StopTimeout:*int Shell:strslice.StrSlice",
+        "AttachStdout:bool AttachStderr:bool ExposedPorts?:nat.PortSet Tty:bool OpenStdin:bool "
+        "StdinOnce:bool Env:[]string Cmd:strslice.StrSlice Healthcheck?:*container.HealthConfig "
+        "ArgsEscaped?:bool Image:string Volumes:map[string]struct{} WorkingDir:string "
+        "Entrypoint:strslice.StrSlice NetworkDisabled?:bool MacAddress?:string OnBuild:[]string "
+        "Labels:map[string]string StopSignal?:string StopTimeout?:*int Shell?:strslice.StrSlice",
     "container.NetworkSettings": "[NetworkSettingsBase Bridge:string SandboxID:string SandboxKey:string "
         "Ports:nat.PortMap HairpinMode:bool LinkLocalIPv6Address:string "
         "LinkLocalIPv6PrefixLen:int SecondaryIPAddresses:[]network.Address "
@@ -73,12 +73,12 @@ _SPEC = {
         "Driver?:string Mode:string RW:bool Propagation:mount.Propagation",
     "storage.DriverData": "Data:map[string]string Name:string",
     "image.InspectResponse": "ID=Id:string RepoTags:[]string RepoDigests:[]string "
-        "Parent:string Comment:string Created:string Container:string "
-        "ContainerConfig:*container.Config DockerVersion:string Author:string "
-        "Config:*v1.DockerOCIImageConfig Architecture:string Variant:string Os:string "
-        "OsVersion:string Size:int64 VirtualSize:int64 GraphDriver:storage.DriverData "
-        "RootFS:image.RootFS Metadata:image.Metadata Descriptor:*v1.Descriptor "
-        "Manifests:[]image.ManifestSummary",
+        "Parent:string Comment:string Created?:string Container?:string "
+        "ContainerConfig?:*container.Config DockerVersion:string Author:string "
+        "Config:*v1.DockerOCIImageConfig Architecture:string Variant?:string Os:string "
+        "OsVersion?:string Size:int64 VirtualSize?:int64 GraphDriver:storage.DriverData "
+        "RootFS:image.RootFS Metadata:image.Metadata Descriptor?:*v1.Descriptor "
+        "Manifests?:[]image.ManifestSummary",
     "v1.DockerOCIImageConfig": "[ImageConfig User:string ExposedPorts:map[string]struct{} "
         "Env:[]string Entrypoint:[]string Cmd:[]string Volumes:map[string]struct{} "
         "WorkingDir:string Labels:map[string]string StopSignal:string ArgsEscaped:bool ] "
@@ -90,16 +90,16 @@ _SPEC = {
         "Driver:string EnableIPv4:bool EnableIPv6:bool IPAM:network.IPAM Internal:bool "
         "Attachable:bool Ingress:bool ConfigFrom:network.ConfigReference ConfigOnly:bool "
         "Containers:map[string]network.EndpointResource Options:map[string]string "
-        "Labels:map[string]string Peers:[]network.PeerInfo Services:map[string]network.ServiceInfo",
+        "Labels:map[string]string Peers?:[]network.PeerInfo Services?:map[string]network.ServiceInfo",
     "network.IPAM": "Driver:string Options:map[string]string Config:[]network.IPAMConfig",
     "network.IPAMConfig": "Subnet?:string IPRange?:string Gateway?:string "
         "AuxAddress=AuxiliaryAddresses?:map[string]string",
     "network.ConfigReference": "Network:string",
     "network.EndpointResource": "Name:string EndpointID:string MacAddress:string "
         "IPv4Address:string IPv6Address:string",
-    "volume.Volume": "ClusterVolume:*volume.ClusterVolume CreatedAt:string Driver:string "
+    "volume.Volume": "ClusterVolume?:*volume.ClusterVolume CreatedAt?:string Driver:string "
         "Labels:map[string]string Mountpoint:string Name:string Options:map[string]string "
-        "Scope:string Status:map[string]interface{} UsageData:*volume.UsageData",
+        "Scope:string Status?:map[string]interface{} UsageData?:*volume.UsageData",
     "volume.UsageData": "RefCount:int64 Size:int64",
     "system.versionInfo": "Client:system.clientVersion Server:*types.Version",
     "types.Version": "Platform:types.PlatformName Components:[]types.ComponentVersion "
@@ -120,6 +120,10 @@ _OMITEMPTY = {"v1.DockerOCIImageConfig"}
 # structs whose schema here is every field docker 28 has: json writes the ones the API
 # left out too (as Go writes a struct: all but the omitempty ones)
 _COMPLETE = {"network.EndpointSettings", "container.State", "container.MountPoint", "container.HostConfig",
+             "container.InspectResponse", "container.Config", "container.NetworkSettings",
+             "image.InspectResponse", "network.Inspect", "volume.Volume", "storage.DriverData",
+             "image.RootFS", "image.Metadata", "network.IPAM", "network.ConfigReference",
+             "container.LogConfig", "container.RestartPolicy",
              "nat.PortBinding", "network.IPAMConfig", "network.EndpointResource"}
 
 # named types -> their underlying type

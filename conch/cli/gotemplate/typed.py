@@ -317,8 +317,6 @@ def raw(v):
     if isinstance(v, bool) or v is None or isinstance(v, str):
         return v
     if isinstance(v, (int, float)):
-        from conch.cli.gotemplate.gofmt import fmt_float_g
-
         return GoStr(str(v) if isinstance(v, int) else _json_number(v), "json.Number")
     if isinstance(v, list):
         return [raw(x) for x in v]

@@ -124,6 +124,11 @@ def test_project_up_scale_recreate_down(d, tmp_path):
     assert compose(d, project, path, "up", "-d", "--scale", "web=2").returncode == 0
     before = ids(d, project)
     assert sorted(before) == sorted([f"{project}-db-1", f"{project}-web-1", f"{project}-web-2"])
+    # the service name resolves to both replicas (embedded DNS, answers shuffled)
+    web_ips = {d.api.get(f"/containers/{project}-web-{n}/json")["NetworkSettings"]["Networks"]
+               [f"{project}_front"]["IPAddress"] for n in (1, 2)}
+    looked = ok(compose(d, project, path, "exec", "-T", "db", "nslookup", "-type=a", "web"))
+    assert all(ip in looked for ip in web_ips), looked
     assert fetch(f"http://127.0.0.1:{port}/").strip() == "hi-from-env"
 
     # unchanged: nothing recreated; db changed: only db recreated

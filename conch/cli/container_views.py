@@ -22,7 +22,7 @@ PS_HEADERS = {
     "ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "RunningFor": "CREATED",
     "CreatedAt": "CREATED AT", "Status": "STATUS", "Ports": "PORTS", "Names": "NAMES",
     "Size": "SIZE", "Labels": "LABELS", "Mounts": "MOUNTS", "Networks": "NETWORKS",
-    "State": "STATE", "LocalVolumes": "LOCAL VOLUMES", "Label": "LABEL",
+    "State": "STATE", "LocalVolumes": "LOCAL VOLUMES", "Label": "LABEL", "Platform": "PLATFORM",
 }
 
 
@@ -102,7 +102,9 @@ def ps_row(c: dict[str, Any], *, trunc: bool = True, now: float | None = None) -
         Mounts=",".join(mounts),
         Networks=",".join(networks),
         LocalVolumes=str(sum(1 for m in c.get("Mounts") or [] if m.get("Driver") == "local")),
-        methods={"Label": lambda key="": labels.get(key, "")},
+        methods={"Label": lambda key="": labels.get(key, ""),
+                 # docker's .Platform: the image manifest's platform, a nil *Platform here
+                 "Platform": fmt.nil_pointer("*formatter.Platform")},
     )
     return row
 

@@ -198,7 +198,23 @@ class Row(dict):
         return None
 
     def go_json(self):
-        return dict(self)
+        # docker marshals every method of the context; those without arguments are fields
+        out = dict(self)
+        for name, fn in self.methods.items():
+            if fn.__code__.co_argcount == 0:
+                out[name] = fn()
+        return out
+
+
+def nil_pointer(gotype: str) -> Callable:
+    """A Row method giving a nil ``*T`` (printed ``<nil>``, json ``null``), without
+    importing the engine until a template asks for it."""
+    def method():
+        from conch.cli.gotemplate.values import NilPtr
+
+        return NilPtr(gotype)
+
+    return method
 
 
 _FIELD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.")

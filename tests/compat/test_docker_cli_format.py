@@ -198,6 +198,8 @@ LS = [
     (["network", "ls", "-f", f"name={N}"], "table"), (["volume", "ls", "-f", f"name={V}"], "table"),
     (["network", "ls", "-f", f"name={N}"], "table {{.Name}}\t{{.Label \"env\"}}"),
     (["volume", "ls", "-f", f"name={V}"], "table {{.Name}}\t{{.Label \"tier\"}}"),
+    (["ps", "-f", f"name={C}"], "{{.Platform}}|{{printf \"%T\" .Platform}}|{{json .Platform}}"),
+    (["ps", "-f", f"name={C}"], "table {{.Platform}}\t{{.ID}}\t{{.Size}}\t{{.Ports}}"),
     (["ps", "-f", f"name={C}"], "{{x}}"), (["ps", "-f", f"name={C}"], "{{.Nope}}"),
     (["ps", "-f", f"name={C}"], "{{.Label}}"), (["ps", "-f", f"name={C}"], "{{.Names 1}}"),
     (["ps", "-f", f"name={C}"], "{{json .Names}}"), (["ps", "-f", f"name={C}"], "{{.ID | len}}"),

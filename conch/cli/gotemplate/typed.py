@@ -389,7 +389,7 @@ def to_json_value(v):
     if isinstance(v, GoMap) and v.nil:
         return None
     if hasattr(v, "go_json"):
-        return v.go_json()
+        return to_json_value(v.go_json())
     if isinstance(v, GoStr) and v.gotype == "time.Time":
         return _rfc3339nano(getattr(v, "rfc3339", "0001-01-01T00:00:00Z"))
     if isinstance(v, GoStr) and v.gotype == "json.Number":

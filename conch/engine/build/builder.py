@@ -46,6 +46,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import AsyncIterator, BinaryIO, Mapping
@@ -157,6 +158,10 @@ class _Build(RunStep, FileSteps):
         self.ignore = self._dockerignore()
         self._sources: list | None = None  # the cachefrom images, resolved on first use
         self.epoch = source_date_epoch(opts.build_args)
+        self._roots: dict[str, Path] = {}  # COPY --from sources, mounted once per build
+        self._root_cms: list = []
+        self._roots_lock = threading.Lock()
+        self._roots_closed = False
         if self.epoch is not None:  # a step's image then depends on it too
             builder.cache = builder.cache.salted(f"SOURCE_DATE_EPOCH={self.epoch}")
 
@@ -217,6 +222,7 @@ class _Build(RunStep, FileSteps):
                     fut.cancel()
                 elif not fut.cancelled():
                     fut.exception()  # retrieved: no "never retrieved" warning
+            await asyncio.shield(asyncio.to_thread(self._close_roots))
         self.stages = [self.stage_futures[i].result() for i in needed]
         final = self.stages[-1]
         if not final.image_id:  # FROM scratch and nothing else: docker makes an empty image

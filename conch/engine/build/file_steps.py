@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -20,6 +21,9 @@ from conch.engine.build import step_images
 from conch.engine.build.messages import BuildMessage, message
 from conch.engine.build.steps import StageState, expand_words, flag_values, workdir_path
 from conch.errors import InvalidArgument
+
+
+log = logging.getLogger(__name__)
 
 
 class FileSteps:
@@ -93,7 +97,9 @@ class FileSteps:
         ``add``: local archives are unpacked; ``alt_root``: the sources' directory
         instead of the context (heredocs, downloads)."""
         b = self.b
-        with copying.source_root(b, self.ctx, source_image, from_flag, alt_root) as src_root:
+        reuse = from_flag and alt_root is None and source_image is not None
+        with contextlib.nullcontext(self._stage_root(source_image)) if reuse \
+                else copying.source_root(b, self.ctx, source_image, from_flag, alt_root) as src_root:
             excluded = (None if from_flag or alt_root is not None or self.ignore is None
                         else copying.ContextFilter(self.ignore))
             sources = copying.plan(src_root, srcs, excluded, context=not from_flag and alt_root is None)
@@ -120,6 +126,31 @@ class FileSteps:
                                                       epoch=self.epoch)
             b.cache.put(parent_id, key, state.image_id)
         return "built"
+
+    def _stage_root(self, image) -> Path:
+        """Worker thread: ``image``'s filesystem mounted (a private snapshot) once per
+        build, however many COPY --from read it; unmounted by :meth:`_close_roots`."""
+        key = str(image.id)
+        with self._roots_lock:
+            if self._roots_closed:  # the build is over (failed): mount nothing more
+                raise InvalidArgument("build cancelled")
+            if key not in self._roots:
+                cm = step_images.scratch_root(self.b.images, self.b.snapshotter,
+                                              self.b.paths.exec_root, image)
+                self._roots[key] = cm.__enter__()[1]
+                self._root_cms.append(cm)
+            return self._roots[key]
+
+    def _close_roots(self) -> None:
+        with self._roots_lock:
+            self._roots_closed = True
+            while self._root_cms:
+                cm = self._root_cms.pop()
+                try:
+                    cm.__exit__(None, None, None)
+                except Exception:  # noqa: BLE001 - the others still go
+                    log.warning("build: unmounting a COPY --from source failed", exc_info=True)
+            self._roots.clear()
 
     async def _workdir(self, state: StageState, ins) -> AsyncIterator[BuildMessage]:
         path = workdir_path(state, self.lexer, tuple(ins.args))

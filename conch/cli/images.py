@@ -64,7 +64,8 @@ def image_rows(images: list[dict[str, Any]], *, trunc: bool = True, digests: boo
             CreatedSince=fmt.human_duration(now - created) + " ago" if created else "N/A",
             CreatedAt=_created_at(created),
             Size=fmt.human_size(img.get("Size", 0)),
-            VirtualSize=fmt.human_size(img.get("VirtualSize", img.get("Size", 0))),
+            # docker: units.HumanSize (4 digits) here, HumanSizeWithPrecision(.., 3) for Size
+            VirtualSize=fmt.human_size(img.get("VirtualSize", img.get("Size", 0)), 4),
             SharedSize="N/A" if img.get("SharedSize", -1) < 0 else fmt.human_size(img["SharedSize"]),
             UniqueSize="N/A" if img.get("SharedSize", -1) < 0 else
             fmt.human_size(img.get("Size", 0) - img["SharedSize"]),

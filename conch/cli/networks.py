@@ -12,7 +12,8 @@ from conch.cli import format as fmt
 from conch.cli.main import CommandError, Context, UsageError, describe_error
 
 LS_HEADERS = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE",
-              "IPv6": "IPV6", "Internal": "INTERNAL", "Labels": "LABELS", "CreatedAt": "CREATED AT"}
+              "IPv4": "IPV4", "IPv6": "IPV6", "Internal": "INTERNAL", "Labels": "LABELS",
+              "CreatedAt": "CREATED AT"}
 LS_DEFAULT = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
 
 
@@ -68,14 +69,22 @@ def cmd_create(ctx: Context, argv: list[str]) -> int:
     return 0
 
 
+def _go_time(rfc3339: str) -> str:
+    """time.Time's String(), as docker's networkContext.CreatedAt prints it."""
+    from conch.cli.gotemplate.typed import go_time
+
+    return go_time(rfc3339) if rfc3339 else "0001-01-01 00:00:00 +0000 UTC"
+
+
 def _row(n: dict[str, Any], trunc: bool) -> fmt.Row:
     labels = n.get("Labels") or {}
     return fmt.Row(ID=n.get("Id", "")[:12] if trunc else n.get("Id", ""), Name=n.get("Name", ""),
                    Driver=n.get("Driver", ""), Scope=n.get("Scope", "local"),
+                   IPv4=str(bool(n.get("EnableIPv4", True))).lower(),
                    IPv6=str(bool(n.get("EnableIPv6"))).lower(),
                    Internal=str(bool(n.get("Internal"))).lower(),
                    Labels=",".join(f"{k}={v}" for k, v in labels.items()),
-                   CreatedAt=n.get("Created", ""),
+                   CreatedAt=_go_time(n.get("Created", "")),
                    methods={"Label": lambda key: labels.get(key, "")})
 
 

@@ -12,8 +12,8 @@ from conch.cli import format as fmt
 from conch.cli.main import CommandError, Context, UsageError, describe_error
 
 LS_HEADERS = {"Driver": "DRIVER", "Name": "VOLUME NAME", "Scope": "SCOPE",
-              "Mountpoint": "MOUNTPOINT", "Labels": "LABELS", "CreatedAt": "CREATED AT",
-              "Links": "LINKS", "Size": "SIZE"}
+              "Mountpoint": "MOUNTPOINT", "Labels": "LABELS", "Links": "LINKS", "Size": "SIZE",
+              "Availability": "AVAILABILITY", "Group": "GROUP", "Status": "STATUS"}
 LS_DEFAULT = "table {{.Driver}}\t{{.Name}}"
 
 
@@ -53,7 +53,9 @@ def cmd_create(ctx: Context, argv: list[str]) -> int:
 def _row(v: dict[str, Any]) -> fmt.Row:
     labels = v.get("Labels") or {}
     return fmt.Row(Driver=v.get("Driver", ""), Name=v.get("Name", ""), Scope=v.get("Scope", "local"),
-                   Mountpoint=v.get("Mountpoint", ""), CreatedAt=v.get("CreatedAt", ""),
+                   Mountpoint=v.get("Mountpoint", ""),
+                   # cluster volumes' fields: "N/A" for a local one, as docker's volumeContext
+                   Availability="N/A", Group="N/A", Status="N/A",
                    Labels=",".join(f"{k}={val}" for k, val in labels.items()),
                    Links="N/A", Size="N/A",
                    methods={"Label": lambda key: labels.get(key, "")})

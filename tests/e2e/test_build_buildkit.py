@@ -193,3 +193,39 @@ def test_add_url_checksum_and_platform(daemon, images, tmp_path, http_url):
     other = _ctx(tmp_path / "plat", "FROM --platform=linux/s390x busybox\n")
     p = daemon.conch("build", "-t", "bk-plat", str(other), timeout=120)
     assert p.returncode != 0 and "host's platform" in p.stderr
+
+
+def test_docker_cli_classic_and_docker_py_get_the_same_semantics(daemon, images, tmp_path):
+    """POST /build is Docker's API: the docker CLI (DOCKER_BUILDKIT=0) and docker-py build
+    the BuildKit-syntax Dockerfile too, and with SOURCE_DATE_EPOCH give the same image."""
+    import docker
+
+    from conch.testing.daemon import DOCKER
+
+    if DOCKER is None:
+        pytest.skip("the docker CLI is not installed")
+    ctx = _ctx(tmp_path, (
+        "FROM busybox\n"
+        "RUN --mount=type=cache,target=/c,id=conch-e2e-clients echo x >> /c/log && echo made > /made\n"
+        "COPY --chmod=700 <<EOF /run.sh\n"
+        "echo from heredoc\n"
+        "EOF\n"
+        'CMD ["sh", "/run.sh"]\n'
+    ))
+    images += ["bk-clients:cli", "bk-clients:py"]
+    epoch = {"SOURCE_DATE_EPOCH": "1600000000"}
+    p = subprocess.run([DOCKER, "build", "--no-cache", "--network", "none", "--build-arg",
+                        "SOURCE_DATE_EPOCH=1600000000", "-t", "bk-clients:cli", str(ctx)],
+                       env={**daemon.env, "DOCKER_BUILDKIT": "0"}, capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr
+    client = docker.DockerClient(base_url=daemon.host, version="1.45", timeout=120)
+    try:
+        image, _ = client.images.build(path=str(ctx), tag="bk-clients:py", nocache=True,
+                                       network_mode="none", buildargs=epoch)
+    finally:
+        client.close()
+    cli_id = json.loads(ok(daemon.conch("image", "inspect", "bk-clients:cli")))[0]["Id"]
+    assert image.id == cli_id
+    assert _run(daemon, "bk-clients:cli") == "from heredoc\n"
+    assert _run(daemon, "bk-clients:cli", "stat", "-c", "%a", "/run.sh").strip() == "700"

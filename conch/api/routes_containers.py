@@ -10,6 +10,7 @@ container's shim.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from typing import Any
@@ -290,8 +291,25 @@ async def logs(request: web.Request) -> web.StreamResponse:
     since = parse_timestamp(q, "since") or 0
     until = parse_timestamp(q, "until") or 0
     path = svc.paths.log(c.id)
-    offset = clogs.size(path)
-    entries = await asyncio.to_thread(clogs.read, path, since_ns=since, until_ns=until, tail=tail)
+    # what is read and where the follow starts come from one read of the live file:
+    # a line written meanwhile is sent once, neither twice nor never
+    entries, offset = await asyncio.to_thread(clogs.snapshot, path, since_ns=since,
+                                              until_ns=until, tail=tail)
+    # opened before we answer: the client may remove the container (and its log) as soon
+    # as it exits, before we have sent its last lines (docker-py's run does)
+    live = clogs.open_live(path) if follow and c.state.running else None
+    try:
+        return await _send_logs(request, c, svc, entries, path, offset, live, want=want,
+                                follow=follow, timestamps=timestamps, until=until)
+    finally:
+        if live is not None:
+            live.close()
+
+
+async def _send_logs(request, c, svc, entries, path, offset, live, *, want, follow,
+                     timestamps, until) -> web.StreamResponse:
+    from conch.engine.containers import logs as clogs
+
     tty = c.spec.tty
     response = web.StreamResponse(status=200)
     response.content_type = RAW_STREAM if tty or api_version(request) < (1, 42) else MULTIPLEXED_STREAM
@@ -311,8 +329,10 @@ async def logs(request: web.Request) -> web.StreamResponse:
         await emit(entry)
     if follow and c.state.running:
         stopped = svc.exited_event(c.id)
-        async for entry in clogs.follow(path, offset, stopped, until_ns=until):
-            await emit(entry)
+        async with contextlib.aclosing(clogs.follow(path, offset, stopped, until_ns=until,
+                                                    live=live)) as follower:
+            async for entry in follower:
+                await emit(entry)
     await response.write_eof()
     return response
 

@@ -682,3 +682,11 @@ def test_ipv6_network(client, d):
     table = subprocess.run(["nft", "list", "table", "ip6", d.nft_table], capture_output=True,
                            text=True, timeout=30).stdout
     assert subnet not in table
+
+
+def test_dockerpy_run_keeps_the_last_lines(client):
+    """docker-py's run() follows the logs from right after start: a container that exits
+    at once must not lose its last lines (found while comparing item 11's output)."""
+    cmd = ["sh", "-c", "echo one; echo two; echo three"]
+    for _ in range(8):
+        assert client.containers.run("busybox", cmd, remove=True) == b"one\ntwo\nthree\n"

@@ -55,11 +55,26 @@ def _parse(line: bytes) -> Entry | None:
 
 
 def read(log_path: str, *, since_ns: int = 0, until_ns: int = 0, tail: int = -1) -> list[Entry]:
+    return snapshot(log_path, since_ns=since_ns, until_ns=until_ns, tail=tail)[0]
+
+
+def snapshot(log_path: str, *, since_ns: int = 0, until_ns: int = 0,
+             tail: int = -1) -> tuple[list[Entry], int]:
+    """``read``, plus the offset in the live file where what was read ends (its last
+    whole line): a ``follow`` from there neither repeats nor skips a line written while
+    we read."""
     entries = []
+    offset = 0
     for path in files(log_path):
         try:
             with open(path, "rb") as f:
-                for line in f:
+                if path == log_path:  # the live file: whole lines only, up to now
+                    data = f.read()
+                    offset = data.rfind(b"\n") + 1
+                    lines = data[:offset].splitlines(keepends=True)
+                else:
+                    lines = f
+                for line in lines:
                     entry = _parse(line)
                     if entry is None:
                         continue
@@ -73,40 +88,75 @@ def read(log_path: str, *, since_ns: int = 0, until_ns: int = 0, tail: int = -1)
             continue  # rotated away while we read
     if tail >= 0:
         entries = entries[-tail:] if tail else []
-    return entries
+    return entries, offset
 
 
 async def follow(log_path: str, start_offset: int, stopped: asyncio.Event, *,
-                 until_ns: int = 0, poll: float = 0.05):
+                 until_ns: int = 0, poll: float = 0.05, live=None):
     """Yield entries appended after ``start_offset`` until ``stopped`` is set and the file
-    has been drained. Follows rotation (the live file is replaced by a new one)."""
+    has been drained. Follows rotation (the live file is replaced by a new one).
+
+    The file is read through one open handle (``live``, opened by the caller before it
+    answers, or opened here): a client that removes the container as soon as it exited
+    (docker-py's ``run``) deletes the path, not what we still have to send. On rotation
+    the old file is drained before the new one is read from its start."""
+    f = live if live is not None else open_live(log_path)
     offset = start_offset
-    inode = _inode(log_path)
     buf = b""
-    while True:
-        try:
-            with open(log_path, "rb") as f:
-                st = os.fstat(f.fileno())
-                if st.st_ino != inode:  # rotated: read the new file from its start
-                    inode, offset, buf = st.st_ino, 0, b""
+    last_look = False
+    try:
+        while True:
+            data = b""
+            if f is None:
+                f = open_live(log_path)
+                offset = 0
+            if f is not None:
                 f.seek(offset)
                 data = f.read()
                 offset += len(data)
-        except FileNotFoundError:
-            data = b""
-        buf += data
-        *lines, buf = buf.split(b"\n")
-        for line in lines:
-            entry = _parse(line)
-            if entry is None:
-                continue
-            if until_ns and entry.time_ns() > until_ns:
-                return
-            yield entry
-        if not data:
-            if stopped.is_set():
-                return
-            await asyncio.sleep(poll)
+                if not data and _rotated(f, log_path):
+                    f.close()
+                    f, offset, buf = open_live(log_path), 0, b""
+                    continue
+            buf += data
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                entry = _parse(line)
+                if entry is None:
+                    continue
+                if until_ns and entry.time_ns() > until_ns:
+                    return
+                yield entry
+            if not data:
+                if last_look:
+                    return
+                if stopped.is_set():
+                    # one more read: the last lines may have landed between our read and
+                    # the exit (the shim writes them before it exits)
+                    last_look = True
+                    continue
+                await asyncio.sleep(poll)
+            else:
+                last_look = False
+    finally:
+        if f is not None:
+            f.close()
+
+
+def open_live(path: str):
+    """The live log file opened for reading, None when it does not exist (yet)."""
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        return None
+
+
+def _rotated(f, path: str) -> bool:
+    """Does ``path`` now name another file than the one ``f`` reads (a rotation)?"""
+    try:
+        return os.stat(path).st_ino != os.fstat(f.fileno()).st_ino
+    except FileNotFoundError:
+        return False  # removed (the container went): keep what we have open
 
 
 def _inode(path: str) -> int:

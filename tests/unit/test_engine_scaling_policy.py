@@ -90,3 +90,11 @@ def test_requests_per_second_target_uses_the_same_formula():
                               ).target_requests_per_second == 50
     with pytest.raises(InvalidArgument):
         Policy(min_replicas=1, max_replicas=2)  # no target at all
+
+
+def test_replica_names_follow_the_template():
+    from conch.engine.scaling.autoscaler import _replica_name
+
+    assert _replica_name("proj-web-1", 1, 3) == "proj-web-3"  # compose v2
+    assert _replica_name("proj_web_1", 1, 4) == "proj_web_4"  # docker-compose 1.29
+    assert _replica_name("custom", 0, 2) == "custom-2"

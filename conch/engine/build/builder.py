@@ -162,6 +162,7 @@ class _Build(RunStep, FileSteps):
         self._root_cms: list = []
         self._roots_lock = threading.Lock()
         self._roots_closed = False
+        self._removals: list[asyncio.Future] = []  # RUN containers being removed
         if self.epoch is not None:  # a step's image then depends on it too
             builder.cache = builder.cache.salted(f"SOURCE_DATE_EPOCH={self.epoch}")
 
@@ -223,6 +224,11 @@ class _Build(RunStep, FileSteps):
                 elif not fut.cancelled():
                     fut.exception()  # retrieved: no "never retrieved" warning
             await asyncio.shield(asyncio.to_thread(self._close_roots))
+            if self._removals:  # the RUN containers removed in the background
+                done = await asyncio.shield(asyncio.gather(*self._removals, return_exceptions=True))
+                for exc in done:
+                    if isinstance(exc, Exception):
+                        log.warning("build: removing an intermediate container failed: %s", exc)
         self.stages = [self.stage_futures[i].result() for i in needed]
         final = self.stages[-1]
         if not final.image_id:  # FROM scratch and nothing else: docker makes an empty image

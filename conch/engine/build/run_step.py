@@ -102,7 +102,11 @@ class RunStep:
                 ok = None
                 raise
             finally:
-                if ok is not None and (ok and self.opts.remove or self.opts.force_remove):
+                if ok and self.opts.remove:
+                    # in the background: the next step need not wait for it; the build
+                    # waits for every removal before it ends (builder.steps)
+                    self._removals.append(asyncio.ensure_future(svc.remove(c.id, force=True)))
+                elif ok is not None and self.opts.force_remove:
                     await svc.remove(c.id, force=True)
                 await asyncio.to_thread(held.close)  # stage roots, secret files
         if ok and self.opts.remove:

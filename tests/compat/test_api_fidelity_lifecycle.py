@@ -10,9 +10,11 @@ import time
 
 import pytest
 
-from conch.testing.daemon import clean_after, daemon_fixture
+from conch.testing.daemon import DOCKER, clean_after, daemon_fixture
 
 docker = pytest.importorskip("docker", reason="docker-py is not installed in this venv")
+
+pytestmark = pytest.mark.skipif(DOCKER is None, reason="the docker CLI is not installed at /usr/local/bin/docker")
 
 daemon = daemon_fixture("module")
 

@@ -20,6 +20,8 @@ from conch.testing.daemon import DOCKER, clean_after, daemon_fixture
 
 docker = pytest.importorskip("docker", reason="docker-py is not installed in this venv")
 
+pytestmark = pytest.mark.skipif(DOCKER is None, reason="the docker CLI is not installed at /usr/local/bin/docker")
+
 daemon = daemon_fixture("module")
 
 

@@ -16,7 +16,9 @@ import urllib.request
 import pytest
 
 from conch.testing.compose_v1 import ENV as COMPOSE_ENV, compose_v1_or_skip
-from conch.testing.daemon import clean_after, daemon_fixture
+from conch.testing.daemon import DOCKER, clean_after, daemon_fixture
+
+pytestmark = pytest.mark.skipif(DOCKER is None, reason="the docker CLI is not installed at /usr/local/bin/docker")
 
 daemon = daemon_fixture("module")
 

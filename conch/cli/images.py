@@ -44,6 +44,14 @@ def split_repo_tag(ref: str) -> tuple[str, str]:
     return ref, "latest"
 
 
+def _rfc3339(ts: float) -> str:
+    """Go's ``time.Unix(ts, 0).Format(time.RFC3339)``: local time, "Z" when UTC."""
+    tm = time.localtime(ts)
+    off = tm.tm_gmtoff or 0
+    zone = "Z" if off == 0 else f"{'+' if off > 0 else '-'}{abs(off) // 3600:02d}:{abs(off) % 3600 // 60:02d}"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", tm) + zone
+
+
 def _created_at(ts: float) -> str:
     from datetime import datetime
 
@@ -255,12 +263,11 @@ def cmd_history(ctx: Context, argv: list[str]) -> int:
         created = h.get("Created", 0)
         rows.append(fmt.Row(
             ID=hid,
-            CreatedSince=(fmt.human_duration(now - created) + " ago") if ns.human else _created_at(created),
-            CreatedAt=_created_at(created),
+            CreatedSince=(fmt.human_duration(now - created) + " ago") if ns.human else _rfc3339(created),
+            CreatedAt=_rfc3339(created),  # docker's historyContext: time.RFC3339, local time
             CreatedBy=created_by,
             Size=fmt.human_size(h.get("Size", 0)) if ns.human else str(h.get("Size", 0)),
             Comment=h.get("Comment", ""),
-            Tags=", ".join(h.get("Tags") or []),
         ))
     template = "{{.ID}}" if ns.quiet else (ns.format or HISTORY_DEFAULT)
     ctx.stdout.write(fmt.render(template, rows, HISTORY_HEADERS, type_name="*image.historyContext",

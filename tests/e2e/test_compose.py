@@ -260,3 +260,44 @@ secrets:
     finally:
         compose(d, project, path, "down")
     assert ids(d, project) == {}
+
+
+def test_docker_compose_v1_project_autoscaled_through_labels(d, tmp_path):
+    """conchd's autoscaler reads its policy from labels, so a docker-compose 1.29 project
+    opts in with ``labels:``: min_replicas 2 on a one-replica service makes conchd add
+    ``<project>_web_2`` (v1's naming), which docker-compose then sees and removes."""
+    from conch.testing.compose_v1 import compose_v1_or_skip
+
+    v1 = str(compose_v1_or_skip())
+    project = f"va{os.urandom(3).hex()}"
+    path = tmp_path / "docker-compose.yml"
+    path.write_text("""
+version: "3.8"
+services:
+  web:
+    image: busybox
+    command: ["httpd", "-f", "-p", "80", "-h", "/"]
+    stop_signal: SIGKILL
+    labels:
+      io.conch.autoscale.min_replicas: "2"
+      io.conch.autoscale.max_replicas: "3"
+      io.conch.autoscale.target_cpu_percent: "50"
+      io.conch.autoscale.sync_period: "1"
+""")
+
+    def v1run(*args):
+        return subprocess.run([v1, "-p", project, "-f", str(path), *args], env=d.env,
+                              capture_output=True, text=True, timeout=180,
+                              stdin=subprocess.DEVNULL)
+
+    r = v1run("up", "-d")
+    assert r.returncode == 0, r.stderr
+    try:
+        deadline = time.monotonic() + 30
+        while sorted(ids(d, project)) != [f"{project}_web_1", f"{project}_web_2"]:
+            assert time.monotonic() < deadline, ids(d, project)
+            time.sleep(0.25)
+    finally:
+        r = v1run("down")
+    assert r.returncode == 0, r.stderr
+    assert ids(d, project) == {}

@@ -147,8 +147,10 @@ class Autoscaler:
 
     async def sync(self, key: tuple[str, str], members: list, policy: Policy) -> None:
         running = [c for c in members if c.state.running]
-        if not running:
-            return  # stopped by hand (compose stop): not ours to undo
+        if not running or any(c.manually_stopped and not c.state.running for c in members):
+            # stopped by hand (compose stop, or compose down stopping before it removes):
+            # the user is acting on the service; not ours to undo or race with
+            return
         samples = []
         for c in running:
             usage = await self._usage(c.id)
@@ -245,6 +247,8 @@ class Autoscaler:
             return
         try:  # the service was taken down meanwhile (compose down): no orphan replica
             self.containers.get(template.id)
+            if self.containers.get(template.id).manually_stopped:
+                raise ConchError("stopped by hand")
         except ConchError:
             log.info("autoscale: %s's service went away while it started: removed", name)
             try:

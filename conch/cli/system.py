@@ -76,6 +76,10 @@ def inspect_objects(ctx: Context, names: list[str], kinds: list[str], fmt_str: s
             except fmt.TemplateError as exc:
                 failures.append(str(exc))
                 status = 1
+    elif fmt_str == "json":  # docker's JSONInspector: the raw objects, compact, in one array
+        from conch.client import lean
+
+        ctx.out("[" + ",".join(lean.dumps(obj, compact=True, ascii=False) for _, obj in found) + "]")
     else:
         objs = [obj for _, obj in found]
         ctx.out(fmt.go_json(objs, indent=4) if objs else "[]")

@@ -236,7 +236,10 @@ CASES = ([("inspect", "-f", t, C) for t in INSPECT]
          + [(*argv, "--format", t) for argv, t in LS]
          + [("inspect", "-f", "{{.Name}}", C, V, "nope-nothing"),
             ("inspect", "-f", "{{.Nope}}", C, I),
-            ("container", "inspect", "--format", "{{.State.Status}}", C, "fmt-stopped")]
+            ("container", "inspect", "--format", "{{.State.Status}}", C, "fmt-stopped"),
+            ("inspect", "-f", "json", C), ("image", "inspect", "-f", "json", I),
+            ("network", "inspect", "-f", "json", N), ("volume", "inspect", "-f", "json", V),
+            ("inspect", "-f", "json", N, "nope-nothing", V), ("inspect", "-f", "json", "nope-nothing")]
          + [("events", "--filter", f"container={C}", "--format", t) for t in EVENTS])
 
 

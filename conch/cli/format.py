@@ -446,7 +446,14 @@ def typed_value(obj: Any, gotype: str) -> Any:
     return typed.typed(obj, gotype)
 
 
-def render_inspect(tmpl: Template, obj: Any, kind: str) -> str:
+def marshal_typed(obj: Any, kind: str) -> str:
+    """json.Marshal of the typed inspect value (maps sorted, the struct's fields)."""
+    from conch.cli.gotemplate import typed
+
+    return typed.marshal(typed.typed(obj, typed.KINDS[kind]))
+
+
+def render_inspect(tmpl: Template, obj: Any, kind: str, raw: bool = True) -> str:
     """docker/cli inspect.TemplateInspector: the template on the typed object; on an
     execution error, again on the raw JSON with ``missingkey=error``, whose error is the
     one reported ("template parsing error: ...", exit 1)."""
@@ -455,7 +462,7 @@ def render_inspect(tmpl: Template, obj: Any, kind: str) -> str:
     try:
         return tmpl.execute(typed.typed(obj, typed.KINDS[kind]))
     except ExecError as exc:
-        if kind == "volume":  # volume inspect hands no raw JSON: no second try
+        if not raw:  # `volume inspect` hands no raw JSON: no second try
             raise TemplateError(f"template parsing error: {exc}") from None
     except RecursionError:
         pass

@@ -39,8 +39,12 @@ def _fetch(ctx: Context, kind: str, name: str, size: bool) -> dict[str, Any]:
 
 
 def inspect_objects(ctx: Context, names: list[str], kinds: list[str], fmt_str: str | None,
-                    size: bool = False) -> int:
-    """docker inspect: try each kind in order; print JSON (or the template per object)."""
+                    size: bool = False, raw: bool = True) -> int:
+    """docker inspect: try each kind in order; print JSON (or the template per object).
+
+    ``raw``: docker/cli hands the inspector the response's raw JSON too (every inspect but
+    ``volume inspect``): a template that fails on the typed value is tried on the raw JSON,
+    and ``-f json`` prints the raw JSON; without it, the typed value marshalled."""
     found: list[tuple[str, dict[str, Any]]] = []
     status = 0
     missing = []
@@ -72,14 +76,17 @@ def inspect_objects(ctx: Context, names: list[str], kinds: list[str], fmt_str: s
     if tmpl is not None:
         for kind, obj in found:
             try:
-                ctx.out(fmt.render_inspect(tmpl, obj, kind))
+                ctx.out(fmt.render_inspect(tmpl, obj, kind, raw=raw))
             except fmt.TemplateError as exc:
                 failures.append(str(exc))
                 status = 1
     elif fmt_str == "json":  # docker's JSONInspector: the raw objects, compact, in one array
         from conch.client import lean
 
-        ctx.out("[" + ",".join(lean.dumps(obj, compact=True, ascii=False) for _, obj in found) + "]")
+        if raw:
+            ctx.out("[" + ",".join(lean.dumps(obj, compact=True, ascii=False) for _, obj in found) + "]")
+        else:
+            ctx.out("[" + ",".join(fmt.marshal_typed(obj, kind) for kind, obj in found) + "]")
     else:
         objs = [obj for _, obj in found]
         ctx.out(fmt.go_json(objs, indent=4) if objs else "[]")

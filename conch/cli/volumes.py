@@ -89,7 +89,7 @@ def cmd_inspect(ctx: Context, argv: list[str]) -> int:
     p.add_argument("-f", "--format", help="Format output using a custom template")
     p.add_argument("names", nargs="+", metavar="VOLUME")
     ns = p.parse(argv)
-    return inspect_objects(ctx, ns.names, ["volume"], ns.format)
+    return inspect_objects(ctx, ns.names, ["volume"], ns.format, raw=False)  # docker: VolumeInspect, no raw
 
 
 def cmd_rm(ctx: Context, argv: list[str]) -> int:

@@ -239,7 +239,9 @@ CASES = ([("inspect", "-f", t, C) for t in INSPECT]
             ("container", "inspect", "--format", "{{.State.Status}}", C, "fmt-stopped"),
             ("inspect", "-f", "json", C), ("image", "inspect", "-f", "json", I),
             ("network", "inspect", "-f", "json", N), ("volume", "inspect", "-f", "json", V),
-            ("inspect", "-f", "json", N, "nope-nothing", V), ("inspect", "-f", "json", "nope-nothing")]
+            ("inspect", "-f", "json", N, "nope-nothing", V), ("inspect", "-f", "json", "nope-nothing"),
+            ("inspect", "-f", "{{.Nope}}", V), ("inspect", "--type", "volume", "-f", "{{.Nope}}", V),
+            ("inspect", "-f", "json", V), ("inspect", "-f", "{{json .}}", V)]
          + [("events", "--filter", f"container={C}", "--format", t) for t in EVENTS])
 
 

@@ -53,6 +53,12 @@ def _tmpfs(spec):
                            "options": ["nosuid", "nodev", "size=1m"]})
 
 
+def _bind_with_data(spec):
+    # data words next to rbind: runc drops them (mount(2) ignores data with MS_BIND)
+    spec["mounts"].append({"destination": "/data", "type": "bind", "source": "/usr/share",
+                           "options": ["rbind", "ro", "mode=755", "size=1k"]})
+
+
 NS_SCRIPT = ("for t in " + " ".join(NS_TYPES) + "; do eval h=\\$HOSTNS_$t; "
              "if [ \"$(readlink /proc/self/ns/$t)\" = \"$h\" ]; then echo $t host; "
              "else echo $t new; fi; done")
@@ -87,6 +93,9 @@ PROBES = {
                            "shm_rmid_forced; echo rc=$?"), [], {}),
     "cgroups": (sh("cat /proc/self/cgroup; ls /sys/fs/cgroup"), [], {}),
     "namespaces": (sh(NS_SCRIPT), [_host_ns_env], {}),
+    "bind-data-options": (sh("test -d /data && echo dir; touch /data/x 2>/dev/null || echo ro; "
+                             "grep ' /data ' /proc/mounts | cut -d' ' -f4 | cut -d, -f1"),
+                          [_bind_with_data], {}),
     "seccomp": (sh("mkdir /tmp/d; echo rc=$?; grep ^Seccomp: /proc/self/status"),
                 [_deny_mkdir], {}),
     "sysctl": (sh("cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shm_rmid_forced"), [],

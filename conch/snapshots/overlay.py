@@ -125,18 +125,27 @@ class OverlaySnapshotter:
         staging = Path(fs).parent
         if staging.parent != self.root / "snapshots" or not staging.name.startswith("new-"):
             raise InvalidArgument(f"{fs} is not a scratch directory of this snapshotter")
-        with self._tx() as db:
-            if db.execute("SELECT 1 FROM snapshots WHERE key = ?", (name,)).fetchone():
-                raise AlreadyExists(f"snapshot {name!r}")
-            self._chain(db, parent)  # the parent must exist and be committed
-            now = time.time()
-            cur = db.execute(
-                "INSERT INTO snapshots (key, kind, parent, labels, created, updated)"
-                " VALUES (?, 'committed', ?, ?, ?, ?)",
-                (name, parent, json.dumps(labels or {}, sort_keys=True), now, now),
-            )
-            os.rename(staging, self._dir(cur.lastrowid))  # inside the transaction: a failed
-            # rename rolls the row back
+        renamed = None
+        try:
+            with self._tx() as db:
+                if db.execute("SELECT 1 FROM snapshots WHERE key = ?", (name,)).fetchone():
+                    raise AlreadyExists(f"snapshot {name!r}")
+                self._chain(db, parent)  # the parent must exist and be committed
+                now = time.time()
+                cur = db.execute(
+                    "INSERT INTO snapshots (key, kind, parent, labels, created, updated)"
+                    " VALUES (?, 'committed', ?, ?, ?, ?)",
+                    (name, parent, json.dumps(labels or {}, sort_keys=True), now, now),
+                )
+                final = self._dir(cur.lastrowid)
+                _clear_stale(final)
+                os.rename(staging, final)  # inside the transaction: a failed rename rolls
+                # the row back; a failed COMMIT (a full disk) moves the files back below
+                renamed = final
+        except BaseException:
+            if renamed is not None:  # the caller keeps its scratch directory
+                os.rename(renamed, staging)
+            raise
 
     def remove(self, key: str) -> None:
         with self._tx() as db:
@@ -197,10 +206,11 @@ class OverlaySnapshotter:
         if not key:
             raise InvalidArgument("snapshot key must not be empty")
         staging = self.root / "snapshots" / f"new-{secrets.token_hex(8)}"
-        (staging / "fs").mkdir(parents=True, mode=0o755)
-        if kind is Kind.ACTIVE and parent is not None:
-            (staging / "work").mkdir(mode=0o700)
+        renamed = None
         try:
+            (staging / "fs").mkdir(parents=True, mode=0o755)
+            if kind is Kind.ACTIVE and parent is not None:
+                (staging / "work").mkdir(mode=0o700)
             with self._tx() as db:
                 if db.execute("SELECT 1 FROM snapshots WHERE key = ?", (key,)).fetchone():
                     raise AlreadyExists(f"snapshot {key!r}")
@@ -217,9 +227,14 @@ class OverlaySnapshotter:
                 )
                 snap_id = cur.lastrowid
                 mounts = self._mounts(snap_id, kind, chain)  # checks the option length
-                os.rename(staging, self._dir(snap_id))
+                final = self._dir(snap_id)
+                _clear_stale(final)
+                os.rename(staging, final)
+                renamed = final
         except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
+            # a failed COMMIT (a full disk) rolls the row back after the rename: the
+            # directory goes too, or the id sqlite hands out again would find it taken
+            shutil.rmtree(renamed or staging, ignore_errors=True)
             raise
         return mounts
 
@@ -294,9 +309,27 @@ class _Transaction:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
-            self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+            if exc_type is None:
+                try:
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    # SQLITE_FULL/IOERR at COMMIT may leave the transaction open: end it,
+                    # or every later BEGIN fails ("within a transaction")
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            else:
+                self._db.execute("ROLLBACK")
         finally:
             self._lock.release()
+
+
+def _clear_stale(path: Path) -> None:
+    """Delete a directory at an id sqlite has just handed out: no row refers to it (a
+    create whose row was rolled back after its rename, e.g. a crash), and left in place
+    it would fail every create given that id again ("Directory not empty")."""
+    if os.path.lexists(path):
+        shutil.rmtree(path)
 
 
 def _info(row: sqlite3.Row) -> Info:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import sqlite3
 import tarfile
 from pathlib import Path
 
@@ -255,3 +256,64 @@ def test_scratch_directories_commit_as_layers_in_any_order(tmp):
         assert sorted(os.listdir(target / "opt")) == ["fresh"]
     finally:
         unmount(target)
+
+
+class _FullAtCommit:
+    """The snapshotter's connection, whose next COMMIT fails as on a full disk (SQLite's
+    SQLITE_FULL) before it reaches the database: the transaction stays open."""
+
+    def __init__(self, db):
+        self._db = db
+        self.failures = 1
+
+    def execute(self, sql, *args):
+        if sql == "COMMIT" and self.failures:
+            self.failures -= 1
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._db.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self._db, name)
+
+
+def test_failed_create_leaves_nothing_that_blocks_later_creates(tmp):
+    """Issue 15: a create whose COMMIT failed (full disk) had renamed its directory to
+    the id SQLite then handed out again: every later create failed ("Directory not
+    empty"), and the open transaction made every later BEGIN fail too."""
+    sn = OverlaySnapshotter(tmp / "root")
+    snaps = tmp / "root" / "snapshots"
+    sn.prepare("base", None)
+    sn.commit("BASE", "base")
+    real = sn._db
+    sn._db = _FullAtCommit(real)
+    with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+        sn.prepare("lost", "BASE")
+    assert os.listdir(snaps) == ["1"], "the failed create left a directory"
+    assert [i.key for i in sn.walk()] == ["BASE"]
+    for key in ("next", "after"):
+        sn.prepare(key, "BASE")
+    assert sorted(i.key for i in sn.walk()) == ["BASE", "after", "next"]
+    assert sorted(os.listdir(snaps)) == ["1", "2", "3"]
+
+    # a scratch layer whose COMMIT failed goes back to the caller, and commits later
+    fs = sn.scratch()
+    (fs / "f").write_text("layer")
+    sn._db = _FullAtCommit(real)
+    with pytest.raises(sqlite3.OperationalError):
+        sn.commit_scratch("LAYER", "BASE", fs)
+    assert (fs / "f").read_text() == "layer"
+    sn.commit_scratch("LAYER", "BASE", fs)
+    assert sn.stat("LAYER").kind is Kind.COMMITTED
+    assert not fs.exists()
+
+
+def test_stale_directory_at_a_reissued_id_is_replaced(tmp):
+    """What the old code (or a crash between rename and COMMIT) left: a directory at the
+    id the next create gets. The create takes the id over instead of failing."""
+    sn = OverlaySnapshotter(tmp / "root")
+    sn.prepare("a", None)
+    stale = tmp / "root" / "snapshots" / "2" / "fs"
+    stale.mkdir(parents=True)
+    (stale / "junk").write_text("x")
+    sn.prepare("b", None)
+    assert sn.usage("b").size == 0 and not (stale / "junk").exists()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
@@ -27,14 +28,29 @@ log = logging.getLogger("conchd")
 DEFAULT_DATA_ROOT = "/var/lib/conch"
 DEFAULT_EXEC_ROOT = "/run/conch"
 DEFAULT_HOST = "unix:///run/conch/conch.sock"
+DEFAULT_TLS_DIR = "/etc/conch/tls"
 
 
-def parse(argv) -> argparse.Namespace:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="conchd", description="conch's daemon (Docker Engine API)")
+    p.add_argument("--config-file", default=None,
+                   help="daemon configuration file (default /etc/conch/daemon.json): docker's "
+                        "daemon.json keys; a key also given as a flag is an error")
     p.add_argument("--data-root", default=DEFAULT_DATA_ROOT)
     p.add_argument("--exec-root", default=DEFAULT_EXEC_ROOT)
-    p.add_argument("-H", "--host", default=DEFAULT_HOST)
-    p.add_argument("--runtime", default="conch", help="conch, runc, crun, or a path")
+    p.add_argument("-H", "--host", action="append", default=None,
+                   help="unix:///path, tcp://ADDR:PORT or fd:// (systemd socket activation); "
+                        f"repeatable (default {DEFAULT_HOST})")
+    p.add_argument("--tls", action="store_true", help="serve tcp:// hosts over TLS")
+    p.add_argument("--tlsverify", action="store_true",
+                   help="TLS, and refuse clients without a certificate signed by --tlscacert")
+    p.add_argument("--tlscacert", default=DEFAULT_TLS_DIR + "/ca.pem")
+    p.add_argument("--tlscert", default=DEFAULT_TLS_DIR + "/cert.pem")
+    p.add_argument("--tlskey", default=DEFAULT_TLS_DIR + "/key.pem")
+    p.add_argument("--metrics-addr", default="",
+                   help="serve Prometheus metrics on HOST:PORT at /metrics (off by default)")
+    p.add_argument("--runtime", "--default-runtime", dest="runtime", default="conch",
+                   help="conch, runc, crun, or a path")
     p.add_argument("--add-runtime", action="append", default=[], metavar="NAME=PATH",
                    help="another OCI runtime containers may ask for (HostConfig.Runtime, "
                         "docker run --runtime NAME); repeatable. conch, runc and crun are "
@@ -49,9 +65,30 @@ def parse(argv) -> argparse.Namespace:
                    help="the default bridge's address and prefix (default 172.17.0.1/16)")
     p.add_argument("--nft-table", default="conch",
                    help="this daemon's nftables table (default conch)")
+    p.add_argument("--log-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="default log driver options for containers (repeatable)")
+    p.add_argument("--default-ulimit", action="append", default=[], metavar="NAME=SOFT[:HARD]",
+                   help="default ulimits for containers (repeatable)")
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "warn", "error", "critical"])
-    return p.parse_args(argv)
+    return p
+
+
+def parse(argv) -> argparse.Namespace:
+    """Flags, then the configuration file (conch.daemon.config) where no flag was given."""
+    from conch.daemon import config
+
+    p = parser()
+    args = p.parse_args(argv)
+    path = args.config_file or config.DEFAULT_CONFIG_FILE
+    try:
+        data = config.load(path, required=args.config_file is not None)
+        args = config.merge(p, argv, args, data, path)
+    except config.ConfigError as exc:
+        raise SystemExit(f"conchd: {exc}") from None
+    if not args.host:
+        args.host = [DEFAULT_HOST]
+    return args
 
 
 def find_runtime(name: str) -> str:
@@ -120,12 +157,42 @@ def build_engine(args, tasks):
     snapshotter = OverlaySnapshotter(root / "snapshots")
     db = Database(root / "metadata.db")
     images = ImageService(root / "images", content, snapshotter, db)
-    return Engine(paths=paths, db=db, images=images, snapshotter=snapshotter,
+    engine = Engine(paths=paths, db=db, images=images, snapshotter=snapshotter,
                   runtime=find_runtime(args.runtime), shim=find_shim(args.shim), init=find_init(),
                   runtime_name=args.runtime if "/" not in args.runtime else "custom", tasks=tasks,
                   volumes=VolumeStore(root / "volumes"),
                   registries=Registries(args.insecure_registry), networks=build_networks(args),
                   runtimes=runtimes(args.add_runtime))
+    engine.containers.default_log_opts = log_opts(args.log_opt)
+    engine.containers.default_ulimits = default_ulimits(args.default_ulimit)
+    return engine
+
+
+def log_opts(items) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"conchd: --log-opt {item!r}: want KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def default_ulimits(items) -> tuple[tuple[str, int, int], ...]:
+    """``NAME=SOFT[:HARD]`` (go-units ParseUlimit) -> (name, soft, hard)."""
+    out = []
+    for item in items:
+        name, sep, limits = item.partition("=")
+        soft_s, colon, hard_s = limits.partition(":")
+        try:
+            soft = int(soft_s)
+            hard = int(hard_s) if colon else soft
+        except ValueError:
+            soft = hard = -2
+        if not sep or not name or soft < -1 or hard < -1 or (hard != -1 and soft > hard):
+            raise SystemExit(f"conchd: invalid default ulimit {item!r}: want NAME=SOFT[:HARD]")
+        out.append((name, soft, hard))
+    return tuple(out)
 
 
 def runtimes(added) -> dict[str, str]:
@@ -205,7 +272,8 @@ class TaskOwner:
 async def serve(args) -> None:
     from conch.api import (routes_archive, routes_build, routes_containers, routes_exec,
                            routes_networks, routes_volumes)
-    from conch.api.server import ROUTE_MODULES, create_app, serving
+    from conch.api.server import ROUTE_MODULES, create_app
+    from conch.daemon.listeners import ListenError, serving, tls_context
 
     for d in (args.data_root, args.exec_root):
         os.makedirs(d, mode=0o711, exist_ok=True)
@@ -237,7 +305,26 @@ async def serve(args) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         # streams (logs -f, events, attach) must not hold SIGTERM up: 0.5 s, then closed
-        async with serving(app, args.host, shutdown_timeout=0.5):
+        try:
+            tls = tls_context(args)
+        except ListenError as exc:
+            raise SystemExit(f"conchd: {exc}") from None
+        metrics = None
+        if args.metrics_addr:
+            from conch.daemon.metrics import Metrics
+
+            metrics = Metrics(engine)
+            metrics.instrument(app)  # before the API's runner freezes the middlewares
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                await stack.enter_async_context(serving(app, args.host, tls=tls,
+                                                        shutdown_timeout=0.5))
+                if metrics is not None:
+                    from conch.daemon.metrics import serving_metrics
+
+                    await stack.enter_async_context(serving_metrics(metrics, args.metrics_addr))
+            except (ListenError, OSError, ValueError) as exc:
+                raise SystemExit(f"conchd: {exc}") from None
             log.info("conchd ready (data-root %s, runtime %s)", args.data_root, engine.runtime)
             await stop.wait()
     finally:

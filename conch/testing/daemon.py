@@ -105,7 +105,8 @@ def _unavailable() -> str | None:
 class Daemon:
     """One conchd on private roots (see the module docstring)."""
 
-    def __init__(self, *, runtime: str = "conch", daemon_env: dict[str, str] | None = None) -> None:
+    def __init__(self, *, runtime: str = "conch", daemon_env: dict[str, str] | None = None,
+                 config: dict | None = None, extra_args: list[str] | tuple = ()) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="cd-", dir="/tmp"))
         self.sock = self.dir / "s"
         self.data_root = self.dir / "data"
@@ -113,6 +114,10 @@ class Daemon:
         self.log_path = self.dir / "conchd.log"
         self.runtime = runtime
         self.daemon_env = dict(daemon_env or {})  # added to conchd's environment only
+        # always a private daemon.json: the machine's /etc/conch/daemon.json is not the test's
+        self.config_file = self.dir / "daemon.json"
+        self.config_file.write_text(json.dumps(config or {}))
+        self.extra_args = list(extra_args)
         self.proc: subprocess.Popen | None = None
         self.before = HostSnapshot.take()
         self.host = f"unix://{self.sock}"
@@ -143,7 +148,8 @@ class Daemon:
             self.proc = subprocess.Popen(
                 [str(BIN / "conchd"), "--data-root", str(self.data_root), "--exec-root",
                  str(self.exec_root), "-H", self.host, "--runtime", self.runtime,
-                 "--bridge-name", self.bridge, "--nft-table", self.nft_table, "--bip", self.bip],
+                 "--bridge-name", self.bridge, "--nft-table", self.nft_table, "--bip", self.bip,
+                 "--config-file", str(self.config_file), *self.extra_args],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
                 env=dict(os.environ, **self.daemon_env) if self.daemon_env else None,
                 preexec_fn=_die_with_parent_hook())

@@ -71,6 +71,12 @@ class Paths:
 
 
 class ContainerService(Starting, Exits, Signals, Attaching, Resources, HealthChecks, Links):
+    # daemon.json's log-opts and default-ulimits (set by conchd): log-opts fill what a
+    # json-file container leaves out (moby mergeAndVerifyLogConfig), a default ulimit
+    # applies unless the container sets that name
+    default_log_opts: dict = {}
+    default_ulimits: tuple = ()
+
     def __init__(self, *, paths: Paths, db, images, snapshotter, events: EventBus,
                  runtime: str, shim: str, init: str = "", runtime_inproc: bool = False,
                  tasks=None, volumes=None, networks=None, runtime_name: str = "",
@@ -149,6 +155,16 @@ class ContainerService(Starting, Exits, Signals, Attaching, Resources, HealthChe
     def list(self) -> list[Container]:
         return [container_from_dict(dict(r.record)) for r in self.db.list_containers()]
 
+    def _daemon_defaults(self, spec: CreateSpec) -> CreateSpec:
+        if not self.default_log_opts and not self.default_ulimits:
+            return spec
+        opts = dict(spec.log_opts or {})
+        if spec.log_driver == "json-file":
+            opts = {**self.default_log_opts, **opts}
+        names = {u[0] for u in spec.ulimits}
+        ulimits = spec.ulimits + tuple(u for u in self.default_ulimits if u[0] not in names)
+        return dataclasses.replace(spec, log_opts=opts, ulimits=ulimits)
+
     async def create(self, spec: CreateSpec, name: str | None = None,
                      api_config: dict | None = None) -> Container:
         self.prearm.arm(0.2)  # a start usually follows within a few ms (docker run)
@@ -165,6 +181,7 @@ class ContainerService(Starting, Exits, Signals, Attaching, Resources, HealthChe
             name = cnames.random_name(lambda n: self.db.container_with_name(n) is not None)
         cid = secrets.token_hex(32)
         path, args = ociconfig.command(spec, image.config)
+        spec = self._daemon_defaults(spec)
         log_drivers.validate(spec.log_driver, spec.log_opts)
         spec = dataclasses.replace(spec, log_opts=spec.log_opts or {},
                                    runtime=self.check_runtime(spec.runtime))

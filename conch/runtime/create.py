@@ -4,9 +4,8 @@ Steps, in order (see ``conch.runtime`` for the process picture):
  1. load and validate config.json; compile seccomp and check rlimits (fail before forking)
  2. write the state record ("creating", with the cgroup paths) so that ``delete --force``
     can clean up after a runtime killed at any later point
- 3. make the cgroup and apply resources on a thread (``_CgroupSetup``); make exec.fifo;
-    fork G (or C, which forks G, with a user namespace); move G into the cgroup, all
-    while G enters its namespaces and builds its rootfs
+ 3. make exec.fifo; fork C (which forks G); make the cgroup, move G into it and apply
+    resources, all while G builds its rootfs
  4. write uid/gid maps when C made a user namespace
  5. learn G's pid; run prestart/createRuntime hooks while G waits before pivot_root
  6. G reports ready: record pid and start time, status "created", write --pid-file
@@ -53,14 +52,8 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str = "", console_sock
                       creator_pid=os.getpid(), rootfs=rconfig.rootfs_path(spec, bundle),
                       config_path=os.path.join(bundle, "config.json"))
     child_pids: list[int] = []
-    setup = None
     try:
         state.save()
-        # The cgroup is made and its limits set on a thread from here, while we fork and
-        # the init enters its namespaces and builds its rootfs: mkdir and the control
-        # file writes release the GIL, and on cgroup v1 they are a dozen directories
-        # (~0.3-0.6 ms each) and as many writes. _drive waits for it before the join.
-        setup = _CgroupSetup(cgroup, _with_default_devices(linux.get("resources") or {}))
         os.mkfifo(state.fifo, 0o622)
         # owned by the container's root, as runc does: inside a user namespace the init
         # reopens it through /proc/self/fd as that (unprivileged on the host) user
@@ -95,7 +88,7 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str = "", console_sock
         os.close(child_ch.wfd)
         if console_fd is not None and console_socket:
             os.close(console_fd)
-        _drive(parent_ch, pid, spec, ns, cgroup, state, plan, child_pids, setup)
+        _drive(parent_ch, pid, spec, ns, cgroup, state, plan, child_pids)
         parent_ch.close()
         if pid_file:
             _write_pid_file(pid_file, state.pid)
@@ -107,40 +100,8 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str = "", console_sock
             except ProcessLookupError:
                 pass
         _reap(child_pids[:1])
-        if setup is not None:
-            setup.wait(check=False)  # no mkdir may come after the cleanup's rmdir
         _cleanup_failed(state, cgroup)
         raise
-
-
-class _CgroupSetup:
-    """``cgroup.create()`` then ``cgroup.apply(resources)`` on a ``_thread`` (``threading``
-    costs an import); :meth:`wait` joins it and raises what it raised. It runs no
-    imports (v1/v2 and resources are loaded with the manager), so a fork meanwhile
-    leaves the child no half-held import lock; the child never touches the manager."""
-
-    def __init__(self, cgroup, resources: dict):
-        import _thread
-
-        self._done = _thread.allocate_lock()
-        self._done.acquire()
-        self._error: BaseException | None = None
-        _thread.start_new_thread(self._run, (cgroup, resources))
-
-    def _run(self, cgroup, resources: dict) -> None:
-        try:
-            cgroup.create()
-            cgroup.apply(resources)
-        except BaseException as exc:  # noqa: BLE001 - handed to wait()
-            self._error = exc
-        finally:
-            self._done.release()
-
-    def wait(self, check: bool = True) -> None:
-        self._done.acquire()
-        self._done.release()
-        if check and self._error is not None:
-            raise self._error
 
 
 def rconsole_connect(path: str) -> int:
@@ -149,9 +110,11 @@ def rconsole_connect(path: str) -> int:
     return console.connect(path)
 
 
-def _drive(ch: Channel, pid: int, spec, ns, cgroup, state: State, plan, child_pids,
-           setup: "_CgroupSetup") -> None:
+def _drive(ch: Channel, pid: int, spec, ns, cgroup, state: State, plan, child_pids) -> None:
     linux = spec.get("linux") or {}
+    # Made after the fork, while the children unshare and build the rootfs: cgroup v1
+    # mkdirs cost ~0.6 ms each (12 here). The init waits for "cgroup" before it needs it.
+    cgroup.create()
     if ns.get("user") == "":
         ch.expect("userns")
         _write_id_maps(pid, linux)
@@ -162,12 +125,11 @@ def _drive(ch: Channel, pid: int, spec, ns, cgroup, state: State, plan, child_pi
         init_pid = ch.expect("pid")["pid"]
         child_pids.append(init_pid)
         _reap([pid])
-    # The limits go on before G joins (setup applies them after making the cgroup):
-    # v1 device rules are a "deny a" and then one allow per rule, and G creates /dev
-    # (mknod) meanwhile; inside the cgroup it could mknod between the two and fail with
-    # EPERM (seen under containerd). Joining a cgroup whose rules are complete has no
-    # such window.
-    setup.wait()
+    # The limits go on before G joins: v1 device rules are a "deny a" and then one allow
+    # per rule, and G creates /dev (mknod) meanwhile; inside the cgroup it could mknod
+    # between the two and fail with EPERM (seen under containerd). Joining a cgroup
+    # whose rules are complete has no such window.
+    cgroup.apply(_with_default_devices(linux.get("resources") or {}))
     # G builds its rootfs while we move it into its cgroup (see init.run_intermediate)
     cgroup.add(init_pid)
     from conch.runtime import prearm

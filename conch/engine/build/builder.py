@@ -24,16 +24,24 @@ Order of a build:
    committed as ``docker commit`` does (:mod:`conch.engine.build.run_step`); COPY/ADD/WORKDIR
    a snapshot of the parent mounted privately, written into, and committed
    (:mod:`conch.engine.build.file_steps`, :mod:`conch.engine.build.copying`,
-   :mod:`conch.engine.build.step_images`). Stages form a graph
-   (:mod:`conch.engine.build.stages`); the stream's records are
-   :mod:`conch.engine.build.messages`'.
+   :mod:`conch.engine.build.step_images`). A step's layer is made once from its
+   snapshot, and the snapshot is kept as that layer's unpacked form
+   (:mod:`conch.engine.build.layers`): nothing is unpacked again. Stages form a graph
+   (:mod:`conch.engine.build.stages`): only the stages the target needs are built, each
+   as its own task once the stages it names are done (independent stages at once; a
+   failure cancels the rest), their output held back into stage order. The stream's
+   records are :mod:`conch.engine.build.messages`'.
 4. Before each step the step cache (:class:`step_images.StepCache`) is asked for an
-   image made from the same parent by the same instruction (`` ---> Using cache``);
-   ``no_cache`` skips the lookup.
-5. ``labels`` are applied as a last LABEL step (as docker appends one); the final image
+   image made from a parent with the same content by the same instruction
+   (`` ---> Using cache``); ``no_cache`` skips the lookup.
+5. ``SOURCE_DATE_EPOCH`` (a build arg; the CLI passes its environment's): image and
+   history times are set to it and layer mtimes clamped to it, so the same inputs
+   give the same image ID (layers are written in name order, gzip without mtime).
+6. ``labels`` are applied as a last LABEL step (as docker appends one); the final image
    is tagged with each ``tags`` entry.
 
-Intermediate RUN containers are removed after their step when ``remove`` (docker's
+Intermediate RUN containers are removed (in the background, awaited before the build
+ends) after their step when ``remove`` (docker's
 ``rm``, default true); a failed step's container is kept unless ``force_remove``, as
 docker does. The context directory and every mount go whatever happens.
 """

@@ -67,6 +67,27 @@ def _loopback(addr: str) -> bool:
         return False
 
 
+def validate(hosts: list[str], tls: bool) -> None:
+    """Refuse a bad ``-H`` before conchd touches anything (dirs, bridge, nft)."""
+    for host in hosts:
+        if host.startswith("unix://"):
+            from conch.api.server import socket_path
+            from conch.errors import ConchError
+
+            try:
+                socket_path(host)
+            except ConchError as exc:
+                raise ListenError(str(exc)) from None
+        elif host.startswith("tcp://"):
+            addr, _ = parse_tcp(host, tls)
+            if not tls and not _loopback(addr):
+                raise ListenError(
+                    f"refusing to serve {host} without TLS: the API is root on this host. "
+                    "Use --tlsverify with --tlscacert/--tlscert/--tlskey, or a loopback address")
+        elif not host.startswith("fd://"):
+            raise ListenError(f"unsupported host {host!r}: want unix://, tcp:// or fd://")
+
+
 def systemd_fds() -> list[socket.socket]:
     """The sockets systemd passed (sd_listen_fds(3)); the variables are unset after."""
     try:
@@ -107,11 +128,7 @@ async def serving(app: web.Application, hosts: list[str], *, tls: ssl.SSLContext
             elif host.startswith("tcp://"):
                 addr, port = parse_tcp(host, tls is not None)
                 if tls is None:
-                    if not _loopback(addr):
-                        raise ListenError(
-                            f"refusing to serve {host} without TLS: the API is root on this host. "
-                            "Use --tlsverify with --tlscacert/--tlscert/--tlskey, or a loopback "
-                            "address")
+                    validate([host], False)
                     log.warning("[DEPRECATION NOTICE]: API is accessible on http://%s:%d without "
                                 "encryption. Access to the remote API is equivalent to root access "
                                 "on the host. Binding to an IP address, even on localhost, can also "

@@ -273,8 +273,17 @@ async def serve(args) -> None:
     from conch.api import (routes_archive, routes_build, routes_containers, routes_exec,
                            routes_networks, routes_volumes)
     from conch.api.server import ROUTE_MODULES, create_app
-    from conch.daemon.listeners import ListenError, serving, tls_context
+    from conch.daemon.listeners import ListenError, serving, tls_context, validate
 
+    try:
+        validate(args.host, args.tls or args.tlsverify)
+        tls = tls_context(args)
+        if args.metrics_addr:
+            from conch.daemon.metrics import parse_addr
+
+            parse_addr(args.metrics_addr)
+    except (ListenError, ValueError) as exc:
+        raise SystemExit(f"conchd: {exc}") from None
     for d in (args.data_root, args.exec_root):
         os.makedirs(d, mode=0o711, exist_ok=True)
     lock_fd = _lock(args.data_root)
@@ -305,10 +314,6 @@ async def serve(args) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         # streams (logs -f, events, attach) must not hold SIGTERM up: 0.5 s, then closed
-        try:
-            tls = tls_context(args)
-        except ListenError as exc:
-            raise SystemExit(f"conchd: {exc}") from None
         metrics = None
         if args.metrics_addr:
             from conch.daemon.metrics import Metrics

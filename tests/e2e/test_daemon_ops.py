@@ -55,3 +55,103 @@ def test_daemon_json_conflict_and_unknown_key_refused(tmp_path):
         assert r.returncode == 1, r.stderr
         assert want in r.stderr
         assert not (tmp_path / "d").exists()  # refused before touching anything
+
+
+def _certs(d) -> dict:
+    """A throwaway CA, a server cert for 127.0.0.1 and a client cert, both signed by it."""
+    t = d / "tls"
+    t.mkdir()
+
+    def sh(*argv):
+        subprocess.run(["openssl", *argv], check=True, capture_output=True, timeout=60, cwd=t)
+
+    sh("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca-key.pem", "-out", "ca.pem",
+       "-days", "2", "-subj", "/CN=conch test CA")
+    (t / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+                                  "extendedKeyUsage=serverAuth\n")
+    (t / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    for name in ("server", "client"):
+        sh("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}-key.pem", "-out",
+           f"{name}.csr", "-subj", f"/CN={name}")
+        sh("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem",
+           "-CAcreateserial", "-out", f"{name}-cert.pem", "-days", "2", "-extfile", f"{name}.ext")
+    # a client cert from another CA: must be refused as well
+    sh("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "rogue-key.pem", "-out",
+       "rogue-cert.pem", "-days", "2", "-subj", "/CN=rogue")
+    return {k: str(t / f) for k, f in (
+        ("ca", "ca.pem"), ("cert", "server-cert.pem"), ("key", "server-key.pem"),
+        ("ccert", "client-cert.pem"), ("ckey", "client-key.pem"),
+        ("rcert", "rogue-cert.pem"), ("rkey", "rogue-key.pem"))}
+
+
+def _refused(port, ca, cert=None, key=None) -> bool:
+    """A TLS client (optionally with a cert) asks for /_ping: True when it gets no answer."""
+    import socket
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=ca)
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as raw, \
+                ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
+            s.sendall(b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = s.recv(4096)
+    except (ssl.SSLError, ConnectionError, OSError):
+        return True
+    return not data.startswith(b"HTTP/1.1 200")
+
+
+def test_tcp_tlsverify(make_daemon, monkeypatch):
+    import docker
+
+    # requests lets these override docker-py's ca_cert (psf/requests#3829)
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+
+    port = free_port()
+    d = make_daemon()
+    c = _certs(d.dir)
+    d.extra_args = ["-H", f"tcp://127.0.0.1:{port}", "--tlsverify", "--tlscacert", c["ca"],
+                    "--tlscert", c["cert"], "--tlskey", c["key"]]
+    d.start()
+    host = f"tcp://127.0.0.1:{port}"
+    env = {k: v for k, v in d.env.items() if not k.startswith("DOCKER_")}
+    env["DOCKER_CONFIG"] = d.env["DOCKER_CONFIG"]
+    from conch.testing.daemon import DOCKER
+
+    if DOCKER:  # the docker CLI (client only), where installed
+        r = subprocess.run([DOCKER, "--tlsverify", "--tlscacert", c["ca"], "--tlscert",
+                            c["ccert"], "--tlskey", c["ckey"], "-H", host, "version",
+                            "--format", "{{.Server.Version}}"],
+                           capture_output=True, text=True, env=env, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip()
+        r = subprocess.run([DOCKER, "--tls", "--tlscacert", c["ca"], "-H", host, "version"],
+                           capture_output=True, text=True, env=env, timeout=60)
+        assert r.returncode != 0  # no client certificate
+    tls = docker.tls.TLSConfig(client_cert=(c["ccert"], c["ckey"]), ca_cert=c["ca"], verify=True)
+    client = docker.DockerClient(base_url=host, tls=tls, timeout=30)
+    try:
+        assert client.ping() is True
+        assert client.version()["ApiVersion"]
+    finally:
+        client.close()
+    assert not _refused(port, c["ca"], c["ccert"], c["ckey"])
+    assert _refused(port, c["ca"])  # no certificate
+    assert _refused(port, c["ca"], c["rcert"], c["rkey"])  # signed by another CA
+
+
+def test_tcp_without_tls_loopback_only(make_daemon, tmp_path):
+    import urllib.request
+
+    port = free_port()
+    d = make_daemon(extra_args=["-H", f"tcp://127.0.0.1:{port}"]).start()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/_ping", timeout=20) as resp:
+        assert resp.read() == b"OK"
+    assert "API is accessible on http://127.0.0.1:%d without encryption" % port in d.log()
+    r = subprocess.run([str(BIN / "conchd"), "--config-file", str(d.config_file), "--data-root",
+                        str(tmp_path / "d"), "--exec-root", str(tmp_path / "e"),
+                        "-H", "tcp://0.0.0.0:2375"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "refusing to serve tcp://0.0.0.0:2375 without TLS" in r.stderr
+    assert not (tmp_path / "d").exists()

@@ -45,7 +45,7 @@ def answer(data: bytes, *, network_id: str, client_ip: str, domain: str | None,
            lookup: Callable[[str, str, str], list[str] | None],
            reverse: Callable[[str, str], str | None] | None) -> tuple[object | None, bytes | None]:
     """See the module docstring. A lookup callback that raises gives SERVFAIL."""
-    from dnslib import OPCODE, QTYPE, RCODE, RR, A, PTR
+    from dnslib import AAAA, OPCODE, QTYPE, RCODE, RR, A, PTR
 
     request = _parse(data)
     if request is None:
@@ -73,14 +73,20 @@ def answer(data: bytes, *, network_id: str, client_ip: str, domain: str | None,
             ips = lookup(network_id, client_ip, name[: -len(domain) - 1])
         if ips is None:
             return request, None
+        # several addresses (a service's replicas share its name as an alias):
+        # shuffled per answer, as docker's resolver does, so that clients taking the
+        # first address spread over the replicas. IPv6 ones (EnableIPv6 networks) are
+        # the AAAA answers.
+        ips = list(ips)
+        random.shuffle(ips)
         if q.qtype in (QTYPE.A, QTYPE.ANY):
-            # several addresses (a service's replicas share its name as an alias):
-            # shuffled per answer, as docker's resolver does, so that clients taking the
-            # first address spread over the replicas
-            ips = list(ips)
-            random.shuffle(ips)
             for ip in ips:
-                reply.add_answer(RR(q.qname, QTYPE.A, rdata=A(ip), ttl=TTL))
+                if ":" not in ip:
+                    reply.add_answer(RR(q.qname, QTYPE.A, rdata=A(ip), ttl=TTL))
+        if q.qtype in (QTYPE.AAAA, QTYPE.ANY):
+            for ip in ips:
+                if ":" in ip:
+                    reply.add_answer(RR(q.qname, QTYPE.AAAA, rdata=AAAA(ip), ttl=TTL))
         return request, reply.pack()
     except Exception:  # an engine callback bug must not take the listener down
         log.exception("DNS lookup of %r for %s failed", name, client_ip)

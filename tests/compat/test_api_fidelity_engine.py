@@ -627,7 +627,7 @@ def test_ipv6_network(client, d):
         srv = client.containers.run(
             "busybox", ["sh", "-c", "echo v6-hello > /www/index.html 2>/dev/null || "
                         "(mkdir -p /www && echo v6-hello > /www/index.html); httpd -f -p 80 -h /www"],
-            detach=True, network="h10-v6", ports={"80/tcp": port})
+            detach=True, network="h10-v6", ports={"80/tcp": port}, name="h10-srv6")
         srv.reload()
         ep = srv.attrs["NetworkSettings"]["Networks"]["h10-v6"]
         assert ep["GlobalIPv6Address"].startswith(prefix) and ep["GlobalIPv6PrefixLen"] == 64
@@ -640,6 +640,7 @@ def test_ipv6_network(client, d):
             ipv6_address=prefix + "99")})
         cli = client.api.create_container(
             "busybox", ["sh", "-c", f"ip -6 route | grep default; grep {prefix}99 /etc/hosts; "
+                        f"nslookup -type=AAAA h10-srv6; "
                         f"wget -q -O - http://[{ep['GlobalIPv6Address']}]/"],
             networking_config=cfg, host_config=client.api.create_host_config(network_mode="h10-v6"))
         client.api.start(cli["Id"])
@@ -647,6 +648,7 @@ def test_ipv6_network(client, d):
         out = client.api.logs(cli["Id"]).decode()
         assert f"default via {prefix}1" in out and "v6-hello" in out, out
         assert f"{prefix}99\t{cli['Id'][:12]}" in out, out  # /etc/hosts names its v6 address
+        assert f"Address: {ep['GlobalIPv6Address']}" in out, out  # the embedded DNS's AAAA
         ep2 = client.api.inspect_container(cli["Id"])["NetworkSettings"]["Networks"]["h10-v6"]
         assert ep2["IPAMConfig"] == {"IPv6Address": prefix + "99"}
         client.api.remove_container(cli["Id"])

@@ -459,6 +459,8 @@ class NetworkService:
                 names = index.setdefault(nid, {})
                 for n in ep.get("dns_names", ()):
                     names.setdefault(n.lower(), []).append(ep["ip"])
+                    if ep.get("ip6"):  # answered as AAAA (conch.network.dnsanswer)
+                        names[n.lower()].append(ep["ip6"])
         dns_of: dict[str, dict[str, list[str]]] = {}
         for state in self.sandboxes.values():
             if state.get("dns"):

@@ -1042,6 +1042,40 @@ static void stream_readable(struct stream *s)
     stream_log(s, buf, (size_t)n, ts);
 }
 
+/* The exit record is reserved at start (the temp file, padded to EXIT_RECORD_SIZE, its
+ * pages allocated while there is room) and overwritten in place at exit: a full disk
+ * (ENOSPC) then cannot cost the exit code. Written as temp + fsync + rename; a record
+ * that could not be written completely is never renamed into place (no empty exit file:
+ * the engine then says "exit status unknown"). JSON allows the trailing spaces. */
+#define EXIT_RECORD_SIZE 160
+static int exit_fd = -1;
+
+static void exit_tmp_path(char *tmp, size_t size)
+{
+    snprintf(tmp, size, "%s.tmp", opt.exit_file);
+}
+
+static void reserve_exit_file(void)
+{
+    char tmp[PATH_MAX + 16], pad[EXIT_RECORD_SIZE];
+    exit_tmp_path(tmp, sizeof tmp);
+    unlink(tmp);
+    int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0) {
+        dbg("reserve %s: %s", tmp, strerror(errno));
+        return;
+    }
+    memset(pad, ' ', sizeof pad);
+    pad[sizeof pad - 1] = '\n';
+    if (write_all(fd, pad, sizeof pad) < 0) {
+        dbg("reserve %s: %s", tmp, strerror(errno));
+        close(fd);
+        unlink(tmp);
+        return;
+    }
+    exit_fd = fd;
+}
+
 static void write_exit_file(void)
 {
     int st = container_status;
@@ -1051,27 +1085,40 @@ static void write_exit_file(void)
         code = 128 + sig;
     } else
         code = WEXITSTATUS(st);
-    char ts[40], line[160], sigbuf[16];
+    char ts[40], line[EXIT_RECORD_SIZE], sigbuf[16];
     fmt_time(&container_exit_time, ts);
     if (sig)
         snprintf(sigbuf, sizeof sigbuf, "%d", sig);
     else
         strcpy(sigbuf, "null");
-    int n = snprintf(line, sizeof line,
-                     "{\"exit_code\": %d, \"signal\": %s, \"exited_at\": \"%s\"}\n", code,
-                     sigbuf, ts);
+    int n = snprintf(line, sizeof line, "{\"exit_code\": %d, \"signal\": %s, \"exited_at\": \"%s\"}",
+                     code, sigbuf, ts);
+    memset(line + n, ' ', sizeof line - (size_t)n); /* the whole reserved record */
+    line[sizeof line - 1] = '\n';
     char tmp[PATH_MAX + 16];
-    snprintf(tmp, sizeof tmp, "%s.tmp", opt.exit_file);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    exit_tmp_path(tmp, sizeof tmp);
+    int fd = exit_fd;
+    exit_fd = -1;
+    if (fd < 0) /* not reserved at start: a fresh file */
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (fd < 0) {
         dbg("open %s: %s", tmp, strerror(errno));
         return;
     }
-    if (write_all(fd, line, (size_t)n) < 0 || fsync(fd) < 0)
-        dbg("write %s: %s", tmp, strerror(errno));
-    close(fd);
+    int failed = pwrite(fd, line, sizeof line, 0) != (ssize_t)sizeof line || fsync(fd) < 0;
+    int saved = errno;
+    if (close(fd) < 0 && !failed) {
+        failed = 1;
+        saved = errno;
+    }
+    if (failed) {
+        dbg("write %s: %s", tmp, strerror(saved));
+        unlink(tmp);
+        return;
+    }
     if (rename(tmp, opt.exit_file) < 0) {
         dbg("rename %s: %s", tmp, strerror(errno));
+        unlink(tmp);
         return;
     }
     char dir[PATH_MAX];
@@ -1552,6 +1599,7 @@ int main(int argc, char **argv)
     log_open();
     if (log_fd < 0)
         fail("open log %s: %s", opt.log_path, strerror(errno));
+    reserve_exit_file();
     listen_fd = listen_unix(opt.socket_path);
 
     /* the container's stdio; the runtime runs with it, and init inherits it */

@@ -507,3 +507,44 @@ def test_dead_warm_shim_is_told_apart_from_a_failed_start(shim_factory, runtime_
     shim = shim_factory(["true"], start=False)
     with pytest.raises(client.WarmShimGone):
         client.spawn(**shim.spawn_kw, warm=warm)
+
+
+
+@pytest.mark.parametrize("full_at", ["exit", "start"])
+def test_exit_record_on_a_full_disk(shim_factory, runtime_by_name, tmp_path, full_at):
+    """ENOSPC (issue 15): the exit record is reserved at start, so a disk that fills
+    while the container runs still gets its exit code; a disk full from the start gets
+    no record at all (the engine says "exit status unknown"), never an empty one (the
+    old shim renamed its empty temp file into place)."""
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], check=True)
+    exit_file = small / "exit.json"
+
+    def fill():
+        with open(small / "filler", "ab", buffering=0) as f:
+            with pytest.raises(OSError) as err:
+                while True:
+                    f.write(b"x" * 4096)
+            assert err.value.errno == 28  # ENOSPC
+
+    try:
+        if full_at == "start":
+            fill()
+        shim = shim_factory(["sleep", "100"], start=False)
+        shim.spawn_kw["exit_file"] = exit_file
+        shim.info = client.spawn(**shim.spawn_kw)
+        if full_at == "exit":
+            fill()
+        runtime_by_name("conch")("kill", shim.cid, "KILL", check=True)
+        shim.wait_shim_gone()
+        if full_at == "exit":
+            result = client.read_exit(exit_file)
+            assert (result["exit_code"], result["signal"]) == (137, 9)
+            assert TIME_RE.match(result["exited_at"])
+        else:
+            assert not exit_file.exists(), repr(exit_file.read_bytes())
+        assert sorted(p.name for p in small.iterdir()) == sorted(
+            ["filler"] + (["exit.json"] if full_at == "exit" else []))
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=True)

@@ -45,10 +45,20 @@ class Exits:
             task = self._health_tasks.pop(cid, None)
             if task is not None:
                 task.cancel()
-            result = shim.read_exit(self.paths.exit_file(cid)) or {}
+            error = "the container's shim died: exit status unknown"
+            try:
+                result = shim.read_exit(self.paths.exit_file(cid)) or {}
+                code = int(result.get("exit_code", 137 if not result else 0))
+            except (ConchError, ValueError, TypeError, AttributeError) as exc:
+                # an empty or unreadable record (a full disk, an old shim): the exit is
+                # unknown, said in State.Error; never an exception that leaves the
+                # container "running" with a dead pid or stops conchd from starting
+                log.warning("container %s: exit status unknown: %s", cid[:12], exc)
+                result, code = {}, 137
+                error = f"exit status unknown: {exc}"
             oom = await asyncio.to_thread(self._oom_killed, cid)
-            code = int(result.get("exit_code", 137 if not result else 0))
-            error = "" if result else "the container's shim died: exit status unknown"
+            if result:
+                error = ""
             # a policy that restarts it shows "restarting" through the back-off, as docker
             # (State.Restarting and Running true, the exit code kept); rm refuses it then
             status = Status.RESTARTING if self._will_restart(c, code) else Status.EXITED

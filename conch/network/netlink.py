@@ -273,7 +273,8 @@ def configure(netns_path: str, ifname: str, address_cidr: str, gateway: str | No
 def plug_veth(*, host_name: str, peer_name: str, bridge: str, netns_path: str,
               address_cidr: str, gateway: str | None, mac: str | None = None,
               hairpin: bool = True, ns_socket: socket.socket | None = None,
-              address6_cidr: str | None = None, gateway6: str | None = None) -> None:
+              address6_cidr: str | None = None, gateway6: str | None = None,
+              extra_cidrs=()) -> None:
     """One container endpoint in as few kernel round trips and processes as possible:
     the veth pair created with its host end already on ``bridge`` and up and its peer
     created inside the namespace as ``peer_name`` with ``mac``; then, over a netlink
@@ -316,6 +317,9 @@ def plug_veth(*, host_name: str, peer_name: str, bridge: str, netns_path: str,
                 if address6_cidr:  # an EnableIPv6 network's address too
                     iface6 = ipaddress.ip_interface(address6_cidr)
                     nl.add_addr(idx, str(iface6.ip), iface6.network.prefixlen)
+                for cidr in extra_cidrs:  # link-local ones the endpoint asked for
+                    extra = ipaddress.ip_interface(cidr)
+                    nl.add_addr(idx, str(extra.ip), extra.network.prefixlen)
             with _op("link set", peer_name):
                 nl.set_link(idx, up=True)
             if gateway is not None:

@@ -499,7 +499,8 @@ def test_endpoint_settings_kept_and_mac_applied(client, d):
         cfg = client.api.create_networking_config({"h10-eps": client.api.create_endpoint_config(
             aliases=["al1"], links={"other": "ln"}, ipv4_address=ip, link_local_ips=["169.254.9.9"],
             mac_address="02:aa:bb:cc:dd:01", driver_opt={"k": "v"})})
-        c = client.api.create_container("busybox", "cat /sys/class/net/eth0/address",
+        c = client.api.create_container("busybox", ["sh", "-c", "cat /sys/class/net/eth0/address; "
+                                                  "ip -o -4 addr show eth0 | grep -c 169.254.9.9/16"],
                                         networking_config=cfg,
                                         host_config=client.api.create_host_config(network_mode="h10-eps"))
         ep = client.api.inspect_container(c["Id"])["NetworkSettings"]["Networks"]["h10-eps"]
@@ -508,7 +509,7 @@ def test_endpoint_settings_kept_and_mac_applied(client, d):
         assert ep["MacAddress"] == "02:aa:bb:cc:dd:01" and ep["DriverOpts"] == {"k": "v"}
         client.api.start(c["Id"])
         assert client.api.wait(c["Id"], timeout=30)["StatusCode"] == 0
-        assert client.api.logs(c["Id"]) == b"02:aa:bb:cc:dd:01\n"
+        assert client.api.logs(c["Id"]) == b"02:aa:bb:cc:dd:01\n1\n"  # LinkLocalIPs applied
         client.api.remove_container(c["Id"])
         # the CLI's --mac-address on the default bridge
         out = ok(_cli(d, "run", "--rm", "--mac-address", "02:aa:bb:cc:dd:02", "busybox",

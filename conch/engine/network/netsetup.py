@@ -120,6 +120,8 @@ def _add_endpoint(svc, c, state: dict, net, cfg: dict, index: int, *, default_ro
         names = [c.name, *aliases, c.id[:12]] if net.dns else []
         ep = sandbox.new_endpoint(net, cid=c.id, ip=ip, index=index, aliases=aliases, dns_names=names,
                                   mac=cfg.get("mac") or "", ip6=ip6)
+        if cfg.get("link_local_ips"):
+            ep["link_local_ips"] = list(cfg["link_local_ips"])
         state["endpoints"][net.id] = ep
         sandbox.save(svc.state_root, state)
     try:

@@ -87,6 +87,9 @@ def plug(netns_path: str, net, ep: dict, *, default_route: bool, ns_socket=None)
     if ep.get("ip6"):
         kw.update(address6_cidr=f"{ep['ip6']}/{ep['prefixlen6']}",
                   gateway6=ep["gateway6"] if default_route and not net.internal else None)
+    if ep.get("link_local_ips"):
+        # IPAMConfig.LinkLocalIPs: extra addresses on the interface (libnetwork adds them)
+        kw["extra_cidrs"] = [f"{a}/{64 if ':' in a else 16}" for a in ep["link_local_ips"]]
     try:
         netlink.plug_veth(**kw, ns_socket=ns_socket)
     except AlreadyExists:

@@ -155,3 +155,98 @@ def test_tcp_without_tls_loopback_only(make_daemon, tmp_path):
                         "-H", "tcp://0.0.0.0:2375"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "refusing to serve tcp://0.0.0.0:2375 without TLS" in r.stderr
     assert not (tmp_path / "d").exists()
+
+
+_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+_LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*"'
+_VALUE = r"(?:[+-]?(?:[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?|Inf)|NaN)"
+
+
+def parse_exposition(text: str) -> dict:
+    """Prometheus text format 0.0.4, strictly: {family: {"type", "samples": [(name, labels,
+    value)]}}; raises AssertionError on any line that is not in the format."""
+    import re
+
+    sample = re.compile(rf"^({_NAME})(\{{(?:{_LABEL}(?:,{_LABEL})*)?\}})? ({_VALUE})$")
+    families: dict = {}
+    assert text.endswith("\n"), "the exposition ends with a newline"
+    for line in text[:-1].split("\n"):
+        if line.startswith("# HELP "):
+            name = line.split(" ")[2]
+            assert re.fullmatch(_NAME, name), line
+            families.setdefault(name, {"type": None, "samples": []})
+            continue
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ")
+            assert kind in ("counter", "gauge", "histogram", "summary", "untyped"), line
+            fam = families.setdefault(name, {"type": None, "samples": []})
+            assert fam["type"] is None and not fam["samples"], f"TYPE after samples: {line}"
+            fam["type"] = kind
+            continue
+        m = sample.match(line)
+        assert m, f"not a sample line: {line!r}"
+        name, labels, value = m.group(1), m.group(2) or "", m.group(3)
+        base = name
+        for suffix in ("_bucket", "_sum", "_count"):
+            if name.endswith(suffix) and name[:-len(suffix)] in families \
+                    and families[name[:-len(suffix)]]["type"] == "histogram":
+                base = name[:-len(suffix)]
+        assert base in families and families[base]["type"], f"sample before its TYPE: {line}"
+        pairs = dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', labels))
+        families[base]["samples"].append((name, pairs, float(value.replace("Inf", "inf"))))
+    return families
+
+
+def _scrape(port):
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+        return parse_exposition(resp.read().decode())
+
+
+def test_metrics(make_daemon):
+    port = free_port()
+    d = make_daemon(extra_args=["--metrics-addr", f"127.0.0.1:{port}"]).start()
+    d.import_busybox()
+    ok(d.conch("run", "--name", "gone", "busybox", "true"))
+    cid = ok(d.conch("run", "-d", "busybox", "sleep", "60")).strip()
+    assert d.docker("inspect", "no-such-container").returncode == 1
+    api = d.api
+    for _ in range(3):
+        assert api.ping() == "OK"
+    m = _scrape(port)
+    info = m["engine_daemon_engine_info"]
+    assert info["type"] == "gauge" and len(info["samples"]) == 1
+    assert info["samples"][0][1]["os_type"] == "linux" and info["samples"][0][2] == 1
+    states = {s[1]["state"]: s[2] for s in m["engine_daemon_container_states_containers"]["samples"]}
+    assert states == {"running": 1, "paused": 0, "stopped": 1}
+    assert m["conch_images"]["samples"][0][2] == 1
+    reqs = m["conch_api_requests_total"]
+    assert reqs["type"] == "counter"
+    by = {(s[1]["method"], s[1]["route"], s[1]["code"]): s[2] for s in reqs["samples"]}
+    assert by[("GET", "/_ping", "200")] >= 3
+    assert by[("GET", "/containers/{id}/json", "404")] >= 1, by  # a route template, not the id
+    assert not any(cid in k[1] for k in by)
+    hist = m["conch_api_request_duration_seconds"]
+    assert hist["type"] == "histogram"
+    series: dict = {}
+    for name, labels, value in hist["samples"]:
+        key = (labels["method"], labels["route"])
+        series.setdefault(key, {"buckets": []})
+        if name.endswith("_bucket"):
+            series[key]["buckets"].append((float(labels["le"].replace("Inf", "inf")), value))
+        else:
+            series[key][name.rsplit("_", 1)[1]] = value
+    ping = series[("GET", "/_ping")]
+    bounds = [b for b, _ in ping["buckets"]]
+    counts = [c for _, c in ping["buckets"]]
+    assert bounds == sorted(bounds) and bounds[-1] == float("inf")
+    assert counts == sorted(counts) and counts[-1] == ping["count"] >= 3 and ping["sum"] > 0
+    # counters only grow
+    api.ping()
+    again = {(s[1]["method"], s[1]["route"], s[1]["code"]): s[2]
+             for s in _scrape(port)["conch_api_requests_total"]["samples"]}
+    assert again[("GET", "/_ping", "200")] == by[("GET", "/_ping", "200")] + 1
+    ok(d.conch("rm", "-f", cid))

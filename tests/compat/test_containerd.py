@@ -100,6 +100,18 @@ def _cgroup_value(pid: int, controller: str, v1_file: str, v2_file: str) -> str:
     raise AssertionError(f"no {controller} cgroup for pid {pid}")
 
 
+_exec_ids = iter(range(1_000_000))
+
+
+def _exec_until(ctd: Containerd, cid: str, want: str, *cmd: str, timeout: float = 20):
+    deadline = time.monotonic() + timeout
+    while True:
+        p = ctd.ctr("task", "exec", "--exec-id", f"x{next(_exec_ids)}", cid, *cmd)
+        if p.stdout == want or time.monotonic() > deadline:
+            return p
+        time.sleep(0.1)
+
+
 def _wait_status(ctd: Containerd, cid: str, status: str, timeout: float = 30) -> str:
     deadline = time.monotonic() + timeout
     seen = ""
@@ -115,9 +127,11 @@ def _wait_status(ctd: Containerd, cid: str, status: str, timeout: float = 30) ->
 
 
 def test_run_to_completion_with_default_devices(containerd, runc_args):
-    script = ("for d in %s; do [ -c $d ] || { echo missing $d; exit 3; }; done; "
-              "echo x > /dev/null; head -c 5 /dev/zero | wc -c; cat /proc/self/cgroup | grep -c %s"
-              % (" ".join(DEVICES), NAMESPACE))
+    # The verdict is the exit status: `ctr run` can lose a short-lived task's output (it
+    # does with runc too, ~1 in 30 on a loaded machine), never its status.
+    script = ("for d in %s; do [ -c $d ] || exit 3; done; echo x > /dev/null || exit 4; "
+              "[ \"$(head -c 5 /dev/zero | wc -c)\" = 5 ] || exit 5; "
+              "grep -q /%s/ /proc/self/cgroup || exit 6" % (" ".join(DEVICES), NAMESPACE))
     # several containers, with limits as a pod's: the init builds /dev while the runtime
     # sets up the device cgroup (containerd's spec denies all, then allows the defaults);
     # the runtime once let the init join before the rules were complete, and mknod failed
@@ -125,9 +139,7 @@ def test_run_to_completion_with_default_devices(containerd, runc_args):
     for i in range(10):
         p = containerd.ctr("run", "--rm", *runc_args, "--memory-limit", str(64 << 20), "--cpus", "1",
                            IMAGE, f"once{i}", "sh", "-c", script, timeout=60)
-        assert p.returncode == 0, f"{p.stdout}\n{p.stderr}\n{containerd.log()}"
-        lines = p.stdout.split()
-        assert lines[0] == "5" and int(lines[1]) >= 1, p.stdout
+        assert p.returncode == 0, f"exit {p.returncode}\n{p.stdout}\n{p.stderr}\n{containerd.log()}"
     # a failing command's status comes back through the shim
     p = containerd.ctr("run", "--rm", *runc_args, IMAGE, "fails", "sh", "-c", "exit 7")
     assert p.returncode == 7, f"{p.stdout}\n{p.stderr}"
@@ -149,18 +161,12 @@ def test_detached_exec_kill_delete(containerd, runc_args):
         _wait_status(ctd, "svc", "PAUSED")
         ctd.ctr("task", "resume", "svc", check=True)
         _wait_status(ctd, "svc", "RUNNING")
-        # exec into it: same filesystem (the file the task wrote), same cgroup
-        deadline = time.monotonic() + 20
-        while True:
-            p = ctd.ctr("task", "exec", "--exec-id", "look", "svc", "cat", "/tmp/up")
-            if p.stdout == "up\n" or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
+        # exec into it: same filesystem (the file the task wrote), same pid namespace (pid
+        # 1 is the task); retried while the output is missing (see the test above)
+        p = _exec_until(ctd, "svc", "up\n", "cat", "/tmp/up")
         assert p.returncode == 0 and p.stdout == "up\n", f"{p.stdout}\n{p.stderr}"
-        p = ctd.ctr("task", "exec", "--exec-id", "ps", "svc", "sh", "-c",
-                    "cat /proc/1/cmdline | tr '\\0' ' '; echo; ls /proc | grep -c '^[0-9]'")
-        assert p.returncode == 0, p.stderr
-        assert p.stdout.startswith("sleep 600"), p.stdout  # pid 1 is the task (own pid ns)
+        p = _exec_until(ctd, "svc", "sleep 600 \n", "sh", "-c", "tr '\\0' ' ' < /proc/1/cmdline; echo")
+        assert p.stdout == "sleep 600 \n", f"{p.stdout}\n{p.stderr}"
         p = ctd.ctr("task", "exec", "--exec-id", "st", "svc", "sh", "-c", "exit 4")
         assert p.returncode == 4
         # kill: the task stops with the signal's status, then is deleted

@@ -138,6 +138,22 @@ def _lock(data_root: str) -> int:
     return fd
 
 
+def _own_kernel_objects(args):
+    """Lock the default bridge, its subnet and the nft table (conch.daemon.owner): a second
+    conchd sharing one is refused here, before it touches the kernel."""
+    import atexit
+
+    from conch.daemon.owner import OwnerConflict, OwnerLocks
+
+    owners = OwnerLocks(bridge=args.bridge_name, bip=args.bip, nft_table=args.nft_table)
+    try:
+        owners.acquire()
+    except OwnerConflict as exc:
+        raise SystemExit(f"conchd: {exc}") from None
+    atexit.register(owners.release)  # a start that fails later still drops its lock files
+    return owners
+
+
 def build_engine(args, tasks):
     """The composition root: every concrete object conchd uses is made here."""
     from pathlib import Path
@@ -273,7 +289,7 @@ async def serve(args) -> None:
     from conch.api import (routes_archive, routes_build, routes_containers, routes_exec,
                            routes_networks, routes_volumes)
     from conch.api.server import ROUTE_MODULES, create_app
-    from conch.daemon.listeners import ListenError, serving, tls_context, validate
+    from conch.daemon.listeners import ListenError, notify, serving, tls_context, validate
 
     try:
         validate(args.host, args.tls or args.tlsverify)
@@ -287,6 +303,7 @@ async def serve(args) -> None:
     for d in (args.data_root, args.exec_root):
         os.makedirs(d, mode=0o711, exist_ok=True)
     lock_fd = _lock(args.data_root)
+    owners = _own_kernel_objects(args)
     tasks = TaskOwner()
     engine = build_engine(args, tasks)
     # networks first (bridges, rules, live sandboxes found again), then the containers'
@@ -331,12 +348,15 @@ async def serve(args) -> None:
             except (ListenError, OSError, ValueError) as exc:
                 raise SystemExit(f"conchd: {exc}") from None
             log.info("conchd ready (data-root %s, runtime %s)", args.data_root, engine.runtime)
+            notify("READY=1")  # systemd's Type=notify (contrib/systemd/conchd.service)
             await stop.wait()
+            notify("STOPPING=1")
     finally:
         await tasks.cancel_all()
         if engine.containers.warm is not None:  # their shims and runtimes exit on EOF
             engine.containers.warm.close()
         await engine.networks.close()
+        owners.release()  # after the bridge and table are gone, never before
         _remove_cgroup_parent()
         os.close(lock_fd)
     log.info("conchd stopped")

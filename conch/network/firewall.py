@@ -202,9 +202,25 @@ class Firewall:
             try:
                 self._run(skeleton)
             except ConchError as exc:
+                self._check_name(exc)
                 log.warning("nft table %s incompatible (%s): recreating it", self.table, exc)
                 self._run(f"add table ip {self.table}\ndelete table ip {self.table}\n" + skeleton)
             self._load()
+
+    def _check_name(self, exc: ConchError) -> None:
+        """A table name nft reads as a keyword (``ct``, ``ip``, ``meta``...) is a syntax
+        error in every script, and nft (1.0) takes no quoted table names: refuse it with
+        the flag to change, not nft's parser message. Probed with ``nft -c`` (nothing is
+        applied) so the rule is nft's own, whatever its version's keywords."""
+        if "syntax error" not in str(exc):
+            return
+        probe = subprocess.run([self._nft_path(), "-c", "-f", "-"],
+                               input=f"add table ip {self.table}\n", capture_output=True,
+                               text=True, timeout=30)
+        if probe.returncode != 0 and "syntax error" in probe.stderr:
+            raise InvalidArgument(
+                f"invalid nftables table name {self.table!r}: nft reads it as a keyword; "
+                "choose another with --nft-table") from None
 
     def destroy(self) -> None:
         """Delete the table and everything in it; no error when it is absent."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -73,3 +74,69 @@ def test_unreadable_exit_record_while_running_is_exit_unknown(d):
     kill = d.conch("kill", cid)
     assert kill.returncode == 1 and "is not running" in kill.stderr, (kill.returncode, kill.stderr)
     d.conch("rm", cid, check=True)
+
+
+def _link_exists(name: str) -> bool:
+    return Path(f"/sys/class/net/{name}").exists()
+
+
+def _table_exists(name: str) -> bool:
+    return subprocess.run(["nft", "list", "table", "ip", name], capture_output=True,
+                          timeout=30).returncode == 0
+
+
+@pytest.mark.parametrize("shared", ["bridge", "nft_table", "bip"])
+def test_second_daemon_sharing_a_kernel_object_is_refused(d, shared):
+    """Two daemons on one host (issue 15 item 6): one that would share the first's default
+    bridge, its subnet or its nft table is refused at start, naming the flags to change,
+    and the first keeps its bridge and table (the old second daemon started, and its stop
+    deleted them under the first)."""
+    flag = {"bridge": "--bridge-name", "nft_table": "--nft-table", "bip": "--bip"}[shared]
+    other = Daemon()
+    setattr(other, shared, getattr(d, shared))
+    try:
+        with pytest.raises(RuntimeError) as err:
+            other.start()
+        msg = str(err.value)
+        assert "conchd exited" in msg and f"({flag})" in msg, msg
+        assert "give this daemon its own --bridge-name, --bip and --nft-table" in msg, msg
+        assert f"pid {d.pid}" in msg, msg
+    finally:
+        other.close()
+    assert _link_exists(d.bridge) and _table_exists(d.nft_table)
+    assert d.conch("run", "--rm", "busybox", "true").returncode == 0
+
+
+def test_daemons_side_by_side_leave_each_other_alone(d):
+    """A second daemon on its own objects starts, serves, stops and removes only its own
+    bridge and table; its lock files go with it."""
+    other = Daemon()
+    try:
+        other.start()
+        assert _link_exists(other.bridge) and _table_exists(other.nft_table)
+        locks = sorted(p.name for p in Path("/run/conch/locks").iterdir())
+        assert f"bridge-{other.bridge}.lock" in locks and f"nft-{other.nft_table}.lock" in locks
+    finally:
+        other.close()
+    assert not _link_exists(other.bridge) and not _table_exists(other.nft_table)
+    assert not any(Path("/run/conch/locks").glob(f"*{other.bridge}*"))
+    assert not (Path("/run/conch/locks") / f"nft-{other.nft_table}.lock").exists()
+    assert _link_exists(d.bridge) and _table_exists(d.nft_table)
+    assert d.conch("run", "--rm", "busybox", "true").returncode == 0
+
+
+def test_nft_keyword_table_name_is_refused_clearly(d):
+    """`--nft-table ct` (an nft keyword; nft 1.0 takes no quoted table names) was nft's
+    syntax error at start; now it is refused naming the flag, leaving nothing behind."""
+    other = Daemon()
+    other.nft_table = "ct"
+    try:
+        with pytest.raises(RuntimeError) as err:
+            other.start()
+        msg = str(err.value)
+        assert "invalid nftables table name 'ct': nft reads it as a keyword" in msg, msg
+        assert "--nft-table" in msg and "syntax error" not in msg, msg
+    finally:
+        other.close()
+    assert not _link_exists(other.bridge)
+    assert not (Path("/run/conch/locks") / "nft-ct.lock").exists()

@@ -7,6 +7,8 @@
 #   make test       setup + test-deps + pytest over tests/
 #   make demo       tools/demo.sh: the seed lesson's scenarios through conchd + the conch CLI
 #   make bench-deps Debian's docker.io and docker-registry, the anchors of the benches
+#   make install    conch into $(PREFIX)/venv (default /opt/conch), conch/conchd in $(BINDIR),
+#                   the systemd units (contrib/systemd) and an example /etc/conch/daemon.json
 #   make bench      bench/runtime_bench.py (conch-runtime vs runc vs crun) and
 #                   bench/daemon_bench.py (conch vs docker vs podman, whole engine) and
 #                   bench/registry_bench.py (conch registry vs CNCF distribution, blob MB/s)
@@ -37,7 +39,7 @@ TEST_DEP_PACKAGES := runc crun podman conmon skopeo uidmap openssl docker-regist
 # the bench runs its own docker-registry on 127.0.0.1 (the policy-rc.d below keeps the service off).
 BENCH_DEP_PACKAGES := docker.io docker-registry curl
 
-.PHONY: setup test-deps bench-deps test demo bench clean
+.PHONY: setup test-deps bench-deps test demo bench clean install
 
 setup: $(STAMPS)/system $(STAMPS)/venv $(STAMPS)/shim
 
@@ -141,6 +143,39 @@ test: setup test-deps
 	@rc=0; $(VENV)/bin/pytest $(PYTEST_ARGS) tests/ || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests (exit 5); tests must run" >&2; exit 1; fi; \
 	exit $$rc
+
+# make install: a venv of its own under $(PREFIX) (a regular, not editable, install: the
+# checkout can go away), the C helpers next to its python (where conchd looks for them),
+# lean launchers as in .venv, links in $(BINDIR), the units in $(UNITDIR) pointing at
+# $(PREFIX), and $(SYSCONFDIR)/daemon.json from contrib/daemon.json unless one exists
+# (a user's configuration is never overwritten). Then, where systemd runs:
+# `systemctl enable --now conchd.socket`.
+PREFIX     ?= /opt/conch
+BINDIR     ?= /usr/local/bin
+UNITDIR    ?= /etc/systemd/system
+SYSCONFDIR ?= /etc/conch
+
+install: setup
+	@py="$$(readlink -f $(VENV)/bin/python)"; \
+	[ -x $(PREFIX)/venv/bin/python ] || "$$py" -m venv $(PREFIX)/venv
+	$(PREFIX)/venv/bin/python -m pip install -q --disable-pip-version-check --upgrade .
+	install -m 0755 $(SHIM) $(INIT) $(NETNS) $(PREFIX)/venv/bin/
+	@site="$$($(PREFIX)/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"; \
+	$(PREFIX)/venv/bin/python tools/lean_launcher.py $(PREFIX)/venv/bin "$$site" conch-runtime=conch.runtime.main:run conch=conch.cli.main:run conchd=conch.daemon.main:main+site+OO; \
+	$(PREFIX)/venv/bin/python -I -m compileall -q -o 0 -o 2 "$$site" >/dev/null
+	install -m 0644 README.md $(PREFIX)/README.md
+	install -d $(BINDIR) $(UNITDIR)
+	ln -sfn $(PREFIX)/venv/bin/conch $(BINDIR)/conch
+	ln -sfn $(PREFIX)/venv/bin/conchd $(BINDIR)/conchd
+	sed -e 's|/opt/conch/venv/bin/conchd -H fd://|$(PREFIX)/venv/bin/conchd --config-file $(SYSCONFDIR)/daemon.json -H fd://|' \
+	    -e 's|file:///opt/conch/|file://$(PREFIX)/|' contrib/systemd/conchd.service > $(UNITDIR)/conchd.service
+	install -m 0644 contrib/systemd/conchd.socket $(UNITDIR)/conchd.socket
+	chmod 0644 $(UNITDIR)/conchd.service
+	install -d -m 0755 $(SYSCONFDIR)
+	@[ -e $(SYSCONFDIR)/daemon.json ] || install -m 0644 contrib/daemon.json $(SYSCONFDIR)/daemon.json
+	@if [ -d /run/systemd/system ]; then systemctl daemon-reload; \
+	    echo "installed: systemctl enable --now conchd.socket"; \
+	else echo "installed (systemd is not running here: start $(BINDIR)/conchd by hand)"; fi
 
 demo: setup
 	@tools/demo.sh

@@ -84,18 +84,28 @@ def validate(hosts: list[str], tls: bool) -> None:
                 raise ListenError(
                     f"refusing to serve {host} without TLS: the API is root on this host. "
                     "Use --tlsverify with --tlscacert/--tlscert/--tlskey, or a loopback address")
-        elif not host.startswith("fd://"):
+        elif host.startswith("fd://"):
+            if not _activated():
+                raise ListenError(f"{host}: no sockets found via socket activation: make sure "
+                                  "the service was started by systemd (LISTEN_PID, LISTEN_FDS)")
+        else:
             raise ListenError(f"unsupported host {host!r}: want unix://, tcp:// or fd://")
+
+
+def _activated() -> int:
+    """How many sockets systemd passed to this process (0: none, or not to us)."""
+    try:
+        if int(os.environ.get("LISTEN_PID", "")) != os.getpid():
+            return 0
+        return max(0, int(os.environ.get("LISTEN_FDS", "")))
+    except ValueError:
+        return 0
 
 
 def systemd_fds() -> list[socket.socket]:
     """The sockets systemd passed (sd_listen_fds(3)); the variables are unset after."""
-    try:
-        pid = int(os.environ.get("LISTEN_PID", ""))
-        count = int(os.environ.get("LISTEN_FDS", ""))
-    except ValueError:
-        return []
-    if pid != os.getpid() or count <= 0:
+    count = _activated()
+    if not count:
         return []
     for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
         os.environ.pop(name, None)
@@ -104,6 +114,21 @@ def systemd_fds() -> list[socket.socket]:
         os.set_inheritable(fd, False)
         out.append(socket.socket(fileno=fd))
     return out
+
+
+def notify(state: str) -> None:
+    """sd_notify(3): tell systemd (Type=notify) "READY=1" / "STOPPING=1"; nothing without
+    $NOTIFY_SOCKET."""
+    path = os.environ.get("NOTIFY_SOCKET", "")
+    if not path:
+        return
+    if path.startswith("@"):  # an abstract socket
+        path = "\0" + path[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+            s.sendto(state.encode(), path)
+    except OSError as exc:
+        log.warning("sd_notify %s: %s", state, exc)
 
 
 @contextlib.asynccontextmanager

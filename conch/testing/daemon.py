@@ -106,7 +106,8 @@ class Daemon:
     """One conchd on private roots (see the module docstring)."""
 
     def __init__(self, *, runtime: str = "conch", daemon_env: dict[str, str] | None = None,
-                 config: dict | None = None, extra_args: list[str] | tuple = ()) -> None:
+                 config: dict | None = None, extra_args: list[str] | tuple = (),
+                 wrap: list[str] | tuple = (), pass_fds: tuple = ()) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="cd-", dir="/tmp"))
         self.sock = self.dir / "s"
         self.data_root = self.dir / "data"
@@ -118,6 +119,10 @@ class Daemon:
         self.config_file = self.dir / "daemon.json"
         self.config_file.write_text(json.dumps(config or {}))
         self.extra_args = list(extra_args)
+        # argv before conchd's (e.g. a shell that sets LISTEN_PID to its own pid and execs
+        # conchd, as systemd does for socket activation), and fds it inherits
+        self.wrap, self.pass_fds = list(wrap), tuple(pass_fds)
+        self.own_host = True  # False: extra_args say where to listen (-H fd://, socket activation)
         self.proc: subprocess.Popen | None = None
         self.before = HostSnapshot.take()
         self.host = f"unix://{self.sock}"
@@ -146,11 +151,13 @@ class Daemon:
 
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [str(BIN / "conchd"), "--data-root", str(self.data_root), "--exec-root",
-                 str(self.exec_root), "-H", self.host, "--runtime", self.runtime,
+                [*self.wrap, str(BIN / "conchd"), "--data-root", str(self.data_root), "--exec-root",
+                 str(self.exec_root), *(["-H", self.host] if self.own_host else []),
+                 "--runtime", self.runtime,
                  "--bridge-name", self.bridge, "--nft-table", self.nft_table, "--bip", self.bip,
                  "--config-file", str(self.config_file), *self.extra_args],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                pass_fds=self.pass_fds,
                 env=dict(os.environ, **self.daemon_env) if self.daemon_env else None,
                 preexec_fn=_die_with_parent_hook())
         client = Client(self.host, timeout=5)

@@ -3,6 +3,7 @@ TLS client verification, Prometheus /metrics, systemd socket activation (fd://).
 
 import json
 import subprocess
+import sys
 
 import pytest
 
@@ -250,3 +251,54 @@ def test_metrics(make_daemon):
              for s in _scrape(port)["conch_api_requests_total"]["samples"]}
     assert again[("GET", "/_ping", "200")] == by[("GET", "/_ping", "200")] + 1
     ok(d.conch("rm", "-f", cid))
+
+
+def test_socket_activation_fd(make_daemon):
+    """As systemd starts conchd.service: the API socket bound beforehand and passed as fd 3
+    with LISTEN_FDS=1 and LISTEN_PID=conchd's pid; READY=1 on $NOTIFY_SOCKET; the socket
+    stays systemd's (conchd does not remove it when it stops)."""
+    import socket
+
+    d = make_daemon()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        listener.bind(str(d.sock))
+        listener.listen(64)
+        notify_path = d.dir / "notify"
+        notify.bind(str(notify_path))
+        fd = listener.fileno()
+        # what systemd does in the child: our socket moved to fd 3, LISTEN_PID set to the
+        # pid that execs conchd, LISTEN_FDS=1
+        d.wrap = [sys.executable, "-c",
+                  "import os, sys; os.dup2(%d, 3); os.environ.update(LISTEN_PID=str(os.getpid()),"
+                  " LISTEN_FDS='1'); os.execv(sys.argv[1], sys.argv[1:])" % fd]
+        d.pass_fds = (fd,)
+        d.daemon_env = {"NOTIFY_SOCKET": str(notify_path)}
+        d.extra_args = ["-H", "fd://"]
+        d.own_host = False  # conchd gets no unix:// of its own: the activated socket only
+        d.start()
+        notify.settimeout(30)
+        assert notify.recv(64) == b"READY=1"
+        d.import_busybox()
+        assert ok(d.conch("run", "--rm", "busybox", "echo", "activated")).strip() == "activated"
+        assert "API listening on fd://" in d.log()
+        d.stop()
+        notify.settimeout(10)
+        assert notify.recv(64) == b"STOPPING=1"
+        assert d.sock.exists()  # systemd's socket, not conchd's to remove
+        d.start()  # a restarted conchd serves the same socket (systemd passes it again)
+        assert d.api.ping() == "OK"
+    finally:
+        listener.close()
+        notify.close()
+
+
+def test_fd_without_activation_refused(tmp_path):
+    r = subprocess.run([str(BIN / "conchd"), "--config-file", "/dev/null", "--data-root",
+                        str(tmp_path / "d"), "--exec-root", str(tmp_path / "e"), "-H", "fd://"],
+                       capture_output=True, text=True, timeout=60,
+                       env={k: v for k, v in __import__("os").environ.items()
+                            if not k.startswith("LISTEN_")})
+    assert r.returncode == 1
+    assert "no sockets found via socket activation" in r.stderr

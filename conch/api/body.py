@@ -145,6 +145,10 @@ def parse_json(raw: bytes, *, empty: Any = None) -> Any:
         raise InvalidArgument(f"invalid JSON: invalid character in request body: {exc.reason}") from exc
     except json.JSONDecodeError as exc:
         raise InvalidArgument(f"invalid JSON: {_go_syntax_error(raw, exc)}") from exc
+    except RecursionError:
+        # nesting deeper than Python's parser goes (Go's encoding/json stops at 10000
+        # with this error): a 400 as dockerd's, not a 500
+        raise InvalidArgument("invalid JSON: exceeded max depth") from None
 
 
 def _go_syntax_error(raw: bytes, exc: json.JSONDecodeError) -> str:

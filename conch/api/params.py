@@ -120,7 +120,7 @@ def parse_filters(query: Mapping[str, str], *, allowed: set[str] | None = None,
         return {}
     try:
         decoded = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise InvalidArgument(f"invalid filter: {exc}") from exc
     if not isinstance(decoded, dict):
         raise InvalidArgument("invalid filter: expected a JSON object")

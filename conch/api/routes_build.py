@@ -57,7 +57,7 @@ def _json_map(query, name: str) -> dict[str, str]:
         return {}
     try:
         value = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise InvalidArgument(f"invalid {name} JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise InvalidArgument(f"{name} must be a JSON object")
@@ -98,7 +98,7 @@ def _secrets(raw: str) -> dict[str, bytes]:
         if not isinstance(value, dict):
             raise ValueError("not an object")
         return {str(k): base64.b64decode(v, validate=True) for k, v in value.items()}
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:
         raise InvalidArgument(f"invalid {SECRETS_HEADER} header: {exc}") from exc
 
 
@@ -108,7 +108,7 @@ def _json_list(query, name: str) -> tuple[str, ...]:
         return ()
     try:
         value = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise InvalidArgument(f"invalid {name} JSON: {exc}") from exc
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise InvalidArgument(f"{name} must be a JSON array of strings")

@@ -252,19 +252,30 @@ def _load_docker(service: ImageService, files: _Archive) -> list[Loaded]:
 
 
 def _ingest_layer(service: ImageService, path: Path, diff_id: Digest) -> Descriptor:
-    """Store the layer file as is; check its uncompressed digest is ``diff_id``."""
-    with open(path, "rb") as f:
-        kind = detect(f.read(4))
-        f.seek(0)
-        reader, _ = decompressed(f)
-        hasher = Digester(diff_id.algorithm)
-        while chunk := reader.read(_CHUNK):
-            hasher.update(chunk)
+    """Store the layer file as is; check its uncompressed digest is ``diff_id`` and its
+    entries (none may escape the root: refused here, as dockerd's load does, not at run)."""
+    hasher = Digester(diff_id.algorithm)
+    kind = _check_layer_file(path, hasher.update)
     if hasher.digest() != diff_id:
         raise InvalidArgument(f"load: layer has diff_id {hasher.digest()}, its config says {diff_id}")
     media_type = {Compression.GZIP: mt.DOCKER_LAYER_GZIP, Compression.ZSTD: mt.OCI_LAYER_ZSTD,
                   Compression.NONE: mt.DOCKER_LAYER}[kind]
     return _ingest_file(service, path, None, None).descriptor(media_type)
+
+
+def _check_layer_file(path: Path, update=lambda _b: None) -> Compression:
+    """The layer file's compression, once its entries passed :func:`check_layer`."""
+    from conch.archive.check import check_layer
+
+    with open(path, "rb") as f:
+        kind = detect(f.read(4))
+        f.seek(0)
+        reader, _ = decompressed(f)
+        try:
+            check_layer(reader, update)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"load: {exc}") from exc
+    return kind
 
 
 def _ingest_file(service: ImageService, path: Path, expected: Digest | None, size: int | None):
@@ -335,7 +346,10 @@ def _ingest_tree(service: ImageService, files: _Archive, desc: Descriptor,
     else:
         for blob in (parsed.config, *parsed.layers):
             if not service.content.exists(blob.digest):
-                _ingest_file(service, files.path(_blob_path(blob.digest)), blob.digest, blob.size)
+                path = files.path(_blob_path(blob.digest))
+                if mt.is_layer(blob.media_type):
+                    _check_layer_file(path)
+                _ingest_file(service, path, blob.digest, blob.size)
         target = Descriptor(media_type=desc.media_type, digest=desc.digest, size=desc.size)
     service.content.put(data, expected=desc.digest)
     return target

@@ -496,20 +496,25 @@ def test_endpoint_settings_kept_and_mac_applied(client, d):
         pool_configs=[docker.types.IPAMPool(subnet=str(subnet))]))
     try:
         ip = str(subnet.network_address + 10)
+        other = client.containers.run("busybox", "sleep 60", detach=True, name="h10-other",
+                                      network="h10-eps")
+        other_ip = client.api.inspect_container(other.id)["NetworkSettings"]["Networks"]["h10-eps"]["IPAddress"]
         cfg = client.api.create_networking_config({"h10-eps": client.api.create_endpoint_config(
-            aliases=["al1"], links={"other": "ln"}, ipv4_address=ip, link_local_ips=["169.254.9.9"],
+            aliases=["al1"], links={"h10-other": "ln"}, ipv4_address=ip, link_local_ips=["169.254.9.9"],
             mac_address="02:aa:bb:cc:dd:01", driver_opt={"k": "v"})})
         c = client.api.create_container("busybox", ["sh", "-c", "cat /sys/class/net/eth0/address; "
-                                                  "ip -o -4 addr show eth0 | grep -c 169.254.9.9/16"],
+                                                  "ip -o -4 addr show eth0 | grep -c 169.254.9.9/16; "
+                                                  f"nslookup ln | grep -c {other_ip}"],
                                         networking_config=cfg,
                                         host_config=client.api.create_host_config(network_mode="h10-eps"))
         ep = client.api.inspect_container(c["Id"])["NetworkSettings"]["Networks"]["h10-eps"]
-        assert ep["Aliases"] == ["al1"] and ep["Links"] == ["other:ln"]
+        assert ep["Aliases"] == ["al1"] and ep["Links"] == ["h10-other:ln"]
         assert ep["IPAMConfig"] == {"IPv4Address": ip, "LinkLocalIPs": ["169.254.9.9"]}
         assert ep["MacAddress"] == "02:aa:bb:cc:dd:01" and ep["DriverOpts"] == {"k": "v"}
         client.api.start(c["Id"])
         assert client.api.wait(c["Id"], timeout=30)["StatusCode"] == 0
-        assert client.api.logs(c["Id"]) == b"02:aa:bb:cc:dd:01\n1\n"  # LinkLocalIPs applied
+        # LinkLocalIPs applied; the link's alias resolves (for this container) to its target
+        assert client.api.logs(c["Id"]) == b"02:aa:bb:cc:dd:01\n1\n1\n"
         client.api.remove_container(c["Id"])
         # the CLI's --mac-address on the default bridge
         out = ok(_cli(d, "run", "--rm", "--mac-address", "02:aa:bb:cc:dd:02", "busybox",
@@ -525,6 +530,7 @@ def test_endpoint_settings_kept_and_mac_applied(client, d):
         assert ep["MacAddress"] == "02:aa:bb:cc:dd:03"
         c2.start()
         assert c2.exec_run("cat /sys/class/net/eth1/address").output == b"02:aa:bb:cc:dd:03\n"
+        assert c2.exec_run("nslookup ln").exit_code != 0  # another container's link alias
         c2.remove(force=True)
         with pytest.raises(docker.errors.APIError) as exc:
             client.api.create_container("busybox", "true", networking_config=client.api.create_networking_config(

@@ -122,6 +122,8 @@ def _add_endpoint(svc, c, state: dict, net, cfg: dict, index: int, *, default_ro
                                   mac=cfg.get("mac") or "", ip6=ip6)
         if cfg.get("link_local_ips"):
             ep["link_local_ips"] = list(cfg["link_local_ips"])
+        if cfg.get("links"):  # per-container DNS aliases (service._reindex)
+            ep["links"] = list(cfg["links"])
         state["endpoints"][net.id] = ep
         sandbox.save(svc.state_root, state)
     try:

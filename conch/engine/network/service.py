@@ -74,6 +74,7 @@ class NetworkService:
         self._alock = asyncio.Lock()
         self._names: dict[str, dict[str, list[str]]] = {}
         self._dns_of: dict[str, dict[str, list[str]]] = {}  # network -> client ip -> --dns
+        self._links: dict[tuple[str, str], dict[str, str]] = {}  # (network, client ip) -> alias -> name
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def emit(self, action: str, net: Network, **attrs) -> None:
@@ -466,8 +467,17 @@ class NetworkService:
             if state.get("dns"):
                 for nid, ep in state["endpoints"].items():
                     dns_of.setdefault(nid, {})[ep["ip"]] = list(state["dns"])
+        # EndpointSettings.Links ("target:alias"): the alias names the target for this
+        # endpoint's container only (libnetwork's per-sandbox link aliases)
+        links: dict[tuple[str, str], dict[str, str]] = {}
+        for state in self.sandboxes.values():
+            for nid, ep in state["endpoints"].items():
+                for link in ep.get("links") or ():
+                    target, _, alias = link.partition(":")
+                    links.setdefault((nid, ep["ip"]), {})[(alias or target).lower()] = target.lower()
         self._names = index  # one assignment: the DNS thread sees old or new
         self._dns_of = dns_of
+        self._links = links
 
     def client_upstreams(self, network_id: str, client_ip: str) -> list[str] | None:
         """The ``--dns`` servers of the container at ``client_ip`` on ``network_id``, or
@@ -478,7 +488,8 @@ class NetworkService:
         """Addresses for ``qname`` on network ``network_id`` (container name, alias, short
         id), or None: not ours, to be forwarded."""
         name = qname.rstrip(".").lower()
-        ips = self._names.get(network_id, {}).get(name)
+        target = self._links.get((network_id, client_ip), {}).get(name)
+        ips = self._names.get(network_id, {}).get(target or name)
         return list(ips) if ips else None
 
 

@@ -114,10 +114,9 @@ def cmd_create(ctx: Context, argv: list[str]) -> int:
 
     ns = _create_parser(ctx, run=False).parse(argv, stop_after=1)
     req = create_body.build(ns, ns.rest, run=False)
-    try:
-        ctx.out(create_container(ctx, req, ns.quiet))
-    except errors.ConchError as exc:
-        return _engine_failure(ctx, exc)
+    # docker/cli wraps only run's engine errors in exit 125; create's are plain errors (exit 1,
+    # "Error response from daemon: ..." printed by main like every verb's)
+    ctx.out(create_container(ctx, req, ns.quiet))
     return 0
 
 

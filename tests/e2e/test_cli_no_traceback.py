@@ -156,11 +156,7 @@ CONCH_ONLY = {"compose", "kube", "registry"}
 
 # Where conch's exit code knowingly differs from docker's, with why (kept short and
 # reported on the issue; a case listed here is still checked for a traceback).
-KNOWN = {
-    # conch exits 125 when the engine fails `create`, as for `run`; docker only wraps run's
-    ("create", "down"): "125 for create", ("create", "error500"): "125 for create",
-    ("create", "flag"): "125 for create",
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 def _known(argv: list[str], mode: str) -> bool:

@@ -199,19 +199,24 @@ def _autoscale(d, project, path, port, since):
     url = f"http://127.0.0.1:{port}/cgi-bin/burn"
     wait_for(lambda: _answers(url), 20, "the first replica to answer")
     assert running(d, project) == 1
+    # the load: 8 bounded client loops for 45 s, kept up after the scale-up so that
+    # "no request fails" covers the replicas joining (and a third, if the load asks for it)
+    started = time.monotonic()
     with Load(url, n=8, limit=45) as load:
         peak = wait_for(lambda: running(d, project) >= 2 and running(d, project), 40,
                         "the autoscaler to add a replica under load")
         # the new replica takes requests once it listens
         wait_for(lambda: len(load.seen) >= 2, 20, "a second replica to answer")
+        while time.monotonic() - started < 45:
+            peak = max(peak, running(d, project))
+            time.sleep(0.5)
     assert peak >= 2
     wait_for(lambda: running(d, project) == 1, 60, "the autoscaler to scale back to 1")
     assert load.failures == [], load.failures[:5]
     assert load.ok > 0
-    events = d.api.request("GET", "/events", params={
-        "since": since, "until": int(time.time()) + 1,
-        "filters": json.dumps({"type": ["service"]})}).read().decode().splitlines()
-    scale = [json.loads(e)["Actor"]["Attributes"] for e in events if e.strip()]
+    # the scale-down event is sent once the retired replica is gone, which may be a moment
+    # after the count of running replicas fell (seen on a loaded machine): poll for it
+    scale = wait_for(lambda: _scaled_both_ways(d, since), 20, "the scale-up and scale-down events")
     assert any(int(a["replicas_to"]) > int(a["replicas_from"]) for a in scale), scale
     assert any(int(a["replicas_to"]) < int(a["replicas_from"]) for a in scale), scale
     labels = wait_for(lambda: _desired_is(d, f"{project}-burn-1", "1"), 20,
@@ -219,6 +224,16 @@ def _autoscale(d, project, path, port, since):
     assert labels["io.conch.autoscale.max_replicas"] == "3"
     ps = ok(compose(d, project, path, "ps"))
     assert "autoscale 1-3@30%cpu" in ps
+
+
+def _scaled_both_ways(d, since: int) -> list[dict] | None:
+    events = d.api.request("GET", "/events", params={
+        "since": since, "until": int(time.time()) + 1,
+        "filters": json.dumps({"type": ["service"]})}).read().decode().splitlines()
+    scale = [json.loads(e)["Actor"]["Attributes"] for e in events if e.strip()]
+    up = any(int(a["replicas_to"]) > int(a["replicas_from"]) for a in scale)
+    down = any(int(a["replicas_to"]) < int(a["replicas_from"]) for a in scale)
+    return scale if up and down else None
 
 
 def _desired_is(d, name: str, want: str) -> dict | None:

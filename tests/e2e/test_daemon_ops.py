@@ -38,6 +38,9 @@ def test_daemon_json_applies_log_opts_and_default_ulimits(make_daemon):
                       "ulimit -n")).strip() == "99"
     conf = json.loads(ok(d.docker("inspect", "-f", "{{json .HostConfig.LogConfig}}", "ulim")))
     assert conf == {"Type": "json-file", "Config": {"max-size": "1m", "max-file": "2"}}
+    # as dockerd: the default applies at start and is not recorded in the container's HostConfig
+    assert ok(d.docker("inspect", "-f", "{{json .HostConfig.Ulimits}}", "ulim")).strip() == "null"
+    assert ok(d.conch("start", "-a", "ulim")).strip() == "1234"
 
 
 def test_daemon_json_conflict_and_unknown_key_refused(tmp_path):

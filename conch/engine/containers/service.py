@@ -71,11 +71,9 @@ class Paths:
 
 
 class ContainerService(Starting, Exits, Signals, Attaching, Resources, HealthChecks, Links):
-    # daemon.json's log-opts and default-ulimits (set by conchd): log-opts fill what a
-    # json-file container leaves out (moby mergeAndVerifyLogConfig), a default ulimit
-    # applies unless the container sets that name
+    # daemon.json's log-opts (set by conchd): they fill what a json-file container leaves
+    # out, at create (moby mergeAndVerifyLogConfig); default-ulimits: Starting, at start
     default_log_opts: dict = {}
-    default_ulimits: tuple = ()
 
     def __init__(self, *, paths: Paths, db, images, snapshotter, events: EventBus,
                  runtime: str, shim: str, init: str = "", runtime_inproc: bool = False,
@@ -156,14 +154,9 @@ class ContainerService(Starting, Exits, Signals, Attaching, Resources, HealthChe
         return [container_from_dict(dict(r.record)) for r in self.db.list_containers()]
 
     def _daemon_defaults(self, spec: CreateSpec) -> CreateSpec:
-        if not self.default_log_opts and not self.default_ulimits:
+        if not self.default_log_opts or spec.log_driver != "json-file":
             return spec
-        opts = dict(spec.log_opts or {})
-        if spec.log_driver == "json-file":
-            opts = {**self.default_log_opts, **opts}
-        names = {u[0] for u in spec.ulimits}
-        ulimits = spec.ulimits + tuple(u for u in self.default_ulimits if u[0] not in names)
-        return dataclasses.replace(spec, log_opts=opts, ulimits=ulimits)
+        return dataclasses.replace(spec, log_opts={**self.default_log_opts, **(spec.log_opts or {})})
 
     async def create(self, spec: CreateSpec, name: str | None = None,
                      api_config: dict | None = None) -> Container:

@@ -29,6 +29,18 @@ log = logging.getLogger(__name__)
 
 
 class Starting:
+    default_ulimits: tuple = ()  # daemon.json default-ulimits (ContainerService, set by conchd)
+
+    def _default_ulimits(self, c: Container) -> Container:
+        """The daemon's default ulimits added at start to the container's own, as moby's
+        mergeUlimits: not recorded in HostConfig.Ulimits (inspect shows the container's), and a
+        changed daemon.json applies to existing containers at their next start."""
+        names = {u[0] for u in c.spec.ulimits}
+        extra = tuple(u for u in self.default_ulimits if u[0] not in names)
+        if not extra:
+            return c
+        return dataclasses.replace(c, spec=dataclasses.replace(c.spec, ulimits=c.spec.ulimits + extra))
+
     async def start(self, ref: str) -> Container:
         self.prearm.arm(0.15)
         c = self.get(ref)
@@ -106,7 +118,8 @@ class Starting:
             files = self._write_etc_files(c)
             user = ociconfig.resolve_user(c.spec.user or image_user(image), rootfs)
             link_env = self.networks.link_env(c) if self.networks is not None and c.spec.links else ()
-            spec = ociconfig.runtime_spec(c, image.config, rootfs=rootfs, files=files, user=user,
+            spec = ociconfig.runtime_spec(self._default_ulimits(c), image.config, rootfs=rootfs,
+                                          files=files, user=user,
                                           init_binary=self.init, netns_path=netns_path,
                                           link_env=link_env)
             write_json(os.path.join(self.paths.bundle(c.id), "config.json"), spec, mode=0o644)

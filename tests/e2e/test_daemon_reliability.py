@@ -5,6 +5,7 @@ container stuck "running" with a dead pid nor a conchd that will not start.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -140,3 +141,57 @@ def test_nft_keyword_table_name_is_refused_clearly(d):
         other.close()
     assert not _link_exists(other.bridge)
     assert not (Path("/run/conch/locks") / "nft-ct.lock").exists()
+
+
+@pytest.fixture
+def full_disk_daemon():
+    """A conchd whose data root is a small tmpfs (busybox imported), unmounted after."""
+    other = Daemon()
+    other.data_root.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(other.data_root)],
+                   check=True)
+    try:
+        other.start()
+        other.import_busybox()
+        yield other
+    finally:
+        # a failed test leaves the disk full: free it, so that close() can remove all
+        # (kill, unmount the rootfs: overlayfs pins the upper files, then delete)
+        for cid in other.container_ids():
+            pid = other.conch("inspect", "-f", "{{.State.Pid}}", cid).stdout.strip()
+            if pid.isdigit() and int(pid) > 0:
+                with contextlib.suppress(OSError):
+                    os.kill(int(pid), signal.SIGKILL)
+            rootfs = other.data_root / "containers" / cid / "bundle" / "rootfs"
+            wait_for(lambda: not Path(f"/proc/{pid}").exists() if pid.isdigit() else True,
+                     "the container outlived SIGKILL", timeout=10)
+            if os.path.ismount(rootfs):
+                subprocess.run(["umount", "-l", str(rootfs)], check=False)
+        for fill in (other.data_root / "snapshots" / "snapshots").glob("*/fs/fill"):
+            fill.unlink()
+        try:
+            if other.proc is not None:
+                other.rm_all()
+                other.stop()
+        finally:
+            if os.path.ismount(other.data_root):  # ours: not a leak of conchd's
+                subprocess.run(["umount", str(other.data_root)], check=False)
+            other.close()
+
+
+def test_rm_f_frees_a_full_disk(full_disk_daemon):
+    """Issue 15 item 2: the container that filled the data root can be removed through
+    the API (was: 'database or disk is full'), and the daemon works afterwards."""
+    d = full_disk_daemon
+    cid = d.conch("run", "-d", "busybox", "sh", "-c",
+                  "dd if=/dev/zero of=/fill bs=1M; sleep 1000", check=True).stdout.strip()
+
+    def full() -> bool:
+        st = os.statvfs(d.data_root)
+        return st.f_bavail * st.f_frsize < 256 << 10
+    wait_for(full, "the container did not fill the data root", timeout=60)
+    rm = d.conch("rm", "-f", cid, timeout=60)
+    assert rm.returncode == 0, rm.stderr
+    assert d.conch("ps", "-aq").stdout == ""
+    assert not full()
+    assert d.conch("run", "--rm", "busybox", "echo", "ok", check=True).stdout == "ok\n"

@@ -231,7 +231,25 @@ class ContainerService(Starting, Exits, Signals, Attaching, Resources, HealthChe
             raise Conflict(f"You cannot remove a restarting container {c.id}. Stop the "
                            "container before attempting removal or force remove")
         if force:  # first: waits out a restart in progress, cancels one in its back-off
-            c = await self._mark_stopped_by_hand(c.id)
+            try:
+                c = await self._mark_stopped_by_hand(c.id)
+            except Exception as exc:  # noqa: BLE001 - only a full disk is handled here
+                if not _disk_full(exc):
+                    raise
+                # the disk is full (often this container's doing) and the record cannot
+                # be written: free the container's space first, then carry on
+                log.warning("removing %s on a full disk: freeing its files first", c.id[:12])
+                await self._free_space(c)
+                for _ in range(50):  # the killed processes' files close as they die
+                    try:
+                        c = await self._mark_stopped_by_hand(c.id)
+                        break
+                    except Exception as again:  # noqa: BLE001 - as above
+                        if not _disk_full(again):
+                            raise
+                        await asyncio.sleep(0.1)
+                else:
+                    c = await self._mark_stopped_by_hand(c.id)
         if c.state.running:
             if not force:
                 raise Conflict(f"You cannot remove a running container {c.id}. Stop the "
@@ -266,6 +284,66 @@ class ContainerService(Starting, Exits, Signals, Attaching, Resources, HealthChe
             await asyncio.to_thread(self._remove_files, c.id)
         self._locks.pop(c.id, None)
         self._exited.pop(c.id, None)
+
+    async def _free_space(self, c: Container) -> None:
+        """rm -f on a full disk: kill the container, wait for its init to die (its open
+        files go with it), then empty its writable layer and truncate its logs, which
+        allocates nothing. The record is written after that, under the same lock the exit
+        monitor takes, so the monitor too finds room to record the exit."""
+        from conch.engine.containers.exits import wait_pid
+
+        async with self._lock(c.id):
+            pid = c.state.pid if c.state.running else 0
+            if pid:
+                try:
+                    await self._runtime("kill", c.id, "KILL")
+                except ConchError:
+                    pass
+                try:
+                    await asyncio.wait_for(wait_pid(pid), timeout=10)
+                except asyncio.TimeoutError:
+                    log.warning("container %s: init %d outlived SIGKILL for 10 s", c.id[:12], pid)
+            # overlayfs pins the upper files it has looked up: their space comes back
+            # only once the rootfs is unmounted (the rest of the task's undoing, which
+            # writes network state, waits for the exit monitor, once there is room)
+            await asyncio.to_thread(self._unmount_rootfs_now, c.id)
+            await asyncio.to_thread(self._empty_files, c.id)
+
+    def _unmount_rootfs_now(self, cid: str) -> None:
+        from conch.kernel import mount as kmount
+        from conch.snapshots import unmount
+
+        rootfs = self.paths.rootfs(cid)
+        try:
+            unmount(rootfs)
+        except ConchError as exc:  # still busy: detach it, the space returns with its users
+            log.warning("unmounting the rootfs of %s: %s; detaching it", cid[:12], exc)
+            try:
+                kmount.umount(rootfs, kmount.MNT_DETACH)
+            except ConchError:
+                pass
+
+    def _empty_files(self, cid: str) -> None:
+        try:
+            upper = self.snapshotter.layer_dirs(cid)[0] / "fs"
+        except ConchError:
+            upper = None
+        if upper is not None and upper.is_dir():
+            for entry in os.scandir(upper):
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    try:
+                        os.unlink(entry.path)
+                    except OSError:
+                        pass
+        log_dir = self.paths.dir(cid)
+        for name in os.listdir(log_dir) if os.path.isdir(log_dir) else ():
+            if name.startswith(f"{cid}-json.log"):
+                try:
+                    os.truncate(os.path.join(log_dir, name), 0)
+                except OSError:
+                    pass
 
     async def _remove_anonymous_volumes(self, c: Container) -> None:
         """rm -v: the anonymous volumes go with the container, named ones never do."""
@@ -340,3 +418,13 @@ class ContainerService(Starting, Exits, Signals, Attaching, Resources, HealthChe
                         await self._start_locked(self.get(c.id))
                     except ConchError as exc:
                         log.warning("restarting %s at daemon start failed: %s", c.id[:12], exc)
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """SQLite's SQLITE_FULL ("database or disk is full") or an ENOSPC."""
+    import errno
+    import sqlite3
+
+    if isinstance(exc, sqlite3.OperationalError):
+        return "full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno == errno.ENOSPC

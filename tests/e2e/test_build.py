@@ -13,35 +13,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from conch.testing.daemon import DOCKER, clean_after, daemon_fixture, ok
+from conch.testing.build import images_fixture, write_context as context
+from conch.testing.daemon import DOCKER, daemon_fixture, ok
 
 daemon = daemon_fixture("module")
-
-
-@pytest.fixture
-def images(daemon):
-    """Names to rmi after the test; then the leak check."""
-    guard = clean_after(daemon)
-    next(guard)
-    names: list[str] = []
-    yield names
-    for name in names:
-        daemon.conch("rmi", "-f", name)
-    next(guard, None)
-
-
-def context(tmp_path: Path, dockerfile: str, files: dict[str, str] | None = None,
-            name: str = "Dockerfile") -> Path:
-    (tmp_path / name).write_text(dockerfile)
-    for rel, text in (files or {}).items():
-        p = tmp_path / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text)
-    return tmp_path
+images = images_fixture()
 
 
 def inspect(daemon, name: str) -> dict:

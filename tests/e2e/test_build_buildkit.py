@@ -19,34 +19,14 @@ import os
 import subprocess
 import tarfile
 import threading
-from pathlib import Path
 
 import pytest
 
-from conch.testing.daemon import BIN, clean_after, daemon_fixture, ok
+from conch.testing.build import images_fixture, write_context as _ctx
+from conch.testing.daemon import BIN, daemon_fixture, ok
 
 daemon = daemon_fixture("module")
-
-
-@pytest.fixture
-def images(daemon):
-    guard = clean_after(daemon)
-    next(guard)
-    names: list[str] = []
-    yield names
-    for name in names:
-        daemon.conch("rmi", "-f", name)
-    next(guard, None)
-
-
-def _ctx(tmp_path: Path, dockerfile: str, files: dict[str, str] | None = None) -> Path:
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    (tmp_path / "Dockerfile").write_text(dockerfile)
-    for rel, text in (files or {}).items():
-        p = tmp_path / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text)
-    return tmp_path
+images = images_fixture()
 
 
 def _run(daemon, image: str, *cmd: str) -> str:

@@ -8,29 +8,12 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
-import pytest
-
-from conch.testing.daemon import clean_after, daemon_fixture, ok
+from conch.testing.build import images_fixture, write_context as _ctx
+from conch.testing.daemon import daemon_fixture, ok
 
 daemon = daemon_fixture("module")
-
-
-@pytest.fixture
-def images(daemon):
-    guard = clean_after(daemon)
-    next(guard)
-    names: list[str] = []
-    yield names
-    for name in names:
-        daemon.conch("rmi", "-f", name)
-    next(guard, None)
-
-
-def _ctx(tmp_path: Path, dockerfile: str) -> Path:
-    (tmp_path / "Dockerfile").write_text(dockerfile)
-    return tmp_path
+images = images_fixture()
 
 
 def test_unused_failing_stage_is_skipped_and_stages_run_in_parallel(daemon, images, tmp_path):

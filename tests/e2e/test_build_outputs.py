@@ -14,12 +14,12 @@ import re
 import tarfile
 from pathlib import Path
 
-import pytest
-
-from conch.testing.daemon import clean_after, daemon_fixture, ok
+from conch.testing.build import images_fixture, write_context
+from conch.testing.daemon import daemon_fixture, ok
 from conch.testing.registry_server import RegistryServer
 
 daemon = daemon_fixture("module")
+images = images_fixture()
 
 DOCKERFILE = (
     "FROM busybox\n"
@@ -29,23 +29,8 @@ DOCKERFILE = (
 )
 
 
-@pytest.fixture
-def images(daemon):
-    guard = clean_after(daemon)
-    next(guard)
-    names: list[str] = []
-    yield names
-    for name in names:
-        daemon.conch("rmi", "-f", name)
-    next(guard, None)
-
-
 def _ctx(tmp_path: Path) -> Path:
-    ctx = tmp_path / "ctx"
-    ctx.mkdir()
-    (ctx / "Dockerfile").write_text(DOCKERFILE)
-    (ctx / "data.txt").write_text("data\n")
-    return ctx
+    return write_context(tmp_path / "ctx", DOCKERFILE, {"data.txt": "data\n"})
 
 
 def test_outputs_local_tar_oci_and_iidfile(daemon, images, tmp_path):

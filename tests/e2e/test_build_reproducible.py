@@ -17,11 +17,11 @@ import tarfile
 import time
 from pathlib import Path
 
-import pytest
-
-from conch.testing.daemon import clean_after, daemon_fixture, ok
+from conch.testing.build import images_fixture, write_context
+from conch.testing.daemon import daemon_fixture, ok
 
 daemon = daemon_fixture("module")
+images = images_fixture()
 
 EPOCH = 1_600_000_000  # 2020-09-13T12:26:40Z
 DOCKERFILE = (
@@ -34,22 +34,8 @@ DOCKERFILE = (
 )
 
 
-@pytest.fixture
-def images(daemon):
-    guard = clean_after(daemon)
-    next(guard)
-    names: list[str] = []
-    yield names
-    for name in names:
-        daemon.conch("rmi", "-f", name)
-    next(guard, None)
-
-
 def _context(tmp_path: Path) -> Path:
-    (tmp_path / "Dockerfile").write_text(DOCKERFILE)
-    (tmp_path / "a.txt").write_text("a\n")
-    (tmp_path / "b.txt").write_text("b\n")
-    return tmp_path
+    return write_context(tmp_path, DOCKERFILE, {"a.txt": "a\n", "b.txt": "b\n"})
 
 
 def _build(daemon, ctx: Path, tag: str, *args: str, env: dict | None = None) -> str:

@@ -15,33 +15,22 @@ import shlex
 from pathlib import Path
 
 from conch.errors import InvalidArgument
+from conch.oci.duration import duration_ns as go_duration_ns
 from conch.compose.interpolation import parse_env_file
 from conch.compose.merge import as_mapping
 
 __all__ = ["normalize_service", "normalize_resources", "duration_ns", "size_bytes",
            "parse_port"]
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNIT_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
-            "m": 60_000_000_000, "h": 3_600_000_000_000}
-
-
 def duration_ns(value, *, where: str = "") -> int:
     """Go's duration syntax (``1m30s``, ``500ms``); a bare number is seconds."""
     if isinstance(value, (int, float)):
         return int(value * 1_000_000_000)
     text = str(value).strip()
-    if not text:
-        return 0
-    pos, total = 0, 0.0
-    for m in _DURATION.finditer(text):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNIT_NS[m.group(2)]
-        pos = m.end()
-    if pos != len(text):
-        raise InvalidArgument(f"{where}: invalid duration {text!r}")
-    return int(total)
+    try:
+        return go_duration_ns(text)
+    except ValueError:
+        raise InvalidArgument(f"{where}: invalid duration {text!r}") from None
 
 
 def size_bytes(value, *, where: str = "") -> int:

@@ -14,6 +14,7 @@ Modules:
 * ``reference``  -- :class:`Reference`, Docker's reference grammar and normalisation
 * ``image``      -- :class:`ImageManifest`, :class:`ImageIndex`, :class:`ImageConfig`,
   :func:`chain_ids`
+* ``duration``   -- Go's duration text (``1m30s``) -> nanoseconds
 * ``fastjson``   -- JSON through the ``_json`` C accelerator (no ``re``), for the
   runtime's and the CLI's start-up paths
 

@@ -16,11 +16,11 @@ Shell-form RUN/CMD/ENTRYPOINT are never expanded here: the shell does that.
 from __future__ import annotations
 
 import json
-import re
 import signal
 from dataclasses import dataclass, field, replace
 
 from conch.errors import InvalidArgument
+from conch.oci.duration import duration_ns
 from conch.oci.image import ExecutionConfig, Healthcheck
 
 DEFAULT_SHELL = ("/bin/sh", "-c")
@@ -28,9 +28,6 @@ DEFAULT_SHELL = ("/bin/sh", "-c")
 PREDEFINED_ARGS = frozenset(
     k for base in ("HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY")
     for k in (base, base.lower())) | {"SOURCE_DATE_EPOCH"}  # BuildKit's: reproducibility
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
-       "m": 60_000_000_000, "h": 3_600_000_000_000}
 
 
 @dataclass
@@ -329,17 +326,10 @@ def flag_values(flags: tuple[str, ...], allowed: tuple[str, ...], what: str) -> 
 
 def _duration(text: str | None) -> int:
     """Go's time.ParseDuration (the subset HEALTHCHECK takes) -> ns; "" -> 0."""
-    if not text:
-        return 0
-    pos, total = 0, 0.0
-    for m in _DURATION.finditer(text):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _NS[m.group(2)]
-        pos = m.end()
-    if pos != len(text):
-        raise InvalidArgument(f'time: invalid duration "{text}"')
-    return int(total)
+    try:
+        return duration_ns(text or "")
+    except ValueError:
+        raise InvalidArgument(f'time: invalid duration "{text}"') from None
 
 
 def _go_quote_list(items) -> str:

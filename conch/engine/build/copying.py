@@ -133,6 +133,24 @@ def _walk(src: Source, excluded: Callable[[str], bool] | None):
             yield host, rel
 
 
+def _targets(root: str, sources: list[Source], dest: str, dest_is_dir: bool, excluded):
+    """(host path, absolute path in the image) of every entry a COPY of ``sources`` to
+    ``dest`` writes, in order, the image's root itself never: a source file lands inside
+    ``dest`` when that is a directory (``dest_is_dir``: a trailing ``/``; several sources;
+    or a directory already in ``root``), else as ``dest``; a directory's contents land
+    in ``dest``. Shared by :func:`write_tar` and :func:`copy_direct`."""
+    into_dir = dest_is_dir or len(sources) > 1 or _is_dir_in(root, dest)
+    for src in sources:
+        if src.is_dir:
+            base = dest
+        else:
+            base = posixpath.join(dest, posixpath.basename(src.rel)) if into_dir else dest
+        for host, rel in _walk(src, excluded):
+            target = posixpath.normpath(posixpath.join(base, rel)) if rel else base
+            if target != "/":
+                yield host, target
+
+
 class ContextFilter:
     """The build context's .dockerignore as the walkers here use it: called with a path,
     is it left out; ``may_reinclude_below(dir)``: must an excluded directory be walked."""
@@ -195,7 +213,6 @@ def write_tar(out: BinaryIO, root: Path, sources: list[Source], dest: str, dest_
     ``chmod`` (BuildKit's ``--chmod``): the mode of every file and directory copied
     (not of the parents made for them)."""
     root_s = str(root)
-    into_dir = dest_is_dir or len(sources) > 1 or _is_dir_in(root_s, dest)
     uid, gid = owner
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT,
                       encoding="utf-8", errors="surrogateescape") as tar:
@@ -214,27 +231,19 @@ def write_tar(out: BinaryIO, root: Path, sources: list[Source], dest: str, dest_
                 tar.addfile(info)
                 made.add(d)
 
-        for src in sources:
-            if src.is_dir:
-                base = dest
+        for host, target in _targets(root_s, sources, dest, dest_is_dir, excluded):
+            parents(target)
+            info = tar.gettarinfo(host, arcname=target.lstrip("/"))
+            info.uid, info.gid, info.uname, info.gname = uid, gid, "", ""
+            if chmod is not None and (info.isreg() or info.isdir()):
+                info.mode = chmod
+            if info.isreg():
+                with open(host, "rb") as f:
+                    tar.addfile(info, f)
             else:
-                base = posixpath.join(dest, posixpath.basename(src.rel)) if into_dir else dest
-            for host, rel in _walk(src, excluded):
-                target = posixpath.normpath(posixpath.join(base, rel)) if rel else base
-                if target == "/":
-                    continue
-                parents(target)
-                info = tar.gettarinfo(host, arcname=target.lstrip("/"))
-                info.uid, info.gid, info.uname, info.gname = uid, gid, "", ""
-                if chmod is not None and (info.isreg() or info.isdir()):
-                    info.mode = chmod
-                if info.isreg():
-                    with open(host, "rb") as f:
-                        tar.addfile(info, f)
-                else:
-                    tar.addfile(info)
-                if info.isdir():
-                    made.add(target)
+                tar.addfile(info)
+            if info.isdir():
+                made.add(target)
 
 
 def _exists_in(root: str, path: str) -> bool:
@@ -304,7 +313,6 @@ def copy_direct(root: Path, sources: list[Source], dest: str, dest_is_dir: bool,
     import shutil
 
     root_s = str(root)
-    into_dir = dest_is_dir or len(sources) > 1 or _is_dir_in(root_s, dest)
     uid, gid = owner
     links: dict[tuple[int, int], str] = {}
     dir_times: list[tuple[str, os.stat_result]] = []
@@ -336,54 +344,46 @@ def copy_direct(root: Path, sources: list[Source], dest: str, dest_is_dir: bool,
         else:
             os.unlink(path)
 
-    for src in sources:
-        if src.is_dir:
-            base = dest
-        else:
-            base = posixpath.join(dest, posixpath.basename(src.rel)) if into_dir else dest
-        for host, rel in _walk(src, excluded):
-            target = posixpath.normpath(posixpath.join(base, rel)) if rel else base
-            if target == "/":
-                continue
-            name = posixpath.basename(target)
-            if name.startswith(".wh..wh."):
-                continue  # aufs bookkeeping: skipped, as put_archive (dockerd) does
-            if name.startswith(".wh."):  # in a layer it would hide its namesake
-                raise InvalidArgument(f"archive entry {target.lstrip('/')!r}: cannot copy a file named .wh.*")
-            st = os.lstat(host)
-            mode = st.st_mode
-            if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
-                raise _NotPlain(host)
-            parents(target)
-            path = place(target)
-            perm = chmod if chmod is not None else stat.S_IMODE(mode)
-            if stat.S_ISDIR(mode):
-                clear(path, keep_dir=True)
-                if not os.path.isdir(path) or os.path.islink(path):
-                    os.mkdir(path, 0o700)
-            elif stat.S_ISLNK(mode):
-                clear(path, keep_dir=False)
-                os.symlink(os.readlink(host), path)
-                os.lchown(path, uid, gid)
-                os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-                continue
-            else:
-                clear(path, keep_dir=False)
-                key = (st.st_dev, st.st_ino)
-                if st.st_nlink > 1 and key in links:
-                    os.link(links[key], path)
-                    continue
-                fd = os.open(host, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-                with open(fd, "rb") as fin, open(path, "xb") as fout:
-                    _copy_range(fin.fileno(), fout.fileno(), st.st_size)
-                if st.st_nlink > 1:
-                    links[key] = path
+    for host, target in _targets(root_s, sources, dest, dest_is_dir, excluded):
+        name = posixpath.basename(target)
+        if name.startswith(".wh..wh."):
+            continue  # aufs bookkeeping: skipped, as put_archive (dockerd) does
+        if name.startswith(".wh."):  # in a layer it would hide its namesake
+            raise InvalidArgument(f"archive entry {target.lstrip('/')!r}: cannot copy a file named .wh.*")
+        st = os.lstat(host)
+        mode = st.st_mode
+        if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+            raise _NotPlain(host)
+        parents(target)
+        path = place(target)
+        perm = chmod if chmod is not None else stat.S_IMODE(mode)
+        if stat.S_ISDIR(mode):
+            clear(path, keep_dir=True)
+            if not os.path.isdir(path) or os.path.islink(path):
+                os.mkdir(path, 0o700)
+        elif stat.S_ISLNK(mode):
+            clear(path, keep_dir=False)
+            os.symlink(os.readlink(host), path)
             os.lchown(path, uid, gid)
-            os.chmod(path, perm)
-            if stat.S_ISDIR(mode):
-                dir_times.append((path, st))  # after their entries: adding one changes it
-            else:
-                os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+            continue
+        else:
+            clear(path, keep_dir=False)
+            key = (st.st_dev, st.st_ino)
+            if st.st_nlink > 1 and key in links:
+                os.link(links[key], path)
+                continue
+            fd = os.open(host, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            with open(fd, "rb") as fin, open(path, "xb") as fout:
+                _copy_range(fin.fileno(), fout.fileno(), st.st_size)
+            if st.st_nlink > 1:
+                links[key] = path
+        os.lchown(path, uid, gid)
+        os.chmod(path, perm)
+        if stat.S_ISDIR(mode):
+            dir_times.append((path, st))  # after their entries: adding one changes it
+        else:
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     for path, st in reversed(dir_times):
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
 

@@ -7,29 +7,19 @@ from __future__ import annotations
 from conch.cli.gotemplate.values import NOVALUE, GoMap, GoSlice, NilPtr, Struct, go_type
 
 
+_ESC = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v",
+        "\\": "\\", "'": "'", '"': '"'}
+# strconv.Quote's escapes: _ESC read the other way (a "'" stays as is inside "...")
+_QUOTE = {ch: "\\" + letter for letter, ch in _ESC.items() if letter != "'"}
+
+
 def go_quote(s: str) -> str:
     """``strconv.Quote``."""
     out = ['"']
     for ch in s:
         o = ord(ch)
-        if ch == '"':
-            out.append('\\"')
-        elif ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\a":
-            out.append("\\a")
-        elif ch == "\b":
-            out.append("\\b")
-        elif ch == "\f":
-            out.append("\\f")
-        elif ch == "\v":
-            out.append("\\v")
+        if ch in _QUOTE:
+            out.append(_QUOTE[ch])
         elif 0xDC80 <= o <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
             out.append(f"\\x{o - 0xDC00:02x}")
         elif o < 0x20 or o == 0x7F:
@@ -40,10 +30,6 @@ def go_quote(s: str) -> str:
             out.append(ch)
     out.append('"')
     return "".join(out)
-
-
-_ESC = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v",
-        "\\": "\\", "'": "'", '"': '"'}
 
 
 def go_unquote(s: str) -> str:

@@ -70,6 +70,7 @@ from conch.errors import (
     AlreadyExists, ConchError, Conflict, FailedPrecondition, InvalidArgument, NotFound,
     PermissionDenied, Unavailable,
 )
+from conch.network import forwarding
 from conch.network.firewall_state import parse_listing
 from conch.network.netlink import check_ifname
 from conch.network.ports import PortReservation, check_port_args
@@ -80,7 +81,6 @@ log = logging.getLogger(__name__)
 
 _TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}")
 _IPTABLES_TABLES = {"nat", "filter", "mangle", "raw", "security"}
-_IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 
 _SKELETON = """\
 add table ip {t}
@@ -196,7 +196,7 @@ class Firewall:
         """Create the table, its sets and chains (rules rewritten, elements kept), then read
         the current networks and ports back. Idempotent; an incompatible old table is
         replaced (the caller reconciles its networks afterwards)."""
-        _ensure_ip_forward()
+        forwarding.ensure_on(forwarding.IPV4)
         skeleton = _SKELETON.format(t=self.table)
         with self._lock:
             try:
@@ -571,15 +571,4 @@ def _set_route_localnet(bridge: str, on: bool) -> None:
                            "add_network)") from exc
     except PermissionError as exc:
         raise PermissionDenied(f"setting {path}: {exc.strerror}") from exc
-
-
-def _ensure_ip_forward() -> None:
-    """Containers reach the outside only when the host routes: dockerd turns
-    net.ipv4.ip_forward on at start when it is off, and so do we."""
-    try:
-        if _IP_FORWARD.read_text().strip() != "1":
-            log.info("enabling net.ipv4.ip_forward for container networking")
-            _IP_FORWARD.write_text("1")
-    except OSError as exc:
-        raise PermissionDenied(f"enabling {_IP_FORWARD}: {exc.strerror}") from exc
 

@@ -21,16 +21,11 @@ one (a daemon restart forgot it) is no error.
 from __future__ import annotations
 
 import ipaddress
-import logging
 import subprocess
 import threading
-from pathlib import Path
 
-from conch.errors import ConchError, InvalidArgument, PermissionDenied
-
-log = logging.getLogger(__name__)
-
-_FORWARD6 = Path("/proc/sys/net/ipv6/conf/all/forwarding")
+from conch.errors import ConchError, InvalidArgument
+from conch.network import forwarding
 
 _SKELETON6 = """\
 add table ip6 {t}
@@ -79,7 +74,7 @@ class Firewall6:
     def _ensure(self) -> None:
         if self._ready:
             return
-        _ensure_forwarding()
+        forwarding.ensure_on(forwarding.IPV6)  # on the first IPv6 network, as dockerd
         self._run(_SKELETON6.format(t=self.table))
         self._ready = True
 
@@ -149,13 +144,3 @@ def table_exists(nft: str, table: str) -> bool:
     proc = subprocess.run([nft, "list", "table", "ip6", table], capture_output=True, text=True,
                           timeout=30)
     return proc.returncode == 0
-
-
-def _ensure_forwarding() -> None:
-    """dockerd enables IPv6 forwarding for its IPv6 networks; so do we, on the first."""
-    try:
-        if _FORWARD6.read_text().strip() != "1":
-            log.info("enabling net.ipv6.conf.all.forwarding for IPv6 container networking")
-            _FORWARD6.write_text("1")
-    except OSError as exc:
-        raise PermissionDenied(f"enabling {_FORWARD6}: {exc.strerror}") from exc

@@ -28,6 +28,11 @@ def start_error_status(message: str) -> int:
     return 125
 
 
+def _start_status(exc: BaseException) -> int:
+    # a broken connection (OSError) says nothing about the command: 125, never 126/127
+    return start_error_status(str(exc)) if isinstance(exc, errors.ConchError) else 125
+
+
 # -- create / run ---------------------------------------------------------------------------------
 
 
@@ -149,19 +154,35 @@ class Waiter:
             self.pending.wait(timeout)
 
     def status(self) -> int:
-        result: dict[str, Any] = {}
+        """The container's exit status; 125 when the wait is lost, as docker/cli's
+        ``waitExitOrRemoved``: a daemon that died (EOF or reset mid-body), a broken
+        connection, a body without ``StatusCode`` or an in-band ``Error``. A lost wait
+        must never read as an exit status (an empty body once read as exit 0)."""
+        result: Any = None
         if self.error is None:
             try:
-                result = self.pending.response().json() or {}
-            except Exception as exc:
+                result = self.pending.response().json()
+            except (errors.ConchError, OSError, ValueError) as exc:
                 self.error = exc
+        if self.error is None and not (isinstance(result, dict) and "StatusCode" in result):
+            self.error = errors.Unavailable("unexpected EOF")
         if self.error is not None:
             if isinstance(self.error, errors.NotFound) and self.condition == "removed":
                 return 0  # removed before the wait was registered: nothing more to learn
-            raise self.error
+            self.ctx.err(f"error waiting for container: {_wait_error(self.error)}")
+            return 125
         if (result.get("Error") or {}).get("Message"):
-            self.ctx.err(f"Error waiting for container: {result['Error']['Message']}")
-        return int(result.get("StatusCode", 0))
+            self.ctx.err(f"error waiting for container: {result['Error']['Message']}")
+            return 125
+        return int(result["StatusCode"])
+
+
+def _wait_error(exc: BaseException) -> str:
+    if isinstance(exc, errors.ConchError) and getattr(exc, "status", None):
+        return f"Error response from daemon: {exc}"  # an error status to the wait itself
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return str(exc)
 
 
 def _resize(ctx: Context, path: str):
@@ -181,14 +202,14 @@ def cmd_run(ctx: Context, argv: list[str]) -> int:
             raise CommandError("the input device is not a TTY", status=1)
     try:
         cid = create_container(ctx, req, ns.quiet)
-    except errors.ConchError as exc:
+    except (errors.ConchError, OSError) as exc:  # a reset (conchd died) is 125 too, not 1
         return _engine_failure(ctx, exc)
     client = ctx.client
     if ns.detach:
         try:
             client.post(f"/containers/{cid}/start")
-        except errors.ConchError as exc:
-            return _engine_failure(ctx, exc, start_error_status(str(exc)))
+        except (errors.ConchError, OSError) as exc:
+            return _engine_failure(ctx, exc, _start_status(exc))
         ctx.out(cid)
         return 0
 
@@ -208,10 +229,10 @@ def cmd_run(ctx: Context, argv: list[str]) -> int:
             sock = client.hijack("POST", f"/containers/{cid}/attach", params=params)
         waiter.registered()
         client.post(f"/containers/{cid}/start")
-    except errors.ConchError as exc:
+    except (errors.ConchError, OSError) as exc:
         if sock is not None:
             sock.close()
-        return _engine_failure(ctx, exc, start_error_status(str(exc)))
+        return _engine_failure(ctx, exc, _start_status(exc))
     return _stream_and_wait(ctx, cid, sock, waiter, tty=body["Tty"], stdin=body["AttachStdin"],
                             sig_proxy=ns.sig_proxy, detach_keys=ns.detach_keys)
 

@@ -102,7 +102,13 @@ class Response:
                 return
             if "chunked" in self.headers.get("transfer-encoding", "").lower():
                 while True:
-                    size = int(self._reader.readline().split(b";")[0].strip() or b"0", 16)
+                    line = self._reader.readline()
+                    if not line.endswith(b"\n"):
+                        # EOF before the last chunk: the daemon died mid-body (Go's
+                        # "unexpected EOF"); an empty body here read as "{}" once made a
+                        # lost wait look like exit 0
+                        raise errors.Unavailable("connection closed by the daemon mid-response")
+                    size = int(line.split(b";")[0].strip() or b"0", 16)
                     if size == 0:
                         while self._reader.readline() not in (b"\r\n", b"\n", b""):
                             pass  # trailers

@@ -8,6 +8,7 @@ TYPE_CHECKING = False  # not `from typing import`: typing costs ms of CLI start-
 if TYPE_CHECKING:
     from typing import Any
 
+from conch import errors
 from conch.cli import format as fmt
 from conch.cli.main import CommandError, Context
 from conch.cli.verb_common import confirm, each_name, filters_json, quote_path
@@ -80,8 +81,15 @@ def cmd_unpause(ctx: Context, argv: list[str]) -> int:
 def cmd_wait(ctx: Context, argv: list[str]) -> int:
     p = _names_parser(ctx, "Block until one or more containers stop, then print their exit codes")
     ns = p.parse(argv)
-    return each_name(ctx, ns.containers,
-                 lambda n: ctx.client.post(f"/containers/{quote_path(n)}/wait").get("StatusCode", 0))
+    return each_name(ctx, ns.containers, lambda n: _wait_status(ctx, n))
+
+
+def _wait_status(ctx: Context, name: str) -> int:
+    # a body without StatusCode is a lost wait: an error, never a default of 0
+    result = ctx.client.post(f"/containers/{quote_path(name)}/wait")
+    if not isinstance(result, dict) or "StatusCode" not in result:
+        raise errors.Unavailable("unexpected EOF")
+    return int(result["StatusCode"])
 
 
 def cmd_rename(ctx: Context, argv: list[str]) -> int:

@@ -135,6 +135,13 @@ class Client:
         sock = self.connect()
         try:
             self._send(sock, method, self.url(path, params), body, hdrs)
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            # conchd died after the kernel queued our connection (kill -9 mid-accept):
+            # the daemon's failure, not a closed stdout, which main() exits 0 for (a
+            # `conch wait` then exited 0 with no status: a lost wait read as success)
+            sock.close()
+            raise errors.Unavailable(f"the conch daemon at {self.host} closed the connection "
+                                     "before taking the request") from exc
         except BaseException:
             sock.close()
             raise

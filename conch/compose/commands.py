@@ -124,6 +124,20 @@ def _scale_args(items: list[str]) -> dict[str, int]:
     return out
 
 
+def _of_services(containers, services: list[str] | None) -> list[dict]:
+    """The containers (``/containers/json`` items) of ``services``; all when none named."""
+    return [x for x in containers
+            if not services or x["Labels"].get("com.docker.compose.service") in services]
+
+
+def _print_table(ctx, rows: list[list]) -> None:
+    """``rows`` (the header first) in columns three spaces apart, as compose prints them."""
+    table = [[str(v) for v in row] for row in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        ctx.out("   ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
 def _cmd_up(ctx, g, args, run_verb) -> int:
     p = _sub("up")
     p.add_argument("-d", "--detach", action="store_true")
@@ -256,9 +270,8 @@ def _cmd_ps(ctx, g, args, run_verb) -> int:
     p.add_argument("services", nargs="*")
     a = p.parse_args(args)
     c = _compose(ctx, g, a.services)
-    items = [x for x in c.containers(all=True)
+    items = [x for x in _of_services(c.containers(all=True), a.services)
              if (a.all or x.get("State") == "running" or a.status)
-             and (not a.services or x["Labels"].get("com.docker.compose.service") in a.services)
              and (not a.status or x.get("State") in a.status)]
     if a.quiet:
         for x in items:
@@ -295,10 +308,8 @@ def _cmd_ps(ctx, g, args, run_verb) -> int:
     if any(r["Autoscale"] for r in rows):
         cols.append("AUTOSCALE")
         keys.append("Autoscale")
-    table = [cols] + [[(f'"{r[k][:20]}"' if k == "Command" else str(r[k])) for k in keys] for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
-    for row in table:
-        ctx.out("   ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+    _print_table(ctx, [cols] + [[(f'"{r[k][:20]}"' if k == "Command" else str(r[k])) for k in keys]
+                                for r in rows])
     return 0
 
 
@@ -339,9 +350,7 @@ def _cmd_rm(ctx, g, args, run_verb) -> int:
     p.add_argument("services", nargs="*")
     a = p.parse_args(args)
     c = _compose(ctx, g, a.services)
-    for x in c.containers():
-        if a.services and x["Labels"].get("com.docker.compose.service") not in a.services:
-            continue
+    for x in _of_services(c.containers(), a.services):
         if x.get("State") == "running":
             if not a.stop:
                 continue
@@ -371,8 +380,7 @@ def _follow_logs(ctx, c, services, *, follow: bool, timestamps: bool, tail: str,
     one thread per container (the streams are independent sockets)."""
     import threading
 
-    targets = [x for x in c.containers() if not services or
-               x["Labels"].get("com.docker.compose.service") in services]
+    targets = _of_services(c.containers(), services)
     width = max((len(x["Names"][0]) - 1 for x in targets), default=0)
     lock = threading.Lock()
 
@@ -522,15 +530,10 @@ def _cmd_top(ctx, g, args, run_verb) -> int:
     p.add_argument("services", nargs="*")
     a = p.parse_args(args)
     c = _compose(ctx, g, a.services)
-    for x in c.containers(all=False):
-        if a.services and x["Labels"].get("com.docker.compose.service") not in a.services:
-            continue
+    for x in _of_services(c.containers(all=False), a.services):
         top = c.api.c.get(f"/containers/{x['Id']}/top")
         ctx.out(x["Names"][0].lstrip("/"))
-        rows = [top["Titles"]] + top["Processes"]
-        widths = [max(len(str(r[i])) for r in rows) for i in range(len(top["Titles"]))]
-        for r in rows:
-            ctx.out("   ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip())
+        _print_table(ctx, [top["Titles"]] + top["Processes"])
         ctx.out("")
     return 0
 
@@ -560,9 +563,7 @@ def _cmd_images(ctx, g, args, run_verb) -> int:
     a = p.parse_args(args)
     c = _compose(ctx, g, a.services)
     rows = [["CONTAINER", "REPOSITORY", "TAG", "IMAGE ID", "SIZE"]]
-    for x in c.containers():
-        if a.services and x["Labels"].get("com.docker.compose.service") not in a.services:
-            continue
+    for x in _of_services(c.containers(), a.services):
         img = c.api.image(x["ImageID"]) or {}
         ref = x["Image"]
         repo, _, tag = ref.rpartition(":") if ":" in ref.rsplit("/", 1)[-1] else (ref, "", "latest")
@@ -573,7 +574,5 @@ def _cmd_images(ctx, g, args, run_verb) -> int:
         size = img.get("Size", 0)
         rows.append([x["Names"][0].lstrip("/"), repo, tag, iid, f"{size / 1e6:.3g}MB"])
     if not a.quiet:
-        widths = [max(len(r[i]) for r in rows) for i in range(5)]
-        for r in rows:
-            ctx.out("   ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+        _print_table(ctx, rows)
     return 0

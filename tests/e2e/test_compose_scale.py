@@ -18,6 +18,7 @@ Safety: traffic only to 127.0.0.1; every loop is bounded in time and count.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import threading
@@ -89,6 +90,33 @@ def compose(d, project: str, path, *args, timeout: float = 120):
     return d.conch("compose", "-p", project, "-f", str(path), *args, timeout=timeout)
 
 
+@contextlib.contextmanager
+def project_up(d, tmp_path, prefix: str, template: str, *up_args: str):
+    """``template`` (its ``%(port)d`` a free host port) written to compose.yaml and
+    ``up -d``'d as a fresh project named ``prefix``+hex; yields (project, path, port);
+    ``down`` afterwards, whatever the test did."""
+    project, port = f"{prefix}{os.urandom(3).hex()}", free_port()
+    path = tmp_path / "compose.yaml"
+    path.write_text(template % {"port": port})
+    r = compose(d, project, path, "up", "-d", *up_args)
+    assert r.returncode == 0, r.stderr
+    try:
+        yield project, path, port
+    finally:
+        compose(d, project, path, "down")
+
+
+def sample(url: str, n: int = 30) -> set[str]:
+    """The answers of ``n`` requests to ``url`` (failed ones skipped)."""
+    out = set()
+    for _ in range(n):
+        try:
+            out.add(get(url, 3))
+        except OSError:
+            pass
+    return out
+
+
 def running(d, project: str) -> int:
     items = d.api.get("/containers/json", filters={"label": [f"com.docker.compose.project={project}"]})
     return len(items)
@@ -117,27 +145,15 @@ services:
 
 
 def test_replicas_share_one_port_and_scale_down_loses_nothing(d, tmp_path):
-    project, port = f"sp{os.urandom(3).hex()}", free_port()
-    path = tmp_path / "compose.yaml"
-    path.write_text(WEB % {"port": port})
-    r = compose(d, project, path, "up", "-d")
-    assert r.returncode == 0, r.stderr
-    try:
+    with project_up(d, tmp_path, "sp", WEB) as (project, path, port):
         _share_and_drain(d, project, path, port)
-    finally:
-        compose(d, project, path, "down")
 
 
 def _share_and_drain(d, project, path, port):
     url = f"http://127.0.0.1:{port}/"
 
     def spread():  # replicas join the balancer once they listen: poll until they did
-        answers = set()
-        for _ in range(30):
-            try:
-                answers.add(get(url, 3))
-            except OSError:
-                pass
+        answers = sample(url)
         return answers if len(answers) >= 2 else None
 
     answers = wait_for(spread, 30, "30 requests to reach 2 replicas")
@@ -183,16 +199,9 @@ services:
 
 
 def test_autoscale_follows_cpu_load_without_failures(d, tmp_path):
-    project, port = f"as{os.urandom(3).hex()}", free_port()
-    path = tmp_path / "compose.yaml"
-    path.write_text(BURN % {"port": port})
     since = int(time.time()) - 1
-    r = compose(d, project, path, "up", "-d")
-    assert r.returncode == 0, r.stderr
-    try:
+    with project_up(d, tmp_path, "as", BURN) as (project, path, port):
         _autoscale(d, project, path, port, since)
-    finally:
-        compose(d, project, path, "down")
 
 
 def _autoscale(d, project, path, port, since):
@@ -266,12 +275,7 @@ def test_shared_port_and_autoscaler_survive_a_conchd_crash(d, tmp_path):
     """kill -9 of conchd: the shared port keeps serving while it is down (the rules are
     in the kernel), and the restarted conchd's autoscaler, reading its policy from the
     records, still scales the idle service from 3 down to its minimum of 1."""
-    project, port = f"ak{os.urandom(3).hex()}", free_port()
-    path = tmp_path / "compose.yaml"
-    path.write_text(IDLE % {"port": port})
-    r = compose(d, project, path, "up", "-d", "--scale", "web=3")
-    assert r.returncode == 0, r.stderr
-    try:
+    with project_up(d, tmp_path, "ak", IDLE, "--scale", "web=3") as (project, _, port):
         url = f"http://127.0.0.1:{port}/"
         wait_for(lambda: _answers(url), 20, "the service to answer")
         d.kill9()
@@ -281,8 +285,6 @@ def test_shared_port_and_autoscaler_survive_a_conchd_crash(d, tmp_path):
             d.start()
         wait_for(lambda: running(d, project) == 1, 60, "the restarted autoscaler to scale to 1")
         wait_for(lambda: _answers(url), 20, "the last replica to answer")
-    finally:
-        compose(d, project, path, "down")
 
 
 HEALTH = """
@@ -300,34 +302,17 @@ services:
 def test_only_healthy_replicas_get_connections(d, tmp_path):
     """A replica with a healthcheck joins the shared port once healthy and leaves it
     when it turns unhealthy (and comes back when healthy again)."""
-    project, port = f"hc{os.urandom(3).hex()}", free_port()
-    path = tmp_path / "compose.yaml"
-    path.write_text(HEALTH % {"port": port})
-    r = compose(d, project, path, "up", "-d", "--wait")
-    assert r.returncode == 0, r.stderr
-    try:
+    with project_up(d, tmp_path, "hc", HEALTH, "--wait") as (project, _, port):
         url = f"http://127.0.0.1:{port}/"
         host = {n: d.api.get(f"/containers/{project}-web-{n}/json")["Config"]["Hostname"]
                 for n in (1, 2)}
-
-        def answers(n=30):
-            out = set()
-            for _ in range(n):
-                try:
-                    out.add(get(url, 3))
-                except OSError:
-                    pass
-            return out
-
-        wait_for(lambda: answers() == set(host.values()), 20, "both healthy replicas to answer")
+        wait_for(lambda: sample(url) == set(host.values()), 20, "both healthy replicas to answer")
         ok(d.conch("exec", f"{project}-web-2", "rm", "/ok"))
         wait_for(lambda: d.api.get(f"/containers/{project}-web-2/json")["State"]["Health"]["Status"]
                  == "unhealthy", 20, "web-2 to turn unhealthy")
-        assert answers() == {host[1]}
+        assert sample(url) == {host[1]}
         ok(d.conch("exec", f"{project}-web-2", "touch", "/ok"))
-        wait_for(lambda: answers() == set(host.values()), 20, "web-2 back in the balancer")
-    finally:
-        compose(d, project, path, "down")
+        wait_for(lambda: sample(url) == set(host.values()), 20, "web-2 back in the balancer")
 
 
 RPS = """
@@ -345,17 +330,10 @@ services:
 def test_autoscale_on_requests_per_second(d, tmp_path):
     """``target_requests_per_second``: the shared port's nft connection counter drives
     the count: a request loop far above 20/s per replica adds replicas, none removes them."""
-    project, port = f"rq{os.urandom(3).hex()}", free_port()
-    path = tmp_path / "compose.yaml"
-    path.write_text(RPS % {"port": port})
-    r = compose(d, project, path, "up", "-d")
-    assert r.returncode == 0, r.stderr
-    try:
+    with project_up(d, tmp_path, "rq", RPS) as (project, _, port):
         url = f"http://127.0.0.1:{port}/"
         wait_for(lambda: _answers(url), 20, "the service to answer")
         with Load(url, n=2, limit=40) as load:
             wait_for(lambda: running(d, project) >= 2, 30, "a replica added for the request rate")
         assert load.failures == [], load.failures[:5]
         wait_for(lambda: running(d, project) == 1, 60, "back to 1 without requests")
-    finally:
-        compose(d, project, path, "down")

@@ -165,6 +165,26 @@ class WarmShim:
     def close(self) -> None:
         self.sock.close()
 
+    def discard(self, timeout: float) -> bool:
+        """Tell the shim to go (EOF) and wait up to ``timeout`` seconds until it has gone:
+        it kills and reaps its waiting runtime, then exits, and only then does its end
+        of the socket close. True when it has gone. conchd's stop waits on this, so no
+        warm shim or runtime is left behind when the stop returns (issue 15)."""
+        deadline = time.monotonic() + timeout
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                ready, _, _ = select.select([self.sock], [], [], left)
+                if ready and not self.sock.recv(4096):  # EOF (an error line may come first)
+                    return True
+        except OSError:
+            return True  # its end is gone already (ECONNRESET, ENOTCONN)
+        finally:
+            self.sock.close()
+
 
 def spawn_warm(*, runtime: str, runtime_root: str | os.PathLike, binary: str | None = None) -> WarmShim:
     """Start a warm shim for ``runtime`` (conch-runtime) and return it (~2 ms: the shim

@@ -376,6 +376,13 @@ class ContainerService(Starting, Exits, Signals, Attaching, Resources, HealthChe
         except ConchError as exc:
             log.warning("removing snapshot of %s: %s", cid[:12], exc)
         shutil.rmtree(self.paths.dir(cid), ignore_errors=True)
+        # a shim removes its socket when it exits; a killed one (kill -9, OOM) leaves it
+        try:
+            os.unlink(self.paths.socket(cid))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.warning("removing the shim socket of %s: %s", cid[:12], exc)
 
     async def rename(self, ref: str, new_name: str) -> None:
         c = self.get(ref)
@@ -405,6 +412,19 @@ class ContainerService(Starting, Exits, Signals, Attaching, Resources, HealthChe
                         log.warning("health checks of %s not resumed: %s", c.id[:12], exc)
             else:
                 await self._handle_exit(c.id)
+        # --rm containers that are not running now go, as dockerd's restore removes them:
+        # conchd died between create and start (`run --rm` left one Created forever), or
+        # between an exit and its removal
+        for c in self.list():
+            if c.spec.auto_remove and c.state.status in (Status.CREATED, Status.EXITED,
+                                                         Status.DEAD):
+                try:
+                    await self.remove(c.id, force=True, volumes=True)
+                    log.info("removed --rm container %s left %s", c.id[:12], c.state.status.value)
+                except NotFound:
+                    pass
+                except ConchError as exc:
+                    log.warning("removing --rm container %s at start: %s", c.id[:12], exc)
         # restart policies "always" (and "unless-stopped" not stopped by hand) apply to
         # containers that were running when the daemon went away, as dockerd does
         for c in self.list():

@@ -65,17 +65,25 @@ class WarmPool:
                     log.warning("starting a warm shim: %s", exc)
                     return
                 with self._lock:
-                    if self._closed:
-                        warm.close()
-                        return
-                    self._ready.append(warm)
+                    closed = self._closed
+                    if not closed:
+                        self._ready.append(warm)
+                if closed:  # conchd is stopping: this one goes, and is waited for, too
+                    warm.discard(3.0)
+                    return
         finally:
             with self._lock:
                 self._filling = False
 
-    def close(self) -> None:
+    def close(self, timeout: float = 3.0) -> None:
+        """Discard the warm shims and wait (at most ``timeout`` s in all) until they and
+        their runtimes have exited, so none outlives conchd's stop."""
+        import time
+
         with self._lock:
             self._closed = True
             ready, self._ready = self._ready, []
+        deadline = time.monotonic() + timeout
         for warm in ready:
-            warm.close()
+            if not warm.discard(max(0.0, deadline - time.monotonic())):
+                log.warning("a warm shim did not exit within %.0f s of its discard", timeout)

@@ -80,6 +80,31 @@ async def _version_middleware(request: web.Request, handler: Handler) -> web.Str
     return await handler(request)
 
 
+#: Routes that write content blobs or snapshots before naming an image: each holds an
+#: image-store lease (conch.images.gc) so the blob/snapshot GC never runs between the two.
+_CONTENT_WRITERS = frozenset({"/images/create", "/images/load", "/images/{name}/push",
+                              "/build", "/commit"})
+
+
+@web.middleware
+async def _lease_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    resource = request.match_info.route.resource
+    template = resource.canonical if resource is not None else ""
+    if template.startswith("/v{api_version}"):
+        template = template[len("/v{api_version}"):]
+    leases = None
+    if request.method == "POST" and template in _CONTENT_WRITERS:
+        leases = getattr(getattr(request.app[ENGINE], "images", None), "leases", None)
+    if leases is None:
+        return await handler(request)
+    while not leases.try_acquire():  # only while a GC runs (it never waits for us)
+        await asyncio.sleep(0.02)
+    try:
+        return await handler(request)
+    finally:
+        leases.release()
+
+
 async def _add_docker_headers(request: web.Request, response: web.StreamResponse) -> None:
     for name, value in docker_headers().items():
         response.headers[name] = value
@@ -87,7 +112,8 @@ async def _add_docker_headers(request: web.Request, response: web.StreamResponse
 
 def create_app(engine: Any, *, modules: tuple = ROUTE_MODULES) -> web.Application:
     """The REST adapter over ``engine`` (see ``conch.api`` for what it must offer)."""
-    app = web.Application(middlewares=[_errors_middleware, _version_middleware],
+    app = web.Application(middlewares=[_errors_middleware, _version_middleware,
+                                       _lease_middleware],
                           client_max_size=64 * 1024 * 1024)
     app[ENGINE] = engine
     app.on_response_prepare.append(_add_docker_headers)

@@ -263,6 +263,11 @@ def _sweep_snapshots(engine, exec_root: str) -> None:
 
     sweep_leftovers(engine.containers.snapshotter, exec_root)
     engine.containers.snapshotter.cleanup()
+    # blobs and committed snapshots no image references (a crash between writing and
+    # naming, a failed pull or build): nothing writes yet, so everything is collected
+    from conch.images import gc
+
+    gc.collect(engine.images.service)
 
 
 class TaskOwner:

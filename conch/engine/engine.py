@@ -76,7 +76,15 @@ class ImagesFacade:
         return out
 
     def prune(self, *, dangling_only: bool = True):
-        return self.service.prune(dangling_only=dangling_only, in_use=self._users)
+        import dataclasses
+
+        from conch.images import gc
+
+        result = self.service.prune(dangling_only=dangling_only, in_use=self._users)
+        # then what no image references at all (crash and failed-pull leftovers), as
+        # `image prune` and `system prune` promise to free what is unused
+        swept = gc.collect(self.service)
+        return dataclasses.replace(result, space_reclaimed=result.space_reclaimed + swept.bytes)
 
     def tag(self, name: str, ref: str):
         image = self.service.tag(name, ref)

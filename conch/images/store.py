@@ -76,6 +76,10 @@ class ImageService(Removal, Presentation):
         self.unpacker = Unpacker(content, snapshotter)
         # Serialises naming against garbage collection within this daemon.
         self._lock = threading.RLock()
+        # content writers hold one from first write to name (conch.images.gc)
+        from conch.images.gc import Leases
+
+        self.leases = Leases()
         self._parsed: dict[Digest, _Parsed] = {}
 
     def tmp_dir(self) -> Path:

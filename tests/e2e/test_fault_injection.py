@@ -157,6 +157,7 @@ class Run:
             p = self.conch("run", "-d", "--name", name, "busybox", "sh", "-c", SHORT_CMD)
             if p.returncode == 0:
                 return "ran"
+            self.note(name, f"run -d: rc {p.returncode} {p.stderr.strip()[:160]}")
             st = self.state(name)
             if isinstance(st, subprocess.CompletedProcess):
                 return st  # conchd is down: ask again later

@@ -19,6 +19,8 @@ from conch.testing.daemon import Daemon, clean_after, daemon_fixture
 import pytest
 
 daemon = daemon_fixture("module")
+# a daemon of its own for the test that rewrites a record behind conchd's back
+own_daemon = daemon_fixture("function")
 
 
 @pytest.fixture
@@ -107,3 +109,38 @@ def test_warm_shim_exits_with_conchd(d):
             except OSError:
                 pass
         d.start()
+
+
+def test_start_interrupted_after_the_process_ran_is_adopted(own_daemon):
+    """conchd died after the runtime started a container's process but before its record
+    said running (the window the fault-injection test found): the restarted conchd finds the
+    recorded shim, asks the runtime, and adopts the process as running. Before the fix the
+    container stayed 'created' and a second start ran its command twice.
+
+    The window is recreated exactly by editing the record of a killed conchd back to what
+    it held there: status 'created', the shim already named."""
+    import sqlite3
+
+    d = own_daemon
+    cid = d.conch("run", "-d", "--name", "half-started", "busybox", "sh", "-c",
+                  "echo ran; exec sleep 300", check=True).stdout.strip()
+    wait_for(lambda: "ran" in d.conch("logs", cid).stdout, "the first output")
+    pid = inspect(d, cid)["State"]["Pid"]
+    d.kill9()
+    db = sqlite3.connect(d.data_root / "metadata.db")
+    try:
+        (raw,) = db.execute("SELECT record FROM containers WHERE id = ?", (cid,)).fetchone()
+        record = json.loads(raw)
+        assert record["shim_pid"], "the record names its shim"
+        record["state"] = {**record["state"], "status": "created", "pid": 0}
+        db.execute("UPDATE containers SET record = ? WHERE id = ?", (json.dumps(record), cid))
+        db.commit()
+    finally:
+        db.close()
+    d.start()
+    state = inspect(d, cid)["State"]
+    assert (state["Status"], state["Pid"]) == ("running", pid), state
+    d.conch("start", cid, check=True)  # already running: nothing runs a second time
+    assert d.conch("logs", cid).stdout == "ran\n"
+    d.conch("rm", "-f", cid, check=True)
+    assert not os.path.exists(f"/proc/{pid}")

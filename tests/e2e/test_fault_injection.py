@@ -52,15 +52,14 @@ CYCLES = 6
 EXPECTED_LOG = "".join(f"{i}\n" for i in range(N_LINES))
 SHORT_CMD = f"hostname > /fi-mark; i=0; while [ $i -lt {N_LINES} ]; do echo $i; i=$((i+1)); done; exit {EXIT_CODE}"
 TICKER_CMD = "i=0; while true; do echo $i; i=$((i+1)); sleep 0.05; done"
-# A conch bug this test finds and that is not fixed yet: it xfails (after every other
-# invariant and the cleanup held) when, and only when, this is all that went wrong.
+# The bug this test found first (issue 15), fixed by reconcile_interrupted_start: a start
+# interrupted by kill -9 of conchd (after the runtime started the process, before the record
+# said running) left the container 'created' after the restart although its process ran, so a
+# client that started it again ran the command twice (its log held 0..N-1 twice; ~40% of runs).
 KNOWN_BUG = (
-    "issue 15: a start interrupted by kill -9 of conchd (after the runtime started the "
-    "process, before the record said running) leaves the container 'created' after the "
-    "restart although its process ran: reconcile skips created containers (their task, shim "
-    "and exit file are ignored), so a client that starts it again runs the command twice "
-    "(its log holds 0..N-1 twice). Fix: at reconcile, adopt a created container's live task "
-    "(running, or its exit recorded) or roll the task back.")
+    "a container whose start was interrupted by kill -9 of conchd ran its command twice: "
+    "reconcile must adopt a created container's live task (running, or its exit recorded) "
+    "or roll the task back")
 STEP_RETRIES = 40  # per client step: far more than the kills can cause
 
 
@@ -397,7 +396,7 @@ def test_kill_9_under_parallel_clients():
         print(f"fault injection summary: seed {seed}, {cycles} kill -9 cycles, {r.iterations} client "
               f"iterations ({CLIENTS} clients), {r.retries} retried steps, ticker {ticker_lines} lines, "
               f"{len(r.images)} images committed, {nblobs} blobs verified, {r.checks} checks, {len(r.violations)} violations, "
-              f"{len(r.known)} known-bug hits (double run after an interrupted start), "
+              f"{len(r.known)} double runs after an interrupted start, "
               f"{elapsed:.1f}s")
         for line in log:
             print("  " + line)
@@ -411,8 +410,5 @@ def test_kill_9_under_parallel_clients():
         if d.proc is None:
             d.start(timeout=60)
         d.close()
-    # every other invariant held and nothing leaked: only the known bug is left to report
-    if r.known:
-        for line in r.known:
-            print("  known bug: " + line)
-        pytest.xfail(KNOWN_BUG + " Seen: " + " | ".join(r.known))
+    # checked after the cleanup so that a failure here still leaves nothing behind
+    assert not r.known, KNOWN_BUG + ". Seen: " + " | ".join(r.known)

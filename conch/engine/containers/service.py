@@ -397,6 +397,9 @@ class ContainerService(Starting, Exits, Signals, Attaching, Resources, HealthChe
         containers whose record is gone (a crash in the middle of a remove) are deleted."""
         await asyncio.to_thread(self._remove_orphans)
         for c in self.list():
+            if c.state.status == Status.CREATED and c.shim_pid:
+                await self._reconcile_interrupted_start(c)
+        for c in self.list():
             if c.state.status not in (Status.RUNNING, Status.PAUSED, Status.RESTARTING):
                 continue
             self._exited[c.id] = asyncio.Event()
@@ -438,6 +441,35 @@ class ContainerService(Starting, Exits, Signals, Attaching, Resources, HealthChe
                         await self._start_locked(self.get(c.id))
                     except ConchError as exc:
                         log.warning("restarting %s at daemon start failed: %s", c.id[:12], exc)
+
+    async def _reconcile_interrupted_start(self, c: Container) -> None:
+        """conchd died during a start, after the shim was spawned (the record names it) and
+        perhaps after the runtime's start. The runtime decides: a process that runs or ran
+        is the container's own (marked running here; the loop after this monitors it or
+        records its exit): starting it again would run the command twice. A process still
+        waiting on exec.fifo, or a shim gone without an exit record, is undone and the
+        container stays Created, as if the start had failed."""
+        import json
+
+        status, pid = "", 0
+        if start_time(c.shim_pid) == c.shim_start:
+            try:
+                state = json.loads(await self._runtime("state", c.id))
+                status, pid = state.get("status", ""), int(state.get("pid") or 0)
+            except (ConchError, ValueError, TypeError) as exc:
+                log.warning("state of %s after an interrupted start: %s", c.id[:12], exc)
+        elif os.path.exists(self.paths.exit_file(c.id)):
+            status = "stopped"
+        if status in ("running", "paused", "stopped"):
+            log.info("container %s was started before conchd went away: adopted", c.id[:12])
+            self._save(c.with_state(status=Status.RUNNING, pid=pid, started_at=now_rfc3339(),
+                                    error="", exit_code=0))
+            return
+        log.info("container %s: start interrupted before its process ran: undone", c.id[:12])
+        # the runtime's delete kills the waiting init; its shim then records that exit and
+        # ends by itself (the exit record is unlinked at the next start)
+        await asyncio.to_thread(self._cleanup_task, c.id)
+        self._save(dataclasses.replace(c, shim_pid=0, shim_start=0))
 
 
 def _disk_full(exc: BaseException) -> bool:

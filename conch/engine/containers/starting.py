@@ -73,6 +73,12 @@ class Starting:
         try:
             # the shim creates the container (its process waits on exec.fifo) ...
             info = await asyncio.to_thread(self._prepare_and_spawn, c, image)
+            # the shim is recorded before the runtime's start: if conchd dies from here on,
+            # its restart finds the task and asks the runtime whether the process already
+            # runs (reconcile_interrupted_start), instead of starting the command twice
+            c = self._save(dataclasses.replace(
+                c, shim_pid=info["shim_pid"], shim_start=start_time(info["shim_pid"]),
+                mounts=info.get("mounts", c.mounts)))
             self._exited[c.id] = asyncio.Event()
             # ... attach clients waiting for this start are wired up, then it runs
             await self._connect_pending(c)
@@ -82,7 +88,8 @@ class Starting:
                 await asyncio.to_thread(self._cleanup_task, c.id)
                 raise
         except ConchError as exc:
-            c = self._save(dataclasses.replace(c, state=dataclasses.replace(c.state, error=str(exc))))
+            c = self._save(dataclasses.replace(c, shim_pid=0, shim_start=0,
+                                               state=dataclasses.replace(c.state, error=str(exc))))
             raise
         hc = health.effective(c, image.config)
         c = c.with_state(status=Status.RUNNING, pid=info["pid"], started_at=now_rfc3339(),

@@ -8,37 +8,19 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tarfile
 import threading
 
 import pytest
 
-from conch.content.store import ContentStore
 from conch.images import gc
 from conch.images.importer import import_image
-from conch.images.store import ImageService
-from conch.metadata.db import Database
 from conch.oci.digest import Digest
-from conch.snapshots.overlay import OverlaySnapshotter
-
-
-def tar_of(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), 0o644, 1_600_000_000
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+from conch.testing.image_store import image_service, tar_of
 
 
 @pytest.fixture
 def svc(tmp_path):
-    db = Database(tmp_path / "metadata.db")
-    sn = OverlaySnapshotter(tmp_path / "snapshots")
-    yield ImageService(tmp_path / "images", ContentStore(tmp_path / "content"), sn, db)
-    sn.close()
-    db.close()
+    yield from image_service(tmp_path)
 
 
 def blobs(svc) -> set[str]:

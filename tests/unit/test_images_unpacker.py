@@ -6,43 +6,25 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import os
-import tarfile
 import threading
 
 import pytest
 
-from conch.content.store import ContentStore
 from conch.errors import FailedPrecondition, InvalidArgument
 from conch.images.store import ImageService
 from conch.images.unpack import USAGE_LABEL
-from conch.metadata.db import Database
 from conch.oci import mediatype as mt
 from conch.oci.descriptor import Descriptor
 from conch.oci.digest import Digest
 from conch.oci.image import ImageConfig, ImageManifest, RootFS, chain_ids
 from conch.snapshots import Kind
-from conch.snapshots.overlay import OverlaySnapshotter
-
-
-def tar_of(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), 0o644, 1_600_000_000
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+from conch.testing.image_store import image_service, tar_of
 
 
 @pytest.fixture
 def svc(tmp_path):
-    db = Database(tmp_path / "metadata.db")
-    sn = OverlaySnapshotter(tmp_path / "snapshots")
-    yield ImageService(tmp_path / "images", ContentStore(tmp_path / "content"), sn, db)
-    sn.close()
-    db.close()
+    yield from image_service(tmp_path)
 
 
 def build(svc: ImageService, ref: str, layers: list[bytes], *, diff_ids=None):

@@ -34,29 +34,13 @@ log = logging.getLogger(__name__)
 
 # Go's os.FileMode type bits (the "mode" of X-Docker-Container-Path-Stat)
 GO_MODE_DIR = 1 << 31
-
-
 GO_MODE_SYMLINK = 1 << 27
-
-
 GO_MODE_DEVICE = 1 << 26
-
-
 GO_MODE_NAMED_PIPE = 1 << 25
-
-
 GO_MODE_SOCKET = 1 << 24
-
-
 GO_MODE_SETUID = 1 << 23
-
-
 GO_MODE_SETGID = 1 << 22
-
-
 GO_MODE_CHAR_DEVICE = 1 << 21
-
-
 GO_MODE_STICKY = 1 << 20
 
 

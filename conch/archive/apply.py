@@ -55,21 +55,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator, Literal
 
+from conch.archive.check import (_CHUNK, MAX_SPECIAL_HEADER, MAX_SYMLINKS,  # noqa: F401
+                                 TAR_ERRORS, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE,
+                                 WHITEOUT_PREFIX, check_entry, clean_name, entry_times,
+                                 next_entry, open_layer_tar)
 from conch.archive.compression import decompressed
 from conch.errors import ConchError, InvalidArgument, PermissionDenied, SystemCallError
 
 log = logging.getLogger(__name__)
 
-WHITEOUT_PREFIX = ".wh."
-WHITEOUT_META_PREFIX = ".wh..wh."
-WHITEOUT_OPAQUE = ".wh..wh..opq"
 OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"
-
-# Go's archive/tar caps PAX and GNU long-name records at 1 MiB; so do we, before tarfile
-# reads them into memory.
-MAX_SPECIAL_HEADER = 1 << 20
-MAX_SYMLINKS = 40  # Linux's MAXSYMLINKS
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,53 +107,6 @@ class _HashingReader:
     def drain(self) -> None:
         while self.read(_CHUNK):
             pass
-
-
-class _BadHeader(tarfile.ReadError):
-    pass
-
-
-class _LayerTarInfo(tarfile.TarInfo):
-    """TarInfo that refuses what tarfile would silently accept.
-
-    tarfile ends the archive quietly at a bad or truncated header after the first one
-    (``TarFile.next`` treats it as EOF), and reads PAX/GNU-long records of any declared
-    size into memory. Go's reader (Docker, containerd) errors on both; so do we.
-    """
-
-    @classmethod
-    def frombuf(cls, buf, encoding, errors):
-        try:
-            return super().frombuf(buf, encoding, errors)
-        except (tarfile.InvalidHeaderError, tarfile.TruncatedHeaderError) as exc:
-            raise _BadHeader(str(exc)) from None
-
-    def _proc_member(self, tarfile_):
-        special = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
-                   tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
-        if self.type in special and self.size > MAX_SPECIAL_HEADER:
-            raise _BadHeader(f"{self.type!r} header of {self.size} bytes exceeds {MAX_SPECIAL_HEADER}")
-        return super()._proc_member(tarfile_)
-
-
-_TAR_ERRORS = (tarfile.TarError, EOFError, ValueError, OverflowError, UnicodeError)
-
-
-def clean_name(name: str, *, what: str = "layer entry") -> tuple[str, ...]:
-    """The components of an entry name below the layer root; rejects NUL and escapes."""
-    if "\x00" in name:
-        raise InvalidArgument(f"{what} {name!r} has a NUL byte in its name")
-    parts: list[str] = []
-    for part in name.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if not parts:
-                raise InvalidArgument(f"{what} {name!r} escapes the layer root")
-            parts.pop()
-        else:
-            parts.append(part)
-    return tuple(parts)
 
 
 def _oserror(exc: OSError, syscall: str, path: str) -> SystemCallError:
@@ -266,43 +214,31 @@ class _Applier:
         self.dir_times: list[tuple[tuple[str, ...], int, int]] = []
 
     def run(self, hashed: _HashingReader) -> None:
-        try:
-            tar = tarfile.open(fileobj=hashed, mode="r|", tarinfo=_LayerTarInfo, bufsize=_CHUNK,
-                               encoding="utf-8", errors="surrogateescape")
-        except _TAR_ERRORS as exc:
-            raise InvalidArgument(f"layer is not a valid tar: {exc}") from exc
-        with tar:
-            while True:
-                try:
-                    member = tar.next()
-                except _TAR_ERRORS as exc:
-                    raise InvalidArgument(f"layer is not a valid tar: {exc}") from exc
-                if member is None:
-                    break
-                tar.members.clear()  # stream mode keeps every header otherwise
+        with open_layer_tar(hashed) as tar:
+            while (member := next_entry(tar)) is not None:
                 self._entry(tar, member)
         self._set_dir_times()
 
     # -- one entry -------------------------------------------------------------------
 
     def _entry(self, tar: tarfile.TarFile, m: tarfile.TarInfo) -> None:
-        parts = clean_name(m.name)
-        if m.islnk() or m.issym():
-            if "\x00" in m.linkname:
-                raise InvalidArgument(f"layer entry {m.name!r} has a NUL byte in its link target")
+        # the rules that need no tree, shared with docker load's check (conch.archive.check)
+        parts = check_entry(m, self.written, whiteouts=self.whiteouts)
         try:
             if self.whiteouts and parts and parts[-1].startswith(WHITEOUT_PREFIX):
                 self._whiteout(m.name, parts)
                 return
             if not parts:
-                if not m.isdir():
-                    raise InvalidArgument(f"layer entry {m.name!r} would replace the layer root")
                 self._meta_dir(self.root.fd, ".", m, parts)
                 return
             with self.root.dir(parts[:-1], create=True) as pfd:
                 self._create(tar, m, parts, pfd, parts[-1])
         except FileNotFoundError as exc:
             raise InvalidArgument(f"layer entry {m.name!r}: {exc.strerror}: {exc.filename}") from exc
+        except InvalidArgument as exc:  # from _Root: a loop or a file on the way; name the entry
+            if str(exc).startswith("layer "):
+                raise
+            raise InvalidArgument(f"layer entry {m.name!r}: {exc}") from exc
         except (OverflowError, ValueError) as exc:  # ids, times or device numbers out of range
             raise InvalidArgument(f"layer entry {m.name!r}: {exc}") from exc
         except OSError as exc:
@@ -354,7 +290,7 @@ class _Applier:
             while remaining > 0:
                 try:
                     data = src.read(min(_CHUNK, remaining))
-                except _TAR_ERRORS as exc:
+                except TAR_ERRORS as exc:
                     raise InvalidArgument(f"layer is not a valid tar: {m.name!r}: {exc}") from exc
                 if not data:
                     raise InvalidArgument(f"layer is not a valid tar: {m.name!r} is truncated")
@@ -363,7 +299,7 @@ class _Applier:
                     view = view[os.write(fd, view):]
                 remaining -= len(data)
             self._meta_fd(fd, m, regular=True)
-            os.utime(fd, ns=_times(m))
+            os.utime(fd, ns=entry_times(m))
         finally:
             os.close(fd)
 
@@ -380,11 +316,7 @@ class _Applier:
         return True
 
     def _hardlink(self, m: tarfile.TarInfo, parts, pfd: int, leaf: str) -> None:
-        target = clean_name(m.linkname, what=f"hardlink target of {m.name!r}:")
-        if not target or target not in self.written:
-            raise InvalidArgument(
-                f"layer entry {m.name!r} links to {m.linkname!r}, which this layer did not write"
-            )
+        target = clean_name(m.linkname)  # check_entry: written by this layer
         if target == parts:
             return  # a link to itself: nothing to do (Docker skips it too)
         with self.root.dir(target[:-1], create=False) as tpfd:
@@ -405,9 +337,7 @@ class _Applier:
         if base.startswith(WHITEOUT_META_PREFIX):
             log.debug("skipping aufs metadata entry %r", name)
             return
-        hidden = base[len(WHITEOUT_PREFIX):]
-        if hidden in ("", ".", ".."):
-            raise InvalidArgument(f"layer entry {name!r} is not a valid whiteout")
+        hidden = base[len(WHITEOUT_PREFIX):]  # check_entry refused "", "." and ".."
         if self.overlay:
             with self.root.dir(parts[:-1], create=True) as pfd:
                 self._clear(pfd, hidden, keep_dir=False)
@@ -452,7 +382,7 @@ class _Applier:
             self._meta_fd(fd, m, regular=False)
         finally:
             os.close(fd)
-        atime, mtime = _times(m)
+        atime, mtime = entry_times(m)
         self.dir_times.append((parts, atime, mtime))
 
     def _meta_fd(self, fd: int, m: tarfile.TarInfo, *, regular: bool) -> None:
@@ -470,7 +400,7 @@ class _Applier:
         for key, value in _xattrs(m):
             path = f"/proc/self/fd/{pfd}/{leaf}"
             _setxattr(lambda: os.setxattr(path, key, value, follow_symlinks=False), m.name, key)
-        os.utime(leaf, ns=_times(m), dir_fd=pfd, follow_symlinks=False)
+        os.utime(leaf, ns=entry_times(m), dir_fd=pfd, follow_symlinks=False)
 
     def _meta_link(self, pfd: int, leaf: str, m: tarfile.TarInfo) -> None:
         if self.privileged:
@@ -478,7 +408,7 @@ class _Applier:
         for key, value in _xattrs(m):
             path = f"/proc/self/fd/{pfd}/{leaf}"
             _setxattr(lambda: os.setxattr(path, key, value, follow_symlinks=False), m.name, key)
-        os.utime(leaf, ns=_times(m), dir_fd=pfd, follow_symlinks=False)
+        os.utime(leaf, ns=entry_times(m), dir_fd=pfd, follow_symlinks=False)
 
     def _set_dir_times(self) -> None:
         # Deepest first, so setting a parent's time is the last touch it gets. A directory
@@ -500,16 +430,6 @@ def _mode(m: tarfile.TarInfo, *, regular: bool) -> int:
     if not regular:
         mode &= ~stat.S_ISUID  # setuid means something on regular files only
     return mode
-
-
-def _times(m: tarfile.TarInfo) -> tuple[int, int]:
-    mtime = int(float(m.mtime) * 1e9)
-    atime = m.pax_headers.get("atime")
-    try:
-        atime_ns = int(float(atime) * 1e9) if atime is not None else mtime
-    except ValueError:
-        atime_ns = mtime
-    return atime_ns, mtime
 
 
 def keep_xattr(key: str) -> bool:

@@ -21,8 +21,10 @@ what it finds. Entries are in a fixed order with mtime 0, so a save is reproduci
 input: archive paths are never used as filesystem paths (regular files go to numbered
 files in a private staging dir, symlinks and hardlinks are resolved lexically inside the
 archive, never on disk); JSON documents are size-capped; every blob is verified against
-its digest by the content store, and for ``manifest.json`` images every layer's diff_id
-is checked against the config before any name is recorded.
+its digest by the content store, and every layer's entries (:mod:`conch.archive.check`:
+what a pull's unpack refuses, load refuses, with the same words) and diff_id (against the
+config) are checked before any name is recorded. A refused load leaves nothing: the blobs
+it stored that no image references are discarded (:func:`conch.images.gc.discard`).
 
 On disk: ``<images root>/tmp/load-<random>/`` while loading, removed afterwards.
 """
@@ -132,13 +134,20 @@ def load(service: ImageService, stream: BinaryIO) -> list[Loaded]:
     """Load a docker-save or OCI layout tar; the images it named or brought."""
     staging = service.tmp_dir() / f"load-{secrets.token_hex(8)}"
     staging.mkdir()
+    files = _Archive(staging)
     try:
-        files = _Archive.extract(stream, staging)
+        files.extract(stream)
         if files.has("manifest.json"):
             return _load_docker(service, files)
         if files.has("index.json"):
             return _load_oci(service, files)
         raise InvalidArgument("load: the archive has neither manifest.json nor index.json")
+    except Exception:
+        if files.stored:
+            from conch.images.gc import discard
+
+            discard(service, files.stored)
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -150,18 +159,16 @@ class _Archive:
         self._staging = staging
         self._files: dict[str, Path] = {}
         self._links: dict[str, str] = {}  # cleaned path -> cleaned in-archive target
+        self.stored: list[Digest] = []  # blobs this load put in the content store
 
-    @classmethod
-    def extract(cls, stream: BinaryIO, staging: Path) -> _Archive:
-        archive = cls(staging)
+    def extract(self, stream: BinaryIO) -> None:
         reader, _ = decompressed(stream)
         try:
             with tarfile.open(fileobj=reader, mode="r|") as tar:
                 for member in tar:
-                    archive._add(tar, member)
+                    self._add(tar, member)
         except tarfile.TarError as exc:
             raise InvalidArgument(f"load: not a valid tar archive: {exc}") from exc
-        return archive
 
     def _add(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
         name = _clean(member.name)
@@ -234,15 +241,17 @@ def _load_docker(service: ImageService, files: _Archive) -> list[Loaded]:
             raise InvalidArgument(
                 f"load: {len(layer_paths)} layers but the config lists {len(config.rootfs.diff_ids)}"
             )
-        layers = [_ingest_layer(service, files.path(p), diff_id)
-                  for p, diff_id in zip(layer_paths, config.rootfs.diff_ids)]
-        service.content.put(config_bytes)
+        layers = []
+        for p, diff_id in zip(layer_paths, config.rootfs.diff_ids):
+            layers.append(_ingest_layer(service, files.path(p), diff_id))
+            files.stored.append(layers[-1].digest)
+        files.stored.append(service.content.put(config_bytes).digest)
         manifest = ImageManifest(
             media_type=mt.DOCKER_MANIFEST,
             config=Descriptor.of(config_bytes, mt.DOCKER_CONFIG),
             layers=tuple(layers),
         ).to_bytes()
-        service.content.put(manifest)
+        files.stored.append(service.content.put(manifest).digest)
         target = Descriptor.of(manifest, mt.DOCKER_MANIFEST)
         if not refs:
             out.append(Loaded(image=service.register(target, None), ref=None))
@@ -254,27 +263,28 @@ def _load_docker(service: ImageService, files: _Archive) -> list[Loaded]:
 def _ingest_layer(service: ImageService, path: Path, diff_id: Digest) -> Descriptor:
     """Store the layer file as is; check its uncompressed digest is ``diff_id`` and its
     entries (none may escape the root: refused here, as dockerd's load does, not at run)."""
-    hasher = Digester(diff_id.algorithm)
-    kind = _check_layer_file(path, hasher.update)
-    if hasher.digest() != diff_id:
-        raise InvalidArgument(f"load: layer has diff_id {hasher.digest()}, its config says {diff_id}")
+    kind = _check_layer_file(path, diff_id)
     media_type = {Compression.GZIP: mt.DOCKER_LAYER_GZIP, Compression.ZSTD: mt.OCI_LAYER_ZSTD,
                   Compression.NONE: mt.DOCKER_LAYER}[kind]
     return _ingest_file(service, path, None, None).descriptor(media_type)
 
 
-def _check_layer_file(path: Path, update=lambda _b: None) -> Compression:
-    """The layer file's compression, once its entries passed :func:`check_layer`."""
+def _check_layer_file(path: Path, diff_id: Digest) -> Compression:
+    """The layer file's compression, once its entries passed :func:`check_layer` and its
+    uncompressed digest is ``diff_id``."""
     from conch.archive.check import check_layer
 
+    hasher = Digester(diff_id.algorithm)
     with open(path, "rb") as f:
         kind = detect(f.read(4))
         f.seek(0)
         reader, _ = decompressed(f)
         try:
-            check_layer(reader, update)
+            check_layer(reader, hasher.update)
         except InvalidArgument as exc:
             raise InvalidArgument(f"load: {exc}") from exc
+    if hasher.digest() != diff_id:
+        raise InvalidArgument(f"load: layer has diff_id {hasher.digest()}, its config says {diff_id}")
     return kind
 
 
@@ -344,12 +354,33 @@ def _ingest_tree(service: ImageService, files: _Archive, desc: Descriptor,
             raise InvalidArgument(f"load: index {desc.digest} has no manifest for {service.platform}")
         target = _ingest_tree(service, files, children[0], depth + 1)
     else:
-        for blob in (parsed.config, *parsed.layers):
-            if not service.content.exists(blob.digest):
-                path = files.path(_blob_path(blob.digest))
-                if mt.is_layer(blob.media_type):
-                    _check_layer_file(path)
-                _ingest_file(service, path, blob.digest, blob.size)
+        diff_ids = _diff_ids(service, files, parsed)
+        for i, blob in enumerate((parsed.config, *parsed.layers)):
+            if service.content.exists(blob.digest):
+                continue
+            path = files.path(_blob_path(blob.digest))
+            if i and diff_ids is not None and mt.is_layer(blob.media_type):
+                _check_layer_file(path, diff_ids[i - 1])
+            files.stored.append(_ingest_file(service, path, blob.digest, blob.size).digest)
         target = Descriptor(media_type=desc.media_type, digest=desc.digest, size=desc.size)
-    service.content.put(data, expected=desc.digest)
+    files.stored.append(service.content.put(data, expected=desc.digest).digest)
     return target
+
+
+def _diff_ids(service: ImageService, files: _Archive, manifest: ImageManifest):
+    """The config's diff_ids, one per layer (``None`` for an artifact: its config is not
+    an image's and its "layers" are not tars)."""
+    config = manifest.config
+    if not mt.is_config(config.media_type):
+        return None
+    if service.content.exists(config.digest):
+        data = service.content.read(config.digest)
+    else:
+        data = files.small(_blob_path(config.digest))
+        if len(data) != config.size or Digest.from_bytes(data, config.digest.algorithm) != config.digest:
+            raise InvalidArgument(f"load: blob {config.digest} does not match its descriptor")
+    diff_ids = ImageConfig.from_bytes(data).rootfs.diff_ids
+    if len(diff_ids) != len(manifest.layers):
+        raise InvalidArgument(f"load: {len(manifest.layers)} layers but the config lists "
+                              f"{len(diff_ids)}")
+    return diff_ids

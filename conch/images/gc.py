@@ -19,6 +19,11 @@ held and keeps new ones waiting while it runs (a readers-writer lock whose write
 waits: with writers in flight it skips, and the next prune or conchd start collects).
 It also holds the image service's lock (which orders naming) and skips anything modified
 after it started.
+
+:func:`discard` is the same sweep over a few named candidates, for a writer that failed (a
+refused pull or load): it runs with the caller's own lease the only one held, so what it
+finds unreferenced is garbage by the rule above; with other writers in flight it leaves
+the candidates to the next GC.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from conch.oci import mediatype as mt
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Collected", "Leases", "collect"]
+__all__ = ["Collected", "Leases", "collect", "discard"]
 
 
 class Leases:
@@ -78,11 +83,11 @@ class Leases:
         return self._held
 
     @contextlib.contextmanager
-    def exclusive(self):
-        """Yields True with no lease held and none granted until the block ends; False
-        (at once) when writers are in flight."""
+    def exclusive(self, own: int = 0):
+        """Yields True with no lease held (but the caller's ``own``) and none granted
+        until the block ends; False (at once) when other writers are in flight."""
         with self._cond:
-            if self._held or self._collecting:
+            if self._held > own or self._collecting:
                 got = False
             else:
                 got = self._collecting = True
@@ -113,6 +118,51 @@ def collect(images) -> Collected:
             return Collected(skipped="content writers in flight")
         with images._lock:
             return _collect_locked(images, time.time())
+
+
+def discard(images, blobs, snapshots=(), *, own: int = 1) -> Collected:
+    """Delete, of ``blobs`` (digests) and the committed ``snapshots`` (ChainIDs, bottom
+    first), what no image references: what a failed pull or load stored. ``own``: the
+    leases the caller holds (every content-writing API request holds one)."""
+    from conch.snapshots import Kind
+
+    with images.leases.exclusive(own) as got:
+        if not got:
+            log.info("discard: left to the GC, other content writers in flight")
+            return Collected(skipped="content writers in flight")
+        with images._lock:
+            marked, chains, doubt = _mark(images)
+            if doubt:
+                log.warning("discard: not removing anything: %s", doubt)
+                return Collected(skipped=doubt)
+            n_blobs = n_snaps = n_bytes = 0
+            for digest in dict.fromkeys(blobs):
+                if digest in marked:
+                    continue
+                try:
+                    size = images.content.info(digest).size
+                    images.content.delete(digest)
+                except NotFound:
+                    continue
+                n_blobs += 1
+                n_bytes += size
+            for key in reversed([str(c) for c in snapshots]):  # top first: parents go last
+                if key in chains:
+                    continue
+                try:
+                    if images.snapshotter.stat(key).kind is not Kind.COMMITTED:
+                        break
+                    images.snapshotter.remove(key)
+                except NotFound:
+                    continue
+                except FailedPrecondition as exc:  # something stands on it: keep it and below
+                    log.info("discard: keeping snapshot %s: %s", key, exc)
+                    break
+                n_snaps += 1
+            if n_blobs or n_snaps:
+                images._parsed.clear()
+                log.info("discard: removed %d blob(s) and %d snapshot(s)", n_blobs, n_snaps)
+            return Collected(blobs=n_blobs, snapshots=n_snaps, bytes=n_bytes)
 
 
 def _collect_locked(images, started: float) -> Collected:

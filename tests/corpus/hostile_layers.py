@@ -220,6 +220,10 @@ CASES: list[Case] = [
          check=_hardlink_inside),
     Case(name="hardlink-to-dir", expect="reject",
          build=lambda c: _Tar().dir("d").link("h", "d").bytes()),
+    Case(name="file-then-file-under-it", expect="reject",
+         build=lambda c: _Tar().file("a").file("a/b").bytes()),
+    Case(name="unknown-type", expect="reject",
+         build=lambda c: raw_header(b"v", b"V", 0) + b"\0" * 1024),
     Case(name="devices", expect="contain",
          build=lambda c: _Tar().dir("dev")
          .node("dev/mem", tarfile.CHRTYPE, devmajor=1, devminor=1)

@@ -16,6 +16,13 @@ Order (each step's failure leaves no name and no ingest behind):
    then extracts, one by one;
 5. the manifest into content, then the names (tag, and ``repo@digest``).
 
+A refused pull (a hostile layer, a blob or diff_id that does not match) leaves nothing:
+the blobs and snapshots of this image that no image references are discarded
+(:func:`conch.images.gc.discard`; only when no other content writer is in flight, else
+the next GC takes them). A layer that unpacking refuses fails the pull with dockerd's
+``failed to register layer: <why>``, the why naming the entry (the same words ``docker
+load`` refuses it with: both go through ``conch.archive.check``).
+
 Progress items are :class:`conch.engine.distribution.progress.Progress` (docker's jsonmessage
 statuses: ``Pulling fs layer``, ``Waiting``, ``Downloading``, ``Verifying Checksum``,
 ``Download complete``, ``Extracting``, ``Pull complete``, ``Already exists``).
@@ -58,10 +65,15 @@ async def pull_one(images, host: RegistryHost, named: Reference,
         yield _progress(status=f"Digest: {resolved.target.digest}")
         yield _progress(status=f"Status: Image is up to date for {named.familiar()}")
         return
-    config = await _fetch_config(images, host, named, resolved, platform)
-    async for item in _layers(images, host, named.path, resolved.manifest.layers, config):
-        yield item
-    await asyncio.to_thread(_name, images, named, resolved)
+    config = None
+    try:
+        config = await _fetch_config(images, host, named, resolved, platform)
+        async for item in _layers(images, host, named.path, resolved.manifest.layers, config):
+            yield item
+        await asyncio.to_thread(_name, images, named, resolved)
+    except Exception:
+        await asyncio.to_thread(_discard, images, resolved, config)
+        raise
     yield _progress(status=f"Digest: {resolved.target.digest}")
     yield _progress(status=f"Status: Downloaded newer image for {named.familiar()}")
 
@@ -92,6 +104,14 @@ async def _fetch_config(images, host: RegistryHost, named: Reference, resolved: 
                               f"{len(resolved.manifest.layers)} layers but the config "
                               f"{len(config.rootfs.diff_ids)} diff_ids")
     return config
+
+
+def _discard(images, resolved: Resolved, config: ImageConfig | None) -> None:
+    from conch.images.gc import discard
+
+    manifest = resolved.manifest
+    discard(images, [manifest.config.digest, *(layer.digest for layer in manifest.layers)],
+            chain_ids(config.rootfs.diff_ids) if config is not None else ())
 
 
 def _name(images, named: Reference, resolved: Resolved) -> None:
@@ -225,4 +245,7 @@ def _extract(unpacker, layer, diff_id, short, queue, loop):
             loop.call_soon_threadsafe(queue.put_nowait, _progress(
                 id=short, status="Extracting", current=min(done, layer.size), total=layer.size))
 
-    return unpacker.extract(layer, diff_id, progress=progress)
+    try:
+        return unpacker.extract(layer, diff_id, progress=progress)
+    except InvalidArgument as exc:  # a layer unpacking refuses: dockerd's words
+        raise InvalidArgument(f"failed to register layer: {exc}") from exc

@@ -17,6 +17,12 @@
  *   5. init exits: drain output, write the exit file atomically, close clients, remove
  *      the socket, exit 0. The container is not deleted: the engine does that.
  *
+ * `docker exec` comes in on the same socket ({"type":"exec"}, the process's stdio as
+ * SCM_RIGHTS): the shim runs `RUNTIME exec --detach` without waiting for it in the loop,
+ * the exec'd process is reparented to the shim (subreaper) when the runtime's
+ * intermediate process exits, and the shim reaps it and writes its exit record like
+ * the container's (see "exec" below).
+ *
  * Single-threaded, no busy loops, every fd non-blocking and close-on-exec. Memory is
  * allocated lazily (line buffers, client queues) so an idle shim stays well under 1 MiB
  * of private memory.
@@ -270,6 +276,13 @@ static struct { pid_t pid; int status; struct timespec when; } early[8];
 static int n_early;
 static pid_t runtime_pid;
 static int runtime_done, runtime_status;
+/* Other children reaped lately whose pid nobody claimed yet: an exec'd process that
+ * exits before its runtime's pid file is read (see "exec"). A ring: only the last few
+ * matter, the window is the runtime's exit. */
+#define ORPHAN_RING 32
+static struct { pid_t pid; int status; struct timespec when; } orphans[ORPHAN_RING];
+static unsigned n_orphans;
+static int exec_reaped(pid_t pid, int status, const struct timespec *when);
 
 static void reap_children(void)
 {
@@ -291,13 +304,20 @@ static void reap_children(void)
             container_status = st;
             container_exit_time = when;
             dbg("container init %d exited (status 0x%x)", pid, st);
+        } else if (exec_reaped(pid, st, &when)) {
+            ; /* an exec's runtime or process */
         } else if (container_pid == 0 && n_early < 8) {
             early[n_early].pid = pid;
             early[n_early].status = st;
             early[n_early].when = when;
             n_early++;
-        } else
+        } else {
+            unsigned k = n_orphans++ % ORPHAN_RING;
+            orphans[k].pid = pid;
+            orphans[k].status = st;
+            orphans[k].when = when;
             dbg("reaped orphan %d", pid);
+        }
     }
 }
 
@@ -609,11 +629,13 @@ static void stream_flush(struct stream *s)
 
 /* ---- attach clients --------------------------------------------------------------- */
 
-enum { C_REQUEST, C_ATTACHED };
+enum { C_REQUEST, C_ATTACHED, C_EXEC };
 
 struct client {
     int fd;
     int state;
+    int fds[3];       /* passed with the request (SCM_RIGHTS): an exec's stdio */
+    int n_fds;
     int dead;
     int want_in, want_out, want_err, stdin_once, in_eof;
     char req[REQUEST_LIMIT];
@@ -786,6 +808,9 @@ struct request {
     int in, out, err, once;
     long long height, width;
     int has_height, has_width;
+    /* exec: paths chosen by the engine ("" when absent) */
+    char process[REQUEST_LIMIT], pid_file[REQUEST_LIMIT], exit_file[REQUEST_LIMIT];
+    char console_socket[REQUEST_LIMIT];
 };
 
 static const char *skip_ws(const char *p)
@@ -833,7 +858,7 @@ static int parse_request(const char *p, struct request *r)
     if (*p == '}')
         return 0;
     for (;;) {
-        char key[32], sval[16];
+        char key[32], sval[REQUEST_LIMIT];
         p = skip_ws(p);
         if (*p++ != '"' || !(p = parse_string(p, key, sizeof key)))
             return -1;
@@ -869,6 +894,14 @@ static int parse_request(const char *p, struct request *r)
             return -1; /* nested objects/arrays are not part of the protocol */
         if (!strcmp(key, "type"))
             snprintf(r->type, sizeof r->type, "%s", sval);
+        else if (!strcmp(key, "process"))
+            memcpy(r->process, sval, sizeof sval);
+        else if (!strcmp(key, "pid_file"))
+            memcpy(r->pid_file, sval, sizeof sval);
+        else if (!strcmp(key, "exit_file"))
+            memcpy(r->exit_file, sval, sizeof sval);
+        else if (!strcmp(key, "console_socket"))
+            memcpy(r->console_socket, sval, sizeof sval);
         else if (!strcmp(key, "stdin"))
             r->in = bval == 1;
         else if (!strcmp(key, "stdout"))
@@ -897,6 +930,10 @@ static void reply_and_close(struct client *c, const char *line)
     send(c->fd, line, strlen(line), MSG_NOSIGNAL | MSG_DONTWAIT);
     c->dead = 1;
 }
+
+static void exec_start(struct client *c, const struct request *r);
+static void exec_forget_client(struct client *c);
+static long read_pid_file(const char *path);
 
 /* A complete request line arrived; `rest` is what followed it (stdin for attach). */
 static void client_request(struct client *c, const char *rest, size_t rest_len)
@@ -936,6 +973,8 @@ static void client_request(struct client *c, const char *rest, size_t rest_len)
             return;
         }
         reply_and_close(c, "{\"ok\":true}\n");
+    } else if (!strcmp(r.type, "exec")) {
+        exec_start(c, &r);
     } else if (!strcmp(r.type, "status")) {
         snprintf(reply, sizeof reply, "{\"pid\":%d,\"running\":%s}\n", (int)container_pid,
                  container_pid > 0 && !container_exited ? "true" : "false");
@@ -945,10 +984,47 @@ static void client_request(struct client *c, const char *rest, size_t rest_len)
     }
 }
 
+/* recv() that keeps the descriptors passed with the data (an exec's stdio): up to 3
+ * are kept, any more are closed. */
+static ssize_t recv_with_fds(struct client *c, void *buf, size_t len)
+{
+    union {
+        struct cmsghdr align;
+        char data[CMSG_SPACE(3 * sizeof(int))];
+    } u;
+    struct iovec iov = {.iov_base = buf, .iov_len = len};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.data,
+                         .msg_controllen = sizeof u.data};
+    ssize_t n = recvmsg(c->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0)
+        return n;
+    for (struct cmsghdr *m = CMSG_FIRSTHDR(&msg); m; m = CMSG_NXTHDR(&msg, m)) {
+        if (m->cmsg_level != SOL_SOCKET || m->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t k = (m->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t j = 0; j < k; j++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(m) + j * sizeof(int), sizeof fd);
+            if (c->n_fds < 3)
+                c->fds[c->n_fds++] = fd;
+            else
+                close(fd);
+        }
+    }
+    return n;
+}
+
 static void client_readable(struct client *c)
 {
+    if (c->state == C_EXEC) { /* nothing more is expected from it: only its hangup */
+        char buf[256];
+        ssize_t n = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+            c->dead = 1;
+        return;
+    }
     if (c->state == C_REQUEST) {
-        ssize_t n = recv(c->fd, c->req + c->req_len, sizeof c->req - 1 - c->req_len, MSG_DONTWAIT);
+        ssize_t n = recv_with_fds(c, c->req + c->req_len, sizeof c->req - 1 - c->req_len);
         if (n < 0) {
             if (errno != EAGAIN && errno != EINTR)
                 c->dead = 1;
@@ -1013,6 +1089,9 @@ static void clients_sweep(void)
         struct client *c = clients[i];
         if (c->dead) {
             close(c->fd);
+            for (int k = 0; k < c->n_fds; k++)
+                close(c->fds[k]);
+            exec_forget_client(c);
             free(c->q);
             free(c);
         } else
@@ -1076,36 +1155,34 @@ static void reserve_exit_file(void)
     exit_fd = fd;
 }
 
-static void write_exit_file(void)
+/* {"exit_code": N, "signal": S|null, "exited_at": "..."} (no newline); its length. */
+static int exit_line(char *line, size_t size, int code, int sig, const struct timespec *when)
 {
-    int st = container_status;
-    int code = 0, sig = 0;
-    if (WIFSIGNALED(st)) {
-        sig = WTERMSIG(st);
-        code = 128 + sig;
-    } else
-        code = WEXITSTATUS(st);
-    char ts[40], line[EXIT_RECORD_SIZE], sigbuf[16];
-    fmt_time(&container_exit_time, ts);
+    char ts[40], sigbuf[16];
+    fmt_time(when, ts);
     if (sig)
         snprintf(sigbuf, sizeof sigbuf, "%d", sig);
     else
         strcpy(sigbuf, "null");
-    int n = snprintf(line, sizeof line, "{\"exit_code\": %d, \"signal\": %s, \"exited_at\": \"%s\"}",
+    int n = snprintf(line, size, "{\"exit_code\": %d, \"signal\": %s, \"exited_at\": \"%s\"}",
                      code, sigbuf, ts);
-    memset(line + n, ' ', sizeof line - (size_t)n); /* the whole reserved record */
-    line[sizeof line - 1] = '\n';
+    return n < (int)size ? n : (int)size - 1;
+}
+
+/* `len` bytes at `path`, durably and atomically: `<path>.tmp` (`fd` if it is already
+ * open, reserved; else created), fsync, rename, fsync of the directory. A record that
+ * could not be written completely is never renamed into place. 0 on success. */
+static int write_record(const char *path, int fd, const char *line, size_t len)
+{
     char tmp[PATH_MAX + 16];
-    exit_tmp_path(tmp, sizeof tmp);
-    int fd = exit_fd;
-    exit_fd = -1;
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
     if (fd < 0) /* not reserved at start: a fresh file */
         fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (fd < 0) {
         dbg("open %s: %s", tmp, strerror(errno));
-        return;
+        return -1;
     }
-    int failed = pwrite(fd, line, sizeof line, 0) != (ssize_t)sizeof line || fsync(fd) < 0;
+    int failed = pwrite(fd, line, len, 0) != (ssize_t)len || fsync(fd) < 0;
     int saved = errno;
     if (close(fd) < 0 && !failed) {
         failed = 1;
@@ -1114,15 +1191,15 @@ static void write_exit_file(void)
     if (failed) {
         dbg("write %s: %s", tmp, strerror(saved));
         unlink(tmp);
-        return;
+        return -1;
     }
-    if (rename(tmp, opt.exit_file) < 0) {
+    if (rename(tmp, path) < 0) {
         dbg("rename %s: %s", tmp, strerror(errno));
         unlink(tmp);
-        return;
+        return -1;
     }
     char dir[PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", opt.exit_file);
+    snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
     if (slash) {
         *(slash == dir ? slash + 1 : slash) = 0;
@@ -1132,7 +1209,257 @@ static void write_exit_file(void)
             close(dfd);
         }
     }
-    dbg("exit file written: exit_code %d signal %s", code, sigbuf);
+    return 0;
+}
+
+static void write_exit_file(void)
+{
+    int st = container_status;
+    int code = 0, sig = 0;
+    if (WIFSIGNALED(st)) {
+        sig = WTERMSIG(st);
+        code = 128 + sig;
+    } else
+        code = WEXITSTATUS(st);
+    char line[EXIT_RECORD_SIZE];
+    int n = exit_line(line, sizeof line, code, sig, &container_exit_time);
+    memset(line + n, ' ', sizeof line - (size_t)n); /* the whole reserved record */
+    line[sizeof line - 1] = '\n';
+    int fd = exit_fd;
+    exit_fd = -1;
+    if (write_record(opt.exit_file, fd, line, sizeof line) == 0)
+        dbg("exit file written: exit_code %d signal %d", code, sig);
+}
+
+/* ---- exec --------------------------------------------------------------------------
+ *
+ * {"type":"exec","process":P,"pid_file":F,"exit_file":E[,"console_socket":S]} with the
+ * process's stdin, stdout and stderr passed as SCM_RIGHTS on the request: the shim runs
+ * `RUNTIME exec --detach --pid-file F --process P [--console-socket S] ID` with those
+ * three as its stdio and closes its copies at once. The engine keeps the other ends of
+ * its pipes (or gets the pty master on its own console socket, as before): the shim
+ * never relays an exec's bytes, so it stays small and the streams stay exactly the ones
+ * the engine pumped when it ran the runtime itself.
+ *
+ * The runtime is not waited for in line (the container's output keeps flowing): it is
+ * one more child reaped from the signalfd. It exits as soon as the process has been
+ * exec'd; the process, whose parent (the runtime's intermediate) has exited, is
+ * reparented to us, the nearest child subreaper. Replies on the asking connection:
+ * {"pid":N} once it runs, then one exit line (the container's exit-file format plus
+ * "pid"), then the shim closes it. A runtime that fails (e.g. 127: no such command, its
+ * message on the process's stderr) gives the exit line at once with its exit status.
+ * Either way the exit line is first written to E atomically (temp + fsync + rename), so
+ * it survives the engine: if the connection is gone, the record is all there is.
+ */
+#define MAX_EXECS 64
+
+struct exec_proc {
+    pid_t runtime;        /* the runtime's `exec --detach`, while it runs */
+    pid_t pid;            /* the exec'd process, once known */
+    long long deadline;   /* the runtime is killed after RUNTIME_TIMEOUT_MS */
+    struct client *c;     /* the connection that asked; NULL once it has gone */
+    char *pid_file, *exit_file;
+};
+static struct exec_proc *execs[MAX_EXECS];
+
+static void exec_free(int i)
+{
+    struct exec_proc *e = execs[i];
+    execs[i] = NULL;
+    if (e->c)
+        e->c->dead = 1; /* its exit line was the last thing to say */
+    free(e->pid_file);
+    free(e->exit_file);
+    free(e);
+}
+
+/* The exec ended: (exit code, signal) recorded at exit_file, then told to the asker. */
+static void exec_finish(int i, int code, int sig, const struct timespec *when)
+{
+    struct exec_proc *e = execs[i];
+    char line[EXIT_RECORD_SIZE + 32];
+    int n = exit_line(line, sizeof line - 24, code, sig, when);
+    n--; /* drop the closing brace: the pid goes last */
+    n += snprintf(line + n, sizeof line - (size_t)n, ", \"pid\": %d}\n", (int)e->pid);
+    write_record(e->exit_file, -1, line, (size_t)n);
+    dbg("exec %d: exit_code %d signal %d", (int)e->pid, code, sig);
+    if (e->c)
+        send(e->c->fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    exec_free(i);
+}
+
+static void exec_finish_status(int i, int st, const struct timespec *when)
+{
+    if (WIFSIGNALED(st))
+        exec_finish(i, 128 + WTERMSIG(st), WTERMSIG(st), when);
+    else
+        exec_finish(i, WEXITSTATUS(st), 0, when);
+}
+
+/* The runtime exited: the process runs (pid file), or the runtime's status is the exec's. */
+static void exec_runtime_done(int i, int st, const struct timespec *when)
+{
+    struct exec_proc *e = execs[i];
+    e->runtime = 0;
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        dbg("exec: runtime failed (status 0x%x)", st);
+        exec_finish_status(i, st, when);
+        return;
+    }
+    long pid = read_pid_file(e->pid_file);
+    unlink(e->pid_file);
+    if (pid <= 0) {
+        dbg("exec: the runtime wrote no pid file at %s", e->pid_file);
+        exec_finish(i, 255, 0, when);
+        return;
+    }
+    e->pid = (pid_t)pid;
+    /* it may have exited (and been reaped) before the runtime did */
+    for (unsigned k = 0; k < ORPHAN_RING && k < n_orphans; k++)
+        if (orphans[k].pid == e->pid) {
+            orphans[k].pid = 0;
+            exec_finish_status(i, orphans[k].status, &orphans[k].when);
+            return;
+        }
+    dbg("exec: process %d running", (int)e->pid);
+    if (e->c) {
+        char reply[32];
+        int n = snprintf(reply, sizeof reply, "{\"pid\":%d}\n", (int)e->pid);
+        send(e->c->fd, reply, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
+}
+
+static int exec_reaped(pid_t pid, int status, const struct timespec *when)
+{
+    for (int i = 0; i < MAX_EXECS; i++) {
+        struct exec_proc *e = execs[i];
+        if (!e)
+            continue;
+        if (e->runtime == pid) {
+            exec_runtime_done(i, status, when);
+            return 1;
+        }
+        if (e->pid == pid) {
+            exec_finish_status(i, status, when);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void exec_start(struct client *c, const struct request *r)
+{
+    if (c->n_fds != 3) {
+        reply_and_close(c, "{\"error\":\"exec wants the process's stdin, stdout and stderr "
+                           "as SCM_RIGHTS on the request\"}\n");
+        return;
+    }
+    if (!r->process[0] || !r->pid_file[0] || !r->exit_file[0]) {
+        reply_and_close(c, "{\"error\":\"exec wants process, pid_file and exit_file\"}\n");
+        return;
+    }
+    if (container_pid <= 0 || container_exited) {
+        reply_and_close(c, "{\"error\":\"the container is not running\"}\n");
+        return;
+    }
+    int i = 0;
+    while (i < MAX_EXECS && execs[i])
+        i++;
+    struct exec_proc *e = i < MAX_EXECS ? calloc(1, sizeof *e) : NULL;
+    if (e) {
+        e->pid_file = strdup(r->pid_file);
+        e->exit_file = strdup(r->exit_file);
+    }
+    if (!e || !e->pid_file || !e->exit_file) {
+        if (e) {
+            free(e->pid_file);
+            free(e->exit_file);
+            free(e);
+        }
+        reply_and_close(c, "{\"error\":\"too many execs running\"}\n");
+        return;
+    }
+    char *args[12];
+    int n = 0;
+    args[n++] = "exec";
+    args[n++] = "--detach";
+    args[n++] = "--pid-file";
+    args[n++] = e->pid_file;
+    args[n++] = "--process";
+    args[n++] = (char *)r->process;
+    if (r->console_socket[0]) {
+        args[n++] = "--console-socket";
+        args[n++] = (char *)r->console_socket;
+    }
+    args[n++] = opt.id;
+    args[n] = NULL;
+    unlink(e->pid_file);
+    pid_t pid = spawn_runtime(c->fds[0], c->fds[1], c->fds[2], args);
+    for (int k = 0; k < c->n_fds; k++) /* the runtime has them now, and then the process */
+        close(c->fds[k]);
+    c->n_fds = 0;
+    if (pid < 0) {
+        char reply[128];
+        snprintf(reply, sizeof reply, "{\"error\":\"fork: %s\"}\n", strerror(errno));
+        free(e->pid_file);
+        free(e->exit_file);
+        free(e);
+        reply_and_close(c, reply);
+        return;
+    }
+    e->runtime = pid;
+    e->deadline = now_ms() + RUNTIME_TIMEOUT_MS;
+    e->c = c;
+    c->state = C_EXEC;
+    execs[i] = e;
+    dbg("exec: runtime %d for %s", (int)pid, r->process);
+}
+
+/* A runtime past its deadline is killed; its reaping then records the failure. The
+ * poll timeout (ms, -1 for none) that wakes us for the next deadline. */
+static int exec_deadlines(void)
+{
+    long long now = now_ms(), next = -1;
+    for (int i = 0; i < MAX_EXECS; i++) {
+        struct exec_proc *e = execs[i];
+        if (!e || e->runtime <= 0)
+            continue;
+        if (e->deadline <= now) {
+            dbg("exec: runtime %d timed out", (int)e->runtime);
+            kill(e->runtime, SIGKILL);
+            e->deadline = now + 1000; /* reaped shortly; not again every turn */
+        } else if (next < 0 || e->deadline - now < next)
+            next = e->deadline - now;
+    }
+    return next > INT_MAX ? INT_MAX : (int)next;
+}
+
+/* A connection is being freed: whatever it asked for goes on without it. */
+static void exec_forget_client(struct client *c)
+{
+    for (int i = 0; i < MAX_EXECS; i++)
+        if (execs[i] && execs[i]->c == c)
+            execs[i]->c = NULL;
+}
+
+/* At the shim's exit: a runtime still at work is stopped (the container is gone, it
+ * would fail anyway). A process still running (only possible without a pid namespace
+ * of the container's own) is left alone and has no record. */
+static void exec_shutdown(void)
+{
+    for (int i = 0; i < MAX_EXECS; i++) {
+        struct exec_proc *e = execs[i];
+        if (!e)
+            continue;
+        if (e->runtime > 0) {
+            kill(e->runtime, SIGKILL);
+            int st;
+            while (waitpid(e->runtime, &st, 0) < 0 && errno == EINTR)
+                ;
+        }
+        e->c = NULL;
+        exec_free(i);
+    }
 }
 
 static void finish(void)
@@ -1140,6 +1467,7 @@ static void finish(void)
     stream_flush(&out_stream);
     stream_flush(&err_stream);
     write_exit_file();
+    exec_shutdown();
     /* give attached clients their last output, briefly, then hang up */
     long long deadline = now_ms() + FLUSH_TIMEOUT_MS;
     for (;;) {
@@ -1170,6 +1498,7 @@ static void main_loop(void)
     long long drain_deadline = 0;
     for (;;) {
         reap_children();
+        clients_sweep(); /* an exec's asker is hung up on once its exit line is sent */
         if (container_exited && !drain_deadline)
             drain_deadline = now_ms() + DRAIN_TIMEOUT_MS;
         int outputs_open = (out_stream.fd >= 0 && !out_stream.eof) ||
@@ -1206,17 +1535,20 @@ static void main_loop(void)
         for (int i = 0; i < n_clients; i++) {
             struct client *c = clients[i];
             short ev = 0;
-            if (c->state == C_REQUEST || (!c->in_eof && stdin_room))
+            if (c->state == C_REQUEST || c->state == C_EXEC || (!c->in_eof && stdin_room))
                 ev |= POLLIN;
             if (c->q_len > 0)
                 ev |= POLLOUT;
             p[n] = (struct pollfd){.fd = c->fd, .events = ev};
             owner[n++] = c;
         }
-        int timeout = -1;
+        int timeout = exec_deadlines();
         if (drain_deadline) {
             long long left = drain_deadline - now_ms();
-            timeout = left > 0 ? (int)left : 0;
+            if (left < 0)
+                left = 0;
+            if (timeout < 0 || left < timeout)
+                timeout = (int)left;
         }
         int r = poll(p, (nfds_t)n, timeout);
         if (r < 0) {

@@ -84,6 +84,26 @@ Lifecycle, in order:
    - ``{"type":"resize","height":H,"width":W}``: TIOCSWINSZ on the pty master; reply
      ``{"ok":true}`` (or ``{"ok":false,"error":...}``, e.g. without a tty), then close.
    - ``{"type":"status"}``: reply ``{"pid":N,"running":bool}``, then close.
+   - ``{"type":"exec","process":P,"pid_file":F,"exit_file":E[,"console_socket":S]}``
+     with exactly three fds passed as SCM_RIGHTS on the request (the process's stdin,
+     stdout, stderr; :func:`conch.shim.client.exec_request`): ``docker exec``, as
+     containerd's shim does it. The shim runs ``RUNTIME --root RR exec --detach
+     --pid-file F --process P [--console-socket S] ID`` with those fds as its stdio and
+     closes its copies at once (the engine keeps the other ends, or receives the pty
+     master on its own socket S, and pumps them itself: the shim relays no exec bytes).
+     The runtime is reaped from the poll loop (never waited for in line; killed after
+     120 s); it exits once the process is exec'd, and the process, its parent gone, is
+     reparented to the shim (child subreaper) — no Python process lives on for it. The
+     shim reads and removes F and replies ``{"pid":N}``; when it reaps the process it
+     writes E atomically (temp + fsync + rename) with the exit file's format plus
+     ``"pid"``: ``{"exit_code": N, "signal": S|null, "exited_at": "...", "pid": N}``,
+     sends the same line and closes. A runtime that fails (127 for a missing command,
+     its message on the process's stderr) gives only the exit line, with its exit status
+     and ``"pid": 0``. The connection going away (conchd killed) changes nothing but the
+     reply: E is still written. Errors in the request: ``{"error":...}`` and close.
+     Exec'd processes die with the container's pid namespace, so they are reaped (and
+     recorded) before the container's own exit; a runtime still at work when the shim
+     exits is killed.
    - anything else: ``{"error":...}`` and close. Bad input never stops the shim.
 6. Exit: the container's init is reparented to the shim (the runtime's intermediate
    process exits) and reaped from a signalfd-driven poll loop, as are any other
@@ -111,6 +131,7 @@ On-disk layout (paths are the engine's choice; this is what the shim creates)::
     <bundle>/init.pid   written by the runtime's create
     <log-path>, <log-path>.1 ... .<max-files - 1>   json-file logs (0640)
     <exit-file>         written once, at exit (<exit-file>.tmp while being written)
+    exec's E (and F, removed once read), where the engine said: the shim makes no dirs
 """
 
 from conch.shim.client import (

@@ -4,7 +4,9 @@ docstring (:mod:`conch.shim`).
 - :func:`spawn` starts a shim for a bundle and waits for its ready line;
 - :func:`attach` / :func:`read_frames` stream a running container's stdio;
 - :func:`resize` / :func:`status` are one request, one reply;
-- :func:`read_exit` reads the exit file (``None`` while the container runs).
+- :func:`read_exit` reads the exit file (``None`` while the container runs);
+- :func:`exec_request` runs a process in the container through its shim (the reply lines
+  on the returned socket: :func:`parse_exec_reply`).
 
 The engine (asyncio) calls these from a thread or wraps the returned socket itself; the
 functions hold no state, so a restarted engine finds a shim again from its socket path.
@@ -27,7 +29,8 @@ from typing import Iterator, Sequence
 from conch.errors import ConchError, FailedPrecondition, InvalidArgument, Unavailable
 
 __all__ = ["STDOUT", "STDERR", "ShimInfo", "WarmShim", "WarmShimGone", "shim_binary", "spawn",
-           "spawn_warm", "attach", "read_frames", "resize", "status", "read_exit"]
+           "spawn_warm", "attach", "read_frames", "resize", "status", "read_exit",
+           "exec_request", "parse_exec_reply"]
 
 # Where `make setup` builds the binary: <repo>/build/conch-shim.
 _BUILT = Path(__file__).resolve().parents[2] / "build" / "conch-shim"
@@ -316,3 +319,43 @@ def read_exit(path: str | os.PathLike) -> dict | None:
         return json.loads(data)
     except ValueError as exc:
         raise ConchError(f"exit file {str(path)!r} is corrupt: {data!r}") from exc
+
+
+def exec_request(socket_path: str | os.PathLike, *, process: str | os.PathLike,
+                 pid_file: str | os.PathLike, exit_file: str | os.PathLike,
+                 stdio: Sequence[int], console_socket: str | os.PathLike | None = None,
+                 timeout: float | None = 10.0) -> socket.socket:
+    """Ask the shim to run ``RUNTIME exec --detach`` for the process JSON at ``process``
+    with ``stdio`` (three fds: stdin, stdout, stderr; the caller still closes its own
+    copies) as its stdio. The returned socket (the caller's) carries the replies, one
+    JSON line each: ``{"pid": N}`` once the process runs, then its exit line (also
+    written to ``exit_file``), or only the exit line if the runtime failed; see
+    :func:`parse_exec_reply`. Closing it does not stop the process."""
+    request = {"type": "exec", "process": str(process), "pid_file": str(pid_file),
+               "exit_file": str(exit_file)}
+    if console_socket is not None:
+        request["console_socket"] = str(console_socket)
+    if len(stdio) != 3:
+        raise InvalidArgument("exec_request wants three fds (stdin, stdout, stderr)")
+    sock = _connect(socket_path, timeout)
+    try:
+        socket.send_fds(sock, [json.dumps(request).encode() + b"\n"], list(stdio))
+    except OSError as exc:
+        sock.close()
+        raise Unavailable(f"shim socket {str(socket_path)!r}: {exc.strerror or exc}") from exc
+    return sock
+
+
+def parse_exec_reply(line: bytes | str) -> dict:
+    """One reply line of :func:`exec_request`: ``{"pid": N}``, an exit line
+    (``{"exit_code", "signal", "exited_at", "pid"}``); ``{"error": ...}`` (the shim refused
+    the request) raises FailedPrecondition."""
+    try:
+        msg = json.loads(line)
+    except ValueError as exc:
+        raise ConchError(f"conch-shim: bad exec reply {line!r}") from exc
+    if not isinstance(msg, dict):
+        raise ConchError(f"conch-shim: bad exec reply {line!r}")
+    if "error" in msg:
+        raise FailedPrecondition(f"exec: {msg['error']}")
+    return msg

@@ -548,3 +548,138 @@ def test_exit_record_on_a_full_disk(shim_factory, runtime_by_name, tmp_path, ful
             ["filler"] + (["exit.json"] if full_at == "exit" else []))
     finally:
         subprocess.run(["umount", "-l", str(small)], check=True)
+
+
+# -- exec through the shim ({"type":"exec"}): the process is the shim's child, not a runtime's --
+
+def _exec_files(shim: Shim, args: list[str], **process) -> dict[str, Path]:
+    spec = json.loads((shim.bundle / "config.json").read_text())
+    proc = {**spec["process"], "args": args, "terminal": False, **process}
+    files = {"process": shim.dir / "exec.json", "pid_file": shim.dir / "exec.pid",
+             "exit_file": shim.dir / "exec-exit.json"}
+    files["process"].write_text(json.dumps(proc))
+    return files
+
+
+def _read_reply(sock: socket.socket, timeout: float = 30) -> dict:
+    sock.settimeout(timeout)
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(4096)
+        assert chunk, f"the shim hung up after {data!r}"
+        data += chunk
+    return client.parse_exec_reply(data)
+
+
+def _ppid(pid: int) -> int:
+    return int(re.search(r"^PPid:\s+(\d+)", Path(f"/proc/{pid}/status").read_text(), re.M).group(1))
+
+
+def _children(pid: int) -> set[int]:
+    out = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                out.add(int(entry))
+    return out
+
+
+def test_exec_runs_as_the_shims_child(shim_factory, runtime_by_name):
+    shim = shim_factory(["sleep", "100"])
+    files = _exec_files(shim, ["sh", "-c", "echo out; echo err >&2; read l; echo got:$l; exit 7"])
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    sock = client.exec_request(shim.socket, stdio=(in_r, out_w, err_w), **files)
+    for fd in (in_r, out_w, err_w):
+        os.close(fd)
+    try:
+        pid = _read_reply(sock)["pid"]
+        # the runtime (Python) has exited: the process is the shim's child, and the shim
+        # has no other child than the container's init
+        assert _ppid(pid) == shim.info.shim_pid
+        assert _children(shim.info.shim_pid) == {shim.info.pid, pid}
+        os.write(in_w, b"hi\n")
+        os.close(in_w)
+        with os.fdopen(out_r, "rb") as out, os.fdopen(err_r, "rb") as err:
+            assert out.read() == b"out\ngot:hi\n"
+            assert err.read() == b"err\n"
+        done = _read_reply(sock)
+        assert done["exit_code"] == 7 and done["signal"] is None and done["pid"] == pid
+        assert TIME_RE.match(done["exited_at"])
+        assert sock.recv(10) == b""  # then the shim hangs up
+        assert client.read_exit(files["exit_file"]) == done
+        assert not files["pid_file"].exists()
+        assert not Path(f"/proc/{pid}").exists()  # reaped: no zombie
+    finally:
+        sock.close()
+    assert client.status(shim.socket)["running"] is True  # the container goes on
+    runtime_by_name("conch")("kill", shim.cid, "KILL", check=True)
+    assert shim.wait_exit()["exit_code"] == 137
+
+
+def test_exec_outlives_its_asker_and_dies_with_the_container(shim_factory, runtime_by_name):
+    """The engine's connection is gone (conchd killed): the process runs on as the shim's
+    child, its exit is recorded; the container's end kills what is left (pid namespace)."""
+    shim = shim_factory(["sleep", "100"])
+    files = _exec_files(shim, ["sh", "-c", "while [ ! -e /go ]; do sleep 0.05; done; exit 5"])
+    null = os.open("/dev/null", os.O_RDWR)
+    sock = client.exec_request(shim.socket, stdio=(null, null, null), **files)
+    os.close(null)
+    pid = _read_reply(sock)["pid"]
+    sock.close()
+    time.sleep(0.2)
+    assert _ppid(pid) == shim.info.shim_pid
+    (shim.bundle / "rootfs" / "go").touch()
+    deadline = time.monotonic() + 15
+    while (record := client.read_exit(files["exit_file"])) is None:
+        assert time.monotonic() < deadline, "no exec exit record"
+        time.sleep(0.02)
+    assert record["exit_code"] == 5 and record["pid"] == pid
+    assert not Path(f"/proc/{pid}").exists()
+    # a second one, killed with the container
+    files = _exec_files(shim, ["sleep", "100"])
+    files["exit_file"] = shim.dir / "exec2-exit.json"
+    null = os.open("/dev/null", os.O_RDWR)
+    sock = client.exec_request(shim.socket, stdio=(null, null, null), **files)
+    os.close(null)
+    try:
+        pid = _read_reply(sock)["pid"]
+        runtime_by_name("conch")("kill", shim.cid, "KILL", check=True)
+        done = _read_reply(sock)
+        assert done["exit_code"] == 137 and done["signal"] == 9 and done["pid"] == pid
+    finally:
+        sock.close()
+    assert shim.wait_exit()["exit_code"] == 137
+    assert client.read_exit(files["exit_file"])["exit_code"] == 137
+
+
+def test_exec_runtime_failure_is_the_exit(shim_factory, runtime_by_name):
+    shim = shim_factory(["sleep", "100"])
+    files = _exec_files(shim, ["/nonexistent"])
+    null = os.open("/dev/null", os.O_RDWR)
+    err_r, err_w = os.pipe()
+    sock = client.exec_request(shim.socket, stdio=(null, null, err_w), **files)
+    os.close(null)
+    os.close(err_w)
+    try:
+        done = _read_reply(sock)  # no {"pid"} first: it never ran
+        assert done["exit_code"] == 127 and done["pid"] == 0
+        with os.fdopen(err_r, "rb") as err:
+            assert b"/nonexistent" in err.read()  # the runtime's message, on its stderr
+    finally:
+        sock.close()
+    # requests it refuses: no fds, missing paths
+    bare = socket.socket(socket.AF_UNIX)
+    bare.connect(str(shim.socket))
+    bare.sendall(json.dumps({"type": "exec", **{k: str(v) for k, v in files.items()}}).encode() + b"\n")
+    with pytest.raises(FailedPrecondition, match="SCM_RIGHTS"):
+        _read_reply(bare)
+    bare.close()
+    assert client.status(shim.socket)["running"] is True
+    runtime_by_name("conch")("kill", shim.cid, "KILL", check=True)
+    shim.wait_exit()

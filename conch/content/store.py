@@ -11,6 +11,7 @@ On-disk layout (as containerd's ``content/local``)::
         expected                      expected digest, if the writer was told it
         data                          the bytes written so far
         lock                          flock(2)ed by the one writer that owns the ingest
+      put/<encoded>-<random>          a one-shot put's bytes before their rename into blobs/
 
 Write protocol: bytes go to ``ingest/<key>/data`` only. ``commit`` fsyncs the data,
 checks its size and digest, and ``rename``\\ s it to ``blobs/`` (same filesystem, so
@@ -30,6 +31,7 @@ diff_ids is archive/'s business, where isal/zlib-ng will help.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import logging
@@ -159,22 +161,43 @@ class ContentStore:
             raise
 
     def put(self, data: bytes, *, expected: Digest | None = None) -> Info:
-        """Store ``data`` in one go; a no-op returning the existing blob if present."""
+        """Store ``data`` in one go; a no-op returning the existing blob if present.
+
+        One-shot, so no resumable ingest: the bytes go to a private temp file under
+        ``root/put/`` (same filesystem), fsynced and renamed into ``blobs/`` -- the same
+        durability as :meth:`Writer.commit` without the ingest's ref/startedat/lock files
+        and their fsyncs (~4 ms of a config's or manifest's 5 ms; a build writes two per
+        step). A crash leaves at most a temp file there, removed by :meth:`prune_ingests`."""
         algorithm = expected.algorithm if expected is not None else SHA256
         digest = Digest.from_bytes(data, algorithm)
         if expected is not None and digest != expected:
             raise FailedPrecondition(f"unexpected content digest {digest}, expected {expected}")
-        try:
-            w = self.writer(f"put-{digest}-{os.urandom(8).hex()}", expected=digest)
-        except AlreadyExists:
+        target = self._commit_path(digest)
+        if target.exists():
             return self.info(digest)
-        with w:
+        tmp_dir = self.root / "put"
+        tmp = tmp_dir / f"{digest.encoded}-{os.urandom(8).hex()}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+        except FileNotFoundError:
+            tmp_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+        try:
             try:
-                w.write(data)
-                return w.commit(len(data), digest)
-            except BaseException:
-                w._discard()  # a one-shot ref is never resumed: leave no litter
-                raise
+                view = memoryview(data).cast("B")
+                written = 0
+                while written < len(view):
+                    written += os.write(fd, view[written:])
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, target)  # a racing put of the same bytes: either copy is the blob
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        _fsync_dir(target.parent)
+        return self.info(digest)
 
     def status(self, ref: str) -> IngestStatus:
         return self._status(self._ingest_path(ref))
@@ -221,6 +244,13 @@ class ContentStore:
                     pruned.append(ref)
             finally:
                 os.close(fd)
+        try:  # a put's temp file a crash left behind (put() never resumes one)
+            strays = [e for e in os.scandir(self.root / "put") if e.stat().st_mtime < cutoff]
+        except FileNotFoundError:
+            strays = []
+        for entry in strays:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
         return pruned
 
     # --- internals ----------------------------------------------------------------------

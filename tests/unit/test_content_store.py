@@ -220,6 +220,22 @@ def test_present_blob(store):
     assert ingest_dirs(store) == [] and len(blob_files(store)) == 1
 
 
+def test_put_is_one_rename_and_leaves_nothing(store):
+    """put() writes no resumable ingest: one temp file renamed into blobs/, read-only,
+    nothing left in put/ or ingest/ (a crash's stray temp goes with prune_ingests)."""
+    info = store.put(DATA)
+    assert info.digest == DIGEST and store.read(DIGEST, verify=True) == DATA
+    assert stat.S_IMODE(os.stat(store.blob_path(DIGEST)).st_mode) == 0o444
+    assert os.listdir(store.root / "put") == [] and ingest_dirs(store) == []
+    stray = store.root / "put" / "deadbeef-0000"
+    stray.write_bytes(b"half a blob")
+    os.utime(stray, (time.time() - 3600,) * 2)
+    fresh = store.root / "put" / "beefdead-0000"  # a put in flight: kept
+    fresh.write_bytes(b"in flight")
+    assert store.prune_ingests(60) == []
+    assert os.listdir(store.root / "put") == [fresh.name]
+
+
 def test_put_checks_expected(store):
     with pytest.raises(FailedPrecondition, match="unexpected content digest"):
         store.put(b"abc", expected=DIGEST)

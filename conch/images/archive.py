@@ -359,9 +359,10 @@ def _ingest_tree(service: ImageService, files: _Archive, desc: Descriptor,
             if service.content.exists(blob.digest):
                 continue
             path = files.path(_blob_path(blob.digest))
+            # the digest first (the archive's first lie), then entries and diff_id
+            files.stored.append(_ingest_file(service, path, blob.digest, blob.size).digest)
             if i and diff_ids is not None and mt.is_layer(blob.media_type):
                 _check_layer_file(path, diff_ids[i - 1])
-            files.stored.append(_ingest_file(service, path, blob.digest, blob.size).digest)
         target = Descriptor(media_type=desc.media_type, digest=desc.digest, size=desc.size)
     files.stored.append(service.content.put(data, expected=desc.digest).digest)
     return target

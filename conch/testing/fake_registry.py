@@ -20,6 +20,9 @@ in ``blobs`` once their digest checks; ``fail_patch`` = N answers the N-th PATCH
 ``token=True`` puts ``/v2/`` behind a Bearer challenge whose realm is ``/token`` here;
 requests must then carry ``Bearer good-token``. ``requests`` logs (method, path, Range).
 
+:meth:`add_image` serves a one-layer OCI image for the host's platform (gzip or zstd, a
+diff_id of the test's choice), for pulls of hand-made layers.
+
 Run it inside a test's event loop (``await reg.start()``) or in a background thread
 (:meth:`start_in_thread`, for conchd to pull from).
 """
@@ -27,6 +30,8 @@ Run it inside a test's event loop (``await reg.start()``) or in a background thr
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import threading
 
 from aiohttp import web
@@ -65,6 +70,35 @@ class FakeRegistry:
         if tag:
             self.manifests[tag] = (media_type, data)
         return digest
+
+    def add_image(self, tag: str, layer: bytes, *, compression: str = "gzip",
+                  diff_id: str | None = None) -> bytes:
+        """An OCI image of the one layer ``layer`` (uncompressed tar) under ``tag``; its
+        config claims ``diff_id`` (default: the layer's own). Returns the manifest."""
+        from conch.oci import mediatype as mt
+        from conch.oci.platform import host_platform
+
+        if compression == "zstd":
+            import zstandard
+
+            blob, media_type = zstandard.ZstdCompressor().compress(layer), mt.OCI_LAYER_ZSTD
+        else:
+            import gzip
+
+            blob, media_type = gzip.compress(layer, 1), mt.OCI_LAYER_GZIP
+        p = host_platform()
+        platform = {"architecture": p.architecture, "os": p.os,
+                    **({"variant": p.variant} if p.variant else {})}
+        diff_id = diff_id or "sha256:" + hashlib.sha256(layer).hexdigest()
+        config = _json({**platform, "config": {"Cmd": ["sh"]},
+                        "rootfs": {"type": "layers", "diff_ids": [diff_id]}})
+        self.add_blob(blob)
+        self.add_blob(config)
+        manifest = _json({"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST,
+                          "config": descriptor(mt.OCI_CONFIG, config),
+                          "layers": [descriptor(media_type, blob)]})
+        self.add_manifest(mt.OCI_MANIFEST, manifest, tag=tag)
+        return manifest
 
     # --- app ---------------------------------------------------------------------------
 
@@ -217,3 +251,13 @@ class FakeRegistry:
         assert self._thread is not None
         self._thread.join(10)
         self._loop = None
+
+
+def _json(obj) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def descriptor(media_type: str, data: bytes, **extra) -> dict:
+    """An OCI descriptor of ``data`` (a dict, as a manifest holds it)."""
+    return {"mediaType": media_type, "digest": "sha256:" + hashlib.sha256(data).hexdigest(),
+            "size": len(data), **extra}

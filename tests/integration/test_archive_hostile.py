@@ -2,6 +2,8 @@
 
 Each case runs in both whiteout formats. A canary directory sits next to dest; after the
 apply (success or error) the canary and the rest of tmp_path must be exactly as before.
+In the overlay format (a pull's unpack), check_layer (docker load's check) must give the
+same verdict, in the same words, without writing anything.
 Overlay-format applies set trusted.* xattrs and make device nodes, hence root.
 """
 
@@ -18,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from conch.archive import apply_layer
+from conch.archive.check import check_layer
 from conch.errors import ConchError
 
 _spec = importlib.util.spec_from_file_location(
@@ -68,10 +71,19 @@ def sandbox(tmp_path):
 def test_hostile_layer_is_contained_or_rejected(sandbox, case, fmt):
     dest, canary = sandbox
     layer = case.build(canary)
+    checked = None
+    try:
+        check_layer(io.BytesIO(layer))
+    except ConchError as exc:
+        checked = str(exc)
     if case.expect == "reject":
-        with pytest.raises(ConchError):
+        with pytest.raises(ConchError) as exc:
             apply_layer(io.BytesIO(layer), dest, whiteout_format=fmt)
+        assert checked is not None, "check_layer accepts what apply_layer refuses"
+        if fmt == "overlay" and not checked.startswith("layer is not a valid tar"):
+            assert checked == str(exc.value)
         return
+    assert checked is None, f"check_layer refuses what apply_layer accepts: {checked}"
     result = apply_layer(io.BytesIO(layer), dest, whiteout_format=fmt)
     assert result.diff_id == "sha256:" + hashlib.sha256(layer).hexdigest()
     if case.check is not None:

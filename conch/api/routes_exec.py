@@ -51,11 +51,8 @@ async def start(request: web.Request) -> web.StreamResponse:
     body = await _body(request, EXEC_START)
     ex = execs.get(request.match_info["id"])
     size = console_size(body.get("ConsoleSize"))
-    if body.get("Detach"):
-        proc = await execs.start(ex.id, console_size=size)
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
-            if stream is not None and hasattr(stream, "close"):
-                stream.close()
+    if body.get("Detach"):  # no streams: its output goes nowhere, as with dockerd
+        await execs.start(ex.id, console_size=size, detach=True)
         return web.Response(status=200)
     # moby postContainerExecStart: the framing follows the start request's Tty: an exec
     # made with a tty but started with Tty false is multiplexed (its pty output as stdout)
@@ -70,6 +67,7 @@ async def start(request: web.Request) -> web.StreamResponse:
         else:
             await _pump(conn, proc, tty, keys=keys)
     finally:
+        proc.release()  # what a process left running writes from now on is dropped
         await conn.close()
     return conn.response
 
@@ -133,7 +131,7 @@ async def _pump_pty(conn, proc, master: int, *, stdin: bool, keys: bytes = b"") 
             task.cancel()
         os.close(writer_fd)
         # the read side holds a master fd too: a process that outlives the client (the
-        # runtime killed below, its child still on the pty) would otherwise keep it open
+        # process killed below, or a child of it still on the pty) would otherwise keep it open
         transport.close()
         if proc.returncode is None and conn.closed and not detached.is_set():
             try:
@@ -163,8 +161,11 @@ async def _pump(conn, proc, tty: bool, *, keys: bytes = b"") -> None:
             if detach:  # the session ends; the exec keeps running, its stdin open
                 detached.set()
                 return
-            proc.stdin.write(data)
-            await proc.stdin.drain()
+            try:
+                proc.stdin.write(data)
+                await proc.stdin.drain()
+            except (ConnectionError, RuntimeError):  # the process has exited
+                return
 
     outputs = [asyncio.ensure_future(out(proc.stdout, 1))] if proc.stdout else []
     if proc.stderr is not None:

@@ -1,12 +1,20 @@
 """``docker exec``: processes started inside a running container.
 
-An exec is run by ``conch-runtime exec`` in the foreground as conchd's child: the runtime
-waits for the process and exits with its status, and its stdio pipes are the exec's
-stdio. With ``-t`` the runtime makes the pty inside the container and hands its master
-over ``--console-socket`` to conchd, which then holds it: the API pumps the master, and
+An exec runs through the container's shim, as containerd runs it through its shim: conchd
+asks the shim (``{"type":"exec"}`` on its socket, :func:`conch.shim.client.exec_request`)
+and the shim runs ``RUNTIME exec --detach``; the runtime exits as soon as the process is
+exec'd, and the process is the shim's child from then on. The shim reaps it and writes
+its exit record (``<container dir>/execs/<id>.exit.json``, like the container's
+``exit.json``), then tells us on the connection that asked. So no Python process lives
+as long as an exec'd process does, and after a ``kill -9`` of conchd the process is
+still the shim's child, reaped and recorded by it.
+
+The process's stdio are pipes whose other ends conchd keeps and the API pumps; with
+``-t`` the runtime makes the pty inside the container and hands its master over
+``--console-socket`` to conchd, which then holds it: the API pumps the master, and
 ``/exec/{id}/resize`` sets its window size (docker's CLI sends the size right after the
 start, and on every SIGWINCH). Exec records live in memory, as in dockerd; they end with
-the container or the daemon.
+the container or the daemon (a restarted conchd knows none, so none claims Running).
 """
 
 from __future__ import annotations
@@ -15,10 +23,14 @@ import asyncio
 import json
 import os
 import secrets
+import socket
 import tempfile
 from dataclasses import dataclass, field, replace
 
-from conch.errors import Conflict, NotFound
+from conch.errors import ConchError, Conflict, FailedPrecondition, NotFound
+
+# the shim kills a runtime after 120 s; its answer cannot take longer than that
+_START_TIMEOUT = 150.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -56,11 +68,7 @@ class ExecService:
         self._execs: dict[str, Exec] = {}
         self._ptys: dict[str, int] = {}  # exec id -> pty master (tty execs while running)
         self._sizes: dict[str, tuple[int, int]] = {}  # sizes asked before the pty existed
-
-    def _binary(self, cid: str) -> str:
-        """The container's runtime (HostConfig.Runtime), which must run its execs too."""
-        rt_for = getattr(self.containers, "rt_for", None)
-        return rt_for(cid).binary if rt_for is not None else self.runtime
+        self._starting: set[str] = set()  # exec ids between start and the shim's answer
 
     def create(self, container_ref: str, config: ExecConfig) -> Exec:
         c = self.containers.get(container_ref)
@@ -80,88 +88,171 @@ class ExecService:
             raise NotFound(f"No such exec instance: {exec_id}")
         return ex
 
-    async def start(self, exec_id: str, *, console_size: tuple[int, int] | None = None
-                    ) -> asyncio.subprocess.Process:
-        """Start the exec; the caller owns the returned process's stdin/stdout/stderr
-        pipes (which are None when not attached). With a tty, ``proc.stdout`` carries the
-        runtime's own messages (an exec that fails to start) and :meth:`pty` the pty
-        master (a duplicate the caller must close)."""
+    def _files(self, cid: str, exec_id: str) -> dict[str, str]:
+        """Where this exec's process JSON, pid file and exit record go: in the
+        container's directory, so they go with it (``rm``) even after a crash."""
+        d = os.path.join(self.containers.paths.dir(cid), "execs")
+        os.makedirs(d, exist_ok=True)
+        base = os.path.join(d, exec_id[:32])
+        return {"process": f"{base}.json", "pid_file": f"{base}.pid",
+                "exit_file": f"{base}.exit.json"}
+
+    async def start(self, exec_id: str, *, console_size: tuple[int, int] | None = None,
+                    detach: bool = False) -> "ExecProcess":
+        """Start the exec through the container's shim and return once it runs (or has
+        failed to: then its exit code is already known). The caller owns the returned
+        process's stdin/stdout/stderr streams (None when not attached; all None with
+        ``detach``) and calls :meth:`ExecProcess.release` when it stops pumping them.
+        With a tty, ``proc.stdout`` carries the runtime's own messages (an exec that
+        fails to start) and :meth:`pty` the pty master (a duplicate the caller must
+        close)."""
         ex = self.get(exec_id)
-        if ex.running or ex.exit_code is not None:
+        if ex.running or ex.exit_code is not None or exec_id in self._starting:
             raise Conflict(f"Exec {exec_id} has already been started")
         c = self.containers.get(ex.container_id)
         if not c.state.running:
             raise Conflict(f"Container {c.id} is not running")
-        process = self._process_json(c, ex.config, console_size or ex.config.console_size)
-        fd, path = tempfile.mkstemp(prefix="exec-", suffix=".json")
-        with os.fdopen(fd, "w") as f:
-            json.dump(process, f)
+        self._starting.add(exec_id)
+        try:
+            return await self._start(ex, c, console_size, detach)
+        finally:
+            self._starting.discard(exec_id)
+
+    async def _start(self, ex: "Exec", c, console_size, detach: bool) -> "ExecProcess":
+        from conch.shim import client as shim
+
         cfg = ex.config
-        pipe, null = asyncio.subprocess.PIPE, asyncio.subprocess.DEVNULL
-        if cfg.tty:
-            proc = await self._start_tty(exec_id, c.id, path)
-        else:
-            proc = await asyncio.create_subprocess_exec(
-                self._binary(c.id), "--root", self.runtime_root, "exec", "--process", path, c.id,
-                stdin=pipe if cfg.attach_stdin else null,
-                stdout=pipe if cfg.attach_stdout else null,
-                stderr=pipe if cfg.attach_stderr else null)
-        self._execs[exec_id] = replace(self._execs[exec_id], running=True, pid=proc.pid)
-        watcher = self._watch(exec_id, proc, path)
+        files = self._files(c.id, ex.id)
+        process = self._process_json(c, cfg, console_size or cfg.console_size)
+        with open(files["process"], "w") as f:
+            json.dump(process, f)
+        proc = ExecProcess()
+        # Our ends of the process's pipes stay here and are pumped by the API exactly as
+        # when the runtime ran as our child; the shim gets the other ends (SCM_RIGHTS) and
+        # hands them to the runtime, keeping no copy. This is simpler than the shim
+        # relaying bytes (no per-exec buffers, framing, stdin or resize in C) and keeps
+        # the shim tiny; the price is containerd's too, for a shim that does not hold
+        # the streams: a process writing after conchd died gets EPIPE (its exit, whatever
+        # it is, is still recorded). With a tty the runtime sends the pty master to a
+        # socket of ours, as before, so resize stays a TIOCSWINSZ here.
+        theirs: list[int] = []
+        ours: list[tuple[str, int]] = []
+        listener = None
+        try:
+            null_r = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            null_w = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+            theirs += [null_r, null_w]
+            if cfg.tty:
+                stdio = [null_r, null_w, null_w]
+                if not detach:  # the runtime's own messages (stdout and stderr)
+                    r, w = os.pipe2(os.O_CLOEXEC)
+                    theirs.append(w)
+                    ours.append(("stdout", r))
+                    stdio = [null_r, w, w]
+                listener, console_path = _console_listener()
+            else:
+                stdio = [null_r, null_w, null_w]
+                for i, (name, wanted) in enumerate((("stdin", cfg.attach_stdin),
+                                                    ("stdout", cfg.attach_stdout),
+                                                    ("stderr", cfg.attach_stderr))):
+                    if not wanted or detach:
+                        continue
+                    r, w = os.pipe2(os.O_CLOEXEC)
+                    theirs.append(r if i == 0 else w)
+                    ours.append((name, w if i == 0 else r))
+                    stdio[i] = r if i == 0 else w
+                console_path = None
+            try:
+                sock = await asyncio.to_thread(
+                    shim.exec_request, self.containers.paths.socket(c.id), stdio=stdio,
+                    console_socket=console_path, timeout=10, **files)
+            finally:
+                for fd in theirs:
+                    os.close(fd)
+                theirs = []
+            reader, writer = await asyncio.open_unix_connection(sock=sock)
+            proc._conn = writer
+            for name, fd in ours:
+                await proc._attach(name, fd)
+            ours = []
+            first = await self._first_reply(ex.id, c.id, reader, listener)
+        except BaseException:
+            for fd in theirs:
+                os.close(fd)
+            for _, fd in ours:
+                os.close(fd)
+            proc._close()
+            self._unlink(files)
+            raise
+        finally:
+            if listener is not None:
+                _close_listener(listener)
+        _unlink(files["process"])  # read by the runtime, which has exited
+        if "pid" in first and "exit_code" not in first:
+            proc.pid = int(first["pid"])
+            try:
+                proc._pidfd = os.pidfd_open(proc.pid)  # kill() can never hit a reused pid
+            except OSError:
+                pass  # gone already: its exit line follows
+            self._execs[ex.id] = replace(self._execs[ex.id], running=True, pid=proc.pid)
+            watcher = self._watch(ex.id, proc, reader, files)
+        else:  # the runtime failed (e.g. 127): that is the exit, nothing ran
+            watcher = self._finish(ex.id, proc, first, files)
         if self.tasks is not None:
             self.tasks.create_task(watcher)
         else:
             asyncio.get_running_loop().create_task(watcher)
         return proc
 
-    async def _start_tty(self, exec_id: str, cid: str, process_path: str):
-        """``exec --console-socket``: the runtime sends the pty master to a socket of
-        ours (in a private temp dir) before it runs the process."""
-        import socket
+    async def _first_reply(self, exec_id: str, cid: str, reader, listener) -> dict:
+        """The shim's first line ({"pid"} or an exit line); with a tty, the pty master
+        from our console socket meanwhile (the runtime sends it before it exits, so it
+        is queued on the socket by the time the pid line comes)."""
+        from conch.shim import client as shim
 
-        d = tempfile.mkdtemp(prefix="conch-exec-")
-        path = os.path.join(d, "console.sock")
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        line_task = asyncio.ensure_future(reader.readline())
         try:
-            listener.bind(path)
-            listener.listen(1)
-            listener.setblocking(False)
-            proc = await asyncio.create_subprocess_exec(
-                self._binary(cid), "--root", self.runtime_root, "exec", "--console-socket", path,
-                "--process", process_path, cid, stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-            loop = asyncio.get_running_loop()
-            accept = asyncio.ensure_future(loop.sock_accept(listener))
-            exited = asyncio.ensure_future(proc.wait())
-            await asyncio.wait([accept, exited], timeout=60, return_when=asyncio.FIRST_COMPLETED)
-            exited.cancel()
-            if not accept.done():  # the runtime failed before making the pty: its message
-                accept.cancel()    # is on proc.stdout for the caller
-                return proc
-            conn, _ = accept.result()
-            with conn:
-                # in a thread, bounded: a runtime that connects and sends nothing must not
-                # stall the event loop (nor this request forever)
-                conn.settimeout(10)
+            if listener is not None:
+                loop = asyncio.get_running_loop()
+                accept = asyncio.ensure_future(loop.sock_accept(listener))
                 try:
-                    _msg, fds, _flags, _addr = await asyncio.to_thread(socket.recv_fds, conn, 4096, 4)
-                except OSError:
-                    fds = []
-            for extra in fds[1:]:  # one pty master is expected; anything else is closed
-                os.close(extra)
-            if fds:
-                self._ptys[exec_id] = fds[0]
-                size = self._sizes.pop(exec_id, None)
-                if size is not None:
-                    _set_winsize(fds[0], *size)
-            return proc
+                    await asyncio.wait([accept, line_task], timeout=_START_TIMEOUT,
+                                       return_when=asyncio.FIRST_COMPLETED)
+                    if line_task.done() and not accept.done():
+                        await asyncio.wait([accept], timeout=2)
+                finally:
+                    if not accept.done():
+                        accept.cancel()
+                if accept.done() and not accept.cancelled() and accept.exception() is None:
+                    conn, _ = accept.result()
+                    with conn:
+                        # bounded: a runtime that connects and sends nothing must not
+                        # stall this request forever
+                        conn.settimeout(10)
+                        try:
+                            _msg, fds, _f, _a = await asyncio.to_thread(socket.recv_fds, conn, 4096, 4)
+                        except OSError:
+                            fds = []
+                    for extra in fds[1:]:  # one pty master is expected
+                        os.close(extra)
+                    if fds:
+                        self._ptys[exec_id] = fds[0]
+                        size = self._sizes.pop(exec_id, None)
+                        if size is not None:
+                            _set_winsize(fds[0], *size)
+            line = await asyncio.wait_for(line_task, _START_TIMEOUT)
         finally:
-            listener.close()
-            try:
-                os.unlink(path)
-                os.rmdir(d)
-            except OSError:
-                pass
+            if not line_task.done():
+                line_task.cancel()
+        if not line:
+            # the shim hung up without a word: it (or the container) is gone
+            raise Conflict(f"Container {cid} is not running")
+        try:
+            return shim.parse_exec_reply(line)
+        except FailedPrecondition as exc:
+            if "not running" in str(exc):
+                raise Conflict(f"Container {cid} is not running") from exc
+            raise
 
     def pty(self, exec_id: str) -> int | None:
         """A duplicate of the exec's pty master (the caller closes it), or None."""
@@ -179,19 +270,41 @@ class ExecService:
         else:
             _set_winsize(fd, height, width)
 
-    async def _watch(self, exec_id: str, proc, path: str) -> None:
-        code = await proc.wait()
+    async def _watch(self, exec_id: str, proc: "ExecProcess", reader, files) -> None:
+        """Until the shim's exit line (or, without one, its exit record; else the exit
+        is unknown: -1, never 0)."""
+        from conch.shim import client as shim
+
+        result = None
+        try:
+            line = await reader.readline()
+            if line:
+                result = shim.parse_exec_reply(line)
+        except (OSError, ConchError):
+            pass
+        if result is None or "exit_code" not in result:
+            try:
+                result = shim.read_exit(files["exit_file"])
+            except ConchError:
+                result = None
+        await self._finish(exec_id, proc, result or {"exit_code": -1}, files)
+
+    async def _finish(self, exec_id: str, proc: "ExecProcess", result: dict, files) -> None:
+        code = int(result.get("exit_code", -1))
         fd = self._ptys.pop(exec_id, None)
         if fd is not None:
             os.close(fd)
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
+        self._unlink(files)
+        proc._exit(code)
         ex = self._execs.get(exec_id)
         if ex is not None:
             self._execs[exec_id] = replace(ex, running=False, exit_code=code)
             ex.done.set()
+
+    @staticmethod
+    def _unlink(files: dict[str, str]) -> None:
+        for path in files.values():
+            _unlink(path)
 
     async def wait(self, exec_id: str) -> int:
         ex = self.get(exec_id)
@@ -248,3 +361,124 @@ def _set_winsize(fd: int, height: int, width: int) -> None:
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
     except OSError:
         pass  # the exec ended meanwhile
+
+
+class ExecProcess:
+    """A started exec as the API pumps it (the shape of the asyncio Process it pumped
+    when the runtime was conchd's child): ``stdin`` (a StreamWriter), ``stdout`` and
+    ``stderr`` (StreamReaders), each None when not attached; ``pid`` (the process as
+    the host sees it; 0 if it never ran); ``wait()``; ``returncode``; ``kill()``."""
+
+    def __init__(self) -> None:
+        self.stdin: asyncio.StreamWriter | None = None
+        self.stdout: asyncio.StreamReader | None = None
+        self.stderr: asyncio.StreamReader | None = None
+        self.pid = 0
+        self.returncode: int | None = None
+        self._exited = asyncio.Event()
+        self._pidfd: int | None = None
+        self._conn: asyncio.StreamWriter | None = None  # to the shim, until the exit line
+        self._transports: list = []
+        self._drains: list = []
+
+    async def _attach(self, name: str, fd: int) -> None:
+        loop = asyncio.get_running_loop()
+        if name == "stdin":
+            transport, protocol = await loop.connect_write_pipe(
+                asyncio.streams.FlowControlMixin, os.fdopen(fd, "wb", buffering=0))
+            self.stdin = asyncio.StreamWriter(transport, protocol, None, loop)
+        else:
+            reader = asyncio.StreamReader(limit=2 ** 16)
+            transport, _ = await loop.connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0))
+            setattr(self, name, reader)
+        self._transports.append(transport)
+
+    async def wait(self) -> int:
+        await self._exited.wait()
+        return self.returncode
+
+    def kill(self) -> None:
+        """SIGKILL to the process (moby kills an exec whose client went away)."""
+        if self.returncode is None and self._pidfd is not None:
+            import signal
+
+            try:
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def release(self) -> None:
+        """The API stops pumping (the session ended, the process may run on): what it
+        still writes is read and dropped, as dockerd drops a detached exec's output,
+        rather than filling the pipe (blocking it) or closing it (SIGPIPE). Stdin stays
+        open until the process exits (a detach-keys detach leaves it open in docker)."""
+        for reader in (self.stdout, self.stderr):
+            if reader is not None and not reader.at_eof():
+                self._drains.append(asyncio.ensure_future(_drain(reader)))
+
+    def _exit(self, code: int) -> None:
+        self.returncode = code
+        self._exited.set()
+        if self.stdin is not None:
+            self.stdin.close()
+        self._close_conn()
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+
+    def _close_conn(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _close(self) -> None:
+        """A start that failed: everything goes."""
+        for transport in self._transports:
+            transport.close()
+        self._close_conn()
+
+
+async def _drain(reader: asyncio.StreamReader) -> None:
+    try:
+        while await reader.read(65536):
+            pass
+    except OSError:
+        pass
+
+
+def _console_listener() -> tuple[socket.socket, str]:
+    """A listening socket (in a private temp dir) for the runtime's ``--console-socket``."""
+    d = tempfile.mkdtemp(prefix="conch-exec-")
+    path = os.path.join(d, "console.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(path)
+        listener.listen(1)
+        listener.setblocking(False)
+    except OSError:
+        listener.close()
+        _close_listener_path(path)
+        raise
+    return listener, path
+
+
+def _close_listener(listener: socket.socket) -> None:
+    path = listener.getsockname()
+    listener.close()
+    _close_listener_path(path)
+
+
+def _close_listener_path(path: str) -> None:
+    _unlink(path)
+    try:
+        os.rmdir(os.path.dirname(path))
+    except OSError:
+        pass
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

@@ -1,8 +1,6 @@
 """Linux capabilities: names, capget/capset (v3), bounding-set drops and ambient raises."""
 
-import ctypes
-
-from conch.kernel.libc import check, libc
+from conch.kernel.libc import Structure, byref, c_int, c_uint32, check, libc
 
 NAMES = [
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
@@ -25,13 +23,12 @@ PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 
-class _Header(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+class _Header(Structure):
+    _fields_ = [("version", c_uint32), ("pid", c_int)]
 
 
-class _Data(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32)]
+class _Data(Structure):
+    _fields_ = [("effective", c_uint32), ("permitted", c_uint32), ("inheritable", c_uint32)]
 
 
 def last_cap() -> int:
@@ -58,7 +55,7 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
         data[i].effective = (effective >> shift) & 0xFFFFFFFF
         data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
         data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
-    check(libc().capset(ctypes.byref(hdr), data), "capset")
+    check(libc().capset(byref(hdr), data), "capset")
 
 
 def bounding_drop_except(keep: int) -> None:

@@ -5,9 +5,7 @@ words mount(8) uses) to (clear, flag) pairs; propagation words map to their own 
 because the kernel wants them in a separate mount(2) call.
 """
 
-import ctypes
-
-from conch.kernel.libc import check, fspath, libc
+from conch.kernel.libc import c_ulong, check, fspath, libc
 
 MS_RDONLY = 0x1
 MS_NOSUID = 0x2
@@ -82,7 +80,7 @@ def parse_options(options) -> tuple[int, int, list[str]]:
 def mount(source, target, fstype=None, flags: int = 0, data: str | None = None) -> None:
     lc = libc()
     ret = lc.mount(
-        fspath(source), fspath(target), fspath(fstype), ctypes.c_ulong(flags),
+        fspath(source), fspath(target), fspath(fstype), c_ulong(flags),
         data.encode() if data else None,
     )
     check(ret, "mount", str(target), f"type={fstype} source={source} flags={flags:#x} data={data}")

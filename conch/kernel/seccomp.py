@@ -7,17 +7,17 @@ Contract: ``load_filter(program, flags=...)`` takes classic-BPF bytes (``struct 
 caller must already have ``no_new_privs`` set or hold CAP_SYS_ADMIN (kernel rule, see
 seccomp(2)); the runtime does this as the last step before ``execve``.
 
-Only ctypes is imported, and libc is opened on first use (``conch.kernel.libc``): this runs on the container
-start path. The filter bytes must stay alive until the syscall returns, which they do:
+Only ``conch.kernel.libc`` (``_ctypes``, not the ``ctypes`` package) is imported, and libc
+is opened on first use: this runs on the container start path. The filter bytes must stay alive until the syscall returns, which they do:
 the kernel copies the program during the call.
 """
 
-import ctypes
 import errno
 import os
 
 from conch.errors import SystemCallError
-from conch.kernel.libc import libc
+from conch.kernel.libc import (Structure, addressof, buffer, byref, c_long, c_uint, c_ushort,
+                               c_void_p, get_errno, libc)
 
 # <linux/seccomp.h>
 SECCOMP_SET_MODE_FILTER = 1
@@ -33,9 +33,9 @@ _NR_SECCOMP = {"x86_64": 317, "aarch64": 277, "i686": 354, "i386": 354}
 _BPF_MAXINSNS = 4096
 
 
-class _SockFprog(ctypes.Structure):
+class _SockFprog(Structure):
     # struct sock_fprog { unsigned short len; struct sock_filter *filter; }
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+    _fields_ = [("len", c_ushort), ("filter", c_void_p)]
 
 
 def _seccomp_nr() -> int:
@@ -52,16 +52,16 @@ def load_filter(program: bytes, *, flags: int = 0) -> None:
     if rest or not 0 < count <= _BPF_MAXINSNS:
         # EINVAL is what the kernel would say; fail before the call with the reason.
         raise SystemCallError("seccomp", errno.EINVAL, detail=f"bad filter length {len(program)} bytes")
-    buf = ctypes.create_string_buffer(bytes(program), len(program))
-    prog = _SockFprog(count, ctypes.addressof(buf))
+    buf = buffer(bytes(program))
+    prog = _SockFprog(count, addressof(buf))
     rc = libc().syscall(
-        ctypes.c_long(_seccomp_nr()),
-        ctypes.c_uint(SECCOMP_SET_MODE_FILTER),
-        ctypes.c_uint(flags),
-        ctypes.byref(prog),
+        c_long(_seccomp_nr()),
+        c_uint(SECCOMP_SET_MODE_FILTER),
+        c_uint(flags),
+        byref(prog),
     )
     if rc != 0:
         # With TSYNC a positive return is the id of a thread that could not be synced.
-        err = ctypes.get_errno() if rc < 0 else errno.ESRCH
+        err = get_errno() if rc < 0 else errno.ESRCH
         detail = f"thread {rc} could not be synchronised" if rc > 0 else ""
         raise SystemCallError("seccomp", err, detail=detail)

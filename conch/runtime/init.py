@@ -8,6 +8,7 @@ could exec half-configured.
 """
 
 import os
+import sys
 import _signal as signal  # the C module: "signal" imports enum (~3 ms)
 
 from conch.kernel import namespaces as kns
@@ -320,15 +321,19 @@ def _loopback_up() -> None:
     """Bring up ``lo`` in a new network namespace, as runc does (SIOCSIFFLAGS on an
     AF_INET datagram socket, made through libc: the socket module costs ~3 ms)."""
     import fcntl
-    import struct
 
     from conch.kernel.libc import check, libc
 
+    # struct ifreq: the name in 16 bytes, then ifr_flags (a native short), padded to 40;
+    # packed by hand: struct is not imported by anything else here, and after
+    # pivot_root the host's library is out of reach.
+    def ifreq(flags: int) -> bytes:
+        return b"lo".ljust(16, b"\0") + flags.to_bytes(2, sys.byteorder) + bytes(22)
+
     fd = check(libc().socket(2, 2 | 0o2000000, 0), "socket", detail="AF_INET for lo")  # SOCK_CLOEXEC
     try:
-        ifreq = struct.pack("16sH22x", b"lo", 0)
-        flags = struct.unpack("16sH22x", fcntl.ioctl(fd, 0x8913, ifreq))[1]  # SIOCGIFFLAGS
-        fcntl.ioctl(fd, 0x8914, struct.pack("16sH22x", b"lo", flags | 0x1))  # SIOCSIFFLAGS, IFF_UP
+        flags = int.from_bytes(fcntl.ioctl(fd, 0x8913, ifreq(0))[16:18], sys.byteorder)  # SIOCGIFFLAGS
+        fcntl.ioctl(fd, 0x8914, ifreq(flags | 0x1))  # SIOCSIFFLAGS, IFF_UP
     finally:
         os.close(fd)
 

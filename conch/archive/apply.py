@@ -38,7 +38,9 @@ every create uses ``dir_fd`` plus ``O_NOFOLLOW``/``O_EXCL`` or the ``*at`` call'
 no-follow form. Symlink targets are stored verbatim: they resolve inside the container's
 root at run time. Malformed tars (bad checksums, truncated data, special headers larger
 than 1 MiB, NUL in names) raise :class:`~conch.errors.InvalidArgument`
-(``layer is not a valid tar: …``).
+(``layer is not a valid tar: …``). Each entry first passes
+:func:`conch.archive.check.check_entry`, the rules ``docker load`` checks too, so a load
+and a pull refuse the same layers in the same words.
 """
 
 from __future__ import annotations
@@ -55,10 +57,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator, Literal
 
-from conch.archive.check import (_CHUNK, MAX_SPECIAL_HEADER, MAX_SYMLINKS,  # noqa: F401
-                                 TAR_ERRORS, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE,
-                                 WHITEOUT_PREFIX, check_entry, clean_name, entry_times,
-                                 next_entry, open_layer_tar)
+# the tar reading and the entry rules are check's (docker load runs them alone); the
+# whiteout names and clean_name stay importable from here for diff and rootfs_tar
+from conch.archive.check import (_CHUNK, MAX_SYMLINKS, TAR_ERRORS,  # noqa: F401
+                                 WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE, WHITEOUT_PREFIX,
+                                 check_entry, clean_name, entry_times, next_entry,
+                                 open_layer_tar)
 from conch.archive.compression import decompressed
 from conch.errors import ConchError, InvalidArgument, PermissionDenied, SystemCallError
 

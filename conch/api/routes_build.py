@@ -40,15 +40,23 @@ def register(add) -> None:
 async def prune(request: web.Request) -> web.StreamResponse:
     """``POST /build/prune`` (``docker builder prune``, and the last step of ``docker
     system prune``): the classic builder's step cache is forgotten; its images are the
-    builds' intermediate images and go with the images built on them."""
+    builds' intermediate images and go with the images built on them; the step
+    snapshots of stages that were not exported (no image holds them) are removed."""
     import asyncio
 
     from conch.engine.build.step_images import StepCache
 
+    from conch.engine.build import step_results
+
     engine = engine_of(request)
     cache = StepCache(engine.containers.paths.data_root, engine.images)
     dropped = await asyncio.to_thread(cache.clear)
-    return web.json_response({"CachesDeleted": dropped or None, "SpaceReclaimed": 0})
+    freed = 0
+    if step_results.alone(0):  # no build in flight: the deferred stages' step snapshots go
+        snapshotter = engine.containers.snapshotter
+        freed = await asyncio.to_thread(lambda: step_results.drop_snapshots(
+            snapshotter, step_results.step_snapshots(snapshotter)))
+    return web.json_response({"CachesDeleted": dropped or None, "SpaceReclaimed": freed})
 
 
 def _json_map(query, name: str) -> dict[str, str]:

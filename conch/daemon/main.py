@@ -263,6 +263,14 @@ def _sweep_snapshots(engine, exec_root: str) -> None:
 
     sweep_leftovers(engine.containers.snapshotter, exec_root)
     engine.containers.snapshotter.cleanup()
+    # the build cache is never fsynced: entries a crash left dangling go, and the step
+    # snapshots of deferred stages no entry names (conch.engine.build.step_results)
+    from pathlib import Path
+
+    from conch.engine.build.step_results import reconcile
+
+    reconcile(Path(engine.containers.paths.data_root) / "build-cache", engine.images,
+              engine.containers.snapshotter)
     # blobs and committed snapshots no image references (a crash between writing and
     # naming, a failed pull or build): nothing writes yet, so everything is collected
     from conch.images import gc

@@ -126,6 +126,10 @@ class CreateSpec:
     readonly_paths: tuple[str, ...] | None = None
     group_add: tuple[str, ...] = ()  # supplementary groups: names (the container's /etc/group) or gids
     runtime: str = ""  # "" = the daemon's default runtime
+    # the builder's only: a committed snapshot the rootfs starts from instead of the image's
+    # layers (a RUN in a stage the build does not export: its parent step is a snapshot,
+    # never tarred into an image; conch.engine.build.step_results)
+    rootfs_parent: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

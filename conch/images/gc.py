@@ -9,8 +9,9 @@ mark from the roots, sweep the unmarked.
 Roots: every image record's target. An index marks itself and every manifest it lists
 that is present (all platforms, not just the host's), a manifest its config and layers,
 a config its layers' ChainIDs (the committed snapshots that are the image unpacked).
-Every snapshot that is not committed (a container's rootfs, a build step's root, a view)
-is kept with all its ancestors. Anything that cannot be read while marking makes the
+Every snapshot that is not committed (a container's rootfs, a build step's root, a view),
+and every committed one a build step labelled as its (``BUILD_STEP_LABEL``), is kept with
+all its ancestors. Anything that cannot be read while marking makes the
 sweep of that kind skip (never guess what is garbage).
 
 Concurrency: content writers (pull, push, build, load, import, commit) hold a lease
@@ -39,7 +40,12 @@ from conch.oci import mediatype as mt
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Collected", "Leases", "collect", "discard"]
+__all__ = ["BUILD_STEP_LABEL", "Collected", "Leases", "collect", "discard"]
+
+# A committed snapshot with this label is a build step's result in a stage the build did
+# not export (conch.engine.build.step_results): no image names it, the build cache does.
+# The builder owns it (builder prune, its start-up reconcile); this GC keeps it.
+BUILD_STEP_LABEL = "conch.build.step"
 
 
 class Leases:
@@ -238,6 +244,7 @@ def _sweep_snapshots(snapshotter, chains: set[str], started: float) -> tuple[int
     keep: set[str] = set()
     for info in infos.values():
         if (info.kind is not Kind.COMMITTED or info.key in chains
+                or info.labels.get(BUILD_STEP_LABEL)
                 or max(info.created, info.updated) >= started):
             key = info.key
             while key is not None and key not in keep:  # it and everything below it

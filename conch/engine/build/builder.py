@@ -31,6 +31,12 @@ Order of a build:
    as its own task once the stages it names are done (independent stages at once; a
    failure cancels the rest), their output held back into stage order. The stream's
    records are :mod:`conch.engine.build.messages`'.
+   Stages the target only reads from (``COPY --from``, ``RUN --mount=from``, or
+   that it is built ``FROM``) are *deferred*: their steps leave committed snapshots and
+   step-cache records, never layer blobs or images (:mod:`conch.engine.build.step_results`;
+   their `` ---> <id>`` is the step's cache key, not an image). An exported stage built
+   FROM one makes its layers then, once. Not with ``cachefrom`` (it matches image
+   histories) or ``rm=false`` (the RUN container keeps its snapshot).
 4. Before each step the step cache (:class:`step_images.StepCache`) is asked for an
    image made from a parent with the same content by the same instruction
    (`` ---> Using cache``); ``no_cache`` skips the lookup.
@@ -62,7 +68,7 @@ from typing import AsyncIterator, BinaryIO, Mapping
 from conch.build.dockerignore import DockerIgnore
 from conch.build.parser import parse
 from conch.build.shell import Lexer
-from conch.engine.build import step_images
+from conch.engine.build import step_images, step_results
 from conch.engine.build.file_steps import FileSteps
 from conch.engine.build.messages import BuildMessage, message, short_id
 from conch.engine.build.run_step import RunStep
@@ -117,6 +123,9 @@ class Builder:
 
     async def build(self, context: BinaryIO, opts: BuildOptions) -> AsyncIterator[BuildMessage]:
         ctx_dir = await asyncio.to_thread(self._unpack_context, context)
+        running = step_results.build_running()
+        running.__enter__()
+        run = None
         try:
             run = _Build(self, Path(ctx_dir), opts)
             if not opts.quiet:
@@ -137,6 +146,13 @@ class Builder:
             yield BuildMessage(stream=run.final_id + "\n")
         finally:
             await asyncio.to_thread(shutil.rmtree, ctx_dir, True)
+            # step snapshots whose cache entries this build replaced (--no-cache): gone
+            # unless another build may be about to use them (then the next start's
+            # reconcile or builder prune takes them)
+            if run is not None and run.replaced and step_results.alone():
+                await asyncio.shield(asyncio.to_thread(
+                    step_results.drop_snapshots, self.snapshotter, run.replaced))
+            running.__exit__(None, None, None)
 
     def _unpack_context(self, stream: BinaryIO) -> str:
         from conch.archive.apply import apply_layer
@@ -171,6 +187,12 @@ class _Build(RunStep, FileSteps):
         self._roots_lock = threading.Lock()
         self._roots_closed = False
         self._removals: list[asyncio.Future] = []  # RUN containers being removed
+        # stages other than the target keep their steps as snapshots (step_results),
+        # unless cache-from (it matches image histories) or --rm=false (the RUN
+        # container keeps its snapshot) needs every step to be an image
+        self.defer_ok = not opts.cache_from and (opts.remove or opts.force_remove)
+        self.final_index = -1
+        self.replaced: list[str] = []  # step snapshots whose cache entries were replaced
         if self.epoch is not None:  # a step's image then depends on it too
             builder.cache = builder.cache.salted(f"SOURCE_DATE_EPOCH={self.epoch}")
 
@@ -188,6 +210,7 @@ class _Build(RunStep, FileSteps):
         for ins in meta:
             self._meta_arg(ins)
         needed = needed_stages(stages, self.lexer, self.meta_args)
+        self.final_index = needed[-1]
         extra = [_label_step(self.opts.labels)] if self.opts.labels else []
         self.total = len(meta) + sum(1 + len(stages[i][1]) for i in needed) + len(extra)
         for ins in meta:
@@ -267,7 +290,7 @@ class _Build(RunStep, FileSteps):
         try:
             queue.put_nowait(line(from_ins))
             state = await self._from(from_ins, index)
-            queue.put_nowait(message(f" ---> {short_id(state.image_id)}\n"))
+            queue.put_nowait(message(f" ---> {short_id(state.step_id)}\n"))
             for trigger in state.triggers:
                 async for msg in self._dispatch(state, trigger):
                     queue.put_nowait(msg)
@@ -275,7 +298,7 @@ class _Build(RunStep, FileSteps):
                 queue.put_nowait(line(ins))
                 async for msg in self._dispatch(state, ins):
                     queue.put_nowait(msg)
-                queue.put_nowait(message(f" ---> {short_id(state.image_id)}\n"))
+                queue.put_nowait(message(f" ---> {short_id(state.step_id)}\n"))
         except asyncio.CancelledError:
             fut.cancel()
             queue.put_nowait(None)
@@ -351,14 +374,22 @@ class _Build(RunStep, FileSteps):
             raise InvalidArgument("FROM requires either one or three arguments")
         name = words[0]
         earlier = self.stage_index.get(name.lower())
+        defer = self.defer_ok and index != self.final_index
+        lazy = None
         if name.lower() == "scratch":
             image = None
         elif earlier is not None and earlier < index:
-            image_id = (await self._stage_state(earlier)).image_id
+            before = await self._stage_state(earlier)
+            image_id = before.image_id
+            if before.lazy is not None and defer:  # this stage goes on from its snapshots
+                lazy = before.lazy
+            elif before.lazy is not None:  # exported: its layers are made now, once
+                image_id = await asyncio.to_thread(self._materialize, before.lazy)
             image = await asyncio.to_thread(self.b.images.get, image_id) if image_id else None
         else:
             image = await self._base_image(name)
-        config = (image.config.config if image is not None else None) or ExecutionConfig()
+        config = (lazy.config.config if lazy is not None
+                  else image.config.config if image is not None else None) or ExecutionConfig()
         triggers = tuple(config.on_build or ())
         if not config.env:  # docker's setDefaultPath
             config = replace(config, env=(DEFAULT_PATH,))
@@ -367,7 +398,20 @@ class _Build(RunStep, FileSteps):
                            config=replace(config, on_build=None),
                            build_args=dict(self.opts.build_args), meta_args=self.meta_args)
         state.triggers = [_trigger(t) for t in triggers]
+        state.defer = defer and image is not None  # a Lazy stands on an image
+        state.lazy = lazy
         return state
+
+    def _materialize(self, lazy) -> str:
+        """Worker thread: a deferred stage's result as an image (an exported stage is
+        built FROM it); remembered in the step cache, so a warm build tars nothing."""
+        key = "\0export"
+        hit = None if self.opts.no_cache else self.b.cache.get(lazy, key)
+        if isinstance(hit, str):
+            return hit
+        image_id = step_results.materialize(self.b.images, self.b.snapshotter, lazy)
+        self.replaced += self.b.cache.put(lazy, key, image_id)
+        return image_id
 
     def _check_platform(self, text: str) -> None:
         """``FROM --platform``: the host's platform only (no emulation here); the
@@ -434,12 +478,23 @@ class _Build(RunStep, FileSteps):
     async def _cached(self, state: StageState, key: str) -> bool:
         if self.opts.no_cache:
             return False
-        hit = await asyncio.to_thread(self.b.cache.get, state.image_id, key)
+        hit = await asyncio.to_thread(self.b.cache.get, state.result, key)
         if hit is None and self.opts.cache_from:
             hit = await asyncio.to_thread(self._from_sources, state, key)
-        if hit is None:
+        return self._take_hit(state, hit)
+
+    @staticmethod
+    def _take_hit(state: StageState, hit) -> bool:
+        """A cache hit becomes the stage's result: an image anywhere, a Lazy only in a
+        deferred stage (an exported stage's steps must be images: a miss there)."""
+        if not hit:  # None (or a falsy "no source" from the cache-from chain)
             return False
-        state.image_id = hit
+        if isinstance(hit, step_results.Lazy):
+            if not state.defer:
+                return False
+            state.lazy = hit
+            return True
+        state.image_id, state.lazy = hit, None
         return True
 
     def _from_sources(self, state: StageState, created_by: str) -> str | None:
@@ -462,12 +517,27 @@ class _Build(RunStep, FileSteps):
         return hit
 
     async def _commit(self, state: StageState, created_by: str, layer=None, key: str | None = None) -> None:
+        if state.defer:  # a config-only step of a deferred stage: no image, no blob
+            await asyncio.to_thread(self._advance, state, created_by, None, key or created_by)
+            return
         parent = await asyncio.to_thread(self.b.images.get, state.image_id) if state.image_id else None
         parent_id = state.image_id
         state.image_id = await asyncio.to_thread(
             step_images.commit_step, self.b.images, parent, state.config, created_by,
             layer=layer, author=state.author, epoch=self.epoch)
-        await asyncio.to_thread(self.b.cache.put, parent_id, key or created_by, state.image_id)
+        self.replaced += await asyncio.to_thread(self.b.cache.put, parent_id, key or created_by,
+                                                 state.image_id)
+
+    def _advance(self, state: StageState, created_by: str, snapshot: str | None, key: str,
+                 step_id: str | None = None) -> None:
+        """Worker thread: a deferred stage's step result (``snapshot``: the committed
+        step snapshot of its files, None when it wrote none) and its cache entry."""
+        parent = state.lazy if state.lazy is not None else self.b.images.get(state.image_id)
+        result = state.result
+        state.lazy = step_results.advance(
+            parent, state.config, created_by, snapshot=snapshot, author=state.author,
+            epoch=self.epoch, step_id=step_id or self.b.cache.step_id(result, key))
+        self.replaced += self.b.cache.put(result, key, state.lazy)
 
     async def _config_commit(self, state: StageState, comment: str) -> AsyncIterator[BuildMessage]:
         created_by = step_images.nop_created_by(comment)

@@ -17,7 +17,7 @@ from typing import AsyncIterator
 
 from conch.engine.build import buildkit_syntax as bks
 from conch.engine.build import copying
-from conch.engine.build import step_images
+from conch.engine.build import step_images, step_results
 from conch.engine.build.messages import BuildMessage, message
 from conch.engine.build.steps import StageState, expand_words, flag_values, workdir_path
 from conch.errors import InvalidArgument
@@ -55,7 +55,8 @@ class FileSteps:
             raise InvalidArgument(f"When using {ins.name.upper()} with more than one source file, "
                                   "the destination must be a directory and end with a /")
         source_image = await self._copy_source(flags.get("from", ""))
-        parent = await asyncio.to_thread(self.b.images.get, state.image_id) if state.image_id else None
+        parent = state.lazy if state.lazy is not None else (
+            await asyncio.to_thread(self.b.images.get, state.image_id) if state.image_id else None)
         with contextlib.ExitStack() as held:
             alt_root = None
             if special:  # heredoc bodies and downloads: files in a private directory
@@ -86,6 +87,8 @@ class FileSteps:
             index = int(ref)
         stage = await self._stage_state(index) if index is not None and index in self.stage_futures else None
         if stage is not None:
+            if stage.lazy is not None:  # a deferred stage: its snapshots are mounted
+                return stage.lazy
             if not stage.image_id:
                 raise InvalidArgument(f"stage {ref} has no filesystem (FROM scratch)")
             return await asyncio.to_thread(self.b.images.get, stage.image_id)
@@ -107,10 +110,10 @@ class FileSteps:
             created_by = f"{step_images.SHELL_PREFIX}#(nop) {verb} {digest} in {dest} "
             key = created_by + (f"\0chown={chown}" if chown else "") + (
                 f"\0chmod={chmod:o}" if chmod is not None else "")
-            if not self.opts.no_cache and (hit := b.cache.get(state.image_id, key)
-                                           or (not chown and chmod is None and self.opts.cache_from
-                                               and self._from_sources(state, created_by))):
-                state.image_id = hit
+            if not self.opts.no_cache and self._take_hit(state, (
+                    b.cache.get(state.result, key)
+                    or (not chown and chmod is None and self.opts.cache_from
+                        and self._from_sources(state, created_by)))):
                 return "cached"
             with step_images.scratch_root(b.images, b.snapshotter, self.b.paths.exec_root,
                                            parent, keep=True) as (snap, root):
@@ -119,13 +122,29 @@ class FileSteps:
                 plain = [s for s in sources if s not in archives]
                 copying.write_sources(root, plain, archives, dest_abs, dest_dir, owner, excluded,
                                       chmod=chmod)
-            layer = step_images.layer_of(b.images, b.snapshotter, snap, parent, self.epoch)
-            parent_id = state.image_id
-            state.image_id = step_images.commit_step(b.images, parent, state.config, created_by,
-                                                      layer=layer, author=state.author,
-                                                      epoch=self.epoch)
-            b.cache.put(parent_id, key, state.image_id)
+            self._file_step_done(state, parent, snap, created_by, key)
         return "built"
+
+    def _file_step_done(self, state, parent, snap: str, created_by: str, key: str) -> None:
+        """Worker thread: a COPY/ADD/WORKDIR's written snapshot ``snap`` (unmounted) as
+        the step's result: a step snapshot in a deferred stage, else a layer and image."""
+        b = self.b
+        if state.defer:
+            step_id = b.cache.step_id(state.result, key)
+            try:
+                snapshot = step_results.commit_snapshot(b.snapshotter, snap, step_id, self.epoch)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    b.snapshotter.remove(snap)
+                raise
+            self._advance(state, created_by, snapshot, key, step_id)
+            return
+        layer = step_images.layer_of(b.images, b.snapshotter, snap, parent, self.epoch)
+        parent_id = state.image_id
+        state.image_id = step_images.commit_step(b.images, parent, state.config, created_by,
+                                                  layer=layer, author=state.author,
+                                                  epoch=self.epoch)
+        self.replaced += b.cache.put(parent_id, key, state.image_id)
 
     def _stage_root(self, image) -> Path:
         """Worker thread: ``image``'s filesystem mounted (a private snapshot) once per
@@ -159,11 +178,11 @@ class FileSteps:
         if await self._cached(state, created_by):
             yield message(" ---> Using cache\n")
             return
-        parent = await asyncio.to_thread(self.b.images.get, state.image_id) if state.image_id else None
-        layer = await asyncio.to_thread(self._mkdir_layer, parent, path)
-        await self._commit(state, created_by, layer)
+        parent = state.lazy if state.lazy is not None else (
+            await asyncio.to_thread(self.b.images.get, state.image_id) if state.image_id else None)
+        await asyncio.to_thread(self._mkdir_step, state, parent, path, created_by)
 
-    def _mkdir_layer(self, parent, path: str):
+    def _mkdir_step(self, state, parent, path: str, created_by: str) -> None:
         from conch.runtime.rootfs import secure_join
 
         b = self.b
@@ -172,4 +191,4 @@ class FileSteps:
             target = secure_join(str(root), path)
             if not os.path.isdir(target):
                 os.makedirs(target, mode=0o755, exist_ok=True)
-        return step_images.layer_of(b.images, b.snapshotter, snap, parent, self.epoch)
+        self._file_step_done(state, parent, snap, created_by, created_by)

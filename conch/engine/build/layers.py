@@ -118,23 +118,22 @@ def clamp_mtimes(upper: Path, epoch: int) -> None:
                 os.utime(path, (min(st.st_atime, epoch), epoch), follow_symlinks=False)
 
 
-def commit_layer(images, snapshotter, key: str, parent, media_type: str,
-                 epoch: int | None = None, *, keep: bool = True, mount_targets=()):
-    """See the module docstring; ``parent`` is the image the snapshot was made from
-    (None: scratch); ``keep`` False: step 4 is skipped (a RUN container kept with
-    ``--rm=false`` keeps its snapshot)."""
-    from conch.archive.diff import write_diff
-    from conch.images.unpack import DIFF_ID_LABEL, USAGE_LABEL
-    from conch.snapshots import Kind, tree_usage
-
-    mounts = snapshotter.mounts(key)
-    lowers, upper = lower_dirs(mounts), writable_dir(mounts)
+def tidy_upper(upper: Path, lowers: list[Path], mount_targets=(), epoch: int | None = None) -> bool:
+    """Steps 1-2 of the module docstring on a step's upper dir; False when the step
+    changed nothing (no layer)."""
     drop_init_leftovers(upper)
     drop_mount_stubs(upper, lowers, mount_targets)
     if not os.listdir(upper):
-        return None, False
+        return False
     if epoch is not None:
         clamp_mtimes(upper, epoch)
+    return True
+
+
+def write_layer(images, lowers: list[Path], upper: Path, media_type: str):
+    """Step 3: the layer of ``upper`` over ``lowers`` as a blob; (descriptor, diff_id)."""
+    from conch.archive.diff import write_diff
+
     ref = f"build-{secrets.token_hex(8)}"
     writer = images.content.writer(ref)
     try:
@@ -147,7 +146,23 @@ def commit_layer(images, snapshotter, key: str, parent, media_type: str,
         with contextlib.suppress(NotFound):
             images.content.abort(ref)
         raise
-    layer = (blob.descriptor(media_type), diff_id)
+    return blob.descriptor(media_type), diff_id
+
+
+def commit_layer(images, snapshotter, key: str, parent, media_type: str,
+                 epoch: int | None = None, *, keep: bool = True, mount_targets=()):
+    """See the module docstring; ``parent`` is the image the snapshot was made from
+    (None: scratch); ``keep`` False: step 4 is skipped (a RUN container kept with
+    ``--rm=false`` keeps its snapshot)."""
+    from conch.images.unpack import DIFF_ID_LABEL, USAGE_LABEL
+    from conch.snapshots import Kind, tree_usage
+
+    mounts = snapshotter.mounts(key)
+    lowers, upper = lower_dirs(mounts), writable_dir(mounts)
+    if not tidy_upper(upper, lowers, mount_targets, epoch):
+        return None, False
+    layer = write_layer(images, lowers, upper, media_type)
+    diff_id = layer[1]
     if not keep:
         return layer, False
     base = tuple(parent.config.rootfs.diff_ids) if parent is not None else ()

@@ -16,7 +16,7 @@ from typing import AsyncIterator
 
 from conch.engine.build import buildkit_syntax as bks
 from conch.engine.build import copying, layers
-from conch.engine.build import step_images
+from conch.engine.build import step_images, step_results
 from conch.engine.build.messages import BuildMessage, StepFailed, message
 from conch.engine.build.steps import StageState, exec_form
 from conch.engine.containers import logs as clogs
@@ -66,13 +66,15 @@ class RunStep:
         if not state.image_id:
             raise InvalidArgument("RUN needs a base image: FROM scratch has no filesystem yet")
         svc = self.b.containers
+        lazy = state.lazy
         with contextlib.ExitStack() as held:
             api_mounts = await self._run_mount_specs(mounts, held)
             spec = CreateSpec(image=state.image_id, cmd=cmd, entrypoint=("",),
                               env=tuple(state.config.env or ()) + tuple(run_args),
                               working_dir=state.config.working_dir, user=state.config.user,
                               network_mode=run_network(network or self.opts.network_mode),
-                              extra_hosts=tuple(self.opts.extra_hosts), mounts=tuple(api_mounts))
+                              extra_hosts=tuple(self.opts.extra_hosts), mounts=tuple(api_mounts),
+                              rootfs_parent=(lazy.top or "") if lazy is not None else "")
             c = await svc.create(spec)
             yield message(f" ---> Running in {c.id[:12]}\n")
             ok = False
@@ -86,16 +88,24 @@ class RunStep:
                 code = await svc.wait(c.id, "not-running")
                 if code:
                     raise StepFailed(f"The command '{' '.join(cmd)}' returned a non-zero code: {code}", code)
-                parent = await asyncio.to_thread(self.b.images.get, state.image_id)
-                async with svc._lock(c.id):  # noqa: SLF001 - the exit cleanup (unmount) runs under it
-                    # the container's snapshot becomes the layer's unpacked form when the
-                    # container goes (rm): the next step mounts it instead of unpacking
-                    layer, _ = await asyncio.to_thread(
-                        layers.commit_layer, self.b.images, self.b.snapshotter, c.id, parent,
-                        step_images.layer_media_type(parent), self.epoch,
-                        keep=self.opts.remove or self.opts.force_remove,
-                        mount_targets=[m.target for m in mounts])
-                await self._commit(state, created_by, layer, key=key)
+                if state.defer:  # no layer: the container's snapshot is the step's result
+                    step_id = self.b.cache.step_id(state.result, key)
+                    async with svc._lock(c.id):  # noqa: SLF001 - the exit cleanup (unmount) runs under it
+                        snapshot = await asyncio.to_thread(
+                            step_results.commit_snapshot, self.b.snapshotter, c.id, step_id,
+                            self.epoch, [m.target for m in mounts])
+                    await asyncio.to_thread(self._advance, state, created_by, snapshot, key, step_id)
+                else:
+                    parent = await asyncio.to_thread(self.b.images.get, state.image_id)
+                    async with svc._lock(c.id):  # noqa: SLF001 - the exit cleanup (unmount) runs under it
+                        # the container's snapshot becomes the layer's unpacked form when the
+                        # container goes (rm): the next step mounts it instead of unpacking
+                        layer, _ = await asyncio.to_thread(
+                            layers.commit_layer, self.b.images, self.b.snapshotter, c.id, parent,
+                            step_images.layer_media_type(parent), self.epoch,
+                            keep=self.opts.remove or self.opts.force_remove,
+                            mount_targets=[m.target for m in mounts])
+                    await self._commit(state, created_by, layer, key=key)
                 ok = True
             except asyncio.CancelledError:  # another stage failed: this one's container goes
                 await asyncio.shield(svc.remove(c.id, force=True))
@@ -134,7 +144,10 @@ class RunStep:
         if index is None and ref.isdigit() and int(ref) in self.stage_futures:
             index = int(ref)
         if index is not None and index in self.stage_futures:
-            image_id = (await self._stage_state(index)).image_id
+            stage = await self._stage_state(index)
+            if stage.lazy is not None:  # a deferred stage: its snapshots are mounted
+                return stage.lazy
+            image_id = stage.image_id
             return await asyncio.to_thread(self.b.images.get, image_id) if image_id else None
         return await self._base_image(ref)
 

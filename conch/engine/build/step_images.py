@@ -28,16 +28,15 @@ import hashlib
 import os
 import secrets
 import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 
+from conch.engine.build import step_results
 from conch.errors import NotFound
-from conch.images.importer import rfc3339_nano
 from conch.oci import mediatype as mt
 from conch.oci.descriptor import Descriptor
 from conch.oci.image import ExecutionConfig, History, ImageConfig, ImageManifest, RootFS
-from conch.snapshots import lower_dirs, mount_all, unmount, writable_dir
+from conch.snapshots import mount_all, unmount
 
 SHELL_PREFIX = "/bin/sh -c "
 
@@ -65,10 +64,8 @@ def commit_step(images, parent, config: ExecutionConfig, created_by: str, *,
     (the base image's entries are inputs: kept, as BuildKit does)."""
     if history is not None:
         created = history.created
-    elif epoch is not None:
-        created = rfc3339_nano(epoch * 1_000_000_000)
     else:
-        created = rfc3339_nano(time.time_ns())
+        created = step_results.created_at(epoch)
     if parent is None:
         p = images.platform
         base = ImageConfig(architecture=p.architecture, os=p.os, variant=p.variant,
@@ -76,13 +73,8 @@ def commit_step(images, parent, config: ExecutionConfig, created_by: str, *,
         layers: tuple[Descriptor, ...] = ()
     else:
         base, layers = parent.config, parent.manifest.layers
-    if history is None:
-        history = History(created=created, created_by=created_by, empty_layer=layer is None)
-    extra = {k: v for k, v in base.extra.items()
-             if k not in ("comment", "container", "container_config")}
-    cfg = replace(base, created=created, author=author or base.author, config=config,
-                  rootfs=replace(base.rootfs, diff_ids=base.rootfs.diff_ids + ((layer[1],) if layer else ())),
-                  history=base.history + (history,), extra=extra)
+    cfg = step_results.step_config(base, config, created_by, created=created, author=author,
+                                   diff_id=layer[1] if layer else None, history=history)
     cfg_bytes = cfg.to_bytes()
     images.content.put(cfg_bytes)
     oci = _is_oci(parent)
@@ -129,7 +121,8 @@ def from_sources(images, parent, config: ExecutionConfig, created_by: str, sourc
 
 @contextlib.contextmanager
 def scratch_root(images, snapshotter, exec_root: str, image, *, keep: bool = False):
-    """Mount a fresh writable snapshot of ``image`` (None: empty); yields (key, root).
+    """Mount a fresh writable snapshot of ``image`` (None: empty; a
+    :class:`step_results.Lazy`: on its top step snapshot); yields (key, root).
     The snapshot is removed afterwards -- unless ``keep`` and the block succeeded: the
     caller then makes the layer from it (unmounted: :func:`conch.engine.build.layers.
     commit_layer`) and removes it when that did not keep it."""
@@ -139,10 +132,7 @@ def scratch_root(images, snapshotter, exec_root: str, image, *, keep: bool = Fal
     target = Path(tempfile.mkdtemp(dir=base, prefix="root-"))
     ok = False
     try:
-        if image is None:
-            mounts = snapshotter.prepare(key, None)
-        else:
-            mounts = images.prepare_rootfs(image, key)
+        mounts = step_results.prepare(images, snapshotter, key, image)
         try:
             mount_all(mounts, target)
             try:
@@ -193,7 +183,10 @@ def sweep_leftovers(snapshotter, exec_root: str) -> None:
 
 
 class StepCache:
-    """sha256(parent's content, created_by) -> image ID, one small file per entry."""
+    """sha256(parent's content, created_by) -> the step's result, one small file per
+    entry: an image ID, or a :class:`step_results.Lazy` as JSON (a step of a stage the
+    build did not export). Written atomically, never fsynced: it is cache (a crash may
+    lose an entry, :func:`step_results.reconcile` drops a dangling one at start)."""
 
     def __init__(self, root: str | os.PathLike, images, salt: str = ""):
         self.dir = Path(root) / "build-cache"
@@ -203,32 +196,45 @@ class StepCache:
     def salted(self, salt: str) -> "StepCache":
         return StepCache(self.dir.parent, self.images, salt)
 
-    def _content_key(self, parent_id: str) -> str:
+    def _content_key(self, parent) -> str:
         """The parent by its content -- layers, execution config, platform -- not by its
         ID: a parent rebuilt to the same files and config (other times in its history)
-        finds the same next steps (BuildKit keys steps by their inputs' content)."""
-        if not parent_id:
+        finds the same next steps (BuildKit keys steps by their inputs' content). A
+        Lazy parent's ID already is its inputs' hash."""
+        if isinstance(parent, step_results.Lazy):
+            return "step:" + parent.id
+        if not parent:
             return ""
         try:
-            cfg = self.images.get(parent_id).config
+            cfg = self.images.get(parent).config
         except NotFound:
-            return parent_id
+            return parent
         same = replace(cfg, created="", history=(), extra={})
         return "content:" + hashlib.sha256(same.to_bytes()).hexdigest()
 
-    def _path(self, parent_id: str, created_by: str) -> Path:
-        parent = self._content_key(parent_id)
-        text = f"{parent}\n{created_by}" + (f"\n{self.salt}" if self.salt else "")
-        key = hashlib.sha256(text.encode("utf-8", "surrogateescape"))
-        return self.dir / key.hexdigest()
+    def step_id(self, parent, created_by: str) -> str:
+        """The step's key: ``sha256:<hex>`` of its parent's content and instruction."""
+        text = f"{self._content_key(parent)}\n{created_by}" + (f"\n{self.salt}" if self.salt else "")
+        return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
 
-    def get(self, parent_id: str, created_by: str) -> str | None:
+    def _path(self, parent, created_by: str) -> Path:
+        return self.dir / self.step_id(parent, created_by).partition(":")[2]
+
+    def get(self, parent, created_by: str):
+        """The step's cached result (an image ID or a Lazy) or None; one whose image
+        or snapshots are gone is a miss."""
         try:
-            image_id = self._path(parent_id, created_by).read_text().strip()
-            self.images.get(image_id)
-        except (FileNotFoundError, NotFound):
+            text = self._path(parent, created_by).read_text().strip()
+            if text.startswith("{"):
+                lazy = step_results.Lazy.from_json(text)
+                self.images.get(lazy.base)
+                for name in lazy.layers:
+                    self.images.snapshotter.stat(name)
+                return lazy
+            self.images.get(text)
+        except (FileNotFoundError, NotFound, ValueError, KeyError, TypeError):
             return None
-        return image_id
+        return text
 
     def clear(self) -> list[str]:
         """Forget every entry (``docker builder prune``); the keys dropped. The images
@@ -240,9 +246,19 @@ class StepCache:
                 dropped.append(path.name)
         return dropped
 
-    def put(self, parent_id: str, created_by: str, image_id: str) -> None:
+    def put(self, parent, created_by: str, result) -> tuple[str, ...]:
+        """Record ``result`` (an image ID or a Lazy); the step snapshots the entry it
+        replaces held that ``result`` does not (garbage unless another entry names
+        them: :func:`step_results.drop_snapshots` when the build ends)."""
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path = self._path(parent_id, created_by)
+        path = self._path(parent, created_by)
+        replaced: tuple[str, ...] = ()
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            old = path.read_text().strip()
+            if old.startswith("{"):
+                keep = set(result.layers) if isinstance(result, step_results.Lazy) else set()
+                replaced = tuple(n for n in step_results.Lazy.from_json(old).layers if n not in keep)
         tmp = path.with_suffix(".tmp" + secrets.token_hex(4))
-        tmp.write_text(image_id)
+        tmp.write_text(result.to_json() if isinstance(result, step_results.Lazy) else result)
         os.replace(tmp, path)
+        return replaced

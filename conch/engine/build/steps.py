@@ -43,6 +43,19 @@ class StageState:
     used_args: set[str] = field(default_factory=set)
     author: str = ""                   # MAINTAINER
     triggers: list = field(default_factory=list)  # the base image's ONBUILD, parsed
+    # a stage the build does not export keeps its steps' results as snapshots
+    # (conch.engine.build.step_results): ``lazy`` is the last one, image_id its base
+    defer: bool = False
+    lazy: object | None = None         # step_results.Lazy
+
+    @property
+    def result(self):
+        """What the next step stands on (and is keyed by): the Lazy, else the image ID."""
+        return self.lazy if self.lazy is not None else self.image_id
+
+    @property
+    def step_id(self) -> str:
+        return self.lazy.id if self.lazy is not None else self.image_id
 
     @property
     def shell(self) -> tuple[str, ...]:

@@ -186,7 +186,10 @@ class ContainerService(Starting, Exits, Signals, Attaching, Resources, HealthChe
         try:
             os.makedirs(self.paths.dir(cid), mode=0o710)
             try:
-                await asyncio.to_thread(self.images.prepare_rootfs, image, cid)
+                if spec.rootfs_parent:
+                    await asyncio.to_thread(self.snapshotter.prepare, cid, spec.rootfs_parent)
+                else:
+                    await asyncio.to_thread(self.images.prepare_rootfs, image, cid)
                 self._save(c)
             except BaseException:
                 await asyncio.to_thread(self._remove_files, cid)

@@ -1,0 +1,184 @@
+"""Issue 15 item 8: ``exec`` runs through the container's shim, as containerd's does.
+
+* while an exec'd process runs, no ``conch-runtime`` (Python) process exists for it and
+  its parent is the container's shim — for a container started by a warm shim and by a
+  cold one (another runtime name for the same conch-runtime);
+* ``kill -9`` of conchd while an exec runs: the process keeps running as the shim's child,
+  the shim reaps it when it exits (no zombie) and its exit code is in the shim's exec
+  record; the restarted conchd forgets the exec (as dockerd does: 404, never Running),
+  execs again through the adopted shim, and nothing leaks.
+
+Both fail on the code before the change: the exec'd process was the child of a foreground
+``conch-runtime exec`` that conchd ran (and that outlived a killed conchd).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conch.testing.daemon import BIN, Daemon, _unavailable, clean_after
+
+
+@pytest.fixture(scope="module")
+def daemon():
+    reason = _unavailable()
+    if reason:
+        pytest.skip(reason)
+    # "conch-cold": the same conch-runtime under another name, so its containers start
+    # with a cold shim (the warm pool holds shims for the default runtime only)
+    d = Daemon(extra_args=["--add-runtime", f"conch-cold={BIN / 'conch-runtime'}"])
+    try:
+        d.start()
+        d.import_busybox()
+        # as daemon_fixture: a first container makes the shared parent cgroups before
+        # any test takes its "before" snapshot
+        probe = d.conch("run", "--rm", "busybox", "true")
+        if probe.returncode != 0:
+            pytest.fail(f"conchd cannot run a container: {probe.stderr.strip()[:500]}")
+        yield d
+    finally:
+        d.close()
+
+
+@pytest.fixture
+def d(daemon):
+    yield from clean_after(daemon)
+
+
+def wait_for(pred, what: str, timeout: float = 30):
+    deadline = time.monotonic() + timeout
+    while not (result := pred()):
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+    return result
+
+
+def _stat(pid: int) -> tuple[int, str] | None:
+    """(ppid, state) of a live or zombie process, None once it is gone (reaped)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return int(fields[1]), fields[0]
+
+
+def _ppid(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("PPid:")))
+
+
+def _cmdlines() -> dict[int, str]:
+    out = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                raw = Path(f"/proc/{name}/cmdline").read_bytes()
+            except OSError:
+                continue
+            out[int(name)] = raw.replace(b"\0", b" ").decode(errors="replace").strip()
+    return out
+
+
+def _find(start: str) -> list[int]:
+    """Processes whose command line starts with ``start`` (not the CLI that asked)."""
+    return [pid for pid, cmd in _cmdlines().items() if cmd.startswith(start)]
+
+
+def _runtime_execs(d: Daemon, cid: str) -> list[str]:
+    """conch-runtime processes of this daemon that are an exec in ``cid``."""
+    return [cmd for cmd in _cmdlines().values()
+            if "conch-runtime" in cmd and " exec " in f" {cmd} " and cid in cmd
+            and str(d.dir) in cmd]
+
+
+def _container(d: Daemon, cid: str) -> tuple[int, int]:
+    """(init pid, shim pid): the shim is init's parent (a subreaper)."""
+    state = json.loads(d.conch("inspect", cid, check=True).stdout)[0]["State"]
+    return state["Pid"], _ppid(state["Pid"])
+
+
+def _exec_cli(d: Daemon, cid: str, *cmd: str) -> subprocess.Popen:
+    """`conch exec CID CMD...` left attached (its output pipes held by conchd)."""
+    return subprocess.Popen([str(BIN / "conch"), "exec", cid, *cmd], env=d.env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+
+@pytest.mark.parametrize("runtime", ["conch", "conch-cold"])
+def test_exec_is_the_shims_child_not_a_runtimes(d, runtime):
+    cid = d.conch("run", "-d", "--runtime", runtime, "busybox", "sleep", "1000",
+                  check=True).stdout.strip()
+    init, shim = _container(d, cid)
+    shim_cmd = _cmdlines()[shim]
+    assert "conch-shim" in shim_cmd
+    # the default runtime's containers come from a warm shim; the other's from a cold one
+    assert ("--warm" in shim_cmd) == (runtime == "conch"), shim_cmd
+    marker = f"sleep 3{os.getpid() % 1000:03d}"
+    cli = _exec_cli(d, cid, *marker.split())
+    try:
+        (pid,) = wait_for(lambda: _find(marker), "the exec'd sleep did not start")
+        assert _ppid(pid) == shim, (_ppid(pid), shim, _cmdlines().get(_ppid(pid)))
+        assert _runtime_execs(d, cid) == []
+        time.sleep(0.3)  # and it stays so (no runtime left waiting on it)
+        assert _runtime_execs(d, cid) == [] and _ppid(pid) == shim
+        # a second exec while the first runs: its output and exit code
+        p = d.conch("exec", cid, "sh", "-c", "echo hi; exit 3")
+        assert (p.returncode, p.stdout) == (3, "hi\n"), p
+    finally:
+        cli.kill()
+        cli.communicate(timeout=30)
+    assert _stat(init) is not None
+    d.conch("rm", "-f", cid, check=True, timeout=60)
+    # it died with the container's pid namespace and was reaped by the shim
+    wait_for(lambda: _stat(pid) is None, "the exec'd sleep outlived its container")
+
+
+def test_exec_survives_conchd_kill9_and_is_recorded_by_the_shim(d):
+    cid = d.conch("run", "-d", "--name", "exec-k9", "busybox", "sleep", "1000",
+                  check=True).stdout.strip()
+    init, shim = _container(d, cid)
+    marker = f"/go{os.getpid()}"
+    cli = _exec_cli(d, cid, "sh", "-c", f"until [ -e {marker} ]; do sleep 0.05; done; exit 7")
+    api_exec = d.api.post(f"/containers/{cid}/exec", {"Cmd": ["true"]})["Id"]
+    try:
+        (pid,) = wait_for(lambda: _find(f"sh -c until [ -e {marker} ]"), "the exec did not start")
+        d.kill9()
+        cli.communicate(timeout=30)  # its connection went with conchd
+        time.sleep(0.3)
+        assert _stat(pid) is not None and _stat(pid)[1] != "Z"
+        assert _ppid(pid) == shim, "the exec'd process is not the shim's child"
+        assert _runtime_execs(d, cid) == []
+        rootfs = d.data_root / "containers" / cid / "bundle" / "rootfs"
+        (rootfs / marker.lstrip("/")).touch()
+        # the shim reaps it: /proc/<pid> goes (a zombie would stay)
+        wait_for(lambda: _stat(pid) is None, "the exec'd process was not reaped")
+        records = list((d.data_root / "containers" / cid / "execs").glob("*.exit.json"))
+        assert len(records) == 1, records
+        record = json.loads(records[0].read_text())
+        assert record["exit_code"] == 7 and record["signal"] is None and record["pid"] == pid
+        assert _stat(init) is not None  # the container runs on
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.communicate(timeout=30)
+        if d.proc is None:
+            d.start()
+    # the restarted conchd forgets execs (as dockerd): nothing claims Running
+    gone = d.api.request("GET", f"/exec/{api_exec}/json", check=False)
+    assert gone.status == 404, gone.status
+    gone.close()
+    assert json.loads(d.conch("inspect", cid, check=True).stdout)[0]["State"]["Running"]
+    p = d.conch("exec", cid, "sh", "-c", "exit 4")  # through the adopted shim
+    assert p.returncode == 4, p
+    d.conch("rm", "-f", cid, check=True, timeout=60)
+    assert _stat(init) is None
+    # the shim has exited (after the kill -9 its parent is the host's init, which may
+    # be slow to reap it: a zombie is an exited shim)
+    wait_for(lambda: _stat(shim) is None or _stat(shim)[1] == "Z", "the shim outlived rm")

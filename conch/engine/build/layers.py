@@ -9,10 +9,10 @@ container's or a COPY/WORKDIR scratch root; not mounted any more) and
    dir *is* the layer;
 2. with ``epoch`` (SOURCE_DATE_EPOCH) sets every entry's mtime later than it to it;
 3. writes the layer tar (``conch.archive.diff.write_diff``: name order, PAX) in one pass:
-   hashed for the diff_id and gzip-compressed with ISA-L level 1 (header mtime 0: the
-   same tar gives the same blob) straight into the content store -- no temp file, no
-   second tar pass. ISA-L's level 1 compresses like zlib's 6 on text and is ~7x faster
-   on incompressible data, which is what a build's big layers often are;
+   hashed for the diff_id and gzip-compressed (``conch.archive.gzip_writer``: ISA-L
+   level 1, header mtime 0 so the same tar gives the same blob; chunks that do not
+   compress -- what a build's big layers often are -- stored, not compressed) straight
+   into the content store -- no temp file, no second tar pass;
 4. commits the snapshot under the new image's ChainID (with the diff-id and usage labels
    the unpacker writes), so the next step, ``COPY --from`` and the containers of the
    image use it as it is instead of unpacking the blob just written. When that ChainID
@@ -35,35 +35,7 @@ from conch.oci.digest import Digest
 from conch.oci.image import chain_ids
 from conch.snapshots import lower_dirs, writable_dir
 
-_CHUNK = 1 << 20
 GZIP_LEVEL = 1  # ISA-L's scale (0-3)
-
-
-class _GzipSink:
-    """Tar bytes in (small writes); buffered, gzip-compressed, into the content writer."""
-
-    def __init__(self, writer):
-        from isal import isal_zlib
-
-        self.writer = writer
-        self.gzip = isal_zlib.compressobj(GZIP_LEVEL, isal_zlib.DEFLATED, 31)
-        self.buf = bytearray()
-
-    def write(self, data) -> int:
-        self.buf += data
-        if len(self.buf) >= _CHUNK:
-            self._drain()
-        return len(data)
-
-    def _drain(self) -> None:
-        if self.buf:
-            if out := self.gzip.compress(bytes(self.buf)):
-                self.writer.write(out)
-            self.buf.clear()
-
-    def finish(self) -> None:
-        self._drain()
-        self.writer.write(self.gzip.flush())
 
 
 def drop_init_leftovers(upper: Path) -> None:
@@ -133,12 +105,13 @@ def tidy_upper(upper: Path, lowers: list[Path], mount_targets=(), epoch: int | N
 def write_layer(images, lowers: list[Path], upper: Path, media_type: str):
     """Step 3: the layer of ``upper`` over ``lowers`` as a blob; (descriptor, diff_id)."""
     from conch.archive.diff import write_diff
+    from conch.archive.gzip_writer import GzipWriter
 
     ref = f"build-{secrets.token_hex(8)}"
     writer = images.content.writer(ref)
     try:
         with writer:
-            sink = _GzipSink(writer)
+            sink = GzipWriter(writer, GZIP_LEVEL)
             diff_id = Digest.parse(write_diff(lowers, upper, sink))
             sink.finish()
             blob = writer.commit()

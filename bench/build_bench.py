@@ -17,6 +17,9 @@ the issue's ratios (goal: cold conch/buildkit <= 1.0, warm conch/classic <= 0.7)
 JSON in bench/results/build-<timestamp>.json.
 
     sudo .venv/bin/python bench/build_bench.py --runs 5
+
+``--base-tree DIR`` adds ``conch-base``: conchd from another source tree (a ``git worktree``
+of the base revision), so a change and its base are measured in the same run.
 """
 
 from __future__ import annotations
@@ -70,6 +73,32 @@ class Builder:
         return elapsed
 
 
+class ConchAt(db.Conch):
+    """conchd from another source tree (``--base-tree``: a git worktree of the base
+    revision) on its own state, to measure a change against its base in one run: the
+    daemon runs that tree's code; the CLI, shim and runtime are this venv's."""
+
+    name = "conch-base"
+
+    def __init__(self, work: Path, tree: Path):
+        super().__init__(work)
+        self.tree = tree
+
+    def start(self) -> None:
+        import sysconfig
+
+        log = self.work / "conchd.log"
+        boot = (f"import sys; sys.path.insert(0, {str(self.tree)!r}); "
+                f"sys.path.append({sysconfig.get_paths()['purelib']!r}); "
+                "from conch.daemon.main import main; sys.exit(main())")
+        with open(log, "ab") as f:
+            self.proc = subprocess.Popen(
+                [str(db.VENV_BIN / "python3"), "-ISOO", "-c", boot, "--data-root", str(self.work / "data"),
+                 "--exec-root", str(self.work / "exec"), "-H", f"unix://{self.sock}"],
+                stdin=subprocess.DEVNULL, stdout=f, stderr=f, start_new_session=True)
+        db.wait_socket(self.sock, self.proc, log, 30)
+
+
 def summarise(samples: list[float]) -> dict:
     return {"runs": len(samples), "median_ms": statistics.median(samples) * 1e3,
             "min_ms": min(samples) * 1e3, "max_ms": max(samples) * 1e3,
@@ -82,11 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--builders", default="conch,classic,buildkit,podman")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--base-tree", type=Path, default=None,
+                    help="also build with conchd from this source tree (builder 'conch-base')")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("build_bench.py needs root (it runs container engines)", file=sys.stderr)
         return 1
-    wanted = args.builders.split(",")
+    wanted = args.builders.split(",") + (["conch-base"] if args.base_tree is not None else [])
     work = Path(tempfile.mkdtemp(prefix="conch-build-bench-"))
     ctx = work / "ctx"
     ctx.mkdir()
@@ -118,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
 
         if "conch" in wanted:
             add("conch", lambda: Builder("conch", start(lambda: db.Conch(work))))
+        if args.base_tree is not None:
+            add("conch-base", lambda: Builder("conch-base", start(lambda: ConchAt(work, args.base_tree))))
         docker = None
         if "classic" in wanted or "buildkit" in wanted:
             try:
@@ -167,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     for label, mode, other, goal in (("cold conch/buildkit", "cold", "buildkit", 1.0),
                                      ("cold conch/classic", "cold", "classic", None),
                                      ("warm conch/classic", "warm", "classic", 0.7),
-                                     ("warm conch/buildkit", "warm", "buildkit", None)):
+                                     ("warm conch/buildkit", "warm", "buildkit", None),
+                                     ("cold conch/conch-base", "cold", "conch-base", None),
+                                     ("warm conch/conch-base", "warm", "conch-base", None)):
         a, b_ = med(mode, "conch"), med(mode, other)
         if a and b_:
             ratios[label] = a / b_

@@ -112,8 +112,9 @@ def rconsole_connect(path: str) -> int:
 
 def _drive(ch: Channel, pid: int, spec, ns, cgroup, state: State, plan, child_pids) -> None:
     linux = spec.get("linux") or {}
-    # Made after the fork, while the children unshare and build the rootfs: cgroup v1
-    # mkdirs cost ~0.6 ms each (12 here). The init waits for "cgroup" before it needs it.
+    # Made after the fork, while the children unshare and build the rootfs. On a cold
+    # host the mkdirs wait for the grace period prearm's first move waits out (it holds
+    # cgroup_mutex meanwhile); the init waits for them only at its cgroup mount.
     cgroup.create()
     if ns.get("user") == "":
         ch.expect("userns")
@@ -125,6 +126,7 @@ def _drive(ch: Channel, pid: int, spec, ns, cgroup, state: State, plan, child_pi
         init_pid = ch.expect("pid")["pid"]
         child_pids.append(init_pid)
         _reap([pid])
+    _send(ch, "cgroup-dirs")  # G may bind-mount them now, and build on while we go on
     # The limits go on before G joins: v1 device rules are a "deny a" and then one allow
     # per rule, and G creates /dev (mknod) meanwhile; inside the cgroup it could mknod
     # between the two and fail with EPERM (seen under containerd). Joining a cgroup
@@ -135,10 +137,7 @@ def _drive(ch: Channel, pid: int, spec, ns, cgroup, state: State, plan, child_pi
     from conch.runtime import prearm
 
     prearm.stop()
-    try:
-        ch.send(type="cgroup", pid=init_pid)
-    except BrokenPipeError:
-        ch.expect("cgroup-ack")  # G failed meanwhile: raises its error message
+    _send(ch, "cgroup", pid=init_pid)
     state.pid = init_pid
     state.pid_start = process_start(init_pid) or 0
     state.save()
@@ -154,6 +153,13 @@ def _drive(ch: Channel, pid: int, spec, ns, cgroup, state: State, plan, child_pi
     ch.expect("ready")
     state.status = "created"
     state.save()
+
+
+def _send(ch: Channel, kind: str, **fields) -> None:
+    try:
+        ch.send(type=kind, **fields)
+    except BrokenPipeError:
+        ch.expect(kind + "-ack")  # G failed meanwhile: raises its error message
 
 
 # runc (libcontainer/specconv) appends these to every container's device cgroup rules:

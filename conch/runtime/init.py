@@ -123,14 +123,34 @@ def run_intermediate(plan: Plan) -> None:
         os._exit(1)
 
 
-def _wait_cgroup(ch, ns: dict, state_json: dict) -> bool:
-    """Wait until the parent has put us in the container's cgroup; then make the cgroup
-    namespace, whose root is the cgroup we are in at unshare time. The message also
-    tells us our pid as the host sees it, for the state given to hooks."""
-    state_json["pid"] = ch.expect("cgroup")["pid"]
-    if ns.get("cgroup") == "":
-        kns.unshare(kns.CLONE_NEWCGROUP)
-    return True
+class _CgroupProgress:
+    """G's view of the parent's cgroup work, which runs alongside G's own steps: first
+    the directories exist ("cgroup-dirs"), then the limits are on and G is inside
+    ("cgroup", which also tells G its pid as the host sees it, for the state given to
+    hooks). Each wait happens only where a step needs it: bind mounts of the container's
+    cgroup directories need them made; a cgroup namespace (whose root is the cgroup G is
+    in when it unshares or mounts), hooks and the user process need G inside. So G
+    builds most of its rootfs while the parent still writes limits and moves it."""
+
+    __slots__ = ("ch", "ns", "state_json", "made", "joined")
+
+    def __init__(self, ch, ns: dict, state_json: dict):
+        self.ch, self.ns, self.state_json = ch, ns, state_json
+        self.made = self.joined = False
+
+    def wait_made(self) -> None:
+        if not self.made:
+            self.ch.expect("cgroup-dirs")
+            self.made = True
+
+    def wait_joined(self) -> None:
+        if self.joined:
+            return
+        self.wait_made()
+        self.state_json["pid"] = self.ch.expect("cgroup")["pid"]
+        if self.ns.get("cgroup") == "":
+            kns.unshare(kns.CLONE_NEWCGROUP)
+        self.joined = True
 
 
 def join_namespaces(namespaces: dict) -> None:
@@ -167,7 +187,7 @@ def run_init(plan: Plan) -> None:
         step = "setsid"
         os.setsid()
         fifo_fd = plan.fifo  # an O_PATH fd opened by the parent: see create.create
-        in_cgroup = False
+        cgroup = _CgroupProgress(ch, ns, plan.state_json)
         if "mount" in ns:
             step = "prepare rootfs"
             rrootfs.prepare_root(plan.rootfs, linux.get("rootfsPropagation", ""))
@@ -177,24 +197,28 @@ def run_init(plan: Plan) -> None:
         # the propagation of "/" is left alone then: it is the caller's, not ours.
         for m in spec.get("mounts") or ():
             step = f"mount {m.get('destination')}"
-            if m.get("type") == "cgroup" and not in_cgroup:
-                in_cgroup = _wait_cgroup(ch, ns, plan.state_json)
+            if m.get("type") == "cgroup":
+                # a cgroupfs of a cgroup namespace, else binds of the host's directories
+                # (create._cgroup_mounts)
+                cgroup.wait_joined() if "cgroup" in ns else cgroup.wait_made()
             rrootfs.mount_one(m, plan.rootfs, plan.cgroup_mounts, in_userns)
         if rrootfs.dev_is_mounted(spec):
             step = "create devices"
             rrootfs.create_devices(spec, plan.rootfs, in_userns)
-        if not in_cgroup:
-            step = "join cgroup"
-            in_cgroup = _wait_cgroup(ch, ns, plan.state_json)
+        if ns.get("cgroup") == "":
+            step = "join cgroup"  # the unshare needs CAP_SYS_ADMIN, which finalize drops
+            cgroup.wait_joined()
         step = "hostname"
         _set_names(spec, ns)
         if plan.has_runtime_hooks:
             step = "prestart/createRuntime hooks"
+            cgroup.wait_joined()  # the hooks see the container in its cgroup, with its pid
             ch.send(type="hooks")
             ch.expect("hooks-done")
         hooks = (spec.get("hooks") or {}).get("createContainer")
         if hooks:
             step = "createContainer hooks"
+            cgroup.wait_joined()
             from conch.runtime import hooks as rhooks
 
             rhooks.run("createContainer", hooks, plan.state_json)
@@ -231,6 +255,8 @@ def run_init(plan: Plan) -> None:
         exe, args, env = prepare_exec(proc)
         finalize(proc, plan)
         rproc.mark_fds_cloexec(3 + (plan.preserve_fds or 0))
+        step = "join cgroup"
+        cgroup.wait_joined()
         ch.send(type="ready")
         ch.close()
     except BaseException as exc:  # noqa: BLE001

@@ -7,7 +7,8 @@ hot path. Messages:
     P -> C  {"type": "mapped"}
     C -> P  {"type": "pid", "pid": N}           host pid of the container init (G); only
                                                 with a user namespace (else P forked G)
-    P -> G  {"type": "cgroup"}                  G is in its cgroup (resources applied)
+    P -> G  {"type": "cgroup-dirs"}             the container's cgroup directories exist
+    P -> G  {"type": "cgroup", "pid": N}        G is in its cgroup (resources applied)
     P -> C  {"type": "go"}                      (exec) C is in the cgroup: join and fork
     G -> P  {"type": "hooks"}                   G paused before pivot_root for prestart /
     P -> G  {"type": "hooks-done"}              createRuntime hooks run by P

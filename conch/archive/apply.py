@@ -328,7 +328,11 @@ class _Applier:
             if stat.S_ISDIR(tst.st_mode):
                 raise InvalidArgument(f"layer entry {m.name!r} links to directory {m.linkname!r}")
             self._clear(pfd, leaf, keep_dir=False)
-            os.link(target[-1], leaf, src_dir_fd=tpfd, dst_dir_fd=pfd, follow_symlinks=False)
+            try:
+                os.link(target[-1], leaf, src_dir_fd=tpfd, dst_dir_fd=pfd, follow_symlinks=False)
+            except FileNotFoundError as exc:  # it was there: clearing the link's name took it
+                raise InvalidArgument(f"layer entry {m.name!r} links to {m.linkname!r}, which "
+                                      f"writing it removes") from exc
         self.written.add(parts)
 
     # -- whiteouts -------------------------------------------------------------------

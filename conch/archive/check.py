@@ -39,6 +39,8 @@ MAX_SPECIAL_HEADER = 1 << 20
 MAX_SYMLINKS = 40  # Linux's MAXSYMLINKS
 _CHUNK = 1 << 20
 _MAX_ID = 0xFFFFFFFF  # uid_t/gid_t, dev_t halves
+NAME_MAX = 255  # bytes in one path component (ENAMETOOLONG beyond)
+PATH_MAX = 4096  # bytes in a symlink target, its NUL included
 # the entry types apply_layer writes (tarfile maps GNU sparse and contiguous files to REG)
 _TYPES = (tarfile.REGULAR_TYPES + (tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE,
                                    tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE))
@@ -119,6 +121,10 @@ def entry_times(m: tarfile.TarInfo) -> tuple[int, int]:
     return atime_ns, mtime
 
 
+def _too_long(component: str) -> bool:
+    return len(component.encode("utf-8", "surrogateescape")) > NAME_MAX
+
+
 def is_whiteout(parts: tuple[str, ...]) -> bool:
     return bool(parts) and parts[-1].startswith(WHITEOUT_PREFIX)
 
@@ -130,6 +136,11 @@ def check_entry(m: tarfile.TarInfo, written: set[tuple[str, ...]], *,
     parts = clean_name(m.name)
     if (m.islnk() or m.issym()) and "\x00" in m.linkname:
         raise InvalidArgument(f"layer entry {m.name!r} has a NUL byte in its link target")
+    if any(_too_long(p) for p in parts):
+        raise InvalidArgument(f"layer entry {m.name!r}: a name is longer than {NAME_MAX} bytes")
+    if m.issym() and len(m.linkname.encode("utf-8", "surrogateescape")) >= PATH_MAX:
+        raise InvalidArgument(f"layer entry {m.name!r}: its link target is longer than "
+                              f"{PATH_MAX - 1} bytes")
     if whiteouts and is_whiteout(parts):
         base = parts[-1]
         if not base.startswith(WHITEOUT_META_PREFIX) and base[len(WHITEOUT_PREFIX):] in ("", ".", ".."):
@@ -184,7 +195,10 @@ class _Link:
         self.target = target
 
 
-_NODE = object()  # a regular file, device, fifo or whiteout: nothing below it
+class _Node:
+    """A regular file, device, fifo or whiteout: nothing below it."""
+
+    __slots__ = ()
 
 
 class _Tree:
@@ -195,7 +209,11 @@ class _Tree:
         self.written: set[tuple[str, ...]] = set()
 
     def resolve(self, parts: tuple[str, ...], *, create: bool, name: str) -> _Dir:
-        """``apply._Root._walk`` over the model (same order, same errors)."""
+        return self.walk(parts, create=create, name=name)[-1]
+
+    def walk(self, parts: tuple[str, ...], *, create: bool, name: str) -> list[_Dir]:
+        """``apply._Root._walk`` over the model (same order, same errors): the
+        directories from the root to ``parts``."""
         stack = [self.root]
         pending = list(reversed(parts))
         links = 0
@@ -207,6 +225,9 @@ class _Tree:
                 if len(stack) > 1:  # ".." at the root stays at the root, as in a chroot
                     stack.pop()
                 continue
+            if _too_long(comp):  # from a symlink's target: stat and mkdir refuse it
+                raise InvalidArgument(f"layer entry {name!r}: {'/'.join(parts)}: a name on the "
+                                      f"way is longer than {NAME_MAX} bytes")
             node = stack[-1].children.get(comp)
             if node is None:
                 if not create:
@@ -226,7 +247,7 @@ class _Tree:
                 raise InvalidArgument(
                     f"layer entry {name!r}: {'/'.join(parts)}: {comp!r} is not a directory")
             stack.append(node)
-        return stack[-1]
+        return stack
 
     def add(self, m: tarfile.TarInfo, parts: tuple[str, ...]) -> None:
         """Model apply_layer's writing of ``m`` (already through check_entry)."""
@@ -236,7 +257,7 @@ class _Tree:
                 self.resolve(parts[:-1], create=True, name=m.name)
             elif not base.startswith(WHITEOUT_META_PREFIX):  # aufs metadata: skipped
                 parent = self.resolve(parts[:-1], create=True, name=m.name)
-                parent.children[base[len(WHITEOUT_PREFIX):]] = _NODE  # overlay's 0/0 device
+                parent.children[base[len(WHITEOUT_PREFIX):]] = _Node()  # overlay's 0/0 device
             return
         if not parts:
             return  # the root's own metadata
@@ -246,13 +267,19 @@ class _Tree:
             target = clean_name(m.linkname)
             if target == parts:
                 return  # a link to itself: apply skips it
-            tparent = self.resolve(target[:-1], create=False, name=m.name)
-            node = tparent.children.get(target[-1])
+            tstack = self.walk(target[:-1], create=False, name=m.name)
+            node = tstack[-1].children.get(target[-1])
             if node is None:
                 raise InvalidArgument(f"layer entry {m.name!r}: No such file or directory: "
                                       f"{m.linkname}")
             if isinstance(node, _Dir):
                 raise InvalidArgument(f"layer entry {m.name!r} links to directory {m.linkname!r}")
+            # apply clears the link's own name first: the target must outlive that
+            old = parent.children.get(leaf)
+            if (tstack[-1] is parent and target[-1] == leaf) or \
+                    (old is not None and any(d is old for d in tstack)):
+                raise InvalidArgument(f"layer entry {m.name!r} links to {m.linkname!r}, which "
+                                      f"writing it removes")
             parent.children[leaf] = node  # a hardlink to a symlink is that symlink
         elif m.isdir():
             if not isinstance(parent.children.get(leaf), _Dir):
@@ -260,7 +287,7 @@ class _Tree:
         elif m.issym():
             parent.children[leaf] = _Link(m.linkname)
         else:
-            parent.children[leaf] = _NODE
+            parent.children[leaf] = _Node()
         self.written.add(parts)
 
 

@@ -224,6 +224,12 @@ CASES: list[Case] = [
          build=lambda c: _Tar().file("a").file("a/b").bytes()),
     Case(name="unknown-type", expect="reject",
          build=lambda c: raw_header(b"v", b"V", 0) + b"\0" * 1024),
+    Case(name="hardlink-into-what-it-replaces", expect="reject",
+         build=lambda c: _Tar().file("a/b").link("a", "a/b").bytes()),
+    Case(name="name-too-long", expect="reject",
+         build=lambda c: _Tar().file("d/" + "é" * 128).bytes()),
+    Case(name="symlink-target-too-long", expect="reject",
+         build=lambda c: _Tar().sym("s", "t" * 4096).bytes()),
     Case(name="devices", expect="contain",
          build=lambda c: _Tar().dir("dev")
          .node("dev/mem", tarfile.CHRTYPE, devmajor=1, devminor=1)

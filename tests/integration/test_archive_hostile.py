@@ -13,11 +13,15 @@ import hashlib
 import importlib.util
 import io
 import os
+import shutil
 import stat
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conch.archive import apply_layer
 from conch.archive.check import check_layer
@@ -118,3 +122,57 @@ def test_gzip_and_zstd_hostile_layers_are_still_contained(sandbox):
         result = apply_layer(io.BytesIO(packed), dest)
         assert result.diff_id == "sha256:" + hashlib.sha256(layer).hexdigest()
     assert (dest / str(canary).lstrip("/") / "pwned").exists()
+
+
+# -- check_layer against apply_layer on random layers ----------------------------------
+
+_COMPONENTS = ["a", "b", "c", "..", ".", ".wh.a", ".wh.b", ".wh..wh..opq", ".wh..", "é" * 130]
+_path = st.lists(st.sampled_from(_COMPONENTS), min_size=1, max_size=4).map("/".join)
+_entry = st.one_of(
+    st.tuples(st.just("file"), _path, st.just("")),
+    st.tuples(st.just("dir"), _path, st.just("")),
+    st.tuples(st.just("fifo"), _path, st.just("")),
+    st.tuples(st.just("sym"), _path, st.one_of(_path, _path.map(lambda p: "/" + p),
+                                                 st.sampled_from(["/", "..", "../..", "."]))),
+    st.tuples(st.just("link"), _path, _path),
+)
+
+
+def _random_layer(entries) -> bytes:
+    t = hostile_layers._Tar()
+    for kind, name, target in entries:
+        if kind == "file":
+            t.file(name, b"x")
+        elif kind == "dir":
+            t.dir(name)
+        elif kind == "fifo":
+            t.node(name, tarfile.FIFOTYPE)
+        elif kind == "sym":
+            t.sym(name, target)
+        else:
+            t.link(name, target)
+    return t.bytes()
+
+
+@settings(max_examples=400, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(entries=st.lists(_entry, min_size=1, max_size=8))
+def test_check_layer_and_apply_layer_agree_on_random_layers(tmp_path, entries):
+    """docker load's verdict (check_layer) is a pull's (apply_layer into an empty overlay
+    upper dir) on layers made of the moves hostile layers use, in any order."""
+    layer = _random_layer(entries)
+    try:
+        check_layer(io.BytesIO(layer))
+        checked = None
+    except ConchError as exc:
+        checked = str(exc)
+    dest = tmp_path / f"dest-{hashlib.sha256(layer).hexdigest()[:16]}"
+    dest.mkdir()
+    try:
+        apply_layer(io.BytesIO(layer), dest, whiteout_format="overlay")
+        applied = None
+    except ConchError as exc:
+        applied = str(exc)
+    finally:
+        shutil.rmtree(dest)
+    assert (checked is None) == (applied is None), (entries, checked, applied)

@@ -25,6 +25,12 @@ Scenarios, all with ``--network none`` (bridge networks and -p are issue 5):
    then one ``rm -f`` of all N (timed too).
 3. Idle daemon RSS (VmRSS) after warm-up with no container: conchd; dockerd + containerd;
    podman has no daemon (0).
+4. exec (issue 15 item 8), in one running ``sleep 1000`` container per engine: ``exec CTR
+   true`` wall clock (``--warmup`` + ``--runs`` rounds; median and p90), then the memory
+   cost of a running exec'd process: ``--exec-procs`` x ``exec -d CTR sleep 1000``, and
+   the growth of the PSS (and RSS) summed over every process whose command line names
+   the engine's private state dir (daemon, shims, runtimes, conmon; not the exec'd
+   sleeps themselves), divided by their number.
 
 Output: a table, the ratios against issue 3's goals, and JSON in bench/results/.
 """
@@ -406,6 +412,38 @@ def bench_batch(engine: Engine, n: int, round_: int) -> dict:
             "rm_per_container_ms": rm_s / n * 1e3}
 
 
+def engine_memory(engine: Engine) -> tuple[int, int, set[int]]:
+    """(PSS KiB, RSS KiB, pids) of every process whose command line names the engine's
+    private state dir: its daemon, shims and any runtime process it keeps."""
+    needle = str(engine.work)
+    pids = {int(e) for e in os.listdir("/proc") if e.isdigit() and needle in _cmdline(int(e))}
+    pids.discard(os.getpid())
+    return sum(pss_kib(p) for p in pids), sum(rss_kib(p) for p in pids), pids
+
+
+def bench_exec(engine: Engine, warmup: int, runs: int, procs: int) -> dict:
+    name = "bench-exec"
+    engine.run_d(name)
+    try:
+        samples = []
+        for round_ in range(warmup + runs):
+            t0 = time.perf_counter()
+            engine.cli("exec", name, "true")
+            if round_ >= warmup:
+                samples.append(time.perf_counter() - t0)
+        time.sleep(1.0)
+        pss0, rss0, pids0 = engine_memory(engine)
+        for _ in range(procs):
+            engine.cli("exec", "-d", name, "sleep", "1000")
+        time.sleep(1.0)  # a detached exec returns before its helpers settle
+        pss1, rss1, pids1 = engine_memory(engine)
+    finally:
+        engine.rm_f([name])
+    return {**summarise(samples), "exec_procs": procs,
+            "pss_per_exec_kib": (pss1 - pss0) / procs, "rss_per_exec_kib": (rss1 - rss0) / procs,
+            "processes_per_exec": len(pids1 - pids0) / procs}
+
+
 def rootfs_tarball(work: Path) -> Path:
     rootfs = busybox_rootfs(work / "rootfs")
     tarball = work / "busybox-rootfs.tar"
@@ -442,6 +480,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--engines", default="conch,docker,podman,docker>conchd")
     ap.add_argument("--docker-cli", default="", help="docker CLI (default: /usr/bin/docker)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (daemon logs)")
+    ap.add_argument("--exec-procs", type=int, default=10,
+                    help="running exec'd processes for the exec memory cost (0: no exec scenario)")
     args = ap.parse_args(argv)
     if os.geteuid() != 0:
         print("daemon_bench.py needs root (it runs three container engines)", file=sys.stderr)
@@ -517,6 +557,14 @@ def main(argv: list[str] | None = None) -> int:
                             "rm_per_container_ms", "shim_processes")
             }
             batch[name]["rounds"] = rounds
+
+        execs = {}
+        if args.exec_procs > 0:
+            for e in engines:
+                if e.can_batch and not isinstance(e, DockerOnConch):
+                    print(f"exec: {e.name} {args.runs} x exec, {args.exec_procs} x exec -d",
+                          file=sys.stderr)
+                    execs[e.name] = bench_exec(e, args.warmup, args.runs, args.exec_procs)
     finally:
         for e in reversed(engines):
             e.stop()
@@ -532,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 
-    report(args, engines, skipped, run_rm, idle, batch, docker_cli)
+    report(args, engines, skipped, run_rm, idle, batch, docker_cli, execs)
     return 0
 
 
@@ -545,7 +593,7 @@ GOALS = [
 ]
 
 
-def report(args, engines, skipped, run_rm, idle, batch, docker_cli) -> None:
+def report(args, engines, skipped, run_rm, idle, batch, docker_cli, execs=None) -> None:
     def value(kind: str, name: str) -> float | None:
         try:
             return {"run": lambda: run_rm[name]["median_ms"],
@@ -567,6 +615,15 @@ def report(args, engines, skipped, run_rm, idle, batch, docker_cli) -> None:
         print(f"  {name:<9}{b['start_per_container_ms']:>13.1f}{b['pss_per_container_kib']:>19.0f}"
               f"{b['shim_processes']:>7.0f}{b['rm_per_container_ms']:>13.1f}"
               f"{idle[name]['rss_kib'] / 1024:>21.1f}")
+    if execs:
+        print(f"\nexec CTR true ({args.runs} rounds after {args.warmup} warm-up); "
+              f"{args.exec_procs} x exec -d CTR sleep 1000: what each adds")
+        print(f"  {'engine':<9}{'median ms':>10}{'p90 ms':>9}{'PSS KiB/exec':>14}"
+              f"{'RSS KiB/exec':>14}{'procs/exec':>12}")
+        for name, x in execs.items():
+            print(f"  {name:<9}{x['median_ms']:>10.1f}{x['p90_ms']:>9.1f}"
+                  f"{x['pss_per_exec_kib']:>14.0f}{x['rss_per_exec_kib']:>14.0f}"
+                  f"{x['processes_per_exec']:>12.1f}")
     goals = {}
     print("\nissue 3's goals (conch vs the others)")
     for label, num, den, limit in GOALS:
@@ -588,6 +645,7 @@ def report(args, engines, skipped, run_rm, idle, batch, docker_cli) -> None:
         "docker_cli": docker_cli,
         "versions": {e.name: e.cli_version for e in engines}, "skipped": skipped,
         "run_rm": run_rm, "batch": batch, "idle_daemon": idle, "goals": goals,
+        "exec": execs or {},
     }, indent=2) + "\n")
     print(f"\nJSON: {out.relative_to(REPO)}")
 

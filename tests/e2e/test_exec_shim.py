@@ -87,8 +87,10 @@ def _cmdlines() -> dict[int, str]:
 
 
 def _find(start: str) -> list[int]:
-    """Processes whose command line starts with ``start`` (not the CLI that asked)."""
-    return [pid for pid, cmd in _cmdlines().items() if cmd.startswith(start)]
+    """Processes whose command line starts with ``start`` (not the CLI that asked), but
+    not their children caught between fork and exec (a shell's, with its command line)."""
+    found = [pid for pid, cmd in _cmdlines().items() if cmd.startswith(start)]
+    return [pid for pid in found if (_stat(pid) or (0, ""))[0] not in found]
 
 
 def _runtime_execs(d: Daemon, cid: str) -> list[str]:
@@ -178,7 +180,7 @@ def test_exec_survives_conchd_kill9_and_is_recorded_by_the_shim(d):
     p = d.conch("exec", cid, "sh", "-c", "exit 4")  # through the adopted shim
     assert p.returncode == 4, p
     d.conch("rm", "-f", cid, check=True, timeout=60)
-    assert _stat(init) is None
+    wait_for(lambda: _stat(init) is None, "the container's init outlived rm")
     # the shim has exited (after the kill -9 its parent is the host's init, which may
     # be slow to reap it: a zombie is an exited shim)
     wait_for(lambda: _stat(shim) is None or _stat(shim)[1] == "Z", "the shim outlived rm")

@@ -94,7 +94,9 @@ class ConchAt(db.Conch):
         with open(log, "ab") as f:
             self.proc = subprocess.Popen(
                 [str(db.VENV_BIN / "python3"), "-ISOO", "-c", boot, "--data-root", str(self.work / "data"),
-                 "--exec-root", str(self.work / "exec"), "-H", f"unix://{self.sock}"],
+                 "--exec-root", str(self.work / "exec"), "-H", f"unix://{self.sock}",
+                 # its own bridge and nft table: two conchds on one host must not share them
+                 "--bridge-name", "cbbase14", "--bip", "10.231.14.1/24", "--nft-table", "conch_base14"],
                 stdin=subprocess.DEVNULL, stdout=f, stderr=f, start_new_session=True)
         db.wait_socket(self.sock, self.proc, log, 30)
 

@@ -94,7 +94,9 @@ def _host_state() -> list[tuple]:
 
 
 def _snapshot_dirs(d) -> set[str]:
-    return set(os.listdir(d.data_root / "snapshots" / "snapshots"))
+    # rm-<id>: a removal in progress (renamed, then deleted), e.g. conchd's start-up GC
+    return {e for e in os.listdir(d.data_root / "snapshots" / "snapshots")
+            if not e.startswith("rm-")}
 
 
 def _blobs(d) -> set[str]:

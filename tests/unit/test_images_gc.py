@@ -135,3 +135,25 @@ def test_index_keeps_every_present_platform(svc, monkeypatch):
     result = _collect(svc, monkeypatch)
     assert result.blobs == 0 and blobs(svc) == before, result
     assert str(Digest.from_bytes(index)) in before
+
+
+def test_discard_takes_a_failed_writers_unreferenced_candidates_only(svc, image):
+    """What a refused pull or load stored goes; what an image references, or what was
+    not named as a candidate, stays; with another writer in flight nothing goes."""
+    kept_blobs, kept_snaps = blobs(svc), snaps(svc)
+    layer = str(image.manifest.layers[0].digest)
+    stray = plant_blob(svc, b"not a candidate")
+    pulled = plant_blob(svc, b"a refused pull's config")
+    base = plant_snapshot(svc, _fake_chain(10))
+    top = plant_snapshot(svc, _fake_chain(11), parent=base)
+    candidates = [Digest.parse(pulled), Digest.parse(layer)]
+    with svc.leases.hold(), svc.leases.hold():  # ours and another writer's
+        result = gc.discard(svc, candidates, [base, top])
+        assert result.skipped and (result.blobs, result.snapshots) == (0, 0)
+        assert pulled in blobs(svc) and top in snaps(svc)
+    with svc.leases.hold():  # ours alone (the API's lease for the request)
+        result = gc.discard(svc, candidates, [base, top])
+    assert (result.blobs, result.snapshots, result.skipped) == (1, 2, ""), result
+    assert blobs(svc) == kept_blobs | {stray}
+    assert snaps(svc) == kept_snaps
+    assert svc.get("keep:1").id == image.id

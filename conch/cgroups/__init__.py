@@ -54,8 +54,6 @@ Kept stdlib-only and import-light: ``conch-runtime create`` imports this on ever
 #   * ``logging`` (~4-8 ms) and ``signal`` (pulls in ``enum``) are imported only on the
 #     rare paths that need them.
 
-from __future__ import annotations
-
 import errno
 import os
 import posixpath
@@ -250,7 +248,7 @@ def _container_dir(mount: Mount, subpath: str, own: dict[frozenset[str], str]) -
     return posixpath.normpath(mount.mountpoint + "/" + posixpath.join(base, subpath).lstrip("/"))
 
 
-def open_manager(cgroups_path: str | None, *, container_id: str, root: str = DEFAULT_ROOT) -> Manager:
+def open_manager(cgroups_path: str | None, *, container_id: str, root: str = DEFAULT_ROOT) -> "Manager":
     """A manager for the container's cgroup (not yet created; call ``create()``)."""
     subpath = cgroup_subpath(cgroups_path, container_id)
     layout = detect(root)
@@ -271,7 +269,7 @@ def open_manager(cgroups_path: str | None, *, container_id: str, root: str = DEF
     return V1Manager(dirs)
 
 
-def load_manager(saved: dict) -> Manager:
+def load_manager(saved: dict) -> "Manager":
     """Rebuild a manager from ``Manager.save()`` (e.g. in a later runtime process)."""
     version = saved.get("version") if isinstance(saved, dict) else None
     if version == 2:

@@ -6,8 +6,6 @@ with errno and path when the kernel refuses). Stdlib-only and import-light, as t
 of the package.
 """
 
-from __future__ import annotations
-
 import errno
 import os
 import time

@@ -4,8 +4,6 @@ Frozen, slotted, keyword-only values without ``dataclasses`` (which imports ``in
 ~8 ms on every container start; see the import-cost note in ``conch/cgroups/__init__``).
 """
 
-from __future__ import annotations
-
 
 class _Record:
     """An immutable value with keyword-only fields: what ``@dataclass(frozen=True,

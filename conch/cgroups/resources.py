@@ -17,8 +17,6 @@ Conventions kept from the spec and runc:
   :func:`swap_to_v2` converts it to v2's swap-only ``memory.swap.max``.
 """
 
-from __future__ import annotations
-
 # Records are _Record subclasses, not dataclasses: see the import-cost note in __init__.py.
 from conch.cgroups.record import _Record
 from conch.errors import InvalidArgument

@@ -11,8 +11,6 @@ memory+swap in the order the kernel's ``limit <= memsw`` check accepts, and the 
 period/quota pair retried when the kernel rejects the period alone.
 """
 
-from __future__ import annotations
-
 import errno
 import os
 
@@ -69,7 +67,7 @@ class V1Manager:
         return {"version": 1, "dirs": dict(self._dirs), "created": list(self._created)}
 
     @classmethod
-    def load(cls, saved: dict) -> V1Manager:
+    def load(cls, saved: dict) -> "V1Manager":
         dirs, created = saved.get("dirs"), saved.get("created", [])
         if not isinstance(dirs, dict) or not all(isinstance(v, str) for v in dirs.values()):
             raise InvalidArgument("saved cgroup v1 manager: 'dirs' must map hierarchy → path")

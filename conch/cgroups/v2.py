@@ -16,8 +16,6 @@ on the container lacking CAP_MKNOD or a way to reach other nodes). Any other, mo
 specific restriction is an InvalidArgument, so nobody believes they got it.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 
@@ -89,7 +87,7 @@ class V2Manager:
         return {"version": 2, "dir": self._dir, "mountpoint": self._mountpoint, "created": list(self._created)}
 
     @classmethod
-    def load(cls, saved: dict) -> V2Manager:
+    def load(cls, saved: dict) -> "V2Manager":
         dir, mountpoint, created = saved.get("dir"), saved.get("mountpoint"), saved.get("created", [])
         if not isinstance(dir, str) or not isinstance(mountpoint, str) or not isinstance(created, list):
             raise InvalidArgument("saved cgroup v2 manager needs 'dir', 'mountpoint' and 'created'")

@@ -7,7 +7,6 @@ runc prints, ``features`` prints the runtime-spec features document.
 
 from conch.oci import fastjson
 import os
-import select
 import _signal as signal  # the C module: "signal" imports enum (~3 ms)
 import time
 
@@ -51,25 +50,14 @@ def cmd_start(o) -> int:
 
 
 def start(state: State) -> None:
+    from conch.runtime.fastpath import release_init
+
     status = status_of(state)
     if status != "created":
         raise FailedPrecondition(f"cannot start container {state.id!r}: it is {status}, not created")
-    fd = os.open(state.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    fd = release_init(state)
     try:
-        # The init opens the fifo for writing as soon as a reader exists and writes one
-        # byte; poll so that an init that died meanwhile does not hang us forever.
-        while True:
-            ready, _, _ = select.select([fd], [], [], 0.1)
-            if ready:
-                data = os.read(fd, 1)
-                if data:
-                    break
-            if not state.alive():
-                raise FailedPrecondition(f"container {state.id!r} init process exited before start")
-        os.unlink(state.fifo)
-        state.status = "running"
-        state.save()
-        hooks = _hooks(state).get("poststart")
+        hooks = _hooks(state).get("poststart") if state.may_have_hooks("poststart") else None
         if hooks:
             # It keeps the write end open (close-on-exec) until its execve: EOF says
             # the user process runs, and only then may poststart hooks run (spec order).
@@ -84,6 +72,8 @@ def start(state: State) -> None:
 
 
 def _wait_eof(fd: int) -> None:
+    import select
+
     while True:
         select.select([fd], [], [])
         try:
@@ -325,7 +315,7 @@ def delete(state: State, force: bool) -> None:
     if mgr is not None:
         mgr.destroy()
     if status != "creating" or state.pid:
-        hooks = _hooks(state).get("poststop")
+        hooks = _hooks(state).get("poststop") if state.may_have_hooks("poststop") else None
         if hooks:
             from conch.runtime import hooks as rhooks
 

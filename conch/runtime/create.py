@@ -50,7 +50,8 @@ def create(root: str, cid: str, bundle: str, *, pid_file: str = "", console_sock
     state = State.new(root, cid, bundle=bundle, created=now_rfc3339(), status="creating",
                       annotations=spec.get("annotations") or {}, cgroup=cgroup.save(),
                       creator_pid=os.getpid(), rootfs=rconfig.rootfs_path(spec, bundle),
-                      config_path=os.path.join(bundle, "config.json"))
+                      config_path=os.path.join(bundle, "config.json"),
+                      hooks=sorted(k for k, v in (spec.get("hooks") or {}).items() if v))
     child_pids: list[int] = []
     try:
         state.save()

@@ -74,9 +74,7 @@ _GLOBAL_BOOL = {"--debug": "debug", "--systemd-cgroup": "systemd_cgroup"}
 
 class Options:
     def __init__(self):
-        import os
-
-        self.root = os.environ.get("CONCH_RUNTIME_ROOT", "/run/conch-runtime")
+        self.root = _env("CONCH_RUNTIME_ROOT") or "/run/conch-runtime"
         self.log = ""
         self.log_format = "text"
         self.debug = False
@@ -99,6 +97,17 @@ class Options:
         self.env: list[str] = []
         self.additional_gids: list[str] = []
         self.cap: list[str] = []
+
+
+def _env(name: str) -> str:
+    """os.environ[name] (or ""), without importing os (see the top of this module)."""
+    os = sys.modules.get("os")
+    if os is not None:  # already loaded (a caller in-process): its environ is the live one
+        return os.environ.get(name, "")
+    import posix
+
+    value = posix.environ.get(name.encode())  # bytes, decoded as os.environ decodes them
+    return "" if value is None else value.decode(sys.getfilesystemencoding(), "surrogateescape")
 
 
 class UsageError(Exception):
@@ -289,13 +298,18 @@ def main(argv: list[str] | None = None) -> int:
     if o.command == "version":
         print("conch-runtime version 0.1.0\nspec: 1.2.0")
         return 0
-    from conch.errors import ConchError
-
     try:
         if o.systemd_cgroup:
             from conch.errors import InvalidArgument
 
             raise InvalidArgument("--systemd-cgroup is not supported: use the cgroupfs driver")
+        if o.command in ("state", "start", "delete"):
+            # the common case without importing the general verbs (see fastpath)
+            from conch.runtime import fastpath
+
+            code = fastpath.run(o)
+            if code is not None:
+                return code
         if o.command == "exec":
             from conch.runtime.exec import cmd_exec as fn
         else:
@@ -303,15 +317,23 @@ def main(argv: list[str] | None = None) -> int:
 
             fn = getattr(commands, "cmd_" + o.command)
         return fn(o)
-    except ConchError as exc:
+    except (Exception, KeyboardInterrupt) as exc:
+        return _failed(o, exc)
+
+
+def _failed(o: Options, exc: BaseException) -> int:
+    """The exit code for a verb's exception, logged as runc logs it; others re-raised."""
+    from conch.errors import ConchError
+
+    if isinstance(exc, ConchError):
         _log_error(o, str(exc))
         return 1
-    except OSError as exc:
+    if isinstance(exc, OSError):
         _log_error(o, f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
         return 1
-    except KeyboardInterrupt:
+    if isinstance(exc, KeyboardInterrupt):
         return 130
-
+    raise exc
 
 if __name__ == "__main__":
     sys.exit(main())

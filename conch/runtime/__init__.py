@@ -29,7 +29,9 @@ On-disk layout under ``--root`` (default ``/run/conch-runtime``)::
     <root>/<id>/state.json   the record (written atomically: temp + rename; not fsynced)
     <root>/<id>/exec.fifo    exists between create and start; ``start`` opens it to release G
 
-Modules: ``main`` (command line), ``commands`` (one function per verb), ``state``,
+Modules: ``main`` (command line), ``commands`` (one function per verb), ``fastpath``
+(``state``/``start``/``delete`` in their common case, without importing ``os``),
+``prearm`` (cgroup migrations made fast while we import), ``state``,
 ``config`` (config.json loading/validation), ``create`` (the parent side), ``init`` (the
 child steps), ``rootfs`` (mounts, devices, pivot_root), ``process`` (user, caps, rlimits,
 seccomp, exec), ``console`` (ptys and SCM_RIGHTS), ``hooks``, ``sync``, ``seccomp``

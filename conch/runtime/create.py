@@ -4,8 +4,9 @@ Steps, in order (see ``conch.runtime`` for the process picture):
  1. load and validate config.json; compile seccomp and check rlimits (fail before forking)
  2. write the state record ("creating", with the cgroup paths) so that ``delete --force``
     can clean up after a runtime killed at any later point
- 3. make exec.fifo; fork C (which forks G); make the cgroup, move G into it and apply
-    resources, all while G builds its rootfs
+ 3. make exec.fifo; fork C (which forks G); make the cgroup's directories (G waits for
+    them only at its cgroup mount), apply resources and move G into it, all while G
+    builds its rootfs
  4. write uid/gid maps when C made a user namespace
  5. learn G's pid; run prestart/createRuntime hooks while G waits before pivot_root
  6. G reports ready: record pid and start time, status "created", write --pid-file

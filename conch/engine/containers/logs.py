@@ -135,7 +135,7 @@ async def follow(log_path: str, start_offset: int, stopped: asyncio.Event, *,
                     # the exit (the shim writes them before it exits)
                     last_look = True
                     continue
-                await asyncio.sleep(poll)
+                await _wait_event(stopped, poll)
             else:
                 last_look = False
     finally:
@@ -184,3 +184,16 @@ def keeps_logs(c) -> bool:
     from conch.engine.containers.log_drivers import keeps_logs as driver_keeps
 
     return driver_keeps(c.spec.log_driver)
+
+
+async def _wait_event(event: asyncio.Event, timeout: float) -> None:
+    """Sleep ``timeout`` or until ``event`` is set, whichever comes first: a follower
+    learns of the exit at once, not up to a poll later (a build's RUN step waited ~25 ms
+    on average for nothing)."""
+    if event.is_set():
+        return
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait((waiter,), timeout=timeout)
+    finally:
+        waiter.cancel()

@@ -184,3 +184,36 @@ def test_exec_survives_conchd_kill9_and_is_recorded_by_the_shim(d):
     # the shim has exited (after the kill -9 its parent is the host's init, which may
     # be slow to reap it: a zombie is an exited shim)
     wait_for(lambda: _stat(shim) is None or _stat(shim)[1] == "Z", "the shim outlived rm")
+
+
+def _health(d: Daemon, cid: str) -> dict:
+    return json.loads(d.conch("inspect", cid, check=True).stdout)[0]["State"].get("Health") or {}
+
+
+def test_health_probes_run_through_the_shim(d):
+    """Health probes are execs too: the shim's children; their output and exit code are
+    recorded; one past its timeout is killed itself (before, only the conch-runtime that
+    ran it was killed, and the probe lived on as an orphan, one more per interval)."""
+    cid = d.conch("run", "-d", "--health-cmd", "echo probe-out; echo probe-err >&2; exit 3",
+                  "--health-interval", "1s", "--health-retries", "1", "busybox", "sleep", "1000",
+                  check=True).stdout.strip()
+    h = wait_for(lambda: (h := _health(d, cid)) and h.get("Status") == "unhealthy" and h,
+                 "the failing probe did not make the container unhealthy")
+    assert h["Log"][-1]["ExitCode"] == 3, h
+    assert "probe-out" in h["Log"][-1]["Output"] and "probe-err" in h["Log"][-1]["Output"], h
+    d.conch("rm", "-f", cid, check=True, timeout=60)
+
+    marker = f"sleep 4{os.getpid() % 1000:03d}"
+    cid = d.conch("run", "-d", "--health-cmd", marker, "--health-interval", "1s",
+                  "--health-timeout", "1s", "busybox", "sleep", "1000", check=True).stdout.strip()
+    _, shim = _container(d, cid)
+    # a probe while it runs: the shim's child
+    pid = wait_for(lambda: next(iter(_find(marker)), None), "no probe ran")
+    stat = _stat(pid)
+    assert stat is None or stat[0] == shim, (stat, shim)
+    wait_for(lambda: sum("exceeded timeout" in e["Output"] for e in _health(d, cid).get("Log", ())) >= 2,
+             "no two probes timed out", timeout=40)
+    # each was killed at its timeout: at most the current one runs
+    assert len(_find(marker)) <= 1, _find(marker)
+    d.conch("rm", "-f", cid, check=True, timeout=60)
+    wait_for(lambda: not _find(marker), "a probe outlived its container")

@@ -15,7 +15,7 @@ import dataclasses
 import json
 import logging
 import os
-import tempfile
+import secrets
 
 from conch.engine.model import Container, Health, HealthConfig, now_rfc3339
 
@@ -55,30 +55,86 @@ def command(hc: HealthConfig) -> list[str]:
     return list(hc.test)  # a bare command list: docker treats it as CMD
 
 
-async def probe(runtime: str, runtime_root: str, bundle: str, cid: str, args: list[str],
+async def probe(socket_path: str, exec_dir: str, bundle: str, args: list[str],
                 timeout: float) -> tuple[int, str]:
-    """Run one probe through ``conch-runtime exec``; (exit code, output)."""
+    """Run one probe through the container's shim, as ``docker exec`` runs
+    (:mod:`conch.engine.containers.execs`): the probe is the shim's child, not a
+    ``conch-runtime exec`` of ours, and a probe past its timeout is killed itself (by
+    pidfd), not just the runtime that ran it. (exit code, output: stdout and stderr
+    together, the first MAX_OUTPUT bytes)."""
+    from conch.errors import ConchError
+    from conch.shim import client as shim
+
     with open(os.path.join(bundle, "config.json")) as f:
         process = dict(json.load(f)["process"])
     process["args"] = args
     process["terminal"] = False
-    fd, path = tempfile.mkstemp(prefix="health-", suffix=".json")
-    with os.fdopen(fd, "w") as f:
+    os.makedirs(exec_dir, exist_ok=True)
+    base = os.path.join(exec_dir, f"health-{secrets.token_hex(8)}")
+    files = {"process": f"{base}.json", "pid_file": f"{base}.pid", "exit_file": f"{base}.exit.json"}
+    with open(files["process"], "w") as f:
         json.dump(process, f)
+    r, w = os.pipe2(os.O_CLOEXEC)
+    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    conn = transport = None
+    pidfd: list[int] = []
+
+    async def run(reader, out: asyncio.StreamReader) -> tuple[int, bytes]:
+        first = shim.parse_exec_reply(await reader.readline() or b'{"exit_code": -1}')
+        if "exit_code" not in first:
+            try:
+                pidfd.append(os.pidfd_open(int(first["pid"])))
+            except OSError:
+                pass  # gone already: its exit line follows
+        data = b""
+        while chunk := await out.read(65536):  # to EOF, as communicate() did; keep the head
+            data += chunk[:MAX_OUTPUT - len(data)]
+        if "exit_code" not in first:
+            line = await reader.readline()
+            first = (shim.parse_exec_reply(line) if line else None) \
+                or shim.read_exit(files["exit_file"]) or {"exit_code": -1}
+        return int(first["exit_code"]), data
+
     try:
-        proc = await asyncio.create_subprocess_exec(
-            runtime, "--root", runtime_root, "exec", "--process", path, cid,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT)
         try:
-            out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+            sock = await asyncio.to_thread(shim.exec_request, socket_path, stdio=(null, w, w),
+                                           timeout=10, **files)
+        finally:
+            os.close(null)
+            os.close(w)
+        reader, conn = await asyncio.open_unix_connection(sock=sock)
+        out = asyncio.StreamReader()
+        transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(out), os.fdopen(r, "rb", buffering=0))
+        r = -1
+        try:
+            code, data = await asyncio.wait_for(run(reader, out), timeout)
         except asyncio.TimeoutError:
-            proc.kill()
-            await proc.wait()
+            if pidfd:
+                import signal
+
+                try:
+                    signal.pidfd_send_signal(pidfd[0], signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             return -1, f"Health check exceeded timeout ({timeout:g}s)"
-        return proc.returncode, out[:MAX_OUTPUT].decode(errors="replace")
+        return code, data.decode(errors="replace")
+    except (ConchError, OSError) as exc:  # the shim is gone (the container is exiting)
+        return -1, f"health check: {exc}"
     finally:
-        os.unlink(path)
+        if r >= 0:
+            os.close(r)
+        if transport is not None:
+            transport.close()
+        if conn is not None:
+            conn.close()
+        for fd in pidfd:
+            os.close(fd)
+        for path in files.values():
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
 
 
 def record(health: Health, hc: HealthConfig, code: int, output: str, start: str,

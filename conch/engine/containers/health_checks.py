@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 from conch.engine.containers import health
 from conch.engine.model import Status, now_rfc3339
@@ -36,8 +37,9 @@ class HealthChecks:
             while True:
                 await asyncio.sleep(interval)
                 begin = now_rfc3339()
-                code, output = await health.probe(self.rt_for(cid).binary, self.paths.runtime_root,
-                                                  self.paths.bundle(cid), cid, args, timeout)
+                code, output = await health.probe(self.paths.socket(cid),
+                                                  os.path.join(self.paths.dir(cid), "execs"),
+                                                  self.paths.bundle(cid), args, timeout)
                 async with self._lock(cid):
                     try:
                         c = self.get(cid)

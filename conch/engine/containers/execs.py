@@ -172,15 +172,17 @@ class ExecService:
                 theirs = []
             reader, writer = await asyncio.open_unix_connection(sock=sock)
             proc._conn = writer
-            for name, fd in ours:
-                await proc._attach(name, fd)
-            ours = []
+            while ours:
+                await proc._attach(*ours.pop(0))  # owns the fd from here, even on failure
             first = await self._first_reply(ex.id, c.id, reader, listener)
         except BaseException:
             for fd in theirs:
                 os.close(fd)
             for _, fd in ours:
                 os.close(fd)
+            pty = self._ptys.pop(ex.id, None)
+            if pty is not None:
+                os.close(pty)
             proc._close()
             self._unlink(files)
             raise
@@ -382,16 +384,22 @@ class ExecProcess:
         self._drains: list = []
 
     async def _attach(self, name: str, fd: int) -> None:
+        """Our end of one pipe as a stream (it owns ``fd``, closed here on failure)."""
         loop = asyncio.get_running_loop()
-        if name == "stdin":
-            transport, protocol = await loop.connect_write_pipe(
-                asyncio.streams.FlowControlMixin, os.fdopen(fd, "wb", buffering=0))
-            self.stdin = asyncio.StreamWriter(transport, protocol, None, loop)
-        else:
-            reader = asyncio.StreamReader(limit=2 ** 16)
-            transport, _ = await loop.connect_read_pipe(
-                lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0))
-            setattr(self, name, reader)
+        pipe = os.fdopen(fd, "wb" if name == "stdin" else "rb", buffering=0)
+        try:
+            if name == "stdin":
+                transport, protocol = await loop.connect_write_pipe(
+                    asyncio.streams.FlowControlMixin, pipe)
+                self.stdin = asyncio.StreamWriter(transport, protocol, None, loop)
+            else:
+                reader = asyncio.StreamReader(limit=2 ** 16)
+                transport, _ = await loop.connect_read_pipe(
+                    lambda: asyncio.StreamReaderProtocol(reader), pipe)
+                setattr(self, name, reader)
+        except BaseException:
+            pipe.close()
+            raise
         self._transports.append(transport)
 
     async def wait(self) -> int:

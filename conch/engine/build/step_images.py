@@ -13,9 +13,10 @@ Contract:
 * :func:`scratch_root` prepares a writable snapshot of an image and mounts it on a
   private directory under ``<exec-root>/build`` for the block (COPY writes into it,
   COPY --from reads from it); the mount and, unless kept, the snapshot go at the end.
-* :class:`StepCache` maps sha256(parent image's content, ``created_by``) to the image a step
-  made: ``<data-root>/build-cache/<key>`` holds the image ID (written atomically). A hit
-  whose image was removed since is a miss. COPY/ADD put their sources' content hash in
+* :class:`StepCache` maps sha256(parent's content, ``created_by``) to what a step made:
+  ``<data-root>/build-cache/<key>`` holds the image ID, or a deferred stage's step result
+  (:class:`conch.engine.build.step_results.Lazy`, whose parent content is its own key),
+  written atomically, not fsynced. A hit whose image or snapshots are gone is a miss. COPY/ADD put their sources' content hash in
   ``created_by`` (``COPY file:<hex> in /dst``), so changed files miss.
 
 Plain synchronous code (worker threads), except :func:`scratch_root`'s async face.

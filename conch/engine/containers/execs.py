@@ -254,6 +254,9 @@ class ExecService:
         except FailedPrecondition as exc:
             if "not running" in str(exc):
                 raise Conflict(f"Container {cid} is not running") from exc
+            if "unknown request type" in str(exc):  # a shim from before exec went through it
+                raise FailedPrecondition(f"container {cid[:12]}'s shim is too old to run execs: "
+                                         "restart the container") from exc
             raise
 
     def pty(self, exec_id: str) -> int | None:

@@ -634,7 +634,7 @@ enum { C_REQUEST, C_ATTACHED, C_EXEC };
 struct client {
     int fd;
     int state;
-    int fds[3];       /* passed with the request (SCM_RIGHTS): an exec's stdio */
+    int fds[6];       /* passed with the request (SCM_RIGHTS): an exec's stdio (+ kept) */
     int n_fds;
     int dead;
     int want_in, want_out, want_err, stdin_once, in_eof;
@@ -984,13 +984,13 @@ static void client_request(struct client *c, const char *rest, size_t rest_len)
     }
 }
 
-/* recv() that keeps the descriptors passed with the data (an exec's stdio): up to 3
- * are kept, any more are closed. */
+/* recv() that keeps the descriptors passed with the data (an exec's stdio and the
+ * engine's ends of its output): up to 6 are kept, any more are closed. */
 static ssize_t recv_with_fds(struct client *c, void *buf, size_t len)
 {
     union {
         struct cmsghdr align;
-        char data[CMSG_SPACE(3 * sizeof(int))];
+        char data[CMSG_SPACE(6 * sizeof(int))];
     } u;
     struct iovec iov = {.iov_base = buf, .iov_len = len};
     struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.data,
@@ -1005,7 +1005,7 @@ static ssize_t recv_with_fds(struct client *c, void *buf, size_t len)
         for (size_t j = 0; j < k; j++) {
             int fd;
             memcpy(&fd, CMSG_DATA(m) + j * sizeof(int), sizeof fd);
-            if (c->n_fds < 3)
+            if (c->n_fds < 6)
                 c->fds[c->n_fds++] = fd;
             else
                 close(fd);
@@ -1250,6 +1250,11 @@ static void write_exit_file(void)
  * message on the process's stderr) gives the exit line at once with its exit status.
  * Either way the exit line is first written to E atomically (temp + fsync + rename), so
  * it survives the engine: if the connection is gone, the record is all there is.
+ *
+ * Up to three more fds after the stdio are the engine's own ends of the process's output
+ * pipes: kept, untouched while the asker is connected; once it has gone (the engine was
+ * killed) they are read and what comes is dropped, so a process that goes on writing
+ * neither dies of EPIPE nor blocks on a full pipe. Closed when the exec ends.
  */
 #define MAX_EXECS 64
 
@@ -1259,6 +1264,8 @@ struct exec_proc {
     long long deadline;   /* the runtime is killed after RUNTIME_TIMEOUT_MS */
     struct client *c;     /* the connection that asked; NULL once it has gone */
     char *pid_file, *exit_file;
+    int keep[3];          /* the engine's ends of its output, drained once c is gone */
+    int n_keep;
 };
 static struct exec_proc *execs[MAX_EXECS];
 
@@ -1268,6 +1275,9 @@ static void exec_free(int i)
     execs[i] = NULL;
     if (e->c)
         e->c->dead = 1; /* its exit line was the last thing to say */
+    for (int k = 0; k < e->n_keep; k++)
+        if (e->keep[k] >= 0)
+            close(e->keep[k]);
     free(e->pid_file);
     free(e->exit_file);
     free(e);
@@ -1349,7 +1359,7 @@ static int exec_reaped(pid_t pid, int status, const struct timespec *when)
 
 static void exec_start(struct client *c, const struct request *r)
 {
-    if (c->n_fds != 3) {
+    if (c->n_fds < 3) {
         reply_and_close(c, "{\"error\":\"exec wants the process's stdin, stdout and stderr "
                            "as SCM_RIGHTS on the request\"}\n");
         return;
@@ -1395,12 +1405,18 @@ static void exec_start(struct client *c, const struct request *r)
     args[n] = NULL;
     unlink(e->pid_file);
     pid_t pid = spawn_runtime(c->fds[0], c->fds[1], c->fds[2], args);
-    for (int k = 0; k < c->n_fds; k++) /* the runtime has them now, and then the process */
+    for (int k = 0; k < 3; k++) /* the runtime has them now, and then the process */
         close(c->fds[k]);
+    for (int k = 3; k < c->n_fds; k++) { /* the engine's ends: kept (see above) */
+        set_nonblock(c->fds[k]);
+        e->keep[e->n_keep++] = c->fds[k];
+    }
     c->n_fds = 0;
     if (pid < 0) {
         char reply[128];
         snprintf(reply, sizeof reply, "{\"error\":\"fork: %s\"}\n", strerror(errno));
+        for (int k = 0; k < e->n_keep; k++)
+            close(e->keep[k]);
         free(e->pid_file);
         free(e->exit_file);
         free(e);
@@ -1440,6 +1456,35 @@ static void exec_forget_client(struct client *c)
     for (int i = 0; i < MAX_EXECS; i++)
         if (execs[i] && execs[i]->c == c)
             execs[i]->c = NULL;
+}
+
+/* The kept output ends of execs whose asker has gone, for poll; and reading them. */
+static int exec_drain_fds(struct pollfd *p, int max)
+{
+    int n = 0;
+    for (int i = 0; i < MAX_EXECS; i++) {
+        struct exec_proc *e = execs[i];
+        if (!e || e->c)
+            continue;
+        for (int k = 0; k < e->n_keep && n < max; k++)
+            if (e->keep[k] >= 0)
+                p[n++] = (struct pollfd){.fd = e->keep[k], .events = POLLIN};
+    }
+    return n;
+}
+
+static void exec_drain(int fd)
+{
+    char buf[4096];
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EINTR)))
+        return;
+    for (int i = 0; i < MAX_EXECS; i++) /* EOF: every writer has gone */
+        for (int k = 0; execs[i] && k < execs[i]->n_keep; k++)
+            if (execs[i]->keep[k] == fd) {
+                close(fd);
+                execs[i]->keep[k] = -1;
+            }
 }
 
 /* At the shim's exit: a runtime still at work is stopped (the container is gone, it
@@ -1506,8 +1551,8 @@ static void main_loop(void)
         if (container_exited && (!outputs_open || now_ms() >= drain_deadline))
             finish();
 
-        struct pollfd p[5 + MAX_CLIENTS];
-        struct client *owner[5 + MAX_CLIENTS];
+        struct pollfd p[5 + MAX_CLIENTS + 3 * MAX_EXECS];
+        struct client *owner[5 + MAX_CLIENTS + 3 * MAX_EXECS];
         int n = 0;
         int stdin_room = stdin_len < STDIN_LIMIT;
         p[n] = (struct pollfd){.fd = sig_fd, .events = POLLIN};
@@ -1542,6 +1587,10 @@ static void main_loop(void)
             p[n] = (struct pollfd){.fd = c->fd, .events = ev};
             owner[n++] = c;
         }
+        int i_drain = n;
+        n += exec_drain_fds(p + n, 3 * MAX_EXECS);
+        for (int i = i_drain; i < n; i++)
+            owner[i] = NULL;
         int timeout = exec_deadlines();
         if (drain_deadline) {
             long long left = drain_deadline - now_ms();
@@ -1569,6 +1618,9 @@ static void main_loop(void)
             stream_readable(&err_stream);
         if (i_in >= 0 && p[i_in].revents)
             stdin_flush();
+        for (int i = i_drain; i < n; i++)
+            if (p[i].revents)
+                exec_drain(p[i].fd);
         for (int i = 0; i < n; i++) {
             struct client *c = owner[i];
             if (!c || c->dead || !p[i].revents)

@@ -100,7 +100,11 @@ Lifecycle, in order:
      sends the same line and closes. A runtime that fails (127 for a missing command,
      its message on the process's stderr) gives only the exit line, with its exit status
      and ``"pid": 0``. The connection going away (conchd killed) changes nothing but the
-     reply: E is still written. Errors in the request: ``{"error":...}`` and close.
+     reply: E is still written. Up to three more fds after the stdio are the engine's
+     own ends of the process's output pipes (``keep``): held untouched while the asking
+     connection lives; once it has gone they are read and the bytes dropped, so a
+     process writing after its engine died gets neither EPIPE/SIGPIPE nor a full pipe;
+     closed when the exec ends. Errors in the request: ``{"error":...}`` and close.
      Exec'd processes die with the container's pid namespace, so they are reaped (and
      recorded) before the container's own exit; a runtime still at work when the shim
      exits is killed.

@@ -324,22 +324,26 @@ def read_exit(path: str | os.PathLike) -> dict | None:
 def exec_request(socket_path: str | os.PathLike, *, process: str | os.PathLike,
                  pid_file: str | os.PathLike, exit_file: str | os.PathLike,
                  stdio: Sequence[int], console_socket: str | os.PathLike | None = None,
-                 timeout: float | None = 10.0) -> socket.socket:
+                 keep: Sequence[int] = (), timeout: float | None = 10.0) -> socket.socket:
     """Ask the shim to run ``RUNTIME exec --detach`` for the process JSON at ``process``
     with ``stdio`` (three fds: stdin, stdout, stderr; the caller still closes its own
     copies) as its stdio. The returned socket (the caller's) carries the replies, one
     JSON line each: ``{"pid": N}`` once the process runs, then its exit line (also
     written to ``exit_file``), or only the exit line if the runtime failed; see
-    :func:`parse_exec_reply`. Closing it does not stop the process."""
+    :func:`parse_exec_reply`. Closing it does not stop the process. ``keep`` (at most
+    three): the caller's own ends of the process's output pipes, which the shim holds
+    and drains once this connection is gone (so the process neither gets EPIPE nor
+    blocks when the engine dies)."""
     request = {"type": "exec", "process": str(process), "pid_file": str(pid_file),
                "exit_file": str(exit_file)}
     if console_socket is not None:
         request["console_socket"] = str(console_socket)
-    if len(stdio) != 3:
-        raise InvalidArgument("exec_request wants three fds (stdin, stdout, stderr)")
+    if len(stdio) != 3 or len(keep) > 3:
+        raise InvalidArgument("exec_request wants three fds (stdin, stdout, stderr) and at "
+                              "most three to keep")
     sock = _connect(socket_path, timeout)
     try:
-        socket.send_fds(sock, [json.dumps(request).encode() + b"\n"], list(stdio))
+        socket.send_fds(sock, [json.dumps(request).encode() + b"\n"], [*stdio, *keep])
     except OSError as exc:
         sock.close()
         raise Unavailable(f"shim socket {str(socket_path)!r}: {exc.strerror or exc}") from exc

@@ -147,13 +147,15 @@ def test_exec_survives_conchd_kill9_and_is_recorded_by_the_shim(d):
                   check=True).stdout.strip()
     init, shim = _container(d, cid)
     marker = f"/go{os.getpid()}"
-    cli = _exec_cli(d, cid, "sh", "-c", f"until [ -e {marker} ]; do sleep 0.05; done; exit 7")
+    # it writes all along: after conchd's death too (no SIGPIPE: the shim drains it)
+    cli = _exec_cli(d, cid, "sh", "-c",
+                    f"until [ -e {marker} ]; do echo tick; sleep 0.01; done; exit 7")
     api_exec = d.api.post(f"/containers/{cid}/exec", {"Cmd": ["true"]})["Id"]
     try:
         (pid,) = wait_for(lambda: _find(f"sh -c until [ -e {marker} ]"), "the exec did not start")
         d.kill9()
         cli.communicate(timeout=30)  # its connection went with conchd
-        time.sleep(0.3)
+        time.sleep(1.0)  # ~100 ticks written with nobody but the shim to read them
         assert _stat(pid) is not None and _stat(pid)[1] != "Z"
         assert _ppid(pid) == shim, "the exec'd process is not the shim's child"
         assert _runtime_execs(d, cid) == []

@@ -683,3 +683,44 @@ def test_exec_runtime_failure_is_the_exit(shim_factory, runtime_by_name):
     assert client.status(shim.socket)["running"] is True
     runtime_by_name("conch")("kill", shim.cid, "KILL", check=True)
     shim.wait_exit()
+
+
+def test_exec_output_is_drained_once_the_asker_is_gone(shim_factory, runtime_by_name):
+    """The engine hands the shim its own read ends too (``keep``): while the engine is
+    connected the shim leaves them alone; once the engine is gone (killed) the shim
+    reads and drops what comes, so a process that goes on writing neither dies of
+    SIGPIPE (exit 141) nor blocks on a full pipe."""
+    shim = shim_factory(["sleep", "100"])
+    files = _exec_files(shim, ["sh", "-c", "i=0; until [ -e /go ]; do echo tick $i; "
+                               "echo tock >&2; i=$((i+1)); done; exit 6"])
+    null = os.open("/dev/null", os.O_RDONLY)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    sock = client.exec_request(shim.socket, stdio=(null, out_w, err_w), keep=(out_r, err_r),
+                               **files)
+    for fd in (null, out_w, err_w):
+        os.close(fd)
+    try:
+        pid = _read_reply(sock)["pid"]
+        with os.fdopen(out_r, "rb") as out:
+            assert out.read(6) == b"tick 0"  # ours while we are connected
+    finally:
+        os.close(err_r)
+        sock.close()  # the engine is gone: its ends are closed, the shim's copies drained
+    time.sleep(0.5)  # far more than two 64 KiB pipes' worth of ticks
+    assert _stat_state(pid) not in (None, "Z"), "the writer died or was not reaped"
+    (shim.bundle / "rootfs" / "go").touch()
+    deadline = time.monotonic() + 15
+    while (record := client.read_exit(files["exit_file"])) is None:
+        assert time.monotonic() < deadline, "no exec exit record"
+        time.sleep(0.02)
+    assert record["exit_code"] == 6 and record["pid"] == pid  # not 141 (SIGPIPE)
+    runtime_by_name("conch")("kill", shim.cid, "KILL", check=True)
+    shim.wait_exit()
+
+
+def _stat_state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return None

@@ -131,10 +131,12 @@ class ExecService:
         # when the runtime ran as our child; the shim gets the other ends (SCM_RIGHTS) and
         # hands them to the runtime, keeping no copy. This is simpler than the shim
         # relaying bytes (no per-exec buffers, framing, stdin or resize in C) and keeps
-        # the shim tiny; the price is containerd's too, for a shim that does not hold
-        # the streams: a process writing after conchd died gets EPIPE (its exit, whatever
-        # it is, is still recorded). With a tty the runtime sends the pty master to a
-        # socket of ours, as before, so resize stays a TIOCSWINSZ here.
+        # the shim tiny. The shim also holds a copy of our read ends, untouched until
+        # our connection to it goes (conchd killed): then it drains them, so a process
+        # that goes on writing neither gets EPIPE nor blocks. With a tty the runtime sends
+        # the pty master to a socket of ours, as before, so resize stays a TIOCSWINSZ
+        # here; a tty exec whose conchd dies gets SIGHUP, as on a dropped terminal (its
+        # exit is still recorded by the shim).
         theirs: list[int] = []
         ours: list[tuple[str, int]] = []
         listener = None
@@ -163,9 +165,11 @@ class ExecService:
                     stdio[i] = r if i == 0 else w
                 console_path = None
             try:
+                # our read ends too: the shim drains them if we die (no EPIPE for it)
+                keep = [fd for name, fd in ours if name != "stdin"]
                 sock = await asyncio.to_thread(
                     shim.exec_request, self.containers.paths.socket(c.id), stdio=stdio,
-                    console_socket=console_path, timeout=10, **files)
+                    console_socket=console_path, keep=keep, timeout=10, **files)
             finally:
                 for fd in theirs:
                     os.close(fd)

@@ -5,7 +5,8 @@ imports importlib.util, pathlib and fnmatch through the editable finder) and imp
 ``re`` for argv[0] cleanup: ~20 ms before conch's code runs. conch-runtime is exec'd for
 every container, so its launcher runs Python isolated and without site (``-IS``) and puts
 the source tree on sys.path itself. The runtime needs nothing outside the standard
-library, so nothing is lost.
+library, so nothing is lost. (The runtime's launcher is written as ``conch-runtime-py``:
+``conch-runtime`` itself is the C front of shim/conch-runtime.c, which execs it.)
 
 Flags after the function, for conchd (``NAME=module:function+site+OO``):
 

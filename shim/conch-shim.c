@@ -806,6 +806,8 @@ static void stdin_feed(const unsigned char *data, size_t n)
 struct request {
     char type[16];
     int in, out, err, once;
+    long long pid;
+    int has_pid;
     long long height, width;
     int has_height, has_width;
     /* exec: paths chosen by the engine ("" when absent) */
@@ -916,6 +918,9 @@ static int parse_request(const char *p, struct request *r)
         } else if (!strcmp(key, "width") && is_num) {
             r->width = nval;
             r->has_width = 1;
+        } else if (!strcmp(key, "pid") && is_num) {
+            r->pid = nval;
+            r->has_pid = 1;
         }
         p = skip_ws(p);
         if (*p == '}')
@@ -932,6 +937,7 @@ static void reply_and_close(struct client *c, const char *line)
 }
 
 static void exec_start(struct client *c, const struct request *r);
+static void exec_keep(struct client *c, const struct request *r);
 static void exec_forget_client(struct client *c);
 static long read_pid_file(const char *path);
 
@@ -975,6 +981,8 @@ static void client_request(struct client *c, const char *rest, size_t rest_len)
         reply_and_close(c, "{\"ok\":true}\n");
     } else if (!strcmp(r.type, "exec")) {
         exec_start(c, &r);
+    } else if (!strcmp(r.type, "keep")) {
+        exec_keep(c, &r);
     } else if (!strcmp(r.type, "status")) {
         snprintf(reply, sizeof reply, "{\"pid\":%d,\"running\":%s}\n", (int)container_pid,
                  container_pid > 0 && !container_exited ? "true" : "false");
@@ -1254,7 +1262,11 @@ static void write_exit_file(void)
  * Up to three more fds after the stdio are the engine's own ends of the process's output
  * pipes: kept, untouched while the asker is connected; once it has gone (the engine was
  * killed) they are read and what comes is dropped, so a process that goes on writing
- * neither dies of EPIPE nor blocks on a full pipe. Closed when the exec ends.
+ * neither dies of EPIPE nor blocks on a full pipe. Closed when the exec ends. The pty
+ * master of a tty exec, which the engine gets only later (the runtime sends it to the
+ * engine's console socket), comes the same way on a request of its own:
+ * {"type":"keep","pid":N} + the fd; reply {"ok":true} (the process gets no SIGHUP when
+ * the engine dies: the master stays open).
  */
 #define MAX_EXECS 64
 
@@ -1456,6 +1468,25 @@ static void exec_forget_client(struct client *c)
     for (int i = 0; i < MAX_EXECS; i++)
         if (execs[i] && execs[i]->c == c)
             execs[i]->c = NULL;
+}
+
+static void exec_keep(struct client *c, const struct request *r)
+{
+    struct exec_proc *e = NULL;
+    for (int i = 0; i < MAX_EXECS && r->has_pid && r->pid > 0; i++)
+        if (execs[i] && execs[i]->pid == (pid_t)r->pid)
+            e = execs[i];
+    if (!e || c->n_fds < 1 || e->n_keep + c->n_fds > 3) {
+        reply_and_close(c, "{\"ok\":false,\"error\":\"keep wants the pid of a running exec "
+                           "and its fds (at most 3 in all)\"}\n");
+        return; /* the sweep closes the fds */
+    }
+    for (int k = 0; k < c->n_fds; k++) {
+        set_nonblock(c->fds[k]);
+        e->keep[e->n_keep++] = c->fds[k];
+    }
+    c->n_fds = 0;
+    reply_and_close(c, "{\"ok\":true}\n");
 }
 
 /* The kept output ends of execs whose asker has gone, for poll; and reading them. */

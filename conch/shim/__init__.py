@@ -105,6 +105,11 @@ Lifecycle, in order:
      connection lives; once it has gone they are read and the bytes dropped, so a
      process writing after its engine died gets neither EPIPE/SIGPIPE nor a full pipe;
      closed when the exec ends. Errors in the request: ``{"error":...}`` and close.
+   - ``{"type":"keep","pid":N}`` with one fd (SCM_RIGHTS): one more fd of the engine's
+     for the running exec N, held and drained like ``keep`` above (a tty exec's pty
+     master, which the engine receives only after the exec request: with it held, the
+     process gets no SIGHUP when conchd dies); reply ``{"ok":true}`` or
+     ``{"ok":false,"error":...}``, then close.
      Exec'd processes die with the container's pid namespace, so they are reaped (and
      recorded) before the container's own exit; a runtime still at work when the shim
      exits is killed.

@@ -30,7 +30,7 @@ from conch.errors import ConchError, FailedPrecondition, InvalidArgument, Unavai
 
 __all__ = ["STDOUT", "STDERR", "ShimInfo", "WarmShim", "WarmShimGone", "shim_binary", "spawn",
            "spawn_warm", "attach", "read_frames", "resize", "status", "read_exit",
-           "exec_request", "parse_exec_reply"]
+           "exec_request", "exec_keep", "parse_exec_reply"]
 
 # Where `make setup` builds the binary: <repo>/build/conch-shim.
 _BUILT = Path(__file__).resolve().parents[2] / "build" / "conch-shim"
@@ -348,6 +348,30 @@ def exec_request(socket_path: str | os.PathLike, *, process: str | os.PathLike,
         sock.close()
         raise Unavailable(f"shim socket {str(socket_path)!r}: {exc.strerror or exc}") from exc
     return sock
+
+
+def exec_keep(socket_path: str | os.PathLike, pid: int, fd: int, timeout: float = 10.0) -> None:
+    """Hand the shim one more fd of the engine's for the running exec ``pid`` to hold
+    and drain once the engine is gone (a tty exec's pty master: then the process gets
+    no SIGHUP when conchd dies). The caller still closes its ``fd``."""
+    with _connect(socket_path, timeout) as sock:
+        try:
+            socket.send_fds(sock, [json.dumps({"type": "keep", "pid": int(pid)}).encode() + b"\n"],
+                            [fd])
+            data = b""
+            while b"\n" not in data:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        except OSError as exc:
+            raise Unavailable(f"shim socket {str(socket_path)!r}: {exc}") from exc
+    try:
+        reply = json.loads(data.partition(b"\n")[0])
+    except ValueError as exc:
+        raise ConchError(f"shim at {str(socket_path)!r}: bad reply {data!r}") from exc
+    if not reply.get("ok"):
+        raise FailedPrecondition(f"exec keep: {reply.get('error', reply)}")
 
 
 def parse_exec_reply(line: bytes | str) -> dict:

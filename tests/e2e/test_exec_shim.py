@@ -219,3 +219,39 @@ def test_health_probes_run_through_the_shim(d):
     assert len(_find(marker)) <= 1, _find(marker)
     d.conch("rm", "-f", cid, check=True, timeout=60)
     wait_for(lambda: not _find(marker), "a probe outlived its container")
+
+
+def _holds_a_pty_master(pid: int) -> bool:
+    try:
+        return any(os.readlink(f"/proc/{pid}/fd/{fd}") in ("/dev/ptmx", "/dev/pts/ptmx")
+                   for fd in os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return False
+
+
+def test_tty_exec_survives_conchd_kill9(d):
+    """A tty exec: conchd holds the pty master, and the shim a copy of it; after a kill -9
+    of conchd the process gets no SIGHUP (exit 129 before) and what it writes is drained."""
+    cid = d.conch("run", "-d", "busybox", "sleep", "1000", check=True).stdout.strip()
+    init, shim = _container(d, cid)
+    marker = f"/tgo{os.getpid()}"
+    ex = d.api.post(f"/containers/{cid}/exec", {
+        "Tty": True, "Cmd": ["sh", "-c", f"until [ -e {marker} ]; do echo tick; sleep 0.01; done; exit 7"]})["Id"]
+    d.api.request("POST", f"/exec/{ex}/start", json_body={"Detach": True, "Tty": True}).close()
+    try:
+        (pid,) = wait_for(lambda: _find(f"sh -c until [ -e {marker} ]"), "the tty exec did not start")
+        wait_for(lambda: _holds_a_pty_master(shim), "the shim was not given the pty master")
+        d.kill9()
+        time.sleep(1.0)
+        assert _stat(pid) is not None and _stat(pid)[1] != "Z" and _ppid(pid) == shim
+        rootfs = d.data_root / "containers" / cid / "bundle" / "rootfs"
+        (rootfs / marker.lstrip("/")).touch()
+        wait_for(lambda: _stat(pid) is None, "the tty exec was not reaped")
+        (record,) = [json.loads(p.read_text()) for p in
+                     (d.data_root / "containers" / cid / "execs").glob("*.exit.json")]
+        assert record["exit_code"] == 7 and record["pid"] == pid, record
+    finally:
+        if d.proc is None:
+            d.start()
+    d.conch("rm", "-f", cid, check=True, timeout=60)
+    wait_for(lambda: _stat(init) is None, "the container's init outlived rm")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import secrets
 import socket
@@ -28,6 +29,8 @@ import tempfile
 from dataclasses import dataclass, field, replace
 
 from conch.errors import ConchError, Conflict, FailedPrecondition, NotFound
+
+log = logging.getLogger(__name__)
 
 # the shim kills a runtime after 120 s; its answer cannot take longer than that
 _START_TIMEOUT = 150.0
@@ -135,8 +138,8 @@ class ExecService:
         # our connection to it goes (conchd killed): then it drains them, so a process
         # that goes on writing neither gets EPIPE nor blocks. With a tty the runtime sends
         # the pty master to a socket of ours, as before, so resize stays a TIOCSWINSZ
-        # here; a tty exec whose conchd dies gets SIGHUP, as on a dropped terminal (its
-        # exit is still recorded by the shim).
+        # here; the shim gets a copy of the master afterwards (_keep_pty), held and
+        # drained the same way, so the process gets no SIGHUP when conchd dies.
         theirs: list[int] = []
         ours: list[tuple[str, int]] = []
         listener = None
@@ -202,13 +205,31 @@ class ExecService:
                 pass  # gone already: its exit line follows
             self._execs[ex.id] = replace(self._execs[ex.id], running=True, pid=proc.pid)
             watcher = self._watch(ex.id, proc, reader, files)
+            if ex.id in self._ptys:  # the shim holds the master too, for if we die
+                self._spawn(self._keep_pty(c.id, proc.pid, os.dup(self._ptys[ex.id])))
         else:  # the runtime failed (e.g. 127): that is the exit, nothing ran
             watcher = self._finish(ex.id, proc, first, files)
-        if self.tasks is not None:
-            self.tasks.create_task(watcher)
-        else:
-            asyncio.get_running_loop().create_task(watcher)
+        self._spawn(watcher)
         return proc
+
+    def _spawn(self, coro) -> None:
+        if self.tasks is not None:
+            self.tasks.create_task(coro)
+        else:
+            asyncio.get_running_loop().create_task(coro)
+
+    async def _keep_pty(self, cid: str, pid: int, fd: int) -> None:
+        """A duplicate of a tty exec's pty master to its shim (in the background: the
+        session does not wait for it). Failing only loses what it is for: the process
+        would get SIGHUP if conchd died."""
+        from conch.shim import client as shim
+
+        try:
+            await asyncio.to_thread(shim.exec_keep, self.containers.paths.socket(cid), pid, fd)
+        except (ConchError, OSError) as exc:
+            log.debug("exec %d: the shim does not hold its pty: %s", pid, exc)
+        finally:
+            os.close(fd)
 
     async def _first_reply(self, exec_id: str, cid: str, reader, listener) -> dict:
         """The shim's first line ({"pid"} or an exit line); with a tty, the pty master

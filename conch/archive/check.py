@@ -122,7 +122,9 @@ def entry_times(m: tarfile.TarInfo) -> tuple[int, int]:
 
 
 def _too_long(component: str) -> bool:
-    return len(component.encode("utf-8", "surrogateescape")) > NAME_MAX
+    # at most 4 bytes a character: only a name of over 63 characters needs encoding
+    return len(component) > NAME_MAX // 4 and \
+        len(component.encode("utf-8", "surrogateescape")) > NAME_MAX
 
 
 def is_whiteout(parts: tuple[str, ...]) -> bool:

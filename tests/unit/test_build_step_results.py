@@ -97,9 +97,11 @@ def test_reconcile_drops_dangling_entries_and_unnamed_snapshots(svc, base, tmp_p
     (cache.dir / ("4" * 64)).write_text(gone.to_json())
     (cache.dir / ("5" * 64)).write_text("{torn")
     (cache.dir / ("6" * 64 + ".tmpabcd")).write_text("half")
-    (cache.dir / ("7" * 64)).write_text("sha256:" + "8" * 64)  # an image since removed
+    (cache.dir / ("7" * 64)).write_text("sha256:" + "8" * 64)  # an image: checked on use
+    (cache.dir / ("9" * 64)).write_text("sha2")  # torn
     sr.reconcile(cache.dir, svc, svc.snapshotter)
-    assert sorted(p.name for p in cache.dir.iterdir()) == [cache.step_id(str(base.id), "RUN keep")[7:]]
+    assert sorted(p.name for p in cache.dir.iterdir()) == sorted(
+        [cache.step_id(str(base.id), "RUN keep")[7:], "7" * 64])
     left = {i.key for i in svc.snapshotter.walk()}
     assert kept in left and orphan not in left
     assert cache.get(str(base.id), "RUN keep").layers == (kept,)

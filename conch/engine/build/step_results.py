@@ -238,9 +238,9 @@ def step_snapshots(snapshotter) -> set[str]:
 
 
 def reconcile(cache_dir: Path, images, snapshotter) -> None:
-    """At conchd's start (no build runs): drop cache entries whose image or snapshots
-    are gone (a crash lost them: never fsynced) or that cannot be read, a crash's temp
-    files, and step snapshots no entry names."""
+    """At conchd's start (no build runs): drop deferred-step entries whose base image or
+    snapshots are gone (a crash lost them: never fsynced), entries that cannot be read,
+    a crash's temp files, and step snapshots no entry names."""
     present = step_snapshots(snapshotter)
     named: set[str] = set()
     for path in sorted(cache_dir.glob("*")) if cache_dir.is_dir() else ():
@@ -254,8 +254,10 @@ def reconcile(cache_dir: Path, images, snapshotter) -> None:
                 if not set(lazy.layers) <= present:
                     raise NotFound("a step snapshot is gone")
                 named.update(lazy.layers)
-            else:
-                images.get(text)
+            elif not text.startswith("sha256:"):
+                raise ValueError("torn")
+            # an image ID is checked when it is looked up (a removed image is a miss):
+            # not here, where every build's every step would slow conchd's start
         except (OSError, ValueError, KeyError, TypeError, ConchError) as exc:
             log.info("build cache: dropping entry %s: %s", path.name, exc)
             with contextlib.suppress(FileNotFoundError):

@@ -1,10 +1,13 @@
 """A real image store in a temporary directory, and tiny layer tars, for unit tests of
 ``conch.images`` (no root, no daemon): the same content store, overlay snapshotter and
-SQLite metadata conchd composes."""
+SQLite metadata conchd composes. :func:`docker_save` and :func:`oci_layout` wrap one
+layer as ``docker load`` takes it (both formats), lies included, for load tests."""
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,3 +38,42 @@ def image_service(root: Path) -> Iterator[ImageService]:
     finally:
         sn.close()
         db.close()
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _config(layer: bytes, diff_id: str | None) -> bytes:
+    return json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {
+        "type": "layers", "diff_ids": [diff_id or f"sha256:{_sha(layer)}"]}}).encode()
+
+
+def docker_save(layer: bytes, diff_id: str | None = None, tag: str = "hostile:1") -> bytes:
+    """A docker-save tar (legacy ``<id>/layer.tar`` layout) of one image of ``layer``
+    (uncompressed), named ``tag``; its config claims ``diff_id`` (default: the truth)."""
+    config = _config(layer, diff_id)
+    return tar_of({"aaaa/layer.tar": layer, f"{_sha(config)}.json": config,
+                   "manifest.json": json.dumps([{"Config": f"{_sha(config)}.json",
+                                                 "RepoTags": [tag],
+                                                 "Layers": ["aaaa/layer.tar"]}]).encode()})
+
+
+def oci_layout(layer: bytes, diff_id: str | None = None, blob: bytes | None = None,
+               name: str = "docker.io/library/hostile:2") -> bytes:
+    """An OCI layout tar of one image of ``layer`` named ``name``; ``blob``: other bytes
+    stored under the layer's digest (a lying archive)."""
+    config = _config(layer, diff_id)
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": f"sha256:{_sha(config)}", "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": f"sha256:{_sha(layer)}", "size": len(layer)}]}).encode()
+    index = json.dumps({"schemaVersion": 2, "manifests": [{
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": f"sha256:{_sha(manifest)}", "size": len(manifest),
+        "annotations": {"io.containerd.image.name": name}}]}).encode()
+    return tar_of({"oci-layout": b'{"imageLayoutVersion": "1.0.0"}', "index.json": index,
+                   **{f"blobs/sha256/{_sha(b)}": b for b in (config, manifest)},
+                   f"blobs/sha256/{_sha(layer)}": layer if blob is None else blob})

@@ -33,6 +33,7 @@ import pytest
 from conch.oci import mediatype as mt
 from conch.testing.daemon import busybox_tar, clean_after, daemon_fixture
 from conch.testing.fake_registry import FakeRegistry
+from conch.testing.image_store import docker_save
 
 _spec = importlib.util.spec_from_file_location(
     "hostile_layers", Path(__file__).parents[1] / "corpus" / "hostile_layers.py")
@@ -112,8 +113,10 @@ def _snapshot_fs(d, key: str) -> Path:
     return d.data_root / "snapshots" / "snapshots" / str(sid) / "fs"
 
 
-def test_hostile_layer_pull(d, registry, tmp_path):
-    """Every corpus case, through a pull; the store is checked after each and at the end."""
+def test_hostile_layer_pull(d, registry, tmp_path, tmp_path_factory):
+    """Every corpus case, through a pull and a load (``conch load``, docker-save format):
+    one verdict, in the same words; the store is checked after each and at the end."""
+    archives = tmp_path_factory.mktemp("archives")
     canary = tmp_path / "canary"
     (canary / "sub").mkdir(parents=True)
     (canary / "file").write_bytes(b"canary")
@@ -142,6 +145,9 @@ def test_hostile_layer_pull(d, registry, tmp_path):
             chain_id = "sha256:" + hashlib.sha256(layer).hexdigest()
             if case.check is not None:
                 case.check(_snapshot_fs(d, chain_id), canary)
+        _load_gives_the_verdict_of(d, p, archives / f"{i}.tar", docker_save(layer, tag=f"hl:{i}"),
+                                   f"hl:{i}", case.name)
+        assert _snapshot_dirs(d) == expected and _blobs(d) == blobs, f"{case.name}: load left some"
         assert _fingerprint(tmp_path) == before, f"{case.name}: something outside changed"
         assert _host_state() == host_before, f"{case.name}: the host's /etc changed"
     assert sum(1 for c in hostile_layers.CASES if c.expect == "contain") == len(pulled)
@@ -149,6 +155,20 @@ def test_hostile_layer_pull(d, registry, tmp_path):
     d.conch("rmi", *pulled, check=True)
     assert _snapshot_dirs(d) == snapshots_before
     assert not os.listdir(d.data_root / "content" / "ingest")
+
+
+def _load_gives_the_verdict_of(d, pull, path: Path, archive: bytes, tag: str, case: str):
+    path.write_bytes(archive)
+    load = d.conch("load", "-i", str(path))
+    assert (load.returncode == 0) == (pull.returncode == 0), \
+        f"{case}: pull and load disagree: pull {pull.stderr!r}, load {load.stderr!r}"
+    if load.returncode == 0:
+        d.conch("rmi", tag, check=True)
+        return
+    assert d.conch("image", "inspect", tag).returncode == 1, case
+    why = pull.stderr.split("failed to register layer: ", 1)[1].strip()
+    if not why.startswith("layer is not a valid tar"):  # tarfile's words vary by reader
+        assert f"load: {why}" in load.stderr, (case, pull.stderr, load.stderr)
 
 
 def test_pull_zstd_layer_from_an_oci_index_with_artifacts(d, registry):

@@ -14,13 +14,11 @@ with nothing stored."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import importlib.util
 import io
 import json
 import os
 import sys
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -28,7 +26,7 @@ import pytest
 from conch.errors import ConchError, FailedPrecondition, InvalidArgument
 from conch.images.archive import load
 from conch.testing.fake_registry import FakeRegistry
-from conch.testing.image_store import image_service
+from conch.testing.image_store import docker_save, image_service, oci_layout, tar_of
 
 _spec = importlib.util.spec_from_file_location(
     "hostile_layers", Path(__file__).parents[1] / "corpus" / "hostile_layers.py")
@@ -37,48 +35,6 @@ sys.modules.setdefault("hostile_layers", hostile_layers)
 _spec.loader.exec_module(hostile_layers)
 
 CASES = {c.name: c for c in hostile_layers.CASES}
-
-
-def _tar(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), 0o644, 1_600_000_000
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def docker_save(layer: bytes, diff_id: str | None = None) -> bytes:
-    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {
-        "type": "layers", "diff_ids": [diff_id or f"sha256:{_sha(layer)}"]}}).encode()
-    return _tar({"aaaa/layer.tar": layer, f"{_sha(config)}.json": config,
-                 "manifest.json": json.dumps([{"Config": f"{_sha(config)}.json",
-                                               "RepoTags": ["hostile:1"],
-                                               "Layers": ["aaaa/layer.tar"]}]).encode()})
-
-
-def oci_layout(layer: bytes, diff_id: str | None = None, blob: bytes | None = None) -> bytes:
-    """``blob``: the bytes stored under the layer's digest (a lying archive)."""
-    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {
-        "type": "layers", "diff_ids": [diff_id or f"sha256:{_sha(layer)}"]}}).encode()
-    manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                   "digest": f"sha256:{_sha(config)}", "size": len(config)},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
-                    "digest": f"sha256:{_sha(layer)}", "size": len(layer)}]}).encode()
-    index = json.dumps({"schemaVersion": 2, "manifests": [{
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "digest": f"sha256:{_sha(manifest)}", "size": len(manifest),
-        "annotations": {"io.containerd.image.name": "docker.io/library/hostile:2"}}]}).encode()
-    return _tar({"oci-layout": b'{"imageLayoutVersion": "1.0.0"}', "index.json": index,
-                 **{f"blobs/sha256/{_sha(b)}": b for b in (config, manifest)},
-                 f"blobs/sha256/{_sha(layer)}": layer if blob is None else blob})
 
 
 def _trusted_xattrs(tmp: Path) -> str | None:
@@ -195,13 +151,13 @@ def test_load_and_pull_give_one_verdict(make_svc, registry, tmp_path, name):
 
 LIARS = {
     "wrong diff_id": dict(diff_id="sha256:" + "0" * 64),
-    "wrong digest": dict(blob=_tar({"f": b"DATA"})),  # same size, other bytes
+    "wrong digest": dict(blob=tar_of({"f": b"DATA"})),  # same size, other bytes
 }
 
 
 @pytest.mark.parametrize("lie", sorted(LIARS))
 def test_lying_layer_is_refused_by_load_and_pull_with_nothing_stored(make_svc, registry, lie):
-    layer = _tar({"f": b"data"})
+    layer = tar_of({"f": b"data"})
     kw = LIARS[lie]
     svc = make_svc("load-oci")
     with pytest.raises(InvalidArgument, match="^load: ") as exc:

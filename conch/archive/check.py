@@ -14,8 +14,9 @@ applied, and a layer is always extracted on its own), resolving each parent as
 ``apply._Root`` does (symlinks followed as if the layer root were ``/``, missing
 directories implied). That finds what only the tree shows: a symlink loop on the way
 to an entry, a file used as a directory, a hardlink to a directory or to a path since
-removed. ``tests/unit/test_archive_check.py`` holds both verdicts equal over the
-hostile-layer corpus.
+removed. ``tests/integration/test_archive_hostile.py`` holds both verdicts equal over the
+hostile-layer corpus and random layers; ``tests/unit/test_archive_check.py`` the corpus's
+verdicts without root.
 
 One pass: every byte read goes through ``update`` (the caller's digest of the
 uncompressed tar), end-of-archive padding included.

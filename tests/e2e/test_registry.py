@@ -173,6 +173,8 @@ def test_corrupt_blob_is_refused_with_no_image_and_no_ingest(d):
         assert d.conch("image", "inspect", ref).returncode != 0
         assert not os.listdir(d.data_root / "content" / "ingest")
         assert not (d.data_root / "content" / "blobs" / "sha256" / ld.split(":")[1]).exists()
+        # nor the config fetched before it: a refused pull stores nothing
+        assert not (d.data_root / "content" / "blobs" / "sha256" / cd.split(":")[1]).exists()
     finally:
         reg.stop_thread()
 

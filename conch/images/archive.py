@@ -269,12 +269,12 @@ def _ingest_layer(service: ImageService, path: Path, diff_id: Digest) -> Descrip
     return _ingest_file(service, path, None, None).descriptor(media_type)
 
 
-def _check_layer_file(path: Path, diff_id: Digest) -> Compression:
+def _check_layer_file(path: Path, diff_id: Digest | None) -> Compression:
     """The layer file's compression, once its entries passed :func:`check_layer` and its
-    uncompressed digest is ``diff_id``."""
+    uncompressed digest is ``diff_id`` (if one is given)."""
     from conch.archive.check import check_layer
 
-    hasher = Digester(diff_id.algorithm)
+    hasher = Digester(diff_id.algorithm) if diff_id is not None else Digester()
     with open(path, "rb") as f:
         kind = detect(f.read(4))
         f.seek(0)
@@ -283,7 +283,7 @@ def _check_layer_file(path: Path, diff_id: Digest) -> Compression:
             check_layer(reader, hasher.update)
         except InvalidArgument as exc:
             raise InvalidArgument(f"load: {exc}") from exc
-    if hasher.digest() != diff_id:
+    if diff_id is not None and hasher.digest() != diff_id:
         raise InvalidArgument(f"load: layer has diff_id {hasher.digest()}, its config says {diff_id}")
     return kind
 
@@ -361,8 +361,8 @@ def _ingest_tree(service: ImageService, files: _Archive, desc: Descriptor,
             path = files.path(_blob_path(blob.digest))
             # the digest first (the archive's first lie), then entries and diff_id
             files.stored.append(_ingest_file(service, path, blob.digest, blob.size).digest)
-            if i and diff_ids is not None and mt.is_layer(blob.media_type):
-                _check_layer_file(path, diff_ids[i - 1])
+            if i and mt.is_layer(blob.media_type):
+                _check_layer_file(path, diff_ids[i - 1] if diff_ids is not None else None)
         target = Descriptor(media_type=desc.media_type, digest=desc.digest, size=desc.size)
     files.stored.append(service.content.put(data, expected=desc.digest).digest)
     return target

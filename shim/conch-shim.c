@@ -32,6 +32,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <stddef.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -852,7 +853,10 @@ static const char *parse_string(const char *p, char *out, size_t cap)
 
 static int parse_request(const char *p, struct request *r)
 {
-    memset(r, 0, sizeof *r);
+    /* only the small fields and each string's first byte: the 16 KiB of path buffers
+     * are touched as far as they are written, so a request costs the shim no memory */
+    memset(r, 0, offsetof(struct request, process));
+    r->process[0] = r->pid_file[0] = r->exit_file[0] = r->console_socket[0] = 0;
     p = skip_ws(p);
     if (*p++ != '{')
         return -1;
@@ -897,13 +901,13 @@ static int parse_request(const char *p, struct request *r)
         if (!strcmp(key, "type"))
             snprintf(r->type, sizeof r->type, "%s", sval);
         else if (!strcmp(key, "process"))
-            memcpy(r->process, sval, sizeof sval);
+            memcpy(r->process, sval, strlen(sval) + 1);
         else if (!strcmp(key, "pid_file"))
-            memcpy(r->pid_file, sval, sizeof sval);
+            memcpy(r->pid_file, sval, strlen(sval) + 1);
         else if (!strcmp(key, "exit_file"))
-            memcpy(r->exit_file, sval, sizeof sval);
+            memcpy(r->exit_file, sval, strlen(sval) + 1);
         else if (!strcmp(key, "console_socket"))
-            memcpy(r->console_socket, sval, sizeof sval);
+            memcpy(r->console_socket, sval, strlen(sval) + 1);
         else if (!strcmp(key, "stdin"))
             r->in = bval == 1;
         else if (!strcmp(key, "stdout"))

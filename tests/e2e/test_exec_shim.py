@@ -115,6 +115,9 @@ def _exec_cli(d: Daemon, cid: str, *cmd: str) -> subprocess.Popen:
 
 @pytest.mark.parametrize("runtime", ["conch", "conch-cold"])
 def test_exec_is_the_shims_child_not_a_runtimes(d, runtime):
+    if runtime == "conch":  # the pool refills in the background after each start
+        wait_for(lambda: any("--warm" in cmd and str(d.dir) in cmd for cmd in _cmdlines().values()),
+                 "no warm shim waits for the next start")
     cid = d.conch("run", "-d", "--runtime", runtime, "busybox", "sleep", "1000",
                   check=True).stdout.strip()
     init, shim = _container(d, cid)

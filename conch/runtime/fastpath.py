@@ -21,7 +21,7 @@ general verb, which finishes what is left (a missing cgroup is no error there).
 
 import posix
 
-from conch.runtime.state import State
+from conch.runtime.state import State, freezer_file
 
 VERBS = ("state", "start", "delete")
 
@@ -151,15 +151,15 @@ def _busy(d: str) -> bool:
 def _frozen_probe(saved):
     """A function telling whether the cgroup is frozen (paused), as the managers'
     ``frozen()``; None for a record this module does not know."""
-    if not saved:
+    where = freezer_file(saved)
+    if where is None:
+        return None
+    if not where:
         return lambda: False
-    if saved.get("version") == 1 and isinstance(saved.get("dirs"), dict):
-        d = _controller_dir(saved, "freezer")
-        return (lambda: False) if d is None else (lambda: _read(f"{d}/freezer.state") == b"FROZEN")
-    if saved.get("version") == 2 and isinstance(saved.get("dir"), str):
-        path = f"{saved['dir']}/cgroup.events"
-        return lambda: b"frozen 1" in _read(path).split(b"\n")
-    return None
+    kind, path = where
+    if kind == "v1":
+        return lambda: _read(path) == b"FROZEN"
+    return lambda: b"frozen 1" in _read(path).split(b"\n")
 
 
 def _read(path: str) -> bytes:

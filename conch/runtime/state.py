@@ -106,6 +106,29 @@ class State:
         # describes processes, which a power loss ends anyway, and it normally lives on
         # tmpfs (/run). On a disk-backed --root, three fsyncs cost ~4 ms per create.
         posix.replace(tmp, path)
+        if self.status == "created":
+            self._save_front()
+
+    def _save_front(self) -> None:
+        """``state.front``, for the C front (shim/conch-runtime.c) to answer ``state``
+        without starting Python: line 1 "PID PID_START", line 2 where the cgroup says it
+        is frozen (see :func:`freezer_file`: "v1 PATH", "v2 PATH" or "none"), then what
+        ``state`` prints for each status of :data:`FRONT_STATUSES`, each ended by a NUL.
+        Written once, when create records "created": nothing it holds changes later, and
+        the status itself the front derives as :meth:`current_status` does. Without the
+        file (a record still "creating", an unknown cgroup record) the front runs Python."""
+        freezer = freezer_file(self.cgroup)
+        if freezer is None or self.pid <= 0:
+            return
+        parts = [f"{self.pid} {self.pid_start}\n{' '.join(freezer) or 'none'}\n".encode()]
+        parts += [json.dumps_pretty(self.oci(status)).encode() + b"\n\0" for status in FRONT_STATUSES]
+        path = f"{self.dir}/state.front"
+        fd = posix.open(path + ".tmp", posix.O_WRONLY | posix.O_CREAT | posix.O_TRUNC | posix.O_CLOEXEC, 0o600)
+        try:
+            posix.write(fd, b"".join(parts))
+        finally:
+            posix.close(fd)
+        posix.replace(path + ".tmp", path)
 
     # -- liveness ------------------------------------------------------------------
     def alive(self) -> bool:
@@ -135,6 +158,27 @@ class State:
         if self.annotations:
             out["annotations"] = self.annotations
         return out
+
+
+# the order of the renderings in state.front (shim/conch-runtime.c reads them so)
+FRONT_STATUSES = ("created", "running", "paused", "stopped")
+
+
+def freezer_file(saved) -> tuple[str, ...] | None:
+    """Where a saved cgroup record (conch.cgroups' ``Manager.save()``) says whether the
+    cgroup is frozen, read without the managers: ("v1", freezer.state's path), ("v2",
+    cgroup.events' path), () when there is no freezer (never paused), None for a record
+    of a kind not known here."""
+    if not saved:
+        return ()
+    if saved.get("version") == 1 and isinstance(saved.get("dirs"), dict):
+        for options, d in saved["dirs"].items():
+            if "freezer" in options.split(","):
+                return ("v1", f"{d}/freezer.state")
+        return ()
+    if saved.get("version") == 2 and isinstance(saved.get("dir"), str):
+        return ("v2", f"{saved['dir']}/cgroup.events")
+    return None
 
 
 def process_start(pid: int) -> int | None:

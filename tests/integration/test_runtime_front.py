@@ -1,6 +1,7 @@
 """conch-runtime's C front (shim/conch-runtime.c): a plain exec of the Python runtime,
 except that ``create`` and ``run`` first start the cgroup lock's grace period from a
-grandchild that is never the runtime's own child.
+grandchild that is never the runtime's own child, and that ``state`` is answered from
+the ``state.front`` file create leaves, without starting Python.
 
 The grace period itself is the kernel's and is not asserted (whether a wait happens
 depends on what else moved processes lately); the tests check what the front does:
@@ -9,9 +10,11 @@ another process only for ``create``/``run``, and the Python runtime is left with
 child it did not make.
 """
 
+import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -98,3 +101,66 @@ def test_other_verbs_are_a_plain_exec(tmp_path, front):
     front_pid = lines[0].split()[0]
     assert {line.split()[0] for line in lines} == {front_pid}, "the front forked for `spec`"
     assert os.path.exists(tmp_path / "config.json")
+
+
+def _execs_python(tmp_path, args: list[str]) -> bool:
+    lines = _strace(tmp_path, args)
+    return any("execve(" in line and "conch-runtime-py" in line for line in lines)
+
+
+def test_state_is_answered_by_the_front_as_python_answers_it(tmp_path, bundle, front):
+    """created, running, paused and stopped: the same bytes as the Python runtime's
+    `state`, without starting Python; and Python answers once state.front is gone."""
+    script = front.parent / "conch-runtime-py"
+    root = tmp_path / "root"
+    b = bundle(["sh", "-c", "read line"])  # runs until its stdin (a pipe of ours) closes
+    cid = "front-state"
+
+    def both(*args):
+        via_front = subprocess.run([str(front), "--root", str(root), *args],
+                                   capture_output=True, text=True, timeout=60)
+        direct = subprocess.run([str(script), "--root", str(root), *args],
+                                capture_output=True, text=True, timeout=60)
+        assert via_front.returncode == direct.returncode == 0, (via_front.stderr, direct.stderr)
+        assert via_front.stdout == direct.stdout
+        return json.loads(direct.stdout)
+
+    stdin_r, stdin_w = os.pipe()
+    try:
+        subprocess.run([str(front), "--root", str(root), "create", "--bundle", str(b), cid],
+                       stdin=stdin_r, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       check=True, timeout=60)
+        os.close(stdin_r)
+        stdin_r = -1
+        assert (root / cid / "state.front").exists()
+        assert both("state", cid)["status"] == "created"
+        assert not _execs_python(tmp_path, [str(front), "--root", str(root), "state", cid])
+        subprocess.run([str(front), "--root", str(root), "start", cid], check=True, timeout=60)
+        assert both("--log-format", "json", "state", cid)["status"] == "running"
+        subprocess.run([str(front), "--root", str(root), "pause", cid], check=True, timeout=60)
+        assert both("state", cid)["status"] == "paused"
+        subprocess.run([str(front), "--root", str(root), "resume", cid], check=True, timeout=60)
+        os.close(stdin_w)
+        stdin_w = -1
+        deadline = time.monotonic() + 30
+        while _status(script, root, cid) != "stopped":  # not both(): it changes meanwhile
+            assert time.monotonic() < deadline, "the container did not stop"
+            time.sleep(0.05)
+        assert both("state", cid)["status"] == "stopped"
+        assert not _execs_python(tmp_path, [str(front), "--root", str(root), "state", cid])
+        (root / cid / "state.front").unlink()
+        assert _execs_python(tmp_path, [str(front), "--root", str(root), "state", cid])
+        assert both("state", cid) == {"ociVersion": "1.2.0", "id": cid, "status": "stopped",
+                                      "bundle": str(b), "pid": 0}
+    finally:
+        for fd in (stdin_r, stdin_w):
+            if fd >= 0:
+                os.close(fd)
+        subprocess.run([str(front), "--root", str(root), "delete", "--force", cid],
+                       capture_output=True, timeout=60)
+
+
+def _status(binary: Path, root: Path, cid: str) -> str:
+    out = subprocess.run([str(binary), "--root", str(root), "state", cid], capture_output=True,
+                         text=True, timeout=60, check=True).stdout
+    return json.loads(out)["status"]

@@ -95,7 +95,9 @@ def _host_state() -> list[tuple]:
 
 
 def _snapshot_dirs(d) -> set[str]:
-    # rm-<id>: a removal in progress (renamed, then deleted), e.g. conchd's start-up GC
+    """Compared as subsets ("nothing new left"): the fixture's probe ``run --rm`` may
+    still be removing its rootfs snapshot when the test starts (rm-<id>: a removal in
+    progress, renamed then deleted)."""
     return {e for e in os.listdir(d.data_root / "snapshots" / "snapshots")
             if not e.startswith("rm-")}
 
@@ -136,8 +138,8 @@ def test_hostile_layer_pull(d, registry, tmp_path, tmp_path_factory):
             assert p.returncode == 1 and "failed to register layer: " in p.stderr, \
                 f"{case.name}: {p.stdout}{p.stderr}"
             assert d.conch("image", "inspect", ref).returncode == 1, case.name
-            assert _snapshot_dirs(d) == expected, f"{case.name}: a snapshot was left behind"
-            assert _blobs(d) == blobs, f"{case.name}: blobs left behind: {_blobs(d) - blobs}"
+            assert _snapshot_dirs(d) <= expected, f"{case.name}: a snapshot was left behind"
+            assert _blobs(d) <= blobs, f"{case.name}: blobs left behind: {_blobs(d) - blobs}"
         else:
             assert p.returncode == 0, f"{case.name}: {p.stderr}"
             pulled.append(ref)
@@ -147,13 +149,13 @@ def test_hostile_layer_pull(d, registry, tmp_path, tmp_path_factory):
                 case.check(_snapshot_fs(d, chain_id), canary)
         _load_gives_the_verdict_of(d, p, archives / f"{i}.tar", docker_save(layer, tag=f"hl:{i}"),
                                    f"hl:{i}", case.name)
-        assert _snapshot_dirs(d) == expected and _blobs(d) == blobs, f"{case.name}: load left some"
+        assert _snapshot_dirs(d) <= expected and _blobs(d) <= blobs, f"{case.name}: load left some"
         assert _fingerprint(tmp_path) == before, f"{case.name}: something outside changed"
         assert _host_state() == host_before, f"{case.name}: the host's /etc changed"
     assert sum(1 for c in hostile_layers.CASES if c.expect == "contain") == len(pulled)
     # every pulled image removed: the snapshot store is back where it started
     d.conch("rmi", *pulled, check=True)
-    assert _snapshot_dirs(d) == snapshots_before
+    assert _snapshot_dirs(d) <= snapshots_before
     assert not os.listdir(d.data_root / "content" / "ingest")
 
 

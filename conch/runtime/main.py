@@ -335,5 +335,6 @@ def _failed(o: Options, exc: BaseException) -> int:
         return 130
     raise exc
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -18,15 +18,18 @@
  * reap or to see in waitpid(-1); it is reparented to the nearest subreaper or init,
  * which reaps it when its write returns. Best effort: any failure only skips this.
  *
- * `state`, the verb shims and engines poll, is answered here when it can be, without
- * starting Python at all (~10 ms): create leaves `state.front` beside the record
- * (conch/runtime/state.py, State._save_front) with the init's pid and start time, where
- * the cgroup tells whether it is frozen, and what `state` prints for each status. The
- * status is derived as State.current_status derives it: stopped unless the pid still
- * names the same process (start time, zombies dead), created while exec.fifo exists,
- * paused while the cgroup is frozen, else running. Anything else (no such file, any
- * flag this does not know, an unreadable record) runs the Python runtime, which says
- * what is wrong in its own words.
+ * `state`, the verb shims and engines poll, and `start` are done here when they can
+ * be, without starting Python at all (~10 ms): create leaves `state.front` beside the
+ * record (conch/runtime/state.py, State._save_front) with the init's pid and start time,
+ * whether config.json had poststart hooks, where the cgroup tells whether it is frozen,
+ * and what `state` prints for each status. The status is derived as
+ * State.current_status derives it: stopped unless the pid still names the same process
+ * (start time, zombies dead), created while exec.fifo exists, paused while the cgroup
+ * is frozen, else running. `start` (no poststart hooks) is conch.runtime.fastpath's:
+ * the init's byte read from exec.fifo, the fifo removed, "running" recorded. Anything
+ * else (no such file, any flag this does not know, an unreadable record, an init that
+ * died before its byte) runs the Python runtime, which says what is wrong in its own
+ * words; only an error after start's first change is reported here, as it would be.
  *
  * Every other verb (and `warm`, conch-shim's pre-started runtime) is a plain exec.
  * Static, no libraries: the exec costs ~0.3 ms.
@@ -35,11 +38,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define SCRIPT "conch-runtime-py"
@@ -212,12 +217,26 @@ static int valid_id(const char *id)
 	return 1;
 }
 
-/* `[--root DIR] [--log FILE] [--log-format text|json] state ID` answered from
- * state.front: the exit code, or -1 to leave it to the Python runtime. */
-static int state_from_front(int argc, char **argv)
+/* What state.front says of one container, and where its record is. */
+struct front {
+	char dir[PATH_MAX];
+	char *buf; /* the file; renderings point into it */
+	size_t len;
+	long long pid, start;
+	int may_start; /* config.json had no poststart hooks */
+	char kind[8], where[PATH_MAX]; /* the freezer file; kind "" without one */
+	char *renderings;
+	const char *log, *log_format;
+};
+
+/* `[--root DIR] [--log FILE] [--log-format text|json] VERB ID` with state.front read:
+ * 0, or -1 to leave the verb to the Python runtime. */
+static int load_front(int argc, char **argv, const char *verb_word, struct front *f)
 {
 	const char *root = getenv("CONCH_RUNTIME_ROOT"), *id = NULL;
 	int verb_seen = 0;
+	memset(f, 0, sizeof *f);
+	f->log_format = "text";
 	if (!root || !*root)
 		root = "/run/conch-runtime";
 	for (int i = 1; i < argc; i++) {
@@ -227,13 +246,13 @@ static int state_from_front(int argc, char **argv)
 		else if (!verb_seen && strncmp(a, "--root=", 7) == 0)
 			root = a + 7;
 		else if (!verb_seen && strcmp(a, "--log") == 0 && i + 1 < argc)
-			i++;
+			f->log = argv[++i];
 		else if (!verb_seen && strncmp(a, "--log=", 6) == 0)
-			;
+			f->log = a + 6;
 		else if (!verb_seen && strcmp(a, "--log-format") == 0 && i + 1 < argc &&
 			 (strcmp(argv[i + 1], "text") == 0 || strcmp(argv[i + 1], "json") == 0))
-			i++;
-		else if (!verb_seen && strcmp(a, "state") == 0)
+			f->log_format = argv[++i];
+		else if (!verb_seen && strcmp(a, verb_word) == 0)
 			verb_seen = 1;
 		else if (verb_seen && !id && a[0] != '-')
 			id = a;
@@ -242,44 +261,63 @@ static int state_from_front(int argc, char **argv)
 	}
 	if (!id || !*root || !valid_id(id))
 		return -1;
-	char dir[PATH_MAX], path[PATH_MAX + 32];
-	if (snprintf(dir, sizeof dir, "%s%s%s", root, root[strlen(root) - 1] == '/' ? "" : "/", id) >= (int)sizeof dir)
+	if (snprintf(f->dir, sizeof f->dir, "%s%s%s", root, root[strlen(root) - 1] == '/' ? "" : "/", id) >= (int)sizeof f->dir)
 		return -1;
-	snprintf(path, sizeof path, "%s/state.front", dir);
-	size_t len;
-	char *front = slurp(path, 1 << 20, &len);
-	if (!front)
+	char path[PATH_MAX + 32];
+	snprintf(path, sizeof path, "%s/state.front", f->dir);
+	if (!(f->buf = slurp(path, 1 << 20, &f->len)))
 		return -1;
-	/* "PID START\nKIND PATH\n" (or "none\n"), then the renderings, each NUL-ended */
-	long long pid, start;
-	char kind[8], where[PATH_MAX];
+	/* "PID START [MAY_START]\n" then "KIND PATH\n" (or "none\n"), then the renderings */
 	int n = 0;
-	char *renderings = NULL;
-	if (sscanf(front, "%lld %lld\n%n", &pid, &start, &n) == 2 && n > 0) {
-		char *line = front + n, *end = strchr(line, '\n');
+	if (sscanf(f->buf, "%lld %lld%n", &f->pid, &f->start, &n) == 2 && n > 0) {
+		char *line = f->buf + n;
+		if (line[0] == ' ' && (line[1] == '0' || line[1] == '1') && line[2] == '\n') {
+			f->may_start = line[1] == '1';
+			line += 2;
+		}
+		char *end = line[0] == '\n' ? strchr(line + 1, '\n') : NULL;
 		if (end) {
+			line++;
 			*end = '\0';
-			renderings = end + 1;
+			f->renderings = end + 1;
 			if (strcmp(line, "none") == 0)
-				kind[0] = '\0';
-			else if (sscanf(line, "%7s %4095[^\n]", kind, where) != 2)
-				renderings = NULL;
+				f->kind[0] = '\0';
+			else if (sscanf(line, "%7s %4095[^\n]", f->kind, f->where) != 2)
+				f->renderings = NULL;
 		}
 	}
-	const char *status = "stopped";
-	if (renderings && pid > 0 && same_process(pid, start)) {
-		snprintf(path, sizeof path, "%s/exec.fifo", dir);
-		struct stat st;
-		if (stat(path, &st) == 0)
-			status = "created";
-		else if (kind[0] && frozen(kind, where))
-			status = "paused";
-		else
-			status = "running";
+	if (!f->renderings || f->pid <= 0) {
+		free(f->buf);
+		return -1;
 	}
+	return 0;
+}
+
+/* The status as conch.runtime.state.State.current_status derives it. */
+static const char *front_status(const struct front *f)
+{
+	char path[PATH_MAX + 32];
+	struct stat st;
+	if (!same_process(f->pid, f->start))
+		return "stopped";
+	snprintf(path, sizeof path, "%s/exec.fifo", f->dir);
+	if (stat(path, &st) == 0)
+		return "created";
+	if (f->kind[0] && frozen(f->kind, f->where))
+		return "paused";
+	return "running";
+}
+
+/* `state`: the rendering for the status, as the Python runtime prints it. */
+static int state_from_front(int argc, char **argv)
+{
+	struct front f;
+	if (load_front(argc, argv, "state", &f) < 0)
+		return -1;
+	const char *status = front_status(&f);
 	/* FRONT_STATUSES in conch/runtime/state.py: created, running, paused, stopped */
 	static const char *order[] = {"created", "running", "paused", "stopped"};
-	char *text = renderings, *stop = front + len;
+	char *text = f.renderings, *stop = f.buf + f.len;
 	for (int k = 0; text && k < 4; k++) {
 		char *nul = memchr(text, '\0', (size_t)(stop - text));
 		if (!nul) {
@@ -305,7 +343,97 @@ static int state_from_front(int argc, char **argv)
 			left -= (size_t)w;
 		}
 	}
-	free(front);
+	free(f.buf);
+	return code;
+}
+
+/* An error after start changed something: on stderr and, with --log, in the log file
+ * as conch.runtime.main._log_error writes it (runc's text or json line). */
+static int start_failed(const struct front *f, const char *path)
+{
+	char msg[PATH_MAX + 256];
+	snprintf(msg, sizeof msg, "%s: %s", strerror(errno), path);
+	fprintf(stderr, "conch-runtime: %s\n", msg);
+	if (!f->log || !*f->log)
+		return 1;
+	FILE *log = fopen(f->log, "ae");
+	if (!log)
+		return 1;
+	struct timespec now;
+	struct tm tm;
+	char stamp[64];
+	clock_gettime(CLOCK_REALTIME, &now);
+	gmtime_r(&now.tv_sec, &tm);
+	size_t k = strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(stamp + k, sizeof stamp - k, ".%09ldZ", now.tv_nsec);
+	if (strcmp(f->log_format, "json") == 0) {
+		fputs("{\"level\": \"error\", \"msg\": \"", log);
+		for (const char *c = msg; *c; c++)
+			if (*c == '"' || *c == '\\')
+				fprintf(log, "\\%c", *c);
+			else if ((unsigned char)*c < 0x20)
+				fprintf(log, "\\u%04x", *c);
+			else
+				fputc(*c, log);
+		fprintf(log, "\", \"time\": \"%s\"}\n", stamp);
+	} else {
+		fprintf(log, "time=\"%s\" level=error msg=\"%s\"\n", stamp, msg);
+	}
+	fclose(log);
+	return 1;
+}
+
+/* `start` of a created container without poststart hooks, as conch.runtime.fastpath
+ * does it: read the init's byte from exec.fifo (it then execs), remove the fifo, record
+ * "running" (state.json as the Python runtime writes it, only its status changed). */
+static int start_from_front(int argc, char **argv)
+{
+	struct front f;
+	if (load_front(argc, argv, "start", &f) < 0)
+		return -1;
+	char fifo[PATH_MAX + 32], record[PATH_MAX + 32], tmp[PATH_MAX + 32];
+	snprintf(fifo, sizeof fifo, "%s/exec.fifo", f.dir);
+	snprintf(record, sizeof record, "%s/state.json", f.dir);
+	snprintf(tmp, sizeof tmp, "%s/state.json.tmp", f.dir);
+	size_t len;
+	char *json = NULL, *status = NULL;
+	int fd = -1;
+	if (f.may_start && strcmp(front_status(&f), "created") == 0 &&
+	    (json = slurp(record, 1 << 20, &len)) &&
+	    (status = strstr(json, "\"status\": \"created\"")))
+		fd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		free(json);
+		free(f.buf);
+		return -1;
+	}
+	for (;;) { /* poll, so that an init that died meanwhile does not hang us */
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		char byte;
+		if (poll(&p, 1, 100) > 0 && read(fd, &byte, 1) == 1)
+			break;
+		if (!same_process(f.pid, f.start)) { /* nothing changed: Python says why */
+			close(fd);
+			free(json);
+			free(f.buf);
+			return -1;
+		}
+	}
+	int code = 0;
+	memcpy(status + strlen("\"status\": \""), "running", 7); /* as long as "created" */
+	if (unlink(fifo) < 0) {
+		code = start_failed(&f, fifo);
+	} else {
+		int out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		int ok = out >= 0 && write(out, json, len) == (ssize_t)len;
+		if (out >= 0 && close(out) < 0)
+			ok = 0;
+		if (!ok || rename(tmp, record) < 0)
+			code = start_failed(&f, ok ? record : tmp);
+	}
+	close(fd);
+	free(json);
+	free(f.buf);
 	return code;
 }
 
@@ -327,8 +455,8 @@ int main(int argc, char **argv)
 	const char *v = verb(argc, argv);
 	if (strcmp(v, "create") == 0 || strcmp(v, "run") == 0)
 		prearm();
-	if (strcmp(v, "state") == 0) {
-		int code = state_from_front(argc, argv);
+	if (strcmp(v, "state") == 0 || strcmp(v, "start") == 0) {
+		int code = strcmp(v, "start") == 0 ? start_from_front(argc, argv) : state_from_front(argc, argv);
 		if (code >= 0)
 			return code;
 	}

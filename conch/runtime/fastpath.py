@@ -12,6 +12,9 @@ files read directly:
 * ``delete``: a stopped container without poststop hooks, whose cgroup has no process,
   no child cgroup and no parent that this container made.
 
+(The C front, shim/conch-runtime.c, does ``state`` and this ``start`` itself from the
+``state.front`` file create leaves; these run when it cannot, or without the front.)
+
 Anything else, and any failure before the first change to the host, returns None, and
 ``main`` runs the general verb from the beginning, which then reports the error in its
 own words. Past the first change: ``start`` raises what the general verb would (the

@@ -111,16 +111,19 @@ class State:
 
     def _save_front(self) -> None:
         """``state.front``, for the C front (shim/conch-runtime.c) to answer ``state``
-        without starting Python: line 1 "PID PID_START", line 2 where the cgroup says it
-        is frozen (see :func:`freezer_file`: "v1 PATH", "v2 PATH" or "none"), then what
-        ``state`` prints for each status of :data:`FRONT_STATUSES`, each ended by a NUL.
+        without starting Python, and ``start`` when config.json has no poststart hooks:
+        line 1 "PID PID_START START" (START: 1 when the front may start the container
+        itself, else 0), line 2 where the cgroup says it is frozen (see
+        :func:`freezer_file`: "v1 PATH", "v2 PATH" or "none"), then what ``state`` prints
+        for each status of :data:`FRONT_STATUSES`, each ended by a NUL.
         Written once, when create records "created": nothing it holds changes later, and
         the status itself the front derives as :meth:`current_status` does. Without the
         file (a record still "creating", an unknown cgroup record) the front runs Python."""
         freezer = freezer_file(self.cgroup)
         if freezer is None or self.pid <= 0:
             return
-        parts = [f"{self.pid} {self.pid_start}\n{' '.join(freezer) or 'none'}\n".encode()]
+        start = int(not self.may_have_hooks("poststart"))
+        parts = [f"{self.pid} {self.pid_start} {start}\n{' '.join(freezer) or 'none'}\n".encode()]
         parts += [json.dumps_pretty(self.oci(status)).encode() + b"\n\0" for status in FRONT_STATUSES]
         path = f"{self.dir}/state.front"
         fd = posix.open(path + ".tmp", posix.O_WRONLY | posix.O_CREAT | posix.O_TRUNC | posix.O_CLOEXEC, 0o600)

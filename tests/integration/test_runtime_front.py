@@ -164,3 +164,28 @@ def _status(binary: Path, root: Path, cid: str) -> str:
     out = subprocess.run([str(binary), "--root", str(root), "state", cid], capture_output=True,
                          text=True, timeout=60, check=True).stdout
     return json.loads(out)["status"]
+
+
+def test_start_is_done_by_the_front_unless_there_are_poststart_hooks(tmp_path, bundle, front):
+    """The record the front leaves is the Python runtime's with status "running"; with a
+    poststart hook the Python runtime starts it (and runs the hook)."""
+    root = tmp_path / "root"
+    marker = tmp_path / "poststart-ran"
+    plain = bundle(["true"])
+    hooked = bundle(["true"], hooks={"poststart": [
+        {"path": "/bin/sh", "args": ["sh", "-c", f"touch {marker}"]}]})
+    for cid, b in (("plain", plain), ("hooked", hooked)):
+        subprocess.run([str(front), "--root", str(root), "create", "--bundle", str(b), cid],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, timeout=60)
+    try:
+        created = json.loads((root / "plain" / "state.json").read_text())
+        assert not _execs_python(tmp_path, [str(front), "--root", str(root), "start", "plain"])
+        assert not (root / "plain" / "exec.fifo").exists()
+        assert json.loads((root / "plain" / "state.json").read_text()) == dict(created, status="running")
+        assert _execs_python(tmp_path, [str(front), "--root", str(root), "start", "hooked"])
+        assert marker.exists()
+        assert json.loads((root / "hooked" / "state.json").read_text())["status"] == "running"
+    finally:
+        for cid in ("plain", "hooked"):
+            subprocess.run([str(front), "--root", str(root), "delete", "--force", cid],
+                           capture_output=True, timeout=60)

@@ -29,7 +29,7 @@ On-disk layout under ``--root`` (default ``/run/conch-runtime``)::
     <root>/<id>/state.json   the record (written atomically: temp + rename; not fsynced)
     <root>/<id>/exec.fifo    exists between create and start; ``start`` opens it to release G
     <root>/<id>/state.front  from "created" on: what the C front (shim/conch-runtime.c)
-                             needs to answer ``state`` without Python (State._save_front)
+                             needs for ``state`` and ``start`` without Python (State._save_front)
 
 Modules: ``main`` (command line), ``commands`` (one function per verb), ``fastpath``
 (``state``/``start``/``delete`` in their common case, without importing ``os``),

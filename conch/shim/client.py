@@ -236,10 +236,16 @@ def _connect(socket_path: str | os.PathLike, timeout: float | None) -> socket.so
     return sock
 
 
-def _request(socket_path: str | os.PathLike, request: dict, timeout: float) -> dict:
+def _request(socket_path: str | os.PathLike, request: dict, timeout: float,
+             fds: Sequence[int] = ()) -> dict:
+    """One request line (with ``fds`` passed as SCM_RIGHTS), one JSON reply line."""
     with _connect(socket_path, timeout) as sock:
         try:
-            sock.sendall(json.dumps(request).encode() + b"\n")
+            line = json.dumps(request).encode() + b"\n"
+            if fds:
+                socket.send_fds(sock, [line], list(fds))
+            else:
+                sock.sendall(line)
             data = b""
             while b"\n" not in data:
                 chunk = sock.recv(4096)
@@ -297,6 +303,64 @@ def resize(socket_path: str | os.PathLike, height: int, width: int,
     """Set the container's pty size (TIOCSWINSZ on the master)."""
     reply = _request(socket_path, {"type": "resize", "height": int(height),
                                    "width": int(width)}, timeout)
+    if not reply.get("ok"):
+        raise FailedPrecondition(f"resize: {reply.get('error', reply)}")
+
+
+def status(socket_path: str | os.PathLike, timeout: float = 5.0) -> dict:
+    """``{"pid": N, "running": bool}`` from a live shim; Unavailable when none answers."""
+    return _request(socket_path, {"type": "status"}, timeout)
+
+
+def read_exit(path: str | os.PathLike) -> dict | None:
+    """The exit file (``{"exit_code", "signal", "exited_at"}``), or None if not written
+    yet. The shim renames it into place, so a file that exists is complete."""
+    try:
+        data = Path(path).read_text()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConchError(f"exit file {str(path)!r}: {exc.strerror or exc}") from exc
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise ConchError(f"exit file {str(path)!r} is corrupt: {data!r}") from exc
+
+
+def exec_request(socket_path: str | os.PathLike, *, process: str | os.PathLike,
+                 pid_file: str | os.PathLike, exit_file: str | os.PathLike,
+                 stdio: Sequence[int], console_socket: str | os.PathLike | None = None,
+                 keep: Sequence[int] = (), timeout: float | None = 10.0) -> socket.socket:
+    """Ask the shim to run ``RUNTIME exec --detach`` for the process JSON at ``process``
+    with ``stdio`` (three fds: stdin, stdout, stderr; the caller still closes its own
+    copies) as its stdio. The returned socket (the caller's) carries the replies, one
+    JSON line each: ``{"pid": N}`` once the process runs, then its exit line (also
+    written to ``exit_file``), or only the exit line if the runtime failed; see
+    :func:`parse_exec_reply`. Closing it does not stop the process. ``keep`` (at most
+    three): the caller's own ends of the process's output pipes, which the shim holds
+    and drains once this connection is gone (so the process neither gets EPIPE nor
+    blocks when the engine dies)."""
+    request = {"type": "exec", "process": str(process), "pid_file": str(pid_file),
+               "exit_file": str(exit_file)}
+    if console_socket is not None:
+        request["console_socket"] = str(console_socket)
+    if len(stdio) != 3 or len(keep) > 3:
+        raise InvalidArgument("exec_request wants three fds (stdin, stdout, stderr) and at "
+                              "most three to keep")
+    sock = _connect(socket_path, timeout)
+    try:
+        socket.send_fds(sock, [json.dumps(request).encode() + b"\n"], [*stdio, *keep])
+    except OSError as exc:
+        sock.close()
+        raise Unavailable(f"shim socket {str(socket_path)!r}: {exc.strerror or exc}") from exc
+    return sock
+
+
+def exec_keep(socket_path: str | os.PathLike, pid: int, fd: int, timeout: float = 10.0) -> None:
+    """Hand the shim one more fd of the engine's for the running exec ``pid`` to hold
+    and drain once the engine is gone (a tty exec's pty master: then the process gets
+    no SIGHUP when conchd dies). The caller still closes its ``fd``."""
+    reply = _request(socket_path, {"type": "keep", "pid": int(pid)}, timeout, [fd])
     if not reply.get("ok"):
         raise FailedPrecondition(f"resize: {reply.get('error', reply)}")
 

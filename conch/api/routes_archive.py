@@ -15,23 +15,25 @@ import base64
 import contextlib
 import json
 import tempfile
-from typing import BinaryIO, Iterable
+from typing import TYPE_CHECKING, BinaryIO, Iterable
 
 from aiohttp import web
 
 from conch.api.params import engine_of, json_response, parse_bool
 from conch.api.body import COMMIT_CONFIG, check, parse_json
 from conch.api.streams import stream_bytes
-from conch.archive.diff import ChangeKind
 from conch.engine.containers.filesystem import ContainerFilesystem
-from conch.engine.containers.rootfs_tar import PathStat
 from conch.errors import InvalidArgument, NotFound
 from conch.oci.image import ExecutionConfig
 
+if TYPE_CHECKING:
+    from conch.engine.containers.rootfs_tar import PathStat
+
 STAT_HEADER = "X-Docker-Container-Path-Stat"
 _CHUNK = 1 << 20
-# FilesystemChange.Kind: 0 modified, 1 added, 2 deleted
-_KIND = {ChangeKind.CHANGED: 0, ChangeKind.ADDED: 1, ChangeKind.DELETED: 2}
+# FilesystemChange.Kind: 0 modified, 1 added, 2 deleted (by conch.archive.diff.ChangeKind's
+# names: that module, tarfile with it, loads at the first diff, not at conchd's start-up)
+_KIND = {"CHANGED": 0, "ADDED": 1, "DELETED": 2}
 
 
 def register(add) -> None:
@@ -110,7 +112,7 @@ async def export(request: web.Request) -> web.StreamResponse:
 async def changes(request: web.Request) -> web.StreamResponse:
     found = await _fs(request).changes(request.match_info["id"])
     # dockerd encodes an empty (nil) slice as null
-    return json_response([{"Path": c.path, "Kind": _KIND[c.kind]} for c in found] or None)
+    return json_response([{"Path": c.path, "Kind": _KIND[c.kind.name]} for c in found] or None)
 
 
 async def commit(request: web.Request) -> web.StreamResponse:

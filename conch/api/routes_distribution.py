@@ -23,7 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from aiohttp import web
 
@@ -31,7 +31,9 @@ from conch.api.body import AUTH_CONFIG, decode
 from conch.api.params import call_engine, engine_of, field, json_response, parse_filters
 from conch.api.streams import stream_json_lines
 from conch.errors import InvalidArgument
-from conch.registry.client.auth import Credentials
+
+if TYPE_CHECKING:  # the registry client loads with the first request that needs it
+    from conch.registry.client.auth import Credentials
 
 _UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
 
@@ -70,6 +72,8 @@ def credentials_of(config: dict[str, str]) -> Credentials:
             username, _, password = base64.b64decode(config["auth"]).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
             raise InvalidArgument("invalid auth configuration: bad 'auth' field") from exc
+    from conch.registry.client.auth import Credentials
+
     return Credentials(username=username, password=password,
                        identity_token=config.get("identitytoken", ""),
                        registry_token=config.get("registrytoken", ""))
@@ -205,6 +209,8 @@ async def search_images(request: web.Request) -> web.StreamResponse:
     try:
         credentials = _credentials(request)
     except InvalidArgument:
+        from conch.registry.client.auth import Credentials
+
         credentials = Credentials()
     results = await call_engine(engine_of(request).images.search, request.query.get("term", ""),
                                 limit=limit, filters=filters, credentials=credentials)

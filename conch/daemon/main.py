@@ -163,7 +163,6 @@ def build_engine(args, tasks):
     from conch.engine.engine import Engine
     from conch.images.store import ImageService
     from conch.metadata.db import Database
-    from conch.registry.client.transport import Registries
     from conch.snapshots.overlay import OverlaySnapshotter
     from conch.volumes.store import VolumeStore
 
@@ -177,11 +176,21 @@ def build_engine(args, tasks):
                   runtime=find_runtime(args.runtime), shim=find_shim(args.shim), init=find_init(),
                   runtime_name=args.runtime if "/" not in args.runtime else "custom", tasks=tasks,
                   volumes=VolumeStore(root / "volumes"),
-                  registries=Registries(args.insecure_registry), networks=build_networks(args),
+                  registries=_registries(args.insecure_registry), networks=build_networks(args),
                   runtimes=runtimes(args.add_runtime))
     engine.containers.default_log_opts = log_opts(args.log_opt)
     engine.containers.default_ulimits = default_ulimits(args.default_ulimit)
     return engine
+
+
+def _registries(insecure):
+    """The Registries, made at the first pull/push/login/search: an idle conchd does not
+    import the registry client (its idle RSS, issue 3)."""
+    def make():
+        from conch.registry.client.transport import Registries
+
+        return Registries(insecure)
+    return make
 
 
 def log_opts(items) -> dict[str, str]:

@@ -39,13 +39,11 @@ import os
 import re
 import shlex
 import signal
-import tarfile
 import time
 import zlib
 from dataclasses import replace
 from typing import BinaryIO, Iterable
 
-from conch.archive.compression import decompressed
 from conch.errors import InvalidArgument, NotFound
 from conch.images.records import Image
 from conch.images.store import ImageService
@@ -105,6 +103,10 @@ def import_image(service: ImageService, stream: BinaryIO, ref: str | None, *,
 
 def _write_layer(service: ImageService, stream: BinaryIO) -> tuple[Descriptor, Digest]:
     """Compress ``stream`` into a gzip layer blob; (its descriptor, the diff_id)."""
+    import tarfile  # here, not at the top: conchd imports this module at start-up
+
+    from conch.archive.compression import decompressed
+
     reader, _ = decompressed(stream)
     diff = Digester()
     compress = _gzip_level1()
@@ -141,6 +143,8 @@ def _gzip_level1():
 def _check_tar_header(head: bytes) -> None:
     """Cheap sanity check, not a full parse: the first block is a valid tar header or
     the end-of-archive zero block (an empty tar). The full parse happens at unpack."""
+    import tarfile
+
     if len(head) < tarfile.BLOCKSIZE:
         raise InvalidArgument("import: the stream is not a tar archive (too short)")
     if head == bytes(tarfile.BLOCKSIZE):

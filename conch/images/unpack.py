@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Callable, Mapping, Sequence
 
-from conch.archive.apply import apply_layer
 from conch.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from conch.oci import mediatype as mt
 from conch.oci.descriptor import Descriptor
@@ -105,6 +104,9 @@ class Unpacker:
         parent, so layers can be extracted in any order and at once (thread-safe).
         ``progress`` gets the compressed bytes read so far. The result goes to
         :meth:`stack` or :meth:`discard`."""
+        # here, not at the top: an idle conchd does not load conch.archive (nor tarfile)
+        from conch.archive.apply import apply_layer
+
         if not mt.is_layer(layer.media_type):
             raise InvalidArgument(f"unsupported layer media type {layer.media_type!r}")
         fs = self.snapshotter.scratch()

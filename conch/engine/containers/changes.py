@@ -15,15 +15,13 @@ import logging
 import os
 import secrets
 import stat
-import tarfile
 import tempfile
 import time
 import zlib
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
-from conch.archive.diff import Change, ChangeKind, changes as diff_changes, write_diff
 from conch.engine.model import Container
 from conch.errors import NotFound
 from conch.images.importer import apply_changes, rfc3339_nano
@@ -33,6 +31,9 @@ from conch.oci.digest import Digester
 from conch.oci.image import ExecutionConfig, Healthcheck, History, ImageManifest
 from conch.oci.reference import Reference
 from conch.snapshots import lower_dirs, writable_dir
+
+if TYPE_CHECKING:  # conch.archive (and tarfile) load at the first diff/commit, not at start-up
+    from conch.archive.diff import Change
 
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,8 @@ def _snapshot_dirs(service, cid: str) -> tuple[list[Path], Path]:
 
 def container_changes(service, cid: str) -> list[Change]:
     """``docker diff``: the upper dir against the image's layers, init leftovers hidden."""
+    from conch.archive.diff import ChangeKind, changes as diff_changes
+
     lowers, upper = _snapshot_dirs(service, cid)
     drop = _init_leftovers(upper)
     out = []
@@ -154,6 +157,10 @@ class _LayerSink:
 def write_commit_layer(images, lowers: list[Path], upper: Path, media_type: str):
     """The upper dir as a gzip layer blob; (descriptor, diff_id), or None when it holds
     no change (dockerd then adds an empty-layer history entry and no layer)."""
+    import tarfile
+
+    from conch.archive.diff import write_diff
+
     drop = _init_leftovers(upper)
     ref = f"commit-{secrets.token_hex(8)}"
     with tempfile.TemporaryFile(dir=images.tmp_dir(), prefix="conch-commit-") as raw:

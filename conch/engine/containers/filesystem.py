@@ -35,18 +35,20 @@ import logging
 import os
 import secrets
 from pathlib import Path
-from typing import AsyncIterator, BinaryIO, Iterable
+from typing import TYPE_CHECKING, AsyncIterator, BinaryIO, Iterable
 
-from conch.archive.diff import Change
 from conch.engine.containers import cp_mounts
 from conch.engine.containers.changes import commit_image, container_changes
-from conch.engine.containers.rootfs_tar import PathStat, export, get_archive, put_archive, stat_path
 from conch.engine.model import Status
 from conch.errors import ConchError, InvalidArgument, NotFound, PermissionDenied, SystemCallError
 from conch.images.importer import apply_changes
 from conch.oci.image import ExecutionConfig
 from conch.oci.reference import Reference
 from conch.snapshots import Mount, mount_all, unmount
+
+if TYPE_CHECKING:  # rootfs_tar (tarfile, conch.archive) loads at the first cp/export/diff
+    from conch.archive.diff import Change
+    from conch.engine.containers.rootfs_tar import PathStat
 
 
 log = logging.getLogger(__name__)
@@ -125,6 +127,8 @@ class ContainerFilesystem:
         return NotFound(f"Could not find the file {path} in container {ref}")
 
     async def stat(self, ref: str, path: str) -> PathStat:
+        from conch.engine.containers.rootfs_tar import stat_path
+
         c = self.service.get(ref)
         async with rootfs_of(self.service, c.id, with_mounts=True) as root:
             try:
@@ -133,6 +137,8 @@ class ContainerFilesystem:
                 raise self._not_found(ref, path) from exc
 
     async def archive(self, ref: str, path: str, out: BinaryIO) -> PathStat:
+        from conch.engine.containers.rootfs_tar import get_archive
+
         c = self.service.get(ref)
         async with rootfs_of(self.service, c.id, with_mounts=True) as root:
             try:
@@ -145,6 +151,8 @@ class ContainerFilesystem:
 
     async def extract(self, ref: str, path: str, stream: BinaryIO, *,
                       no_overwrite_dir_non_dir: bool = False, copy_uid_gid: bool = False) -> None:
+        from conch.engine.containers.rootfs_tar import put_archive
+
         c = self.service.get(ref)
         # moby extractToDir: a read-only volume or bind refuses, a read-only rootfs
         # refuses unless the path is in a writable volume (both 400s)
@@ -169,6 +177,8 @@ class ContainerFilesystem:
                                     image=c.image, path=path)
 
     async def export(self, ref: str, out: BinaryIO) -> None:
+        from conch.engine.containers.rootfs_tar import export
+
         c = self.service.get(ref)
         async with rootfs_of(self.service, c.id) as root:
             await asyncio.to_thread(export, root, out)

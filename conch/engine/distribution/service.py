@@ -16,7 +16,7 @@ Events: ``image pull`` / ``image push`` with the familiar reference, as dockerd.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable
 
 from conch.engine.distribution.progress import Progress
 from conch.errors import InvalidArgument
@@ -24,9 +24,10 @@ from conch.oci import mediatype as mt
 from conch.oci.image import ImageConfig, ImageIndex, ImageManifest
 from conch.oci.platform import Platform
 from conch.oci.reference import DEFAULT_DOMAIN, Reference, validate_tag
-from conch.registry.client.auth import ANONYMOUS, Credentials, Unauthorized
-from conch.registry.client.resolve import fetch_manifest, platforms_of
-from conch.registry.client.transport import Registries, raise_for
+
+if TYPE_CHECKING:  # the registry client loads on the first pull/push/login: an idle conchd skips it
+    from conch.registry.client.auth import Credentials
+    from conch.registry.client.transport import Registries
 
 INDEX_SERVER = "https://index.docker.io/v1/"
 
@@ -45,17 +46,40 @@ def registry_domain(server: str) -> str:
     return DEFAULT_DOMAIN if s in ("index.docker.io", "registry-1.docker.io") else s
 
 
+def _or_anonymous(credentials: Credentials | None) -> Credentials:
+    if credentials is None:
+        from conch.registry.client.auth import ANONYMOUS
+
+        return ANONYMOUS
+    return credentials
+
+
 class Distribution:
-    def __init__(self, images, events, registries: Registries | None = None) -> None:
+    def __init__(self, images, events,
+                 registries: Registries | Callable[[], Registries] | None = None) -> None:
+        """``registries``: the daemon's Registries, or a function making it when first
+        needed (conchd's: the registry client is not imported until a pull, push, login
+        or search), or None for the defaults."""
         self.images = images
         self.events = events
-        self.registries = registries or Registries()
+        self._registries = registries
+
+    @property
+    def registries(self) -> Registries:
+        if self._registries is None:
+            from conch.registry.client.transport import Registries
+
+            self._registries = Registries()
+        elif callable(self._registries):
+            self._registries = self._registries()
+        return self._registries
 
     async def pull(self, ref: str, *, platform: str | None = None, all_tags: bool = False,
-                   credentials: Credentials = ANONYMOUS) -> AsyncIterator[Progress]:
+                   credentials: Credentials | None = None) -> AsyncIterator[Progress]:
         from conch.engine.distribution.pull import pull_one
         from conch.registry.client.resolve import list_tags
 
+        credentials = _or_anonymous(credentials)
         named = Reference.parse(ref, default_tag=not all_tags)
         plat = Platform.parse(platform) if platform else None
         async with self.registries.session() as session:
@@ -71,9 +95,10 @@ class Distribution:
                 yield Progress(status=f"Status: Downloaded newer images for {named.familiar_name()}")
 
     async def push(self, name: str, tag: str = "", *,
-                   credentials: Credentials = ANONYMOUS) -> AsyncIterator[Progress]:
+                   credentials: Credentials | None = None) -> AsyncIterator[Progress]:
         from conch.engine.distribution.push import push_tag, tags_to_push
 
+        credentials = _or_anonymous(credentials)
         named = Reference.parse(name, default_tag=False)
         if named.digest is not None:
             raise InvalidArgument("cannot push a digest reference")
@@ -95,6 +120,9 @@ class Distribution:
     async def login(self, server: str, credentials: Credentials) -> str:
         """Check ``credentials`` against the registry; docker's status text. Raises
         :class:`Unauthorized` (HTTP 401) when the registry refuses them."""
+        from conch.registry.client.auth import Unauthorized
+        from conch.registry.client.transport import raise_for
+
         domain = registry_domain(server)
         async with self.registries.session() as session:
             host = self.registries.host(session, domain, credentials)
@@ -114,11 +142,13 @@ class Distribution:
         return "Login Succeeded"
 
     async def inspect(self, ref: str, *,
-                      credentials: Credentials = ANONYMOUS) -> tuple[Any, list[Platform]]:
+                      credentials: Credentials | None = None) -> tuple[Any, list[Platform]]:
         """``GET /distribution/{name}/json``: (the descriptor the reference names, the
         platforms it offers)."""
         from conch.registry.client.blobs import fetch_small
+        from conch.registry.client.resolve import fetch_manifest, platforms_of
 
+        credentials = _or_anonymous(credentials)
         named = Reference.parse(ref)
         reference = str(named.digest) if named.digest is not None else named.tag
         async with self.registries.session() as session:

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import sqlite3
 import threading
@@ -124,6 +125,11 @@ def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+# Room kept for the database on the data root (see Database.keep_reserve): hundreds of
+# container record updates' WAL frames.
+RESERVE_BYTES = 4 << 20
+
+
 class Database:
     """``<data-root>/metadata.db``; see the module docstring for schema and threading."""
 
@@ -134,6 +140,40 @@ class Database:
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self._migrate()
+        self.reserve = self.path.with_name(self.path.name + ".reserve")
+        self.keep_reserve()
+
+    # --- room to record what happens on a full data root --------------------------------
+
+    def keep_reserve(self) -> bool:
+        """Hold RESERVE_BYTES of the data root in ``metadata.db.reserve`` (made when there
+        is room: at open, and after a removal frees space). A container that fills the
+        data root must not stop conchd from recording its stop, its exit or its removal:
+        SQLite needs free pages for its WAL, and a WAL that never grew that far has none.
+        Best effort: False when the disk has no room for it now."""
+        if self.reserve.exists():
+            return True
+        try:
+            fd = os.open(self.reserve, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return False
+        try:
+            os.posix_fallocate(fd, 0, RESERVE_BYTES)
+            return True
+        except OSError:  # ENOSPC (or no fallocate on this filesystem): no reserve now
+            os.unlink(self.reserve)
+            return False
+        finally:
+            os.close(fd)
+
+    def release_reserve(self) -> bool:
+        """Give the reserve back to the filesystem (a write failed for want of space);
+        True if there was one to give, so that the write is worth retrying."""
+        try:
+            os.unlink(self.reserve)
+            return True
+        except FileNotFoundError:
+            return False
 
     # --- connections and transactions ---------------------------------------------------
 

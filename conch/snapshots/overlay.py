@@ -83,7 +83,10 @@ class OverlaySnapshotter:
         # container create and remove (~1-3 ms here).
         self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.execute("PRAGMA foreign_keys = ON")
-        self._db.executescript(_SCHEMA)
+        # only when missing: `PRAGMA user_version = 1` writes the header even when it is
+        # already 1, and on a full data root that write would keep conchd from starting
+        if self._db.execute("PRAGMA user_version").fetchone()[0] != 1:
+            self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
         self._db.close()

@@ -195,3 +195,59 @@ def test_rm_f_frees_a_full_disk(full_disk_daemon):
     assert d.conch("ps", "-aq").stdout == ""
     assert not full()
     assert d.conch("run", "--rm", "busybox", "echo", "ok", check=True).stdout == "ok\n"
+
+
+def test_a_full_data_root_end_to_end(full_disk_daemon, tmp_path):
+    """Issue 15 item 1 on a real full disk (48 MiB tmpfs data root), not a faked record:
+    while the disk is full a container's exit is still recorded (the shim reserved its
+    record at start), a build fails with an error instead of hanging, and conchd stops
+    and starts again; once space is freed everything works. Prints its figures."""
+    d = full_disk_daemon
+    checks = 0
+
+    def check(ok: bool, what: str) -> None:
+        nonlocal checks
+        checks += 1
+        assert ok, what
+
+    sleeper = d.conch("run", "-d", "--name", "sleeper", "busybox", "sleep", "1000",
+                      check=True).stdout.strip()
+    filler = d.conch("run", "-d", "--name", "filler", "busybox", "sh", "-c",
+                     "dd if=/dev/zero of=/fill bs=1M; sleep 1000", check=True).stdout.strip()
+
+    def full() -> bool:
+        st = os.statvfs(d.data_root)
+        return st.f_bavail * st.f_frsize < 256 << 10
+    wait_for(full, "the container did not fill the data root", timeout=60)
+
+    # an exit on a full disk: recorded, with its real code, not "running" with a dead pid
+    stop = d.conch("stop", "-t", "1", "sleeper", timeout=60)
+    check(stop.returncode == 0, f"stop on a full disk: {stop.stderr}")
+    state = inspect(d, "sleeper")["State"]
+    check(state["Status"] == "exited" and not state["Running"], f"sleeper: {state}")
+    check(state["ExitCode"] == 137, f"sleeper's exit code: {state}")  # sleep ignores TERM
+    check(d.conch("wait", "sleeper", timeout=30).stdout.strip() == "137", "wait on a full disk")
+
+    # a build on a full disk ends with an error (it hung before)
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN dd if=/dev/zero of=/big bs=1M count=64\n")
+    build = d.conch("build", "-q", "-t", "full:x", str(ctx), timeout=60)
+    check(build.returncode != 0 and build.stderr.strip() != "", f"build: {build.stdout}{build.stderr}")
+
+    # conchd stops and starts again on a full disk, and finds both containers as they are
+    d.stop()
+    d.start()
+    check(inspect(d, "sleeper")["State"]["ExitCode"] == 137, "sleeper after the restart")
+    check(inspect(d, "filler")["State"]["Running"], "filler after the restart")
+
+    # space freed through the API: everything works again
+    rm = d.conch("rm", "-f", filler, timeout=60)
+    check(rm.returncode == 0, rm.stderr)
+    check(not full(), "rm -f did not free the disk")
+    check(d.conch("run", "--rm", "busybox", "echo", "ok", check=True).stdout == "ok\n", "run")
+    check(d.conch("start", "sleeper", timeout=60).returncode == 0, "restarting the exited one")
+    check(inspect(d, "sleeper")["State"]["Running"], "sleeper runs again")
+    d.conch("rm", "-f", sleeper, check=True)
+    print(f"\nfull disk: 48 MiB tmpfs data root, 1 restart on a full disk, {checks} checks, "
+          f"0 violations")

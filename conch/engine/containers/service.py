@@ -106,6 +106,9 @@ class ContainerService(Starting, Exits, Signals, Attaching, Resources, HealthChe
         self._locks: dict[str, asyncio.Lock] = {}
         self._exited: dict[str, asyncio.Event] = {}  # set on each exit, replaced at start
         self._waiters: dict[str, list[asyncio.Future]] = {}
+        # exits that a full disk kept out of the database: served from here and written
+        # as soon as there is room (see _save_exit), so nobody sees "running" meanwhile
+        self._unsaved: dict[str, Container] = {}
         # attach requests waiting for the container's next start: (conn, stdin, stdout,
         # stderr, future). They are connected to the shim before the process runs.
         self._pending_attach: dict[str, list] = {}
@@ -144,14 +147,63 @@ class ContainerService(Starting, Exits, Signals, Attaching, Resources, HealthChe
         return self._locks.setdefault(cid, asyncio.Lock())
 
     def get(self, ref: str) -> Container:
-        return container_from_dict(dict(self.db.find_container(ref).record))  # NotFound as docker
+        c = container_from_dict(dict(self.db.find_container(ref).record))  # NotFound as docker
+        return self._unsaved.get(c.id, c)
 
     def _save(self, c: Container) -> Container:
-        self.db.put_container(c.id, c.name, c.image_id, to_dict(c))
+        record = to_dict(c)
+        try:
+            self.db.put_container(c.id, c.name, c.image_id, record)
+        except Exception as exc:  # noqa: BLE001 - only a full disk is handled here
+            # the data root is full (a container's writes, most often): what happens to
+            # containers must still be recorded, so the database's reserve is given up
+            if not (_disk_full(exc) and self.db.release_reserve()):
+                raise
+            log.warning("the data root %s is full: released the metadata database's "
+                        "reserve to record container %s; free some space", self.paths.data_root,
+                        c.id[:12])
+            self.db.put_container(c.id, c.name, c.image_id, record)
+        self._unsaved.pop(c.id, None)
         return c
 
+    def _save_exit(self, c: Container) -> None:
+        """An exit is a fact whether or not the disk has room to record it: when it has
+        none, the exit is kept in memory (get/list serve it) and written by a background
+        retry once space is freed, and waiters (a build's RUN, `wait`, `run`) learn it now
+        instead of hanging. A conchd that dies meanwhile finds the shim's exit record,
+        reserved at start, at its next start."""
+        try:
+            self._save(c)
+            return
+        except Exception as exc:  # noqa: BLE001 - only a full disk is handled here
+            if not _disk_full(exc):
+                raise
+        log.warning("container %s exited but the data root is full: its exit is kept in "
+                    "memory until it can be written; free some space", c.id[:12])
+        first = c.id not in self._unsaved
+        self._unsaved[c.id] = c
+        if first:
+            asyncio.get_running_loop().create_task(self._write_unsaved(c.id))
+
+    async def _write_unsaved(self, cid: str) -> None:
+        while cid in self._unsaved:
+            await asyncio.sleep(0.5)
+            async with self._lock(cid):
+                c = self._unsaved.get(cid)
+                if c is None:
+                    return
+                try:
+                    self._save(c)
+                except NotFound:  # removed meanwhile
+                    self._unsaved.pop(cid, None)
+                except Exception as exc:  # noqa: BLE001 - still full: try again later
+                    if not _disk_full(exc):
+                        log.warning("container %s: recording its exit: %s", cid[:12], exc)
+                        self._unsaved.pop(cid, None)
+
     def list(self) -> list[Container]:
-        return [container_from_dict(dict(r.record)) for r in self.db.list_containers()]
+        return [self._unsaved.get(r.id) or container_from_dict(dict(r.record))
+                for r in self.db.list_containers()]
 
     def _daemon_defaults(self, spec: CreateSpec) -> CreateSpec:
         if not self.default_log_opts or spec.log_driver != "json-file":
@@ -277,6 +329,7 @@ class ContainerService(Starting, Exits, Signals, Attaching, Resources, HealthChe
                 # container (`run --rm` again) must find them fresh
                 await asyncio.to_thread(self._unmount_volumes, c.id, c.mounts)
             self.db.delete_container(c.id)
+            self._unsaved.pop(c.id, None)
             self.events.publish("container", "destroy", c.id, name=c.name, image=c.image)
             if volumes and self.volumes is not None:
                 await self._remove_anonymous_volumes(c)
@@ -287,6 +340,7 @@ class ContainerService(Starting, Exits, Signals, Attaching, Resources, HealthChe
             await asyncio.to_thread(self._remove_files, c.id)
         self._locks.pop(c.id, None)
         self._exited.pop(c.id, None)
+        self.db.keep_reserve()  # given up on a full disk: made again now there may be room
 
     async def _free_space(self, c: Container) -> None:
         """rm -f on a full disk: kill the container, wait for its init to die (its open

@@ -64,7 +64,7 @@ class Exits:
             status = Status.RESTARTING if self._will_restart(c, code) else Status.EXITED
             c = c.with_state(status=status, pid=0, exit_code=code, oom_killed=oom,
                              finished_at=result.get("exited_at") or now_rfc3339(), error=error)
-            self._save_exit(c)
+            self._save_or_keep(c)
             # waiters learn the exit now; the task's cleanup (runtime delete, unmount)
             # follows while we still hold the lock, so start/rm wait for it. An --rm
             # container (never restarted: docker refuses --rm with a restart policy) is

@@ -107,7 +107,7 @@ class ContainerService(Starting, Exits, Signals, Attaching, Resources, HealthChe
         self._exited: dict[str, asyncio.Event] = {}  # set on each exit, replaced at start
         self._waiters: dict[str, list[asyncio.Future]] = {}
         # exits that a full disk kept out of the database: served from here and written
-        # as soon as there is room (see _save_exit), so nobody sees "running" meanwhile
+        # as soon as there is room (see _save_or_keep), so nobody sees a stale state meanwhile
         self._unsaved: dict[str, Container] = {}
         # attach requests waiting for the container's next start: (conn, stdin, stdout,
         # stderr, future). They are connected to the shim before the process runs.
@@ -166,20 +166,20 @@ class ContainerService(Starting, Exits, Signals, Attaching, Resources, HealthChe
         self._unsaved.pop(c.id, None)
         return c
 
-    def _save_exit(self, c: Container) -> None:
-        """An exit is a fact whether or not the disk has room to record it: when it has
-        none, the exit is kept in memory (get/list serve it) and written by a background
-        retry once space is freed, and waiters (a build's RUN, `wait`, `run`) learn it now
-        instead of hanging. A conchd that dies meanwhile finds the shim's exit record,
-        reserved at start, at its next start."""
+    def _save_or_keep(self, c: Container) -> None:
+        """Record what already happened (a process started or adopted, an exit), whether
+        or not the disk has room: when it has none, the record is kept in memory (get and
+        list serve it) and written by a background retry once space is freed, and waiters
+        (a build's RUN, `wait`, `run`) learn an exit now instead of hanging. A conchd that
+        dies meanwhile finds the shim's exit record, reserved at start, at its next start."""
         try:
             self._save(c)
             return
         except Exception as exc:  # noqa: BLE001 - only a full disk is handled here
             if not _disk_full(exc):
                 raise
-        log.warning("container %s exited but the data root is full: its exit is kept in "
-                    "memory until it can be written; free some space", c.id[:12])
+        log.warning("container %s: the data root is full: its state (%s) is kept in memory "
+                    "until it can be written; free some space", c.id[:12], c.state.status.value)
         first = c.id not in self._unsaved
         self._unsaved[c.id] = c
         if first:
@@ -483,7 +483,9 @@ class ContainerService(Starting, Exits, Signals, Attaching, Resources, HealthChe
                     log.info("removed --rm container %s left %s", c.id[:12], c.state.status.value)
                 except NotFound:
                     pass
-                except ConchError as exc:
+                except Exception as exc:  # noqa: BLE001 - a full disk must not stop conchd
+                    if not (isinstance(exc, ConchError) or _disk_full(exc)):
+                        raise
                     log.warning("removing --rm container %s at start: %s", c.id[:12], exc)
         # restart policies "always" (and "unless-stopped" not stopped by hand) apply to
         # containers that were running when the daemon went away, as dockerd does
@@ -496,7 +498,9 @@ class ContainerService(Starting, Exits, Signals, Attaching, Resources, HealthChe
                 async with self._lock(c.id):
                     try:
                         await self._start_locked(self.get(c.id))
-                    except ConchError as exc:
+                    except Exception as exc:  # noqa: BLE001 - as above
+                        if not (isinstance(exc, ConchError) or _disk_full(exc)):
+                            raise
                         log.warning("restarting %s at daemon start failed: %s", c.id[:12], exc)
 
     async def _reconcile_interrupted_start(self, c: Container) -> None:
@@ -519,14 +523,14 @@ class ContainerService(Starting, Exits, Signals, Attaching, Resources, HealthChe
             status = "stopped"
         if status in ("running", "paused", "stopped"):
             log.info("container %s was started before conchd went away: adopted", c.id[:12])
-            self._save(c.with_state(status=Status.RUNNING, pid=pid, started_at=now_rfc3339(),
-                                    error="", exit_code=0))
+            self._save_or_keep(c.with_state(status=Status.RUNNING, pid=pid,
+                                            started_at=now_rfc3339(), error="", exit_code=0))
             return
         log.info("container %s: start interrupted before its process ran: undone", c.id[:12])
         # the runtime's delete kills the waiting init; its shim then records that exit and
         # ends by itself (the exit record is unlinked at the next start)
         await asyncio.to_thread(self._cleanup_task, c.id)
-        self._save(dataclasses.replace(c, shim_pid=0, shim_start=0))
+        self._save_or_keep(dataclasses.replace(c, shim_pid=0, shim_start=0))
 
 
 def _disk_full(exc: BaseException) -> bool:

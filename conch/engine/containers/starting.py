@@ -97,7 +97,7 @@ class Starting:
                          health=Health() if hc is not None else None)
         c = dataclasses.replace(c, shim_pid=info["shim_pid"], shim_start=start_time(info["shim_pid"]),
                                 manually_stopped=False, mounts=info.get("mounts", c.mounts))
-        self._save(c)
+        self._save_or_keep(c)  # it runs: a full disk must not hide that (or its exit)
         self._monitor(c)
         self.refill_warm()
         if hc is not None:

@@ -358,14 +358,16 @@ def _drop_endpoint(svc, nid: str, ep: dict, *, unplug: bool = True) -> None:
             try:
                 pool.release(ep["ip"])
                 svc.store.save_pool(nid)
-            except ConchError as exc:
+            # OSError: a full data root; the release holds in memory and is written with
+            # the pool's next change (a restart before that keeps the address taken)
+            except (ConchError, OSError) as exc:
                 log.warning("releasing %s: %s", ep.get("ip"), exc)
         pool6 = svc.store.pools.get(pool6_key(nid))
         if pool6 is not None and ep.get("ip6"):
             try:
                 pool6.release(ep["ip6"])
                 svc.store.save_pool(pool6_key(nid))
-            except ConchError as exc:
+            except (ConchError, OSError) as exc:
                 log.warning("releasing %s: %s", ep.get("ip6"), exc)
 
 

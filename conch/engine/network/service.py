@@ -174,7 +174,10 @@ class NetworkService:
                 for ip in stale:
                     pool.release(ip)
                 if stale:
-                    self.store.save_pool(nid)
+                    try:
+                        self.store.save_pool(nid)
+                    except OSError as exc:  # a full data root: written with the next change
+                        log.warning("network %s: releasing %s: %s", nid[:12], ", ".join(stale), exc)
             wanted = {(p["proto"], p["host_ip"], int(p["host_port"])) for s in self.sandboxes.values()
                       for p in s.get("ports", ())}
             for rule in self.firewall.published():

@@ -106,9 +106,10 @@ class ContainerService(Starting, Exits, Signals, Attaching, Resources, HealthChe
         self._locks: dict[str, asyncio.Lock] = {}
         self._exited: dict[str, asyncio.Event] = {}  # set on each exit, replaced at start
         self._waiters: dict[str, list[asyncio.Future]] = {}
-        # exits that a full disk kept out of the database: served from here and written
-        # as soon as there is room (see _save_or_keep), so nobody sees a stale state meanwhile
+        # states (a start, an exit) that a full disk kept out of the database: served from
+        # here and written as soon as there is room (see _save_or_keep)
         self._unsaved: dict[str, Container] = {}
+        self._retries: set[asyncio.Task] = set()
         # attach requests waiting for the container's next start: (conn, stdin, stdout,
         # stderr, future). They are connected to the shim before the process runs.
         self._pending_attach: dict[str, list] = {}
@@ -182,8 +183,14 @@ class ContainerService(Starting, Exits, Signals, Attaching, Resources, HealthChe
                     "until it can be written; free some space", c.id[:12], c.state.status.value)
         first = c.id not in self._unsaved
         self._unsaved[c.id] = c
-        if first:
-            asyncio.get_running_loop().create_task(self._write_unsaved(c.id))
+        if first:  # held like a monitor: the loop keeps only weak references to tasks
+            coro = self._write_unsaved(c.id)
+            if self.tasks is not None:
+                self.tasks.create_task(coro)
+            else:
+                task = asyncio.get_running_loop().create_task(coro)
+                self._retries.add(task)
+                task.add_done_callback(self._retries.discard)
 
     async def _write_unsaved(self, cid: str) -> None:
         while cid in self._unsaved:
@@ -198,7 +205,7 @@ class ContainerService(Starting, Exits, Signals, Attaching, Resources, HealthChe
                     self._unsaved.pop(cid, None)
                 except Exception as exc:  # noqa: BLE001 - still full: try again later
                     if not _disk_full(exc):
-                        log.warning("container %s: recording its exit: %s", cid[:12], exc)
+                        log.warning("container %s: recording its state: %s", cid[:12], exc)
                         self._unsaved.pop(cid, None)
 
     def list(self) -> list[Container]:

@@ -412,10 +412,11 @@ def _daemon_own(daemon: Daemon, proc, new) -> bool:
 
 
 def daemon_fixture(scope: str = "module", *, import_image: bool = True,
-                   daemon_env: dict[str, str] | None = None):
+                   daemon_env: dict[str, str] | None = None,
+                   extra_args: list[str] | None = None):
     """A pytest fixture yielding a started :class:`Daemon` (busybox:latest imported),
     closed (with the leak check) at the end of ``scope``; ``daemon_env`` is added to
-    conchd's environment (e.g. ``SSL_CERT_FILE``)."""
+    conchd's environment (e.g. ``SSL_CERT_FILE``), ``extra_args`` to its argv."""
     import pytest
 
     @pytest.fixture(scope=scope)
@@ -423,7 +424,7 @@ def daemon_fixture(scope: str = "module", *, import_image: bool = True,
         reason = _unavailable()
         if reason:
             pytest.skip(reason)
-        d = Daemon(daemon_env=daemon_env)
+        d = Daemon(daemon_env=daemon_env, extra_args=extra_args or ())
         try:
             d.start()
             if import_image:

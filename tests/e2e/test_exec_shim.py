@@ -23,28 +23,13 @@ from pathlib import Path
 
 import pytest
 
-from conch.testing.daemon import BIN, Daemon, _unavailable, clean_after
+from conch.testing.daemon import BIN, Daemon, clean_after, daemon_fixture
 
 
-@pytest.fixture(scope="module")
-def daemon():
-    reason = _unavailable()
-    if reason:
-        pytest.skip(reason)
-    # "conch-cold": the same conch-runtime under another name, so its containers start
-    # with a cold shim (the warm pool holds shims for the default runtime only)
-    d = Daemon(extra_args=["--add-runtime", f"conch-cold={BIN / 'conch-runtime'}"])
-    try:
-        d.start()
-        d.import_busybox()
-        # as daemon_fixture: a first container makes the shared parent cgroups before
-        # any test takes its "before" snapshot
-        probe = d.conch("run", "--rm", "busybox", "true")
-        if probe.returncode != 0:
-            pytest.fail(f"conchd cannot run a container: {probe.stderr.strip()[:500]}")
-        yield d
-    finally:
-        d.close()
+# "conch-cold": the same conch-runtime under another name, so its containers start with
+# a cold shim (the warm pool holds shims for the default runtime only)
+daemon = daemon_fixture("module", extra_args=["--add-runtime",
+                                              f"conch-cold={BIN / 'conch-runtime'}"])
 
 
 @pytest.fixture

@@ -23,6 +23,8 @@ struct cg {
 	char dir[CG_MAX][4096];    /* the container's directory in each */
 	int ncreated;              /* directories create() made (parents included), in order */
 	char created[64][4096];
+	char mountpoint[CG_MAX][4096]; /* where each hierarchy is mounted (v2: V2Manager's
+	                                * mountpoint, saved; v1: for host-wide checks) */
 };
 
 /* Resolve linux.cgroupsPath (NULL or "": /conch/<id>) as conch.cgroups.open_manager does.

@@ -1,11 +1,22 @@
 #!/usr/bin/env python3
 """conch-runtime vs runc vs crun: container start-up cost, side by side.
 
-Two scenarios over the same busybox bundle running ``/bin/true``:
+Three scenarios, each running busybox's ``/bin/true``:
 
 - ``run``: one foreground ``run`` (create + start + wait + delete in one process);
 - ``create+start+delete``: three CLI calls, waiting for the process to exit (state
-  "stopped") before ``delete``, as a shim would.
+  "stopped") before ``delete``, as a shim would;
+- ``run (docker config)``: ``run`` again, but of the config.json an engine really sends
+  (conch.runtime.presets.docker_spec, as conch's engine builds it): Docker's default
+  seccomp profile, its mounts and masked paths, the /etc/hostname, /etc/hosts and
+  /etc/resolv.conf binds, a memory and a pids limit, an empty network namespace (as
+  ``--network none``). The first two use runc's-spec-shaped bundle only
+  (conch.testing.bundles: no seccomp), which flatters whoever skips work a real
+  engine asks for.
+
+conch-runtime's front takes ``create``/``run`` in C only when it can do everything the
+config asks; which path it took for each ``run`` scenario is recorded (one extra,
+unmeasured run with CONCH_RUNTIME_FRONT_DEBUG=1) in the JSON as ``conch_front``.
 
 Each runtime that is installed *and* passes a one-off probe (crun 1.8 refuses this
 machine's v1-hybrid cgroups, for one) gets ``--warmup`` unmeasured rounds, then
@@ -18,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -51,9 +63,34 @@ def candidates() -> dict[str, str]:
     return found
 
 
+def docker_bundle(workdir: Path) -> Path:
+    """A bundle whose config.json is what conch's engine sends for
+    ``docker run --network none --memory 64m --pids-limit 100 busybox /bin/true``."""
+    from conch.runtime.presets import docker_spec
+
+    files = {}
+    for name, text in (("hostname", "bench\n"), ("hosts", "127.0.0.1\tlocalhost\n"),
+                       ("resolv.conf", "nameserver 127.0.0.1\n")):
+        (workdir / f"etc-{name}").write_text(text)
+        files[f"/etc/{name}"] = str(workdir / f"etc-{name}")
+    mounts = [{"destination": dst, "type": "bind", "source": src, "options": ["rbind", "rprivate"]}
+              for dst, src in files.items()]
+    spec = docker_spec(
+        args=["/bin/true"], rootfs="rootfs", hostname="bench",
+        env=["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOSTNAME=bench"],
+        mounts=mounts, memory=64 << 20, pids_limit=100, cgroups_path="/conch-test/bench-docker")
+
+    def replace(old: dict) -> dict:
+        return spec
+
+    return make_bundle(workdir / "bundle-docker", ["/bin/true"], replace)
+
+
 class Bench:
-    def __init__(self, name: str, binary: str, workdir: Path, bundle: Path):
+    def __init__(self, name: str, binary: str, workdir: Path, bundle: Path,
+                 docker: Path | None = None):
         self.name, self.binary, self.bundle = name, binary, bundle
+        self.docker = docker or bundle
         self.root = workdir / f"root-{name}"
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -69,11 +106,28 @@ class Bench:
                                    f"{err.read().decode(errors='replace').strip()}")
         return proc
 
-    def run_once(self) -> float:
+    def run_once(self, bundle: Path | None = None) -> float:
         cid = f"bench-{uuid.uuid4().hex[:10]}"
         t0 = time.perf_counter()
-        self.cli("run", "--bundle", str(self.bundle), cid)
+        self.cli("run", "--bundle", str(bundle or self.bundle), cid)
         return time.perf_counter() - t0
+
+    def run_docker(self) -> float:
+        return self.run_once(self.docker)
+
+    def front_path(self, bundle: Path) -> str:
+        """The line conch-runtime's front prints with CONCH_RUNTIME_FRONT_DEBUG=1 for a
+        ``run`` of ``bundle`` ("... run in C" or "... python: <reason>")."""
+        cid = f"bench-{uuid.uuid4().hex[:10]}"
+        env = dict(os.environ, CONCH_RUNTIME_FRONT_DEBUG="1")
+        env.pop("CONCH_RUNTIME_FRONT", None)
+        proc = subprocess.run([self.binary, "--root", str(self.root), "run", "--bundle", str(bundle), cid],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, env=env, timeout=60)
+        lines = [l for l in proc.stderr.splitlines() if l.startswith("conch-runtime front: ")]
+        if proc.returncode != 0:
+            return f"run failed (exit {proc.returncode}): {proc.stderr.strip()[:300]}"
+        return lines[0] if lines else "(no front line: the front predates CONCH_RUNTIME_FRONT_DEBUG)"
 
     def create_start_delete(self) -> float:
         cid = f"bench-{uuid.uuid4().hex[:10]}"
@@ -91,7 +145,8 @@ class Bench:
         return time.perf_counter() - t0
 
 
-SCENARIOS = {"run": Bench.run_once, "create+start+delete": Bench.create_start_delete}
+SCENARIOS = {"run": Bench.run_once, "create+start+delete": Bench.create_start_delete,
+             "run (docker config)": Bench.run_docker}
 
 
 def summarise(samples: list[float]) -> dict:
@@ -112,14 +167,16 @@ def main(argv: list[str] | None = None) -> int:
     bundle = make_bundle(workdir / "bundle", ["/bin/true"],
                          lambda s: s["linux"].__setitem__("cgroupsPath",
                                                           "/conch-test/bench"))
+    docker = docker_bundle(workdir)
     wanted = args.runtimes.split(",")
     benches, skipped = [], {}
     for name, binary in candidates().items():
         if name not in wanted:
             continue
-        bench = Bench(name, binary, workdir, bundle)
+        bench = Bench(name, binary, workdir, bundle, docker)
         try:
             bench.run_once()  # probe: can it run a container here at all?
+            bench.run_docker()
             benches.append(bench)
         except Exception as exc:  # noqa: BLE001 - report and go on without it
             skipped[name] = str(exc)[:300]
@@ -131,6 +188,14 @@ def main(argv: list[str] | None = None) -> int:
     if not benches:
         print("no runtime could run a container", file=sys.stderr)
         return 1
+
+    front = {}
+    for bench in benches:
+        if bench.name == "conch":
+            front = {"run": bench.front_path(bench.bundle),
+                     "run (docker config)": bench.front_path(bench.docker)}
+            for scenario, line in front.items():
+                print(f"conch {scenario}: {line}", file=sys.stderr)
 
     results: dict[str, dict[str, dict]] = {}
     for scenario, fn in SCENARIOS.items():
@@ -151,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'scenario':<22}{'runtime':<8}{'median ms':>11}{'p90 ms':>10}{'runs':>6}")
     for scenario, per in results.items():
         for name, s in per.items():
-            print(f"{scenario:<22}{name:<8}{s['median_ms']:>11.1f}{s['p90_ms']:>10.1f}{s['runs']:>6}")
+            print(f"{scenario:<22.22}{name:<8}{s['median_ms']:>11.1f}{s['p90_ms']:>10.1f}{s['runs']:>6}")
     for label, ratio in ratios.items():
         print(f"{label:<30}{ratio:>8.2f}x (median)")
 
@@ -162,11 +227,12 @@ def main(argv: list[str] | None = None) -> int:
         "when": stamp, "host": platform.node(), "kernel": platform.release(),
         "runs": args.runs, "warmup": args.warmup,
         "binaries": {b.name: b.binary for b in benches}, "skipped": skipped,
-        "results": results, "ratios_median": ratios,
+        "results": results, "ratios_median": ratios, "conch_front": front,
     }, indent=2) + "\n")
     print(f"\nJSON: {out.relative_to(REPO)}")
     shutil.rmtree(workdir, ignore_errors=True)
-    for leaf in Path("/sys/fs/cgroup").glob("*/conch-test/bench"):
+    for leaf in [*Path("/sys/fs/cgroup").glob("*/conch-test/bench"),
+                 *Path("/sys/fs/cgroup").glob("*/conch-test/bench-docker")]:
         for d in (leaf, leaf.parent):  # the shared parent only if nothing else uses it
             try:
                 d.rmdir()

@@ -759,3 +759,73 @@ def test_run_exit_code_and_forwarded_signal(conch, bundle, tmp_path):
         if path == "front":
             assert len(front) == 1 and "run in C" in front[0], front
     assert_nothing_left(conch, "none", b)
+
+
+# ---------------------------------------------------------------------------------------
+# the cgroup files and records from the host side, while the container runs
+
+HOST_CG_FILES = {
+    "memory": ("memory.limit_in_bytes", "memory.memsw.limit_in_bytes", "memory.soft_limit_in_bytes",
+               "memory.swappiness", "memory.kmem.limit_in_bytes", "memory.use_hierarchy",
+               "memory.oom_control"),
+    "cpu": ("cpu.shares", "cpu.cfs_quota_us", "cpu.cfs_period_us"),
+    "cpuset": ("cpuset.cpus", "cpuset.mems"),
+    "pids": ("pids.max",),
+    "devices": ("devices.list",),
+    "blkio": ("blkio.weight",),
+    "freezer": ("freezer.state",),
+}
+
+
+def host_cgroup_view(cgroups_path: str, pid: int) -> dict[str, str]:
+    view = {}
+    for ctrl_dir in sorted(CG_ROOT.iterdir()):
+        d = ctrl_dir / cgroups_path.lstrip("/")
+        view[f"{ctrl_dir.name}/"] = "dir" if d.is_dir() else "missing"
+        if d.is_dir():
+            procs = (d / "cgroup.procs").read_text().split()
+            view[f"{ctrl_dir.name}/cgroup.procs"] = "init in" if str(pid) in procs else f"init not in: {procs}"
+        for name in HOST_CG_FILES.get(ctrl_dir.name, ()):
+            try:
+                view[f"{ctrl_dir.name}/{name}"] = (d / name).read_text()
+            except OSError as exc:
+                view[f"{ctrl_dir.name}/{name}"] = f"error {exc.errno}"
+    return view
+
+
+@pytest.mark.parametrize("name", ["base", "resources", "devices", "docker-config", "cgroupns",
+                                  "seccomp-docker-default", "masked-readonly"])
+def test_host_side_cgroups_and_records(name, conch, bundle, tmp_path):
+    edit, _ = MATRIX[name]
+    b = bundle(LOOP, *([lambda s: edit(s, tmp_path)] if edit else []))
+    spec = json.loads((b / "config.json").read_text())
+    spec["process"]["args"] = LOOP  # docker-config rewrote the whole spec
+    write_config(b, spec)
+    seen, fronts = {}, {}
+    for path in ("python", "front"):
+        cid, fronts[path] = _create(conch, b, path)
+        pid = conch.state(cid)["pid"]
+        try:
+            created = host_cgroup_view(spec["linux"]["cgroupsPath"], pid)
+            records = [_norm_record((conch.root / cid / f).read_text(), cid, pid)
+                       for f in ("state.json", "state.front")]
+            conch("start", cid, check=True)
+            running = host_cgroup_view(spec["linux"]["cgroupsPath"], pid)
+            conch("pause", cid, check=True)
+            paused = host_cgroup_view(spec["linux"]["cgroupsPath"], pid)
+            conch("resume", cid, check=True)
+            seen[path] = (created, running, paused, records)
+        finally:
+            conch("delete", "--force", cid, check=True)
+        assert_nothing_left(conch, cid, b)
+    for i, what in enumerate(("after create", "running", "paused", "state.json/state.front")):
+        want, got = seen["python"][i], seen["front"][i]
+        if want != got:
+            if isinstance(want, dict):
+                diff = [f"  {k}: python {want.get(k)!r}, front {got.get(k)!r}"
+                        for k in sorted(set(want) | set(got)) if want.get(k) != got.get(k)]
+            else:
+                diff = list(difflib.unified_diff("\n".join(want).splitlines(), "\n".join(got).splitlines(),
+                                                 "python", "front", lineterm="", n=1))
+            pytest.fail(f"{name}: {what} differs:\n" + "\n".join(diff), pytrace=False)
+    assert len(fronts["front"]) == 1 and "create in C" in fronts["front"][0], fronts["front"]

@@ -75,12 +75,15 @@ int main(int argc, char **argv)
 		}
 		clock_gettime(CLOCK_MONOTONIC, &b);
 		printf("%.1f\n", ((b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec)) / 1e3 / rounds);
+		json_free(v);
 		return 0;
 	}
 	if (seccomp_compile(v, &p, why, sizeof why) < 0) {
 		printf("%s\n", why);
+		json_free(v);
 		return 0;
 	}
+	json_free(v);
 	if (strcmp(mode, "load") == 0) {
 		fflush(stdout);
 		pid_t pid = fork();
@@ -98,6 +101,7 @@ int main(int argc, char **argv)
 		int status;
 		waitpid(pid, &status, 0);
 		printf("status: %d\n", status);
+		seccomp_prog_free(&p);
 		return 0;
 	}
 	if (p.len == 0) {
@@ -110,7 +114,6 @@ int main(int argc, char **argv)
 		printf("%02x", b[i]);
 	printf("\n");
 	seccomp_prog_free(&p);
-	json_free(v);
 	return 0;
 }
 """
@@ -377,3 +380,81 @@ def test_c_program_loads_and_denies(driver, tmp_path, case, expected):
     assert target.exists() == (expected == 0)
     if target.exists():
         os.rmdir(target)
+
+
+# --- random profiles, well formed and not ----------------------------------------------
+
+def _random_value(rnd):
+    return rnd.choice([0, 1, rnd.getrandbits(8), rnd.getrandbits(32), rnd.getrandbits(33), rnd.getrandbits(64),
+                       2**32 - 1, 2**64 - 1])
+
+
+def _random_profile(rnd):
+    names = sorted(set().union(*BY_ARCH.values())) + ["no_such_syscall", ""]
+    rules = []
+    for _ in range(rnd.randrange(0, 12)):
+        r = {"names": rnd.sample(names, rnd.randrange(1, 6)), "action": rnd.choice(ACTIONS)}
+        if r["action"] in ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE") and rnd.random() < 0.5:
+            r["errnoRet"] = rnd.choice([0, 1, 13, 38, 65535])
+        if rnd.random() < 0.5:
+            r["args"] = [{"index": rnd.randrange(6), "op": rnd.choice(OPS), "value": _random_value(rnd),
+                          "valueTwo": _random_value(rnd)} for _ in range(rnd.randrange(1, 4))]
+        rules.append(r)
+    p = {"defaultAction": rnd.choice(ACTIONS), "syscalls": rules}
+    if p["defaultAction"] in ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE") and rnd.random() < 0.5:
+        p["defaultErrnoRet"] = rnd.choice([0, 1, 38])
+    if rnd.random() < 0.7:
+        p["architectures"] = rnd.sample(["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32", "SCMP_ARCH_AARCH64",
+                                         "SCMP_ARCH_ARM"], rnd.randrange(0, 4))
+    if rnd.random() < 0.3:
+        p["flags"] = rnd.sample(list(pyseccomp.FLAGS), rnd.randrange(0, 3))
+    return p
+
+
+_ODD = [None, True, False, -1, 1.5, 2**64, "x", "", [], {}, [1], {"a": 1}, "SCMP_ACT_ALLOW", 0]
+
+
+def _mutate(rnd, p):
+    """Replace one value somewhere in p with an odd one (a wrong type, a bad number)."""
+    spots = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            for k in node:
+                spots.append((node, k))
+                walk(node[k])
+        elif isinstance(node, list):
+            for i in range(len(node)):
+                spots.append((node, i))
+                walk(node[i])
+
+    walk(p)
+    if spots:
+        container, key = rnd.choice(spots)
+        container[key] = rnd.choice(_ODD)
+    return p
+
+
+def _python_outcome(text):
+    try:
+        return run_py(text)
+    except Exception:  # TypeError, AttributeError: Python fails without InvalidArgument
+        return "crash"
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_profiles_agree(driver, seed):
+    import random
+
+    rnd = random.Random(seed)
+    for i in range(60):
+        p = _random_profile(rnd)
+        if i % 2:
+            p = _mutate(rnd, p)
+        text = json.dumps(p)
+        expected, got = _python_outcome(text), run_c(driver, text)
+        if got.startswith(("invalid: ", "unsupported: ")):
+            # Refusing is always safe; claiming "invalid" must mean Python refuses too.
+            assert not got.startswith("invalid: ") or expected in ("invalid", "crash"), (text, got)
+        else:
+            assert got == expected, text

@@ -626,9 +626,9 @@ static const char *const THROTTLE_FILES[4] = {"blkio.throttle.read_bps_device", 
 
 /* runc's default device rules, appended as conch.runtime.create._with_default_devices. */
 static const struct rule DEFAULT_RULES[] = {
-	{1, 'c', -1, -1, "m"},    {1, 'b', -1, -1, "m"},     {1, 'c', 1, 3, "rwm"}, {1, 'c', 1, 8, "rwm"},
-	{1, 'c', 1, 7, "rwm"},    {1, 'c', 5, 0, "rwm"},     {1, 'c', 1, 5, "rwm"}, {1, 'c', 1, 9, "rwm"},
-	{1, 'c', 136, -1, "rwm"}, {1, 'c', 5, 2, "rwm"},     {1, 'c', 10, 200, "rwm"},
+	{1, 'c', -1, -1, "m"},  {1, 'b', -1, -1, "m"}, {1, 'c', 1, 3, "rwm"},    {1, 'c', 1, 8, "rwm"},
+	{1, 'c', 1, 7, "rwm"},  {1, 'c', 5, 0, "rwm"},   {1, 'c', 1, 5, "rwm"},    {1, 'c', 1, 9, "rwm"},
+	{1, 'c', 5, 1, "rwm"},  {1, 'c', 136, -1, "rwm"}, {1, 'c', 5, 2, "rwm"}, {1, 'c', 10, 200, "rwm"},
 };
 #define NDEFAULT ((int)(sizeof DEFAULT_RULES / sizeof *DEFAULT_RULES))
 
@@ -862,8 +862,8 @@ static int parse(const struct cg *cg, const struct jval *doc, struct res *r, cha
 					    "unified", NULL};
 	memset(r, 0, sizeof *r);
 	r->oom = -1;
-	if (!doc || doc->type == J_NULL)
-		return 0;
+	if (!truthy(doc))
+		return 0; /* create.py: linux.get("resources") or {} */
 	if (doc->type != J_OBJECT)
 		return fail(why, whylen, "linux.resources must be an object");
 	if (cg->version == 2) {
@@ -943,6 +943,11 @@ static int parse(const struct cg *cg, const struct jval *doc, struct res *r, cha
 			return -1;
 		if (!v1_dir(cg, "blkio"))
 			return fail(why, whylen, "cgroup v1 controller 'blkio' is not mounted on this host");
+		/* The I/O scheduler is host-wide: without CFQ/BFQ weight files at the root,
+		 * the plan fails; leave that to Python to report. */
+		const char *root = v1_mountpoint(cg, "blkio");
+		if (r->weight.set && !exists(root, "blkio.weight") && !exists(root, "blkio.bfq.weight"))
+			return fail(why, whylen, "linux.resources.blockIO.weight: no blkio.weight on this host");
 	}
 	return 0;
 }

@@ -47,6 +47,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "front.h"
+
 #define SCRIPT "conch-runtime-py"
 
 /* The command word: the first argument that is not a global flag or a flag's value. */
@@ -453,8 +455,12 @@ int main(int argc, char **argv)
 		return 127;
 	}
 	const char *v = verb(argc, argv);
-	if (strcmp(v, "create") == 0 || strcmp(v, "run") == 0)
+	if (strcmp(v, "create") == 0 || strcmp(v, "run") == 0) {
 		prearm();
+		int code = front_create_run(argc, argv, script);
+		if (code >= 0)
+			return code;
+	}
 	if (strcmp(v, "state") == 0 || strcmp(v, "start") == 0) {
 		int code = strcmp(v, "start") == 0 ? start_from_front(argc, argv) : state_from_front(argc, argv);
 		if (code >= 0)

@@ -1,0 +1,812 @@
+/*
+ * The C create/run path, part 3: G, the container's init, forked by the front (create.c)
+ * already inside its pid namespace. The steps, their order and their semantics are
+ * conch/runtime/init.py's run_init and finalize, rootfs.py and process.py, one for one
+ * (the Python functions are named beside each step): the Python runtime is the
+ * specification, and a container built here must be indistinguishable from one it builds.
+ *
+ * A failing step is sent to P over the sync socket ("e" + "step: reason") and G exits;
+ * P then undoes everything and execs the Python runtime, which redoes the create and
+ * reports the error in its own words. So the reasons here are only for
+ * CONCH_RUNTIME_FRONT_DEBUG. After "ready" (create has returned) a failure can only be
+ * told on stderr, as init._die_after_start does.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "front.h"
+
+#ifndef PR_CAP_AMBIENT
+#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT_RAISE 2
+#define PR_CAP_AMBIENT_CLEAR_ALL 4
+#endif
+
+unsigned long front_propagation(const char *word); /* spec.c */
+
+static struct front_plan *pl;
+static const char *step = "init";
+static int made, joined; /* init._CgroupProgress */
+
+/* Tell P what failed (errno's text appended when err) and exit. */
+static void __attribute__((noreturn, format(printf, 2, 3))) fail(int err, const char *fmt, ...)
+{
+	char msg[PATH_MAX + 512];
+	int n = snprintf(msg, sizeof msg, "%c%s: ", MSG_ERROR, step);
+	va_list ap;
+	va_start(ap, fmt);
+	n += vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, ap);
+	va_end(ap);
+	if (err && n < (int)sizeof msg)
+		n += snprintf(msg + n, sizeof msg - (size_t)n, ": %s", strerror(err));
+	if (n >= (int)sizeof msg)
+		n = sizeof msg - 1;
+	send(pl->sync_fd, msg, (size_t)n, MSG_NOSIGNAL);
+	_exit(1);
+}
+
+static void expect(char kind)
+{
+	char msg[64];
+	ssize_t n;
+	while ((n = recv(pl->sync_fd, msg, sizeof msg, 0)) < 0 && errno == EINTR)
+		;
+	if (n <= 0 || msg[0] != kind)
+		fail(0, "sync: expected %c", kind);
+}
+
+static void wait_made(void)
+{
+	if (!made)
+		expect(MSG_CGROUP_DIRS);
+	made = 1;
+}
+
+static void wait_joined(void)
+{
+	if (joined)
+		return;
+	wait_made();
+	expect(MSG_CGROUP_JOINED);
+	if (pl->ns_has[NS_CGROUP] && !*pl->ns_path[NS_CGROUP] && unshare(CLONE_NEWCGROUP) < 0)
+		fail(errno, "unshare cgroup");
+	joined = 1;
+}
+
+static void do_mount(const char *src, const char *dst, const char *type, unsigned long flags, const char *data)
+{
+	if (mount(src, dst, type, flags, data) < 0)
+		fail(errno, "mount %s", dst);
+}
+
+static int exists(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0;
+}
+
+static int lexists(const char *path)
+{
+	struct stat st;
+	return lstat(path, &st) == 0;
+}
+
+static int isdir(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* os.makedirs(path, mode, exist_ok=True): parents 0777, the last mode. 0 or -1. */
+static int makedirs(const char *path, mode_t mode)
+{
+	char buf[PATH_MAX];
+	if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	size_t len = strlen(buf);
+	while (len > 1 && buf[len - 1] == '/')
+		buf[--len] = '\0';
+	for (char *s = buf + 1; (s = strchr(s, '/')); s++) {
+		*s = '\0';
+		if (!exists(buf) && mkdir(buf, 0777) < 0 && !(errno == EEXIST && isdir(buf)))
+			return -1;
+		*s = '/';
+		while (s[1] == '/')
+			s++;
+	}
+	if (mkdir(buf, mode) < 0 && !(errno == EEXIST && isdir(buf)))
+		return -1;
+	return 0;
+}
+
+static void dirname_of(const char *path, char *out, size_t size)
+{
+	snprintf(out, size, "%s", path);
+	char *slash = strrchr(out, '/');
+	if (slash == out)
+		out[1] = '\0';
+	else if (slash)
+		*slash = '\0';
+}
+
+/* rootfs.secure_join: unsafe resolved in root as if root were "/". */
+static void secure_join(const char *root, const char *unsafe, char *out, size_t size)
+{
+	char bufs[2][PATH_MAX * 2], resolved[PATH_MAX] = "", candidate[PATH_MAX * 2], target[PATH_MAX];
+	int cur = 0, links = 0;
+	size_t rlen = 0;
+	if (snprintf(bufs[0], sizeof bufs[0], "%s", unsafe) >= (int)sizeof bufs[0])
+		fail(ENAMETOOLONG, "%s", unsafe);
+	char *p = bufs[0];
+	for (;;) {
+		while (*p == '/')
+			p++;
+		if (!*p)
+			break;
+		char *end = strchrnul(p, '/');
+		size_t n = (size_t)(end - p);
+		char part[NAME_MAX + 1];
+		if (n > NAME_MAX)
+			fail(ENAMETOOLONG, "%s", unsafe);
+		memcpy(part, p, n);
+		part[n] = '\0';
+		p = end;
+		if (strcmp(part, ".") == 0)
+			continue;
+		if (strcmp(part, "..") == 0) {
+			while (rlen > 0 && resolved[rlen - 1] != '/')
+				rlen--;
+			if (rlen > 0)
+				rlen--;
+			resolved[rlen] = '\0';
+			continue;
+		}
+		struct stat st;
+		snprintf(candidate, sizeof candidate, "%s%s/%s", root, resolved, part);
+		if (lstat(candidate, &st) == 0 && S_ISLNK(st.st_mode)) {
+			if (++links > 255)
+				fail(0, "too many symlinks resolving %s in the rootfs", unsafe);
+			ssize_t t = readlink(candidate, target, sizeof target - 1);
+			if (t < 0)
+				fail(errno, "readlink %s", candidate);
+			target[t] = '\0';
+			if (target[0] == '/') {
+				rlen = 0;
+				resolved[0] = '\0';
+			}
+			int next = !cur;
+			if (snprintf(bufs[next], sizeof bufs[next], "%s/%s", target, p) >= (int)sizeof bufs[next])
+				fail(ENAMETOOLONG, "%s", unsafe);
+			cur = next;
+			p = bufs[cur];
+			continue;
+		}
+		if (rlen + 1 + n >= sizeof resolved)
+			fail(ENAMETOOLONG, "%s", unsafe);
+		resolved[rlen++] = '/';
+		memcpy(resolved + rlen, part, n + 1);
+		rlen += n;
+	}
+	if (snprintf(out, size, "%s%s", root, resolved) >= (int)size)
+		fail(ENAMETOOLONG, "%s", unsafe);
+}
+
+/* rootfs._make_target */
+static void make_target(const char *dest, int is_dir)
+{
+	char dir[PATH_MAX];
+	if (lexists(dest))
+		return;
+	if (is_dir) {
+		if (makedirs(dest, 0755) < 0)
+			fail(errno, "mkdir %s", dest);
+		return;
+	}
+	dirname_of(dest, dir, sizeof dir);
+	if (makedirs(dir, 0755) < 0)
+		fail(errno, "mkdir %s", dir);
+	int fd = open(dest, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+	if (fd < 0)
+		fail(errno, "create %s", dest);
+	close(fd);
+}
+
+/* rootfs._statvfs_flags: the MS_* bits statvfs reports alike (MS_RELATIME is tested
+ * as Python tests it, against the MS_ value) */
+static unsigned long statvfs_flags(const char *path)
+{
+	static const unsigned long bits[] = {MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_NOATIME,
+					     MS_NODIRATIME, MS_RELATIME};
+	struct statvfs st;
+	unsigned long out = 0;
+	if (statvfs(path, &st) < 0)
+		fail(errno, "statvfs %s", path);
+	for (size_t i = 0; i < sizeof bits / sizeof *bits; i++)
+		if (st.f_flag & bits[i])
+			out |= bits[i];
+	return out;
+}
+
+/* rootfs._remount_bind */
+static void remount_bind(const char *dest, unsigned long flags, int keep_existing)
+{
+	unsigned long base = MS_BIND | MS_REMOUNT;
+	if (keep_existing)
+		flags |= statvfs_flags(dest);
+	if (mount(NULL, dest, NULL, base | flags, NULL) == 0)
+		return;
+	if (errno != EPERM)
+		fail(errno, "remount %s", dest);
+	do_mount(NULL, dest, NULL, base | flags | statvfs_flags(dest), NULL);
+}
+
+/* rootfs._cgroup_fs_or_bind */
+static void cgroup_fs_or_bind(const char *dest, const struct cg_mount *m, unsigned long flags)
+{
+	if (strcmp(m->fstype, "bind") != 0) {
+		if (mount("cgroup", dest, m->fstype, flags, *m->options ? m->options : NULL) == 0)
+			return;
+		if (!*m->host_dir)
+			fail(errno, "mount cgroup %s", dest);
+	}
+	do_mount(m->host_dir, dest, NULL, MS_BIND | MS_REC, NULL);
+	if (flags)
+		remount_bind(dest, flags, 0);
+}
+
+/* rootfs._mount_cgroup */
+static void mount_cgroup(const char *dest, unsigned long flags)
+{
+	unsigned long ro = flags & MS_RDONLY, base = flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC);
+	char sub[PATH_MAX * 3];
+	if (pl->ncg_mounts == 1 && !*pl->cg_mounts[0].name) {
+		cgroup_fs_or_bind(dest, &pl->cg_mounts[0], base | ro);
+		return;
+	}
+	do_mount("tmpfs", dest, "tmpfs", base, "mode=755");
+	for (int i = 0; i < pl->ncg_mounts; i++) {
+		snprintf(sub, sizeof sub, "%s/%s", dest, pl->cg_mounts[i].name);
+		if (makedirs(sub, 0777) < 0)
+			fail(errno, "mkdir %s", sub);
+		cgroup_fs_or_bind(sub, &pl->cg_mounts[i], base | ro);
+	}
+}
+
+/* rootfs.mount_one */
+static void mount_one(const struct front_mount *m)
+{
+	char dest[PATH_MAX * 2];
+	struct stat st;
+	secure_join(pl->rootfs, m->dest, dest, sizeof dest);
+	if (strcmp(m->type, "bind") == 0 || (m->flags & MS_BIND)) {
+		if (!*m->source || stat(m->source, &st) < 0)
+			fail(0, "bind mount source %s for %s does not exist", m->source, m->dest);
+		make_target(dest, S_ISDIR(st.st_mode));
+		do_mount(m->source, dest, NULL, MS_BIND | (m->flags & MS_REC), NULL);
+		unsigned long remount = m->flags & ~(unsigned long)(MS_BIND | MS_REC | MS_REMOUNT);
+		if (remount)
+			remount_bind(dest, remount, 0);
+	} else if (strcmp(m->type, "cgroup") == 0) {
+		make_target(dest, 1);
+		mount_cgroup(dest, m->flags);
+	} else {
+		make_target(dest, 1);
+		do_mount(*m->source ? m->source : m->type, dest, m->type, m->flags, m->data);
+	}
+	if (m->propagation)
+		do_mount(NULL, dest, NULL, m->propagation, NULL);
+}
+
+/* rootfs._mount_point_of + _make_parent_private */
+static void make_parent_private(const char *rootfs)
+{
+	char line[8192], best[PATH_MAX] = "";
+	int have = 0, shared = 0;
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		fail(errno, "open /proc/self/mountinfo");
+	while (fgets(line, sizeof line, f)) {
+		char *fields[64];
+		int n = 0;
+		for (char *t = strtok(line, " \n"); t && n < 64; t = strtok(NULL, " \n"))
+			fields[n++] = t;
+		if (n < 7)
+			continue;
+		char mp[PATH_MAX];
+		size_t k = 0;
+		for (const char *c = fields[4]; *c && k < sizeof mp - 1; c++) {
+			if (strncmp(c, "\\040", 4) == 0) {
+				mp[k++] = ' ';
+				c += 3;
+			} else {
+				mp[k++] = *c;
+			}
+		}
+		mp[k] = '\0';
+		size_t plen = strlen(mp);
+		while (plen && mp[plen - 1] == '/')
+			plen--; /* mp.rstrip("/") + "/" */
+		int inside = strcmp(rootfs, mp) == 0 ||
+			     (strncmp(rootfs, mp, plen) == 0 && rootfs[plen] == '/');
+		if (inside && (!have || strlen(mp) >= strlen(best))) {
+			have = 1;
+			strcpy(best, mp);
+			shared = 0;
+			for (int i = 6; i < n && strcmp(fields[i], "-") != 0; i++)
+				if (strncmp(fields[i], "shared:", 7) == 0)
+					shared = 1;
+		}
+	}
+	fclose(f);
+	if (have && shared)
+		do_mount(NULL, best, NULL, MS_PRIVATE, NULL);
+}
+
+/* rootfs.prepare_root */
+static void prepare_root(void)
+{
+	unsigned long flag = front_propagation(*pl->root_propagation ? pl->root_propagation : "rslave");
+	if (flag & MS_SHARED)
+		flag = MS_SLAVE | MS_REC;
+	do_mount(NULL, "/", NULL, flag, NULL);
+	make_parent_private(pl->rootfs);
+	do_mount(pl->rootfs, pl->rootfs, NULL, MS_BIND | MS_REC, NULL);
+}
+
+/* rootfs.create_devices with _create_device (no user namespace on this path) */
+static void create_devices(void)
+{
+	static const struct front_device defaults[] = {
+		{"/dev/null", S_IFCHR, 1, 3, 0666, 0, 0}, {"/dev/zero", S_IFCHR, 1, 5, 0666, 0, 0},
+		{"/dev/full", S_IFCHR, 1, 7, 0666, 0, 0}, {"/dev/random", S_IFCHR, 1, 8, 0666, 0, 0},
+		{"/dev/urandom", S_IFCHR, 1, 9, 0666, 0, 0}, {"/dev/tty", S_IFCHR, 5, 0, 0666, 0, 0},
+	};
+	static const char *const links[][2] = {
+		{"/proc/self/fd", "/dev/fd"}, {"/proc/self/fd/0", "/dev/stdin"},
+		{"/proc/self/fd/1", "/dev/stdout"}, {"/proc/self/fd/2", "/dev/stderr"},
+		{"pts/ptmx", "/dev/ptmx"},
+	};
+	const struct front_device *all[6 + FRONT_MAX_DEVICES];
+	int n = 0;
+	char dest[PATH_MAX * 2], dir[PATH_MAX * 2];
+	for (size_t i = 0; i < 6; i++) {
+		int listed = 0;
+		for (int k = 0; k < pl->ndevices; k++)
+			listed |= strcmp(pl->devices[k].path, defaults[i].path) == 0;
+		if (!listed)
+			all[n++] = &defaults[i];
+	}
+	for (int k = 0; k < pl->ndevices; k++)
+		all[n++] = &pl->devices[k];
+	mode_t old = umask(0);
+	for (int i = 0; i < n; i++) {
+		const struct front_device *d = all[i];
+		secure_join(pl->rootfs, d->path, dest, sizeof dest);
+		dirname_of(dest, dir, sizeof dir);
+		if (makedirs(dir, 0755) < 0)
+			fail(errno, "mkdir %s", dir);
+		if (lexists(dest) && unlink(dest) < 0)
+			fail(errno, "unlink %s", dest);
+		if (mknod(dest, d->kind | d->mode, makedev(d->major, d->minor)) < 0)
+			fail(errno, "mknod %s", dest);
+		if (chown(dest, d->uid, d->gid) < 0)
+			fail(errno, "chown %s", dest);
+	}
+	for (size_t i = 0; i < sizeof links / sizeof *links; i++) {
+		secure_join(pl->rootfs, links[i][1], dest, sizeof dest);
+		if (!lexists(dest) && symlink(links[i][0], dest) < 0)
+			fail(errno, "symlink %s", dest);
+	}
+	if (exists("/proc/kcore")) {
+		secure_join(pl->rootfs, "/dev/core", dest, sizeof dest);
+		if (!lexists(dest) && symlink("/proc/kcore", dest) < 0)
+			fail(errno, "symlink %s", dest);
+	}
+	umask(old);
+}
+
+/* rootfs.pivot_root: the pivot_root(".", ".") trick */
+static void pivot(void)
+{
+	int old_root = open("/", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+	int new_root = open(pl->rootfs, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+	if (old_root < 0 || new_root < 0)
+		fail(errno, "open %s", pl->rootfs);
+	if (fchdir(new_root) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 || fchdir(old_root) < 0)
+		fail(errno, "pivot_root %s", pl->rootfs);
+	do_mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL);
+	if (umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
+		fail(errno, "umount2 .");
+	close(old_root);
+	close(new_root);
+}
+
+/* rootfs.apply_sysctls */
+static void sysctls(void)
+{
+	char path[PATH_MAX];
+	for (size_t i = 0; pl->sysctl && i < pl->sysctl->n; i++) {
+		const struct jval *v = &pl->sysctl->items[i];
+		snprintf(path, sizeof path, "/proc/sys/%s", pl->sysctl->keys[i]);
+		for (char *c = path + 10; *c; c++)
+			if (*c == '.')
+				*c = '/';
+		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+		if (fd < 0 || write(fd, v->str, v->len) != (ssize_t)v->len || close(fd) < 0)
+			fail(errno, "sysctl %s", pl->sysctl->keys[i]);
+	}
+}
+
+/* init._loopback_up */
+static void loopback_up(void)
+{
+	struct ifreq ifr;
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		fail(errno, "socket");
+	memset(&ifr, 0, sizeof ifr);
+	strcpy(ifr.ifr_name, "lo");
+	if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
+		fail(errno, "SIOCGIFFLAGS lo");
+	ifr.ifr_flags |= IFF_UP;
+	if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
+		fail(errno, "SIOCSIFFLAGS lo");
+	close(fd);
+}
+
+/* rootfs.readonly_paths, mask_paths */
+static void readonly_paths(void)
+{
+	for (size_t i = 0; pl->readonly && i < pl->readonly->n; i++) {
+		const char *path = pl->readonly->items[i].str;
+		if (mount(path, path, NULL, MS_BIND | MS_REC, NULL) < 0) {
+			if (errno == ENOENT)
+				continue;
+			fail(errno, "mount %s", path);
+		}
+		remount_bind(path, MS_RDONLY, 1);
+	}
+}
+
+static void mask_paths(void)
+{
+	for (size_t i = 0; pl->masked && i < pl->masked->n; i++) {
+		const char *path = pl->masked->items[i].str;
+		struct stat st;
+		int is_dir = isdir(path) && !(lstat(path, &st) == 0 && S_ISLNK(st.st_mode));
+		int r = is_dir ? mount("tmpfs", path, "tmpfs", MS_RDONLY, NULL)
+			       : mount("/dev/null", path, NULL, MS_BIND, NULL);
+		if (r < 0 && errno != ENOENT)
+			fail(errno, "mask %s", path);
+	}
+}
+
+/* process.env_dict + init.prepare_exec's HOME: "K=V" in the dict's order */
+static char **environment(void)
+{
+	size_t n = pl->env ? pl->env->n : 0, count = 0;
+	char **envp = calloc(n + 2, sizeof *envp);
+	int home = 0;
+	if (!envp)
+		fail(ENOMEM, "env");
+	for (size_t i = 0; i < n; i++) {
+		const char *item = pl->env->items[i].str;
+		size_t klen = strcspn(item, "=");
+		char *entry = item[klen] ? strdup(item) : NULL;
+		if (!item[klen] && asprintf(&entry, "%s=", item) < 0)
+			entry = NULL;
+		if (!entry)
+			fail(ENOMEM, "env");
+		size_t k;
+		for (k = 0; k < count; k++)
+			if (strncmp(envp[k], entry, klen + 1) == 0)
+				break;
+		if (k < count)
+			envp[k] = entry; /* a later value, the first one's place */
+		else
+			envp[count++] = entry;
+		if (klen == 4 && strncmp(item, "HOME", 4) == 0)
+			home = 1;
+	}
+	if (!home) { /* process.home_of, from the container's /etc/passwd */
+		char line[4096], uid[16], *dir = NULL;
+		snprintf(uid, sizeof uid, "%u", (unsigned)pl->uid);
+		FILE *f = fopen("/etc/passwd", "re");
+		while (f && !dir && fgets(line, sizeof line, f)) {
+			line[strcspn(line, "\n")] = '\0';
+			char *fields[6] = {0}, *p = line, *tok;
+			int k = 0;
+			while ((tok = strsep(&p, ":"))) /* line.split(":") */
+				if (k++ < 6)
+					fields[k - 1] = tok;
+			if (k >= 6 && strcmp(fields[2], uid) == 0)
+				dir = strdup(*fields[5] ? fields[5] : "/");
+		}
+		if (f)
+			fclose(f);
+		if (asprintf(&envp[count++], "HOME=%s", dir ? dir : "/") < 0)
+			fail(ENOMEM, "env");
+	}
+	envp[count] = NULL;
+	return envp;
+}
+
+/* process.resolve_executable */
+static const char *resolve(const char *arg0, char **envp)
+{
+	const char *path_env = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+	static char found[PATH_MAX * 2];
+	int denied = 0;
+	struct stat st;
+	for (char **e = envp; *e; e++)
+		if (strncmp(*e, "PATH=", 5) == 0)
+			path_env = *e + 5;
+	const char *d = path_env;
+	for (;;) {
+		if (strchr(arg0, '/')) {
+			snprintf(found, sizeof found, "%s", arg0);
+		} else {
+			size_t dlen = strcspn(d, ":");
+			if (dlen == 0)
+				snprintf(found, sizeof found, "./%s", arg0);
+			else
+				snprintf(found, sizeof found, "%.*s%s%s", (int)dlen, d, d[dlen - 1] == '/' ? "" : "/", arg0);
+		}
+		if (stat(found, &st) == 0) {
+			if (!S_ISREG(st.st_mode) || (access(found, X_OK) < 0 && !(st.st_mode & 0111)))
+				denied = 1;
+			else
+				return found;
+		}
+		if (strchr(arg0, '/'))
+			break;
+		d += strcspn(d, ":");
+		if (!*d)
+			break;
+		d++;
+	}
+	fail(0, "exec: \"%s\": %s", arg0, denied ? "permission denied" : "not found");
+}
+
+static int capset3(uint64_t eff, uint64_t perm, uint64_t inh)
+{
+	struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+	struct __user_cap_data_struct data[2];
+	for (int i = 0; i < 2; i++) {
+		data[i].effective = (uint32_t)(eff >> (32 * i));
+		data[i].permitted = (uint32_t)(perm >> (32 * i));
+		data[i].inheritable = (uint32_t)(inh >> (32 * i));
+	}
+	return (int)syscall(SYS_capset, &hdr, data);
+}
+
+static int setgroups_allowed(void)
+{
+	char buf[16] = "";
+	int fd = open("/proc/self/setgroups", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 1;
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	return strncmp(buf, "deny", 4) != 0 || (buf[4] != '\0' && buf[4] != '\n');
+}
+
+/* init.finalize with process.switch_user */
+static void finalize(void)
+{
+	int cwd_done = 1;
+	if (chdir(pl->cwd) < 0) {
+		if (errno == EACCES || errno == EPERM)
+			cwd_done = 0;
+		else if (errno != ENOENT || makedirs(pl->cwd, 0755) < 0 || chdir(pl->cwd) < 0)
+			fail(errno, "chdir %s", pl->cwd);
+	}
+	for (int i = 0; i < pl->nrlimits; i++) {
+		struct rlimit rl = {pl->rlimits[i].soft, pl->rlimits[i].hard};
+		if (setrlimit(pl->rlimits[i].resource, &rl) < 0)
+			fail(errno, "setrlimit %d", pl->rlimits[i].resource);
+	}
+	if (pl->has_oom) {
+		char buf[32];
+		int len = snprintf(buf, sizeof buf, "%ld", pl->oom);
+		int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+		if (fd < 0 || write(fd, buf, (size_t)len) != len || close(fd) < 0)
+			fail(errno, "oomScoreAdj");
+	}
+	if (pl->nnp) {
+		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+			fail(errno, "no_new_privs");
+	} else if (pl->has_seccomp && seccomp_load(&pl->seccomp) < 0) {
+		fail(errno, "seccomp");
+	}
+	int groups_ok = setgroups_allowed();
+	for (int cap = 0; cap <= pl->last_cap; cap++)
+		if (!(pl->caps[0] & (1ULL << cap)) && prctl(PR_CAPBSET_READ, cap, 0, 0, 0) == 1 &&
+		    prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+			fail(errno, "PR_CAPBSET_DROP %d", cap);
+	if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+		fail(errno, "keepcaps");
+	if (groups_ok) {
+		if (setgroups((size_t)pl->ngroups, pl->groups) < 0)
+			fail(errno, "setgroups");
+	} else if (pl->ngroups) {
+		fail(0, "additionalGids cannot be set: setgroups is denied");
+	}
+	if (setresgid(pl->gid, pl->gid, pl->gid) < 0 || setresuid(pl->uid, pl->uid, pl->uid) < 0)
+		fail(errno, "setresuid/gid");
+	if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0)
+		fail(errno, "keepcaps");
+	if (capset3(pl->caps[1], pl->caps[2], pl->caps[3]) < 0)
+		fail(errno, "capset");
+	if (pl->caps[4]) {
+		if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
+			fail(errno, "PR_CAP_AMBIENT");
+		for (int cap = 0; cap <= pl->last_cap; cap++)
+			if ((pl->caps[4] & (1ULL << cap)) && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
+				fail(errno, "PR_CAP_AMBIENT_RAISE %d", cap);
+	}
+	if (!cwd_done && chdir(pl->cwd) < 0)
+		fail(errno, "chdir %s", pl->cwd);
+}
+
+/* process.mark_fds_cloexec(3) */
+static void fds_cloexec(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		int fd = atoi(e->d_name);
+		if (e->d_name[0] != '.' && fd >= 3) {
+			int flags = fcntl(fd, F_GETFD);
+			if (flags >= 0)
+				fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+		}
+	}
+	if (d)
+		closedir(d);
+}
+
+/* init._enter_namespaces: join by path (init._JOIN_ORDER, pid already ours), then make
+ * the new ones but pid and cgroup (G makes that once inside its cgroup) */
+static void enter_namespaces(void)
+{
+	static const int order[] = {NS_CGROUP, NS_IPC, NS_UTS, NS_NET, NS_MNT};
+	static const int flag[NS_COUNT] = {CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWUTS, CLONE_NEWNET,
+					   CLONE_NEWPID, CLONE_NEWNS};
+	int fds[NS_COUNT], unshare_flags = 0;
+	for (int i = 0; i < 5; i++) {
+		int k = order[i];
+		fds[k] = -1;
+		if (pl->ns_has[k] && *pl->ns_path[k] && (fds[k] = open(pl->ns_path[k], O_RDONLY | O_CLOEXEC)) < 0)
+			fail(errno, "open %s", pl->ns_path[k]);
+	}
+	for (int i = 0; i < 5; i++) {
+		int k = order[i];
+		if (fds[k] >= 0) {
+			if (setns(fds[k], flag[k]) < 0)
+				fail(errno, "setns %s", pl->ns_path[k]);
+			close(fds[k]);
+		} else if (pl->ns_has[k] && k != NS_CGROUP) {
+			unshare_flags |= flag[k];
+		}
+	}
+	if (unshare_flags && unshare(unshare_flags) < 0)
+		fail(errno, "unshare");
+}
+
+void front_init(struct front_plan *plan)
+{
+	pl = plan;
+	step = "enter namespaces";
+	enter_namespaces();
+	step = "setsid";
+	if (setsid() < 0)
+		fail(errno, "setsid");
+	step = "prepare rootfs";
+	prepare_root();
+	for (int i = 0; i < pl->nmounts; i++) {
+		step = pl->mounts[i].dest;
+		if (strcmp(pl->mounts[i].type, "cgroup") == 0) {
+			if (pl->ns_has[NS_CGROUP])
+				wait_joined();
+			else
+				wait_made();
+		}
+		mount_one(&pl->mounts[i]);
+	}
+	if (pl->dev_mounted) {
+		step = "create devices";
+		create_devices();
+	}
+	if (pl->ns_has[NS_CGROUP] && !*pl->ns_path[NS_CGROUP]) {
+		step = "join cgroup";
+		wait_joined();
+	}
+	step = "hostname";
+	if (pl->hostname && sethostname(pl->hostname, strlen(pl->hostname)) < 0)
+		fail(errno, "sethostname");
+	if (pl->domainname && setdomainname(pl->domainname, strlen(pl->domainname)) < 0)
+		fail(errno, "setdomainname");
+	step = "pivot_root";
+	pivot();
+	step = "sysctl";
+	sysctls();
+	if (pl->ns_has[NS_NET] && !*pl->ns_path[NS_NET]) {
+		step = "loopback";
+		loopback_up();
+	}
+	step = "readonlyPaths";
+	readonly_paths();
+	step = "maskedPaths";
+	mask_paths();
+	if (pl->readonly_root) {
+		step = "readonly rootfs";
+		remount_bind("/", MS_RDONLY, 1);
+	}
+	if (*pl->root_propagation && (front_propagation(pl->root_propagation) & MS_SHARED))
+		do_mount(NULL, "/", NULL, front_propagation(pl->root_propagation), NULL);
+	step = "process";
+	char **envp = environment();
+	const char *arg0 = pl->args->items[0].str;
+	const char *exe = resolve(arg0, envp);
+	char **argv = calloc(pl->args->n + 1, sizeof *argv);
+	if (!argv)
+		fail(ENOMEM, "args");
+	for (size_t i = 0; i < pl->args->n; i++)
+		argv[i] = pl->args->items[i].str;
+	finalize();
+	fds_cloexec();
+	step = "join cgroup";
+	wait_joined();
+	char ready = MSG_READY;
+	if (send(pl->sync_fd, &ready, 1, MSG_NOSIGNAL) != 1)
+		_exit(1);
+	close(pl->sync_fd);
+
+	/* create has returned: wait for start (init.run_init's second half) */
+	char fifo[64];
+	int err = 0;
+	snprintf(fifo, sizeof fifo, "/proc/self/fd/%d", pl->fifo_fd);
+	int fd = open(fifo, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, "0", 1) != 1)
+		err = errno;
+	close(pl->fifo_fd);
+	if (!err && pl->nnp && pl->has_seccomp && seccomp_load(&pl->seccomp) < 0)
+		err = errno;
+	if (!err) {
+		sigset_t none;
+		sigemptyset(&none);
+		signal(SIGPIPE, SIG_DFL);
+		signal(SIGXFSZ, SIG_DFL);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		execve(exe, argv, envp);
+		err = errno;
+	}
+	/* init._die_after_start */
+	dprintf(2, "conch-runtime: exec %s: [Errno %d] %s\n", arg0, err, strerror(err));
+	_exit(err == ENOENT ? 127 : (err == EACCES || err == EPERM) ? 126 : 1);
+}

@@ -23,7 +23,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#define ROOT "/sys/fs/cgroup"
+static int normpath(const char *in, char *out, size_t size);
+
+/* open_manager's root: DEFAULT_ROOT unless cg_set_root (tests) says otherwise */
+static char root_dir[4096] = "/sys/fs/cgroup";
+
+void cg_set_root(const char *root)
+{
+	if (normpath(root, root_dir, sizeof root_dir) < 0)
+		snprintf(root_dir, sizeof root_dir, "%s", "/sys/fs/cgroup");
+}
 #define UNLIMITED (-1LL)
 
 static int fail(char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -251,8 +260,8 @@ static int non_controller(const char *opt, size_t n)
 	return n >= 14 && !strncmp(opt, "release_agent=", 14);
 }
 
-/* parse_mountinfo + detect: the cgroup mounts that manage ROOT, v1 deduplicated by
- * option set (first kept) in mount order, the last cgroup2 below ROOT as *unified. */
+/* parse_mountinfo + detect: the cgroup mounts that manage root_dir, v1 deduplicated by
+ * option set (first kept) in mount order, the last cgroup2 below it as *unified. */
 static int detect(struct mnt *mounts, int *nmounts, int *version, struct mnt *unified, int *has_unified,
 		  char *why, size_t whylen)
 {
@@ -310,14 +319,17 @@ static int detect(struct mnt *mounts, int *nmounts, int *version, struct mnt *un
 				p = e + 1;
 			}
 		}
-		if (!strcmp(m.point, ROOT)) {
+		if (!strcmp(m.point, root_dir)) {
 			/* a later mount over the same point hides the earlier one */
 			at_root = v2 ? 2 : 1;
 			if (v2)
 				*root_mount = m;
 			continue;
 		}
-		if (strncmp(m.point, ROOT "/", sizeof ROOT))
+		size_t rl = strlen(root_dir);
+		while (rl > 0 && root_dir[rl - 1] == '/')
+			rl--; /* root.rstrip("/") + "/" */
+		if (strncmp(m.point, root_dir, rl) || m.point[rl] != '/')
 			continue;
 		if (v2) {
 			*unified = m;
@@ -348,7 +360,7 @@ static int detect(struct mnt *mounts, int *nmounts, int *version, struct mnt *un
 		return 0;
 	}
 	if (n == 0)
-		return fail(why, whylen, "no cgroup v1 or v2 hierarchy is mounted at " ROOT);
+		return fail(why, whylen, "no cgroup v1 or v2 hierarchy is mounted at %s", root_dir);
 	*version = 1;
 	*nmounts = n;
 	return 0;

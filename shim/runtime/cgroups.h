@@ -27,6 +27,10 @@ struct cg {
 	                                * mountpoint, saved; v1: for host-wide checks) */
 };
 
+/* open_manager's root= (default "/sys/fs/cgroup"): for tests, e.g. the cgroup2 mount of a
+ * hybrid host to exercise the v2 code. Affects later cg_open calls. */
+void cg_set_root(const char *root);
+
 /* Resolve linux.cgroupsPath (NULL or "": /conch/<id>) as conch.cgroups.open_manager does.
  * 0, or -1 with the reason in why (then nothing was touched). */
 int cg_open(const char *cgroups_path, const char *id, struct cg *cg, char *why, size_t whylen);

@@ -9,6 +9,8 @@ Every cgroup made here carries a uuid token; the test asserts none is left.
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import uuid
 from pathlib import Path
@@ -37,7 +39,8 @@ static struct cg cg;
 
 /* driver MODE cgroupsPath id RESOURCES|-  [own_ns]
  * open: cg_save; check: "0" or "-1 why"; mounts: cg_mounts + cg_freezer_file;
- * hold: check, create, apply, print cg_save, wait for a line on stdin, destroy. */
+ * hold: check, create, apply, add $CG_PID if set, print cg_save, wait for a line on
+ * stdin, destroy. $CG_ROOT: cg_set_root. */
 int main(int argc, char **argv)
 {
 	static char buf[1 << 20];
@@ -46,6 +49,8 @@ int main(int argc, char **argv)
 		return 2;
 	const char *mode = argv[1];
 	struct jval *res = NULL;
+	if (getenv("CG_ROOT"))
+		cg_set_root(getenv("CG_ROOT"));
 	if (strcmp(argv[4], "-") && !(res = json_parse(argv[4], strlen(argv[4]), why, sizeof why))) {
 		printf("json: %s\n", why);
 		return 3;
@@ -76,6 +81,11 @@ int main(int argc, char **argv)
 		}
 		if (cg_create(&cg, why, sizeof why) < 0 || cg_apply(&cg, res, why, sizeof why) < 0) {
 			printf("-1 create/apply: %s\n", why);
+			cg_destroy(&cg);
+			return 0;
+		}
+		if (getenv("CG_PID") && cg_add(&cg, atoi(getenv("CG_PID")), why, sizeof why) < 0) {
+			printf("-1 add: %s\n", why);
 			cg_destroy(&cg);
 			return 0;
 		}
@@ -225,7 +235,7 @@ def _ours(token: str) -> frozenset[str]:
 
 def _read_back(saved: dict) -> dict:
     values = {}
-    for options, d in saved["dirs"].items():
+    for options, d in saved.get("dirs", {}).items():
         for name in READ_BACK:
             try:
                 values[(options, name)] = Path(d, name).read_text()
@@ -253,9 +263,10 @@ def _python_apply(cgroups_path, resources):
         raise
 
 
-def _c_apply(driver, cgroups_path, resources):
-    proc = subprocess.Popen([str(driver), "hold", cgroups_path, "unused", _arg(resources)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+def _c_apply(driver, cgroups_path, resources, *, env=None, prefix=()):
+    proc = subprocess.Popen([*prefix, str(driver), "hold", cgroups_path, "unused", _arg(resources)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env=None if env is None else {**os.environ, **env})
     line = proc.stdout.readline()
     if line.startswith("-1") or not line.strip():
         proc.wait(timeout=10)
@@ -386,3 +397,133 @@ def test_destroy_removes_created_parents_only(driver, tmp_path):
     finally:
         _c_release(proc)
     assert not _ours(token)
+
+
+def _strace_writes(path: Path) -> list[tuple[str, str]]:
+    """(file, value) of each write to a cgroup file, in order, from an strace log."""
+    fds, writes = {}, []
+    for line in path.read_text().splitlines():
+        opened = re.match(r'openat\(AT_FDCWD, "([^"]+)", (O_WRONLY[^)]*)\) = (\d+)', line)
+        if opened:
+            fds[int(opened.group(3))] = opened.group(1)
+            continue
+        written = re.match(r'write\((\d+), "((?:[^"\\]|\\.)*)", \d+\)', line)
+        if written and int(written.group(1)) in fds:
+            value = written.group(2).encode().decode("unicode_escape")
+            writes.append((fds.pop(int(written.group(1))), value))
+    return writes
+
+
+@pytest.mark.parametrize("case", ["docker-defaults", "cpu", "memory-limit-swap", "everything", "cpu-unlimited"])
+def test_writes_in_pythons_order(driver, tmp_path, monkeypatch, case):
+    """Not only the end state: the same writes, in the same order (create's cpuset fill,
+    the plan), as the Python manager makes (recorded through conch.cgroups.fs)."""
+    if shutil.which("strace") is None:
+        pytest.skip("needs strace")
+    import conch.cgroups.fs as cgfs
+    import conch.cgroups.v1 as cgv1
+
+    token = uuid.uuid4().hex[:12]
+    # /conch-test made (and its cpuset filled) before either side comes, by a holder
+    holder = open_manager(f"/conch-test/{token}-hold", container_id="x")
+    holder.create()
+    py_writes = []
+    real = cgfs.write_value
+
+    def recording(dir, name, value):
+        py_writes.append((f"{dir}/{name}", value))
+        return real(dir, name, value)
+
+    monkeypatch.setattr(cgfs, "write_value", recording)
+    monkeypatch.setattr(cgv1, "write_value", recording)
+    manager, _, _ = _python_apply(f"/conch-test/{token}-p/ctr", APPLY_CASES[case])
+    monkeypatch.undo()
+    log = tmp_path / "strace.log"
+    proc = None
+    try:
+        proc, _, _ = _c_apply(driver, f"/conch-test/{token}-c/ctr", APPLY_CASES[case],
+                              prefix=("strace", "-qq", "-s", "4096", "-e", "trace=openat,write", "-o", str(log)))
+    finally:
+        if proc is not None:
+            _c_release(proc)
+        manager.destroy()
+        holder.destroy()
+    c_writes = [(f, v) for f, v in _strace_writes(log) if not f.endswith("/cgroup.procs")]
+    assert py_writes
+    assert c_writes == [(f.replace(f"{token}-p", f"{token}-c"), v) for f, v in py_writes]
+    assert not _ours(token)
+
+
+def test_add_moves_the_process(driver):
+    token = uuid.uuid4().hex[:12]
+    sleeper = subprocess.Popen(["sleep", "30"])
+    proc = None
+    try:
+        proc, saved, _ = _c_apply(driver, f"/conch-test/{token}/ctr", DOCKER_DEFAULTS,
+                                  env={"CG_PID": str(sleeper.pid)})
+        own = Path(f"/proc/{sleeper.pid}/cgroup").read_text().splitlines()
+        # every hierarchy (the unified one of a hybrid host included) names the container
+        assert all(line.split(":", 2)[2] == f"/conch-test/{token}/ctr" for line in own), own
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        if proc is not None:
+            _c_release(proc)  # destroy waits for the killed task to leave
+    assert not _ours(token)
+
+
+V2_ROOT = "/sys/fs/cgroup/unified"
+
+
+@pytest.fixture
+def v2_root():
+    try:
+        if detect(V2_ROOT).version != 2:
+            raise ConchError("not v2")
+    except ConchError:
+        pytest.skip(f"no cgroup2 mount at {V2_ROOT}")
+    return V2_ROOT
+
+
+def test_v2_open_create_destroy_match_python(driver, v2_root):
+    token = uuid.uuid4().hex[:12]
+    py = open_manager(f"/conch-test/{token}-p/ctr", container_id="x", root=v2_root)
+    c_open = json.loads(subprocess.run(
+        [str(driver), "open", f"/conch-test/{token}-c/ctr", "x", "-"], capture_output=True, check=True,
+        env={**os.environ, "CG_ROOT": v2_root}).stdout)
+    swap = lambda s: s.replace(f"{token}-p", f"{token}-c")  # noqa: E731
+    assert c_open == {k: swap(v) if isinstance(v, str) else v for k, v in py.save().items()}
+    py.create()
+    proc = None
+    try:
+        proc, c_saved, _ = _c_apply(driver, f"/conch-test/{token}-c/ctr", {}, env={"CG_ROOT": v2_root})
+        py_saved = py.save()
+        assert list(c_saved) == list(py_saved)
+        assert c_saved["dir"] == swap(py_saved["dir"]) and c_saved["mountpoint"] == py_saved["mountpoint"]
+        assert [p for p in c_saved["created"] if token in p] == [swap(p) for p in py_saved["created"] if token in p]
+        assert load_manager(c_saved).save() == c_saved
+    finally:
+        if proc is not None:
+            _c_release(proc)
+        py.destroy()
+    assert not _ours(token)
+
+
+@pytest.mark.parametrize("resources,ok", [
+    (None, True), ({}, True), ({"memory": None, "hugepageLimits": []}, True),
+    ({"devices": []}, False), ({"memory": {"limit": 1 << 24}}, False), ({"pids": {"limit": 5}}, False),
+])
+def test_v2_check_takes_only_empty_resources(driver, v2_root, resources, ok):
+    out = subprocess.run([str(driver), "check", "/conch-test/x", "x", _arg(resources)], capture_output=True,
+                         check=True, env={**os.environ, "CG_ROOT": v2_root}).stdout.decode()
+    assert out.startswith("0" if ok else "-1 "), out
+
+
+@pytest.mark.parametrize("own_ns", [0, 1])
+def test_v2_mounts_and_freezer_match_python(driver, v2_root, own_ns):
+    manager = open_manager("/conch-test/x", container_id="x", root=v2_root)
+    ns = {"cgroup": ""} if own_ns else {}
+    lines = subprocess.run([str(driver), "mounts", "/conch-test/x", "x", "-", str(own_ns)], capture_output=True,
+                           check=True, env={**os.environ, "CG_ROOT": v2_root}).stdout.decode().splitlines()
+    assert [tuple(line.split("|")) for line in lines[:-1]] == [tuple(m) for m in _cgroup_mounts(manager, ns)]
+    assert tuple(lines[-1].split("|")[1:]) == freezer_file(manager.save())

@@ -118,16 +118,21 @@ static int write_file(const char *path, const char *data, size_t len, mode_t mod
 	return 0;
 }
 
-/* State.save: json.dumps of the fields in _FIELDS order */
+/* State.save: json.dumps of the fields in _FIELDS order. The cgroup record is the one
+ * State.new was given, Manager.save() before create() made anything ("created": []), as
+ * Python keeps it for the container's whole life. */
 static int save_state(const char *status)
 {
+	static char *cgjson;
+	static size_t cglen;
 	struct sb b = {0};
 	char path[PATH_MAX + 300];
-	size_t cglen = cg_save(&plan.cg, NULL, 0);
-	char *cgjson = malloc(cglen + 1);
-	if (!cgjson)
-		return -1;
-	cg_save(&plan.cg, cgjson, cglen + 1);
+	if (!cgjson) {
+		cglen = cg_save(&plan.cg, NULL, 0);
+		if (!(cgjson = malloc(cglen + 1)))
+			return -1;
+		cg_save(&plan.cg, cgjson, cglen + 1);
+	}
 	sb_printf(&b, "{\"id\": ");
 	sb_quote(&b, plan.id);
 	sb_printf(&b, ", \"bundle\": ");
@@ -147,7 +152,6 @@ static int save_state(const char *status)
 	sb_printf(&b, ", \"config_path\": ");
 	sb_quote(&b, plan.config_path);
 	sb_printf(&b, ", \"owner\": \"\", \"hooks\": []}");
-	free(cgjson);
 	snprintf(path, sizeof path, "%s/state.json", state_dir);
 	int r = b.oom ? -1 : write_file(path, b.p, b.len, 0600);
 	free(b.p);
@@ -522,9 +526,11 @@ static int release_init(void)
 	return 1;
 }
 
-/* commands.delete of a stopped container without hooks */
+/* commands.delete of a stopped container without hooks: from the record, whose cgroup
+ * lists no parents made (see save_state), so only the container's own directories go */
 static int delete_stopped(void)
 {
+	plan.cg.ncreated = 0;
 	if (kill_leftovers() < 0 || cg_destroy(&plan.cg) < 0)
 		return -1;
 	remove_state_dir();

@@ -556,10 +556,11 @@ int cg_open(const char *cgroups_path, const char *id, struct cg *cg, char *why, 
 			return -1;
 		if (normpath(mounts[0].point, cg->mountpoint[0], sizeof cg->mountpoint[0]) < 0)
 			return fail(why, whylen, "cgroup mountpoint too long");
+		/* dir.startswith(mountpoint.rstrip("/") + "/") */
 		size_t ml = strlen(cg->mountpoint[0]);
-		if (strncmp(cg->dir[0], cg->mountpoint[0], ml) ||
-		    cg->dir[0][ml - (cg->mountpoint[0][ml - 1] == '/' ? 1 : 0)] != '/' ||
-		    !strcmp(cg->dir[0], cg->mountpoint[0]))
+		while (ml > 0 && cg->mountpoint[0][ml - 1] == '/')
+			ml--;
+		if (strncmp(cg->dir[0], cg->mountpoint[0], ml) || cg->dir[0][ml] != '/')
 			return fail(why, whylen, "cgroup %s is not below the cgroup2 mount %s", cg->dir[0],
 				    cg->mountpoint[0]);
 		return 0;
@@ -1213,7 +1214,8 @@ static int record(struct cg *cg, const char *path, char *why, size_t whylen)
 
 static int make_dirs(struct cg *cg, const char *dir, int depth, char *why, size_t whylen)
 {
-	static char missing[64][4096]; /* per depth: reused across recursion levels below */
+	static char missing[64][4096]; /* depth 0's (the runtime is single-threaded); deeper
+	                                * levels, only after a concurrent rmdir, allocate */
 	char (*mine)[4096] = NULL;
 	int nmiss = 0;
 	char probe[4096];

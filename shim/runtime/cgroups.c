@@ -4,11 +4,11 @@
  * reference: each function names the Python it mirrors, and where the two could differ
  * the C side refuses (cg_open/cg_check return -1) so the Python runtime runs instead.
  *
- * Supported resources (v1): devices, memory (limit, reservation, swap, kernel,
- * kernelTCP, swappiness, disableOOMKiller, useHierarchy=true), cpu (shares, quota,
- * period, burst, idle, cpus, mems), pids.limit, blockIO (weight, throttle*). Not here:
- * hugepageLimits, non-empty unified, and on v2 any resources at all (v2 devices need the
- * eBPF program of conch/kernel/bpf.py; the rest is left for later).
+ * Supported resources: devices (v2: only what V2Manager takes without eBPF: allow-all or
+ * deny-all plus resources.DEFAULT_DEVICE_RULES), memory (limit, reservation, swap,
+ * kernel, kernelTCP, swappiness, disableOOMKiller, useHierarchy=true; v2 refuses the
+ * v1-only ones as Python does), cpu (shares, quota, period, burst, idle, cpus, mems),
+ * pids.limit, blockIO (weight, throttle*). Not here: hugepageLimits, non-empty unified.
  */
 #include "cgroups.h"
 
@@ -854,6 +854,67 @@ static int parse_blkio(const struct jval *doc, struct res *r, char *why, size_t 
 	return 0;
 }
 
+/* resources.DEFAULT_DEVICE_RULES: deny-all, then what v2 takes without eBPF. Not the
+ * list create.py appends (that one also has /dev/console, 5:1). */
+static const struct rule V2_DEFAULTS[] = {
+	{1, 'c', -1, -1, "m"}, {1, 'b', -1, -1, "m"}, {1, 'c', 1, 3, "rwm"},    {1, 'c', 1, 8, "rwm"},
+	{1, 'c', 1, 7, "rwm"}, {1, 'c', 5, 0, "rwm"}, {1, 'c', 1, 5, "rwm"},    {1, 'c', 1, 9, "rwm"},
+	{1, 'c', 136, -1, "rwm"}, {1, 'c', 5, 2, "rwm"}, {1, 'c', 10, 200, "rwm"},
+};
+
+static int same_rule(const struct rule *a, const struct rule *b)
+{
+	return a->allow == b->allow && a->type == b->type && a->major == b->major && a->minor == b->minor &&
+	       !strcmp(a->access, b->access);
+}
+
+static void nth_rule(const struct res *r, int i, struct rule *out)
+{
+	if (i < (int)r->devices->n)
+		parse_device(&r->devices->items[i], i, out, NULL, 0);
+	else
+		*out = DEFAULT_RULES[i - (int)r->devices->n];
+}
+
+/* V2Manager.plan's test: allows_everything(rules) or within_defaults(rules) */
+static int v2_devices_ok(const struct res *r)
+{
+	struct rule rule;
+	int i;
+	for (i = r->ndev - 1; i >= 0; i--) { /* allows_everything */
+		nth_rule(r, i, &rule);
+		if (rule.type == 'a' && !strcmp(rule.access, "rwm"))
+			break;
+	}
+	int everything = 1;
+	if (i >= 0) {
+		nth_rule(r, i, &rule);
+		everything = rule.allow;
+	}
+	for (int k = i + 1; everything && k < r->ndev; k++) {
+		nth_rule(r, k, &rule);
+		everything = rule.allow;
+	}
+	if (everything)
+		return 1;
+	/* within_defaults */
+	static const struct rule deny_all = {0, 'a', -1, -1, "rwm"};
+	if (r->ndev == 0)
+		return 0;
+	nth_rule(r, 0, &rule);
+	if (!same_rule(&rule, &deny_all))
+		return 0;
+	for (int k = 1; k < r->ndev; k++) {
+		nth_rule(r, k, &rule);
+		int known = 0;
+		for (size_t j = 0; j < sizeof V2_DEFAULTS / sizeof *V2_DEFAULTS; j++)
+			known |= same_rule(&rule, &V2_DEFAULTS[j]);
+		if (!rule.allow || !known)
+			return 0;
+	}
+	return 1;
+}
+
 /* Object-valued section: NULL for absent/null, error for a non-object. */
 static int section(const struct jval *doc, const char *key, const struct jval **out, char *why, size_t whylen)
 {
@@ -879,14 +940,6 @@ static int parse(const struct cg *cg, const struct jval *doc, struct res *r, cha
 		return 0; /* create.py: linux.get("resources") or {} */
 	if (doc->type != J_OBJECT)
 		return fail(why, whylen, "linux.resources must be an object");
-	if (cg->version == 2) {
-		/* The v2 manager's plan is not ported: an empty request only (a "devices" key
-		 * gets runc's defaults appended, so it is never empty). */
-		for (size_t i = 0; i < doc->n; i++)
-			if (is_set(&doc->items[i]) || !strcmp(doc->keys[i], "devices"))
-				return fail(why, whylen, "linux.resources.%s on cgroup v2: not in the C path", doc->keys[i]);
-		return 0;
-	}
 	if (reject_unknown(doc, known, "linux.resources", why, whylen) < 0)
 		return -1;
 	const struct jval *memory, *cpu, *pids, *blkio, *unified;
@@ -895,7 +948,7 @@ static int parse(const struct cg *cg, const struct jval *doc, struct res *r, cha
 	    section(doc, "unified", &unified, why, whylen) < 0)
 		return -1;
 	if (unified && unified->n)
-		return fail(why, whylen, "linux.resources.unified: not in the C path (needs cgroup v2)");
+		return fail(why, whylen, "linux.resources.unified: not in the C path");
 	const struct jval *huge = json_get(doc, "hugepageLimits");
 	if (huge && huge->type != J_NULL) {
 		if (huge->type != J_ARRAY)
@@ -919,8 +972,11 @@ static int parse(const struct cg *cg, const struct jval *doc, struct res *r, cha
 		r->has_devices = 1;
 		r->devices = devices;
 		r->ndev = (int)devices->n + NDEFAULT;
-		if (!v1_dir(cg, "devices"))
+		if (cg->version == 1 && !v1_dir(cg, "devices"))
 			return fail(why, whylen, "cgroup v1 controller 'devices' is not mounted on this host");
+		if (cg->version == 2 && !v2_devices_ok(r))
+			return fail(why, whylen, "linux.resources.devices: restrictive device rules need an eBPF "
+						 "device program on cgroup v2 (not in conch)");
 	}
 	if (pids) {
 		static const char *const pk[] = {"limit", NULL};
@@ -930,30 +986,44 @@ static int parse(const struct cg *cg, const struct jval *doc, struct res *r, cha
 			return -1;
 		if (r->pids.set && r->pids.v < 0)
 			r->pids.v = UNLIMITED;
-		if (r->pids.set && !v1_dir(cg, "pids"))
+		if (r->pids.set && cg->version == 1 && !v1_dir(cg, "pids"))
 			return fail(why, whylen, "cgroup v1 controller 'pids' is not mounted on this host");
 	}
 	if (memory) {
 		if (parse_memory(memory, r, why, whylen) < 0)
 			return -1;
-		if (!v1_dir(cg, "memory"))
+		if (cg->version == 2) {
+			/* V2Manager._memory_plan's refusals and swap_to_v2's */
+			if (r->kernel.set || r->ktcp.set || r->swappiness.set || r->oom == 1)
+				return fail(why, whylen, "linux.resources.memory: kernel, kernelTCP, swappiness and "
+							 "disableOOMKiller have no cgroup v2 equivalent");
+			struct opt swap = r->swap;
+			if (r->limit.set && r->limit.v == UNLIMITED && !swap.set)
+				swap = (struct opt){1, UNLIMITED};
+			if (swap.set && swap.v != UNLIMITED && (!r->limit.set || r->limit.v == UNLIMITED))
+				return fail(why, whylen, "linux.resources.memory.swap: a swap limit needs memory.limit too");
+		} else if (!v1_dir(cg, "memory"))
 			return fail(why, whylen, "cgroup v1 controller 'memory' is not mounted on this host");
 		/* Swap accounting is host-wide: look at the hierarchy's root, not yet the
 		 * container's directory, so Python reports "boot with swapaccount=1". */
-		if (r->swap.set && r->swap.v != UNLIMITED && !exists(v1_mountpoint(cg, "memory"), "memory.memsw.limit_in_bytes"))
+		if (cg->version == 1 && r->swap.set && r->swap.v != UNLIMITED &&
+		    !exists(v1_mountpoint(cg, "memory"), "memory.memsw.limit_in_bytes"))
 			return fail(why, whylen, "linux.resources.memory.swap needs swap accounting");
 	}
 	if (cpu) {
 		if (parse_cpu(cpu, r, why, whylen) < 0)
 			return -1;
-		if ((r->cpus || r->mems) && !v1_dir(cg, "cpuset"))
+		if (cg->version == 1 && (r->cpus || r->mems) && !v1_dir(cg, "cpuset"))
 			return fail(why, whylen, "cgroup v1 controller 'cpuset' is not mounted on this host");
-		if ((r->shares.set || r->quota.set || r->period.set || r->burst.set || r->idle.set) && !v1_dir(cg, "cpu"))
+		if (cg->version == 1 && (r->shares.set || r->quota.set || r->period.set || r->burst.set || r->idle.set) &&
+		    !v1_dir(cg, "cpu"))
 			return fail(why, whylen, "cgroup v1 controller 'cpu' is not mounted on this host");
 	}
 	if (blkio) {
 		if (parse_blkio(blkio, r, why, whylen) < 0)
 			return -1;
+		if (cg->version == 2)
+			return 0;
 		if (!v1_dir(cg, "blkio"))
 			return fail(why, whylen, "cgroup v1 controller 'blkio' is not mounted on this host");
 		/* The I/O scheduler is host-wide: without CFQ/BFQ weight files at the root,
@@ -1023,24 +1093,12 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int cg_apply(const struct cg *cg, const struct jval *resources, char *why, size_t whylen)
+/* V1Manager.plan: the writes into plan (room for r.ndev + the rates + 40), in order. */
+static int v1_plan(const struct cg *cg, const struct res *rp, struct wr *plan, int *np, char *why, size_t whylen)
 {
-	struct res r;
-	if (parse(cg, resources, &r, why, whylen) < 0) {
-		errno = EINVAL;
-		return -1;
-	}
-	if (cg->version == 2)
-		return 0; /* nothing was asked (parse refused the rest) */
-	int cap = 40 + r.ndev;
-	if (r.has_blkio)
-		for (int t = 0; t < 4; t++)
-			cap += r.rates[t] ? (int)r.rates[t]->n : 0;
-	struct wr *plan = calloc((size_t)cap, sizeof *plan);
-	if (!plan)
-		return fail(why, whylen, "out of memory");
+	struct res r = *rp;
 	int n = 0, ret = -1;
-	struct wr *w;
+	struct wr *w = plan;
 	if (r.has_cpu && (r.cpus || r.mems)) {
 		const char *d = v1_dir(cg, "cpuset");
 		if (r.cpus)
@@ -1052,10 +1110,7 @@ int cg_apply(const struct cg *cg, const struct jval *resources, char *why, size_
 		const char *d = v1_dir(cg, "devices");
 		for (int i = 0; i < r.ndev; i++) {
 			struct rule rule;
-			if (i < (int)r.devices->n)
-				parse_device(&r.devices->items[i], i, &rule, NULL, 0);
-			else
-				rule = DEFAULT_RULES[i - (int)r.devices->n];
+			nth_rule(&r, i, &rule);
 			w = push(plan, &n, d, rule.allow ? "devices.allow" : "devices.deny");
 			rule_line(&rule, w->buf, sizeof w->buf);
 		}
@@ -1151,6 +1206,139 @@ int cg_apply(const struct cg *cg, const struct jval *resources, char *why, size_
 					 json_get(e, "rate")->integer);
 			}
 	}
+	ret = 0;
+out:
+	*np = n;
+	return ret;
+}
+
+static int shares_to_weight(long long shares)
+{
+	shares = shares < 2 ? 2 : shares > 262144 ? 262144 : shares;
+	return (int)(1 + ((shares - 2) * 9999) / 262142);
+}
+
+static void max_str(char *buf, size_t size, long long v)
+{
+	if (v == UNLIMITED)
+		snprintf(buf, size, "max");
+	else
+		snprintf(buf, size, "%lld", v);
+}
+
+/* V2Manager.plan (parse made the refusals: devices beyond the defaults, v1-only memory
+ * fields, swap without a memory limit). */
+static int v2_plan(const struct cg *cg, const struct res *rp, struct wr *plan, int *np, char *why, size_t whylen)
+{
+	const struct res r = *rp;
+	const char *d = cg->dir[0];
+	int n = 0;
+	struct wr *w = plan;
+	if (r.has_cpu && r.cpus)
+		push(plan, &n, d, "cpuset.cpus")->str = r.cpus;
+	if (r.has_cpu && r.mems)
+		push(plan, &n, d, "cpuset.mems")->str = r.mems;
+	if (r.has_memory) {
+		struct opt swap = r.swap;
+		if (r.limit.set && r.limit.v == UNLIMITED && !swap.set)
+			swap = (struct opt){1, UNLIMITED};
+		if (swap.set && swap.v != UNLIMITED)
+			swap.v -= r.limit.v; /* swap_to_v2: memory+swap to swap alone */
+		if (swap.set) {
+			if (exists(d, "memory.swap.max")) {
+				max_str(push(plan, &n, d, "memory.swap.max")->buf, sizeof w->buf, swap.v);
+			} else if (swap.v != UNLIMITED) {
+				*np = n;
+				errno = ENOENT;
+				return fail(why, whylen, "linux.resources.memory.swap needs swap accounting, but "
+							 "memory.swap.max is missing");
+			}
+		}
+		if (r.limit.set)
+			max_str(push(plan, &n, d, "memory.max")->buf, sizeof w->buf, r.limit.v);
+		if (r.reservation.set)
+			max_str(push(plan, &n, d, "memory.low")->buf, sizeof w->buf, r.reservation.v);
+	}
+	if (r.has_cpu) {
+		if (r.shares.set)
+			snprintf(push(plan, &n, d, "cpu.weight")->buf, sizeof w->buf, "%d", shares_to_weight(r.shares.v));
+		if (r.quota.set || r.period.set) {
+			/* cpu.max is "$QUOTA $PERIOD"; a lone period keeps quota at "max" (runc) */
+			char quota[32];
+			max_str(quota, sizeof quota, r.quota.set ? r.quota.v : UNLIMITED);
+			w = push(plan, &n, d, "cpu.max");
+			if (r.period.set)
+				snprintf(w->buf, sizeof w->buf, "%s %lld", quota, r.period.v);
+			else
+				snprintf(w->buf, sizeof w->buf, "%s", quota);
+		}
+		if (r.burst.set)
+			snprintf(push(plan, &n, d, "cpu.max.burst")->buf, sizeof w->buf, "%lld", r.burst.v);
+		if (r.idle.set)
+			snprintf(push(plan, &n, d, "cpu.idle")->buf, sizeof w->buf, "%lld", r.idle.v);
+	}
+	if (r.pids.set)
+		max_str(push(plan, &n, d, "pids.max")->buf, sizeof w->buf, r.pids.v);
+	if (r.has_blkio) {
+		if (r.weight.set) {
+			if (exists(d, "io.bfq.weight"))
+				snprintf(push(plan, &n, d, "io.bfq.weight")->buf, sizeof w->buf, "%lld", r.weight.v);
+			else
+				snprintf(push(plan, &n, d, "io.weight")->buf, sizeof w->buf, "default %lld",
+					 1 + ((r.weight.v - 10) * 9999) / 990);
+		}
+		static const char *const keys[4] = {"rbps", "wbps", "riops", "wiops"};
+		for (int t = 0; t < 4; t++)
+			for (size_t i = 0; r.rates[t] && i < r.rates[t]->n; i++) {
+				const struct jval *e = &r.rates[t]->items[i];
+				snprintf(push(plan, &n, d, "io.max")->buf, sizeof w->buf, "%lld:%lld %s=%lld",
+					 json_get(e, "major")->integer, json_get(e, "minor")->integer, keys[t],
+					 json_get(e, "rate")->integer);
+			}
+	}
+	*np = n;
+	return 0;
+}
+
+/* parse + the version's plan into a fresh array (*out, freed by the caller). */
+static int make_plan(const struct cg *cg, const struct jval *resources, struct wr **out, int *np, char *why,
+		     size_t whylen)
+{
+	struct res r;
+	*out = NULL;
+	*np = 0;
+	if (parse(cg, resources, &r, why, whylen) < 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	int cap = 40 + r.ndev;
+	if (r.has_blkio)
+		for (int t = 0; t < 4; t++)
+			cap += r.rates[t] ? (int)r.rates[t]->n : 0;
+	*out = calloc((size_t)cap, sizeof **out);
+	if (!*out)
+		return fail(why, whylen, "out of memory");
+	return cg->version == 2 ? v2_plan(cg, &r, *out, np, why, whylen) : v1_plan(cg, &r, *out, np, why, whylen);
+}
+
+int cg_plan(const struct cg *cg, const struct jval *resources,
+	    void (*each)(const char *dir, const char *name, const char *value, int tolerate, void *arg), void *arg,
+	    char *why, size_t whylen)
+{
+	struct wr *plan;
+	int n, ret = make_plan(cg, resources, &plan, &n, why, whylen);
+	for (int i = 0; ret == 0 && i < n; i++)
+		each(plan[i].dir, plan[i].name, plan[i].str ? plan[i].str : plan[i].buf, plan[i].tolerate, arg);
+	free(plan);
+	return ret;
+}
+
+int cg_apply(const struct cg *cg, const struct jval *resources, char *why, size_t whylen)
+{
+	struct wr *plan;
+	int n, ret = -1;
+	if (make_plan(cg, resources, &plan, &n, why, whylen) < 0)
+		goto out;
 	/* run_plan: every file first (no half-applied limits), then the writes in order */
 	{
 		char *missing[64];

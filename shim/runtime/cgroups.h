@@ -46,6 +46,14 @@ int cg_create(struct cg *cg, char *why, size_t whylen);
 int cg_apply(const struct cg *cg, const struct jval *resources, char *why, size_t whylen);
 int cg_add(const struct cg *cg, pid_t pid, char *why, size_t whylen);
 
+/* The writes cg_apply would make, in order, without making them (reading only what the
+ * Python plan reads: v1's current memory limit, which optional files exist): each(dir,
+ * name, value, tolerate) where tolerate is an errno the write may fail with. For tests
+ * (the plan against Python's Manager.plan). 0, or -1 with the reason. */
+int cg_plan(const struct cg *cg, const struct jval *resources,
+	    void (*each)(const char *dir, const char *name, const char *value, int tolerate, void *arg), void *arg,
+	    char *why, size_t whylen);
+
 /* Remove the container's directories and the parents create() made, as Manager.destroy
  * does (waiting briefly for a cgroup whose last process is still exiting). 0 or -1. */
 int cg_destroy(const struct cg *cg);

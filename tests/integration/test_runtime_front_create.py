@@ -981,3 +981,42 @@ def test_edges_same(name, conch, bundle, tmp_path, request):
     assert_nothing_left(conch, cid, b)
     # which path it took is recorded for the report (-rA shows it)
     print(f"{name}: python exit {want.returncode}; front: {got.front}")
+
+
+# ---------------------------------------------------------------------------------------
+# stdio and exits of a foreground run
+
+
+@pytest.mark.parametrize("name,args,stdin", [
+    ("stdin", ["sh", "-c", "cat; echo; wc -c"], "line one\nline two\n"),
+    ("stdin-closed", ["sh", "-c", "cat; echo rc=$?"], ""),
+    ("big-output", ["sh", "-c", "seq 1 200000; seq 1 50000 >&2"], None),
+    ("fds", ["sh", "-c", "ls -l /proc/self/fd | sed -E 's/.* ([0-9]+) -> /\\1 -> /; s/[0-9]{4,}/N/g'"], None),
+    ("exit-by-signal-child", ["sh", "-c", "sleep 100 & kill -9 $!; wait $!; exit $?"], None),
+    ("exit-255", ["sh", "-c", "exit 255"], None),
+])
+def test_stdio_same(name, args, stdin, conch, bundle, tmp_path):
+    b = bundle(args)
+    kw = {"input": stdin} if stdin is not None else {}
+    want, got = run_both(conch, b, tmp_path, **kw)
+    assert_same(want, got, name)
+    assert_took(got, "run in C", name)
+
+
+def test_init_killed_from_the_host(conch, bundle, tmp_path):
+    """run's exit code is 128+signal when the container's init is killed (137 for KILL)."""
+    b = bundle(["sh", "-c", "echo ready; while :; do sleep 0.05; done"])
+    for path in ("python", "front"):
+        cid = conch.new_id()
+        proc = subprocess.Popen(conch.cmd("run", "--bundle", b, cid), env=env_for(path),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        assert proc.stdout.readline() == "ready\n"
+        os.kill(conch.state(cid)["pid"], signal.SIGKILL)
+        out, err = proc.communicate(timeout=30)
+        front, err = split_front(err)
+        assert (proc.returncode, out, err) == (137, "", ""), path
+        assert not (conch.root / cid).exists()
+        if path == "front":
+            assert len(front) == 1 and "run in C" in front[0], front
+    assert_nothing_left(conch, "none", b)

@@ -590,3 +590,11 @@ def test_v2_mounts_and_freezer_match_python(driver, v2_root, own_ns):
                            check=True, env={**os.environ, "CG_ROOT": v2_root}).stdout.decode().splitlines()
     assert [tuple(line.split("|")) for line in lines[:-1]] == [tuple(m) for m in _cgroup_mounts(manager, ns)]
     assert tuple(lines[-1].split("|")[1:]) == freezer_file(manager.save())
+
+
+@pytest.mark.parametrize("cgroups_path", ["//", "//.", "//./"])
+def test_open_refuses_the_hierarchy_root_python_takes(driver, cgroups_path):
+    """posixpath.normpath keeps a leading "//", so cgroup_subpath takes "//" and the Python
+    manager's cgroup is the hierarchy root itself (reported as a Python bug); the C path
+    refuses it, which hands the container to Python unchanged."""
+    assert run_c(driver, "open", cgroups_path, "x").startswith("-1 ")

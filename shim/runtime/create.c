@@ -328,6 +328,8 @@ static void read_error(int fd, const char *what)
 {
 	char msg[PATH_MAX + 512];
 	ssize_t n = recv(fd, msg, sizeof msg - 1, MSG_DONTWAIT);
+	if (n < 0 && errno == ECONNRESET) /* G exited with a message of ours unread */
+		n = recv(fd, msg, sizeof msg - 1, MSG_DONTWAIT);
 	if (n > 1 && msg[0] == MSG_ERROR) {
 		msg[n] = '\0';
 		snprintf(why, sizeof why, "init failed: %s", msg + 1);
@@ -424,8 +426,10 @@ static int create(void)
 	}
 	char reply[PATH_MAX + 512];
 	ssize_t n;
-	while ((n = recv(sv[0], reply, sizeof reply - 1, 0)) < 0 && errno == EINTR)
-		;
+	/* ECONNRESET: G exited with a message of ours unread; its own message still waits */
+	for (int tries = 0; (n = recv(sv[0], reply, sizeof reply - 1, 0)) < 0 && tries < 8; tries++)
+		if (errno != EINTR && errno != ECONNRESET)
+			break;
 	if (n != 1 || reply[0] != MSG_READY) {
 		reply[n > 0 ? n : 0] = '\0';
 		if (n > 1 && reply[0] == MSG_ERROR)

@@ -230,6 +230,8 @@ def cgroup_subpath(cgroups_path: str | None, container_id: str) -> str:
     if ".." in cgroups_path.split("/"):
         raise InvalidArgument(f"cgroupsPath {cgroups_path!r} must not contain '..'")
     normal = posixpath.normpath(cgroups_path)
+    if normal.startswith("//"):  # normpath keeps a leading "//" (POSIX leaves it open)
+        normal = "/" + normal.lstrip("/")
     if normal in ("/", "."):
         raise InvalidArgument(f"cgroupsPath {cgroups_path!r} names the hierarchy root, not a container")
     return normal

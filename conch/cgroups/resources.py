@@ -191,6 +191,7 @@ DEFAULT_DEVICE_RULES: tuple[DeviceRule, ...] = (
     _rule("c", 5, 0),  # /dev/tty
     _rule("c", 1, 5),  # /dev/zero
     _rule("c", 1, 9),  # /dev/urandom
+    _rule("c", 5, 1),  # /dev/console (runc appends it too: runtime.create's list has it)
     _rule("c", 136, None),  # /dev/pts/*
     _rule("c", 5, 2),  # /dev/ptmx
     _rule("c", 10, 200),  # /dev/net/tun

@@ -184,7 +184,8 @@ _DEFAULT_DEVICE_RULES = [
 
 
 def _with_default_devices(resources: dict) -> dict:
-    if "devices" not in resources:
+    if not isinstance(resources, dict) or resources.get("devices") is None:
+        # absent or null: no device rules at all (not a dict: parse_resources says why)
         return resources
     out = dict(resources)
     out["devices"] = list(resources["devices"]) + [

@@ -854,12 +854,12 @@ static int parse_blkio(const struct jval *doc, struct res *r, char *why, size_t 
 	return 0;
 }
 
-/* resources.DEFAULT_DEVICE_RULES: deny-all, then what v2 takes without eBPF. Not the
- * list create.py appends (that one also has /dev/console, 5:1). */
+/* resources.DEFAULT_DEVICE_RULES: deny-all, then what v2 takes without eBPF (the list
+ * create.py appends, /dev/console included). */
 static const struct rule V2_DEFAULTS[] = {
 	{1, 'c', -1, -1, "m"}, {1, 'b', -1, -1, "m"}, {1, 'c', 1, 3, "rwm"},    {1, 'c', 1, 8, "rwm"},
 	{1, 'c', 1, 7, "rwm"}, {1, 'c', 5, 0, "rwm"}, {1, 'c', 1, 5, "rwm"},    {1, 'c', 1, 9, "rwm"},
-	{1, 'c', 136, -1, "rwm"}, {1, 'c', 5, 2, "rwm"}, {1, 'c', 10, 200, "rwm"},
+	{1, 'c', 5, 1, "rwm"}, {1, 'c', 136, -1, "rwm"}, {1, 'c', 5, 2, "rwm"}, {1, 'c', 10, 200, "rwm"},
 };
 
 static int same_rule(const struct rule *a, const struct rule *b)

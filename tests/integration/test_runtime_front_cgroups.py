@@ -201,7 +201,7 @@ REFUSED = {
     "device-access": ({"devices": [{"allow": True, "access": "rwx"}]}, True),
     "device-no-allow": ({"devices": [{"type": "c"}]}, True),
     "device-major": ({"devices": [{"allow": True, "type": "c", "major": -2}]}, True),
-    "devices-null": ({"devices": None}, True),  # Python: TypeError in _with_default_devices
+    "devices-null": ({"devices": None}, False),  # Python: no rules; C leaves it to Python
     "memory-list": ({"memory": []}, True),
     "resources-list": ([1], True),
     "blkio-weight-range": ({"blockIO": {"weight": 5}}, True),
@@ -593,8 +593,13 @@ def test_v2_mounts_and_freezer_match_python(driver, v2_root, own_ns):
 
 
 @pytest.mark.parametrize("cgroups_path", ["//", "//.", "//./"])
-def test_open_refuses_the_hierarchy_root_python_takes(driver, cgroups_path):
-    """posixpath.normpath keeps a leading "//", so cgroup_subpath takes "//" and the Python
-    manager's cgroup is the hierarchy root itself (reported as a Python bug); the C path
-    refuses it, which hands the container to Python unchanged."""
+def test_open_refuses_the_hierarchy_root(driver, cgroups_path):
+    """posixpath.normpath keeps a leading "//": cgroup_subpath once took "//" for a
+    container's cgroup, the hierarchy root itself (whose destroy would remove every empty
+    cgroup on the host). Both refuse it now: C hands it to Python, which says why."""
     assert run_c(driver, "open", cgroups_path, "x").startswith("-1 ")
+    from conch.cgroups import cgroup_subpath
+    from conch.errors import InvalidArgument
+
+    with pytest.raises(InvalidArgument, match="hierarchy root"):
+        cgroup_subpath(cgroups_path, "x")

@@ -135,9 +135,21 @@ def compile_filter(seccomp: dict, *, arch: str | None = None) -> bytes:
     """Compile ``linux.seccomp`` into sock_filter bytes for ``arch`` (default: host)."""
     arch = arch or host_arch()
     for known_arch, profile, program in _PRECOMPILED:
-        if known_arch == arch and profile == seccomp:
+        if known_arch == arch and _same(profile, seccomp):
             return program
     return _compile(seccomp, arch)
+
+
+def _same(a, b) -> bool:
+    """``a == b`` with types compared too: to Python 1 == 1.0 == True, but _compile
+    refuses ``"errnoRet": 1.0``, so an equal-looking profile must not borrow a program."""
+    if type(a) is not type(b):
+        return False
+    if type(a) is dict:
+        return a.keys() == b.keys() and all(_same(v, b[k]) for k, v in a.items())
+    if type(a) is list:
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
 
 
 def _compile(seccomp: dict, arch: str) -> bytes:

@@ -332,3 +332,24 @@ def test_committed_syscall_table_matches_the_generator():
                            capture_output=True, text=True, check=True).stdout
     assert fresh == (root / "conch/runtime/syscall_table.py").read_text(), \
         "regenerate: python3 tools/gen_syscall_table.py > conch/runtime/syscall_table.py"
+
+
+def test_a_precompiled_program_serves_only_a_profile_of_the_same_types():
+    # 1.0 == 1 in Python, but _compile refuses a float errnoRet: the warm runtime's
+    # precompiled program must not make the same profile acceptable (found by the C port)
+    from conch.runtime import seccomp
+
+    profile = {"defaultAction": "SCMP_ACT_ALLOW",
+               "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}
+    saved = list(seccomp._PRECOMPILED)
+    try:
+        seccomp.precompile(profile)
+        same = {"defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}
+        assert compile_filter(same) is seccomp._PRECOMPILED[-1][2]
+        floaty = {"defaultAction": "SCMP_ACT_ALLOW",
+                  "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1.0}]}
+        with pytest.raises(InvalidArgument):
+            compile_filter(floaty)
+    finally:
+        seccomp._PRECOMPILED[:] = saved

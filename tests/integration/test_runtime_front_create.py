@@ -1020,3 +1020,73 @@ def test_init_killed_from_the_host(conch, bundle, tmp_path):
         if path == "front":
             assert len(front) == 1 and "run in C" in front[0], front
     assert_nothing_left(conch, "none", b)
+
+
+# ---------------------------------------------------------------------------------------
+# create + start (the shim's way) shows the same view as run
+
+
+def _create_start_view(conch, b: Path, path: str, out: Path) -> tuple[list[str], int, str]:
+    """create with stdout/stderr on a file (the container keeps them), start, wait for
+    it to stop, delete: (front lines of create, status from state, the output)."""
+    cid = conch.new_id()
+    err_path = out.with_suffix(".err")
+    # files, not pipes: the container keeps them, and a pipe would be read to its EOF
+    with open(out, "wb") as f, open(err_path, "wb") as e:
+        proc = subprocess.run(conch.cmd("create", "--bundle", b, cid), env=env_for(path),
+                              stdin=subprocess.DEVNULL, stdout=f, stderr=e, timeout=60)
+    front, err = split_front(err_path.read_text())
+    assert proc.returncode == 0, err
+    assert err == "", err
+    size = err_path.stat().st_size
+    conch("start", cid, check=True)
+    conch.wait_status(cid, "stopped", timeout=30)
+    conch("delete", cid, check=True)
+    # the container's stderr went on after create's own lines
+    return front, proc.returncode, out.read_text() + err_path.read_bytes()[size:].decode()
+
+
+@pytest.mark.parametrize("name", ["base", "user", "resources", "seccomp-docker-default", "docker-config",
+                                  "masked-readonly", "binds", "devices", "cgroupns", "caps-ambient"])
+def test_same_view_create_start(name, conch, bundle, tmp_path):
+    edit, extra = MATRIX[name]
+    b = bundle(view(extra), *([lambda s: edit(s, tmp_path)] if edit else []))
+    want = _create_start_view(conch, b, "python", tmp_path / "out-python")
+    got = _create_start_view(conch, b, "front", tmp_path / "out-front")
+    w, g = normalise(want[2], tmp_path), normalise(got[2], tmp_path)
+    if w != g:
+        pytest.fail(f"{name} (create+start) differs:\n" + "\n".join(difflib.unified_diff(
+            w.splitlines(), g.splitlines(), "python", "front", lineterm="", n=1)), pytrace=False)
+    assert "to-stderr" in w
+    assert len(got[0]) == 1 and "create in C" in got[0][0], got[0]
+    assert_nothing_left(conch, "none", b)
+
+
+# ---------------------------------------------------------------------------------------
+# many at once: a shared parent cgroup made and removed concurrently
+
+
+def test_parallel_runs_share_a_new_parent(conch, bundle, tmp_path):
+    n = 8
+    results = {}
+    for path in ("python", "front"):
+        parent = f"/conch-test/par-{uuid.uuid4().hex[:8]}"
+        bundles = []
+        for i in range(n):
+            bundles.append(bundle(["sh", "-c", f"echo {i}; cat /proc/self/cgroup | grep memory"],
+                                  linux__cgroupsPath=f"{parent}/c{i}"))
+        procs = [subprocess.Popen(conch.cmd("run", "--bundle", b, conch.new_id()), env=env_for(path),
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for b in bundles]
+        outs = [(p.wait(timeout=60), p.stdout.read(), split_front(p.stderr.read())) for p in procs]
+        for p in procs:
+            p.stdout.close(), p.stderr.close()
+        left = sorted(str(d.relative_to(CG_ROOT)).replace(parent, "<parent>")
+                      for d in CG_ROOT.glob("*" + parent))
+        for d in CG_ROOT.glob("*" + parent):  # the parent is nobody's to remove (as runc)
+            d.rmdir()
+        results[path] = ([(rc, out.replace(parent, "<parent>"), err) for rc, out, (_, err) in outs], left)
+        if path == "front":
+            assert all(len(f) == 1 and "run in C" in f[0] for _, _, (f, _) in outs), [o[2][0] for o in outs]
+    assert results["front"] == results["python"]
+    assert all(rc == 0 for rc, _, _ in results["front"][0]), results["front"][0]

@@ -1090,3 +1090,148 @@ def test_parallel_runs_share_a_new_parent(conch, bundle, tmp_path):
             assert all(len(f) == 1 and "run in C" in f[0] for _, _, (f, _) in outs), [o[2][0] for o in outs]
     assert results["front"] == results["python"]
     assert all(rc == 0 for rc, _, _ in results["front"][0]), results["front"][0]
+
+
+# ---------------------------------------------------------------------------------------
+# more that the C path may take: each must look the same as Python's, whichever path runs
+# it; and sizes past the C path's fixed tables must not crash it
+
+SHORT_VIEW = view("stat -c '%n %F %a %u:%g' /* /*/* | grep -v '^/proc/[0-9]' | sort")
+
+
+def _many_mounts(n):
+    def edit(spec, tmp):
+        spec["mounts"] += [{"destination": f"/m/{i}", "type": "tmpfs", "source": "tmpfs",
+                            "options": ["size=4k"]} for i in range(n)]
+    return edit
+
+
+def _link_dest(spec, tmp):
+    # the destination goes through a symlink inside the rootfs: the mount lands at the
+    # link's target *inside* the rootfs (the bundle edit makes the link)
+    spec["mounts"].append({"destination": "/linkdir/sub", "type": "tmpfs", "source": "tmpfs",
+                           "options": ["size=8k"]})
+    spec["_links"] = {"linkdir": "/tmp", "escape": "/../../../../../../etc"}
+    spec["mounts"].append({"destination": "/escape/conch-front-test", "type": "tmpfs",
+                           "source": "tmpfs", "options": ["size=8k"]})
+
+
+def _mount_opts(spec, tmp):
+    src = tmp / "optsrc"
+    src.mkdir(exist_ok=True)
+    spec["mounts"] += [
+        {"destination": "/t1", "type": "tmpfs", "source": "tmpfs",
+         "options": ["mode=700", "uid=1000", "gid=1000", "noatime", "nodiratime", "size=16k"]},
+        {"destination": "/t2", "type": "tmpfs", "source": "tmpfs",
+         "options": ["strictatime", "nosymfollow", "dirsync", "sync", "nr_inodes=100"]},
+        {"destination": "/b1", "type": "bind", "source": str(src), "options": ["rbind", "rshared"]},
+        {"destination": "/b2", "type": "bind", "source": str(src), "options": ["bind", "slave", "ro", "noexec"]},
+        {"destination": "/b3", "type": "bind", "source": str(src), "options": ["rbind", "runbindable"]},
+        {"destination": "/b4", "type": "bind", "source": str(src), "options": ["rbind", "rro"]},
+        {"destination": "/t1/nested", "type": "tmpfs", "source": "tmpfs", "options": ["size=4k"]},
+        {"destination": "//double//slash/", "type": "tmpfs", "source": "tmpfs", "options": ["size=4k"]},
+        {"destination": "/proc2", "type": "proc", "source": "proc", "options": ["hidepid=2"]},
+        {"destination": "/mq2", "type": "mqueue", "source": "mqueue", "options": []},
+    ]
+
+
+def _ns_less(*drop):
+    def edit(spec, tmp):
+        spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] not in drop]
+        if "uts" in drop:
+            spec.pop("hostname", None)
+    return edit
+
+
+MORE = {
+    "mounts-200": _many_mounts(200),
+    "mounts-300": _many_mounts(300),
+    "groups-300": _edit(process__user={"uid": 1000, "gid": 1000, "additionalGids": list(range(2000, 2300))}),
+    "groups-empty": _edit(process__user={"uid": 1000, "gid": 1000, "additionalGids": []}),
+    "devices-300": _edit(linux__devices=[{"path": f"/dev/d{i}", "type": "c", "major": 1, "minor": 3}
+                                         for i in range(300)]),
+    "device-already-default": _edit(linux__devices=[{"path": "/dev/null", "type": "c", "major": 1, "minor": 3,
+                                                     "fileMode": 0o600}]),
+    "device-fifo-no-mode": _edit(linux__devices=[{"path": "/dev/ff", "type": "p"}]),
+    "device-u-type": _edit(linux__devices=[{"path": "/dev/uu", "type": "u", "major": 1, "minor": 5}]),
+    "rlimits-17": _edit(process__rlimits=[{"type": "RLIMIT_NOFILE", "soft": 100 + i, "hard": 2000} for i in range(17)]),
+    "rlimit-nofile-huge": _edit(process__rlimits=[{"type": "RLIMIT_NOFILE", "soft": 1 << 30, "hard": 1 << 30}]),
+    "env-5000": _edit(process__env=["PATH=/bin"] + [f"V{i}={'x' * 100}" for i in range(5000)]),
+    "env-empty": _edit(process__env=[]),
+    "env-dup-and-unicode": _edit(process__env=["PATH=/bin", "A=1", "A=2", "É=ü ✓", "EMPTY="]),
+    "env-home-set-user": _edit(process__env=["PATH=/bin", "HOME=/elsewhere"], process__user={"uid": 1000, "gid": 1000}),
+    "caps-missing": _edit(process__capabilities=_DELETE),
+    "caps-empty": _edit(process__capabilities={}),
+    "caps-all": _edit(process__capabilities={s: [f"CAP_{n}" for n in (
+        "CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP LINUX_IMMUTABLE "
+        "NET_BIND_SERVICE NET_BROADCAST NET_ADMIN NET_RAW IPC_LOCK IPC_OWNER SYS_MODULE SYS_RAWIO "
+        "SYS_CHROOT SYS_PTRACE SYS_PACCT SYS_ADMIN SYS_BOOT SYS_NICE SYS_RESOURCE SYS_TIME "
+        "SYS_TTY_CONFIG MKNOD LEASE AUDIT_WRITE AUDIT_CONTROL SETFCAP MAC_OVERRIDE MAC_ADMIN SYSLOG "
+        "WAKE_ALARM BLOCK_SUSPEND AUDIT_READ PERFMON BPF CHECKPOINT_RESTORE").split()]
+        for s in ("bounding", "effective", "permitted", "inheritable", "ambient")}),
+    "nnp-and-seccomp-user": lambda s, t: (_nnp(s, t), _seccomp(s, t)),
+    "oom-negative": _edit(process__oomScoreAdj=-500),
+    "oom-1000": _edit(process__oomScoreAdj=1000),
+    "cwd-symlink": _edit(process__cwd="/linkdir"),
+    "hostname-empty": _edit(hostname=""),
+    "sysctl-more": _edit(linux__sysctl={"net/ipv4/conf/all/forwarding": "1", "fs.mqueue.msg_max": "20",
+                                        "kernel.msgmax": "4096", "net.ipv4.ping_group_range": "0 2147483647"}),
+    "propagation-slave": _prop("slave"),
+    "propagation-unbindable": _prop("unbindable"),
+    "propagation-rshared": _prop("rshared"),
+    "no-pid-ns": _ns_less("pid"),
+    "no-ipc-no-uts": _ns_less("ipc", "uts"),
+    "resources-more": _edit(linux__resources={
+        "devices": [{"allow": True, "access": "rwm"}],
+        "memory": {"limit": -1, "kernel": 1 << 30, "disableOOMKiller": True},
+        "cpu": {"cpus": "0-1", "mems": "0", "realtimeRuntime": 0, "realtimePeriod": 1000000,
+                "shares": 2, "quota": -1},
+        "pids": {"limit": -1},
+        "blockIO": {"weight": 500},
+        "network": {"classID": 1048577, "priorities": [{"name": "lo", "priority": 2}]},
+    }),
+    "resources-unified": _edit(linux__resources={"devices": [{"allow": False, "access": "rwm"}],
+                                                  "unified": {"memory.high": "1000000"}}),
+    "resources-null": _edit(linux__resources=None),
+    "mount-options": _mount_opts,
+    "mount-through-symlink": _link_dest,
+    "readonly-everything": lambda s, t: (_mounts_tmpfs_ro(s, t), _masked(s, t)),
+    "long-destination": _edit(mounts=[{"destination": "/" + "/".join(["d" * 200] * 30), "type": "tmpfs",
+                                       "source": "tmpfs", "options": []}]),
+    "args-long": _edit(process__args=["sh", "-c", "echo " + "y" * 200000 + " | wc -c"]),
+    "args-many": _edit(process__args=["echo"] + [str(i) for i in range(20000)]),
+    # exec failures past the lookup (the files are made in the rootfs by the test)
+    "exec-format-error": _edit(process__args=["/garbage"]),
+    "exec-missing-interpreter": _edit(process__args=["/script"]),
+    "exec-symlink-loop": _edit(process__args=["/loop1"]),
+    "exec-via-path-noexec-first": _edit(process__args=["tool"], process__env=["PATH=/noexec:/bin2"]),
+}
+
+# made in the rootfs before each run of test_more_same: path -> (content, mode)
+ROOTFS_FILES = {
+    "garbage": (b"\x00\x01not an executable", 0o755),
+    "script": (b"#!/no/such/interpreter\necho hi\n", 0o755),
+    "noexec/tool": (b"#!/bin/sh\necho noexec\n", 0o644),
+    "bin2/tool": (b"#!/bin/sh\necho bin2 tool\n", 0o755),
+}
+ROOTFS_LINKS = {"linkdir": "/tmp", "loop1": "/loop2", "loop2": "/loop1"}
+
+
+@pytest.mark.parametrize("name", list(MORE))
+def test_more_same(name, conch, bundle, tmp_path):
+    edit = MORE[name]
+    b = bundle(SHORT_VIEW, lambda s: edit(s, tmp_path))
+    spec = json.loads((b / "config.json").read_text())
+    for link, target in {**ROOTFS_LINKS, **spec.pop("_links", {})}.items():
+        (b / "rootfs" / link).symlink_to(target)
+    for rel, (content, mode) in ROOTFS_FILES.items():
+        (b / "rootfs" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (b / "rootfs" / rel).write_bytes(content)
+        (b / "rootfs" / rel).chmod(mode)
+    write_config(b, spec)
+    cid = f"fm-{uuid.uuid4().hex[:10]}"
+    want, got = run_both(conch, b, tmp_path, cid=cid, check_left=False)
+    assert_same(want, got, name)
+    assert_nothing_left(conch, cid, b)
+    assert not Path("/etc/conch-front-test").exists(), "a mount escaped the rootfs"
+    print(f"{name}: python exit {want.returncode}; front: {got.front}")

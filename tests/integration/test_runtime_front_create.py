@@ -1235,3 +1235,33 @@ def test_more_same(name, conch, bundle, tmp_path):
     assert_nothing_left(conch, cid, b)
     assert not Path("/etc/conch-front-test").exists(), "a mount escaped the rootfs"
     print(f"{name}: python exit {want.returncode}; front: {got.front}")
+
+
+# ---------------------------------------------------------------------------------------
+# errors through --log/--log-format json, as containerd's shim asks for them
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+@pytest.mark.parametrize("name", ["bind-source-missing", "mount-option-refused", "missing-executable",
+                                  "exec-format-error"])
+def test_errors_logged(name, log_format, conch, bundle, tmp_path):
+    edit = ERRORS.get(name) or MORE[name]
+    b = bundle(["echo", "never"], lambda s: edit(s, tmp_path))
+    (b / "rootfs" / "garbage").write_bytes(b"\x00junk")
+    (b / "rootfs" / "garbage").chmod(0o755)
+    seen = {}
+    for path in ("python", "front"):
+        cid = conch.new_id()
+        log = tmp_path / f"log-{path}"
+        proc = subprocess.run([conch.binary, "--root", str(conch.root), "--log", str(log),
+                               "--log-format", log_format, "run", "--bundle", str(b), cid],
+                              env=env_for(path), stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, timeout=60)
+        front, err = split_front(proc.stderr)
+        text = log.read_text() if log.exists() else "<no log>"
+        text = re.sub(r'"time": ?"[^"]+"', '"time": "<t>"', text)
+        text = re.sub(r"time=\S+", "time=<t>", text)
+        text = re.sub(r"\d{4}-\d\d-\d\dT[\d:.]+Z?", "<t>", text).replace(cid, "<id>")
+        seen[path] = (proc.returncode, err.replace(cid, "<id>"), text)
+        assert_nothing_left(conch, cid, b)
+    assert seen["front"] == seen["python"], f"{name}:\npython {seen['python']}\nfront  {seen['front']}"

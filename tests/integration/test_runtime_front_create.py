@@ -1265,3 +1265,42 @@ def test_errors_logged(name, log_format, conch, bundle, tmp_path):
         seen[path] = (proc.returncode, err.replace(cid, "<id>"), text)
         assert_nothing_left(conch, cid, b)
     assert seen["front"] == seen["python"], f"{name}:\npython {seen['python']}\nfront  {seen['front']}"
+
+
+# ---------------------------------------------------------------------------------------
+# the init process's own attributes (of sh itself, $$: what the runtime handed to exec)
+
+PROC_VIEW = r"""
+p=/proc/$$
+echo "== status"; grep -v -E '^(Vm|Rss|Hugetlb|voluntary|nonvoluntary|Threads|State|Pid|PPid|Tgid|NStgid|NSpid|NSpgid|NSsid)' $p/status
+echo "== stat"; cut -d' ' -f3,6,7,9,18,19,20,41,42 $p/stat
+echo "== sid-pgrp-is-self"; set -- $(cut -d' ' -f1,5,6 $p/stat); [ "$1" = "$2" ] && echo pgrp=self; [ "$1" = "$3" ] && echo sid=self
+echo "== limits"; cat $p/limits
+echo "== owner"; stat -c '%u:%g' $p $p/fd $p/environ
+echo "== misc"; cat $p/oom_score_adj $p/coredump_filter $p/timerslack_ns $p/loginuid $p/sessionid 2>&1
+echo "== sched"; grep -E '^policy|^prio' $p/sched
+echo "== ns"; for t in cgroup ipc mnt net pid user uts time; do
+  eval h=\$HOSTNS_$t; if [ "$(readlink $p/ns/$t)" = "$h" ]; then echo $t host; else echo $t new; fi; done
+echo "== fds"; ls -l $p/fd | sed -E 's/.* ([0-9]+) -> /\1 -> /; s/[0-9]{4,}/N/g'
+echo "== tty"; tty; echo "== end"
+"""
+
+NS_NAMES = ("cgroup", "ipc", "mnt", "net", "pid", "user", "uts", "time")
+
+
+@pytest.mark.parametrize("name", ["base", "user", "caps-reduced", "caps-ambient", "no-new-privileges",
+                                  "seccomp-docker-default", "rlimits", "no-netns", "cgroupns",
+                                  "docker-config", "oom-score-adj", "resources"])
+def test_process_attributes_same(name, conch, bundle, tmp_path):
+    edit, _ = MATRIX[name]
+
+    def host_ns(spec):
+        spec["process"]["env"] = spec["process"].get("env", []) + [
+            f"HOSTNS_{t}={os.readlink(f'/proc/self/ns/{t}')}" for t in NS_NAMES]
+        spec["process"]["args"] = ["sh", "-c", PROC_VIEW]
+
+    b = bundle(["true"], *([lambda s: edit(s, tmp_path)] if edit else []), host_ns)
+    want, got = run_both(conch, b, tmp_path)
+    assert want.returncode == 0 and "== end" in want.stdout, want.stderr
+    assert_same(want, got, name)
+    assert_took(got, "run in C", name)

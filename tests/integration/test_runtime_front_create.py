@@ -1304,3 +1304,42 @@ def test_process_attributes_same(name, conch, bundle, tmp_path):
     assert want.returncode == 0 and "== end" in want.stdout, want.stderr
     assert_same(want, got, name)
     assert_took(got, "run in C", name)
+
+
+@pytest.mark.parametrize("sig", ["INT", "HUP", "USR1", "USR2", "QUIT"])
+def test_run_forwards_signals(sig, conch, bundle, tmp_path):
+    script = (f"trap 'echo got-{sig}; exit 99' {sig}; echo ready; "
+              "while :; do sleep 0.05; done")
+    b = bundle(["sh", "-c", script])
+    seen = {}
+    for path in ("python", "front"):
+        cid = conch.new_id()
+        proc = subprocess.Popen(conch.cmd("run", "--bundle", b, cid), env=env_for(path),
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        assert proc.stdout.readline() == "ready\n"
+        proc.send_signal(getattr(signal, f"SIG{sig}"))
+        out, err = proc.communicate(timeout=30)
+        front, err = split_front(err)
+        seen[path] = (proc.returncode, out, err)
+        if path == "front":
+            assert len(front) == 1 and "run in C" in front[0], front
+    assert seen["front"] == seen["python"] == (99, f"got-{sig}\n", "")
+
+
+def test_run_detach_records_equal(conch, bundle, tmp_path):
+    b = bundle(LOOP)
+    records = {}
+    for path in ("python", "front"):
+        cid = conch.new_id()
+        proc = conch("run", "--detach", "--bundle", b, cid, env=env_for(path))
+        assert proc.returncode == 0, proc.stderr
+        pid = conch.state(cid)["pid"]
+        records[path] = [_norm_record((conch.root / cid / f).read_text(), cid, pid)
+                         for f in ("state.json", "state.front")]
+        conch("delete", "--force", cid, check=True)
+    if records["front"] != records["python"]:
+        pytest.fail("run --detach: records differ:\n" + "\n".join(difflib.unified_diff(
+            "\n".join(records["python"]).splitlines(), "\n".join(records["front"]).splitlines(),
+            "python", "front", lineterm="", n=2)), pytrace=False)
+    assert_nothing_left(conch, "none", b)

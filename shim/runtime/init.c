@@ -690,6 +690,31 @@ static void fds_cloexec(void)
 		closedir(d);
 }
 
+/* Python's repr() of a str (an OSError's filename in its message): quoted with ' unless
+ * it holds a ' and no ", backslashes and control characters escaped. */
+static void python_repr(const char *s, char *out, size_t size)
+{
+	char q = strchr(s, '\'') && !strchr(s, '"') ? '"' : '\'';
+	size_t n = 0;
+	out[n++] = q;
+	for (const unsigned char *c = (const unsigned char *)s; *c && n + 6 < size; c++) {
+		if (*c == '\\' || *c == (unsigned char)q)
+			n += (size_t)snprintf(out + n, size - n, "\\%c", *c);
+		else if (*c == '\n')
+			n += (size_t)snprintf(out + n, size - n, "\\n");
+		else if (*c == '\t')
+			n += (size_t)snprintf(out + n, size - n, "\\t");
+		else if (*c == '\r')
+			n += (size_t)snprintf(out + n, size - n, "\\r");
+		else if (*c < 0x20 || *c == 0x7f)
+			n += (size_t)snprintf(out + n, size - n, "\\x%02x", *c);
+		else
+			out[n++] = (char)*c;
+	}
+	out[n++] = q;
+	out[n] = '\0';
+}
+
 /* init._enter_namespaces: join by path (init._JOIN_ORDER, pid already ours), then make
  * the new ones but pid and cgroup (G makes that once inside its cgroup) */
 static void enter_namespaces(void)
@@ -789,10 +814,13 @@ void front_init(struct front_plan *plan)
 
 	/* create has returned: wait for start (init.run_init's second half) */
 	char fifo[64];
+	const char *failed_path = NULL; /* the OSError's filename, if it has one */
 	int err = 0;
 	snprintf(fifo, sizeof fifo, "/proc/self/fd/%d", pl->fifo_fd);
 	int fd = open(fifo, O_WRONLY | O_CLOEXEC);
-	if (fd < 0 || write(fd, "0", 1) != 1)
+	if (fd < 0)
+		err = errno, failed_path = fifo;
+	else if (write(fd, "0", 1) != 1)
 		err = errno;
 	close(pl->fifo_fd);
 	if (!err && pl->nnp && pl->has_seccomp && seccomp_load(&pl->seccomp) < 0)
@@ -805,8 +833,12 @@ void front_init(struct front_plan *plan)
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		execve(exe, argv, envp);
 		err = errno;
+		failed_path = exe;
 	}
-	/* init._die_after_start */
-	dprintf(2, "conch-runtime: exec %s: [Errno %d] %s\n", arg0, err, strerror(err));
+	/* init._die_after_start: "exec ARG0: " and str(OSError) */
+	char repr[PATH_MAX * 4 + 8] = "";
+	if (failed_path)
+		python_repr(failed_path, repr, sizeof repr);
+	dprintf(2, "conch-runtime: exec %s: [Errno %d] %s%s%s\n", arg0, err, strerror(err), failed_path ? ": " : "", repr);
 	_exit(err == ENOENT ? 127 : (err == EACCES || err == EPERM) ? 126 : 1);
 }

@@ -1,7 +1,8 @@
 """conch-runtime's C front (shim/conch-runtime.c): a plain exec of the Python runtime,
 except that ``create`` and ``run`` first start the cgroup lock's grace period from a
-grandchild that is never the runtime's own child, and that ``state`` is answered from
-the ``state.front`` file create leaves, without starting Python.
+grandchild that is never the runtime's own child (and then are done in C when the config
+allows: tests/integration/test_runtime_front_create.py), and that ``state`` is answered
+from the ``state.front`` file create leaves, without starting Python.
 
 The grace period itself is the kernel's and is not asserted (whether a wait happens
 depends on what else moved processes lately); the tests check what the front does:
@@ -41,12 +42,13 @@ def test_arguments_and_exit_codes_pass_through(tmp_path, front):
             (direct.returncode, direct.stdout, direct.stderr), args
 
 
-def _strace(tmp_path, args: list[str]) -> list[str]:
+def _strace(tmp_path, args: list[str], env: dict | None = None) -> list[str]:
     if shutil.which("strace") is None:
         pytest.skip("strace is not installed")
     out = tmp_path / "strace.txt"
     proc = subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve,openat,write,wait4",
-                           "-o", str(out), *args], capture_output=True, text=True, timeout=120)
+                           "-o", str(out), *args], capture_output=True, text=True, timeout=120,
+                          env=env)
     if proc.returncode != 0 and "PTRACE" in proc.stderr:
         pytest.skip(f"strace cannot trace here: {proc.stderr.strip()[:200]}")
     assert proc.returncode == 0, proc.stderr
@@ -77,14 +79,18 @@ def _prearm_writers(lines: list[str], front_pid: str) -> set[str]:
     return writers
 
 
-def test_run_starts_the_grace_period_from_a_grandchild_first(tmp_path, bundle, front):
+@pytest.mark.parametrize("path", ["python", "c"])
+def test_run_starts_the_grace_period_from_a_grandchild_first(tmp_path, bundle, front, path):
+    """Before exec'ing the Python runtime, and before the C create/run path's own work
+    (which must then not exec Python at all)."""
     root = tmp_path / "root"
     b = bundle(["true"])
-    lines = _strace(tmp_path, [str(front), "--root", str(root), "run", "--bundle", str(b), "front-run"])
+    env = dict(os.environ, CONCH_RUNTIME_FRONT="0" if path == "python" else "1")
+    lines = _strace(tmp_path, [str(front), "--root", str(root), "run", "--bundle", str(b), "front-run"], env)
     front_pid = lines[0].split()[0]
     execs = [i for i, l in enumerate(lines) if "execve(" in l and "conch-runtime-py" in l
              and l.split()[0] == front_pid]
-    assert execs, "the front did not exec conch-runtime-py"
+    assert bool(execs) == (path == "python"), "conch-runtime-py exec'd" if execs else "not exec'd"
     writers = _prearm_writers(lines, front_pid)
     assert writers, "no process but the runtime moved itself into its own cgroup"
     # the grandchild was forked before the exec (it runs alongside the interpreter's

@@ -504,16 +504,21 @@ static void log_error(const char *msg)
 	fclose(log);
 }
 
-/* fastpath.release_init: 1 once the init's byte is read (the user process is let go),
- * 0 when the init died before (nothing changed yet) */
+/* fastpath.release_init: 0 once the init's byte is read (the user process is let go);
+ * -1 with Python's message in why when it cannot be (the init died before: killed, say,
+ * by a signal we forwarded), as commands.start words it */
 static int release_init(void)
 {
 	char fifo[PATH_MAX + 300];
 	snprintf(fifo, sizeof fifo, "%s/exec.fifo", state_dir);
+	if (process_start(init_pid) != init_start) { /* status_of(state) != "created" */
+		snprintf(why, sizeof why, "cannot start container '%s': it is stopped, not created", plan.id);
+		return -1;
+	}
 	int fd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0) {
-		snprintf(why, sizeof why, "open %s: %s", fifo, strerror(errno));
-		return 0;
+		snprintf(why, sizeof why, "%s: %s", strerror(errno), fifo);
+		return -1;
 	}
 	for (;;) {
 		struct pollfd p = {.fd = fd, .events = POLLIN};
@@ -521,13 +526,21 @@ static int release_init(void)
 		if (poll(&p, 1, 100) > 0 && read(fd, &byte, 1) == 1)
 			break;
 		if (process_start(init_pid) != init_start) {
-			snprintf(why, sizeof why, "init exited before start");
+			snprintf(why, sizeof why, "container '%s' init process exited before start", plan.id);
 			close(fd);
-			return 0;
+			return -1;
 		}
 	}
 	close(fd);
-	return 1;
+	if (unlink(fifo) < 0) {
+		snprintf(why, sizeof why, "%s: %s", strerror(errno), fifo);
+		return -1;
+	}
+	if (save_state("running") < 0) {
+		snprintf(why, sizeof why, "%s: %s/state.json.tmp", strerror(errno), state_dir);
+		return -1;
+	}
+	return 0;
 }
 
 /* commands.delete of a stopped container without hooks: from the record, whose cgroup
@@ -583,25 +596,17 @@ int front_create_run(int argc, char **argv, const char *script)
 		for (int i = 0; i < 6; i++)
 			sigaction(sigs[i], &fw, &old[i]);
 	}
-	if (!release_init()) { /* nothing let go yet: Python redoes it all */
-		if (!plan.detach)
-			for (int i = 0; i < 6; i++)
-				sigaction(sigs[i], &old[i], NULL);
-		undo(1);
-		say("python: %s", why);
-		return -1;
-	}
+	/* From here on the run is ours to finish, as commands.cmd_run finishes it (Python
+	 * would not redo a container that was created): an error of start is reported in
+	 * Python's words, and in the foreground the container is deleted (unless --keep);
+	 * a detached run leaves its record as Python's does. */
 	say("run in C");
-	char fifo[PATH_MAX + 300];
-	snprintf(fifo, sizeof fifo, "%s/exec.fifo", state_dir);
 	int code = 0;
-	if (unlink(fifo) < 0 || save_state("running") < 0) {
-		char msg[PATH_MAX + 400];
-		snprintf(msg, sizeof msg, "%s: %s", strerror(errno), state_dir);
-		log_error(msg);
-		code = 1;
+	if (release_init() < 0) {
+		log_error(why);
 		if (plan.detach)
 			return 1;
+		code = 1;
 		kill(init_pid, SIGKILL);
 	}
 	if (plan.detach)

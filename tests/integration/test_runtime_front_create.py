@@ -1343,3 +1343,35 @@ def test_run_detach_records_equal(conch, bundle, tmp_path):
             "\n".join(records["python"]).splitlines(), "\n".join(records["front"]).splitlines(),
             "python", "front", lineterm="", n=2)), pytrace=False)
     assert_nothing_left(conch, "none", b)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o000])
+def test_state_root_from_env_and_modes(umask, conch, bundle, tmp_path):
+    """A new, nested root named by CONCH_RUNTIME_ROOT (no --root), made under the
+    caller's umask: the same directories, files and modes as Python's."""
+    b = bundle(["true"])
+    seen = {}
+    for path in ("python", "front"):
+        root = tmp_path / f"root-{path}" / "a" / "b"
+        cid = f"fr-{uuid.uuid4().hex[:10]}"
+        env = dict(env_for(path), CONCH_RUNTIME_ROOT=str(root))
+        # stderr on a file, not a pipe: the container keeps it (a pipe would be read
+        # until the container exits, which it does not before start)
+        with open(tmp_path / f"err-{path}", "w") as errf:
+            proc = subprocess.run([conch.binary, "create", "--bundle", str(b), "--pid-file",
+                                   str(tmp_path / f"p-{path}"), cid],
+                                  env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=errf, timeout=60, preexec_fn=lambda: os.umask(umask))
+        try:
+            front, err = split_front((tmp_path / f"err-{path}").read_text())
+            assert proc.returncode == 0, err
+            top = tmp_path / f"root-{path}"
+            seen[path] = sorted(
+                (str(p.relative_to(top)).replace(cid, "<id>"), oct(p.lstat().st_mode))
+                for p in [top, *top.rglob("*")]) + [("pid-file", oct((tmp_path / f"p-{path}").stat().st_mode))]
+            if path == "front":
+                assert len(front) == 1 and "create in C" in front[0], front
+        finally:
+            subprocess.run([conch.binary, "delete", "--force", cid], env=env, capture_output=True, timeout=60)
+        assert not (root / cid).exists()
+    assert seen["front"] == seen["python"]

@@ -1375,3 +1375,31 @@ def test_state_root_from_env_and_modes(umask, conch, bundle, tmp_path):
             subprocess.run([conch.binary, "delete", "--force", cid], env=env, capture_output=True, timeout=60)
         assert not (root / cid).exists()
     assert seen["front"] == seen["python"]
+
+
+def test_many_runs_lose_nothing(conch, bundle, tmp_path):
+    """60 C runs, 4 at a time: every exit code and every byte of output arrives."""
+    b = bundle(["sh", "-c", 'echo "out $0"; echo "err $0" >&2; exit $(( $0 % 7 ))'])
+    spec = json.loads((b / "config.json").read_text())
+    jobs = []
+    for i in range(60):
+        bi = tmp_path / f"many{i}"
+        bi.mkdir()
+        (bi / "rootfs").symlink_to(b / "rootfs")
+        s = json.loads(json.dumps(spec))
+        s["process"]["args"] = ["sh", "-c", s["process"]["args"][2], str(i)]
+        s["linux"]["cgroupsPath"] = f"{spec['linux']['cgroupsPath']}-{i}"
+        write_config(bi, s)
+        jobs.append((i, bi))
+    bad = []
+    while jobs:
+        batch, jobs = jobs[:4], jobs[4:]
+        procs = [(i, subprocess.Popen(conch.cmd("run", "--bundle", bi, conch.new_id()), env=env_for("front"),
+                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True)) for i, bi in batch]
+        for i, p in procs:
+            out, err = p.communicate(timeout=60)
+            front, err = split_front(err)
+            if (p.returncode, out, err) != (i % 7, f"out {i}\n", f"err {i}\n") or "run in C" not in "".join(front):
+                bad.append((i, p.returncode, out, err, front))
+    assert not bad, bad

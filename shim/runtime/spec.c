@@ -693,6 +693,36 @@ static int read_cap_last(void)
 	return *buf ? atoi(buf) : 40;
 }
 
+/* Whether text is what Python's strict UTF-8 decoder takes (no overlong forms, no
+ * surrogates, nothing past U+10FFFF), and holds no \\u escape of a surrogate (Python
+ * takes a lone one into a str it later cannot encode; json.c's reading of pairs is not
+ * worth matching): else config.json is Python's to refuse or to take. */
+static int utf8_ok(const unsigned char *p, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		unsigned c = p[i];
+		size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+		if (!len || i + len > n)
+			return 0;
+		unsigned cp = len == 1 ? c : len == 2 ? c & 0x1f : len == 3 ? c & 0x0f : c & 0x07;
+		for (size_t k = 1; k < len; k++) {
+			if ((p[i + k] & 0xc0) != 0x80)
+				return 0;
+			cp = (cp << 6) | (p[i + k] & 0x3f);
+		}
+		if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+		    (cp >= 0xd800 && cp <= 0xdfff))
+			return 0;
+		if (c == '\\' && i + 5 < n && p[i + 1] == 'u' && (p[i + 2] == 'd' || p[i + 2] == 'D') &&
+		    strchr("89abcdefABCDEF", p[i + 3]))
+			return 0;
+		if (c == '\\')
+			len = 2; /* an escape: its second character is never a backslash that starts one */
+		i += len;
+	}
+	return 1;
+}
+
 int front_parse(int argc, char **argv, struct front_plan *pl, char *why, size_t whylen)
 {
 	char err[128];
@@ -717,6 +747,8 @@ int front_parse(int argc, char **argv, struct front_plan *pl, char *why, size_t 
 		NO("config.json read");
 	if (got >= 3 && memcmp(pl->text, "\xef\xbb\xbf", 3) == 0)
 		NO("config.json has a BOM");
+	if (!utf8_ok((const unsigned char *)pl->text, got))
+		NO("config.json is not strict UTF-8, or escapes a surrogate");
 	if (!(pl->cfg = json_parse(pl->text, got, err, sizeof err)))
 		NO("config.json: %s", err);
 	if (check_config(pl, why, whylen) < 0)

@@ -1428,3 +1428,40 @@ def test_run_with_a_closed_stdio_fd(closed, conch, bundle, tmp_path):
             seen[path] = (proc.returncode, out.read(), split_front(err.read())[1])
     assert seen["front"] == seen["python"]
     assert_nothing_left(conch, "none", b)
+
+
+@pytest.mark.parametrize("flags", [
+    ["--no-pivot"], ["--no-new-keyring"], ["--pid-file", "rel.pid"], ["--bundle-relative"],
+    ["--no-bundle"], ["--global-debug"], ["--global-systemd-cgroup"], ["--log-format=json"],
+])
+def test_flags_same(flags, conch, bundle, tmp_path):
+    """Flags and spellings: the same view (or the same refusal) through either path, with
+    a relative bundle or pid file taken from the caller's cwd."""
+    b = bundle(view("cat /proc/self/stat | cut -d' ' -f1"))
+    seen = {}
+    for path in ("python", "front"):
+        cid = conch.new_id()
+        cwd = tmp_path
+        pre, extra = [], ["--bundle", str(b)]
+        if flags == ["--bundle-relative"]:
+            extra = ["--bundle", b.name]
+        elif flags == ["--no-bundle"]:
+            extra, cwd = [], b
+        elif flags == ["--global-debug"]:
+            pre = ["--debug"]
+        elif flags == ["--global-systemd-cgroup"]:
+            pre = ["--systemd-cgroup"]
+        elif flags == ["--log-format=json"]:
+            pre = flags
+        else:
+            extra += flags
+        proc = subprocess.run([conch.binary, "--root", str(conch.root), *pre, "run", *extra, cid],
+                              env=env_for(path), cwd=cwd, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=60)
+        pid = (tmp_path / "rel.pid").read_text() if (tmp_path / "rel.pid").exists() else None
+        (tmp_path / "rel.pid").unlink(missing_ok=True)
+        o = Outcome(proc, tmp_path)
+        seen[path] = (o.returncode, o.stdout, o.stderr.replace(cid, "<id>"), pid is not None)
+        print(path, o.front)
+        assert_nothing_left(conch, cid, b)
+    assert seen["front"] == seen["python"]

@@ -242,6 +242,13 @@ def run() -> None:
     import gc
 
     gc.disable()
+    # Started with fd 1 or 2 closed, Python leaves sys.stdout/stderr None. The fd must stay
+    # closed (the container inherits it as it is, as with runc), so what would go there
+    # goes nowhere, instead of an AttributeError at the first write or the final flush.
+    if sys.stdout is None:
+        sys.stdout = _Closed()
+    if sys.stderr is None:
+        sys.stderr = _Closed()
     if _verb(sys.argv) in ("create", "run"):
         from conch.runtime import prearm
 
@@ -255,6 +262,16 @@ def run() -> None:
     import os
 
     os._exit(code)
+
+
+class _Closed:
+    """A stream for a standard fd the runtime was started without."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
 
 
 def _verb(argv: list[str]) -> str:

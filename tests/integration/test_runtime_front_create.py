@@ -1405,14 +1405,9 @@ def test_many_runs_lose_nothing(conch, bundle, tmp_path):
     assert not bad, bad
 
 
-_PY_CLOSED_STDIO = pytest.mark.xfail(strict=True, reason=(
-    "the Python runtime (the reference) dies at exit with a traceback when its stdout or "
-    "stderr was closed (conch/runtime/main.py run(): stream.flush() on a None sys.stdout/"
-    "sys.stderr) and exits 1; the C path exits with the container's status"))
-
-
-@pytest.mark.parametrize("closed", [0, pytest.param(1, marks=_PY_CLOSED_STDIO),
-                                    pytest.param(2, marks=_PY_CLOSED_STDIO)])
+# (1 and 2 found a Python runtime bug, fixed in 5c6dd09: its exit flushed a None
+# sys.stdout/sys.stderr and exited 1)
+@pytest.mark.parametrize("closed", [0, 1, 2])
 def test_run_with_a_closed_stdio_fd(closed, conch, bundle, tmp_path):
     """The caller's fd 0, 1 or 2 closed: the container gets it closed too (no runtime
     file may land on it), and exits as under Python."""

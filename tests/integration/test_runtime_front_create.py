@@ -1461,3 +1461,55 @@ def test_flags_same(flags, conch, bundle, tmp_path):
         print(path, o.front)
         assert_nothing_left(conch, cid, b)
     assert seen["front"] == seen["python"]
+
+
+def test_records_with_a_new_parent_cgroup(conch, bundle, tmp_path):
+    """The record's cgroup when create makes the parent too ("created" lists what it
+    made, which delete then removes): Python's, and nothing left after delete."""
+    b = bundle(LOOP)
+    records = {}
+    for path in ("python", "front"):
+        parent = f"/conch-test/fresh-{uuid.uuid4().hex[:8]}"
+        spec = json.loads((b / "config.json").read_text())
+        spec["linux"]["cgroupsPath"] = f"{parent}/c"
+        write_config(b, spec)
+        cid, front = _create(conch, b, path)
+        pid = conch.state(cid)["pid"]
+        records[path] = [_norm_record((conch.root / cid / f).read_text(), cid, pid).replace(parent, "<parent>")
+                         for f in ("state.json", "state.front")]
+        conch("delete", "--force", cid, check=True)
+        left = [d for d in CG_ROOT.glob("*" + parent) if d.is_dir()]
+        records[path].append(f"left after delete: {len(left)}")
+        for d in left:
+            d.rmdir()
+        if path == "front":
+            assert len(front) == 1 and "create in C" in front[0], front
+    if records["front"] != records["python"]:
+        pytest.fail("records differ:\n" + "\n".join(difflib.unified_diff(
+            "\n".join(records["python"]).splitlines(), "\n".join(records["front"]).splitlines(),
+            "python", "front", lineterm="", n=2)), pytrace=False)
+
+
+def test_same_id_created_twice_at_once(conch, bundle, tmp_path):
+    """Two creates of one id racing: one container, the other refused in Python's words
+    (whichever path each took), and the winner intact."""
+    b = bundle(LOOP)
+    outcomes = {}
+    for path in ("python", "front"):
+        cid = conch.new_id()
+        errs = [open(tmp_path / f"race-{path}-{i}", "w+") for i in range(2)]
+        procs = [subprocess.Popen(conch.cmd("create", "--bundle", b, cid), env=env_for(path),
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=e)
+                 for e in errs]
+        codes = sorted(p.wait(timeout=60) for p in procs)
+        texts = []
+        for e in errs:
+            e.seek(0)
+            texts.append(split_front(e.read())[1].replace(cid, "<id>"))
+            e.close()
+        st = conch.state(cid)
+        outcomes[path] = (codes, sorted(texts), st["status"])
+        conch("delete", "--force", cid, check=True)
+        assert_nothing_left(conch, cid, b)
+    assert outcomes["front"][0][0] == 0 and outcomes["front"][0][1] != 0, outcomes
+    assert outcomes["front"] == outcomes["python"]

@@ -1513,3 +1513,29 @@ def test_same_id_created_twice_at_once(conch, bundle, tmp_path):
         assert_nothing_left(conch, cid, b)
     assert outcomes["front"][0][0] == 0 and outcomes["front"][0][1] != 0, outcomes
     assert outcomes["front"] == outcomes["python"]
+
+
+# ---------------------------------------------------------------------------------------
+# combinations: three configs of the matrix at once, a fixed random sample (more with
+# CONCH_FRONT_COMBOS=N; CONCH_FRONT_SEED picks another sample)
+
+_COMBINABLE = [n for n, (e, _) in MATRIX.items()
+               if e is not None and e.__code__.co_argcount == 2 and n != "docker-config"]
+
+
+def _combos() -> list[tuple[str, ...]]:
+    import random
+
+    rng = random.Random(int(os.environ.get("CONCH_FRONT_SEED", "16")))
+    n = int(os.environ.get("CONCH_FRONT_COMBOS", "30"))
+    return [tuple(rng.sample(_COMBINABLE, 3)) for _ in range(n)]
+
+
+@pytest.mark.parametrize("names", _combos(), ids="+".join)
+def test_combinations_same_view(names, conch, bundle, tmp_path):
+    extra = "; ".join(MATRIX[n][1] for n in names if MATRIX[n][1])
+    b = bundle(view(extra), *[(lambda s, e=MATRIX[n][0]: e(s, tmp_path)) for n in names])
+    want, got = run_both(conch, b, tmp_path)
+    assert_same(want, got, "+".join(names))
+    if want.returncode == 7:
+        assert_took(got, "run in C", "+".join(names))

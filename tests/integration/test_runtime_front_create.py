@@ -12,16 +12,24 @@ Every comparison runs the *same* bundle (same config.json, same cgroupsPath) wit
 nothing but the path differs; the front's own line is taken out of stderr before the
 comparison (it is the only line the two may differ by). What is compared:
 
-1. ``test_same_view``: a probe inside the container prints a "view" (mountinfo
-   normalised, /proc/self/status ids/caps/seccomp, ulimit -a, hostname, domainname, cwd,
-   env, umask, /proc/self/cgroup, /dev, oom_score_adj, the cgroup limit files, plus a few
-   lines per config); exit code, stdout and stderr must be equal, and the front must say
-   "run in C" for every config in the matrix (so a silent decline fails).
+1. ``test_same_view`` (and ``_create_start``, ``test_combinations_same_view``): a probe
+   inside the container prints a "view" (mountinfo normalised, /proc/self/status
+   ids/caps/seccomp, ulimit -a, hostname, domainname, cwd, env, umask, /proc/self/cgroup,
+   /dev, oom_score_adj, the cgroup limit files, plus a few lines per config); exit code,
+   stdout and stderr must be equal, and the front must say "run in C" / "create in C"
+   for every config in the matrix (so a silent decline fails).
+   ``test_process_attributes_same``: the init's own /proc (signals, session, limits,
+   namespaces, fds); ``test_host_side_cgroups_and_records``: the cgroup files seen from
+   the host and the state records.
 2. ``test_declines``: configs the C path must leave to Python say "python:" and still run
    as Python runs them.
-3. ``test_errors``: failures give Python's exit code and words, and leave nothing behind.
+3. ``test_errors*``, ``test_edges_same``, ``test_more_same``, ``test_flags_same``: refusals
+   and odd configs give Python's exit code and words (also through ``--log``), whichever
+   path takes them, and leave nothing behind; sizes past the C path's tables do not
+   crash it.
 4. lifecycle: every other verb works on a C-created container, and its records and
-   ``state`` output equal a Python-created one's.
+   ``state`` output equal a Python-created one's; run's stdio, exit codes, forwarded
+   signals; many runs at once; a state root made under odd umasks.
 
 Normalisations (not the runtime's choice): in mountinfo, mount ids, device numbers and
 peer group numbers are renumbered by first appearance (so the shape stays: which mounts
@@ -848,15 +856,6 @@ def test_host_side_cgroups_and_records(name, conch, bundle, tmp_path):
 
 EDGE_PROBE = ["sh", "-c", "grep -v -e ' /proc/' -e ' /sys/fs/cgroup/' /proc/self/mountinfo "
               "| cut -d' ' -f4- | sed 's/ shared:[0-9]*//; s/ master:[0-9]*//'; ls -a /; exit 6"]
-
-
-def _symlink_escape(spec, tmp):
-    # a symlink in the rootfs pointing at a host path: the mount must land inside the rootfs
-    (tmp / "escape-target").mkdir(exist_ok=True)
-    rootfs = tmp / "edge-rootfs-link"
-    spec["mounts"].append({"destination": "/evil/inner", "type": "tmpfs", "source": "tmpfs",
-                           "options": ["size=1m"]})
-    spec["_link"] = str(tmp / "escape-target")
 
 
 def _edit(**kv):

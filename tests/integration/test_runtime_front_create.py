@@ -1538,3 +1538,56 @@ def test_combinations_same_view(names, conch, bundle, tmp_path):
     assert_same(want, got, "+".join(names))
     if want.returncode == 7:
         assert_took(got, "run in C", "+".join(names))
+
+
+# ---------------------------------------------------------------------------------------
+# the rootfs on what engines give: an overlay mount (conch's snapshotter), a tmpfs
+
+
+@pytest.fixture
+def mounted(no_leaks):
+    """``mounted(args...)``: run mount(8) and unmount it before the leak check."""
+    targets: list[Path] = []
+
+    def mount(*args: str) -> None:
+        subprocess.run(["mount", *args], check=True, timeout=30)
+        targets.append(Path(args[-1]))
+
+    yield mount
+    for target in reversed(targets):
+        subprocess.run(["umount", "-l", str(target)], capture_output=True, timeout=30)
+
+
+@pytest.mark.parametrize("kind", ["overlay", "tmpfs"])
+def test_rootfs_on_overlay_or_tmpfs(kind, conch, bundle, tmp_path, mounted):
+    b = bundle(view("touch /new-file; echo rc=$?"))
+    lower = b / "rootfs"
+    staged = b / "rootfs-lower"
+    lower.rename(staged)
+    lower.mkdir()
+    if kind == "overlay":
+        for d in ("upper", "work"):
+            (tmp_path / d).mkdir()
+        mounted("-t", "overlay", "overlay", "-o",
+                f"lowerdir={staged},upperdir={tmp_path / 'upper'},workdir={tmp_path / 'work'}", str(lower))
+    else:
+        mounted("-t", "tmpfs", "-o", "size=64m", "tmpfs", str(lower))
+        subprocess.run(["cp", "-a", f"{staged}/.", str(lower)], check=True, timeout=60)
+
+    def fresh(path):
+        (lower / "new-file").unlink(missing_ok=True)
+
+    want, got = run_both(conch, b, tmp_path, before_each=fresh)
+    assert want.returncode == 7, want.stderr
+    assert_same(want, got, f"rootfs on {kind}")
+    assert_took(got, "run in C", kind)
+
+
+def test_oom_killed_init(conch, bundle, tmp_path):
+    """An init the memory cgroup kills: run's exit status (137) and words as Python's."""
+    b = bundle(["sh", "-c", "echo start; x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo survived"],
+               lambda s: s["linux"]["resources"].update(memory={"limit": 32 << 20, "swap": 32 << 20}))
+    want, got = run_both(conch, b, tmp_path)
+    assert want.returncode == 137, (want.returncode, want.stdout, want.stderr)
+    assert_same(want, got, "oom")
+    assert_took(got, "run in C", "oom")

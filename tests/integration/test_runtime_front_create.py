@@ -119,7 +119,7 @@ def run_both(rt, bundle: Path, tmp: Path, *extra: str, before_each=None, cid: st
 
 
 def cgroup_dirs(bundle: Path) -> list[Path]:
-    cg = json.loads((bundle / "config.json").read_text())["linux"].get("cgroupsPath", "")
+    cg = (json.loads((bundle / "config.json").read_text()).get("linux") or {}).get("cgroupsPath", "")
     if not cg:
         return []
     return [d for d in CG_ROOT.glob("*" + cg) if d.is_dir()]
@@ -951,6 +951,25 @@ EDGES = {
     "io-priority": _edit(process__ioPriority={"class": "IOPRIO_CLASS_IDLE", "priority": 0}),
     "scheduler": _edit(process__scheduler={"policy": "SCHED_BATCH"}),
     "mount-label": _edit(linux__mountLabel=""),
+    "hostname-too-long": _edit(hostname="h" * 65),
+    "domainname-too-long": _edit(domainname="d" * 65),
+    "sysctl-bad-value": _edit(linux__sysctl={"net.ipv4.ip_forward": "abc"}),
+    "rlimit-infinity": _edit(process__rlimits=[{"type": "RLIMIT_CORE", "soft": 18446744073709551615,
+                                                "hard": 18446744073709551615}]),
+    "rlimit-negative": _edit(process__rlimits=[{"type": "RLIMIT_CORE", "soft": -1, "hard": -1}]),
+    "oom-1001": _edit(process__oomScoreAdj=1001),
+    "uid-negative": _edit(process__user={"uid": -1, "gid": 0}),
+    "uid-huge": _edit(process__user={"uid": 4294967295, "gid": 0}),
+    "uid-string": _edit(process__user={"uid": "0", "gid": 0}),
+    "tmpfs-no-source": _mount(destination="/x", type="tmpfs", options=["size=1k"]),
+    "mount-dest-is-file-src-dir": _mount(destination="/etc/passwd", type="bind", source="<tmp>",
+                                         options=["rbind"]),
+    "cwd-not-absolute-dotdot": _edit(process__cwd="/../../tmp"),
+    "env-not-strings": _edit(process__env=["PATH=/bin", 5]),
+    "args-not-strings": _edit(process__args=["sh", 5]),
+    "config-null-linux": _edit(linux=None),
+    "mounts-null": _edit(mounts=None),
+    "terminal-null": _edit(process__terminal=None),
 }
 
 

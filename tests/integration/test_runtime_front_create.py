@@ -1223,6 +1223,14 @@ MORE = {
     "exec-missing-interpreter": _edit(process__args=["/script"]),
     "exec-symlink-loop": _edit(process__args=["/loop1"]),
     "exec-via-path-noexec-first": _edit(process__args=["tool"], process__env=["PATH=/noexec:/bin2"]),
+    # hostile rootfs: symlinks where mounts, masks and devices go (made by the test)
+    "hostile-dev-symlink": lambda s, t: s.update(_links={"dev": "/../../../../../tmp/hostile-dev"}),
+    "hostile-mask-symlinks": lambda s, t: (
+        s.update(_links={"evil-file": "/../../../../etc/shadow", "evil-dir": "../../../../../etc"}),
+        s["linux"].update(maskedPaths=["/evil-file", "/evil-dir"], readonlyPaths=["/evil-dir"])),
+    "hostile-device-symlink": lambda s, t: (
+        s.update(_links={"devsub": "/../../../../../tmp/hostile-devices"}),
+        s["linux"].update(devices=[{"path": "/dev/../devsub/node", "type": "c", "major": 1, "minor": 3}])),
 }
 
 # made in the rootfs before each run of test_more_same: path -> (content, mode)
@@ -1241,7 +1249,13 @@ def test_more_same(name, conch, bundle, tmp_path):
     b = bundle(SHORT_VIEW, lambda s: edit(s, tmp_path))
     spec = json.loads((b / "config.json").read_text())
     for link, target in {**ROOTFS_LINKS, **spec.pop("_links", {})}.items():
+        if (b / "rootfs" / link).is_dir() and not (b / "rootfs" / link).is_symlink():
+            (b / "rootfs" / link).rmdir()
         (b / "rootfs" / link).symlink_to(target)
+    def host_view():  # what a mask or mount onto a host path would change
+        return {p: (os.stat(p).st_dev, os.stat(p).st_ino, os.stat(p).st_mode) for p in ("/etc/shadow", "/etc")}
+
+    host_before = host_view()
     for rel, (content, mode) in ROOTFS_FILES.items():
         (b / "rootfs" / rel).parent.mkdir(parents=True, exist_ok=True)
         (b / "rootfs" / rel).write_bytes(content)
@@ -1252,6 +1266,8 @@ def test_more_same(name, conch, bundle, tmp_path):
     assert_same(want, got, name)
     assert_nothing_left(conch, cid, b)
     assert not Path("/etc/conch-front-test").exists(), "a mount escaped the rootfs"
+    assert not Path("/tmp/hostile-dev").exists() and not Path("/tmp/hostile-devices").exists()
+    assert host_view() == host_before, "a host path was changed"
     print(f"{name}: python exit {want.returncode}; front: {got.front}")
 
 

@@ -1626,3 +1626,15 @@ def test_oom_killed_init(conch, bundle, tmp_path):
     assert want.returncode == 137, (want.returncode, want.stdout, want.stderr)
     assert_same(want, got, "oom")
     assert_took(got, "run in C", "oom")
+
+
+@pytest.mark.parametrize("pidns", [True, False])
+def test_run_leaves_no_orphans(pidns, conch, bundle, tmp_path):
+    """The init exits leaving a child behind (in the host pid namespace, nothing kills it
+    but the runtime's delete): run returns, and no process of the container is left."""
+    edits = [] if pidns else [_ns_less("pid")]
+    b = bundle(["sh", "-c", "sleep 300 & echo bg=started; exit 2"], *[lambda s, e=e: e(s, tmp_path) for e in edits])
+    want, got = run_both(conch, b, tmp_path, timeout=60)
+    assert want.returncode == 2, want.stderr
+    assert_same(want, got, f"orphans (pid ns {pidns})")
+    assert_took(got, "run in C", "orphans")

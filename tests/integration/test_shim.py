@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -702,8 +703,18 @@ def test_exec_output_is_drained_once_the_asker_is_gone(shim_factory, runtime_by_
         os.close(fd)
     try:
         pid = _read_reply(sock)["pid"]
-        with os.fdopen(out_r, "rb") as out:
-            assert out.read(6) == b"tick 0"  # ours while we are connected
+        # The shim makes its copies of the kept ends non-blocking (they share the open
+        # file description with ours, as the engine's asyncio reads want): wait for data.
+        got = b""
+        deadline = time.monotonic() + 15
+        while len(got) < 6 and time.monotonic() < deadline:
+            select.select([out_r], [], [], 0.5)
+            try:
+                got += os.read(out_r, 6 - len(got))
+            except BlockingIOError:
+                pass
+        os.close(out_r)
+        assert got == b"tick 0"  # ours while we are connected
     finally:
         os.close(err_r)
         sock.close()  # the engine is gone: its ends are closed, the shim's copies drained

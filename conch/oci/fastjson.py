@@ -45,6 +45,13 @@ def loads(data):
         obj, end = _scan(data, idx)
     except StopIteration as exc:
         raise ValueError(f"Expecting value: char {exc.value}") from None
+    except SystemError:
+        # _json words its errors (a control character in a string, a bad escape) with
+        # json.decoder.JSONDecodeError, found in sys.modules only: without it the scanner
+        # fails without an exception. The error path may pay for json: it says what is wrong.
+        import json
+
+        return json.loads(data)  # raises JSONDecodeError (a ValueError)
     finally:
         _Context.memo.clear()
     if data[end:].strip(_WS):

@@ -749,7 +749,7 @@ static int parse_device(const struct jval *d, int index, struct rule *r, char *w
 		if (strchr(access, *c))
 			r->access[k++] = *c;
 	r->access[k] = 0;
-	struct opt major, minor;
+	struct opt major = {0}, minor = {0};
 	if (get_int(d, "major", w, 0, -1, &major, why, whylen) < 0 || get_int(d, "minor", w, 0, -1, &minor, why, whylen) < 0)
 		return -1;
 	r->major = major.set ? major.v : -1;
@@ -1493,7 +1493,7 @@ static int create_cpuset(struct cg *cg, const char *dir, char *why, size_t whyle
 	while (!is_dir(probe)) {
 		if (nmiss >= 64 || strlen(probe) >= sizeof missing[0])
 			return fail(why, whylen, "cpuset cgroup %s: too deep or too long for the C path", dir);
-		snprintf(missing[nmiss++], sizeof missing[0], "%s", probe);
+		memcpy(missing[nmiss++], probe, strlen(probe) + 1); /* fits: checked above */
 		char parent[4096];
 		dirname_of(probe, parent, sizeof parent);
 		snprintf(probe, sizeof probe, "%s", parent);

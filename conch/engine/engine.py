@@ -200,7 +200,8 @@ class VersionInfo:
 class Engine:
     def __init__(self, *, paths, db, images, snapshotter, runtime: str, shim: str,
                  init: str = "", runtime_name: str = "conch", tasks=None, volumes=None,
-                 registries=None, networks=None, runtimes: dict[str, str] | None = None):
+                 registries=None, networks=None, runtimes: dict[str, str] | None = None,
+                 warm_runtime: bool = False):
         self.paths = paths
         self.events = EventBus()
         self.containers = ContainerService(paths=paths, db=db, images=images,
@@ -208,7 +209,8 @@ class Engine:
                                            runtime=runtime, shim=shim, init=init,
                                            runtime_inproc=runtime_name == "conch", tasks=tasks,
                                            volumes=volumes, networks=networks,
-                                           runtime_name=runtime_name, runtimes=runtimes)
+                                           runtime_name=runtime_name, runtimes=runtimes,
+                                           warm_runtime=warm_runtime)
         # conch.engine.network.service.NetworkService (None: containers get no network sandbox)
         self.networks = networks
         if networks is not None:

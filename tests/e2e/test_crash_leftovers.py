@@ -18,7 +18,7 @@ from conch.testing.daemon import Daemon, clean_after, daemon_fixture
 
 import pytest
 
-daemon = daemon_fixture("module")
+daemon = daemon_fixture("module", extra_args=["--warm-runtime"])  # test_warm_shim_exits_with_conchd
 # a daemon of its own for the test that rewrites a record behind conchd's back
 own_daemon = daemon_fixture("function")
 

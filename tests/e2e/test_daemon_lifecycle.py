@@ -686,3 +686,21 @@ def test_exec_tty_resize_bounds_and_no_master_left_after_client_goes(d):
     while _ptmx_fds(d.pid) != before and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _ptmx_fds(d.pid) == before
+
+
+def test_no_warm_runtime_waits_by_default(d):
+    """conch-runtime's C front creates conchd's containers cold, faster than a pre-started
+    Python runtime did, so by default conchd keeps none (--warm-runtime asks for one):
+    no `conch-shim --warm` of this daemon after a start, and the container's shim is cold."""
+    cid = d.conch("run", "-d", "busybox", "sleep", "1000", check=True).stdout.strip()
+    time.sleep(0.3)  # a refill, were there a pool, would have started by now
+    cmdlines = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                cmdlines[int(name)] = Path(f"/proc/{name}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                pass
+    mine = [c for c in cmdlines.values() if "conch-shim" in c and str(d.dir) in c]
+    assert mine and not [c for c in mine if "--warm" in c], mine
+    d.conch("rm", "-f", cid, check=True)

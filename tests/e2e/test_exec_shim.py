@@ -27,8 +27,8 @@ from conch.testing.daemon import BIN, Daemon, clean_after, daemon_fixture
 
 
 # "conch-cold": the same conch-runtime under another name, so its containers start with
-# a cold shim (the warm pool holds shims for the default runtime only)
-daemon = daemon_fixture("module", extra_args=["--add-runtime",
+# a cold shim (the warm pool, asked for here, holds shims for the default runtime only)
+daemon = daemon_fixture("module", extra_args=["--warm-runtime", "--add-runtime",
                                               f"conch-cold={BIN / 'conch-runtime'}"])
 
 

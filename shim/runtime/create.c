@@ -31,6 +31,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -338,6 +339,27 @@ static void read_error(int fd, const char *what)
 	}
 }
 
+/* console.connect: a stream connection to --console-socket, close-on-exec (G keeps it,
+ * as Python's G does, until it sends the pty master or, without a terminal, until its
+ * execve). -1 with errno. */
+static int console_connect(const char *path)
+{
+	struct sockaddr_un addr = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	memcpy(addr.sun_path, path, strlen(path)); /* spec.c: shorter than sun_path */
+	while (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
+		if (errno == EINTR)
+			continue;
+		int err = errno;
+		close(fd);
+		errno = err;
+		return -1;
+	}
+	return fd;
+}
+
 /* create.create + _drive. 0 when "created"; -1 with why set, everything undone. */
 static int create(void)
 {
@@ -355,8 +377,18 @@ static int create(void)
 	}
 	now_rfc3339(created_at, sizeof created_at);
 	snprintf(fifo, sizeof fifo, "%s/exec.fifo", state_dir);
-	if (save_state("creating") < 0 || mkfifo(fifo, 0622) < 0 || chown(fifo, 0, 0) < 0 || chmod(fifo, 0622) < 0 ||
-	    (plan.fifo_fd = open(fifo, O_PATH | O_CLOEXEC)) < 0 ||
+	plan.console_fd = -1;
+	if (save_state("creating") < 0 || mkfifo(fifo, 0622) < 0 || chown(fifo, 0, 0) < 0 || chmod(fifo, 0622) < 0) {
+		snprintf(why, sizeof why, "state dir: %s", strerror(errno));
+		goto fail;
+	}
+	/* create.create connects here, between the fifo and its O_PATH fd. A socket that
+	 * cannot be reached is Python's error to word: undone, and Python redoes it. */
+	if (*plan.console_socket && (plan.console_fd = console_connect(plan.console_socket)) < 0) {
+		snprintf(why, sizeof why, "console socket %s: %s", plan.console_socket, strerror(errno));
+		goto fail;
+	}
+	if ((plan.fifo_fd = open(fifo, O_PATH | O_CLOEXEC)) < 0 ||
 	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
 		snprintf(why, sizeof why, "state dir: %s", strerror(errno));
 		goto fail;
@@ -396,6 +428,10 @@ static int create(void)
 	close(sv[1]);
 	sv[1] = -1;
 	close(plan.fifo_fd);
+	if (plan.console_fd >= 0) { /* G has its own copy */
+		close(plan.console_fd);
+		plan.console_fd = -1;
+	}
 	if (pid < 0) {
 		snprintf(why, sizeof why, "fork: %s", strerror(err));
 		goto fail;
@@ -460,6 +496,8 @@ static int create(void)
 	}
 	return 0;
 fail:
+	if (plan.console_fd >= 0)
+		close(plan.console_fd);
 	if (sv[0] >= 0)
 		close(sv[0]);
 	if (sv[1] >= 0)

@@ -45,6 +45,7 @@ struct front_plan {
 	/* the command line */
 	int run, detach, keep;
 	const char *root, *id, *pid_file, *log, *log_format;
+	const char *console_socket;         /* "" for none (as Python treats an empty one) */
 	char bundle[PATH_MAX], rootfs[PATH_MAX], config_path[PATH_MAX + 16];
 	/* config.json */
 	char *text;
@@ -56,6 +57,9 @@ struct front_plan {
 	int nmounts, dev_mounted;
 	const struct jval *args, *env;      /* arrays of strings (env may be NULL) */
 	const char *cwd;
+	int terminal;                       /* process.terminal: a pty for --console-socket */
+	int has_size;                       /* a non-empty process.consoleSize */
+	unsigned short rows, cols;
 	uid_t uid;
 	gid_t gid;
 	gid_t groups[FRONT_MAX_GROUPS];
@@ -81,6 +85,7 @@ struct front_plan {
 	int ncg_mounts;
 	int fifo_fd;                        /* O_PATH exec.fifo, for G */
 	int sync_fd;                        /* G's end of the socketpair */
+	int console_fd;                     /* P's connection to --console-socket, or -1 */
 };
 
 /* spec.c: flags and config.json into plan, touching nothing on the host. 0, or -1 with

@@ -33,6 +33,8 @@
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/uio.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "front.h"
@@ -444,6 +446,64 @@ static void pivot(void)
 	close(new_root);
 }
 
+/* init._setup_console with console.py's open_pty, bind_console, send_fd and
+ * make_controlling, in their order: a pty from the container's own devpts (/dev/ptmx
+ * after pivot_root), its slave bound onto /dev/console, the master sent over the
+ * console socket (SCM_RIGHTS, the body "/dev/ptmx" as Python sends it), then the slave
+ * our controlling terminal (we are a session leader: setsid) and fds 0-2. */
+static void setup_console(void)
+{
+	int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC), unlock = 0;
+	unsigned int num;
+	char slave[32];
+	if (master < 0)
+		fail(errno, "open /dev/ptmx");
+	if (ioctl(master, TIOCSPTLCK, &unlock) < 0 || ioctl(master, TIOCGPTN, &num) < 0)
+		fail(errno, "unlock /dev/ptmx");
+	snprintf(slave, sizeof slave, "/dev/pts/%u", num);
+	if (!lexists("/dev/console")) {
+		int fd = open("/dev/console", O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+		if (fd < 0)
+			fail(errno, "create /dev/console");
+		close(fd);
+	}
+	do_mount(slave, "/dev/console", NULL, MS_BIND, NULL);
+	char body[] = "/dev/ptmx";
+	struct iovec iov = {.iov_base = body, .iov_len = sizeof body - 1};
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} ctl;
+	memset(&ctl, 0, sizeof ctl);
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+			     .msg_controllen = sizeof ctl.buf};
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &master, sizeof(int));
+	ssize_t sent;
+	while ((sent = sendmsg(pl->console_fd, &msg, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+		;
+	if (sent < 0)
+		fail(errno, "send the pty master");
+	close(master);
+	close(pl->console_fd);
+	/* opened without O_NOCTTY, as os.open opens it: that alone makes it our terminal,
+	 * and TIOCSCTTY then confirms it */
+	int fd = open(slave, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		fail(errno, "open %s", slave);
+	struct winsize ws = {.ws_row = pl->rows, .ws_col = pl->cols};
+	if (pl->has_size && ioctl(fd, TIOCSWINSZ, &ws) < 0)
+		fail(errno, "TIOCSWINSZ");
+	if (ioctl(fd, TIOCSCTTY, 0) < 0)
+		fail(errno, "TIOCSCTTY");
+	for (int i = 0; i < 3; i++)
+		if (fd != i && dup2(fd, i) < 0)
+			fail(errno, "dup2 %d", i);
+}
+
 /* rootfs.apply_sysctls */
 static void sysctls(void)
 {
@@ -778,6 +838,10 @@ void front_init(struct front_plan *plan)
 		fail(errno, "setdomainname");
 	step = "pivot_root";
 	pivot();
+	if (pl->terminal) {
+		step = "console";
+		setup_console();
+	}
 	step = "sysctl";
 	sysctls();
 	if (pl->ns_has[NS_NET] && !*pl->ns_path[NS_NET]) {

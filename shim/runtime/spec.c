@@ -19,6 +19,7 @@
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "front.h"
@@ -200,6 +201,7 @@ static int parse_flags(int argc, char **argv, struct front_plan *pl, char *why, 
 	pl->root = root && *root ? root : "/run/conch-runtime";
 	pl->log_format = "text";
 	pl->pid_file = "";
+	pl->console_socket = "";
 	int i = 1;
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		const char *a = argv[i], **slot = NULL, *value = NULL;
@@ -245,6 +247,8 @@ static int parse_flags(int argc, char **argv, struct front_plan *pl, char *why, 
 			slot = &bundle;
 		else if (name_is("--pid-file"))
 			slot = &pl->pid_file;
+		else if (name_is("--console-socket"))
+			slot = &pl->console_socket;
 		else if (name_is("--preserve-fds")) {
 			const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
 			if (!v || strcmp(v, "0") != 0)
@@ -269,6 +273,9 @@ static int parse_flags(int argc, char **argv, struct front_plan *pl, char *why, 
 	}
 	if (!pl->id || !valid_id(pl->id))
 		NO("no valid container id");
+	/* Python takes a path of exactly sizeof sun_path bytes (no NUL): not worth matching */
+	if (strlen(pl->console_socket) >= sizeof ((struct sockaddr_un *)0)->sun_path)
+		NO("--console-socket path too long");
 	if (absolute(bundle && *bundle ? bundle : ".", pl->bundle, sizeof pl->bundle) < 0)
 		NO("bundle path");
 	return 0;
@@ -291,8 +298,8 @@ static int own_bounding(uint64_t *out)
 
 static int check_process(const struct jval *proc, struct front_plan *pl, char *why, size_t whylen)
 {
-	static const char *const keys[] = {"terminal", "user", "args", "env", "cwd", "capabilities",
-					   "rlimits", "noNewPrivileges", "oomScoreAdj", NULL};
+	static const char *const keys[] = {"terminal", "consoleSize", "user", "args", "env", "cwd",
+					   "capabilities", "rlimits", "noNewPrivileges", "oomScoreAdj", NULL};
 	const char *bad;
 	const struct jval *v;
 	unsigned long long n;
@@ -300,8 +307,26 @@ static int check_process(const struct jval *proc, struct front_plan *pl, char *w
 		NO("process is not an object");
 	if (keys_ok(proc, keys, &bad) < 0)
 		NO("process.%s", bad);
-	if ((v = json_get(proc, "terminal")) && v->type != J_FALSE)
-		NO("process.terminal");
+	if ((v = json_get(proc, "terminal"))) {
+		if (!is_bool(v))
+			NO("process.terminal");
+		pl->terminal = v->type == J_TRUE;
+	}
+	if ((v = json_get(proc, "consoleSize")) && v->type != J_NULL) {
+		/* console.make_controlling: a non-empty object's height and width (0 when
+		 * missing) packed as unsigned shorts; anything else is Python's to take or
+		 * refuse. Read (and checked) even without a terminal, where Python ignores it. */
+		static const char *const skeys[] = {"height", "width", NULL};
+		const struct jval *h, *w;
+		unsigned long long rows = 0, cols = 0;
+		if (v->type != J_OBJECT || keys_ok(v, skeys, &bad) < 0 ||
+		    ((h = json_get(v, "height")) && uint_of(h, 0xffff, &rows) < 0) ||
+		    ((w = json_get(v, "width")) && uint_of(w, 0xffff, &cols) < 0))
+			NO("process.consoleSize");
+		pl->has_size = v->n > 0;
+		pl->rows = (unsigned short)rows;
+		pl->cols = (unsigned short)cols;
+	}
 	if ((v = json_get(proc, "user"))) {
 		/* umask and username: read by neither runtime (process.switch_user) */
 		static const char *const ukeys[] = {"uid", "gid", "additionalGids", "umask", "username", NULL};
@@ -753,6 +778,15 @@ int front_parse(int argc, char **argv, struct front_plan *pl, char *why, size_t 
 		NO("config.json: %s", err);
 	if (check_config(pl, why, whylen) < 0)
 		return -1;
+	/* A terminal needs a console socket: without one `create` refuses it (Python's
+	 * words) and a foreground `run` proxies the pty itself (commands.cmd_run): both
+	 * Python's. With a closed stdio fd, which fd the slave lands on would depend on
+	 * each runtime's own open fds: Python's too. */
+	if (pl->terminal && !*pl->console_socket)
+		NO("process.terminal without --console-socket");
+	for (int fd = 0; pl->terminal && fd < 3; fd++)
+		if (fcntl(fd, F_GETFD) < 0)
+			NO("process.terminal with fd %d closed", fd);
 	pl->last_cap = read_cap_last();
 	if (cg_open(pl->cgroups_path, pl->id, &pl->cg, why, whylen) < 0)
 		return -1;

@@ -27,7 +27,10 @@ comparison (it is the only line the two may differ by). What is compared:
    and odd configs give Python's exit code and words (also through ``--log``), whichever
    path takes them, and leave nothing behind; sizes past the C path's tables do not
    crash it.
-4. lifecycle: every other verb works on a C-created container, and its records and
+4. ``test_console_socket_*``: process.terminal with ``--console-socket`` (create, run -d,
+   run): the socket's fd and message, and the terminal the container sees and writes
+   through, equal Python's; unreachable sockets fail in Python's words.
+5. lifecycle: every other verb works on a C-created container, and its records and
    ``state`` output equal a Python-created one's; run's stdio, exit codes, forwarded
    signals; many runs at once; a state root made under odd umasks.
 
@@ -528,7 +531,8 @@ def test_declines(name, conch, bundle, tmp_path):
 
 
 class ConsoleSocket:
-    """A --console-socket listener: keeps the pty master the runtime sends."""
+    """A --console-socket listener: keeps the pty master the runtime sends, with the
+    message body it came with (None: a connection that closed without sending one)."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -536,19 +540,28 @@ class ConsoleSocket:
         self.sock.bind(str(path))
         self.sock.listen(1)
         self.master = -1
+        self.body: bytes | None = None
+        self.connections = 0
         self.thread = threading.Thread(target=self._accept, daemon=True)
         self.thread.start()
 
     def _accept(self):
-        conn, _ = self.sock.accept()
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:  # closed before anyone connected
+            return
+        self.connections += 1
         with conn:
-            _, fds, _, _ = socket.recv_fds(conn, 4096, 4)
-            self.master = fds[0]
+            msg, fds, _, _ = socket.recv_fds(conn, 4096, 4)
+            for extra in fds[1:]:
+                os.close(extra)
+            if fds:
+                self.master, self.body = fds[0], msg
 
     def read_all(self, timeout: float = 10) -> bytes:
         self.thread.join(timeout)
         out, deadline = b"", time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while self.master >= 0 and time.monotonic() < deadline:
             try:
                 chunk = os.read(self.master, 4096)
             except OSError:  # EIO: the slave side is closed
@@ -565,24 +578,140 @@ class ConsoleSocket:
         self.path.unlink(missing_ok=True)
 
 
-def test_console_socket_declines(conch, bundle, tmp_path):
-    b = bundle(["sh", "-c", "tty; stty size; echo done"], lambda s: _terminal(s, tmp_path))
-    outs = {}
-    for path in ("python", "front"):
-        cid = conch.new_id()
-        sock = ConsoleSocket(tmp_path / f"console-{path}.sock")
-        try:
-            proc = conch("create", "--bundle", b, "--console-socket", sock.path, cid, env=env_for(path))
+# What the container sees of its terminal: stdio, the controlling tty (pid 1's session,
+# tty_nr, foreground group), /dev/console (the slave bound there: same device as
+# /dev/pts/0) and its mount, the window size and the termios settings.
+TTY_PROBE = ("tty; for fd in 0 1 2; do readlink /proc/self/fd/$fd; done; "
+             "cut -d' ' -f5-8 /proc/1/stat; stat -c '%n %F %t:%T %a %u:%g' /dev/console /dev/pts/0; "
+             "grep -c ' /dev/console ' /proc/self/mountinfo; "
+             "stty size; stty -a; [ -t 0 ] && [ -t 1 ] && [ -t 2 ] && echo all-ttys; "
+             "echo to-stderr >&2; printf 'raw\\tbytes\\r\\n'; exit 5")
+
+
+def _pty_master(fd: int) -> str:
+    """What the received fd is: its /proc link and the pty number it answers TIOCGPTN with."""
+    import fcntl
+    import struct
+
+    num = struct.unpack("I", fcntl.ioctl(fd, 0x80045430, b"\0" * 4))[0]  # TIOCGPTN
+    return f"{os.readlink(f'/proc/self/fd/{fd}')} pts/{num}"
+
+
+def _console_run(conch, b: Path, path: str, mode: str, sock_path: Path) -> dict:
+    """One container with a --console-socket, by ``mode``: "create" (+ start), "run -d",
+    or "run" (foreground: the runtime waits and deletes). What the socket got and read."""
+    cid = conch.new_id()
+    sock = ConsoleSocket(sock_path)
+    try:
+        flags = ("--console-socket", str(sock.path))
+        if mode == "create":
+            proc = conch("create", "--bundle", b, *flags, cid, env=env_for(path))
             assert proc.returncode == 0, proc.stderr
-            front, _ = split_front(proc.stderr)
             conch("start", cid, check=True)
-            outs[path] = (front, sock.read_all().replace(b"\r\n", b"\n"))
+        elif mode == "run -d":
+            proc = conch("run", "--detach", "--bundle", b, *flags, cid, env=env_for(path))
+            assert proc.returncode == 0, proc.stderr
+        else:
+            proc = conch("run", "--bundle", b, *flags, cid, env=env_for(path))
+        out = sock.read_all()
+        if mode != "run":
             conch.wait_status(cid, "stopped")
             conch("delete", cid, check=True)
-        finally:
-            sock.close()
-    assert outs["front"][1] == outs["python"][1] and b"done" in outs["python"][1]
-    assert len(outs["front"][0]) == 1 and "python:" in outs["front"][0][0], outs["front"][0]
+        front, stderr = split_front(proc.stderr)
+        return {"front": front, "code": proc.returncode, "stdout": proc.stdout, "stderr": stderr,
+                "connections": sock.connections, "body": sock.body,
+                "master": _pty_master(sock.master) if sock.master >= 0 else None, "tty": out}
+    finally:
+        sock.close()
+        assert_nothing_left(conch, cid, b)
+
+
+@pytest.mark.parametrize("size", [None, {"height": 33, "width": 101}, {}, {"width": 77}])
+@pytest.mark.parametrize("mode", ["create", "run -d", "run"])
+def test_console_socket_same(mode, size, conch, bundle, tmp_path):
+    """process.terminal with --console-socket is created in C: the socket gets a pty
+    master, with Python's message body, and the container sees the same terminal
+    (tty on 0-2, controlling tty, /dev/console, window size, termios) and writes the
+    same bytes through it."""
+
+    def edit(spec):
+        _terminal(spec, tmp_path)
+        if size is not None:
+            spec["process"]["consoleSize"] = size
+
+    b = bundle(["sh", "-c", TTY_PROBE], edit)
+    got = {path: _console_run(conch, b, path, mode, tmp_path / f"c-{path}.sock")
+           for path in ("python", "front")}
+    want = got["python"]
+    # the container's devpts is not reachable from here: its ptmx reads as "/ptmx"
+    assert want["master"].endswith("ptmx pts/0") and b"all-ttys" in want["tty"], want
+    if size and size.get("height") and size.get("width"):  # busybox stty fails on a 0
+        assert f"\r\n{size['height']} {size['width']}\r\n".encode() in want["tty"], want["tty"]
+    for key in ("code", "stdout", "stderr", "connections", "body", "master", "tty"):
+        assert got["front"][key] == want[key], (
+            f"{key}: python {want[key]!r}\nfront  {got['front'][key]!r}")
+    verb = "create in C" if mode == "create" else "run in C"
+    assert len(got["front"]["front"]) == 1 and verb in got["front"]["front"][0], got["front"]["front"]
+
+
+def test_console_socket_without_terminal(conch, bundle, tmp_path):
+    """--console-socket with process.terminal false (and a consoleSize Python ignores):
+    connected, closed without an fd, the container's stdio untouched, as Python does."""
+    b = bundle(["sh", "-c", "echo out; [ -t 0 ] || echo no-tty; exit 3"],
+               lambda s: s["process"].update(consoleSize={"height": 10, "width": 20}))
+    got = {path: _console_run(conch, b, path, "run", tmp_path / f"n-{path}.sock")
+           for path in ("python", "front")}
+    want = got["python"]
+    assert (want["code"], want["stdout"], want["connections"], want["master"]) == (3, "out\nno-tty\n", 1, None)
+    for key in ("code", "stdout", "stderr", "connections", "body", "master", "tty"):
+        assert got["front"][key] == want[key], key
+    assert len(got["front"]["front"]) == 1 and "run in C" in got["front"]["front"][0], got["front"]["front"]
+
+
+def _not_listening(tmp: Path) -> str:
+    path = tmp / "refused.sock"
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(str(path))  # bound, never listening: ECONNREFUSED
+    s.close()
+    return str(path)
+
+
+@pytest.mark.parametrize("verb", ["create", "run -d", "run"])
+@pytest.mark.parametrize("case", ["missing", "refused", "not-a-socket", "terminal-no-socket",
+                                  "bad-console-size"])
+def test_console_socket_errors(case, verb, conch, bundle, tmp_path):
+    """A console socket that cannot be reached, or a terminal without one (create),
+    fails with Python's words and exit code whichever path runs it, and nothing is left;
+    what the C path cannot take exactly is declined."""
+    edit = _terminal
+    if case == "missing":
+        sock = str(tmp_path / "no-such.sock")
+    elif case == "refused":
+        sock = _not_listening(tmp_path)
+    elif case == "not-a-socket":
+        (tmp_path / "plain").write_text("")
+        sock = str(tmp_path / "plain")
+    elif case == "bad-console-size":
+        sock = str(tmp_path / "no-such.sock")
+
+        def edit(spec, tmp):
+            _terminal(spec, tmp)
+            spec["process"]["consoleSize"] = {"height": 70000, "width": 80}
+    else:
+        sock = ""
+    if case == "terminal-no-socket" and verb == "run":
+        pytest.skip("a foreground run proxies the pty itself: test_declines['terminal']")
+    b = bundle(["sh", "-c", "echo should-not-run"], lambda s: edit(s, tmp_path))
+    args = ["--detach"] if verb == "run -d" else []
+    if sock:
+        args += ["--console-socket", sock]
+    cid = f"fc-{uuid.uuid4().hex[:10]}"
+    want, got = run_both(conch, b, tmp_path, *args, cid=cid, verb=verb.split()[0])
+    assert want.returncode != 0 and "should-not-run" not in want.stdout, want.stderr
+    assert_same(want, got, case)
+    assert_nothing_left(conch, cid, b)
+    expected = "python:" if case in ("terminal-no-socket", "bad-console-size") else "python: console socket"
+    assert len(got.front) == 1 and expected in got.front[0], got.front
 
 
 # ---------------------------------------------------------------------------------------

@@ -186,3 +186,49 @@ def test_detached_exec_kill_delete(containerd, runc_args):
     assert ctd.shim_pids() == []
     left = [p for p in ctd.runc_root.rglob("*")] if ctd.runc_root.exists() else []
     assert all(p.is_dir() for p in left), left
+
+
+def test_run_with_a_tty_takes_the_c_path(containerd, runc_args, tmp_path):
+    """``ctr run -t`` (a pod's ``tty: true``): the runc shim listens on a console socket
+    and gets the pty master from conch-runtime's C create path (no Python runtime
+    started for create); the container's stdio is a tty, its output comes back through
+    the shim. ctr needs a terminal of its own: it runs on a pty made here."""
+    import os
+    import pty
+    import subprocess
+
+    binary = Path(runc_args[1])
+    log = tmp_path / "front.log"
+    wrapper = tmp_path / "conch-runtime"  # the front's debug line, kept in a log
+    wrapper.write_text(f"#!/bin/sh\nCONCH_RUNTIME_FRONT_DEBUG=1 exec {binary} \"$@\" 2>>{log}\n")
+    wrapper.chmod(0o755)
+    args = ["--runc-binary", str(wrapper), *runc_args[2:]]
+    master, slave = pty.openpty()
+    argv = ["ctr", "--address", str(containerd.sock), "--namespace", NAMESPACE, "run", "--rm", "-t",
+            *args, IMAGE, "tty1", "sh", "-c", "tty; [ -t 0 ] && [ -t 1 ] && echo ttys; exit 4"]
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    out = b""
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: ctr exited, every slave closed
+                break
+            if not chunk:
+                break
+            out += chunk
+        code = proc.wait(timeout=max(1, deadline - time.monotonic()))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+        containerd.ctr("task", "delete", "-f", "tty1")
+        containerd.ctr("container", "delete", "tty1")
+    front = log.read_text() if log.exists() else ""
+    text = out.decode(errors="replace").replace("\r", "")  # CRs of two ptys
+    assert code == 4, f"exit {code}\n{text}\n{front}\n{containerd.log()}"
+    assert "/dev/pts/0\nttys\n" in text, text
+    assert "conch-runtime front: create in C" in front, front

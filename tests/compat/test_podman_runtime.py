@@ -61,3 +61,36 @@ def test_podman_default_isolation(podman):
     fields = dict(line.split(":\t") for line in proc.stdout.splitlines())
     assert fields["Seccomp"] == "2"
     assert int(fields["CapEff"], 16) != 0
+
+
+def _debug_wrapper(tmp_path, binary: str) -> tuple[str, object]:
+    """A runtime that is ``binary`` with CONCH_RUNTIME_FRONT_DEBUG=1 and its stderr
+    appended to a log: conmon does not show a successful runtime's stderr, and the
+    front's line says which path ran."""
+    log = tmp_path / "front.log"
+    wrapper = tmp_path / "wrapped" / "conch-runtime"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f"#!/bin/sh\nCONCH_RUNTIME_FRONT_DEBUG=1 exec {binary} \"$@\" 2>>{log}\n")
+    wrapper.chmod(0o755)
+    return str(wrapper), log
+
+
+def test_podman_run_tty_takes_the_c_path(tmp_path, runtime_by_name):
+    """``podman run -t``: conmon listens on a console socket and gets the pty master from
+    the C create path (no Python runtime started for create), the container sees a tty."""
+    binary, log = _debug_wrapper(tmp_path, runtime_by_name("conch").binary)
+    store = PodmanStore(tmp_path, runtime=binary)
+    try:
+        rootfs = busybox_rootfs(tmp_path / "rootfs")
+        with tarfile.open(tmp_path / "busybox.tar", "w") as tar:
+            tar.add(rootfs, arcname=".")
+        store.run("import", str(tmp_path / "busybox.tar"), "localhost/busybox:latest", check=True, timeout=120)
+        proc = store.run("run", "--rm", "-t", "--network", "none", "localhost/busybox", "sh", "-c",
+                         "tty; [ -t 0 ] && [ -t 1 ] && echo ttys; stat -c '%t:%T' /dev/console; exit 4",
+                         check=False, timeout=120)
+    finally:
+        store.close()
+    front = log.read_text() if log.exists() else ""
+    assert proc.returncode == 4, f"{proc.stdout}\n{proc.stderr}\n{front}"
+    assert proc.stdout.replace("\r\n", "\n") == "/dev/pts/0\nttys\n88:0\n", proc.stdout
+    assert "conch-runtime front: create in C" in front, front

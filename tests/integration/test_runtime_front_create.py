@@ -668,6 +668,27 @@ def test_console_socket_without_terminal(conch, bundle, tmp_path):
     assert len(got["front"]["front"]) == 1 and "run in C" in got["front"]["front"][0], got["front"]["front"]
 
 
+def test_console_socket_with_a_closed_stdio_fd(conch, bundle, tmp_path):
+    """A terminal while the caller's fd 0 is closed: where the slave would land depends
+    on the runtime's own open fds, so the front leaves it to Python, which still runs it."""
+    b = bundle(["sh", "-c", "tty; exit 6"], lambda s: _terminal(s, tmp_path))
+    cid = conch.new_id()
+    sock = ConsoleSocket(tmp_path / "closed.sock")
+    try:
+        with open(tmp_path / "err", "w+") as err:
+            proc = subprocess.run(conch.cmd("run", "--console-socket", sock.path, "--bundle", b, cid),
+                                  env=env_for("front"), stdout=subprocess.DEVNULL, stderr=err,
+                                  timeout=60, preexec_fn=lambda: os.close(0))
+            err.seek(0)
+            front, rest = split_front(err.read())
+        assert (proc.returncode, rest) == (6, ""), rest
+        assert len(front) == 1 and "python: process.terminal with fd 0 closed" in front[0], front
+        assert sock.read_all().replace(b"\r\n", b"\n") == b"/dev/pts/0\n"
+    finally:
+        sock.close()
+    assert_nothing_left(conch, cid, b)
+
+
 def _not_listening(tmp: Path) -> str:
     path = tmp / "refused.sock"
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

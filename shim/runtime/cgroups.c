@@ -566,8 +566,11 @@ int cg_open(const char *cgroups_path, const char *id, struct cg *cg, char *why, 
 		return 0;
 	}
 	for (int i = 0; i < n; i++) {
-		snprintf(cg->options[i], sizeof cg->options[i], "%s", mounts[i].opts);
-		snprintf(cg->mountpoint[i], sizeof cg->mountpoint[i], "%s", mounts[i].point);
+		if (snprintf(cg->options[i], sizeof cg->options[i], "%s", mounts[i].opts) >= (int)sizeof cg->options[i] ||
+		    snprintf(cg->mountpoint[i], sizeof cg->mountpoint[i], "%s", mounts[i].point) >=
+			    (int)sizeof cg->mountpoint[i])
+			return fail(why, whylen, "cgroup mount %s: options or path too long for the C path",
+				    mounts[i].point);
 		if (container_dir(&mounts[i], subpath, own, cg->dir[i], sizeof cg->dir[i], why, whylen) < 0)
 			return -1;
 	}

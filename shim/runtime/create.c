@@ -109,7 +109,10 @@ static void sb_quote(struct sb *b, const char *s)
 static int write_file(const char *path, const char *data, size_t len, mode_t mode)
 {
 	char tmp[PATH_MAX + 300];
-	snprintf(tmp, sizeof tmp, "%s.tmp", path);
+	if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
 	if (fd < 0)
 		return -1;

@@ -146,7 +146,8 @@ static int makedirs(const char *path, mode_t mode)
 
 static void dirname_of(const char *path, char *out, size_t size)
 {
-	snprintf(out, size, "%s", path);
+	if (snprintf(out, size, "%s", path) >= (int)size) /* a cut path is another path */
+		fail(ENAMETOOLONG, "%s", path);
 	char *slash = strrchr(out, '/');
 	if (slash == out)
 		out[1] = '\0';
@@ -187,7 +188,8 @@ static void secure_join(const char *root, const char *unsafe, char *out, size_t 
 			continue;
 		}
 		struct stat st;
-		snprintf(candidate, sizeof candidate, "%s%s/%s", root, resolved, part);
+		if (snprintf(candidate, sizeof candidate, "%s%s/%s", root, resolved, part) >= (int)sizeof candidate)
+			fail(ENAMETOOLONG, "%s", unsafe);
 		if (lstat(candidate, &st) == 0 && S_ISLNK(st.st_mode)) {
 			if (++links > 255)
 				fail(0, "too many symlinks resolving %s in the rootfs", unsafe);

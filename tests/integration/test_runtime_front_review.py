@@ -126,3 +126,39 @@ def test_c_only_failure_spares_a_joined_cgroups_processes(conch, tmp_path):
                     break
                 except OSError:
                     time.sleep(0.05)
+
+
+def _run_both(conch, b: Path) -> dict[str, tuple[int, str, list[str]]]:
+    out = {}
+    for path in ("python", "front"):
+        cid = f"rv-{uuid.uuid4().hex[:10]}"
+        conch.created.append(cid)
+        proc = conch("run", "--bundle", b, cid, env=env_for(path))
+        out[path] = (proc.returncode, proc.stdout, front_lines(proc.stderr))
+    return out
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "spec.c check_process declines an env entry starting with '=' but not the empty "
+    "string, which process.env_dict refuses (\"has no name\"): C runs the container "
+    "(with an environment entry \"=\") that Python refuses"))
+def test_empty_env_entry_is_refused_as_python_refuses_it(conch, tmp_path):
+    b = make_bundle(tmp_path / "b", ["true"], env=["", "PATH=/bin"])
+    got = _run_both(conch, b)
+    assert got["python"][0] != 0
+    assert got["front"][0] == got["python"][0], got["front"]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "init.c environment(): /etc/passwd is read with fgets into 4096 bytes, so a longer "
+    "line (the image's) is split and its tail parsed as a line of its own: a hostile "
+    "image chooses HOME; process.home_of reads whole lines"))
+def test_home_from_a_passwd_with_a_long_line(conch, tmp_path):
+    b = make_bundle(tmp_path / "b", ["sh", "-c", "echo HOME=$HOME"], env=["PATH=/bin"])
+    pw = b / "rootfs/etc/passwd"
+    old = pw.read_text() if pw.exists() else "root:x:0:0:root:/root:/bin/sh\n"
+    pw.write_text("x:" + "y" * 4093 + "evil:x:0:0::/evil:/bin/sh\n" + old)
+    got = _run_both(conch, b)
+    assert got["python"][:2] == (0, "HOME=/root\n")
+    assert "run in C" in got["front"][2][0]
+    assert got["front"][:2] == got["python"][:2]

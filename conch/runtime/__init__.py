@@ -4,6 +4,15 @@ Contract: it takes a bundle (``config.json`` + rootfs) and nothing else; it know
 of images, registries, networks or the Docker API. Its command line is runc's, so podman
 (``--runtime``), containerd, dockerd and conch's own shim can drive it.
 
+Two implementations. The executable ``conch-runtime`` is a C front (shim/conch-runtime.c,
+shim/runtime/) that does ``create``/``run`` (and ``start``, ``state``, ``kill``,
+``delete`` of the common case) itself whenever every flag and config.json key is one it
+applies exactly as this package does, and execs this package (``conch-runtime-py``) for
+everything else; a failure after it changed the host is undone and handed here. This
+package is the specification: a change of behaviour here must be made there too, or
+declined there (shim/runtime/spec.c) — tests/integration/test_runtime_front_*.py run the
+same bundles through both and fail on any difference.
+
 Process model of ``create``. Without a user namespace, P forks the init itself (one fork
 per container): it unshares (or joins) the pid namespace just around the fork, which
 only its children feel, and G enters the other namespaces::

@@ -3,6 +3,7 @@
 from conch.kernel.libc import check, libc
 
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_SET_KEEPCAPS = 8
 PR_SET_NAME = 15
 PR_SET_CHILD_SUBREAPER = 36
@@ -23,6 +24,10 @@ def set_keepcaps(on: bool) -> None:
 
 def set_child_subreaper() -> None:
     prctl(PR_SET_CHILD_SUBREAPER, 1, "PR_SET_CHILD_SUBREAPER")
+
+
+def set_dumpable(on: bool) -> None:
+    prctl(PR_SET_DUMPABLE, 1 if on else 0, "PR_SET_DUMPABLE")
 
 
 def set_pdeathsig(sig: int) -> None:

@@ -59,6 +59,9 @@ def validate(spec: dict, bundle: str) -> None:
         cwd = proc.get("cwd", "/")
         if not cwd.startswith("/"):
             raise InvalidArgument(f"config.json: process.cwd {cwd!r} must be an absolute path")
+        umask = (proc.get("user") or {}).get("umask")
+        if umask is not None and (type(umask) is not int or not 0 <= umask <= 0o7777):
+            raise InvalidArgument(f"config.json: process.user.umask {umask!r} is not a mode (0 to 0o7777)")
         for key, what in _PROCESS_UNSUPPORTED.items():
             if proc.get(key):
                 raise InvalidArgument(f"config.json: process.{key} is set but conch-runtime "
@@ -90,11 +93,51 @@ def validate(spec: dict, bundle: str) -> None:
         if bad or m.get("uidMappings") or m.get("gidMappings"):
             raise InvalidArgument(f"config.json: mount {m['destination']}: option "
                                   f"{sorted(bad)[0] if bad else 'uid/gid mappings'} is not supported")
+    for key in linux.get("sysctl") or {}:
+        _check_sysctl(key, {ns.get("type"): ns.get("path", "") for ns in linux.get("namespaces") or ()})
     persona = linux.get("personality")
     if persona:
         if persona.get("domain") not in _PERSONALITIES or persona.get("flags"):
             raise InvalidArgument(f"config.json: linux.personality {persona!r}: only domain "
                                   "LINUX or LINUX32 without flags is supported")
+
+
+# runc's validator (libcontainer/configs/validate): a sysctl is written inside the
+# container's namespaces, so only a namespaced one may be set, and only when the
+# container has that namespace; anything else would change the host for everyone.
+_IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+                "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
+
+
+def _check_sysctl(key: str, ns: dict) -> None:
+    name = str(key).replace("/", ".")  # sysctl(8)'s slash spelling, as runc reads it
+    quoted = '"' + str(key).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if name in _IPC_SYSCTLS or name.startswith("fs.mqueue."):
+        if "ipc" in ns:
+            return
+        raise InvalidArgument(f"config.json: sysctl {quoted} is not allowed in the hosts ipc namespace")
+    if name.startswith("net."):
+        if "network" in ns and not _is_host_netns(ns["network"]):
+            return
+        raise InvalidArgument(f"config.json: sysctl {quoted} not allowed in host network namespace")
+    if "uts" in ns:
+        if name == "kernel.domainname":
+            return
+        if name == "kernel.hostname":
+            raise InvalidArgument(f"config.json: sysctl {quoted} is not allowed as it conflicts "
+                                  'with the OCI "hostname" field')
+    raise InvalidArgument(f"config.json: sysctl {quoted} is not in a separate kernel namespace")
+
+
+def _is_host_netns(path: str) -> bool:
+    """A network namespace joined by path that is the runtime's own (runc refuses it)."""
+    if not path:
+        return False
+    try:
+        mine, theirs = os.stat("/proc/self/ns/net"), os.stat(path)
+    except OSError:
+        return False  # joining it fails later, with its own words
+    return (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino)
 
 
 def personality(spec: dict) -> int | None:

@@ -224,8 +224,12 @@ def _cgroup_mounts(cgroup, ns) -> list:
 
 def _write_pid_file(path: str, pid: int) -> None:
     tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        f.write(str(pid))
+    # a new file of ours, never one planted there (or a link) by whoever can write the dir
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, str(pid).encode())
+    finally:
+        os.close(fd)
     os.replace(tmp, path)
 
 

@@ -93,6 +93,7 @@ def run_intermediate(plan: Plan) -> None:
     ch = plan.channel
     step = "start"
     try:
+        prctl.set_dumpable(False)  # see run_init
         prctl.set_pdeathsig(signal.SIGKILL)
         step = "join namespaces"
         join_namespaces(plan.namespaces)
@@ -181,6 +182,10 @@ def run_init(plan: Plan) -> None:
     in_userns = "user" in ns
     step = "init"
     try:
+        # Not dumpable until the execve (which makes the user's process dumpable again):
+        # a process of the container joining later must not ptrace us or open our fds
+        # through /proc while we still hold the host's (runc's CVE-2016-9962 fix).
+        prctl.set_dumpable(False)
         if plan.direct:
             step = "enter namespaces"
             _enter_namespaces(ns)
@@ -325,6 +330,9 @@ def finalize(proc: dict, plan: Plan) -> None:
     else:
         rproc.load_seccomp(plan.seccomp, plan.seccomp_flags)
     user = proc.get("user") or {}
+    # process.user.umask, else 0022 whatever the caller's: runc's rule (checked against
+    # runc 1.1.5), so a container does not inherit the umask of whoever ran the runtime
+    os.umask(user["umask"] if user.get("umask") is not None else 0o022)
     rproc.switch_user(user, plan.caps, setgroups_allowed=_setgroups_allowed())
     if not cwd_done:
         os.chdir(cwd)  # a cwd only the container user may enter: retry as that user

@@ -319,16 +319,34 @@ def apply_sysctls(sysctl: dict) -> None:
 
 
 def mask_paths(paths) -> None:
-    for path in paths or ():
-        try:
-            is_dir = os.path.isdir(path) and not os.path.islink(path)
-            if is_dir:
-                km.mount("tmpfs", path, "tmpfs", km.MS_RDONLY)
-            else:
-                km.mount("/dev/null", path, None, km.MS_BIND)
-        except SystemCallError as exc:
-            if exc.errno != 2:  # ENOENT: nothing to mask
-                raise
+    """Files are masked with the container's /dev/null, directories with a read-only
+    tmpfs. /dev/null is the image's own when no tmpfs was mounted on /dev: it must be the
+    null device itself, bound through an fd opened without following links, or an image
+    could make it a link to a writable file and unmask what it covers (runc's
+    CVE-2025-31133)."""
+    if not paths:
+        return
+    try:
+        null = os.open("/dev/null", os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:  # a masked file left readable is no option
+        raise InvalidArgument("maskedPaths: the container has no /dev/null to mask files "
+                              f"with ({exc.strerror}); mount a tmpfs on /dev or add it to the image") from None
+    try:
+        st = os.fstat(null)
+        if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(1, 3):
+            raise InvalidArgument("maskedPaths: /dev/null in the container is not the null device (1:3)")
+        for path in paths:
+            try:
+                is_dir = os.path.isdir(path) and not os.path.islink(path)
+                if is_dir:
+                    km.mount("tmpfs", path, "tmpfs", km.MS_RDONLY)
+                else:
+                    km.mount(f"/proc/self/fd/{null}", path, None, km.MS_BIND)
+            except SystemCallError as exc:
+                if exc.errno != 2:  # ENOENT: nothing to mask
+                    raise
+    finally:
+        os.close(null)
 
 
 def readonly_paths(paths) -> None:

@@ -272,7 +272,10 @@ static int kill_leftovers(void)
 	return -1;
 }
 
-/* create._cleanup_failed: the children killed, the cgroup and the state dir removed */
+/* create._cleanup_failed: the init killed and reaped, the cgroup and the state dir
+ * removed. G never forks before "ready", so the init is all there is to kill; the
+ * cgroup's directories are ours (spec.c declines a cgroup that exists), and nothing else
+ * in them is killed: a process there was put there by someone else. */
 static void undo(int cgroup_made)
 {
 	if (init_pid > 0) {
@@ -281,7 +284,6 @@ static void undo(int cgroup_made)
 			;
 	}
 	if (cgroup_made) {
-		kill_leftovers();
 		struct timespec start, now;
 		clock_gettime(CLOCK_MONOTONIC, &start);
 		while (cg_destroy(&plan.cg) < 0) {
@@ -485,15 +487,20 @@ static int create(void)
 	}
 	if (*plan.pid_file) { /* create._write_pid_file */
 		char tmp[PATH_MAX + 64], text[16];
-		snprintf(tmp, sizeof tmp, "%s.%d.tmp", plan.pid_file, (int)getpid());
-		int len = snprintf(text, sizeof text, "%d", (int)init_pid);
-		int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+		/* O_EXCL|O_NOFOLLOW: a file or symlink planted at the temp name is an error, not
+		 * a file to write through */
+		int fd = -1, len = snprintf(text, sizeof text, "%d", (int)init_pid);
+		if (snprintf(tmp, sizeof tmp, "%s.%d.tmp", plan.pid_file, (int)getpid()) >= (int)sizeof tmp)
+			errno = ENAMETOOLONG;
+		else
+			fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
 		int ok = fd >= 0 && write(fd, text, (size_t)len) == len;
 		if (fd >= 0 && close(fd) < 0)
 			ok = 0;
 		if (!ok || rename(tmp, plan.pid_file) < 0) {
 			snprintf(why, sizeof why, "--pid-file %s: %s", plan.pid_file, strerror(errno));
-			unlink(tmp);
+			if (fd >= 0) /* ours to remove; one that was there is not */
+				unlink(tmp);
 			goto fail;
 		}
 	}

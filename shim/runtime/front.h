@@ -62,6 +62,8 @@ struct front_plan {
 	unsigned short rows, cols;
 	uid_t uid;
 	gid_t gid;
+	int has_umask;                      /* process.user.umask given (else 0022) */
+	mode_t umask;
 	gid_t groups[FRONT_MAX_GROUPS];
 	int ngroups;
 	uint64_t caps[5];                   /* bounding, effective, permitted, inheritable, ambient */

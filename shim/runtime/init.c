@@ -51,20 +51,31 @@ static struct front_plan *pl;
 static const char *step = "init";
 static int made, joined; /* init._CgroupProgress */
 
-/* Tell P what failed (errno's text appended when err) and exit. */
+/* Tell P what failed (errno's text appended when err) and exit. read()/write() on the
+ * socket, never recv()/send(): after the seccomp filter is loaded, Python's channel
+ * uses read/write, so a profile denying sendto/recvfrom cannot fail only this path (SIGPIPE
+ * is ignored from front_init's start to the reset before execve). The step may be a mount
+ * destination longer than msg: each length is clamped before the next write. */
 static void __attribute__((noreturn, format(printf, 2, 3))) fail(int err, const char *fmt, ...)
 {
 	char msg[PATH_MAX + 512];
 	int n = snprintf(msg, sizeof msg, "%c%s: ", MSG_ERROR, step);
-	va_list ap;
-	va_start(ap, fmt);
-	n += vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, ap);
-	va_end(ap);
-	if (err && n < (int)sizeof msg)
+	if (n < 0)
+		n = 0;
+	if (n < (int)sizeof msg - 1) {
+		va_list ap;
+		va_start(ap, fmt);
+		int k = vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, ap);
+		va_end(ap);
+		n += k > 0 ? k : 0;
+	}
+	if (err && n < (int)sizeof msg - 1)
 		n += snprintf(msg + n, sizeof msg - (size_t)n, ": %s", strerror(err));
 	if (n >= (int)sizeof msg)
 		n = sizeof msg - 1;
-	send(pl->sync_fd, msg, (size_t)n, MSG_NOSIGNAL);
+	ssize_t w;
+	while ((w = write(pl->sync_fd, msg, (size_t)n)) < 0 && errno == EINTR)
+		;
 	_exit(1);
 }
 
@@ -72,7 +83,7 @@ static void expect(char kind)
 {
 	char msg[64];
 	ssize_t n;
-	while ((n = recv(pl->sync_fd, msg, sizeof msg, 0)) < 0 && errno == EINTR)
+	while ((n = read(pl->sync_fd, msg, sizeof msg)) < 0 && errno == EINTR)
 		;
 	if (n <= 0 || msg[0] != kind)
 		fail(0, "sync: expected %c", kind);
@@ -155,67 +166,91 @@ static void dirname_of(const char *path, char *out, size_t size)
 		*slash = '\0';
 }
 
-/* rootfs.secure_join: unsafe resolved in root as if root were "/". */
+/* A growing string for secure_join, whose parts have no length limit (Python's lists) */
+struct str {
+	char *p;
+	size_t len, cap;
+};
+
+static void str_put(struct str *b, const char *s, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = (b->len + n + 1) * 2;
+		char *p = realloc(b->p, cap);
+		if (!p)
+			fail(ENOMEM, "secure_join");
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+/* rootfs.secure_join: unsafe resolved in root as if root were "/". As Python's, a part
+ * whose lstat fails for any reason (a name past NAME_MAX, a candidate past PATH_MAX
+ * included) is kept as text, and a later ".." may remove it: only the result must fit. */
 static void secure_join(const char *root, const char *unsafe, char *out, size_t size)
 {
-	char bufs[2][PATH_MAX * 2], resolved[PATH_MAX] = "", candidate[PATH_MAX * 2], target[PATH_MAX];
-	int cur = 0, links = 0;
-	size_t rlen = 0;
-	if (snprintf(bufs[0], sizeof bufs[0], "%s", unsafe) >= (int)sizeof bufs[0])
-		fail(ENAMETOOLONG, "%s", unsafe);
-	char *p = bufs[0];
+	struct str rest = {0}, resolved = {0}, candidate = {0};
+	char target[PATH_MAX + 1];
+	int links = 0;
+	str_put(&rest, unsafe, strlen(unsafe));
+	str_put(&resolved, "", 0);
+	size_t at = 0; /* where the parts still to walk start in rest */
 	for (;;) {
+		const char *p = rest.p + at;
 		while (*p == '/')
 			p++;
 		if (!*p)
 			break;
-		char *end = strchrnul(p, '/');
+		const char *end = strchrnul(p, '/');
 		size_t n = (size_t)(end - p);
-		char part[NAME_MAX + 1];
-		if (n > NAME_MAX)
-			fail(ENAMETOOLONG, "%s", unsafe);
-		memcpy(part, p, n);
-		part[n] = '\0';
-		p = end;
-		if (strcmp(part, ".") == 0)
+		at = (size_t)(end - rest.p);
+		if (n == 1 && p[0] == '.')
 			continue;
-		if (strcmp(part, "..") == 0) {
-			while (rlen > 0 && resolved[rlen - 1] != '/')
-				rlen--;
-			if (rlen > 0)
-				rlen--;
-			resolved[rlen] = '\0';
+		if (n == 2 && p[0] == '.' && p[1] == '.') {
+			while (resolved.len > 0 && resolved.p[resolved.len - 1] != '/')
+				resolved.len--;
+			if (resolved.len > 0)
+				resolved.len--;
+			resolved.p[resolved.len] = '\0';
 			continue;
 		}
 		struct stat st;
-		if (snprintf(candidate, sizeof candidate, "%s%s/%s", root, resolved, part) >= (int)sizeof candidate)
-			fail(ENAMETOOLONG, "%s", unsafe);
-		if (lstat(candidate, &st) == 0 && S_ISLNK(st.st_mode)) {
+		candidate.len = 0;
+		str_put(&candidate, root, strlen(root));
+		str_put(&candidate, resolved.p, resolved.len);
+		str_put(&candidate, "/", 1);
+		str_put(&candidate, p, n);
+		if (lstat(candidate.p, &st) == 0 && S_ISLNK(st.st_mode)) {
 			if (++links > 255)
 				fail(0, "too many symlinks resolving %s in the rootfs", unsafe);
-			ssize_t t = readlink(candidate, target, sizeof target - 1);
+			ssize_t t = readlink(candidate.p, target, sizeof target - 1);
 			if (t < 0)
-				fail(errno, "readlink %s", candidate);
+				fail(errno, "readlink %s", candidate.p);
 			target[t] = '\0';
 			if (target[0] == '/') {
-				rlen = 0;
-				resolved[0] = '\0';
+				resolved.len = 0;
+				resolved.p[0] = '\0';
 			}
-			int next = !cur;
-			if (snprintf(bufs[next], sizeof bufs[next], "%s/%s", target, p) >= (int)sizeof bufs[next])
-				fail(ENAMETOOLONG, "%s", unsafe);
-			cur = next;
-			p = bufs[cur];
+			struct str next = {0}; /* the target's parts, then the rest */
+			str_put(&next, target, (size_t)t);
+			str_put(&next, "/", 1);
+			str_put(&next, rest.p + at, rest.len - at);
+			free(rest.p);
+			rest = next;
+			at = 0;
 			continue;
 		}
-		if (rlen + 1 + n >= sizeof resolved)
-			fail(ENAMETOOLONG, "%s", unsafe);
-		resolved[rlen++] = '/';
-		memcpy(resolved + rlen, part, n + 1);
-		rlen += n;
+		str_put(&resolved, "/", 1);
+		str_put(&resolved, p, n);
 	}
-	if (snprintf(out, size, "%s%s", root, resolved) >= (int)size)
+	if (snprintf(out, size, "%s%s", root, resolved.p) >= (int)(size < PATH_MAX ? size : PATH_MAX))
 		fail(ENAMETOOLONG, "%s", unsafe);
+	free(rest.p);
+	free(resolved.p);
+	free(candidate.p);
 }
 
 /* rootfs._make_target */
@@ -512,7 +547,8 @@ static void sysctls(void)
 	char path[PATH_MAX];
 	for (size_t i = 0; pl->sysctl && i < pl->sysctl->n; i++) {
 		const struct jval *v = &pl->sysctl->items[i];
-		snprintf(path, sizeof path, "/proc/sys/%s", pl->sysctl->keys[i]);
+		if (snprintf(path, sizeof path, "/proc/sys/%s", pl->sysctl->keys[i]) >= (int)sizeof path)
+			fail(ENAMETOOLONG, "sysctl %s", pl->sysctl->keys[i]); /* a cut path is another key */
 		for (char *c = path + 10; *c; c++)
 			if (*c == '.')
 				*c = '/';
@@ -553,17 +589,32 @@ static void readonly_paths(void)
 	}
 }
 
+/* Files are masked with the container's /dev/null, held by an O_PATH fd and bound through
+ * /proc/self/fd/N, after checking it is the null device: an image's /dev/null that is a
+ * symlink (to /proc/sys/kernel/hostname, say) or another device would otherwise be bound
+ * writable onto the masked files (CVE-2025-31133's pattern; runc's fix). */
 static void mask_paths(void)
 {
-	for (size_t i = 0; pl->masked && i < pl->masked->n; i++) {
+	if (!pl->masked || !pl->masked->n)
+		return;
+	struct stat null_st;
+	char null_path[32];
+	int null_fd = open("/dev/null", O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (null_fd < 0 || fstat(null_fd, &null_st) < 0)
+		fail(errno, "open /dev/null");
+	if (!S_ISCHR(null_st.st_mode) || null_st.st_rdev != makedev(1, 3))
+		fail(0, "maskedPaths: /dev/null in the container is not the null device (1:3)");
+	snprintf(null_path, sizeof null_path, "/proc/self/fd/%d", null_fd);
+	for (size_t i = 0; i < pl->masked->n; i++) {
 		const char *path = pl->masked->items[i].str;
 		struct stat st;
 		int is_dir = isdir(path) && !(lstat(path, &st) == 0 && S_ISLNK(st.st_mode));
 		int r = is_dir ? mount("tmpfs", path, "tmpfs", MS_RDONLY, NULL)
-			       : mount("/dev/null", path, NULL, MS_BIND, NULL);
+			       : mount(null_path, path, NULL, MS_BIND, NULL);
 		if (r < 0 && errno != ENOENT)
 			fail(errno, "mask %s", path);
 	}
+	close(null_fd);
 }
 
 /* process.env_dict + init.prepare_exec's HOME: "K=V" in the dict's order */
@@ -594,21 +645,55 @@ static char **environment(void)
 			home = 1;
 	}
 	if (!home) { /* process.home_of, from the container's /etc/passwd */
-		char line[4096], uid[16], *dir = NULL;
-		snprintf(uid, sizeof uid, "%u", (unsigned)pl->uid);
+		char uid[16], *dir = NULL, *text = NULL;
+		size_t len = 0, cap = 0;
+		int ulen = snprintf(uid, sizeof uid, "%u", (unsigned)pl->uid);
 		FILE *f = fopen("/etc/passwd", "re");
-		while (f && !dir && fgets(line, sizeof line, f)) {
-			line[strcspn(line, "\n")] = '\0';
-			char *fields[6] = {0}, *p = line, *tok;
-			int k = 0;
-			while ((tok = strsep(&p, ":"))) /* line.split(":") */
-				if (k++ < 6)
-					fields[k - 1] = tok;
-			if (k >= 6 && strcmp(fields[2], uid) == 0)
-				dir = strdup(*fields[5] ? fields[5] : "/");
+		/* the whole file: lines of any length, split as Python's text mode splits them
+		 * (universal newlines: "\n", "\r\n" and a lone "\r" end a line) */
+		while (f) {
+			if (len + 4096 > cap) {
+				char *p = realloc(text, cap = (len + 4096) * 2);
+				if (!p)
+					fail(ENOMEM, "env");
+				text = p;
+			}
+			size_t got = fread(text + len, 1, cap - len, f);
+			len += got;
+			if (got == 0)
+				break;
 		}
 		if (f)
 			fclose(f);
+		for (size_t at = 0; text && at < len && !dir;) {
+			const char *line = text + at;
+			size_t n = 0; /* a byte loop: the file may hold NULs */
+			while (at + n < len && line[n] != '\r' && line[n] != '\n')
+				n++;
+			at += n;
+			if (at < len && text[at++] == '\r' && at < len && text[at] == '\n')
+				at++;
+			const char *fields[6];
+			size_t flen[6], k = 0;
+			for (const char *c = line, *end = line + n; k < 6; k++) { /* line.split(":") */
+				const char *colon = memchr(c, ':', (size_t)(end - c));
+				fields[k] = c;
+				flen[k] = (size_t)((colon ? colon : end) - c);
+				if (!colon) {
+					k++;
+					break;
+				}
+				c = colon + 1;
+			}
+			if (k >= 6 && flen[2] == (size_t)ulen && memcmp(fields[2], uid, (size_t)ulen) == 0) {
+				if (memchr(fields[5], '\0', flen[5]))
+					fail(0, "HOME from /etc/passwd holds a NUL");
+				dir = flen[5] ? strndup(fields[5], flen[5]) : strdup("/");
+				if (!dir)
+					fail(ENOMEM, "env");
+			}
+		}
+		free(text);
 		if (asprintf(&envp[count++], "HOME=%s", dir ? dir : "/") < 0)
 			fail(ENOMEM, "env");
 	}
@@ -705,6 +790,7 @@ static void finalize(void)
 	} else if (pl->has_seccomp && seccomp_load(&pl->seccomp) < 0) {
 		fail(errno, "seccomp");
 	}
+	umask(pl->has_umask ? pl->umask : 0022); /* init.finalize, before switch_user (runc's) */
 	int groups_ok = setgroups_allowed();
 	for (int cap = 0; cap <= pl->last_cap; cap++)
 		if (!(pl->caps[0] & (1ULL << cap)) && prctl(PR_CAPBSET_READ, cap, 0, 0, 0) == 1 &&
@@ -808,6 +894,12 @@ static void enter_namespaces(void)
 void front_init(struct front_plan *plan)
 {
 	pl = plan;
+	/* not dumpable until execve makes the user process so again (runc's CVE-2016-9962
+	 * fix, init.run_init's first step): nothing in the container may ptrace us or open
+	 * our /proc files meanwhile */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		fail(errno, "PR_SET_DUMPABLE");
+	signal(SIGPIPE, SIG_IGN); /* fail()'s write to a P gone: an error, not a signal */
 	step = "enter namespaces";
 	enter_namespaces();
 	step = "setsid";
@@ -874,7 +966,7 @@ void front_init(struct front_plan *plan)
 	step = "join cgroup";
 	wait_joined();
 	char ready = MSG_READY;
-	if (send(pl->sync_fd, &ready, 1, MSG_NOSIGNAL) != 1)
+	if (write(pl->sync_fd, &ready, 1) != 1)
 		_exit(1);
 	close(pl->sync_fd);
 

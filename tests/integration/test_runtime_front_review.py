@@ -1,8 +1,8 @@
 """Review findings on the C create/run path (shim/runtime/*.c, issue 16 point 6): each test
 here shows one place where the C front is less safe than, or differs from, the Python
-runtime (conch/runtime/, the reference). Those that fail now are xfail(strict=True) with
-the reason; when a fix lands the test passes, strict xfail turns that into a failure, and
-the marker comes off.
+runtime (conch/runtime/, the reference). Each was xfail(strict=True) with the reason
+until its fix landed (init.c fail/secure_join/sync/passwd, spec.c env/duplicate keys,
+create.c undo with spec.c declining an existing cgroup); they now hold the fixes in place.
 """
 
 from __future__ import annotations
@@ -58,10 +58,6 @@ def fortified_front(tmp_path, conch):
     return d / "conch-runtime"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "init.c fail(): the first snprintf's return (\"e\" + step, step being a mount "
-    "destination) is not clamped, so a destination longer than the message buffer "
-    "(PATH_MAX+512) makes the vsnprintf after it write past the stack buffer"))
 def test_long_failing_mount_destination_does_not_overflow(conch, fortified_front, tmp_path):
     # components of 250 (under NAME_MAX) so secure_join gets far enough to fail on length
     dest = "/" + "/".join(["a" * 250] * 20)
@@ -77,11 +73,6 @@ def test_long_failing_mount_destination_does_not_overflow(conch, fortified_front
     assert len(front) == 1 and "init failed" in front[0], front
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "create.c undo(): a failure only the C path has (here secure_join's PATH_MAX limit on "
-    "a resolved prefix that \"..\" later shortens, which Python resolves) kills every "
-    "process of a pre-existing cgroup the config joins and removes that cgroup, before "
-    "Python creates the container fine; Python alone leaves them alone"))
 def test_c_only_failure_spares_a_joined_cgroups_processes(conch, tmp_path):
     name = f"rv-{uuid.uuid4().hex[:10]}"
     cgroups_path = f"/conch-test/{name}"
@@ -138,10 +129,6 @@ def _run_both(conch, b: Path) -> dict[str, tuple[int, str, list[str]]]:
     return out
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "spec.c check_process declines an env entry starting with '=' but not the empty "
-    "string, which process.env_dict refuses (\"has no name\"): C runs the container "
-    "(with an environment entry \"=\") that Python refuses"))
 def test_empty_env_entry_is_refused_as_python_refuses_it(conch, tmp_path):
     b = make_bundle(tmp_path / "b", ["true"], env=["", "PATH=/bin"])
     got = _run_both(conch, b)
@@ -149,10 +136,6 @@ def test_empty_env_entry_is_refused_as_python_refuses_it(conch, tmp_path):
     assert got["front"][0] == got["python"][0], got["front"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "init.c environment(): /etc/passwd is read with fgets into 4096 bytes, so a longer "
-    "line (the image's) is split and its tail parsed as a line of its own: a hostile "
-    "image chooses HOME; process.home_of reads whole lines"))
 def test_home_from_a_passwd_with_a_long_line(conch, tmp_path):
     b = make_bundle(tmp_path / "b", ["sh", "-c", "echo HOME=$HOME"], env=["PATH=/bin"])
     pw = b / "rootfs/etc/passwd"
@@ -164,10 +147,6 @@ def test_home_from_a_passwd_with_a_long_line(conch, tmp_path):
     assert got["front"][:2] == got["python"][:2]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "spec.c: duplicate keys are looked for pairwise (keys_ok, and the annotations and "
-    "sysctl loops), O(n^2) in an object's size: 100k annotations take C ~10 s where "
-    "Python takes ~0.5 s, and a 16 MiB config.json (the size C still reads) hours"))
 def test_many_annotations_are_not_quadratic(conch, tmp_path):
     b = make_bundle(tmp_path / "b", ["true"], annotations={f"k{i}": "v" for i in range(100_000)})
     took = {}
@@ -181,11 +160,6 @@ def test_many_annotations_are_not_quadratic(conch, tmp_path):
     assert took["front"] < 4 * took["python"] + 2, took
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "init.c talks to P with send()/recv() (sendto/recvfrom) after the seccomp filter is "
-    "loaded (noNewPrivileges false), where Python's channel uses read()/write(): a "
-    "profile that denies sendto/sendmsg fails only the C path, whose undo then runs "
-    "(see the joined-cgroup test) before Python creates the container fine"))
 def test_seccomp_denying_sendto_is_not_a_c_only_failure(conch, tmp_path):
     def edit(s):
         s["process"]["noNewPrivileges"] = False
@@ -200,11 +174,6 @@ def test_seccomp_denying_sendto_is_not_a_c_only_failure(conch, tmp_path):
     assert "run in C" in got["front"][2][0], got["front"][2]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "init.c secure_join fails on a component longer than NAME_MAX (and on a resolved "
-    "prefix past PATH_MAX) where rootfs.secure_join keeps it lexically (lstat fails) and "
-    "a later \"..\" removes it: an image's symlink alone makes the C path fail, and its "
-    "undo run (see the joined-cgroup test), where Python creates the container fine"))
 def test_image_symlink_with_a_long_component_is_resolved_as_python_does(conch, tmp_path):
     b = make_bundle(tmp_path / "b", ["sh", "-c", "grep -c ' /real ' /proc/self/mountinfo"],
                     lambda s: s["mounts"].append({"destination": "/data", "type": "tmpfs", "source": "tmpfs"}))

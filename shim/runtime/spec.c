@@ -363,10 +363,11 @@ static int check_process(const struct jval *proc, struct front_plan *pl, char *w
 		static const char *const ukeys[] = {"uid", "gid", "additionalGids", "umask", "username", NULL};
 		const struct jval *g;
 		if (v->type != J_OBJECT || keys_ok(v, ukeys, &bad) < 0 ||
-		    (json_get(v, "umask") && uint_of(json_get(v, "umask"), 07777, &n) < 0) ||
+		    (json_get(v, "umask") && json_get(v, "umask")->type != J_NULL &&
+		     uint_of(json_get(v, "umask"), 07777, &n) < 0) ||
 		    (json_get(v, "username") && !front_is_string(json_get(v, "username"))))
 			NO("process.user");
-		if (json_get(v, "umask")) {
+		if (json_get(v, "umask") && json_get(v, "umask")->type != J_NULL) { /* null: none */
 			pl->has_umask = 1; /* checked above: an integer in 0..07777 */
 			pl->umask = (mode_t)json_get(v, "umask")->integer;
 		}
@@ -589,6 +590,13 @@ static int check_devices(const struct jval *devs, struct front_plan *pl, char *w
 	return 0;
 }
 
+/* Both paths exist and are one file (an empty path is none). */
+static int same_file(const char *a, const char *b)
+{
+	struct stat sa, sb;
+	return *a && stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
 /* runc's sysctl rule (libcontainer/configs/validate), which config.validate words: an
  * IPC sysctl needs an ipc namespace, "net." a network one, kernel.domainname a uts one;
  * anything else (kernel.hostname included) is refused there, so declined here. */
@@ -602,8 +610,8 @@ static int sysctl_allowed(const char *key, const struct front_plan *pl)
 			return pl->ns_has[NS_IPC];
 	if (strncmp(key, "fs.mqueue.", 10) == 0)
 		return pl->ns_has[NS_IPC];
-	if (strncmp(key, "net.", 4) == 0)
-		return pl->ns_has[NS_NET];
+	if (strncmp(key, "net.", 4) == 0) /* config._is_host_netns: a path that is our own is refused */
+		return pl->ns_has[NS_NET] && !same_file(pl->ns_path[NS_NET], "/proc/self/ns/net");
 	if (strcmp(key, "kernel.domainname") == 0)
 		return pl->ns_has[NS_UTS];
 	return 0;

@@ -182,3 +182,36 @@ def test_image_symlink_with_a_long_component_is_resolved_as_python_does(conch, t
     assert got["python"][:2] == (0, "1\n")
     assert got["front"][:2] == (0, "1\n")
     assert "run in C" in got["front"][2][0], got["front"][2]
+
+
+def test_masked_paths_refuse_an_image_dev_null_that_is_not_the_null_device(conch, tmp_path):
+    """CVE-2025-31133's pattern: without a tmpfs on /dev, /dev/null is the image's own; a
+    symlink there (to the container's hostname file, say) must not be bound writable onto
+    the masked files. Both paths refuse the container in Python's words (C reaches the
+    same check, fails its step, undoes and leaves the words to Python); the leak guard of
+    runtime_by_name checks nothing is left."""
+    def edit(s):
+        s["mounts"] = [m for m in s["mounts"] if not m["destination"].startswith("/dev")]
+        s["linux"]["maskedPaths"] = ["/proc/timer_list"]
+
+    b = make_bundle(tmp_path / "b", ["cat", "/proc/timer_list"], edit)
+    null = b / "rootfs/dev/null"
+    null.parent.mkdir(exist_ok=True)
+    if null.exists() or null.is_symlink():
+        null.unlink()
+    os.symlink("/proc/sys/kernel/hostname", null)
+    hostname = Path("/proc/sys/kernel/hostname").read_text()
+    words = "maskedPaths: /dev/null in the container is not the null device (1:3)"
+    got = {}
+    for path in ("python", "front"):
+        cid = f"rv-{uuid.uuid4().hex[:10]}"
+        conch.created.append(cid)
+        proc = conch("run", "--bundle", b, cid, env=env_for(path))
+        got[path] = proc
+        assert proc.returncode != 0 and words in proc.stderr, (path, proc.stderr[-2000:])
+        assert not (Path(conch.root) / cid).exists(), path
+    front = front_lines(got["front"].stderr)
+    assert front and "init failed: maskedPaths" in front[0] and words in front[0], front
+    assert [ln for ln in got["python"].stderr.splitlines() if words in ln] == \
+        [ln for ln in got["front"].stderr.splitlines() if words in ln and not ln.startswith("conch-runtime front: ")]
+    assert Path("/proc/sys/kernel/hostname").read_text() == hostname

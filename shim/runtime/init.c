@@ -359,24 +359,28 @@ static void mount_one(const struct front_mount *m)
 		do_mount(NULL, dest, NULL, m->propagation, NULL);
 }
 
-/* rootfs._mount_point_of + _make_parent_private */
+/* rootfs._mount_point_of + _make_parent_private: whole lines (getline), as Python reads
+ * them, and mount points of any length (escaped, one can pass PATH_MAX) */
 static void make_parent_private(const char *rootfs)
 {
-	char line[8192], best[PATH_MAX] = "";
-	int have = 0, shared = 0;
+	char *line = NULL, *best = NULL;
+	size_t cap = 0;
+	int shared = 0;
 	FILE *f = fopen("/proc/self/mountinfo", "re");
 	if (!f)
 		fail(errno, "open /proc/self/mountinfo");
-	while (fgets(line, sizeof line, f)) {
+	while (getline(&line, &cap, f) >= 0) {
 		char *fields[64];
 		int n = 0;
 		for (char *t = strtok(line, " \n"); t && n < 64; t = strtok(NULL, " \n"))
 			fields[n++] = t;
 		if (n < 7)
 			continue;
-		char mp[PATH_MAX];
+		char *mp = malloc(strlen(fields[4]) + 1);
 		size_t k = 0;
-		for (const char *c = fields[4]; *c && k < sizeof mp - 1; c++) {
+		if (!mp)
+			fail(ENOMEM, "mountinfo");
+		for (const char *c = fields[4]; *c; c++) {
 			if (strncmp(c, "\\040", 4) == 0) {
 				mp[k++] = ' ';
 				c += 3;
@@ -385,23 +389,27 @@ static void make_parent_private(const char *rootfs)
 			}
 		}
 		mp[k] = '\0';
-		size_t plen = strlen(mp);
+		size_t plen = k;
 		while (plen && mp[plen - 1] == '/')
 			plen--; /* mp.rstrip("/") + "/" */
 		int inside = strcmp(rootfs, mp) == 0 ||
 			     (strncmp(rootfs, mp, plen) == 0 && rootfs[plen] == '/');
-		if (inside && (!have || strlen(mp) >= strlen(best))) {
-			have = 1;
-			strcpy(best, mp);
+		if (inside && (!best || k >= strlen(best))) {
+			free(best);
+			best = mp;
+			mp = NULL;
 			shared = 0;
 			for (int i = 6; i < n && strcmp(fields[i], "-") != 0; i++)
 				if (strncmp(fields[i], "shared:", 7) == 0)
 					shared = 1;
 		}
+		free(mp);
 	}
 	fclose(f);
-	if (have && shared)
+	free(line);
+	if (best && shared)
 		do_mount(NULL, best, NULL, MS_PRIVATE, NULL);
+	free(best);
 }
 
 /* rootfs.prepare_root */
@@ -713,16 +721,19 @@ static const char *resolve(const char *arg0, char **envp)
 			path_env = *e + 5;
 	const char *d = path_env;
 	for (;;) {
+		int len;
 		if (strchr(arg0, '/')) {
-			snprintf(found, sizeof found, "%s", arg0);
+			len = snprintf(found, sizeof found, "%s", arg0);
 		} else {
 			size_t dlen = strcspn(d, ":");
 			if (dlen == 0)
-				snprintf(found, sizeof found, "./%s", arg0);
+				len = snprintf(found, sizeof found, "./%s", arg0);
 			else
-				snprintf(found, sizeof found, "%.*s%s%s", (int)dlen, d, d[dlen - 1] == '/' ? "" : "/", arg0);
+				len = snprintf(found, sizeof found, "%.*s%s%s", (int)dlen, d, d[dlen - 1] == '/' ? "" : "/", arg0);
 		}
-		if (stat(found, &st) == 0) {
+		/* a candidate too long for found is one whose stat fails (ENAMETOOLONG), never
+		 * the shorter path it was cut to */
+		if (len < (int)sizeof found && stat(found, &st) == 0) {
 			if (!S_ISREG(st.st_mode) || (access(found, X_OK) < 0 && !(st.st_mode & 0111)))
 				denied = 1;
 			else

@@ -215,3 +215,35 @@ def test_masked_paths_refuse_an_image_dev_null_that_is_not_the_null_device(conch
     assert [ln for ln in got["python"].stderr.splitlines() if words in ln] == \
         [ln for ln in got["front"].stderr.splitlines() if words in ln and not ln.startswith("conch-runtime front: ")]
     assert Path("/proc/sys/kernel/hostname").read_text() == hostname
+
+
+def test_a_sysctl_path_too_long_fails_rather_than_being_cut(conch, tmp_path):
+    """init.c sysctls(): a key whose /proc/sys path passes PATH_MAX was cut to a shorter
+    path (another key) silently; now the step fails (ENAMETOOLONG), C undoes, and Python
+    reports its own failure to open it."""
+    key = "net." + "a" * 5000
+    b = make_bundle(tmp_path / "b", ["true"], lambda s: s["linux"].__setitem__("sysctl", {key: "1"}))
+    got = _run_both(conch, b)
+    assert got["python"][0] != 0
+    assert got["front"][0] == got["python"][0]
+    assert "init failed: sysctl" in got["front"][2][0], got["front"][2]
+
+
+def test_pid_file_is_0644_whatever_the_umask(conch, tmp_path):
+    """create._write_pid_file: O_WRONLY|O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC, 0644 (under
+    the caller's umask), renamed into place: both paths leave the same file, no temp."""
+    b = make_bundle(tmp_path / "b", ["true"])
+    modes = {}
+    for path in ("python", "front"):
+        cid = f"rv-{uuid.uuid4().hex[:10]}"
+        conch.created.append(cid)
+        pid_file = tmp_path / f"pid-{path}"
+        proc = conch("create", "--bundle", b, "--pid-file", pid_file, cid, env=env_for(path),
+                     preexec_fn=lambda: os.umask(0))
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        if path == "front":
+            assert front_lines(proc.stderr) == ["conch-runtime front: create in C"], proc.stderr
+        modes[path] = (oct(pid_file.stat().st_mode & 0o7777), pid_file.read_text() == str(conch.state(cid)["pid"]))
+        assert not list(tmp_path.glob(f"pid-{path}.*")), path
+        conch("delete", "--force", cid, check=True)
+    assert modes == {"python": ("0o644", True), "front": ("0o644", True)}

@@ -625,33 +625,58 @@ static void mask_paths(void)
 	close(null_fd);
 }
 
-/* process.env_dict + init.prepare_exec's HOME: "K=V" in the dict's order */
+struct env_key {
+	const char *s;
+	size_t klen, i;
+};
+
+static int cmp_env(const void *a, const void *b)
+{
+	const struct env_key *x = a, *y = b;
+	size_t n = x->klen < y->klen ? x->klen : y->klen;
+	int c = memcmp(x->s, y->s, n);
+	if (c)
+		return c;
+	if (x->klen != y->klen)
+		return x->klen < y->klen ? -1 : 1;
+	return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/* process.env_dict + init.prepare_exec's HOME: "K=V" in the dict's order (a key's first
+ * place, its last value). Sorted by (key, place), O(n log n), as a dict is about linear:
+ * 100k entries are a config Python takes. */
 static char **environment(void)
 {
 	size_t n = pl->env ? pl->env->n : 0, count = 0;
 	char **envp = calloc(n + 2, sizeof *envp);
+	struct env_key *keys = calloc(n + 1, sizeof *keys);
+	size_t *value_of = calloc(n + 1, sizeof *value_of); /* first place -> last place + 1 */
 	int home = 0;
-	if (!envp)
+	if (!envp || !keys || !value_of)
 		fail(ENOMEM, "env");
 	for (size_t i = 0; i < n; i++) {
 		const char *item = pl->env->items[i].str;
-		size_t klen = strcspn(item, "=");
-		char *entry = item[klen] ? strdup(item) : NULL;
-		if (!item[klen] && asprintf(&entry, "%s=", item) < 0)
-			entry = NULL;
-		if (!entry)
-			fail(ENOMEM, "env");
-		size_t k;
-		for (k = 0; k < count; k++)
-			if (strncmp(envp[k], entry, klen + 1) == 0)
-				break;
-		if (k < count)
-			envp[k] = entry; /* a later value, the first one's place */
-		else
-			envp[count++] = entry;
-		if (klen == 4 && strncmp(item, "HOME", 4) == 0)
+		keys[i] = (struct env_key){item, strcspn(item, "="), i};
+		if (keys[i].klen == 4 && strncmp(item, "HOME", 4) == 0)
 			home = 1;
 	}
+	qsort(keys, n, sizeof *keys, cmp_env);
+	for (size_t g = 0, e; g < n; g = e) {
+		for (e = g + 1; e < n && keys[e].klen == keys[g].klen && memcmp(keys[e].s, keys[g].s, keys[g].klen) == 0; e++)
+			;
+		value_of[keys[g].i] = keys[e - 1].i + 1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!value_of[i])
+			continue;
+		const char *item = pl->env->items[value_of[i] - 1].str;
+		char *entry = NULL;
+		if (item[strcspn(item, "=")] ? !(entry = strdup(item)) : asprintf(&entry, "%s=", item) < 0)
+			fail(ENOMEM, "env");
+		envp[count++] = entry;
+	}
+	free(keys);
+	free(value_of);
 	if (!home) { /* process.home_of, from the container's /etc/passwd */
 		char uid[16], *dir = NULL, *text = NULL;
 		size_t len = 0, cap = 0;

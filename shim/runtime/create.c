@@ -375,7 +375,11 @@ static int create(void)
 		snprintf(why, sizeof why, "cannot make --root %s", root);
 		return -1;
 	}
-	snprintf(state_dir, sizeof state_dir, "%s%s%s", root, root[strlen(root) - 1] == '/' ? "" : "/", plan.id);
+	if (snprintf(state_dir, sizeof state_dir, "%s%s%s", root, root[strlen(root) - 1] == '/' ? "" : "/",
+		     plan.id) >= (int)sizeof state_dir) { /* cut, it would be another container's */
+		snprintf(why, sizeof why, "state dir path too long");
+		return -1;
+	}
 	if (mkdir(state_dir, 0711) < 0) {
 		snprintf(why, sizeof why, "mkdir %s: %s", state_dir, strerror(errno));
 		return -1; /* EEXIST: Python says "already exists" */

@@ -304,6 +304,8 @@ static int parse_flags(int argc, char **argv, struct front_plan *pl, char *why, 
 	}
 	if (!pl->id || !valid_id(pl->id))
 		NO("no valid container id");
+	if (strlen(pl->id) > NAME_MAX) /* Python's mkdir fails (ENAMETOOLONG): its words */
+		NO("container id longer than NAME_MAX");
 	/* Python takes a path of exactly sizeof sun_path bytes (no NUL): not worth matching */
 	if (strlen(pl->console_socket) >= sizeof ((struct sockaddr_un *)0)->sun_path)
 		NO("--console-socket path too long");

@@ -151,7 +151,8 @@ def _own_bounding() -> int:
 
 def home_of(uid: int) -> str:
     try:
-        with open("/etc/passwd") as f:
+        # the image's file: any bytes, kept as they are (the C front reads it so too)
+        with open("/etc/passwd", encoding="utf-8", errors="surrogateescape") as f:
             for line in f:
                 fields = line.rstrip("\n").split(":")
                 if len(fields) >= 6 and fields[2] == str(uid):

@@ -66,6 +66,7 @@
 #include <unistd.h>
 
 #include "front.h"
+#include "record.h"
 #include "verbs.h"
 
 #define SCRIPT "conch-runtime-py"
@@ -153,64 +154,10 @@ static void prearm(void)
 		;
 }
 
-/* The whole of a small file (NUL-terminated, its length in *len), or NULL. */
-static char *slurp(const char *path, size_t max, size_t *len)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return NULL;
-	char *buf = malloc(max + 1);
-	size_t n = 0;
-	ssize_t r;
-	while (buf && n < max && (r = read(fd, buf + n, max - n)) != 0) {
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			free(buf);
-			buf = NULL;
-			break;
-		}
-		n += (size_t)r;
-	}
-	close(fd);
-	if (buf && n == max) { /* larger than expected: not ours to judge */
-		free(buf);
-		return NULL;
-	}
-	if (buf) {
-		buf[n] = '\0';
-		*len = n;
-	}
-	return buf;
-}
-
-/* conch.runtime.state.process_start(pid) == start, for a live (not zombie) process. */
-static int same_process(long long pid, long long start)
-{
-	char path[64], *stat;
-	size_t len;
-	snprintf(path, sizeof path, "/proc/%lld/stat", pid);
-	if (!(stat = slurp(path, 4096, &len)))
-		return 0;
-	char *p = strrchr(stat, ')');
-	int same = 0;
-	if (p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X') {
-		p += 2; /* field 3, the state; the start time is field 22 */
-		for (int field = 3; field < 22 && p; field++) {
-			p = strchr(p, ' ');
-			if (p)
-				p++;
-		}
-		same = p && strtoll(p, NULL, 10) == start;
-	}
-	free(stat);
-	return same;
-}
-
 static int frozen(const char *kind, const char *path)
 {
 	size_t len;
-	char *text = slurp(path, 4096, &len);
+	char *text = front_slurp(path, 4096, &len);
 	if (!text)
 		return 0; /* no freezer file: never paused, as the Python runtime says */
 	int yes = 0;
@@ -225,17 +172,6 @@ static int frozen(const char *kind, const char *path)
 	}
 	free(text);
 	return yes;
-}
-
-static int valid_id(const char *id)
-{
-	if (!*id || strcmp(id, ".") == 0 || strcmp(id, "..") == 0)
-		return 0;
-	for (const char *c = id; *c; c++)
-		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
-		      strchr("_+-.", *c)))
-			return 0;
-	return 1;
 }
 
 /* What state.front says of one container, and where its record is. */
@@ -280,13 +216,13 @@ static int load_front(int argc, char **argv, const char *verb_word, struct front
 		else
 			return -1;
 	}
-	if (!id || !*root || !valid_id(id))
+	if (!id || !*root || !front_valid_id(id))
 		return -1;
 	if (snprintf(f->dir, sizeof f->dir, "%s%s%s", root, root[strlen(root) - 1] == '/' ? "" : "/", id) >= (int)sizeof f->dir)
 		return -1;
 	char path[PATH_MAX + 32];
 	snprintf(path, sizeof path, "%s/state.front", f->dir);
-	if (!(f->buf = slurp(path, 1 << 20, &f->len)))
+	if (!(f->buf = front_slurp(path, 1 << 20, &f->len)))
 		return -1;
 	/* "PID START [MAY_START]\n" then "KIND PATH\n" (or "none\n"), then the renderings */
 	int n = 0;
@@ -319,7 +255,7 @@ static const char *front_status(const struct front *f)
 {
 	char path[PATH_MAX + 32];
 	struct stat st;
-	if (!same_process(f->pid, f->start))
+	if (!front_same_process(f->pid, f->start))
 		return "stopped";
 	snprintf(path, sizeof path, "%s/exec.fifo", f->dir);
 	if (stat(path, &st) == 0)
@@ -420,7 +356,7 @@ static int start_from_front(int argc, char **argv)
 	char *json = NULL, *status = NULL;
 	int fd = -1;
 	if (f.may_start && strcmp(front_status(&f), "created") == 0 &&
-	    (json = slurp(record, 1 << 20, &len)) &&
+	    (json = front_slurp(record, 1 << 20, &len)) &&
 	    (status = strstr(json, "\"status\": \"created\"")))
 		fd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0) {
@@ -433,7 +369,7 @@ static int start_from_front(int argc, char **argv)
 		char byte;
 		if (poll(&p, 1, 100) > 0 && read(fd, &byte, 1) == 1)
 			break;
-		if (!same_process(f.pid, f.start)) { /* nothing changed: Python says why */
+		if (!front_same_process(f.pid, f.start)) { /* nothing changed: Python says why */
 			close(fd);
 			free(json);
 			free(f.buf);

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "front.h"
+#include "record.h"
 
 #define NO(...)                                          \
 	do {                                             \
@@ -214,17 +215,6 @@ static int absolute(const char *path, char *out, size_t size)
 	return 0;
 }
 
-static int valid_id(const char *id)
-{
-	if (!*id || strcmp(id, ".") == 0 || strcmp(id, "..") == 0)
-		return 0;
-	for (const char *c = id; *c; c++)
-		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
-		      strchr("_+-.", *c)))
-			return 0;
-	return 1;
-}
-
 static int parse_flags(int argc, char **argv, struct front_plan *pl, char *why, size_t whylen)
 {
 	const char *root = getenv("CONCH_RUNTIME_ROOT");
@@ -302,7 +292,7 @@ static int parse_flags(int argc, char **argv, struct front_plan *pl, char *why, 
 			NO("flag %s without a value", a);
 #undef name_is
 	}
-	if (!pl->id || !valid_id(pl->id))
+	if (!pl->id || !front_valid_id(pl->id))
 		NO("no valid container id");
 	if (strlen(pl->id) > NAME_MAX) /* Python's mkdir fails (ENAMETOOLONG): its words */
 		NO("container id longer than NAME_MAX");

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "json.h"
+#include "record.h"
 #include "verbs.h"
 
 /* The container's record, as conch.runtime.state.State.load reads it. */
@@ -95,39 +96,10 @@ static int parse(int argc, char **argv, const char *verb, const char *const *fla
 	return verb_at && *id && **root ? 0 : -1;
 }
 
-static int valid_id(const char *id)
-{
-	if (!*id || !strcmp(id, ".") || !strcmp(id, ".."))
-		return 0;
-	for (const char *c = id; *c; c++)
-		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
-		      strchr("_+-.", *c)))
-			return 0;
-	return 1;
-}
-
-static char *read_small(const char *path, size_t max, size_t *len)
-{
-	FILE *f = fopen(path, "rbe");
-	if (!f)
-		return NULL;
-	char *buf = malloc(max + 1);
-	size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
-	int bad = !buf || ferror(f) || n > max;
-	fclose(f);
-	if (bad) {
-		free(buf);
-		return NULL;
-	}
-	buf[n] = '\0';
-	*len = n;
-	return buf;
-}
-
 static int load(const char *root, const char *id, struct record *r)
 {
 	memset(r, 0, sizeof *r);
-	if (!valid_id(id))
+	if (!front_valid_id(id))
 		return -1;
 	size_t rl = strlen(root);
 	if (snprintf(r->dir, sizeof r->dir, "%s%s%s", root, rl && root[rl - 1] == '/' ? "" : "/", id) >=
@@ -136,7 +108,7 @@ static int load(const char *root, const char *id, struct record *r)
 	char path[4200], err[128];
 	size_t len;
 	snprintf(path, sizeof path, "%s/state.json", r->dir);
-	if (!(r->text = read_small(path, 1 << 20, &len)))
+	if (!(r->text = front_slurp(path, 1 << 20, &len)))
 		return -1;
 	r->doc = json_parse(r->text, len, err, sizeof err);
 	const struct jval *pid = json_get(r->doc, "pid"), *start = json_get(r->doc, "pid_start"),
@@ -155,30 +127,6 @@ static int load(const char *root, const char *id, struct record *r)
 	r->cgroup = json_get(r->doc, "cgroup");
 	r->hooks = json_get(r->doc, "hooks");
 	return 0;
-}
-
-/* state.process_start(pid) == start for a live process (zombies are dead). */
-static int alive(long long pid, long long start)
-{
-	char path[64];
-	size_t len;
-	snprintf(path, sizeof path, "/proc/%lld/stat", pid);
-	char *stat = read_small(path, 4096, &len);
-	if (!stat)
-		return 0;
-	char *p = strrchr(stat, ')');
-	int same = 0;
-	if (p && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X') {
-		p += 2;
-		for (int field = 3; field < 22 && p; field++) {
-			p = strchr(p, ' ');
-			if (p)
-				p++;
-		}
-		same = p && strtoll(p, NULL, 10) == start;
-	}
-	free(stat);
-	return same;
 }
 
 /* commands.parse_signal: a number 1..64, or a name of Python's signal module with or
@@ -243,7 +191,7 @@ int front_kill(int argc, char **argv)
 		return -1;
 	int code = -1;
 	/* created, running or paused: signalled; stopped: Python says "is not running" */
-	if (alive(r.pid, r.pid_start) && kill((pid_t)r.pid, sig) == 0)
+	if (front_same_process(r.pid, r.pid_start) && kill((pid_t)r.pid, sig) == 0)
 		code = 0;
 	drop(&r);
 	return code;
@@ -362,7 +310,7 @@ int front_delete(int argc, char **argv)
 	for (size_t i = 0; hooks_ok && i < r.hooks->n; i++)
 		if (r.hooks->items[i].type != J_STRING || !strcmp(r.hooks->items[i].str, "poststop"))
 			hooks_ok = 0;
-	if (!hooks_ok || alive(r.pid, r.pid_start) || (n = cgroup_dirs(r.cgroup, dirs, 64)) < 0)
+	if (!hooks_ok || front_same_process(r.pid, r.pid_start) || (n = cgroup_dirs(r.cgroup, dirs, 64)) < 0)
 		goto out;
 	if (n > 0) {
 		const struct jval *created = json_get(r.cgroup, "created");

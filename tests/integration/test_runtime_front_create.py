@@ -58,38 +58,19 @@ import pytest
 
 from conch.runtime.presets import default_seccomp
 from conch.testing.bundles import DOCKER_DEFAULT_CAPS, write_config
+from conch.testing.runtime_front import FRONT_LINE, env_for, front_binary_or_skip, split_front
 
 pytestmark = pytest.mark.root
 
-FRONT_LINE = "conch-runtime front: "
 CG_ROOT = Path("/sys/fs/cgroup")
 
 # ---------------------------------------------------------------------------------------
-# the two paths
+# the two paths (conch.testing.runtime_front: env_for, split_front)
 
 
 @pytest.fixture
 def conch(runtime_by_name):
-    rt = runtime_by_name("conch")
-    if not (Path(rt.binary).parent / "conch-runtime-py").exists():
-        pytest.skip(f"{rt.binary} is not the C front (no conch-runtime-py beside it): run `make setup`")
-    return rt
-
-
-def env_for(path: str) -> dict[str, str]:
-    """The runtime's environment for ``path`` "python" (the reference) or "front"."""
-    env = dict(os.environ, CONCH_RUNTIME_FRONT_DEBUG="1")
-    env.pop("CONCH_RUNTIME_FRONT", None)
-    if path == "python":
-        env["CONCH_RUNTIME_FRONT"] = "0"
-    return env
-
-
-def split_front(stderr: str) -> tuple[list[str], str]:
-    """(the front's own lines, the rest of stderr)."""
-    lines = stderr.splitlines(keepends=True)
-    mine = [line.strip() for line in lines if line.startswith(FRONT_LINE)]
-    return mine, "".join(line for line in lines if not line.startswith(FRONT_LINE))
+    return front_binary_or_skip(runtime_by_name("conch"))
 
 
 class Outcome:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from conch.testing.bundles import make_bundle
+from conch.testing.runtime_front import env_for, front_binary_or_skip
 
 pytestmark = pytest.mark.root
 
@@ -26,18 +27,7 @@ CG_ROOT = Path("/sys/fs/cgroup")
 
 @pytest.fixture
 def conch(runtime_by_name):
-    rt = runtime_by_name("conch")
-    if not (Path(rt.binary).parent / "conch-runtime-py").exists():
-        pytest.skip(f"{rt.binary} is not the C front (no conch-runtime-py beside it): run `make setup`")
-    return rt
-
-
-def env_for(path: str) -> dict[str, str]:
-    env = dict(os.environ, CONCH_RUNTIME_FRONT_DEBUG="1")
-    env.pop("CONCH_RUNTIME_FRONT", None)
-    if path == "python":
-        env["CONCH_RUNTIME_FRONT"] = "0"
-    return env
+    return front_binary_or_skip(runtime_by_name("conch"))
 
 
 def front_lines(stderr: str) -> list[str]:

@@ -11,40 +11,27 @@ that exit codes and words match Python's wherever Python is what answers.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from conch.testing.runtime_front import FRONT_LINE, env_for, front_binary_or_skip, split_front
+
 pytestmark = pytest.mark.root
 
-FRONT = "conch-runtime front: "
+FRONT = FRONT_LINE
 
 
 @pytest.fixture
 def conch(runtime_by_name):
-    rt = runtime_by_name("conch")
-    if not (Path(rt.binary).parent / "conch-runtime-py").exists():
-        pytest.skip(f"{rt.binary} is not the C front: run `make setup`")
-    return rt
-
-
-def env(path: str) -> dict[str, str]:
-    out = dict(os.environ, CONCH_RUNTIME_FRONT_DEBUG="1")
-    out.pop("CONCH_RUNTIME_FRONT", None)
-    if path == "python":
-        out["CONCH_RUNTIME_FRONT"] = "0"
-    return out
+    return front_binary_or_skip(runtime_by_name("conch"))
 
 
 def call(rt, path: str, *args) -> tuple[int, str, list[str]]:
     """(exit code, stderr without the front's lines, the front's lines)."""
-    proc = rt(*args, env=env(path))
-    lines = proc.stderr.splitlines(keepends=True)
-    front = [line.strip() for line in lines if line.startswith(FRONT)]
-    rest = "".join(line for line in lines if not line.startswith(FRONT))
+    proc = rt(*args, env=env_for(path))
+    front, rest = split_front(proc.stderr)
     return proc.returncode, rest, front
 
 

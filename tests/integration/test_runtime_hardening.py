@@ -13,12 +13,12 @@ runc itself:
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
+
+from conch.testing.runtime_front import env_for
 
 pytestmark = pytest.mark.root
 
@@ -26,11 +26,7 @@ PATHS = ("python", "front")
 
 
 def env(path: str) -> dict[str, str]:
-    out = dict(os.environ)
-    out.pop("CONCH_RUNTIME_FRONT", None)
-    if path == "python":
-        out["CONCH_RUNTIME_FRONT"] = "0"
-    return out
+    return env_for(path)
 
 
 @pytest.fixture

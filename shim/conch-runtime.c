@@ -310,33 +310,7 @@ static int start_failed(const struct front *f, const char *path)
 {
 	char msg[PATH_MAX + 256];
 	snprintf(msg, sizeof msg, "%s: %s", strerror(errno), path);
-	fprintf(stderr, "conch-runtime: %s\n", msg);
-	if (!f->log || !*f->log)
-		return 1;
-	FILE *log = fopen(f->log, "ae");
-	if (!log)
-		return 1;
-	struct timespec now;
-	struct tm tm;
-	char stamp[64];
-	clock_gettime(CLOCK_REALTIME, &now);
-	gmtime_r(&now.tv_sec, &tm);
-	size_t k = strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(stamp + k, sizeof stamp - k, ".%09ldZ", now.tv_nsec);
-	if (strcmp(f->log_format, "json") == 0) {
-		fputs("{\"level\": \"error\", \"msg\": \"", log);
-		for (const char *c = msg; *c; c++)
-			if (*c == '"' || *c == '\\')
-				fprintf(log, "\\%c", *c);
-			else if ((unsigned char)*c < 0x20)
-				fprintf(log, "\\u%04x", *c);
-			else
-				fputc(*c, log);
-		fprintf(log, "\", \"time\": \"%s\"}\n", stamp);
-	} else {
-		fprintf(log, "time=\"%s\" level=error msg=\"%s\"\n", stamp, msg);
-	}
-	fclose(log);
+	front_log_error(f->log, f->log_format, msg);
 	return 1;
 }
 

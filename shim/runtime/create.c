@@ -37,6 +37,7 @@
 #include <unistd.h>
 
 #include "front.h"
+#include "record.h"
 
 static struct front_plan plan; /* large (struct cg): not on the stack */
 static char why[16384];
@@ -216,29 +217,6 @@ static void remove_state_dir(void)
 		unlink(path);
 	}
 	rmdir(state_dir);
-}
-
-/* state.process_start: field 22 of /proc/PID/stat, -1 for no live process */
-static long long process_start(pid_t pid)
-{
-	char path[64], buf[1024];
-	snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	ssize_t n = read(fd, buf, sizeof buf - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
-	char *p = strrchr(buf, ')');
-	if (!p || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X')
-		return -1;
-	p += 2;
-	for (int field = 3; field < 22 && p; field++)
-		if ((p = strchr(p, ' ')))
-			p++;
-	return p ? strtoll(p, NULL, 10) : -1;
 }
 
 /* ---- undo -------------------------------------------------------------------------- */
@@ -462,7 +440,7 @@ static int create(void)
 		read_error(sv[0], "cgroup");
 		goto fail;
 	}
-	init_start = process_start(pid);
+	init_start = front_process_start(pid);
 	if (init_start < 0)
 		init_start = 0;
 	if (save_state("creating") < 0) {
@@ -533,27 +511,7 @@ static void forward(int sig)
 /* main._log_error's line, for a failure after the user process was let go */
 static void log_error(const char *msg)
 {
-	fprintf(stderr, "conch-runtime: %s\n", msg);
-	if (!plan.log || !*plan.log)
-		return;
-	FILE *log = fopen(plan.log, "ae");
-	if (!log)
-		return;
-	struct timespec now;
-	struct tm tm;
-	char stamp[64];
-	clock_gettime(CLOCK_REALTIME, &now);
-	gmtime_r(&now.tv_sec, &tm);
-	size_t k = strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(stamp + k, sizeof stamp - k, ".%09ldZ", now.tv_nsec);
-	if (strcmp(plan.log_format, "json") == 0) {
-		char quoted[2048];
-		json_quote(quoted, sizeof quoted, msg, strlen(msg));
-		fprintf(log, "{\"level\": \"error\", \"msg\": %s, \"time\": \"%s\"}\n", quoted, stamp);
-	} else {
-		fprintf(log, "time=\"%s\" level=error msg=\"%s\"\n", stamp, msg);
-	}
-	fclose(log);
+	front_log_error(plan.log, plan.log_format, msg);
 }
 
 /* fastpath.release_init: 0 once the init's byte is read (the user process is let go);
@@ -563,7 +521,7 @@ static int release_init(void)
 {
 	char fifo[PATH_MAX + 300];
 	snprintf(fifo, sizeof fifo, "%s/exec.fifo", state_dir);
-	if (process_start(init_pid) != init_start) { /* status_of(state) != "created" */
+	if (front_process_start(init_pid) != init_start) { /* status_of(state) != "created" */
 		snprintf(why, sizeof why, "cannot start container '%s': it is stopped, not created", plan.id);
 		return -1;
 	}
@@ -577,7 +535,7 @@ static int release_init(void)
 		char byte;
 		if (poll(&p, 1, 100) > 0 && read(fd, &byte, 1) == 1)
 			break;
-		if (process_start(init_pid) != init_start) {
+		if (front_process_start(init_pid) != init_start) {
 			snprintf(why, sizeof why, "container '%s' init process exited before start", plan.id);
 			close(fd);
 			return -1;

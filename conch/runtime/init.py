@@ -232,9 +232,6 @@ def run_init(plan: Plan) -> None:
             rrootfs.pivot_root(plan.rootfs)
         else:
             rrootfs.chroot(plan.rootfs)
-        if proc.get("terminal"):
-            step = "console"
-            _setup_console(plan, proc)
         step = "sysctl"
         rrootfs.apply_sysctls(linux.get("sysctl"))
         if ns.get("network") == "":
@@ -258,6 +255,13 @@ def run_init(plan: Plan) -> None:
             check(libc().personality(persona), "personality", detail=hex(persona))
         step = "process"
         exe, args, env = prepare_exec(proc)
+        if proc.get("terminal"):
+            # Last before finalize, once everything that commonly fails (the program's
+            # lookup above all) has passed: the master goes out on the console socket
+            # here, and a listener (containerd's shim, conmon) takes one connection only.
+            step = "console"
+            _setup_console(plan, proc)
+            step = "process"
         finalize(proc, plan)
         rproc.mark_fds_cloexec(3 + (plan.preserve_fds or 0))
         step = "join cgroup"

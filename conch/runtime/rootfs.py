@@ -312,8 +312,13 @@ def apply_sysctls(sysctl: dict) -> None:
         if ".." in key.split("."):
             raise InvalidArgument(f"sysctl {key!r}: invalid name")
         try:
-            with open(path, "w") as f:
-                f.write(str(value))
+            # never through a link, never a new file: a sysctl is a file procfs has (an
+            # image without /proc mounted must not get one made or written through a link)
+            fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                os.write(fd, str(value).encode())
+            finally:
+                os.close(fd)
         except OSError as exc:
             raise SystemCallError("write", exc.errno or 0, path, f"sysctl {key}={value}") from exc
 

@@ -343,6 +343,43 @@ static int console_connect(const char *path)
 	return fd;
 }
 
+/* G asked for its console socket (init.c receive_console): connect and hand it the
+ * connection. -1 with why set (the socket's error: undone, and Python says it). */
+static int send_console(int sync)
+{
+	int fd = console_connect(plan.console_socket);
+	if (fd < 0) {
+		snprintf(why, sizeof why, "console socket %s: %s", plan.console_socket, strerror(errno));
+		return -1;
+	}
+	char body = MSG_CONSOLE;
+	struct iovec iov = {.iov_base = &body, .iov_len = 1};
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} ctl;
+	memset(&ctl, 0, sizeof ctl);
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+			     .msg_controllen = sizeof ctl.buf};
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	ssize_t sent;
+	while ((sent = sendmsg(sync, &msg, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+		;
+	int err = errno;
+	close(fd);
+	if (sent != 1) {
+		read_error(sync, "console");
+		if (!*why)
+			snprintf(why, sizeof why, "console: %s", strerror(err));
+		return -1;
+	}
+	return 0;
+}
+
 /* create.create + _drive. 0 when "created"; -1 with why set, everything undone. */
 static int create(void)
 {
@@ -370,8 +407,11 @@ static int create(void)
 		goto fail;
 	}
 	/* create.create connects here, between the fifo and its O_PATH fd. A socket that
-	 * cannot be reached is Python's error to word: undone, and Python redoes it. */
-	if (*plan.console_socket && (plan.console_fd = console_connect(plan.console_socket)) < 0) {
+	 * cannot be reached is Python's error to word: undone, and Python redoes it. With a
+	 * terminal, P connects only when G asks for it (send_console): see init.c's
+	 * receive_console. */
+	if (*plan.console_socket && !plan.terminal &&
+	    (plan.console_fd = console_connect(plan.console_socket)) < 0) {
 		snprintf(why, sizeof why, "console socket %s: %s", plan.console_socket, strerror(errno));
 		goto fail;
 	}
@@ -449,10 +489,16 @@ static int create(void)
 	}
 	char reply[PATH_MAX + 512];
 	ssize_t n;
-	/* ECONNRESET: G exited with a message of ours unread; its own message still waits */
-	for (int tries = 0; (n = recv(sv[0], reply, sizeof reply - 1, 0)) < 0 && tries < 8; tries++)
-		if (errno != EINTR && errno != ECONNRESET)
+	for (;;) {
+		/* ECONNRESET: G exited with a message of ours unread; its own message still waits */
+		for (int tries = 0; (n = recv(sv[0], reply, sizeof reply - 1, 0)) < 0 && tries < 8; tries++)
+			if (errno != EINTR && errno != ECONNRESET)
+				break;
+		if (!(n == 1 && reply[0] == MSG_CONSOLE && plan.terminal && *plan.console_socket))
 			break;
+		if (send_console(sv[0]) < 0)
+			goto fail;
+	}
 	if (n != 1 || reply[0] != MSG_READY) {
 		reply[n > 0 ? n : 0] = '\0';
 		if (n > 1 && reply[0] == MSG_ERROR)

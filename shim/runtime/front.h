@@ -104,6 +104,8 @@ void front_init(struct front_plan *plan) __attribute__((noreturn));
 /* Messages over the SOCK_SEQPACKET pair: P -> G */
 #define MSG_CGROUP_DIRS 'd' /* the cgroup directories exist */
 #define MSG_CGROUP_JOINED 'j' /* G is inside its cgroup, limits on */
+#define MSG_CONSOLE 'c' /* P -> G: the console socket's connection (SCM_RIGHTS), asked for by
+                         * G -> P: 'c' once G is about to make its terminal */
 /* G -> P */
 #define MSG_READY 'r'
 #define MSG_ERROR 'e' /* followed by "step: reason" */

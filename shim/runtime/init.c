@@ -491,6 +491,34 @@ static void pivot(void)
 	close(new_root);
 }
 
+/* The console socket's connection, made by P only now: P connects when G asks, once
+ * everything that commonly fails has passed (the program's lookup above all). A failure
+ * before this point is undone and redone by Python, which connects itself; had P
+ * connected first, a listener that takes one connection only (containerd's shim, conmon)
+ * would have been spent on the attempt that failed. */
+static void receive_console(void)
+{
+	char ask = MSG_CONSOLE, body[8];
+	if (write(pl->sync_fd, &ask, 1) != 1)
+		fail(errno, "ask for the console socket");
+	struct iovec iov = {.iov_base = body, .iov_len = sizeof body};
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} ctl;
+	memset(&ctl, 0, sizeof ctl);
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+			     .msg_controllen = sizeof ctl.buf};
+	ssize_t n;
+	while ((n = recvmsg(pl->sync_fd, &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
+		;
+	struct cmsghdr *c = n == 1 && body[0] == MSG_CONSOLE ? CMSG_FIRSTHDR(&msg) : NULL;
+	if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
+	    c->cmsg_len != CMSG_LEN(sizeof(int)))
+		fail(0, "no console socket connection from the runtime");
+	memcpy(&pl->console_fd, CMSG_DATA(c), sizeof(int));
+}
+
 /* init._setup_console with console.py's open_pty, bind_console, send_fd and
  * make_controlling, in their order: a pty from the container's own devpts (/dev/ptmx
  * after pivot_root), its slave bound onto /dev/console, the master sent over the
@@ -560,7 +588,8 @@ static void sysctls(void)
 		for (char *c = path + 10; *c; c++)
 			if (*c == '.')
 				*c = '/';
-		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+		/* rootfs.apply_sysctls: never through a link, never a new file */
+		int fd = open(path, O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC);
 		if (fd < 0 || write(fd, v->str, v->len) != (ssize_t)v->len || close(fd) < 0)
 			fail(errno, "sysctl %s", pl->sysctl->keys[i]);
 	}
@@ -968,10 +997,6 @@ void front_init(struct front_plan *plan)
 		fail(errno, "setdomainname");
 	step = "pivot_root";
 	pivot();
-	if (pl->terminal) {
-		step = "console";
-		setup_console();
-	}
 	step = "sysctl";
 	sysctls();
 	if (pl->ns_has[NS_NET] && !*pl->ns_path[NS_NET]) {
@@ -997,6 +1022,13 @@ void front_init(struct front_plan *plan)
 		fail(ENOMEM, "args");
 	for (size_t i = 0; i < pl->args->n; i++)
 		argv[i] = pl->args->items[i].str;
+	if (pl->terminal) { /* init.run_init's place for it: see receive_console */
+		step = "console";
+		wait_joined(); /* P's messages before its connection: all sent once it is in */
+		receive_console();
+		setup_console();
+		step = "process";
+	}
 	finalize();
 	fds_cloexec();
 	step = "join cgroup";

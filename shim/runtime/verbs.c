@@ -281,18 +281,23 @@ static int busy(const char *dir)
 	return any;
 }
 
-/* state.remove_state_dir: the directory holds only plain files. */
-static void remove_state_dir(const char *dir)
+/* state.remove_state_dir: the directory holds only plain files. -1 when something
+ * cannot be removed (a stray directory, say): Python's delete then finishes and says. */
+static int remove_state_dir(const char *dir)
 {
 	DIR *d = opendir(dir);
 	if (!d)
-		return;
+		return errno == ENOENT ? 0 : -1;
 	struct dirent *e;
+	int bad = 0;
 	while ((e = readdir(d)))
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-			unlinkat(dirfd(d), e->d_name, 0);
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && unlinkat(dirfd(d), e->d_name, 0) < 0 &&
+		    errno != ENOENT)
+			bad = 1;
 	closedir(d);
-	rmdir(dir);
+	if (!bad && rmdir(dir) < 0 && errno != ENOENT)
+		bad = 1;
+	return bad ? -1 : 0;
 }
 
 int front_delete(int argc, char **argv)
@@ -334,8 +339,8 @@ int front_delete(int argc, char **argv)
 	for (int i = 0; i < n; i++)
 		if (rmdir(dirs[i]) < 0 && errno != ENOENT)
 			goto out; /* EBUSY/ENOTEMPTY: Python waits, walks and retries */
-	remove_state_dir(r.dir);
-	code = 0;
+	if (remove_state_dir(r.dir) == 0)
+		code = 0;
 out:
 	drop(&r);
 	return code;

@@ -1,7 +1,9 @@
 """Second review of the C front (shim/runtime/*.c) after the first review's fixes, the pty
 code (e272ec6) and kill/delete in C (5fa1129). Each test shows one place where the C path
-differs from the Python runtime (conch/runtime/, the reference); xfail(strict=True) until
-fixed, then the marker comes off and the test holds the fix in place.
+differed from the Python runtime (conch/runtime/, the reference); both are fixed (the
+front now connects to --console-socket only when its init asks, after the program's
+lookup; a delete that cannot remove the state dir is Python's to finish) and the tests
+hold the fixes in place.
 """
 
 from __future__ import annotations
@@ -58,12 +60,8 @@ class OneShotConsole:
         self.path.unlink(missing_ok=True)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "create.c: a C init failure after the pty master was sent (here: exec of a missing "
-    "program) is redone by Python, which connects to --console-socket a second time: a "
-    "one-shot peer (containerd, conmon) then refuses it and the caller gets 'cannot connect "
-    "to console socket' instead of the real error (a peer that keeps listening gets two "
-    "masters)"))
+# Was: a C init failure after the pty master was sent was redone by Python, which
+# connected to --console-socket a second time (a one-shot peer refused it).
 def test_console_socket_failed_init_is_reported_not_reconnected(conch, tmp_path):
     b = make_bundle(tmp_path / "b", ["/nonexistent-r2"], terminal=True)
     got = {}
@@ -79,10 +77,7 @@ def test_console_socket_failed_init_is_reported_not_reconnected(conch, tmp_path)
     assert got["front"] == got["python"], got
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "verbs.c remove_state_dir ignores unlinkat/rmdir errors: delete exits 0 while the "
-    "state dir stays (the container still listed, as stopped); Python's remove_state_dir "
-    "raises (IsADirectoryError here) and delete fails"))
+# Was: verbs.c's delete exited 0 while a stray directory kept the state dir.
 def test_delete_that_cannot_remove_the_state_dir_fails(conch, tmp_path):
     b = make_bundle(tmp_path / "b", ["true"])
     got = {}

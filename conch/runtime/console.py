@@ -12,26 +12,30 @@ import struct
 
 TIOCSPTLCK = 0x40045431
 TIOCGPTN = 0x80045430
+TIOCGPTPEER = 0x5441
 TIOCSCTTY = 0x540E
 TIOCSWINSZ = 0x5414
 TIOCGWINSZ = 0x5413
 
 
-def open_pty() -> tuple[int, str]:
-    """Open /dev/ptmx of the current root, unlock it; return (master fd, slave path)."""
+def open_pty() -> tuple[int, int]:
+    """Open /dev/ptmx of the current root, unlock it; return (master fd, slave fd).
+
+    The slave comes from the master itself (TIOCGPTPEER), never by its path: /dev/pts
+    is the container's, and a path there could be swapped for something else between
+    the two opens (runc's CVE-2025-52565)."""
     master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     fcntl.ioctl(master, TIOCSPTLCK, struct.pack("i", 0))
-    num = struct.unpack("I", fcntl.ioctl(master, TIOCGPTN, b"\0\0\0\0"))[0]
-    return master, f"/dev/pts/{num}"
+    slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    return master, slave
 
 
 def set_size(fd: int, rows: int, cols: int) -> None:
     fcntl.ioctl(fd, TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
-def make_controlling(slave_path: str, console_size=None) -> int:
+def make_controlling(slave: int, console_size=None) -> int:
     """Make the slave our controlling terminal and our stdio (we must be a session leader)."""
-    slave = os.open(slave_path, os.O_RDWR)
     if console_size:
         set_size(slave, int(console_size.get("height", 0)), int(console_size.get("width", 0)))
     fcntl.ioctl(slave, TIOCSCTTY, 0)
@@ -40,13 +44,27 @@ def make_controlling(slave_path: str, console_size=None) -> int:
     return slave
 
 
-def bind_console(slave_path: str) -> None:
-    """/dev/console inside the container is the pty slave (runc's behaviour)."""
+def bind_console(slave: int) -> None:
+    """/dev/console inside the container is the pty slave (runc's behaviour), bound from
+    the slave's fd onto /dev/console opened without following a link: the image's
+    /dev/console may be a symlink to anywhere, and a mount follows one."""
+    import stat
+
+    from conch.errors import InvalidArgument
     from conch.kernel import mount as km
 
-    if not os.path.lexists("/dev/console"):
-        os.close(os.open("/dev/console", os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
-    km.mount(slave_path, "/dev/console", None, km.MS_BIND)
+    try:
+        os.close(os.open("/dev/console", os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
+    except FileExistsError:
+        pass
+    target = os.open("/dev/console", os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(target).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode)):
+            raise InvalidArgument("/dev/console in the container is neither a file nor a device")
+        km.mount(f"/proc/self/fd/{slave}", f"/proc/self/fd/{target}", None, km.MS_BIND)
+    finally:
+        os.close(target)
 
 
 def connect(path: str) -> int:

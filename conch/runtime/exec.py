@@ -199,11 +199,11 @@ def _exec_child(plan, proc: dict) -> None:
             from conch.runtime import console
 
             os.setsid()
-            master, slave_path = console.open_pty()
+            master, slave = console.open_pty()
             console.send_fd(plan.console_fd, master)
             os.close(master)
             os.close(plan.console_fd)
-            console.make_controlling(slave_path, proc.get("consoleSize"))
+            console.make_controlling(slave, proc.get("consoleSize"))
         step = "process"
         exe, args, env = rinit.prepare_exec(proc)
         rinit.finalize(proc, plan)

@@ -410,12 +410,12 @@ def _set_names(spec: dict, ns: dict) -> None:
 def _setup_console(plan: Plan, proc: dict) -> None:
     from conch.runtime import console
 
-    master, slave_path = console.open_pty()
-    console.bind_console(slave_path)
+    master, slave = console.open_pty()
+    console.bind_console(slave)
     console.send_fd(plan.console_fd, master)
     os.close(master)
     os.close(plan.console_fd)
-    console.make_controlling(slave_path, proc.get("consoleSize"))
+    console.make_controlling(slave, proc.get("consoleSize"))
 
 
 def _die_after_start(proc: dict, exc: BaseException) -> None:

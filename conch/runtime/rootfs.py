@@ -334,12 +334,12 @@ def mask_paths(paths) -> None:
     try:
         null = os.open("/dev/null", os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:  # a masked file left readable is no option
-        raise InvalidArgument("maskedPaths: the container has no /dev/null to mask files "
+        raise InvalidArgument("the container has no /dev/null to mask files "
                               f"with ({exc.strerror}); mount a tmpfs on /dev or add it to the image") from None
     try:
         st = os.fstat(null)
         if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(1, 3):
-            raise InvalidArgument("maskedPaths: /dev/null in the container is not the null device (1:3)")
+            raise InvalidArgument("/dev/null in the container is not the null device (1:3)")
         for path in paths:
             try:
                 is_dir = os.path.isdir(path) and not os.path.islink(path)

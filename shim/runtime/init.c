@@ -527,20 +527,33 @@ static void receive_console(void)
 static void setup_console(void)
 {
 	int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC), unlock = 0;
-	unsigned int num;
-	char slave[32];
 	if (master < 0)
 		fail(errno, "open /dev/ptmx");
-	if (ioctl(master, TIOCSPTLCK, &unlock) < 0 || ioctl(master, TIOCGPTN, &num) < 0)
+	if (ioctl(master, TIOCSPTLCK, &unlock) < 0)
 		fail(errno, "unlock /dev/ptmx");
-	snprintf(slave, sizeof slave, "/dev/pts/%u", num);
-	if (!lexists("/dev/console")) {
-		int fd = open("/dev/console", O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
-		if (fd < 0)
-			fail(errno, "create /dev/console");
-		close(fd);
-	}
-	do_mount(slave, "/dev/console", NULL, MS_BIND, NULL);
+	/* console.open_pty: the slave from the master itself, never by its path in the
+	 * container's /dev/pts (runc's CVE-2025-52565) */
+	int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (slave < 0)
+		fail(errno, "TIOCGPTPEER");
+	/* console.bind_console: onto /dev/console opened without following a link */
+	int made = open("/dev/console", O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (made >= 0)
+		close(made);
+	else if (errno != EEXIST)
+		fail(errno, "create /dev/console");
+	int target = open("/dev/console", O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+	if (target < 0 || fstat(target, &st) < 0)
+		fail(errno, "open /dev/console");
+	if (!S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode))
+		fail(0, "/dev/console in the container is neither a file nor a device");
+	char src[64], dst[64];
+	snprintf(src, sizeof src, "/proc/self/fd/%d", slave);
+	snprintf(dst, sizeof dst, "/proc/self/fd/%d", target);
+	do_mount(src, dst, NULL, MS_BIND, NULL);
+	close(target);
+	receive_console(); /* only now: every step that can fail here has passed */
 	char body[] = "/dev/ptmx";
 	struct iovec iov = {.iov_base = body, .iov_len = sizeof body - 1};
 	union {
@@ -562,11 +575,7 @@ static void setup_console(void)
 		fail(errno, "send the pty master");
 	close(master);
 	close(pl->console_fd);
-	/* opened without O_NOCTTY, as os.open opens it: that alone makes it our terminal,
-	 * and TIOCSCTTY then confirms it */
-	int fd = open(slave, O_RDWR | O_CLOEXEC);
-	if (fd < 0)
-		fail(errno, "open %s", slave);
+	int fd = slave; /* console.make_controlling: TIOCSCTTY makes it our terminal */
 	struct winsize ws = {.ws_row = pl->rows, .ws_col = pl->cols};
 	if (pl->has_size && ioctl(fd, TIOCSWINSZ, &ws) < 0)
 		fail(errno, "TIOCSWINSZ");
@@ -640,7 +649,7 @@ static void mask_paths(void)
 	if (null_fd < 0 || fstat(null_fd, &null_st) < 0)
 		fail(errno, "open /dev/null");
 	if (!S_ISCHR(null_st.st_mode) || null_st.st_rdev != makedev(1, 3))
-		fail(0, "maskedPaths: /dev/null in the container is not the null device (1:3)");
+		fail(0, "/dev/null in the container is not the null device (1:3)");
 	snprintf(null_path, sizeof null_path, "/proc/self/fd/%d", null_fd);
 	for (size_t i = 0; i < pl->masked->n; i++) {
 		const char *path = pl->masked->items[i].str;
@@ -1025,7 +1034,6 @@ void front_init(struct front_plan *plan)
 	if (pl->terminal) { /* init.run_init's place for it: see receive_console */
 		step = "console";
 		wait_joined(); /* P's messages before its connection: all sent once it is in */
-		receive_console();
 		setup_console();
 		step = "process";
 	}

@@ -94,3 +94,38 @@ def test_delete_that_cannot_remove_the_state_dir_fails(conch, tmp_path):
         shutil.rmtree(conch.root / cid, ignore_errors=True)  # what delete leaves of it
     assert got["python"] == (1, True), got
     assert got["front"] == got["python"], got
+
+
+def test_image_console_symlink_is_not_followed(conch, tmp_path):
+    """The pty slave is bound onto /dev/console opened without following links, from the
+    slave's own fd (TIOCGPTPEER), never by path (runc's CVE-2025-52565): an image whose
+    /dev/console is a symlink (no tmpfs on /dev) is refused by both paths in the same
+    words, and the file it points at is never mounted over."""
+    def image_dev(spec):  # the image's own /dev (no tmpfs there), nothing to mask with
+        spec["mounts"] = [m for m in spec["mounts"] if m["destination"] != "/dev"]
+        spec["linux"]["maskedPaths"] = []
+
+    b = make_bundle(tmp_path / "b", ["true"], image_dev, terminal=True)
+    victim = b / "rootfs" / "etc" / "console-victim"
+    victim.write_text("untouched\n")
+    console = b / "rootfs" / "dev" / "console"
+    if console.exists() or console.is_symlink():
+        console.unlink()
+    console.symlink_to("/etc/console-victim")
+    ptmx = b / "rootfs" / "dev" / "ptmx"  # create_devices makes it only on a tmpfs /dev
+    if not (ptmx.exists() or ptmx.is_symlink()):
+        ptmx.symlink_to("pts/ptmx")
+    got = {}
+    for path in ("python", "front"):
+        peer = OneShotConsole(tmp_path / f"{path}.sock")
+        try:
+            proc = conch("create", "--bundle", b, "--console-socket", peer.path, conch.new_id(),
+                         env=env_for(path))
+        finally:
+            peer.close()
+        got[path] = (proc.returncode, split_front(proc.stderr)[1].strip())
+    assert got["python"][0] != 0 and "neither a file nor a device" in got["python"][1], got
+    assert got["front"] == got["python"], got
+    assert victim.read_text() == "untouched\n"
+    assert not [line for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                if "console-victim" in line]

@@ -314,13 +314,30 @@ def apply_sysctls(sysctl: dict) -> None:
         try:
             # never through a link, never a new file: a sysctl is a file procfs has (an
             # image without /proc mounted must not get one made or written through a link)
-            fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)  # no O_TRUNC: checked first
             try:
+                if not _on_procfs(fd):  # an image's own file where no proc is mounted
+                    raise InvalidArgument(f"sysctl {key}: {path} is not on procfs")
                 os.write(fd, str(value).encode())
             finally:
                 os.close(fd)
         except OSError as exc:
             raise SystemCallError("write", exc.errno or 0, path, f"sysctl {key}={value}") from exc
+
+
+_PROC_SUPER_MAGIC = 0x9FA0
+
+
+def _on_procfs(fd: int) -> bool:
+    """fstatfs(fd).f_type is procfs's (runc checks the same before writing a sysctl)."""
+    import sys
+
+    from conch.kernel.libc import buffer, check, libc
+
+    buf = buffer(bytes(256))  # struct statfs: f_type, a long, comes first
+    check(libc().fstatfs(fd, buf), "fstatfs")
+    width = 8 if sys.maxsize > 2**32 else 4
+    return int.from_bytes(bytes(buf)[:width], sys.byteorder) == _PROC_SUPER_MAGIC
 
 
 def mask_paths(paths) -> None:

@@ -30,6 +30,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
@@ -38,6 +39,10 @@
 #include <unistd.h>
 
 #include "front.h"
+
+#ifndef PROC_SUPER_MAGIC
+#define PROC_SUPER_MAGIC 0x9fa0
+#endif
 
 #ifndef PR_CAP_AMBIENT
 #define PR_CAP_AMBIENT 47
@@ -598,7 +603,10 @@ static void sysctls(void)
 			if (*c == '.')
 				*c = '/';
 		/* rootfs.apply_sysctls: never through a link, never a new file */
-		int fd = open(path, O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC);
+		int fd = open(path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC); /* no O_TRUNC: checked first */
+		struct statfs sfs;
+		if (fd >= 0 && (fstatfs(fd, &sfs) < 0 || sfs.f_type != PROC_SUPER_MAGIC))
+			fail(0, "not on procfs: %s", path); /* an image's own file: Python says so */
 		if (fd < 0 || write(fd, v->str, v->len) != (ssize_t)v->len || close(fd) < 0)
 			fail(errno, "sysctl %s", pl->sysctl->keys[i]);
 	}

@@ -137,3 +137,23 @@ def test_the_pid_file_temporary_is_never_a_planted_link(tmp_path, monkeypatch):
     (tmp_path / "pid.4242.tmp").unlink()
     create._write_pid_file(str(pid_file), 99)
     assert pid_file.read_text() == "99"
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_sysctl_is_written_only_to_procfs(path, conch, bundle):
+    """No proc mounted and the image carrying its own /proc/sys/... file: the sysctl is
+    refused (runc checks procfs's magic too), and neither a file is made nor the image's
+    written (the writes are O_NOFOLLOW, without O_CREAT)."""
+    def edit(spec):
+        spec["mounts"] = [m for m in spec["mounts"] if m["type"] != "proc"]
+        spec["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1", "net.core.somaxconn": "77"}
+        spec["linux"]["maskedPaths"] = spec["linux"]["readonlyPaths"] = []
+
+    b = bundle(["true"], edit)
+    planted = b / "rootfs" / "proc" / "sys" / "net" / "ipv4" / "ip_forward"
+    planted.parent.mkdir(parents=True, exist_ok=True)
+    planted.write_text("planted\n")
+    proc = conch.run(b, env=env(path))
+    assert proc.returncode != 0 and "not on procfs" in proc.stderr, proc.stderr
+    assert planted.read_text() == "planted\n"
+    assert not (b / "rootfs" / "proc" / "sys" / "net" / "core" / "somaxconn").exists()

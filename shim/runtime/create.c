@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fdpass.h"
 #include "front.h"
 #include "record.h"
 
@@ -353,28 +354,10 @@ static int send_console(int sync)
 		return -1;
 	}
 	char body = MSG_CONSOLE;
-	struct iovec iov = {.iov_base = &body, .iov_len = 1};
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} ctl;
-	memset(&ctl, 0, sizeof ctl);
-	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
-			     .msg_controllen = sizeof ctl.buf};
-	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	ssize_t sent;
-	while ((sent = sendmsg(sync, &msg, MSG_NOSIGNAL)) < 0 && errno == EINTR)
-		;
-	int err = errno;
+	ssize_t sent = front_send_fd(sync, &body, 1, fd);
 	close(fd);
 	if (sent != 1) {
-		read_error(sync, "console");
-		if (!*why)
-			snprintf(why, sizeof why, "console: %s", strerror(err));
+		read_error(sync, "console"); /* G's error, or that it exited */
 		return -1;
 	}
 	return 0;

@@ -38,6 +38,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "fdpass.h"
 #include "front.h"
 
 #ifndef PROC_SUPER_MAGIC
@@ -504,24 +505,13 @@ static void pivot(void)
 static void receive_console(void)
 {
 	char ask = MSG_CONSOLE, body[8];
+	int fd;
 	if (write(pl->sync_fd, &ask, 1) != 1)
 		fail(errno, "ask for the console socket");
-	struct iovec iov = {.iov_base = body, .iov_len = sizeof body};
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} ctl;
-	memset(&ctl, 0, sizeof ctl);
-	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
-			     .msg_controllen = sizeof ctl.buf};
-	ssize_t n;
-	while ((n = recvmsg(pl->sync_fd, &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
-		;
-	struct cmsghdr *c = n == 1 && body[0] == MSG_CONSOLE ? CMSG_FIRSTHDR(&msg) : NULL;
-	if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
-	    c->cmsg_len != CMSG_LEN(sizeof(int)))
+	ssize_t n = front_recv_fd(pl->sync_fd, body, sizeof body, &fd);
+	if (n != 1 || body[0] != MSG_CONSOLE || fd < 0)
 		fail(0, "no console socket connection from the runtime");
-	memcpy(&pl->console_fd, CMSG_DATA(c), sizeof(int));
+	pl->console_fd = fd;
 }
 
 /* init._setup_console with console.py's open_pty, bind_console, send_fd and
@@ -559,23 +549,8 @@ static void setup_console(void)
 	do_mount(src, dst, NULL, MS_BIND, NULL);
 	close(target);
 	receive_console(); /* only now: every step that can fail here has passed */
-	char body[] = "/dev/ptmx";
-	struct iovec iov = {.iov_base = body, .iov_len = sizeof body - 1};
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} ctl;
-	memset(&ctl, 0, sizeof ctl);
-	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
-			     .msg_controllen = sizeof ctl.buf};
-	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &master, sizeof(int));
-	ssize_t sent;
-	while ((sent = sendmsg(pl->console_fd, &msg, MSG_NOSIGNAL)) < 0 && errno == EINTR)
-		;
+	static const char body[] = "/dev/ptmx"; /* what console.send_fd sends with it */
+	ssize_t sent = front_send_fd(pl->console_fd, body, sizeof body - 1, master);
 	if (sent < 0)
 		fail(errno, "send the pty master");
 	close(master);

@@ -60,10 +60,9 @@ class OneShotConsole:
         self.path.unlink(missing_ok=True)
 
 
-# Was: a C init failure after the pty master was sent was redone by Python, which
-# connected to --console-socket a second time (a one-shot peer refused it).
-def test_console_socket_failed_init_is_reported_not_reconnected(conch, tmp_path):
-    b = make_bundle(tmp_path / "b", ["/nonexistent-r2"], terminal=True)
+def create_both_with_one_shot_console(conch, b: Path, tmp_path: Path) -> dict:
+    """``create`` of bundle ``b`` through Python, then the front, each with a one-shot
+    console peer: {path: (exit code, stderr without the front's line)}."""
     got = {}
     for path in ("python", "front"):
         peer = OneShotConsole(tmp_path / f"{path}.sock")
@@ -73,6 +72,14 @@ def test_console_socket_failed_init_is_reported_not_reconnected(conch, tmp_path)
         finally:
             peer.close()
         got[path] = (proc.returncode, split_front(proc.stderr)[1].strip())
+    return got
+
+
+# Was: a C init failure after the pty master was sent was redone by Python, which
+# connected to --console-socket a second time (a one-shot peer refused it).
+def test_console_socket_failed_init_is_reported_not_reconnected(conch, tmp_path):
+    b = make_bundle(tmp_path / "b", ["/nonexistent-r2"], terminal=True)
+    got = create_both_with_one_shot_console(conch, b, tmp_path)
     assert got["python"][0] != 0 and "/nonexistent-r2" in got["python"][1], got
     assert got["front"] == got["python"], got
 
@@ -115,15 +122,7 @@ def test_image_console_symlink_is_not_followed(conch, tmp_path):
     ptmx = b / "rootfs" / "dev" / "ptmx"  # create_devices makes it only on a tmpfs /dev
     if not (ptmx.exists() or ptmx.is_symlink()):
         ptmx.symlink_to("pts/ptmx")
-    got = {}
-    for path in ("python", "front"):
-        peer = OneShotConsole(tmp_path / f"{path}.sock")
-        try:
-            proc = conch("create", "--bundle", b, "--console-socket", peer.path, conch.new_id(),
-                         env=env_for(path))
-        finally:
-            peer.close()
-        got[path] = (proc.returncode, split_front(proc.stderr)[1].strip())
+    got = create_both_with_one_shot_console(conch, b, tmp_path)
     assert got["python"][0] != 0 and "neither a file nor a device" in got["python"][1], got
     assert got["front"] == got["python"], got
     assert victim.read_text() == "untouched\n"
